@@ -1,0 +1,247 @@
+"""The admin: presentation only. Reads go through restrict(), writes through crm.services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from crm import services
+from crm.classification import REGISTRY, mask_value
+from crm.models import AuditEntry, Customer, Team, TeamMembership
+from crm.paginators import EstimatedCountPaginator
+from crm.permissions import can_view_pii, teams_for
+from crm.selectors import customer_search_q
+
+admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
+admin.site.site_title = _("顧客管理")
+admin.site.index_title = _("管理メニュー")
+
+CUSTOMER = Customer._meta.label
+PERSONAL = REGISTRY.personal_fields(CUSTOMER)
+
+
+class ScaleSafeAdmin(admin.ModelAdmin):
+    """Admin defaults for tables with millions of rows (see pitfalls: Django admin at 1–10 M rows)."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+
+
+class TeamListFilter(admin.SimpleListFilter):
+    """Teams the user may see (a small table), instead of RelatedFieldListFilter's whole-table load."""
+
+    title = _("担当チーム")
+    parameter_name = "team"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, Any]]:
+        teams = Team.objects.all() if request.user.has_perm("crm.view_all_customers") else teams_for(request.user)
+        return [(str(t.pk), t.name) for t in teams.order_by("code")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        value = self.value()
+        return queryset.filter(team_id=int(value)) if value and value.isdigit() else queryset
+
+
+def _column(name: str, label: str, pii: bool) -> Callable[[Customer], Any]:
+    def show(obj: Customer) -> Any:
+        value = getattr(obj, name)
+        return value if pii else mask_value(CUSTOMER, name, value)
+
+    show.short_description = label  # type: ignore[attr-defined]
+    show.__name__ = f"col_{name}"
+    return show
+
+
+def _masked_reader(name: str) -> Callable[[Any, Customer], Any]:
+    def read(self: Any, obj: Customer) -> Any:
+        return mask_value(CUSTOMER, name, getattr(obj, name)) if obj and obj.pk else "-"
+
+    read.short_description = Customer._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+    return read
+
+
+LIST_COLUMNS = ["member_no", "family_name", "given_name", "email", "phone", "prefecture"]
+LIST_ONLY = ("id", "team__name", "team__code", "status", "last_activity_at", *LIST_COLUMNS)
+
+FIELDSETS = [
+    (_("基本情報"), {"fields": ["team", "status", "member_no", "external_id"]}),
+    (_("氏名"), {"fields": ["family_name", "given_name", "family_name_kana", "given_name_kana"]}),
+    (_("連絡先"), {"fields": ["email", "phone", "postal_code", "prefecture", "address"]}),
+    (_("属性"), {"fields": ["birth_date", "gender", "preferences", "app_user_id", "device_id", "pos_card_no",
+                          "notes"]}),
+    (_("取得の経緯（法第21条・第29条の記録事項）"),
+     {"fields": ["collection_channel", "collected_at", "acquisition_note"]}),
+    (_("管理情報"), {"fields": ["age_band", "last_activity_at", "closed_at", "created_at", "updated_at"]}),
+]
+
+
+@admin.register(Customer)
+class CustomerAdmin(ScaleSafeAdmin):
+    """Customers: list and search at a million rows, masked unless the user may see personal data."""
+
+    list_filter = (("status", admin.ChoicesFieldListFilter), TeamListFilter)
+    search_fields = ("member_no",)  # any value shows the search box; get_search_results decides
+    search_help_text = _("メールアドレス・電話番号・会員番号・氏名（漢字またはフリガナ）で完全一致検索します。")
+    ordering = ("-id",)
+    list_select_related = ("team",)
+    readonly_fields = ("age_band", "created_at", "updated_at", "closed_at")
+    actions = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        qs = Customer.objects.restrict(request.user, "view").select_related("team")
+        match = getattr(request, "resolver_match", None)
+        if match and match.url_name == "crm_customer_changelist":
+            qs = qs.only(*LIST_ONLY)
+        return qs
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        pii = can_view_pii(request.user)
+        labels = {n: Customer._meta.get_field(n).verbose_name for n in LIST_COLUMNS}
+        cols = [_column(n, labels[n], pii) for n in LIST_COLUMNS]
+        return ["__str__", *cols, "team", "status", "last_activity_at"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
+    ) -> tuple[QuerySet[Customer], bool]:
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(customer_search_q(search_term)), False
+
+    def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
+        if obj is None or can_view_pii(request.user):
+            return FIELDSETS
+        return [
+            (title, {"fields": [f"masked_{f}" if f in PERSONAL else f for f in opts["fields"]]})
+            for title, opts in FIELDSETS
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
+        ro = list(self.readonly_fields)
+        if obj is not None and not can_view_pii(request.user):
+            ro += [f"masked_{f}" for f in PERSONAL]
+        if obj is not None and not self.has_change_permission(request, obj):
+            ro += [f for _t, opts in FIELDSETS for f in opts["fields"] if f not in PERSONAL]
+        return ro
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "team" and not request.user.has_perm("crm.change_all_customers"):
+            kwargs["queryset"] = teams_for(request.user, "change")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_view_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
+        if not super().has_view_permission(request, obj):
+            return False
+        return obj is None or Customer.objects.restrict(request.user, "view").filter(pk=obj.pk).exists()
+
+    def has_change_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or Customer.objects.restrict(request.user, "change").filter(pk=obj.pk).exists()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and (
+            request.user.has_perm("crm.change_all_customers") or teams_for(request.user, "change").exists()
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
+        # Never through the admin delete view (it renders every cascaded row); erasure is a service.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
+        services.customer_save(customer=obj, actor=request.user)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
+        form_url: str = "", obj: Customer | None = None,
+    ) -> Any:
+        if obj is not None and obj.pk:
+            services.customer_access_record(customer=obj, actor=request.user)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+# Masked readers for every personal field, for the change page of users without the permission.
+for _name in PERSONAL:
+    setattr(CustomerAdmin, f"masked_{_name}", _masked_reader(_name))
+
+
+class MembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 0
+    can_delete = False
+    readonly_fields = ("user", "role", "created_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams (business units). Memberships are managed on their own page, through services."""
+
+    list_display = ("code", "name", "created_at")
+    search_fields = ("code", "name")
+    inlines = [MembershipInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Team | None = None) -> bool:
+        return False
+
+
+@admin.register(TeamMembership)
+class TeamMembershipAdmin(admin.ModelAdmin):
+    """Who belongs to which team; saving grants the team object permissions (crm.services)."""
+
+    list_display = ("team", "user", "role", "created_at")
+    list_filter = ("role",)
+    autocomplete_fields = ("team",)
+    raw_id_fields = ("user",)
+
+    def save_model(self, request: HttpRequest, obj: TeamMembership, form: Any, change: bool) -> None:
+        saved = services.team_member_add(team=obj.team, user=obj.user, role=obj.role, actor=request.user)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: TeamMembership) -> None:
+        services.team_member_remove(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TeamMembership]) -> None:
+        for membership in queryset:
+            services.team_member_remove(membership=membership, actor=request.user)
+
+
+if admin.site.is_registered(AuditEntry):
+    admin.site.unregister(AuditEntry)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ScaleSafeAdmin):
+    """The audit trail: read-only for everyone, superusers included. Edits are also caught by the chain."""
+
+    list_display = ("chain_seq", "timestamp", "action", "content_type", "object_pk", "object_repr", "actor",
+                    "remote_addr")
+    list_filter = ("action",)
+    search_fields = ("object_pk",)
+    ordering = ("-chain_seq",)
+    list_select_related = ("content_type", "actor")
+    actions = None
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        term = search_term.strip()
+        return (queryset.filter(object_pk=term), False) if term else (queryset, False)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

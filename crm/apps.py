@@ -1,0 +1,30 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class CrmConfig(AppConfig):
+    name = "crm"
+    verbose_name = _("顧客管理")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
+        from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.models import Customer, Team, TeamMembership
+
+        from django.db.models.signals import post_migrate
+
+        from crm.roles import roles_sync
+
+        # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
+        post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
+
+        for model in (Customer, Team, TeamMembership):
+            label = model._meta.label
+            auditlog.register(
+                model,
+                mask_fields=audit_masked_fields(label),
+                exclude_fields=audit_excluded_fields(label),
+            )

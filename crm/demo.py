@@ -1,0 +1,62 @@
+"""Realistic Japanese demo customers (Faker ja_JP): names with matching kana, addresses by prefecture."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from faker import Faker
+
+PREFECTURES = [
+    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県", "栃木県", "群馬県",
+    "埼玉県", "千葉県", "東京都", "神奈川県", "新潟県", "富山県", "石川県", "福井県", "山梨県", "長野県",
+    "岐阜県", "静岡県", "愛知県", "三重県", "滋賀県", "京都府", "大阪府", "兵庫県", "奈良県", "和歌山県",
+    "鳥取県", "島根県", "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県", "高知県", "福岡県",
+    "佐賀県", "長崎県", "熊本県", "大分県", "宮崎県", "鹿児島県", "沖縄県",
+]
+# JIS X 0401 codes, "01".."47".
+PREFECTURE_CODES = {name: f"{i + 1:02d}" for i, name in enumerate(PREFECTURES)}
+CHANNELS = ["web_form", "app", "store_pos", "event", "business_card", "partner", "import"]
+
+
+def demo_customer_fields(fake: Faker, rng: random.Random, n: int) -> dict[str, Any]:
+    """Field values for one demo customer; `n` makes e-mail and member number unique."""
+    family, family_kana, family_roman = fake.last_name_pair()
+    female = rng.random() < 0.5
+    given, given_kana, given_roman = fake.first_name_female_pair() if female else fake.first_name_male_pair()
+    prefecture = rng.choice(PREFECTURES)
+    mobile = rng.random() < 0.8
+    phone = (
+        f"0{rng.choice('789')}0-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
+        if mobile
+        else f"03-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
+    )
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "family_name": family,
+        "given_name": given,
+        "family_name_kana": family_kana,
+        "given_name_kana": given_kana,
+        "email": f"{given_roman.lower()}.{family_roman.lower()}{n}@example.{rng.choice(['com', 'jp', 'net'])}",
+        "phone": phone,
+        "postal_code": fake.zipcode(),
+        "prefecture": PREFECTURE_CODES[prefecture],
+        "address": f"{fake.city()}{fake.town()}{fake.chome()}{fake.ban()}{fake.gou()}",
+        "birth_date": dt.date(1940, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 65)),
+        "gender": "female" if female else "male",
+        "member_no": f"M{n:09d}",
+        "collection_channel": rng.choice(CHANNELS),
+        "collected_at": now - dt.timedelta(days=rng.randint(0, 3650)),
+        "last_activity_at": now - dt.timedelta(days=rng.randint(0, 1500)),
+        "preferences": {"newsletter": rng.random() < 0.5},
+    }
+
+
+def demo_customers(count: int, seed: int = 42, start: int = 1) -> Iterator[dict[str, Any]]:
+    fake = Faker("ja_JP")
+    fake.seed_instance(seed + start)
+    rng = random.Random(seed + start)
+    for n in range(start, start + count):
+        yield demo_customer_fields(fake, rng, n)

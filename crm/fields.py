@@ -1,0 +1,100 @@
+"""Encrypted model fields. Values are encrypted in Python before they reach the database.
+
+Stored as text (a Fernet token). Lookups other than `isnull` are meaningless on ciphertext and are refused;
+exact search goes through the blind-index columns instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import models
+
+from crm.crypto import decrypt_str, encrypt_str
+
+
+class _EncryptedMixin:
+    """Encrypt on the way in, decrypt on the way out; empty and NULL stay as they are."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = self.to_python(value)  # type: ignore[attr-defined]
+        if value is None or value == "":
+            return value
+        return encrypt_str(self._serialise(value))
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None or value == "":
+            return value
+        return self._deserialise(decrypt_str(value))
+
+    def get_lookup(self, lookup_name: str) -> Any:
+        if lookup_name != "isnull":
+            raise TypeError(f"Encrypted fields do not support the '{lookup_name}' lookup; use a blind index.")
+        return super().get_lookup(lookup_name)  # type: ignore[misc]
+
+    def _serialise(self, value: Any) -> str:
+        return str(value)
+
+    def _deserialise(self, text: str) -> Any:
+        return text
+
+
+class EncryptedCharField(_EncryptedMixin, models.TextField):
+    """A short text value (name, e-mail, phone, address) encrypted at rest.
+
+    `max_length` is validated on the clear value; the column is unbounded text because the token is longer.
+    """
+
+    def __init__(self, *args: Any, max_length: int | None = None, **kwargs: Any) -> None:
+        self.clear_max_length = max_length
+        super().__init__(*args, **kwargs)
+        if max_length:
+            from django.core.validators import MaxLengthValidator
+
+            self.validators.append(MaxLengthValidator(max_length))
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self.clear_max_length:
+            kwargs["max_length"] = self.clear_max_length
+        return name, path, args, kwargs
+
+    def formfield(self, **kwargs: Any) -> Any:
+        from django import forms
+
+        defaults = {"form_class": forms.CharField, "max_length": self.clear_max_length}
+        if self.clear_max_length and self.clear_max_length > 200:
+            defaults["widget"] = forms.Textarea(attrs={"rows": 3})
+        defaults.update(kwargs)
+        return models.Field.formfield(self, **defaults)
+
+
+class EncryptedTextField(_EncryptedMixin, models.TextField):
+    """Free text encrypted at rest (notes, 取得の経緯)."""
+
+
+class EncryptedDateField(_EncryptedMixin, models.TextField):
+    """A date (birth date) encrypted at rest, ISO format inside the token."""
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or value == "" or isinstance(value, dt.date):
+            return value or None
+        return models.DateField().to_python(value)
+
+    def _serialise(self, value: Any) -> str:
+        return value.isoformat()
+
+    def _deserialise(self, text: str) -> Any:
+        return dt.date.fromisoformat(text)
+
+    def formfield(self, **kwargs: Any) -> Any:
+        from django import forms
+
+        defaults = {"form_class": forms.DateField}
+        defaults.update(kwargs)
+        return models.Field.formfield(self, **defaults)
+
+    def value_to_string(self, obj: Any) -> str:
+        value = self.value_from_object(obj)
+        return value.isoformat() if value else ""

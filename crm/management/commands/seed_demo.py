@@ -1,0 +1,98 @@
+"""Demo teams, one login per role, and customers (small sets through the services).
+
+`manage.py seed_demo --customers 300` is what `./dev up` runs; `--print-logins` prints the logins.
+Refuses to run in production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from crm import services
+from crm.demo import demo_customers
+from crm.models import Customer, Team, TeamMembership
+from crm.permissions import ROLE_AUDITOR, ROLE_LABELS, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
+
+DEMO_PASSWORD = "demo-pass-2026"  # development only; the command refuses to run in production
+TEAMS = [("tokyo-sales", "東京営業部"), ("osaka-sales", "大阪営業部"), ("cs-center", "カスタマーサポートセンター"),
+         ("ec-marketing", "EC・マーケティング部")]
+# username → (role, team code or None, team role, has 'view personal data')
+LOGINS = {
+    "staff": (ROLE_STAFF, "tokyo-sales", TeamMembership.Role.MEMBER, False),
+    "staff_lead": (ROLE_STAFF, "tokyo-sales", TeamMembership.Role.LEAD, True),
+    "staff_osaka": (ROLE_STAFF, "osaka-sales", TeamMembership.Role.MEMBER, False),
+    "support": (ROLE_SUPPORT, None, None, True),
+    "privacy": (ROLE_PRIVACY, None, None, True),
+    "security": (ROLE_SECURITY, None, None, False),
+    "auditor": (ROLE_AUDITOR, None, None, False),
+}
+
+
+class Command(BaseCommand):
+    help = "デモ用のチーム・ログイン・顧客を作成します（本番環境では実行できません）。"
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--customers", type=int, default=300)
+        parser.add_argument("--print-logins", action="store_true")
+
+    def handle(self, *args: Any, customers: int, print_logins: bool, **opts: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo は本番環境では実行できません。")
+        if print_logins:
+            self._print_logins()
+            return
+        teams = self._teams_and_logins()
+        have = Customer.objects.count()
+        if have >= customers:
+            self.stdout.write(f"demo customers already present: {have}")
+            return
+        from django.contrib.auth.models import User
+
+        actor = User.objects.get(username="privacy")
+        for i, fields in enumerate(demo_customers(customers - have, start=have + 1)):
+            services.customer_create(team=teams[i % len(teams)], actor=actor, **fields)
+        self.stdout.write(f"demo customers: {customers}")
+
+    @transaction.atomic
+    def _teams_and_logins(self) -> list[Team]:
+        teams = [Team.objects.get_or_create(code=c, defaults={"name": n})[0] for c, n in TEAMS]
+        by_code = {t.code: t for t in teams}
+        user_model = get_user_model()
+        pii_perm = "view_customer_pii"
+        from django.contrib.auth.models import Permission
+
+        for username, (role, team_code, team_role, pii) in LOGINS.items():
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "email": f"{username}@demo.example.jp"}
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            user.groups.add(Group.objects.get(name=role))
+            if team_code:
+                services.team_member_add(team=by_code[team_code], user=user, role=team_role)
+            if pii and role == ROLE_STAFF:
+                user.user_permissions.add(Permission.objects.get(codename=pii_perm))
+        admin, created = user_model.objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True, "email": "admin@demo.example.jp"}
+        )
+        if created:
+            admin.set_password(DEMO_PASSWORD)
+            admin.save()
+        return teams
+
+    def _print_logins(self) -> None:
+        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        for username, (role, team_code, team_role, pii) in LOGINS.items():
+            scope = f"team {team_code} ({team_role})" if team_code else "all teams"
+            self.stdout.write(
+                f"  {username:<12} {ROLE_LABELS[role]:<12} {scope:<28} "
+                f"{'clear personal data' if pii else 'masked personal data'}"
+            )
+        self.stdout.write(f"  {'admin':<12} superuser (break-glass)")

@@ -1,0 +1,325 @@
+"""The customer record and what protects it: teams, memberships, encrypted customers, the audit chain."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from auditlog.models import AbstractLogEntry
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
+from crm.validators import (
+    validate_email,
+    validate_kana,
+    validate_no_my_number,
+    validate_phone,
+    validate_postal_code,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class Team(models.Model):
+    """A business unit that owns customers. Object permissions are granted on teams, never per customer."""
+
+    code = models.SlugField(_("コード"), max_length=40, unique=True)
+    name = models.CharField(_("チーム名"), max_length=100)
+    created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("チーム")
+        verbose_name_plural = _("チーム")
+        ordering = ["code"]
+        permissions = [
+            ("view_team_customers", _("チームの顧客を閲覧できる")),
+            ("change_team_customers", _("チームの顧客を変更できる")),
+            ("delete_team_customers", _("チームの顧客を削除（消去）できる")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamUserObjectPermission(UserObjectPermissionBase):
+    """Direct-FK guardian table for per-user permissions on a team (generic rows do not scale)."""
+
+    content_object = models.ForeignKey(Team, on_delete=models.CASCADE)
+
+
+class TeamGroupObjectPermission(GroupObjectPermissionBase):
+    """Direct-FK guardian table for per-group permissions on a team."""
+
+    content_object = models.ForeignKey(Team, on_delete=models.CASCADE)
+
+
+class TeamMembership(models.Model):
+    """A user's place in a team. Its services grant and revoke the team object permissions."""
+
+    class Role(models.TextChoices):
+        MEMBER = "member", _("メンバー（閲覧・変更）")
+        LEAD = "lead", _("リーダー（閲覧・変更・消去）")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("チーム"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships",
+        verbose_name=_("ユーザー"),
+    )
+    role = models.CharField(_("役割"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("チーム所属")
+        verbose_name_plural = _("チーム所属")
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="uniq_team_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}:{self.user_id}"
+
+
+class CustomerQuerySet(models.QuerySet["Customer"]):
+    def restrict(self, user: AbstractBaseUser | AnonymousUser, action: str = "view") -> CustomerQuerySet:
+        """The single permission gate: the customers `user` may `action` ("view", "change", "delete")."""
+        from crm.permissions import customer_scope
+
+        return customer_scope(self, user, action)
+
+
+class Customer(models.Model):
+    """A person whose personal information the company holds (個人情報, APPI Art. 2(1)).
+
+    Direct identifiers are encrypted at rest (crm.fields) and searchable only through blind indexes
+    (`*_bidx`). Every field is classified in crm/field_classes.py. `str()` carries no
+    personal data because it ends up in the audit log and in error pages.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("有効")
+        CLOSED = "closed", _("退会")
+        STOP_USE = "stop_use", _("利用停止（法第35条）")
+        ANONYMISED = "anonymised", _("匿名化済み")
+
+    class Channel(models.TextChoices):
+        WEB_FORM = "web_form", _("Webフォーム")
+        APP = "app", _("アプリ")
+        STORE_POS = "store_pos", _("店舗・POS")
+        EVENT = "event", _("イベント")
+        BUSINESS_CARD = "business_card", _("名刺")
+        PARTNER = "partner", _("提携先・第三者提供")
+        IMPORT = "import", _("インポート")
+
+    class Gender(models.TextChoices):
+        UNSPECIFIED = "", _("未回答")
+        FEMALE = "female", _("女性")
+        MALE = "male", _("男性")
+        OTHER = "other", _("その他")
+
+    # Identity of the record (not personal by itself).
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="customers", verbose_name=_("担当チーム"))
+    status = models.CharField(_("状態"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
+
+    # Quasi-identifiers: kept in clear for exact lookup, masked in lists.
+    member_no = models.CharField(
+        _("会員番号"), max_length=20, unique=True, null=True, blank=True, validators=[validate_no_my_number]
+    )
+    external_id = models.CharField(
+        _("外部ID"), max_length=64, unique=True, null=True, blank=True, validators=[validate_no_my_number]
+    )
+
+    # Direct identifiers: encrypted at rest.
+    family_name = EncryptedCharField(_("姓"), max_length=50, validators=[validate_no_my_number])
+    given_name = EncryptedCharField(_("名"), max_length=50, blank=True, validators=[validate_no_my_number])
+    family_name_kana = EncryptedCharField(
+        _("セイ（フリガナ）"), max_length=50, blank=True, validators=[validate_kana]
+    )
+    given_name_kana = EncryptedCharField(_("メイ（フリガナ）"), max_length=50, blank=True, validators=[validate_kana])
+    email = EncryptedCharField(
+        _("メールアドレス"), max_length=254, blank=True, validators=[validate_email, validate_no_my_number]
+    )
+    phone = EncryptedCharField(
+        _("電話番号"), max_length=32, blank=True, validators=[validate_phone],
+        help_text=_("国際形式（E.164）で保存します。"),
+    )
+    postal_code = EncryptedCharField(_("郵便番号"), max_length=8, blank=True, validators=[validate_postal_code])
+    address = EncryptedCharField(_("住所"), max_length=300, blank=True, validators=[validate_no_my_number])
+    birth_date = EncryptedDateField(_("生年月日"), null=True, blank=True)
+
+    # Quasi-identifiers that nobody searches: encrypted too.
+    app_user_id = EncryptedCharField(
+        _("アプリ利用者ID"), max_length=100, blank=True, validators=[validate_no_my_number]
+    )
+    device_id = EncryptedCharField(_("端末ID"), max_length=100, blank=True, validators=[validate_no_my_number])
+    pos_card_no = EncryptedCharField(
+        _("ポイントカード番号"), max_length=30, blank=True, validators=[validate_no_my_number]
+    )
+
+    # Attributes.
+    prefecture = models.CharField(_("都道府県"), max_length=4, blank=True, db_index=False)
+    gender = models.CharField(_("性別"), max_length=10, choices=Gender.choices, blank=True, default="")
+    preferences = models.JSONField(_("嗜好・設定"), default=dict, blank=True)
+    notes = EncryptedTextField(_("メモ"), blank=True, validators=[validate_no_my_number])
+
+    # Provenance (取得の経緯).
+    collection_channel = models.CharField(_("取得チャネル"), max_length=20, choices=Channel.choices)
+    collected_at = models.DateTimeField(_("取得日時"), default=timezone.now)
+    acquisition_note = EncryptedTextField(_("取得の経緯"), blank=True, validators=[validate_no_my_number])
+
+    # Anonymised / generalised values written by anonymisation.
+    age_band = models.CharField(_("年代"), max_length=10, blank=True)
+
+    # Blind indexes: keyed hashes of normalised values, for exact search.
+    email_bidx = models.CharField(max_length=32, blank=True, editable=False)
+    phone_bidx = models.CharField(max_length=32, blank=True, editable=False)
+    name_bidx = models.CharField(max_length=32, blank=True, editable=False)
+    kana_bidx = models.CharField(max_length=32, blank=True, editable=False)
+
+    last_activity_at = models.DateTimeField(_("最終利用日時"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("退会日時"), null=True, blank=True)
+    created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("顧客")
+        verbose_name_plural = _("顧客")
+        ordering = ["-id"]
+        permissions = [
+            ("view_customer_pii", _("個人データ（氏名・連絡先等）をマスクなしで閲覧できる")),
+            ("view_all_customers", _("全チームの顧客を閲覧できる")),
+            ("change_all_customers", _("全チームの顧客を変更できる")),
+        ]
+        indexes = [
+            models.Index(fields=["team", "-id"], name="customer_team_id_idx"),
+            models.Index(fields=["email_bidx"], name="customer_email_bidx"),
+            models.Index(fields=["phone_bidx"], name="customer_phone_bidx"),
+            models.Index(fields=["name_bidx"], name="customer_name_bidx"),
+            models.Index(fields=["kana_bidx"], name="customer_kana_bidx"),
+            models.Index(fields=["status", "last_activity_at"], name="customer_status_activity_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"顧客 #{self.pk}" if self.pk else "顧客（未保存）"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.family_name} {self.given_name}".strip()
+
+    @property
+    def full_name_kana(self) -> str:
+        return f"{self.family_name_kana} {self.given_name_kana}".strip()
+
+    def refresh_blind_indexes(self) -> None:
+        """Recompute the keyed hashes from the clear values (services call this before saving)."""
+        from crm.crypto import email_index, name_index, phone_index
+
+        self.email_bidx = email_index(self.email) if self.email else ""
+        self.phone_bidx = (phone_index(self.phone) or "") if self.phone else ""
+        self.name_bidx = name_index(self.full_name) if self.family_name else ""
+        self.kana_bidx = name_index(self.full_name_kana) if self.family_name_kana else ""
+
+    def clean(self) -> None:
+        from crm.crypto import normalise_email, normalise_phone
+        from crm.validators import normalise_postal_code, strings_in
+
+        if self.email:
+            self.email = normalise_email(self.email)
+        if self.phone:
+            self.phone = normalise_phone(self.phone) or self.phone
+        if self.postal_code:
+            self.postal_code = normalise_postal_code(self.postal_code) or self.postal_code
+        for text in strings_in(self.preferences):
+            validate_no_my_number(text)
+
+
+class EncryptionCanary(models.Model):
+    """One known value encrypted under the configured keys; start-up decrypts it to catch a wrong key."""
+
+    token = EncryptedCharField(max_length=64)
+
+    class Meta:
+        verbose_name = _("暗号鍵カナリア")
+
+
+AUDIT_CHAIN_LOCK = 0x4A55_4449  # arbitrary, stable advisory-lock id for the audit chain
+GENESIS_HASH = "0" * 64
+
+
+class AuditEntry(AbstractLogEntry):
+    """django-auditlog's log entry, chained by keyed hash for tamper evidence.
+
+    Each entry stores `chain_seq` (gapless, assigned under an advisory lock) and `chain_hash` =
+    HMAC(AUDIT_CHAIN_KEY, previous hash ‖ canonical payload). The payload is the already redacted entry
+    (personal values are `[redacted]` before they reach it), so erasure never needs to rewrite it.
+    `manage.py audit_verify` recomputes the chain and names the first edited or missing entry.
+    """
+
+    chain_seq = models.BigIntegerField(_("連番"), unique=True, null=True, editable=False)
+    chain_hash = models.CharField(_("チェーンハッシュ"), max_length=64, blank=True, editable=False)
+
+    class Meta(AbstractLogEntry.Meta):
+        verbose_name = _("監査ログ")
+        verbose_name_plural = _("監査ログ")
+        indexes = [models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx")]
+
+    def chain_payload(self) -> dict[str, Any]:
+        return {
+            "seq": self.chain_seq,
+            "content_type": self.content_type_id,
+            "object_pk": self.object_pk,
+            "object_id": self.object_id,
+            "object_repr": self.object_repr,
+            "action": self.action,
+            "changes": self.changes,
+            "changes_text": self.changes_text,
+            "actor": self.actor_id,
+            "actor_email": self.actor_email,
+            "remote_addr": self.remote_addr,
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "cid": self.cid,
+            "additional_data": self.additional_data,
+        }
+
+    def compute_chain_hash(self, previous: str) -> str:
+        body = json.dumps(self.chain_payload(), sort_keys=True, ensure_ascii=False, default=str)
+        key = settings.AUDIT_CHAIN_KEY.encode()
+        return hmac.new(key, (previous + "\x1e" + body).encode(), hashlib.sha256).hexdigest()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Audit entries are written once and chained; the lock serialises writers for the rest of the
+        # transaction, so two concurrent entries can never claim the same sequence number.
+        if not self._state.adding:
+            raise RuntimeError("Audit entries are append-only.")
+        with transaction.atomic():
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+            super().save(*args, **kwargs)
+
+    def _save_table(self, *args: Any, **kwargs: Any) -> Any:
+        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: hash what is stored.
+        last = (
+            AuditEntry.objects.exclude(chain_seq=None)
+            .order_by("-chain_seq")
+            .values_list("chain_seq", "chain_hash")
+            .first()
+        )
+        self.chain_seq = last[0] + 1 if last else 1
+        if self.timestamp is None:
+            self.timestamp = timezone.now()
+        # Round-trip through JSON so the hash sees what PostgreSQL will hand back.
+        self.changes = json.loads(json.dumps(self.changes, default=str)) if self.changes else self.changes
+        self.additional_data = (
+            json.loads(json.dumps(self.additional_data, default=str)) if self.additional_data else None
+        )
+        self.chain_hash = self.compute_chain_hash(last[1] if last else GENESIS_HASH)
+        return super()._save_table(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Audit entries cannot be deleted.")

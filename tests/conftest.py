@@ -1,0 +1,89 @@
+"""Standing fixtures: three users around one team — an owner (team lead), a teammate and an outsider — so
+that every view and selector has its "no permission" case; plus the other roles."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from crm import services
+from crm.models import TeamMembership
+from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
+from tests.factories import CustomerFactory, TeamFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    assert connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def team(db):
+    return TeamFactory(code="tokyo-sales", name="東京営業部")
+
+
+@pytest.fixture
+def other_team(db):
+    return TeamFactory(code="osaka-cs", name="大阪CS")
+
+
+@pytest.fixture
+def owner(team):
+    """Team lead of `team`: view, change and erase its customers; masked personal data."""
+    user = UserFactory(username="owner", roles=[ROLE_STAFF])
+    services.team_member_add(team=team, user=user, role=TeamMembership.Role.LEAD)
+    return user
+
+
+@pytest.fixture
+def teammate(team):
+    """Member of `team`: view and change its customers; masked personal data."""
+    user = UserFactory(username="teammate", roles=[ROLE_STAFF])
+    services.team_member_add(team=team, user=user, role=TeamMembership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def outsider(other_team):
+    """Staff of another team: must be refused everything about `team`'s customers."""
+    user = UserFactory(username="outsider", roles=[ROLE_STAFF])
+    services.team_member_add(team=other_team, user=user, role=TeamMembership.Role.LEAD)
+    return user
+
+
+@pytest.fixture
+def privacy_officer(db):
+    return UserFactory(username="privacy", roles=[ROLE_PRIVACY])
+
+
+@pytest.fixture
+def support_agent(db):
+    return UserFactory(username="support", roles=[ROLE_SUPPORT])
+
+
+@pytest.fixture
+def security_user(db):
+    return UserFactory(username="security", roles=[ROLE_SECURITY])
+
+
+@pytest.fixture
+def auditor(db):
+    return UserFactory(username="auditor", roles=[ROLE_AUDITOR])
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", is_superuser=True)
+
+
+@pytest.fixture
+def customer(team):
+    return CustomerFactory(
+        team=team, family_name="山田", given_name="太郎", family_name_kana="ヤマダ", given_name_kana="タロウ",
+        email="Taro.Yamada@Example.com", phone="090-1234-5678", member_no="M000000001",
+    )
+
+
+@pytest.fixture
+def foreign_customer(other_team):
+    return CustomerFactory(team=other_team, email="hanako@example.org", phone="03-1234-5678")
