@@ -79,3 +79,27 @@ REGISTRY.declare(
         )
     },
 )
+
+REGISTRY.declare(
+    "crm.Purchase",
+    id=not_personal(),
+    customer=not_personal("顧客への参照（消去時に切り離す）"),
+    team=not_personal(),
+    order_no=FieldSpec(Q, ("customer_management",), "tax_records", "full", "注文番号"),
+    amount=FieldSpec(A, ("customer_management", "analytics"), "tax_records", "full", "金額"),
+    currency=not_personal(),
+    channel=not_personal(),
+    purchased_at=FieldSpec(A, ("customer_management", "analytics"), "tax_records", "full", "購入日時"),
+    created_at=not_personal(),
+)
+REGISTRY.declare(
+    "crm.CustomerEvent",
+    id=not_personal(),
+    customer=not_personal("顧客への参照"),
+    visitor_id=FieldSpec(Q, ("analytics",), "behavioural", "full", "Cookie等の訪問者ID（個人関連情報）"),
+    kind=FieldSpec(A, ("analytics",), "behavioural", "full", "イベント種別"),
+    occurred_at=FieldSpec(A, ("analytics",), "behavioural", "full", "発生日時"),
+    properties=FieldSpec(A, ("analytics",), "behavioural", "full", "イベント属性"),
+    source=not_personal("送信元システム"),
+    created_at=not_personal(),
+)

@@ -239,6 +239,60 @@ class Customer(models.Model):
             validate_no_my_number(text)
 
 
+class Purchase(models.Model):
+    """A purchase. Kept for the tax/accounting retention periods (法人税法: 7 years; 会社法 432(2): 10 years)
+    even after the customer is erased: erasure unlinks it (customer → NULL) instead of deleting it."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="purchases",
+        verbose_name=_("顧客"),
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当チーム"))
+    order_no = models.CharField(_("注文番号"), max_length=40, unique=True)
+    amount = models.DecimalField(_("金額"), max_digits=12, decimal_places=0)
+    currency = models.CharField(_("通貨"), max_length=3, default="JPY")
+    channel = models.CharField(_("チャネル"), max_length=20, choices=Customer.Channel.choices)
+    purchased_at = models.DateTimeField(_("購入日時"), db_index=True)
+    created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("購買")
+        verbose_name_plural = _("購買")
+
+    def __str__(self) -> str:
+        return f"購買 #{self.pk}"
+
+
+class CustomerEvent(models.Model):
+    """A behavioural event (page view, purchase, app open …) for analytics. Linked to a customer once the
+    visitor is identified; until then only to an anonymous visitor id (a quasi-identifier)."""
+
+    class Kind(models.TextChoices):
+        PAGE_VIEW = "page_view", _("ページ閲覧")
+        PURCHASE = "purchase", _("購入")
+        APP_OPEN = "app_open", _("アプリ起動")
+        EMAIL_OPEN = "email_open", _("メール開封")
+        STORE_VISIT = "store_visit", _("来店")
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="events", verbose_name=_("顧客")
+    )
+    visitor_id = models.CharField(_("訪問者ID"), max_length=64, blank=True, db_index=True)
+    kind = models.CharField(_("種類"), max_length=20, choices=Kind.choices)
+    occurred_at = models.DateTimeField(_("発生日時"))
+    properties = models.JSONField(_("属性"), default=dict, blank=True)
+    source = models.CharField(_("送信元"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("行動イベント")
+        verbose_name_plural = _("行動イベント")
+        indexes = [models.Index(fields=["occurred_at"], name="event_occurred_idx")]
+
+    def __str__(self) -> str:
+        return f"イベント #{self.pk}"
+
+
 class EncryptionCanary(models.Model):
     """One known value encrypted under the configured keys; start-up decrypts it to catch a wrong key."""
 
