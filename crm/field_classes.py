@@ -6,7 +6,13 @@ the retention engine uses.
 
 from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
 
-D, Q, A, X, DER = DataClass.DIRECT, DataClass.QUASI, DataClass.ATTRIBUTE, DataClass.ANONYMISED, DataClass.DERIVED
+D, Q, A, X, DER = (
+    DataClass.DIRECT,
+    DataClass.QUASI,
+    DataClass.ATTRIBUTE,
+    DataClass.ANONYMISED,
+    DataClass.DERIVED,
+)
 PROFILE = ("customer_management", "customer_support")
 MARKETING = ("marketing_email", "personalisation")
 
@@ -29,7 +35,7 @@ REGISTRY.declare(
     app_user_id=FieldSpec(Q, PROFILE, "customer_profile", "full", "アプリ利用者ID"),
     device_id=FieldSpec(Q, ("analytics",), "behavioural", "full", "端末ID"),
     pos_card_no=FieldSpec(Q, PROFILE, "customer_profile", "full", "ポイントカード番号"),
-    prefecture=FieldSpec(A, PROFILE + ("analytics",), "customer_profile", "full", "都道府県"),
+    prefecture=FieldSpec(A, (*PROFILE, "analytics"), "customer_profile", "full", "都道府県"),
     gender=FieldSpec(A, ("analytics",), "customer_profile", "full", "性別（任意）"),
     preferences=FieldSpec(A, MARKETING, "marketing_preferences", "full", "嗜好・配信設定"),
     notes=FieldSpec(D, ("customer_support",), "customer_profile", "full", "対応メモ（自由記述）"),
@@ -73,9 +79,24 @@ REGISTRY.declare(
     **{
         name: not_personal("監査ログ（個人の値は記録前に伏字化）")
         for name in (
-            "id", "content_type", "object_pk", "object_id", "object_repr", "serialized_data", "action",
-            "changes_text", "changes", "actor", "cid", "remote_addr", "remote_port", "timestamp",
-            "additional_data", "actor_email", "chain_seq", "chain_hash",
+            "id",
+            "content_type",
+            "object_pk",
+            "object_id",
+            "object_repr",
+            "serialized_data",
+            "action",
+            "changes_text",
+            "changes",
+            "actor",
+            "cid",
+            "remote_addr",
+            "remote_port",
+            "timestamp",
+            "additional_data",
+            "actor_email",
+            "chain_seq",
+            "chain_hash",
         )
     },
 )

@@ -67,9 +67,13 @@ class TeamMembership(models.Model):
         MEMBER = "member", _("メンバー（閲覧・変更）")
         LEAD = "lead", _("リーダー（閲覧・変更・消去）")
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("チーム"))
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("チーム")
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="team_memberships",
         verbose_name=_("ユーザー"),
     )
     role = models.CharField(_("役割"), max_length=10, choices=Role.choices, default=Role.MEMBER)
@@ -122,7 +126,9 @@ class Customer(models.Model):
         OTHER = "other", _("その他")
 
     # Identity of the record (not personal by itself).
-    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="customers", verbose_name=_("担当チーム"))
+    team = models.ForeignKey(
+        Team, on_delete=models.PROTECT, related_name="customers", verbose_name=_("担当チーム")
+    )
     status = models.CharField(_("状態"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
 
     # Quasi-identifiers: kept in clear for exact lookup, masked in lists.
@@ -139,15 +145,22 @@ class Customer(models.Model):
     family_name_kana = EncryptedCharField(
         _("セイ（フリガナ）"), max_length=50, blank=True, validators=[validate_kana]
     )
-    given_name_kana = EncryptedCharField(_("メイ（フリガナ）"), max_length=50, blank=True, validators=[validate_kana])
+    given_name_kana = EncryptedCharField(
+        _("メイ（フリガナ）"), max_length=50, blank=True, validators=[validate_kana]
+    )
     email = EncryptedCharField(
         _("メールアドレス"), max_length=254, blank=True, validators=[validate_email, validate_no_my_number]
     )
     phone = EncryptedCharField(
-        _("電話番号"), max_length=32, blank=True, validators=[validate_phone],
+        _("電話番号"),
+        max_length=32,
+        blank=True,
+        validators=[validate_phone],
         help_text=_("国際形式（E.164）で保存します。"),
     )
-    postal_code = EncryptedCharField(_("郵便番号"), max_length=8, blank=True, validators=[validate_postal_code])
+    postal_code = EncryptedCharField(
+        _("郵便番号"), max_length=8, blank=True, validators=[validate_postal_code]
+    )
     address = EncryptedCharField(_("住所"), max_length=300, blank=True, validators=[validate_no_my_number])
     birth_date = EncryptedDateField(_("生年月日"), null=True, blank=True)
 
@@ -155,7 +168,9 @@ class Customer(models.Model):
     app_user_id = EncryptedCharField(
         _("アプリ利用者ID"), max_length=100, blank=True, validators=[validate_no_my_number]
     )
-    device_id = EncryptedCharField(_("端末ID"), max_length=100, blank=True, validators=[validate_no_my_number])
+    device_id = EncryptedCharField(
+        _("端末ID"), max_length=100, blank=True, validators=[validate_no_my_number]
+    )
     pos_card_no = EncryptedCharField(
         _("ポイントカード番号"), max_length=30, blank=True, validators=[validate_no_my_number]
     )
@@ -244,7 +259,11 @@ class Purchase(models.Model):
     even after the customer is erased: erasure unlinks it (customer → NULL) instead of deleting it."""
 
     customer = models.ForeignKey(
-        Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="purchases",
+        Customer,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="purchases",
         verbose_name=_("顧客"),
     )
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当チーム"))
@@ -275,7 +294,12 @@ class CustomerEvent(models.Model):
         STORE_VISIT = "store_visit", _("来店")
 
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="events", verbose_name=_("顧客")
+        Customer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("顧客"),
     )
     visitor_id = models.CharField(_("訪問者ID"), max_length=64, blank=True, db_index=True)
     kind = models.CharField(_("種類"), max_length=20, choices=Kind.choices)
@@ -300,6 +324,9 @@ class EncryptionCanary(models.Model):
 
     class Meta:
         verbose_name = _("暗号鍵カナリア")
+
+    def __str__(self) -> str:
+        return "canary"
 
 
 AUDIT_CHAIN_LOCK = 0x4A55_4449  # arbitrary, stable advisory-lock id for the audit chain
@@ -377,3 +404,9 @@ class AuditEntry(AbstractLogEntry):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Audit entries cannot be deleted.")
+
+
+# Areas of the crm app with models of their own live in sub-packages; importing them here registers them
+# with the crm app (one app, one migration history).
+from crm.integrations.models import *  # noqa: E402,F403
+from crm.retention.models import *  # noqa: E402,F403

@@ -26,7 +26,8 @@ class EstimatedCountPaginator(Paginator):
         if not qs.query.where:
             with db.cursor() as cur:
                 cur.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [qs.model._meta.db_table]
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [qs.model._meta.db_table],
                 )
                 row = cur.fetchone()
             if row and row[0] > CAP:

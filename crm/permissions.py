@@ -40,13 +40,24 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ROLE_STAFF: ["crm.view_customer", "crm.change_customer", "crm.add_customer", "crm.view_team"],
     # Answers 開示等請求 for anyone: must find every customer and see clear values.
     ROLE_SUPPORT: [
-        "crm.view_customer", "crm.view_all_customers", "crm.view_customer_pii", "crm.view_team",
+        "crm.view_customer",
+        "crm.view_all_customers",
+        "crm.view_customer_pii",
+        "crm.view_team",
     ],
     # 個人情報保護管理者: sees all, manages teams and memberships, reads the audit trail.
     ROLE_PRIVACY: [
-        "crm.view_customer", "crm.view_all_customers", "crm.view_customer_pii", "crm.view_team",
-        "crm.add_team", "crm.change_team", "crm.view_teammembership", "crm.add_teammembership",
-        "crm.change_teammembership", "crm.delete_teammembership", "crm.view_auditentry",
+        "crm.view_customer",
+        "crm.view_all_customers",
+        "crm.view_customer_pii",
+        "crm.view_team",
+        "crm.add_team",
+        "crm.change_team",
+        "crm.view_teammembership",
+        "crm.add_teammembership",
+        "crm.change_teammembership",
+        "crm.delete_teammembership",
+        "crm.view_auditentry",
     ],
     # Reads the audit and access logs; no customer data.
     ROLE_SECURITY: ["crm.view_auditentry"],

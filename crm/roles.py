@@ -34,7 +34,9 @@ def roles_sync(apps: Any = None, **kwargs: Any) -> None:
         wanted = []
         for dotted in ROLE_PERMISSIONS.get(role, []):
             app_label, codename = dotted.split(".", 1)
-            perm = permission_model.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            perm = permission_model.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
             if perm is not None:
                 wanted.append(perm)
         group.permissions.set(wanted)

@@ -69,7 +69,10 @@ def _sync_team_perms(membership: TeamMembership) -> None:
 
 
 def team_member_add(
-    *, team: Team, user: AbstractBaseUser, role: str = TeamMembership.Role.MEMBER,
+    *,
+    team: Team,
+    user: AbstractBaseUser,
+    role: str = TeamMembership.Role.MEMBER,
     actor: AbstractBaseUser | None = None,
 ) -> TeamMembership:
     """Put `user` in `team` (or change their role) and grant the matching team object permissions."""

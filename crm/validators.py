@@ -81,7 +81,9 @@ def normalise_postal_code(value: str) -> str | None:
 
 def validate_postal_code(value: str) -> None:
     if value and normalise_postal_code(value) is None:
-        raise ValidationError(_("郵便番号は 〒NNN-NNNN の形式で入力してください（例: 100-0005）。"), code="postal")
+        raise ValidationError(
+            _("郵便番号は 〒NNN-NNNN の形式で入力してください（例: 100-0005）。"), code="postal"
+        )
 
 
 _KANA = re.compile(r"^[\u3041-\u3096\u30a1-\u30fa\u30fc\u30fb\u309b\u309c\u30fd\u30fe\s　]+$")

@@ -79,8 +79,14 @@ def superuser(db):
 @pytest.fixture
 def customer(team):
     return CustomerFactory(
-        team=team, family_name="山田", given_name="太郎", family_name_kana="ヤマダ", given_name_kana="タロウ",
-        email="Taro.Yamada@Example.com", phone="090-1234-5678", member_no="M000000001",
+        team=team,
+        family_name="山田",
+        given_name="太郎",
+        family_name_kana="ヤマダ",
+        given_name_kana="タロウ",
+        email="Taro.Yamada@Example.com",
+        phone="090-1234-5678",
+        member_no="M000000001",
     )
 
 

@@ -19,9 +19,13 @@ from crm.demo import demo_customers
 from crm.models import Customer, Team, TeamMembership
 from crm.permissions import ROLE_AUDITOR, ROLE_LABELS, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
 
-DEMO_PASSWORD = "demo-pass-2026"  # development only; the command refuses to run in production
-TEAMS = [("tokyo-sales", "東京営業部"), ("osaka-sales", "大阪営業部"), ("cs-center", "カスタマーサポートセンター"),
-         ("ec-marketing", "EC・マーケティング部")]
+DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 — development only; the command refuses to run in production
+TEAMS = [
+    ("tokyo-sales", "東京営業部"),
+    ("osaka-sales", "大阪営業部"),
+    ("cs-center", "カスタマーサポートセンター"),
+    ("ec-marketing", "EC・マーケティング部"),
+]
 # username → (role, team code or None, team role, has 'view personal data')
 LOGINS = {
     "staff": (ROLE_STAFF, "tokyo-sales", TeamMembership.Role.MEMBER, False),
@@ -80,7 +84,8 @@ class Command(BaseCommand):
             if pii and role == ROLE_STAFF:
                 user.user_permissions.add(Permission.objects.get(codename=pii_perm))
         admin, created = user_model.objects.get_or_create(
-            username="admin", defaults={"is_staff": True, "is_superuser": True, "email": "admin@demo.example.jp"}
+            username="admin",
+            defaults={"is_staff": True, "is_superuser": True, "email": "admin@demo.example.jp"},
         )
         if created:
             admin.set_password(DEMO_PASSWORD)
@@ -88,7 +93,7 @@ class Command(BaseCommand):
         return teams
 
     def _print_logins(self) -> None:
-        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, (role, team_code, team_role, pii) in LOGINS.items():
             scope = f"team {team_code} ({team_role})" if team_code else "all teams"
             self.stdout.write(

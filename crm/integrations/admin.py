@@ -1,0 +1,1 @@
+"""Admin pages of this area (imported by crm.admin)."""

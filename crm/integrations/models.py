@@ -1,0 +1,1 @@
+"""API clients, hashed tokens and idempotency records for the integration API."""

@@ -1,0 +1,1 @@
+"""Retention policies, legal holds, runs and tombstones (issue: retention engine)."""

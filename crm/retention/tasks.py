@@ -1,0 +1,1 @@
+"""Celery tasks of the retention engine (imported by crm.tasks)."""
