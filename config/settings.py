@@ -93,6 +93,8 @@ if PRODUCTION:
                 f"{_name} must be at least {_MIN_KEY_LENGTH} random characters in production "
                 "(`manage.py generate_keys`)."
             )
+    if any(k in _DEV_VALUES for k in SECRET_KEY_FALLBACKS):
+        raise ImproperlyConfigured("SECRET_KEY_FALLBACKS reuses a development value.")
     _all_keys = [SECRET_KEY, BLIND_INDEX_KEY, AUDIT_CHAIN_KEY, *FIELD_ENCRYPTION_KEYS]
     if len(set(_all_keys)) != len(_all_keys):
         raise ImproperlyConfigured("SECRET_KEY, the encryption keys and the index keys must all differ.")
@@ -101,8 +103,8 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
-if PRODUCTION and not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production.")
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the real host names in production (no '*').")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

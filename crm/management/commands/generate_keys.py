@@ -31,7 +31,10 @@ def fresh_secrets() -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = "本番用の秘密鍵（SECRET_KEY・暗号鍵・ブラインドインデックス鍵・監査チェーン鍵）を新しく生成して表示します。"
+    help = (
+        "本番用の秘密鍵（SECRET_KEY・暗号鍵・ブラインドインデックス鍵・監査チェーン鍵）を"
+        "新しく生成して表示します。"
+    )
     requires_system_checks: list[str] = []
     requires_migrations_checks = False
 

@@ -130,7 +130,8 @@ class Command(BaseCommand):
         unreadable = sum(r.unreadable_count for r in reports)
         if unreadable:
             raise CommandError(
-                f"どの鍵でも開けないトークンが {unreadable:,} 件あります（上記の列と主キーを確認してください）。"
+                f"どの鍵でも開けないトークンが {unreadable:,} 件あります"
+                "（上記の列と主キーを確認してください）。"
                 "それを暗号化した鍵を FIELD_ENCRYPTION_KEYS に加えて再実行してください。"
             )
 
@@ -257,7 +258,9 @@ class Command(BaseCommand):
             for column, ids in report.unreadable.items():
                 shown = ", ".join(str(i) for i in ids[:UNREADABLE_SHOWN])
                 more = "…" if len(ids) > UNREADABLE_SHOWN else ""
-                self.stdout.write(f"    開けないトークン {report.label}.{column}: {len(ids):,} 件（主キー {shown}{more}）")
+                self.stdout.write(
+                    f"    開けないトークン {report.label}.{column}: {len(ids):,} 件（主キー {shown}{more}）"
+                )
         if dry_run:
             return
         total_rotated = sum(r.rotated for r in reports)
@@ -275,6 +278,7 @@ class Command(BaseCommand):
 
         from crm.models import AuditEntry, EncryptionCanary
 
+        rotated = sum(r.rotated for r in reports)
         AuditEntry.objects.create(
             content_type=ContentType.objects.get_for_model(EncryptionCanary),
             object_pk="rotate_keys",
@@ -283,7 +287,7 @@ class Command(BaseCommand):
             changes_text=(
                 "鍵ごとの暗号トークン数を確認しました（dry-run）"
                 if dry_run
-                else f"暗号化フィールドを鍵 [{keys[0]}] で再暗号化しました（{sum(r.rotated for r in reports):,} 件）"
+                else f"暗号化フィールドを鍵 [{keys[0]}] で再暗号化しました（{rotated:,} 件）"
             ),
             additional_data={
                 "command": "rotate_keys",
