@@ -155,14 +155,15 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only engine. `./dev` starts an embedded one when DATABASE_URL is unset.
-try:
-    DATABASES = {"default": env.db_url("DATABASE_URL")}
-except ImproperlyConfigured as exc:
+# An empty value counts as unset (django-environ would turn "" into a configuration without an ENGINE).
+_database_url = env.str("DATABASE_URL", default="").strip()
+if not _database_url:
     raise ImproperlyConfigured(
         "DATABASE_URL is not set. Start the CRM with `./dev up` (it starts an embedded PostgreSQL) "
         "or point DATABASE_URL at PostgreSQL, e.g. postgres://user@127.0.0.1:5432/crm."
-    ) from exc
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    )
+DATABASES = {"default": env.db_url_config(_database_url)}
+if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
