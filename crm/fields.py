@@ -74,7 +74,9 @@ class EncryptedCharField(_EncryptedMixin, models.TextField):
     def formfield(self, **kwargs: Any) -> Any:
         from django import forms
 
-        defaults = {"form_class": forms.CharField, "max_length": self.clear_max_length}
+        # No form-level max_length: the model checks the length of the normalised value (clean_fields), and
+        # the typed form may be longer ("〒100-0005" is stored as "100-0005", which fits max_length=8).
+        defaults: dict[str, Any] = {"form_class": forms.CharField}
         if self.clear_max_length and self.clear_max_length > 200:
             defaults["widget"] = forms.Textarea(attrs={"rows": 3})
         defaults.update(kwargs)

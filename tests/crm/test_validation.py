@@ -404,3 +404,35 @@ def test_customer_factory_values_pass_validation(team):
     # given the factory the other tests rely on
     # then what it makes is valid (it goes through the same service)
     assert CustomerFactory(team=team).pk
+
+
+@pytest.mark.django_db
+def test_admin_style_model_form_accepts_the_typed_forms_and_refuses_bad_ones(team):
+    from django.forms import modelform_factory
+
+    form_class = modelform_factory(
+        Customer, fields=["team", "family_name", "postal_code", "phone", "email", "collection_channel"]
+    )
+    # given what a person types in the admin form: 〒, full-width digits, a national phone number
+    good = form_class(
+        data={
+            "team": team.pk,
+            "family_name": "山田",
+            "postal_code": "〒１００－０００５",
+            "phone": "03-1234-5678",
+            "email": "Taro@Example.com",
+            "collection_channel": Customer.Channel.WEB_FORM,
+        }
+    )
+    # then the form is valid and the instance holds the stored forms
+    assert good.is_valid(), good.errors
+    assert (good.instance.postal_code, good.instance.phone, good.instance.email) == (
+        "100-0005",
+        "+81312345678",
+        "taro@example.com",
+    )
+    # and a bad value is reported on its field with the Japanese message
+    bad = form_class(data={**good.data, "postal_code": "100-00051", "family_name": f"山田{N}"})
+    assert not bad.is_valid()
+    assert BAD_POSTAL in bad.errors["postal_code"]
+    assert MY_NUMBER in bad.errors["family_name"]
