@@ -273,11 +273,12 @@ def _run(args: list[str], **overrides: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.django_db
-def test_wsgi_import_refuses_a_wrong_key_and_accepts_the_right_one():
+@pytest.mark.parametrize("module", ["config.wsgi", "config.asgi"])
+def test_server_entry_point_refuses_a_wrong_key_and_accepts_the_right_one(module):
     # given the test database, whose canary was written under the development keys
-    # when the WSGI module is imported with another key, then with the configured keys
-    wrong = _run([sys.executable, "-c", "import config.wsgi"], FIELD_ENCRYPTION_KEYS=new_key())
-    right = _run([sys.executable, "-c", "import config.wsgi"])
+    # when the WSGI/ASGI module is imported (as gunicorn does) with another key, then with the configured keys
+    wrong = _run([sys.executable, "-c", f"import {module}"], FIELD_ENCRYPTION_KEYS=new_key())
+    right = _run([sys.executable, "-c", f"import {module}"])
     # then the first refuses to start, loudly, and the second starts
     assert wrong.returncode != 0
     assert "EncryptionKeyError" in wrong.stderr
