@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -240,9 +241,10 @@ class Customer(models.Model):
         self.name_bidx = name_index(self.full_name) if self.family_name else ""
         self.kana_bidx = name_index(self.full_name_kana) if self.family_name_kana else ""
 
-    def clean(self) -> None:
+    def normalise(self) -> None:
+        """The stored forms: NFKC case-folded e-mail, E.164 phone, NNN-NNNN postal code."""
         from crm.crypto import normalise_email, normalise_phone
-        from crm.validators import normalise_postal_code, strings_in
+        from crm.validators import normalise_postal_code
 
         if self.email:
             self.email = normalise_email(self.email)
@@ -250,8 +252,20 @@ class Customer(models.Model):
             self.phone = normalise_phone(self.phone) or self.phone
         if self.postal_code:
             self.postal_code = normalise_postal_code(self.postal_code) or self.postal_code
-        for text in strings_in(self.preferences):
-            validate_no_my_number(text)
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        # Normalise first, so that length and format rules judge the value that is stored: "〒100-0005" is
+        # nine characters (max_length=8 refused it) and "ｔａｒｏ@example.com" fails the e-mail pattern.
+        self.normalise()
+        super().clean_fields(exclude=exclude)
+
+    def clean(self) -> None:
+        from crm.validators import my_number_errors
+
+        # The My Number rule on the fields without their own validator: preferences (JSON), phone, kana…
+        errors = my_number_errors(self)
+        if errors:
+            raise ValidationError(errors)
 
 
 class Purchase(models.Model):
