@@ -57,8 +57,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
+def require_chromium() -> str:
+    """The path of the system's Chromium; skips without it, but fails in CI (env CI set)."""
     path = find_chromium()
     if path is None:
         message = (
@@ -69,6 +69,11 @@ def chromium_path() -> str:
             pytest.fail(f"CI: {message}", pytrace=False)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    return require_chromium()
 
 
 @pytest.fixture(scope="session")
