@@ -69,7 +69,10 @@ def test_staff_finds_customer_by_email_and_sees_only_masked_values(live_server, 
     # (the admin keeps the search in `?_changelist_filters=…`)
     page.wait_for_url(re.compile(rf".*/admin/crm/customer/{customer.pk}/change/.*"))
     # then the change page shows masked values only, nowhere in the HTML a clear one
-    assert page.locator(".field-masked_email .readonly").inner_text().strip() not in ("", "-")
+    masked_email = page.locator(".field-masked_email .readonly")
+    assert masked_email.inner_text().strip() not in ("", "-")
+    # and visibly marked as masked (static/crm/admin.css is served and applied)
+    assert masked_email.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
     assert page.locator("#id_email").count() == 0
     assert_no_clear_value(page.content())
 
@@ -100,3 +103,24 @@ def test_outsider_typing_the_change_url_gets_nothing(live_server, new_page, cust
     # and searching by the e-mail address finds nothing either
     page.goto(f"{live_server.url}/admin/crm/customer/?q=taro.yamada%40example.com")
     assert page.locator("#result_list tbody tr").count() == 0
+
+
+def test_language_switcher_turns_the_admin_english_and_back(live_server, new_page):
+    # given the Japanese login page
+    page = new_page()
+    page.goto(f"{live_server.url}/admin/login/")
+    assert page.inner_text("#site-name") == "顧客管理システム（個人情報保護法・GDPR対応）"
+    # when English is chosen in the switcher
+    page.click(".crm-language button[value=en]")
+    page.wait_for_url(f"{live_server.url}/admin/login/")
+    # then the same page comes back in English
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.inner_text("#site-name") == "Customer management (APPI and GDPR compliant)"
+    assert page.locator("#login-form [type=submit]").get_attribute("value") == "Log in"
+    assert page.locator(".crm-language button[value=en]").is_disabled()
+    # when Japanese is chosen again
+    page.click(".crm-language button[value=ja]")
+    page.wait_for_url(f"{live_server.url}/admin/login/")
+    # then it is Japanese again
+    assert page.locator("html").get_attribute("lang") == "ja"
+    assert page.locator("#login-form [type=submit]").get_attribute("value") == "ログイン"
