@@ -8,7 +8,9 @@ shell talks to the same services.
 
 Services this launcher started are stopped cleanly when it ends (Ctrl-C or SIGTERM): PostgreSQL with a
 "fast" shutdown (open transactions rolled back, a checkpoint written), Redis with SHUTDOWN (AOF flushed).
-Services that were already running (`./dev services`, another `./dev up`) are left running.
+`<data dir>/embedded.owner` says who stops them: the pid of a running launcher, or "manual" after
+`./dev services` (then `./dev stop` does). Services found running with no live owner — a launcher that was
+killed with SIGKILL — are adopted and stopped at the end like our own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -29,6 +32,8 @@ from types import FrameType
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CRM_DATA_DIR", BASE_DIR / ".data")).resolve()
 ENV_FILE = DATA_DIR / "embedded.env"
+OWNER_FILE = DATA_DIR / "embedded.owner"
+MANUAL = "manual"
 PY = sys.executable
 BIN = Path(PY).parent
 # A unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS).
@@ -42,6 +47,27 @@ def _say(msg: str) -> None:
 
 class LauncherError(RuntimeError):
     """A start-up step failed; the message says what to do."""
+
+
+# pgserver asks platformdirs for a runtime dir for its lock file; the fallback it warns about is fine.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
+def _owned_by_someone_else() -> bool:
+    """Whether running embedded services belong to another live launcher or to `./dev services`."""
+    import psutil
+
+    try:
+        owner = OWNER_FILE.read_text().strip()
+    except FileNotFoundError:
+        return False
+    if owner == MANUAL:
+        return True
+    try:
+        pid = int(owner)
+    except ValueError:
+        return False
+    return pid != os.getpid() and psutil.pid_exists(pid)
 
 
 # --- embedded PostgreSQL ---------------------------------------------------------------------------------
@@ -61,7 +87,7 @@ def start_embedded_postgres() -> tuple[str, Callable[[], None] | None]:
 
     pgdata = DATA_DIR / "pg"
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    already_running = _postgres_running(pgdata)
+    reuse = _postgres_running(pgdata) and _owned_by_someone_else()
     # cleanup_mode=None: pgserver must not stop it at interpreter exit; we stop it ourselves, after the web
     # server and the workers that use it.
     server = pgserver.get_server(pgdata, cleanup_mode=None)
@@ -69,7 +95,7 @@ def start_embedded_postgres() -> tuple[str, Callable[[], None] | None]:
         server.psql("CREATE DATABASE crm;")
     # The socket directory is pgdata unless that path is too long for a socket; pgserver knows which.
     url = server.get_uri("crm")
-    if already_running:
+    if reuse:
         return url, None
 
     def stop() -> None:
@@ -126,8 +152,14 @@ def start_embedded_redis() -> tuple[str, Callable[[], None] | None]:
         where = ["-h", "127.0.0.1", "-p", str(port)]
         listen = ["--port", str(port), "--bind", "127.0.0.1"]
         url = f"redis://127.0.0.1:{port}/0"
-    if running:
-        return url, None
+
+    def stop() -> None:
+        # SHUTDOWN flushes the append-only file before exiting.
+        subprocess.run([str(cli), *where, "shutdown"], capture_output=True, check=False)
+        _say("embedded Redis stopped")
+
+    if running:  # another live owner's server is left alone; one whose launcher died is adopted
+        return url, None if _owned_by_someone_else() else stop
     subprocess.run(
         [
             str(server_bin),
@@ -156,12 +188,6 @@ def start_embedded_redis() -> tuple[str, Callable[[], None] | None]:
         time.sleep(0.05)
     else:
         raise LauncherError(f"the embedded Redis did not start; see {rdir / 'redis.log'}")
-
-    def stop() -> None:
-        # SHUTDOWN flushes the append-only file before exiting.
-        subprocess.run([str(cli), *where, "shutdown"], capture_output=True, check=False)
-        _say("embedded Redis stopped")
-
     return url, stop
 
 
@@ -174,7 +200,8 @@ class Services:
     def __init__(self) -> None:
         self._stops: list[Callable[[], None]] = []
 
-    def start(self) -> None:
+    def start(self, *, leave_running: bool = False) -> None:
+        """Start or reuse the services; with `leave_running`, they outlive us (`./dev stop` stops them)."""
         lines = []
         if not os.environ.get("DATABASE_URL"):
             url, stop = start_embedded_postgres()
@@ -190,12 +217,17 @@ class Services:
             _say(f"embedded Redis under {DATA_DIR / 'redis'}{'' if stop else ' (already running)'}")
         if lines:
             ENV_FILE.write_text("\n".join(lines) + "\n")
+        if self._stops:
+            OWNER_FILE.write_text(MANUAL if leave_running else str(os.getpid()))
+        if leave_running:
+            self._stops.clear()
 
     def stop(self) -> None:
         """Stop what this launcher started, last started first."""
         if self._stops:
             # The file would point `./manage.py` in another shell at a server that is gone.
             ENV_FILE.unlink(missing_ok=True)
+            OWNER_FILE.unlink(missing_ok=True)
         while self._stops:
             self._stops.pop()()
 
@@ -224,6 +256,7 @@ def stop_embedded() -> int:
         except (psutil.NoSuchProcess, ValueError):
             pass
     ENV_FILE.unlink(missing_ok=True)
+    OWNER_FILE.unlink(missing_ok=True)
     return 0
 
 
@@ -330,7 +363,7 @@ def up() -> int:
         ):
             print("\n" + "=" * 78, flush=True)
             _say(f"CRM is running: {url}")
-            _say("Ctrl-C stops web, worker, beat and the embedded services.")
+            _say("Ctrl-C stops web, worker, beat and the embedded services this launcher started.")
             _manage("seed_demo", "--print-logins")
             print("=" * 78 + "\n", flush=True)
         elif not stop_requested:
@@ -406,7 +439,8 @@ def main() -> int:
     if cmd == "test":
         return test(sys.argv[2:])
     if cmd == "services":
-        Services().start()  # left running on purpose; `./dev stop` stops them
+        Services().start(leave_running=True)
+        _say("left running; `./dev stop` stops them.")
         print(
             f"DATABASE_URL={os.environ['DATABASE_URL']}\nCELERY_BROKER_URL={os.environ['CELERY_BROKER_URL']}"
         )
