@@ -250,9 +250,11 @@ def stop_embedded() -> int:
 
         try:
             proc = psutil.Process(int(pid_file.read_text().strip()))
-            proc.terminate()  # Redis treats SIGTERM as SHUTDOWN (AOF flushed)
-            proc.wait(30)
-            _say("embedded Redis stopped")
+            # A stale pid file may name a reused pid: only ever signal our redis-server.
+            if "redis-server" in proc.name():
+                proc.terminate()  # Redis treats SIGTERM as SHUTDOWN (AOF flushed)
+                proc.wait(30)
+                _say("embedded Redis stopped")
         except (psutil.NoSuchProcess, ValueError):
             pass
     ENV_FILE.unlink(missing_ok=True)
