@@ -71,6 +71,22 @@ def require_chromium() -> str:
     return path
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # After the flush of a TRANSACTIONAL_DB test (post_migrate is inhibited when available_apps is set),
+    # recreate content types, permissions and role groups, as an ordinary transactional test's flush does:
+    # tests running after these ones must find the database as Django's test runner leaves it.
+    yield
+    marker = item.get_closest_marker("django_db")
+    if marker is None or marker.kwargs.get("available_apps") is None:
+        return
+    from django.core.management.sql import emit_post_migrate_signal
+    from pytest_django.plugin import blocking_manager_key
+
+    with item.config.stash[blocking_manager_key].unblock():
+        emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     return require_chromium()
