@@ -78,10 +78,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # tests running after these ones must find the database as Django's test runner leaves it.
     yield
     marker = item.get_closest_marker("django_db")
-    if marker is None or marker.kwargs.get("available_apps") is None:
-        return
+    if nextitem is None or marker is None or marker.kwargs.get("available_apps") is None:
+        return  # (with no next item the session's teardown has already dropped the test database)
     from django.core.management.sql import emit_post_migrate_signal
+    from django.db import connection
     from pytest_django.plugin import blocking_manager_key
+
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        return  # the test never got its database (a fixture failed first): nothing was flushed
 
     with item.config.stash[blocking_manager_key].unblock():
         emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
