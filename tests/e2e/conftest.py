@@ -37,7 +37,7 @@ PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's password
 # `available_apps` (all of them) makes Django flush with TRUNCATE … CASCADE and re-run post_migrate (content
 # types, permissions, role groups) before each test. Without CASCADE the flush fails: django-auditlog's own
 # migrations create the table of the swapped-out `auditlog.LogEntry` with a foreign key to auth_user, and
-# flush does not know that table (django-auditlog issue #804, fixed upstream by PR #805).
+# flush does not know that table (django-auditlog issue #804; PR #805 fixes it, not in the pinned 3.4.1).
 TRANSACTIONAL_DB = pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
 
 
