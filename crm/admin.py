@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from crm import field_classes as _field_classes  # noqa: F401  (fills REGISTRY, see PERSONAL)
 from crm import services
 from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
@@ -22,7 +24,12 @@ admin.site.site_title = _("顧客管理")
 admin.site.index_title = _("管理メニュー")
 
 CUSTOMER = Customer._meta.label
+# The admin is imported (autodiscover) before CrmConfig.ready() loads the classifications, so crm.admin
+# imports crm.field_classes itself: without it this list came out empty and the change page showed and
+# edited every personal field in clear for users without 'view personal data'.
 PERSONAL = REGISTRY.personal_fields(CUSTOMER)
+if not PERSONAL:
+    raise ImproperlyConfigured("crm.Customer has no personal fields in the registry; refusing to unmask.")
 
 
 class ScaleSafeAdmin(admin.ModelAdmin):

@@ -363,6 +363,18 @@ def _canonical_ip(value: str | None) -> str | None:
         return None
 
 
+_CHAIN_SCALARS = (
+    "object_pk",
+    "object_id",
+    "object_repr",
+    "action",
+    "changes_text",
+    "actor_email",
+    "cid",
+    "remote_port",
+)
+
+
 class AuditEntry(AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
@@ -439,6 +451,10 @@ class AuditEntry(AbstractLogEntry):
             self.timestamp = timezone.now()
         elif timezone.is_naive(self.timestamp):
             self.timestamp = timezone.make_aware(self.timestamp)
+        # Hash the column types, not what the caller passed: auditlog hands an integer pk to the
+        # CharField object_pk, which comes back as text.
+        for name in _CHAIN_SCALARS:
+            setattr(self, name, self._meta.get_field(name).to_python(getattr(self, name)))
         # An unparsable forwarded address would make the insert fail; record no address instead.
         self.remote_addr = _canonical_ip(self.remote_addr)
         # Round-trip through JSON so the hash sees what PostgreSQL will hand back.
