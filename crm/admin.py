@@ -149,6 +149,11 @@ class CustomerAdmin(ScaleSafeAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         ro = list(self.readonly_fields)
+        if obj is not None:
+            # Written when the data was acquired and by activity, not by hand: the admin's seconds-only
+            # inputs rewrote them on every save (a spurious audit diff), and an editable last activity
+            # would move retention deadlines.
+            ro += ["collected_at", "last_activity_at"]
         if obj is not None and not can_view_pii(request.user):
             ro += [f"masked_{f}" for f in PERSONAL]
         if obj is not None and not self.has_change_permission(request, obj):

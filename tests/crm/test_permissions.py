@@ -278,6 +278,27 @@ def test_a_customer_cannot_be_moved_to_a_team_the_user_may_not_change(client, te
 
 
 @pytest.mark.django_db
+def test_acquisition_time_and_last_activity_are_not_edited_in_the_admin(client, superuser, customer):
+    # given a superuser posting a new acquisition time and last activity
+    client.force_login(superuser)
+    collected_at, last_activity_at = customer.collected_at, customer.last_activity_at
+    data = admin_form_data(
+        superuser,
+        customer,
+        collected_at_0="2020-01-01",
+        collected_at_1="00:00:00",
+        last_activity_at_0="2099-01-01",
+        last_activity_at_1="00:00:00",
+    )
+    # when the change is saved
+    response = client.post(_change_url(customer), data)
+    # then both keep their recorded values (retention deadlines follow the last activity)
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.collected_at, customer.last_activity_at) == (collected_at, last_activity_at)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("user_name", ["owner", "teammate", "outsider", "privacy_officer", "superuser"])
 def test_delete_view_is_refused_to_everyone(client, request, customer, user_name):
     # given any user, the team lead and the superuser included (erasure goes through a service)
