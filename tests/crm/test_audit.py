@@ -366,6 +366,19 @@ def test_the_database_refuses_update_and_delete_of_entries(customer):
 
 
 @pytest.mark.django_db
+def test_maintenance_lifts_the_guard_for_its_block_only(customer):
+    # given an audit entry
+    entry = _entries_for(customer)[0]
+    # when a maintenance block changes it, then the database lets it through
+    with audit_maintenance():
+        AuditEntry.objects.filter(pk=entry.pk).update(cid="maintenance")
+    # and right after the block the guard is back, in the same transaction
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(cid="after")
+    assert AuditEntry.objects.get(pk=entry.pk).cid == "maintenance"
+
+
+@pytest.mark.django_db
 def test_a_user_who_acted_cannot_be_deleted(team, privacy_officer):
     # given a user named as actor of an entry (users who acted are deactivated, not deleted)
     _new_customer(team, privacy_officer)

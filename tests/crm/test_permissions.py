@@ -94,10 +94,10 @@ def test_team_permission_without_the_role_opens_nothing(team, customer, security
     # given a security user put in the customer's team (team object permissions, but a role without
     # crm.view_customer)
     services.team_member_add(team=team, user=security_user, role=TeamMembership.Role.LEAD)
-    # when they ask the gate to view or change
-    # then the role's missing model permission wins
-    assert not Customer.objects.restrict(security_user, "view").exists()
-    assert not Customer.objects.restrict(security_user, "change").exists()
+    # when they ask the gate to view, change or erase
+    # then the role's missing model permission wins, for erasure too
+    for action in ("view", "change", "delete"):
+        assert not Customer.objects.restrict(security_user, action).exists()
 
 
 @pytest.mark.django_db
