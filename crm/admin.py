@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -29,7 +28,7 @@ CUSTOMER = Customer._meta.label
 # edited every personal field in clear for users without 'view personal data'.
 PERSONAL = REGISTRY.personal_fields(CUSTOMER)
 if not PERSONAL:
-    raise ImproperlyConfigured("crm.Customer has no personal fields in the registry; refusing to unmask.")
+    raise RuntimeError("crm.Customer has no personal fields in the registry; refusing to show them unmasked.")
 
 
 class ScaleSafeAdmin(admin.ModelAdmin):
