@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from crm.audit import audit_actor
 from crm.models import Customer, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
 
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
 
 def _acting(actor: AbstractBaseUser | None) -> Any:
     """Attribute audit entries to `actor` unless a request (the auditlog middleware) already does."""
+    from crm.audit import audit_actor
+
     return audit_actor(actor)
 
 
