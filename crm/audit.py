@@ -34,6 +34,13 @@ MISSING = "missing"  # a sequence number is absent: an entry was deleted
 UNCHAINED = "unchained"  # a row without sequence number: inserted bypassing the model
 HEAD = "head"  # the signed head does not match the chain: newest entries removed or head forged/replayed
 ANCHOR = "anchor"  # the chain does not contain a head recorded outside the database
+KIND_LABELS = {
+    EDITED: "記録後に変更された行",
+    MISSING: "欠落（削除された行）",
+    UNCHAINED: "チェーンを経ずに挿入された行",
+    HEAD: "末尾の署名・連番の不一致",
+    ANCHOR: "外部に記録した末尾と不一致",
+}
 
 
 # --- who acts ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crm.audit import DEFAULT_BATCH_SIZE, audit_chain_verify
+from crm.audit import DEFAULT_BATCH_SIZE, KIND_LABELS, audit_chain_verify
 
 _HEAD = re.compile(r"^(\d+):([0-9a-f]{64})$")
 
@@ -64,7 +64,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"BROKEN {p.kind}: seq={p.seq if p.seq is not None else '-'} "
                 f"entry={p.entry_id if p.entry_id is not None else '-'} ({p.detail}); "
-                f"{report.checked} entries verified before it",
+                f"{report.checked} entries verified before it. "
+                f"監査ログの改ざんの疑い: {KIND_LABELS[p.kind]}",
                 returncode=1,
             )
         self.stdout.write(f"OK: {report.checked} entries verified; head {report.last_seq}:{report.last_hash}")
