@@ -435,6 +435,7 @@ def test_an_edited_entry_is_named(trail):
     ) as exc:
         _verify()
     assert exc.value.returncode == 1
+    assert "改ざんの疑い: 記録後に変更された行" in str(exc.value)
 
 
 @pytest.mark.django_db
