@@ -146,23 +146,32 @@ def audit_chain_verify(
     if head is not None:
         entries = entries.filter(chain_seq__lte=head.seq)
     while True:
-        batch = list(entries.filter(chain_seq__gt=expected - 1)[:batch_size])
+        # A closed range of at most batch_size numbers rather than "> last LIMIT n": whatever plan the
+        # database picks (no statistics yet, say) it reads one batch, never the rest of the table.
+        batch = list(entries.filter(chain_seq__gte=expected, chain_seq__lt=expected + batch_size))
         for entry in batch:
             if entry.chain_seq != expected:
-                gap = _span(expected, entry.chain_seq - 1)
-                problem = ChainBreak(MISSING, expected, None, f"seq {gap} missing before entry {entry.pk}")
-                return ChainReport(checked, expected - 1, previous, problem)
+                return ChainReport(checked, expected - 1, previous, _gap(expected, entry))
             if not hmac.compare_digest(entry.compute_chain_hash(previous), entry.chain_hash):
                 problem = ChainBreak(EDITED, entry.chain_seq, entry.pk, "hash mismatch")
                 return ChainReport(checked, expected - 1, previous, problem)
             previous, expected, checked = entry.chain_hash, expected + 1, checked + 1
         if len(batch) < batch_size:
             break
+    # A short batch ends the walk; an entry further on means the numbers in between were deleted.
+    beyond = entries.filter(chain_seq__gte=expected).first()
+    if beyond is not None:
+        return ChainReport(checked, expected - 1, previous, _gap(expected, beyond))
     last_seq = expected - 1
     report = ChainReport(checked, last_seq, previous)
 
     problem = _head_problem(head, report) or _anchor_problem(expect_head, report) or _unchained_problem()
     return ChainReport(checked, last_seq, previous, problem) if problem else report
+
+
+def _gap(expected: int, found: AuditEntry) -> ChainBreak:
+    gap = _span(expected, found.chain_seq - 1)
+    return ChainBreak(MISSING, expected, None, f"seq {gap} missing before entry {found.pk}")
 
 
 def _span(first: int, last: int) -> str:

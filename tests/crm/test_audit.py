@@ -472,6 +472,19 @@ def test_a_deleted_entry_is_named_by_its_gap(trail):
 
 
 @pytest.mark.django_db
+def test_a_gap_wider_than_a_batch_is_named(trail):
+    # given four consecutive entries deleted, more than one verification batch
+    _tamper("DELETE FROM crm_auditentry WHERE chain_seq BETWEEN 2 AND 5", [])
+
+    # when the trail is verified in batches of two
+    report = audit_chain_verify(batch_size=2)
+
+    # then the whole gap is named, before the entry that follows it
+    assert (report.problem.kind, report.problem.seq, report.checked) == (MISSING, 2, 1)
+    assert report.problem.detail == f"seq 2-5 missing before entry {trail[5].pk}"
+
+
+@pytest.mark.django_db
 def test_deleting_the_newest_entries_is_caught_by_the_head(trail, team, owner):
     # given the two newest entries deleted
     _tamper("DELETE FROM crm_auditentry WHERE chain_seq >= %s", [trail[-2].chain_seq])
