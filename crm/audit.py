@@ -132,8 +132,9 @@ def audit_chain_verify(
 ) -> ChainReport:
     """Recompute the audit chain from the first entry and report the first break.
 
-    Entries are read by `chain_seq` in keyset batches (`chain_seq > last`), so memory stays constant
-    whatever the size of the trail. The walk stops at the signed head read at the start: entries written
+    Entries are read in batches of consecutive numbers (`last < chain_seq <= last + batch_size`, a keyset
+    on the unique index), so memory and the cost of each query stay constant whatever the size of the
+    trail. The walk stops at the signed head read at the start: entries written
     while it runs belong to the next verification. `expect_head` is a (seq, hash) recorded earlier outside
     the database; the chain must still contain it.
     """
