@@ -309,3 +309,25 @@ def test_delete_view_is_refused_to_everyone(client, request, customer, user_name
     assert client.get(url).status_code == 403
     assert client.post(url, {"post": "yes"}).status_code == 403
     assert Customer.objects.filter(pk=customer.pk).exists()
+
+
+@pytest.mark.django_db
+def test_history_page_follows_the_gate(client, owner, outsider, customer):
+    # given the customer's change history (Django's admin log) after the owner changed it
+    client.force_login(owner)
+    client.post(_change_url(customer), admin_form_data(owner, customer, status=Customer.Status.CLOSED))
+    url = reverse("admin:crm_customer_history", args=[customer.pk])
+
+    # when the owner opens it, then it shows the change without personal values
+    own = client.get(url)
+    html = own.content.decode()
+    assert own.status_code == 200
+    assert "状態" in html  # the changed field is named
+    assert "taro.yamada" not in html
+    assert "山田" not in html
+
+    # when an outsider opens it, then they are sent away
+    client.force_login(outsider)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.url == reverse("admin:index")
