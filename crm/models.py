@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from auditlog.models import AbstractLogEntry
@@ -347,13 +350,54 @@ AUDIT_CHAIN_LOCK = 0x4A55_4449  # arbitrary, stable advisory-lock id for the aud
 GENESIS_HASH = "0" * 64
 
 
+def _json_number_as_stored(text: str) -> int | float:
+    """Parse a JSON float the way it comes back from a jsonb column.
+
+    PostgreSQL stores JSON numbers as `numeric` and prints them without exponent: `1e+16` comes back as
+    `10000000000000000`, an int once decoded. Hashing the value as it will be read back keeps the chain
+    verifiable for such values.
+    """
+    exponent = Decimal(text).as_tuple().exponent
+    return int(Decimal(text)) if isinstance(exponent, int) and exponent >= 0 else float(text)
+
+
+def _as_stored_json(value: Any) -> Any:
+    if not value:
+        return value
+    return json.loads(json.dumps(value, default=str), parse_float=_json_number_as_stored)
+
+
+def _canonical_ip(value: str | None) -> str | None:
+    """One spelling per address (PostgreSQL's inet prints '2001:DB8:0::1' as '2001:db8::1')."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+_CHAIN_SCALARS = (
+    "object_pk",
+    "object_id",
+    "object_repr",
+    "action",
+    "changes_text",
+    "actor_email",
+    "cid",
+    "remote_port",
+)
+
+
 class AuditEntry(AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
     Each entry stores `chain_seq` (gapless, assigned under an advisory lock) and `chain_hash` =
     HMAC(AUDIT_CHAIN_KEY, previous hash ‖ canonical payload). The payload is the already redacted entry
     (personal values are `[redacted]` before they reach it), so erasure never needs to rewrite it.
-    `manage.py audit_verify` recomputes the chain and names the first edited or missing entry.
+    The newest link is also kept, signed, in AuditChainHead, so deleting the newest entries shows too.
+    `manage.py audit_verify` (crm.audit) recomputes the chain and names the first edited or missing entry.
+    Migration 0006 makes the table append-only in the database as well (crm.audit.audit_maintenance).
     """
 
     chain_seq = models.BigIntegerField(_("連番"), unique=True, null=True, editable=False)
@@ -365,7 +409,7 @@ class AuditEntry(AbstractLogEntry):
         indexes = [models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx")]
 
     def chain_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "seq": self.chain_seq,
             "content_type": self.content_type_id,
             "object_pk": self.object_pk,
@@ -376,11 +420,19 @@ class AuditEntry(AbstractLogEntry):
             "changes_text": self.changes_text,
             "actor": self.actor_id,
             "actor_email": self.actor_email,
-            "remote_addr": self.remote_addr,
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "remote_addr": _canonical_ip(self.remote_addr),
+            # UTC whatever zone the writer used: the column hands back UTC.
+            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat() if self.timestamp else None,
             "cid": self.cid,
             "additional_data": self.additional_data,
         }
+        # Covered only when set, so entries written before these were hashed still verify, while setting
+        # them afterwards changes the hash.
+        if self.serialized_data is not None:
+            payload["serialized_data"] = self.serialized_data
+        if self.remote_port is not None:
+            payload["remote_port"] = self.remote_port
+        return payload
 
     def compute_chain_hash(self, previous: str) -> str:
         body = json.dumps(self.chain_payload(), sort_keys=True, ensure_ascii=False, default=str)
@@ -399,7 +451,10 @@ class AuditEntry(AbstractLogEntry):
 
     def _save_table(self, *args: Any, **kwargs: Any) -> Any:
         # Runs after pre_save, where auditlog's set_actor fills in the actor and address: hash what is stored.
-        last = (
+        # The chain continues from the signed head rather than from the newest row, so deleting the newest
+        # rows leaves a gap the verifier reports instead of letting their numbers be reused.
+        head = AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON).values_list("seq", "hash").first()
+        last = head or (
             AuditEntry.objects.exclude(chain_seq=None)
             .order_by("-chain_seq")
             .values_list("chain_seq", "chain_hash")
@@ -408,16 +463,68 @@ class AuditEntry(AbstractLogEntry):
         self.chain_seq = last[0] + 1 if last else 1
         if self.timestamp is None:
             self.timestamp = timezone.now()
+        elif timezone.is_naive(self.timestamp):
+            self.timestamp = timezone.make_aware(self.timestamp)
+        # Hash the column types, not what the caller passed: auditlog hands an integer pk to the
+        # CharField object_pk, which comes back as text.
+        for name in _CHAIN_SCALARS:
+            setattr(self, name, self._meta.get_field(name).to_python(getattr(self, name)))
+        # An unparsable forwarded address would make the insert fail; record no address instead.
+        self.remote_addr = _canonical_ip(self.remote_addr)
         # Round-trip through JSON so the hash sees what PostgreSQL will hand back.
-        self.changes = json.loads(json.dumps(self.changes, default=str)) if self.changes else self.changes
-        self.additional_data = (
-            json.loads(json.dumps(self.additional_data, default=str)) if self.additional_data else None
-        )
+        self.changes = _as_stored_json(self.changes)
+        self.additional_data = _as_stored_json(self.additional_data) or None
+        self.serialized_data = _as_stored_json(self.serialized_data) or None
         self.chain_hash = self.compute_chain_hash(last[1] if last else GENESIS_HASH)
-        return super()._save_table(*args, **kwargs)
+        result = super()._save_table(*args, **kwargs)
+        AuditChainHead.advance(seq=self.chain_seq, chain_hash=self.chain_hash)
+        return result
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Audit entries cannot be deleted.")
+
+
+class AuditChainHead(models.Model):
+    """The newest link of the audit chain (one row), signed with AUDIT_CHAIN_KEY.
+
+    Written in the same transaction as each entry. The verifier expects the chain to reach exactly this
+    head, so deleting the newest entries is detected; the signature stops someone without the key from
+    pointing the head back at an older entry. Replaying an old copy of this row is not detectable here:
+    compare with a head recorded outside the database (`audit_verify --expect-head`).
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    seq = models.BigIntegerField(_("最終連番"))
+    hash = models.CharField(_("最終チェーンハッシュ"), max_length=64)
+    mac = models.CharField(_("署名"), max_length=64)
+    updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("監査ログの末尾")
+        verbose_name_plural = _("監査ログの末尾")
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="auditchainhead_singleton")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq}"
+
+    @staticmethod
+    def sign(seq: int, chain_hash: str) -> str:
+        # Domain-separated from the entry hashes, so no entry hash can serve as a head signature.
+        key = settings.AUDIT_CHAIN_KEY.encode()
+        return hmac.new(key, f"audit-head\x1e{seq}\x1e{chain_hash}".encode(), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def advance(cls, *, seq: int, chain_hash: str) -> None:
+        """Move the head to the entry just written (caller holds the chain lock)."""
+        values = {"seq": seq, "hash": chain_hash, "mac": cls.sign(seq, chain_hash)}
+        # One UPDATE in the steady state; the row is created with the first entry (or by migration 0006).
+        if not cls.objects.filter(pk=cls.SINGLETON).update(**values, updated_at=timezone.now()):
+            cls.objects.create(pk=cls.SINGLETON, **values)
+
+    def signature_valid(self) -> bool:
+        return hmac.compare_digest(self.mac, self.sign(self.seq, self.hash))
 
 
 # Areas of the crm app with models of their own live in sub-packages; importing them here registers them
