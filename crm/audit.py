@@ -4,6 +4,7 @@ The entries themselves are written by django-auditlog (crm.models.AuditEntry cha
 what surrounds them:
 
 - `audit_actor(actor)`: attribute the entries written inside a block to a user (services, tasks, commands);
+- `audit_seal_pending()`: chain the entries written since the last seal (after each commit, and from beat);
 - `audit_chain_verify()`: walk the chain in sequence order and name the first broken link;
 - `audit_maintenance()`: lift the database guard of migration 0006 for one transaction (pruning, repairs and
   the tests that simulate tampering).
@@ -21,7 +22,7 @@ from auditlog.context import auditlog_value, set_actor
 from django.db import connection, transaction
 from django.db.models.signals import pre_save
 
-from crm.models import GENESIS_HASH, AuditChainHead, AuditEntry
+from crm.models import AUDIT_CHAIN_LOCK, GENESIS_HASH, AuditChainHead, AuditEntry
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -31,7 +32,7 @@ DEFAULT_BATCH_SIZE = 2000
 # What a break means, shown by `audit_verify` and stored in ChainBreak.kind.
 EDITED = "edited"  # the stored hash does not match the entry: the row was changed in the database
 MISSING = "missing"  # a sequence number is absent: an entry was deleted
-UNCHAINED = "unchained"  # a row without sequence number: inserted bypassing the model
+UNCHAINED = "unchained"  # a row the sealer refuses (no valid entry_mac): inserted bypassing the model
 HEAD = "head"  # the signed head does not match the chain: newest entries removed or head forged/replayed
 ANCHOR = "anchor"  # the chain does not contain a head recorded outside the database
 KIND_LABELS = {
@@ -127,6 +128,82 @@ class ChainReport:
         return self.problem is None
 
 
+# --- sealing -----------------------------------------------------------------------------------------
+
+SEAL_BATCH_SIZE = 500
+
+
+def audit_seal_pending(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> int:
+    """Chain every pending entry whose entry_mac is valid; return how many were sealed.
+
+    Holds the chain's advisory lock only for the seal itself (a few milliseconds per batch), never for a
+    business transaction: writers insert without the lock and whoever seals next chains their entries in id
+    order. Safe to run twice or concurrently (the lock serialises sealers; a sealed entry is never pending
+    again). A pending entry whose entry_mac does not match was not written through the model with the key:
+    it is left unsealed, and the verifier reports it.
+    """
+    sealed, after = 0, 0
+    while True:
+        with transaction.atomic(using=using):
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+            queue = AuditEntry.objects.using(using).filter(chain_seq=None, pk__gt=after)
+            pending = list(queue.order_by("pk")[:batch_size])
+            if not pending:
+                return sealed
+            after = pending[-1].pk
+            head = AuditChainHead.objects.using(using).filter(pk=AuditChainHead.SINGLETON).first()
+            last = (
+                (head.seq, head.hash)
+                if head
+                else (
+                    AuditEntry.objects.using(using)
+                    .exclude(chain_seq=None)
+                    .order_by("-chain_seq")
+                    .values_list("chain_seq", "chain_hash")
+                    .first()
+                )
+            )
+            seq, previous = last if last else (0, GENESIS_HASH)
+            rows = []
+            for entry in pending:
+                if not hmac.compare_digest(entry.entry_mac or "", entry.compute_entry_mac()):
+                    continue
+                seq += 1
+                entry.chain_seq = seq
+                previous = entry.compute_chain_hash(previous)
+                rows.append((seq, previous, entry.pk))
+            if rows:
+                with connection.cursor() as cur:
+                    # The guard of migration 0009 lets exactly this through: NULL chain fields set once.
+                    cur.executemany(
+                        "UPDATE crm_auditentry SET chain_seq = %s, chain_hash = %s WHERE id = %s"
+                        " AND chain_seq IS NULL",
+                        rows,
+                    )
+                AuditChainHead.advance(seq=seq, chain_hash=previous)
+                sealed += len(rows)
+        if len(pending) < batch_size:
+            return sealed
+
+
+def _seal_quietly() -> None:
+    import logging
+
+    try:
+        audit_seal_pending()
+    except Exception:  # the next seal (or beat) chains them; never fail a committed request over it
+        logging.getLogger(__name__).exception("audit seal failed; entries stay pending until the next seal")
+
+
+def audit_seal_after_commit(*, using: str = "default") -> None:
+    """Seal once the writer's transaction commits (at once in autocommit); once per transaction."""
+    conn = transaction.get_connection(using)
+    if any(callback is _seal_quietly for _sids, callback, _robust in conn.run_on_commit):
+        return
+    transaction.on_commit(_seal_quietly, using=using)
+
+
 def audit_chain_verify(
     *, batch_size: int = DEFAULT_BATCH_SIZE, expect_head: tuple[int, str] | None = None
 ) -> ChainReport:
@@ -138,6 +215,8 @@ def audit_chain_verify(
     while it runs belong to the next verification. `expect_head` is a (seq, hash) recorded earlier outside
     the database; the chain must still contain it.
     """
+    # Entries written just now may not be chained yet: seal first, so only forged rows stay pending.
+    audit_seal_pending()
     head = AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON).first()
     if head is not None and not head.signature_valid():
         return ChainReport(0, 0, GENESIS_HASH, ChainBreak(HEAD, head.seq, None, "head signature invalid"))

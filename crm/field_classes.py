@@ -97,6 +97,7 @@ REGISTRY.declare(
             "actor_email",
             "chain_seq",
             "chain_hash",
+            "entry_mac",
         )
     },
 )

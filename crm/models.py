@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -392,9 +392,14 @@ _CHAIN_SCALARS = (
 class AuditEntry(AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
-    Each entry stores `chain_seq` (gapless, assigned under an advisory lock) and `chain_hash` =
-    HMAC(AUDIT_CHAIN_KEY, previous hash ‖ canonical payload). The payload is the already redacted entry
-    (personal values are `[redacted]` before they reach it), so erasure never needs to rewrite it.
+    Two steps, so that no business transaction holds the chain lock:
+    1. Insert (inside the writer's transaction, no lock): the entry carries `entry_mac` =
+       HMAC(AUDIT_CHAIN_KEY, canonical payload), so a row inserted around the model, without the key, shows.
+    2. Seal (crm.audit.audit_seal_pending, right after the writer commits, and every minute from beat):
+       under an advisory lock held only for the seal, each pending entry whose entry_mac is valid gets
+       `chain_seq` (gapless) and `chain_hash` = HMAC(AUDIT_CHAIN_KEY, previous hash ‖ payload with seq).
+    The payload is the already redacted entry (personal values are `[redacted]` before they reach it), so
+    erasure never needs to rewrite it.
     The newest link is also kept, signed, in AuditChainHead, so deleting the newest entries shows too.
     `manage.py audit_verify` (crm.audit) recomputes the chain and names the first edited or missing entry.
     Migration 0006 makes the table append-only in the database as well (crm.audit.audit_maintenance).
@@ -402,11 +407,16 @@ class AuditEntry(AbstractLogEntry):
 
     chain_seq = models.BigIntegerField(_("連番"), unique=True, null=True, editable=False)
     chain_hash = models.CharField(_("チェーンハッシュ"), max_length=64, blank=True, editable=False)
+    entry_mac = models.CharField(_("記録時署名"), max_length=64, blank=True, editable=False, db_default="")
 
     class Meta(AbstractLogEntry.Meta):
         verbose_name = _("監査ログ")
         verbose_name_plural = _("監査ログ")
-        indexes = [models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx")]
+        indexes = [
+            models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx"),
+            # The sealer's queue: entries not yet chained (normally none, or a few for milliseconds).
+            models.Index(fields=["id"], condition=models.Q(chain_seq=None), name="auditentry_unsealed_idx"),
+        ]
 
     def chain_payload(self) -> dict[str, Any]:
         payload = {
@@ -434,51 +444,45 @@ class AuditEntry(AbstractLogEntry):
             payload["remote_port"] = self.remote_port
         return payload
 
+    def compute_entry_mac(self) -> str:
+        payload = self.chain_payload()
+        del payload["seq"]
+        body = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+        key = settings.AUDIT_CHAIN_KEY.encode()
+        return hmac.new(key, ("audit-entry\x1e" + body).encode(), hashlib.sha256).hexdigest()
+
     def compute_chain_hash(self, previous: str) -> str:
         body = json.dumps(self.chain_payload(), sort_keys=True, ensure_ascii=False, default=str)
         key = settings.AUDIT_CHAIN_KEY.encode()
         return hmac.new(key, (previous + "\x1e" + body).encode(), hashlib.sha256).hexdigest()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # Audit entries are written once and chained; the lock serialises writers for the rest of the
-        # transaction, so two concurrent entries can never claim the same sequence number.
         if not self._state.adding:
             raise RuntimeError("Audit entries are append-only.")
-        with transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
-            super().save(*args, **kwargs)
+        super().save(*args, **kwargs)
+        from crm.audit import audit_seal_after_commit
+
+        audit_seal_after_commit(using=self._state.db)
 
     def _save_table(self, *args: Any, **kwargs: Any) -> Any:
-        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: hash what is stored.
-        # The chain continues from the signed head rather than from the newest row, so deleting the newest
-        # rows leaves a gap the verifier reports instead of letting their numbers be reused.
-        head = AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON).values_list("seq", "hash").first()
-        last = head or (
-            AuditEntry.objects.exclude(chain_seq=None)
-            .order_by("-chain_seq")
-            .values_list("chain_seq", "chain_hash")
-            .first()
-        )
-        self.chain_seq = last[0] + 1 if last else 1
+        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored.
+        self.chain_seq, self.chain_hash = None, ""
         if self.timestamp is None:
             self.timestamp = timezone.now()
         elif timezone.is_naive(self.timestamp):
             self.timestamp = timezone.make_aware(self.timestamp)
-        # Hash the column types, not what the caller passed: auditlog hands an integer pk to the
-        # CharField object_pk, which comes back as text.
+        # Sign the column types, not what the caller passed: auditlog hands an integer pk to the
+        # CharField object_pk, which comes back as text. The sealer recomputes this from the stored row.
         for name in _CHAIN_SCALARS:
             setattr(self, name, self._meta.get_field(name).to_python(getattr(self, name)))
         # An unparsable forwarded address would make the insert fail; record no address instead.
         self.remote_addr = _canonical_ip(self.remote_addr)
-        # Round-trip through JSON so the hash sees what PostgreSQL will hand back.
+        # Round-trip through JSON so the MAC sees what PostgreSQL will hand back.
         self.changes = _as_stored_json(self.changes)
         self.additional_data = _as_stored_json(self.additional_data) or None
         self.serialized_data = _as_stored_json(self.serialized_data) or None
-        self.chain_hash = self.compute_chain_hash(last[1] if last else GENESIS_HASH)
-        result = super()._save_table(*args, **kwargs)
-        AuditChainHead.advance(seq=self.chain_seq, chain_hash=self.chain_hash)
-        return result
+        self.entry_mac = self.compute_entry_mac()
+        return super()._save_table(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Audit entries cannot be deleted.")
@@ -487,9 +491,9 @@ class AuditEntry(AbstractLogEntry):
 class AuditChainHead(models.Model):
     """The newest link of the audit chain (one row), signed with AUDIT_CHAIN_KEY.
 
-    Written in the same transaction as each entry. The verifier expects the chain to reach exactly this
-    head, so deleting the newest entries is detected; the signature stops someone without the key from
-    pointing the head back at an older entry. Replaying an old copy of this row is not detectable here:
+    Advanced by the sealer in the same transaction as the entries it chains. The verifier expects the
+    chain to reach exactly this head, so deleting the newest entries is detected; the signature stops
+    someone without the key from pointing the head back at an older entry. Replaying an old copy of this row is not detectable here:
     compare with a head recorded outside the database (`audit_verify --expect-head`).
     """
 

@@ -24,6 +24,7 @@ from crm.audit import (
     audit_actor,
     audit_chain_verify,
     audit_maintenance,
+    audit_seal_pending,
 )
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
@@ -62,6 +63,8 @@ def _assert_no_clear_values(entry: AuditEntry, values: list[str]) -> None:
 
 
 def _entries_for(obj: object) -> list[AuditEntry]:
+    # Entries are chained after their writer commits; a test's transaction never commits, so seal here.
+    audit_seal_pending()
     ct = ContentType.objects.get_for_model(type(obj))
     return list(AuditEntry.objects.filter(content_type=ct, object_pk=str(obj.pk)).order_by("chain_seq"))
 
@@ -409,6 +412,7 @@ def trail(customer, other_team, owner, teammate, outsider):
     _new_customer(other_team, outsider, member_no="M0100", email="o@example.com", phone="090-1111-0100")
     for status in (Customer.Status.CLOSED, Customer.Status.ACTIVE):
         services.customer_update(customer=customer, actor=owner, status=status)
+    audit_seal_pending()
     return list(AuditEntry.objects.order_by("chain_seq"))
 
 
@@ -545,6 +549,7 @@ def test_a_replayed_head_needs_the_head_recorded_outside(trail, team, owner):
 
     # when someone keeps the old head row, lets an entry be written, deletes it and restores the row
     _new_customer(team, owner, member_no="M0008", email="r@example.com", phone="090-1111-0008")
+    audit_seal_pending()
     newest = AuditEntry.objects.order_by("-chain_seq").first()
     newest_recorded = f"{newest.chain_seq}:{newest.chain_hash}"
     _tamper("DELETE FROM crm_auditentry WHERE id = %s", [newest.pk])
@@ -595,3 +600,43 @@ def test_entries_verify_whatever_zone_address_and_numbers_they_were_written_with
 def test_an_empty_trail_verifies():
     # given no entries at all, when verified, then it is OK with zero entries
     assert _verify().startswith("OK: 0 entries verified")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_entries_are_chained_as_soon_as_their_writer_commits(team, owner):
+    # given a write that commits (no test transaction around it)
+    customer = _new_customer(team, owner, member_no="M0900", email="c@example.com", phone="090-1111-0900")
+
+    # then its entry is already sealed, with no explicit call, and the chain verifies
+    ct = ContentType.objects.get_for_model(Customer)
+    entry = AuditEntry.objects.get(content_type=ct, object_pk=str(customer.pk))
+    assert entry.chain_seq is not None and entry.chain_hash and entry.entry_mac
+    assert not AuditEntry.objects.filter(chain_seq=None).exists()
+    assert audit_chain_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_sealed_entry_cannot_be_resealed(trail):
+    # given a sealed entry
+    entry = trail[0]
+    # when raw SQL tries to give it another place in the chain, then the database refuses
+    with pytest.raises(IntegrityError, match="追記専用"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("UPDATE crm_auditentry SET chain_seq = 999, chain_hash = 'x' WHERE id = %s", [entry.pk])
+
+
+@pytest.mark.django_db
+def test_a_pending_entry_with_a_wrong_signature_is_never_sealed(trail):
+    # given a pending row whose entry_mac was not made with the key
+    first = trail[0]
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO crm_auditentry (content_type_id, object_pk, object_repr, action, changes_text,"
+            " timestamp, chain_hash, entry_mac) VALUES (%s, %s, 'forged', 1, '', now(), '', %s) RETURNING id",
+            [first.content_type_id, first.object_pk, "0" * 64],
+        )
+        forged_id = cur.fetchone()[0]
+    # when the sealer runs, then it leaves the row out of the chain and the verifier names it
+    assert audit_seal_pending() == 0
+    assert AuditEntry.objects.get(pk=forged_id).chain_seq is None
+    report = audit_chain_verify()
+    assert (report.problem.kind, report.problem.entry_id) == ("unchained", forged_id)
