@@ -17,6 +17,7 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_consentstate",
         "consent.view_visitorlink",
         "consent.view_specialcarerecord",
+        "consent.add_specialcarerecord",
     ],
     # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
     ROLE_STAFF: [
@@ -25,6 +26,9 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_consentevent",
         "consent.add_consentevent",
         "consent.view_consentstate",
+        # 要配慮個人情報 of their teams' customers, only with the consent on record (法第20条第2項).
+        "consent.view_specialcarerecord",
+        "consent.add_specialcarerecord",
     ],
     # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33), writes nothing.
     ROLE_SUPPORT: [

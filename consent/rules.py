@@ -23,8 +23,14 @@ def grant_method_error(*, category: str, action: str, method: str) -> str | None
     """The Japanese reason a grant by `method` is not valid for `category`, or None when it is."""
     if action == GRANT and method == OPT_OUT and opt_in_required(category):
         if category == "special_care":
-            return "要配慮個人情報の取得にはあらかじめ本人の同意が必要です（法第20条第2項）。オプトアウトでは記録できません。"
-        return "外国にある第三者への提供には本人の事前の同意が必要です（法第28条第1項）。オプトアウトでは記録できません。"
+            return (
+                "要配慮個人情報の取得にはあらかじめ本人の同意が必要です（法第20条第2項）。"
+                "オプトアウトでは記録できません。"
+            )
+        return (
+            "外国にある第三者への提供には本人の事前の同意が必要です（法第28条第1項）。"
+            "オプトアウトでは記録できません。"
+        )
     return None
 
 

@@ -80,7 +80,7 @@ def purpose_create(
     display_order: int = 100,
     actor: AbstractBaseUser | None = None,
 ) -> Purpose:
-    """Create a purpose of use with its first version. Raises ValidationError (nothing written) on bad input."""
+    """Create a purpose of use with its first version. ValidationError (nothing written) on bad input."""
     with transaction.atomic(), _acting(actor):
         purpose = Purpose(
             code=code,
@@ -138,13 +138,28 @@ def purpose_revise(
     return version
 
 
-def purpose_set_published(
-    *, purpose: Purpose, published: bool, actor: AbstractBaseUser | None = None
+def purpose_update_settings(
+    *,
+    purpose: Purpose,
+    category: str | None = None,
+    is_published: bool | None = None,
+    display_order: int | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> Purpose:
-    """Publish or unpublish a purpose. Unpublished purposes accept no new consent and select nobody."""
+    """Change the unversioned settings of a purpose (category, publication, order).
+
+    Unpublished purposes accept no new consent and select nobody (consented_to), but their versions and
+    the ledger rows pointing at them stay.
+    """
     with transaction.atomic(), _acting(actor):
-        purpose.is_published = published
-        purpose.save(update_fields=["is_published", "updated_at"])
+        if category is not None:
+            purpose.category = _choice(category, PurposeCategory.choices, "区分")
+        if is_published is not None:
+            purpose.is_published = is_published
+        if display_order is not None:
+            purpose.display_order = display_order
+        purpose.full_clean(exclude=["current_version"])
+        purpose.save(update_fields=["category", "is_published", "display_order", "updated_at"])
     return purpose
 
 
