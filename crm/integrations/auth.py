@@ -1,0 +1,80 @@
+"""Authentication of the integration API: bearer tokens with scopes, publishable cookie keys, rate limit.
+
+Order of checks for every call: token known and not revoked (else 401) → rate limit (else 429, counted for
+every authenticated call) → scope (else 403) → origin, for publishable keys (else 403) → last-use time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from ninja.errors import AuthorizationError, HttpError
+from ninja.security import APIKeyQuery, HttpBearer
+
+from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.ratelimit import rate_limit_hit
+from crm.integrations.selectors import api_client_for_token
+from crm.integrations.services import api_client_touch
+
+
+class RateLimited(HttpError):
+    """429 with the seconds until the client's window resets (sent as Retry-After)."""
+
+    def __init__(self, retry_after: int, limit: int) -> None:
+        self.retry_after = retry_after
+        self.limit = limit
+        super().__init__(
+            429, _("リクエストが多すぎます。%(seconds)s秒後に再試行してください。") % {"seconds": retry_after}
+        )
+
+
+def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
+    decision = rate_limit_hit(client_id=client.pk, limit=client.effective_rate_limit())
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after, decision.limit)
+    if not client.has_scope(scope):
+        raise AuthorizationError(403, _("このトークンには %(scope)s の権限がありません。") % {"scope": scope})
+    api_client_touch(client=client)
+    request.api_client = client  # type: ignore[attr-defined]
+    return client
+
+
+class TokenAuth(HttpBearer):
+    """`Authorization: Bearer <token>` of a server-side client holding `scope`."""
+
+    def __init__(self, scope: ApiScope) -> None:
+        self.scope = scope
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        client = api_client_for_token(token)
+        if client is None or client.is_publishable:
+            return None
+        return _admit(request, client, self.scope)
+
+
+def origin_allowed(client: ApiClient, origin: str | None) -> bool:
+    """A browser always sends Origin on a cross-site POST; a request without one is not from a page."""
+    return bool(origin) and origin in client.allowed_origins
+
+
+class PublishableKeyAuth(APIKeyQuery):
+    """`?key=pk_…` of a publishable client: cookie categories only, and only from its allowed origins.
+
+    The key is public by design (it sits in the page), so the origin check and the narrow endpoint are what
+    limit abuse; the key travels in the query string so that the CORS preflight, which carries no headers of
+    ours, can be answered for the right client.
+    """
+
+    param_name = "key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        client = api_client_for_token(key or "")
+        if client is None:
+            return None
+        _admit(request, client, ApiScope.COOKIES_WRITE)
+        if not origin_allowed(client, request.headers.get("Origin")):
+            raise AuthorizationError(403, _("このオリジンからの送信は許可されていません。"))
+        return client
