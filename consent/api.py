@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from consent import selectors, services
@@ -294,10 +294,10 @@ def cookie_consent_preflight(request: HttpRequest, response: HttpResponse, key: 
     client = api_client_for_token(key)
     origin = request.headers.get("Origin")
     if client is None or not client.has_scope(ApiScope.COOKIES_WRITE) or not origin_allowed(client, origin):
-        return 403, {"detail": _("このオリジンからの送信は許可されていません。")}
+        return Status(403, {"detail": _("このオリジンからの送信は許可されていません。")})
     response["Access-Control-Allow-Origin"] = origin or ""
     response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response["Access-Control-Allow-Headers"] = "Content-Type, Idempotency-Key"
     response["Access-Control-Max-Age"] = "600"
     response["Vary"] = "Origin"
-    return 204, None
+    return Status(204, None)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
+from ninja import Status
 from ninja.errors import HttpError
 
 from crm.integrations.models import ApiClient
@@ -33,7 +34,7 @@ def api_write(
     compute: Callable[[], tuple[int, dict[str, Any]]],
     *,
     idempotency_key: str | None,
-) -> tuple[int, dict[str, Any]]:
+) -> Status:
     """Run one API write in a transaction, audited with the client's service user as actor.
 
     With an Idempotency-Key the first answer is stored and a retry (same key, same request) gets it back
@@ -45,7 +46,7 @@ def api_write(
     with set_actor(client.user, remote_addr=request.META.get("REMOTE_ADDR")):
         if idempotency_key is None:
             with transaction.atomic():
-                return compute()
+                return Status(*compute())
         status, body, replayed = idempotent_call(
             client=client,
             key=idempotency_key,
@@ -54,4 +55,4 @@ def api_write(
         )
     if replayed:
         response[REPLAYED_HEADER] = "true"
-    return status, body
+    return Status(status, body)
