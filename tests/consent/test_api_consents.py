@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: consent events, consent state, visitor linking and the cookie-banner endpoints."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: customers upsert, events and purchases — auth, scopes, validation, idempotency, rate
 limit and audit."""
 
@@ -48,7 +49,7 @@ def test_missing_token_is_401_and_writes_nothing(team):
 
 def test_wrong_token_is_401(api_client_record):
     # given a token with the right prefix but a wrong secret, and one that is not a token at all
-    client, token = api_client_record
+    client, _token = api_client_record
     forged = f"{client.token_prefix}.{'x' * 43}"
     # when each is used
     # then both are refused
@@ -110,9 +111,8 @@ def test_token_is_stored_only_as_hash(api_client_record):
 # --- create or update -------------------------------------------------------------------------------
 
 
-def test_upsert_creates_in_the_clients_team_encrypted_at_rest(api, api_client_record, team):
+def test_upsert_creates_in_the_clients_team_encrypted_at_rest(api, team):
     # given a server client of `team`
-    client, _token = api_client_record
     # when a new external id is sent
     response = api.put("/customers/EXT-1", NEW)
     # then 201 with the id only (no personal values echoed)
