@@ -130,7 +130,7 @@ def purpose_revise(
     _choice(texts["legal_basis"], LegalBasis.choices, "法的根拠")
     with transaction.atomic(), _acting(actor):
         # Lock the purpose so two officers revising at once get versions n+1 and n+2, not two n+1.
-        locked = Purpose.objects.select_for_update().select_related("current_version").get(pk=purpose.pk)
+        locked = Purpose.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=purpose.pk)
         if not _texts_changed(locked.current_version, texts):
             return locked.current_version  # type: ignore[return-value]
         version = _version_add(purpose=locked, texts=texts, actor=actor)
