@@ -57,7 +57,8 @@ class PurposeForm(forms.ModelForm):
             for name in TEXT_FIELDS:
                 self.fields[name].initial = getattr(current, name)
             # The code is what the API and segments refer to: fixed once created.
-            self.fields["code"].disabled = True
+            if "code" in self.fields:
+                self.fields["code"].disabled = True
 
 
 class PurposeVersionInline(admin.TabularInline):

@@ -130,7 +130,11 @@ def purpose_revise(
     _choice(texts["legal_basis"], LegalBasis.choices, "法的根拠")
     with transaction.atomic(), _acting(actor):
         # Lock the purpose so two officers revising at once get versions n+1 and n+2, not two n+1.
-        locked = Purpose.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=purpose.pk)
+        locked = (
+            Purpose.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(pk=purpose.pk)
+        )
         if not _texts_changed(locked.current_version, texts):
             return locked.current_version  # type: ignore[return-value]
         version = _version_add(purpose=locked, texts=texts, actor=actor)
@@ -303,6 +307,33 @@ def consent_record(
         if event.customer_id:
             _state_apply(event, version.version)
     return event
+
+
+STATE_REBUILD_SQL = """
+INSERT INTO consent_consentstate (customer_id, purpose_id, granted, event_id, version, channel, occurred_at)
+SELECT DISTINCT ON (e.customer_id, e.purpose_id)
+       e.customer_id, e.purpose_id, e.action = 'grant', e.id, v.version, e.channel, e.occurred_at
+FROM consent_consentevent e
+JOIN consent_purposeversion v ON v.id = e.purpose_version_id
+WHERE e.customer_id IS NOT NULL {extra}
+ORDER BY e.customer_id, e.purpose_id, e.occurred_at DESC, e.id DESC
+ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
+    granted = EXCLUDED.granted, event_id = EXCLUDED.event_id, version = EXCLUDED.version,
+    channel = EXCLUDED.channel, occurred_at = EXCLUDED.occurred_at
+WHERE (consent_consentstate.occurred_at, consent_consentstate.event_id)
+    IS DISTINCT FROM (EXCLUDED.occurred_at, EXCLUDED.event_id)
+"""
+
+
+def consent_state_rebuild(*, customer_ids: list[int] | None = None) -> int:
+    """Recompute current states from the ledger (after a bulk load, or to repair): the ledger is the truth.
+
+    Only rows that differ are written. Returns the number of state rows inserted or corrected.
+    """
+    extra, params = ("AND e.customer_id = ANY(%s)", [customer_ids]) if customer_ids is not None else ("", [])
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(STATE_REBUILD_SQL.format(extra=extra), params)
+        return cur.rowcount
 
 
 def consent_grant(*, customer: Customer, purpose_code: str, channel: str, **kwargs: Any) -> ConsentEvent:

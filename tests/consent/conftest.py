@@ -57,3 +57,10 @@ def withdraw():
 def teammate_customer(team):
     """A second customer of `team`."""
     return CustomerFactory(team=team, member_no="M-CONSENT-2")
+
+
+@pytest.fixture(autouse=True)
+def _distinct_member_numbers():
+    """The standing `customer` fixture uses member number M000000001; start the factory's sequence past it
+    so that `foreign_customer` never collides with it whatever order fixtures are created in."""
+    CustomerFactory.reset_sequence(1000)
