@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 
 from consent import selectors, services
 from consent.models import ConsentEvent, Purpose, PurposeCategory
-from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_or_404
+from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_or_404, errors
 from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import Text
@@ -74,7 +74,7 @@ def _evidence(evidence: EvidenceIn) -> dict[str, Any]:
 @router.post(
     "/consents",
     auth=TokenAuth(ApiScope.CONSENTS_WRITE),
-    response={201: ConsentOut, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error},
+    response={201: ConsentOut, **errors(404, 422)},
     summary="同意・撤回を記録",
 )
 def consent_create(
@@ -125,7 +125,7 @@ class ConsentStateOut(Schema):
 @router.get(
     "/customers/{external_id}/consents",
     auth=TokenAuth(ApiScope.CONSENTS_READ),
-    response={200: ConsentStateOut, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error},
+    response={200: ConsentStateOut, **errors(404, 422)},
     summary="顧客の現在の同意状態",
 )
 def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any:  # type: ignore[valid-type]
@@ -137,7 +137,7 @@ def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any
 @router.get(
     "/visitors/{visitor_id}/consents",
     auth=TokenAuth(ApiScope.CONSENTS_READ),
-    response={200: ConsentStateOut, 401: Error, 403: Error, 422: Error, 429: Error},
+    response={200: ConsentStateOut, **errors(422)},
     summary="訪問者（Cookie ID）の現在の同意状態",
 )
 def visitor_consent_state(request: HttpRequest, visitor_id: VisitorId) -> Any:  # type: ignore[valid-type]
@@ -157,7 +157,7 @@ class VisitorLinkOut(Schema):
 @router.post(
     "/visitors/{visitor_id}/link",
     auth=TokenAuth(ApiScope.CONSENTS_WRITE),
-    response={200: VisitorLinkOut, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error},
+    response={200: VisitorLinkOut, **errors(404, 422)},
     summary="訪問者IDを顧客に紐付け、Cookie同意を引き継ぐ",
 )
 def visitor_link(
@@ -219,7 +219,7 @@ def _cors(request: HttpRequest, response: HttpResponse) -> None:
 @cookie_router.get(
     "/cookie-consents/categories",
     auth=PublishableKeyAuth(),
-    response={200: list[CookieCategoryOut], 401: Error, 403: Error, 429: Error},
+    response={200: list[CookieCategoryOut], **errors()},
     summary="バナーに表示するCookieカテゴリ（公開キー）",
 )
 def cookie_categories(request: HttpRequest, response: HttpResponse) -> Any:
@@ -240,7 +240,7 @@ def cookie_categories(request: HttpRequest, response: HttpResponse) -> Any:
 @cookie_router.post(
     "/cookie-consents",
     auth=PublishableKeyAuth(),
-    response={201: CookieConsentOut, 401: Error, 403: Error, 422: Error, 429: Error},
+    response={201: CookieConsentOut, **errors(422)},
     summary="Cookie同意を記録（公開キー・Cookieカテゴリのみ）",
 )
 def cookie_consent_create(

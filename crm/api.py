@@ -40,6 +40,11 @@ class Error(Schema):
     detail: Any
 
 
+def errors(*codes: int) -> dict[int, type[Error]]:
+    """Documented error answers of an operation (400: body is not JSON; 401/403: token; 429: rate limit)."""
+    return dict.fromkeys((400, 401, 403, 429, *codes), Error)
+
+
 class CustomerIn(Schema):
     """Fields to set. On create `family_name` and `collection_channel` are required; on update only the fields
     sent are changed. Values are validated as in the admin (e-mail, phone, kana, My Number refusal)."""
@@ -87,16 +92,7 @@ def customer_or_404(client: ApiClient, external_id: str, action: str = "change")
 @router.put(
     "/customers/{external_id}",
     auth=TokenAuth(ApiScope.CUSTOMERS_WRITE),
-    response={
-        200: CustomerOut,
-        201: CustomerOut,
-        401: Error,
-        403: Error,
-        404: Error,
-        409: Error,
-        422: Error,
-        429: Error,
-    },
+    response={200: CustomerOut, 201: CustomerOut, **errors(404, 409, 422)},
     summary="顧客を外部IDで登録・更新",
 )
 def customer_upsert(
@@ -152,7 +148,7 @@ class CreatedOut(Schema):
 @events_router.post(
     "/events",
     auth=TokenAuth(ApiScope.EVENTS_WRITE),
-    response={201: CreatedOut, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error},
+    response={201: CreatedOut, **errors(404, 422)},
     summary="行動イベント（ページ閲覧・購入など）を記録",
 )
 def event_create(
@@ -192,7 +188,7 @@ class PurchaseIn(Schema):
 @events_router.post(
     "/purchases",
     auth=TokenAuth(ApiScope.EVENTS_WRITE),
-    response={201: CreatedOut, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error, 429: Error},
+    response={201: CreatedOut, **errors(404, 409, 422)},
     summary="購買を記録",
 )
 def purchase_create(
