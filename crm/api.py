@@ -77,13 +77,20 @@ class CustomerOut(Schema):
     created: bool
 
 
-def _customer_for_client(client: ApiClient, external_id: str, action: str = "change") -> Customer | None:
-    """The client's team's customer with this external id (through the one permission gate), or None."""
-    return Customer.objects.restrict(client.user, action).filter(external_id=external_id).first()
+def _customer_for_client(
+    client: ApiClient, external_id: str, action: str = "change", *, full: bool = True
+) -> Customer | None:
+    """The client's team's customer with this external id (through the one permission gate), or None.
+
+    `full=False` loads only what linking a record needs (id, team, status): no field is decrypted.
+    """
+    qs = Customer.objects.restrict(client.user, action).filter(external_id=external_id)
+    return (qs if full else qs.only("id", "team_id", "status", "external_id")).first()
 
 
 def customer_or_404(client: ApiClient, external_id: str, action: str = "change") -> Customer:
-    customer = _customer_for_client(client, external_id, action)
+    """The customer a record refers to (ids only loaded), or 404 when the client may not reach it."""
+    customer = _customer_for_client(client, external_id, action, full=False)
     if customer is None:
         raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
     return customer

@@ -6,8 +6,10 @@ every authenticated call) → scope (else 403) → origin, for publishable keys 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja.errors import AuthorizationError, HttpError
@@ -30,6 +32,27 @@ class RateLimited(HttpError):
         )
 
 
+# Model permissions of service users, per process: (loaded at, user perms, group perms). Loading them costs
+# two queries per request otherwise. A change to a service user's role reaches the API within this many seconds;
+# revoking the token and team membership (checked in SQL on every request) take effect at once.
+PERMISSION_CACHE_SECONDS = 30.0
+_permission_cache: dict[int, tuple[float, set[str], set[str]]] = {}
+
+
+def _load_cached_permissions(client: ApiClient) -> None:
+    """Fill Django's own per-user permission caches from the process cache (ModelBackend reads them)."""
+    user = client.user
+    now = time.monotonic()
+    hit = _permission_cache.get(user.pk)
+    if hit is None or now - hit[0] > PERMISSION_CACHE_SECONDS:
+        backend = ModelBackend()
+        hit = (now, set(backend.get_user_permissions(user)), set(backend.get_group_permissions(user)))
+        _permission_cache[user.pk] = hit
+    user._user_perm_cache = set(hit[1])  # type: ignore[attr-defined]
+    user._group_perm_cache = set(hit[2])  # type: ignore[attr-defined]
+    user._perm_cache = hit[1] | hit[2]  # type: ignore[attr-defined]
+
+
 def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
     decision = rate_limit_hit(client_id=client.pk, limit=client.effective_rate_limit())
     if not decision.allowed:
@@ -37,6 +60,7 @@ def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
     if not client.has_scope(scope):
         raise AuthorizationError(403, _("このトークンには %(scope)s の権限がありません。") % {"scope": scope})
     api_client_touch(client=client)
+    _load_cached_permissions(client)
     request.api_client = client  # type: ignore[attr-defined]
     return client
 

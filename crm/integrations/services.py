@@ -217,7 +217,8 @@ def idempotent_call(
             with transaction.atomic():
                 status, body = compute()
                 try:
-                    with transaction.atomic():
+                    # No savepoint: on a conflict the whole transaction is rolled back anyway.
+                    with transaction.atomic(savepoint=False):
                         IdempotencyRecord.objects.create(
                             client=client,
                             key=key,
