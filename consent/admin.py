@@ -280,7 +280,7 @@ class ConsentEventAdmin(ScaleSafeAdmin):
     search_fields = ("visitor_id",)  # shows the box; get_search_results decides (exact, indexed)
     search_help_text = _("顧客ID（数字）または訪問者IDで完全一致検索します。")
     ordering = ("-id",)
-    list_select_related = ("purpose", "purpose_version")
+    list_select_related = ("purpose__current_version", "purpose_version")
     actions = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentEvent]:
@@ -436,7 +436,7 @@ class ConsentStateAdmin(ScaleSafeAdmin):
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")
     ordering = ("-id",)
-    list_select_related = ("purpose",)
+    list_select_related = ("purpose__current_version",)
     actions = ["grant_selected", "withdraw_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentState]:
@@ -502,7 +502,7 @@ class SpecialCareRecordAdmin(ScaleSafeAdmin):
     ordering = ("-id",)
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")
-    list_select_related = ("purpose",)
+    list_select_related = ("purpose__current_version",)
     actions = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SpecialCareRecord]:

@@ -289,3 +289,25 @@ def test_special_care_admin_refuses_without_consent(client, owner, customer):
     # then the form shows APPI Art. 20(2) and nothing is stored
     assert "第20条第2項" in refused.content.decode()
     assert not SpecialCareRecord.objects.exists()
+
+
+def test_the_ledger_list_does_not_query_per_row(client, support_agent, customer, foreign_customer, grant):
+    # given a few ledger rows over several purposes
+    for code in ("marketing_email", "analytics", "personalisation"):
+        grant(customer, code=code)
+        grant(foreign_customer, code=code)
+    client.force_login(support_agent)
+    url = reverse(LEDGER)
+    client.get(url)  # warm caches (content types, sessions)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # when the list is rendered with 6 rows, then with 8
+    with CaptureQueriesContext(connection) as six:
+        client.get(url)
+    grant(customer, code="cookies_analytics")
+    grant(foreign_customer, code="cookies_analytics")
+    with CaptureQueriesContext(connection) as eight:
+        client.get(url)
+    # then the number of queries does not grow with the rows
+    assert len(eight) == len(six)
