@@ -32,9 +32,9 @@ class RateLimited(HttpError):
         )
 
 
-# Model permissions of service users, per process: (loaded at, user perms, group perms). Loading them costs
-# two queries per request otherwise. A change to a service user's role reaches the API within this many seconds;
-# revoking the token and team membership (checked in SQL on every request) take effect at once.
+# Model permissions of service users, per process: (loaded at, user perms, group perms). Loading them
+# costs two queries per request otherwise. A change to a service user's role reaches the API within this
+# many seconds; revoking the token and team membership (checked in SQL on every request) act at once.
 PERMISSION_CACHE_SECONDS = 30.0
 _permission_cache: dict[int, tuple[float, set[str], set[str]]] = {}
 
