@@ -267,3 +267,19 @@ def test_unknown_visitor_has_no_state():
     # then their state is empty (not granted)
     assert selectors.visitor_consent_state(visitor_id="nobody") == {}
     assert selectors.visitor_consent_state(visitor_id="") == {}
+
+
+def test_the_state_table_can_be_rebuilt_from_the_ledger(customer, teammate_customer, grant, withdraw):
+    # given a history over two customers, with a late-arriving older event
+    grant(customer, when=at("2026-04-01 10:00"))
+    withdraw(customer, when=at("2026-04-03 10:00"))
+    grant(customer, when=at("2026-04-02 10:00"), channel="paper")
+    grant(teammate_customer, code="analytics", when=at("2026-04-01 10:00"))
+    before = {c.pk: selectors.consent_state(customer=c) for c in (customer, teammate_customer)}
+    # when the derived table is lost and rebuilt
+    ConsentState.objects.all().delete()
+    written = services.consent_state_rebuild()
+    # then it is exactly what the service kept, and a second rebuild changes nothing
+    assert written == 2
+    assert {c.pk: selectors.consent_state(customer=c) for c in (customer, teammate_customer)} == before
+    assert services.consent_state_rebuild() == 0
