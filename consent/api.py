@@ -9,7 +9,7 @@ CORS only for the key's allowed origins, and accept nothing but the published co
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -222,9 +222,11 @@ def _cors(request: HttpRequest, response: HttpResponse) -> None:
     response={200: list[CookieCategoryOut], **errors()},
     summary="バナーに表示するCookieカテゴリ（公開キー）",
 )
-def cookie_categories(request: HttpRequest, response: HttpResponse) -> Any:
+def cookie_categories(request: HttpRequest, response: HttpResponse, lang: Literal["ja", "en"] = "ja") -> Any:
+    """The categories in the page's language (the banner passes `<html lang>`), each with the version and
+    text hash its consent will be recorded against."""
     _cors(request, response)
-    lang_en = (request.LANGUAGE_CODE or "ja").startswith("en")
+    lang_en = lang == "en"
     return [
         {
             "code": code,

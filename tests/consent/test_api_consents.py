@@ -263,3 +263,27 @@ def test_publishable_key_cannot_carry_other_scopes(team):
         integration_services.api_client_create(
             name="bad", team=team, scopes=[ApiScope.COOKIES_WRITE, ApiScope.CUSTOMERS_WRITE]
         )
+
+
+def test_banner_categories_follow_the_page_language(publishable_client):
+    # given the public key
+    _client, key = publishable_client
+    # when an English page asks for the categories
+    response = Client().get(
+        f"/api/v1/cookie-consents/categories?key={key}&lang=en", headers={"Origin": ORIGIN}
+    )
+    # then the English wording is served (the Japanese one by default)
+    titles = {c["code"]: c["title"] for c in response.json()}
+    assert titles["cookies_analytics"].startswith("Cookies")
+
+
+def test_banner_snippet_is_a_static_file_without_any_key():
+    # given the snippet a website embeds
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("consent/cookie-consent.js")
+    # then it exists, posts to the cookie endpoint and carries no key of its own (the page supplies it)
+    assert path is not None
+    source = open(path, encoding="utf-8").read()
+    assert "/cookie-consents" in source and "Idempotency-Key" in source
+    assert "pk_" not in source.replace("pk_…", "")
