@@ -178,13 +178,20 @@ class ConsentEvent(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("顧客"),
+        # Covered by consent_customer_hist_idx (customer first). Each index of a multi-million-row
+        # append-only table costs on every insert: only indexes some query uses are kept.
+        db_index=False,
     )
     visitor_id = models.CharField(_("訪問者ID"), max_length=64, blank=True)
     purpose = models.ForeignKey(
-        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("利用目的")
+        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("利用目的"), db_index=False
     )
     purpose_version = models.ForeignKey(
-        PurposeVersion, on_delete=models.PROTECT, related_name="+", verbose_name=_("提示した版")
+        PurposeVersion,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("提示した版"),
+        db_index=False,
     )
     action = models.CharField(_("操作"), max_length=10, choices=Action.choices)
     method = models.CharField(_("方式"), max_length=10, choices=Method.choices)
@@ -200,6 +207,7 @@ class ConsentEvent(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("入力した従業者"),
+        db_index=False,
     )
     api_client_id = models.BigIntegerField(_("APIクライアントID"), null=True, blank=True)
     source_event = models.ForeignKey(
@@ -209,6 +217,7 @@ class ConsentEvent(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("紐付け元（訪問者の同意）"),
+        db_index=False,
     )
     occurred_at = models.DateTimeField(_("同意・撤回の日時"))
     recorded_at = models.DateTimeField(_("記録日時"), db_default=Now())
@@ -263,20 +272,26 @@ class ConsentState(models.Model):
     """
 
     customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
+        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客"), db_index=False
     )
     purpose = models.ForeignKey(
-        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("利用目的")
+        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("利用目的"), db_index=False
     )
     granted = models.BooleanField(_("同意あり"))
     event = models.ForeignKey(
-        ConsentEvent, on_delete=models.PROTECT, related_name="+", verbose_name=_("根拠となる台帳行")
+        ConsentEvent,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("根拠となる台帳行"),
+        db_index=False,
     )
     version = models.PositiveIntegerField(_("版"))
     channel = models.CharField(_("経路"), max_length=20, choices=ConsentEvent.Channel.choices)
     occurred_at = models.DateTimeField(_("同意・撤回の日時"))
 
     class Meta:
+        # No single-column FK indexes: the unique (customer, purpose) and the granted (purpose, customer)
+        # indexes serve every lookup, and the ledger rows it points at are never deleted.
         verbose_name = _("同意状態（現在）")
         verbose_name_plural = _("同意状態（現在）")
         constraints = [
@@ -315,7 +330,6 @@ class VisitorLink(models.Model):
     class Meta:
         verbose_name = _("訪問者IDの紐付け")
         verbose_name_plural = _("訪問者IDの紐付け")
-        indexes = [models.Index(fields=["customer"], name="visitorlink_customer_idx")]
 
     def __str__(self) -> str:
         return f"訪問者紐付け #{self.pk}"
@@ -360,7 +374,6 @@ class SpecialCareRecord(models.Model):
     class Meta:
         verbose_name = _("要配慮個人情報")
         verbose_name_plural = _("要配慮個人情報")
-        indexes = [models.Index(fields=["customer"], name="specialcare_customer_idx")]
 
     def __str__(self) -> str:
         return f"要配慮個人情報 #{self.pk}"
