@@ -219,7 +219,7 @@ def _cors(request: HttpRequest, response: HttpResponse) -> None:
 @cookie_router.get(
     "/cookie-consents/categories",
     auth=PublishableKeyAuth(),
-    response={200: list[CookieCategoryOut], **errors()},
+    response={200: list[CookieCategoryOut], **errors(422)},
     summary="バナーに表示するCookieカテゴリ（公開キー）",
 )
 def cookie_categories(request: HttpRequest, response: HttpResponse, lang: Literal["ja", "en"] = "ja") -> Any:
