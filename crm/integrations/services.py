@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -185,8 +185,10 @@ class IdempotencyKeyReused(Exception):
     """The same Idempotency-Key came back with a different request."""
 
 
-class _RaceLost(Exception):
-    """Another request with the same key committed first: roll our writes back and replay its answer."""
+def _key_lock_id(client_id: int, key: str) -> int:
+    """A signed 64-bit advisory-lock id for (client, key); a collision only serialises two unrelated calls."""
+    digest = hashlib.blake2b(f"idem\x1f{client_id}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def idempotent_call(
@@ -198,41 +200,33 @@ def idempotent_call(
 ) -> tuple[int, dict[str, Any], bool]:
     """Run `compute` once per (client, key): returns (status, body, replayed).
 
-    `compute` and the record are written in one transaction, so either both exist or neither. Two concurrent
-    requests with the same key both run `compute`, but the second one's INSERT of the record waits for the
-    first to commit, fails on the unique constraint and rolls back everything it wrote: one effect, one
-    answer. Only successful answers are stored; a refused request changed nothing and may be corrected and
-    retried with the same key.
+    A transaction-scoped advisory lock on (client, key) makes concurrent requests with the same key wait for
+    each other, so the second one finds the first one's committed record and replays it instead of racing it
+    (to a duplicate, or to a 409 on the external id). `compute` and the record commit together: either both
+    exist or neither. Only successful answers are stored; a refused request changed nothing and may be
+    corrected and retried with the same key.
     """
-    for _attempt in range(2):
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_key_lock_id(client.pk, key)])
         existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
         if existing is not None and existing.expired:
-            IdempotencyRecord.objects.filter(pk=existing.pk).delete()
+            existing.delete()
             existing = None
         if existing is not None:
             if existing.fingerprint != fingerprint:
                 raise IdempotencyKeyReused
             return existing.response_status, json.loads(existing.response_body), True
-        try:
-            with transaction.atomic():
-                status, body = compute()
-                try:
-                    # No savepoint: on a conflict the whole transaction is rolled back anyway.
-                    with transaction.atomic(savepoint=False):
-                        IdempotencyRecord.objects.create(
-                            client=client,
-                            key=key,
-                            fingerprint=fingerprint,
-                            response_status=status,
-                            response_body=json.dumps(body, ensure_ascii=False, default=str),
-                            expires_at=IdempotencyRecord.default_expiry(),
-                        )
-                except IntegrityError as exc:
-                    raise _RaceLost from exc
-            return status, body, False
-        except _RaceLost:
-            continue
-    raise IdempotencyKeyReused  # pragma: no cover  (a third contender within one request: give up cleanly)
+        status, body = compute()
+        IdempotencyRecord.objects.create(
+            client=client,
+            key=key,
+            fingerprint=fingerprint,
+            response_status=status,
+            response_body=json.dumps(body, ensure_ascii=False, default=str),
+            expires_at=IdempotencyRecord.default_expiry(),
+        )
+    return status, body, False
 
 
 def idempotency_purge_expired(*, now: dt.datetime | None = None, batch: int = 2000) -> int:
