@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
@@ -54,9 +55,16 @@ def _load_cached_permissions(client: ApiClient) -> None:
 
 
 def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
-    decision = rate_limit_hit(client_id=client.pk, limit=client.effective_rate_limit())
+    decision = rate_limit_hit(bucket=str(client.pk), limit=client.effective_rate_limit())
     if not decision.allowed:
         raise RateLimited(decision.retry_after, decision.limit)
+    if client.is_publishable:
+        # Anyone can copy a public key: a per-address budget keeps one abuser from using up the site's.
+        per_address = int(getattr(settings, "API_PUBLIC_RATE_LIMIT_PER_ADDRESS", 60))
+        address = request.META.get("REMOTE_ADDR", "")
+        decision = rate_limit_hit(bucket=f"{client.pk}:{address}", limit=per_address)
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after, decision.limit)
     if not client.has_scope(scope):
         raise AuthorizationError(403, _("このトークンには %(scope)s の権限がありません。") % {"scope": scope})
     api_client_touch(client=client)

@@ -45,11 +45,12 @@ def _reset(*, setting: str, **kwargs: object) -> None:
         _redis.cache_clear()
 
 
-def rate_limit_hit(*, client_id: int, limit: int, now: float | None = None) -> RateDecision:
-    """Count one request of `client_id` in the current window and say whether it is within `limit`."""
+def rate_limit_hit(*, bucket: str, limit: int, now: float | None = None) -> RateDecision:
+    """Count one request in `bucket` (a client id, or client id + address) for the current window and say
+    whether it is within `limit`."""
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
-    key = f"crm:api:rl:{client_id}:{window}"
+    key = f"crm:api:rl:{bucket}:{window}"
     retry_after = max(1, int(WINDOW_SECONDS - (now % WINDOW_SECONDS)) + 1)
     try:
         pipe = _redis().pipeline()
@@ -57,6 +58,6 @@ def rate_limit_hit(*, client_id: int, limit: int, now: float | None = None) -> R
         pipe.expire(key, WINDOW_SECONDS + 5, nx=True)
         count = int(pipe.execute()[0])
     except redis.RedisError:
-        log.warning("API rate limiter unavailable; request of client %s let through", client_id)
+        log.warning("API rate limiter unavailable; request in bucket %s let through", bucket.split(":")[0])
         return RateDecision(True, limit, limit, 0)
     return RateDecision(count <= limit, limit, max(0, limit - count), retry_after)

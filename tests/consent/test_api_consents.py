@@ -287,3 +287,25 @@ def test_banner_snippet_is_a_static_file_without_any_key():
     source = open(path, encoding="utf-8").read()
     assert "/cookie-consents" in source and "Idempotency-Key" in source
     assert "pk_" not in source.replace("pk_…", "")
+
+
+def test_public_key_has_a_per_address_budget(publishable_client, settings):
+    # given a public key and a budget of 2 calls a minute per address
+    settings.API_PUBLIC_RATE_LIMIT_PER_ADDRESS = 2
+    _client, key = publishable_client
+    body = {"visitor_id": "visitor-0006", "categories": {"cookies_analytics": True}}
+
+    def from_address(address):
+        return Client(REMOTE_ADDR=address).post(
+            f"/api/v1/cookie-consents?key={key}",
+            data=body,
+            content_type="application/json",
+            headers={"Origin": ORIGIN},
+        )
+
+    # when one address calls three times, then another address calls
+    codes = [from_address("198.51.100.7").status_code for _ in range(3)]
+    other = from_address("198.51.100.8")
+    # then the third call of the first address is refused, and the other address is not affected
+    assert codes == [201, 201, 429]
+    assert other.status_code == 201

@@ -58,7 +58,7 @@ def _counts() -> dict[str, int]:
 
 
 @pytest.fixture
-def fuzz_clients(team, clean_rate_limits):
+def fuzz_clients(team, clean_rate_limits, settings):
     """A server client with every scope (and no practical rate limit), a publishable key, and a customer the
     generated requests can hit by external id."""
     server, token = integration_services.api_client_create(
@@ -72,6 +72,7 @@ def fuzz_clients(team, clean_rate_limits):
         rate_limit_per_minute=1_000_000,
     )
     CustomerFactory(team=team, external_id="0")
+    settings.API_PUBLIC_RATE_LIMIT_PER_ADDRESS = 1_000_000
     return server, token, publishable, key
 
 
