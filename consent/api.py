@@ -48,7 +48,22 @@ class ConsentIn(Schema):
     """A grant or withdrawal. Name the person by `external_id` (a customer of the client's team) or by an
     anonymous `visitor_id`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "purpose_code": "marketing_email",
+                    "action": "grant",
+                    "method": "opt_in",
+                    "channel": "web_form",
+                    "external_id": "C-1001",
+                    "evidence": {"form_id": "signup-2026", "source_ip": "203.0.113.5"},
+                    "occurred_at": "2026-04-01T10:00:00+09:00",
+                }
+            ]
+        },
+    )
 
     purpose_code: Text(50, min_length=1)  # type: ignore[valid-type]
     action: ConsentEvent.Action
@@ -145,7 +160,7 @@ def visitor_consent_state(request: HttpRequest, visitor_id: VisitorId) -> Any:  
 
 
 class VisitorLinkIn(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"external_id": "C-1001"}]})
 
     external_id: ExternalId  # type: ignore[valid-type]
 
@@ -182,7 +197,17 @@ def visitor_link(
 class CookieConsentIn(Schema):
     """The visitor's choice per cookie category code: true = accepted, false = refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "visitor_id": "5f0c2a9e-3b1d-4c8e-9f27-1a2b3c4d5e6f",
+                    "categories": {"cookies_analytics": True, "cookies_advertising": False},
+                }
+            ]
+        },
+    )
 
     visitor_id: VisitorId  # type: ignore[valid-type]
     categories: dict[Text(50, min_length=1), bool] = Field(min_length=1, max_length=20)  # type: ignore[valid-type]

@@ -49,7 +49,22 @@ class CustomerIn(Schema):
     """Fields to set. On create `family_name` and `collection_channel` are required; on update only the fields
     sent are changed. Values are validated as in the admin (e-mail, phone, kana, My Number refusal)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "family_name": "山田",
+                    "given_name": "太郎",
+                    "family_name_kana": "ヤマダ",
+                    "given_name_kana": "タロウ",
+                    "email": "taro.yamada@example.jp",
+                    "phone": "090-1234-5678",
+                    "collection_channel": "web_form",
+                }
+            ]
+        },
+    )
 
     family_name: Text(50) | None = None  # type: ignore[valid-type]
     given_name: Text(50) | None = None  # type: ignore[valid-type]
@@ -138,7 +153,19 @@ def customer_upsert(
 class EventIn(Schema):
     """A behavioural event. Name the customer by `external_id` or the anonymous `visitor_id` (or both)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "page_view",
+                    "occurred_at": "2026-04-01T10:00:00+09:00",
+                    "external_id": "C-1001",
+                    "properties": {"path": "/products/42"},
+                }
+            ]
+        },
+    )
 
     kind: CustomerEvent.Kind
     occurred_at: AwareDatetime
@@ -182,7 +209,20 @@ def event_create(
 
 
 class PurchaseIn(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_no": "WEB-2026-000123",
+                    "amount": 5400,
+                    "channel": "web_form",
+                    "purchased_at": "2026-04-01T10:00:00+09:00",
+                    "external_id": "C-1001",
+                }
+            ]
+        },
+    )
 
     order_no: Text(40, min_length=1)  # type: ignore[valid-type]
     amount: int = Field(ge=0, le=999_999_999_999)

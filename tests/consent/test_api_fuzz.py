@@ -72,6 +72,7 @@ def fuzz_clients(team, clean_rate_limits, settings):
         rate_limit_per_minute=1_000_000,
     )
     CustomerFactory(team=team, external_id="0")
+    CustomerFactory(team=team, external_id="C-1001")  # the one the OpenAPI examples name
     settings.API_PUBLIC_RATE_LIMIT_PER_ADDRESS = 1_000_000
     return server, token, publishable, key
 
