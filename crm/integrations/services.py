@@ -207,6 +207,8 @@ def idempotent_call(
     corrected and retried with the same key.
     """
     with transaction.atomic():
+        # Two statements on purpose: under READ COMMITTED a statement's snapshot is taken when it starts, so a
+        # lookup in the same statement as the lock would not see what the holder committed while we waited.
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_key_lock_id(client.pk, key)])
         existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
