@@ -42,6 +42,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "false")
 HOST = "127.0.0.1"  # loopback only, never another address
 TARGET_RPS = 400
+SCENARIOS = ("health", "consent", "consent+idem")
 
 
 def _setup() -> tuple[str, str]:
@@ -76,6 +77,34 @@ def _setup() -> tuple[str, str]:
 
     connections.close_all()
     return token, external_id
+
+
+def _statements_and_round_trip(token: str, external_id: str) -> tuple[dict[str, int], float]:
+    """Machine-independent context for the figures: SQL statements one request of each scenario runs
+    (in-process, same code path) and the mean latency of one `SELECT 1` round trip right now."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    http = Client(HTTP_HOST=HOST)
+    counts = {}
+    for scenario in SCENARIOS:
+        method, path, body, headers = _request(scenario, token, external_id)
+        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+        with CaptureQueriesContext(connection) as ctx:
+            if method == "GET":
+                http.get(path, headers=headers)
+            else:
+                http.post(path, data=body, content_type="application/json", headers=headers)
+        counts[scenario] = len(ctx.captured_queries)
+    with connection.cursor() as cur:
+        start = time.perf_counter()
+        for _ in range(200):
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        round_trip = (time.perf_counter() - start) / 200 * 1000
+    connection.close()
+    return counts, round_trip
 
 
 def _free_port() -> int:
@@ -221,6 +250,13 @@ def _run(
     }
 
 
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,11 +272,12 @@ def main() -> None:
     args = parser.parse_args()
 
     token, external_id = _setup()
+    statements, round_trip = _statements_and_round_trip(token, external_id)
     port = _free_port()
     server = _start_server(port, args.workers, args.server_threads)
     rows = []
     try:
-        for scenario in ("health", "consent", "consent+idem"):
+        for scenario in SCENARIOS:
             # Warm every worker (imports, DB connections) before measuring.
             _run(
                 scenario,
@@ -258,11 +295,15 @@ def main() -> None:
         f"load {args.procs} procs × {args.threads} connections, "
         f"≤{args.duration:g} s / ≤{args.max_requests} req each"
     )
-    print(f"{'scenario':<14}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}")
+    print(
+        f"{'scenario':<14}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'SQL/req':>9}"
+    )
     for name, r in rows:
         print(
             f"{name:<14}{r['requests']:>10}{r['errors']:>8}{r['rps']:>10.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+            f"{statements[name]:>9}"
         )
+    print(f"machine now: one SELECT 1 round trip to PostgreSQL = {round_trip:.2f} ms, load average {_load()}")
     full = dict(rows)["consent+idem"]["rps"]
     verdict = "met" if full >= TARGET_RPS else "NOT met"
     print(f"target ≥ {TARGET_RPS} consent writes/s (with idempotency and audit): {full:.0f}/s — {verdict}")
