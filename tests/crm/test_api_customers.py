@@ -462,3 +462,54 @@ def test_openapi_schema_and_docs_are_served(client):
     assert schema.status_code == 200 and docs.status_code == 200
     put = schema.json()["paths"]["/api/v1/customers/{external_id}"]["put"]
     assert any(p["name"] == "Idempotency-Key" for p in put["parameters"])
+
+
+def test_an_expired_idempotency_key_starts_afresh(api):
+    # given a key whose record has expired (after API_IDEMPOTENCY_TTL_HOURS)
+    import datetime as dt
+
+    from django.utils import timezone
+
+    api.put("/customers/EXT-30", NEW, **{"Idempotency-Key": "old-key"})
+    IdempotencyRecord.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    # when the key is used again for another request
+    response = api.put("/customers/EXT-31", NEW, **{"Idempotency-Key": "old-key"})
+    # then it is processed as new (not refused as a reuse), and the record now holds the new answer
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+    assert IdempotencyRecord.objects.get().expires_at > timezone.now()
+
+
+def test_rate_limiter_outage_lets_requests_through(api, monkeypatch):
+    # given Redis unreachable for the limiter
+    import redis
+
+    from crm.integrations import ratelimit
+
+    class Down:
+        def pipeline(self):
+            raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(ratelimit, "_redis", lambda: Down())
+    # when a client writes
+    response = api.put("/customers/EXT-32", NEW)
+    # then the write is not refused because of the limiter (availability over strictness, by design)
+    assert response.status_code == 201
+
+
+def test_purge_task_deletes_only_expired_records(api):
+    # given one live and one expired idempotency record
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from crm.integrations.tasks import idempotency_purge
+
+    api.put("/customers/EXT-40", NEW, **{"Idempotency-Key": "live"})
+    api.put("/customers/EXT-41", NEW, **{"Idempotency-Key": "dead"})
+    IdempotencyRecord.objects.filter(key="dead").update(expires_at=timezone.now() - dt.timedelta(hours=1))
+    # when the purge task runs twice
+    first, second = idempotency_purge(), idempotency_purge()
+    # then the expired one is gone, the live one stays, and the second run finds nothing
+    assert (first, second) == (1, 0)
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["live"]
