@@ -15,14 +15,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from consent import selectors, services
 from consent.models import ConsentEvent, Purpose, PurposeCategory
 from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_or_404, errors
 from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
-from crm.integrations.schemas import Text
+from crm.integrations.schemas import Moment, Text
 from crm.integrations.selectors import api_client_for_token
 from crm.integrations.writes import api_write
 
@@ -72,7 +72,7 @@ class ConsentIn(Schema):
     external_id: ExternalId | None = None  # type: ignore[valid-type]
     visitor_id: VisitorId | None = None  # type: ignore[valid-type]
     evidence: EvidenceIn = Field(default_factory=EvidenceIn)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
 
 
 class ConsentOut(Schema):

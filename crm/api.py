@@ -6,7 +6,6 @@ crm.services, exactly as the admin does; answers carry ids only, never personal 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from django.db import IntegrityError
@@ -14,12 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Header, Router, Schema
 from ninja.errors import HttpError
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from crm import services
 from crm.integrations.auth import TokenAuth
 from crm.integrations.models import ApiClient, ApiScope
-from crm.integrations.schemas import JsonObject, Text
+from crm.integrations.schemas import BirthDate, JsonObject, Moment, Text
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
 
@@ -75,7 +74,7 @@ class CustomerIn(Schema):
     postal_code: Text(8) | None = None  # type: ignore[valid-type]
     prefecture: Text(4) | None = None  # type: ignore[valid-type]
     address: Text(300) | None = None  # type: ignore[valid-type]
-    birth_date: dt.date | None = None
+    birth_date: BirthDate | None = None
     gender: Literal["", "female", "male", "other"] | None = None
     member_no: Text(20) | None = None  # type: ignore[valid-type]
     app_user_id: Text(100) | None = None  # type: ignore[valid-type]
@@ -83,7 +82,7 @@ class CustomerIn(Schema):
     pos_card_no: Text(30) | None = None  # type: ignore[valid-type]
     preferences: JsonObject | None = None
     collection_channel: Customer.Channel | None = None
-    collected_at: AwareDatetime | None = None
+    collected_at: Moment | None = None
     acquisition_note: Text(1000) | None = None  # type: ignore[valid-type]
 
 
@@ -168,7 +167,7 @@ class EventIn(Schema):
     )
 
     kind: CustomerEvent.Kind
-    occurred_at: AwareDatetime
+    occurred_at: Moment
     external_id: ExternalId | None = None  # type: ignore[valid-type]
     visitor_id: Text(64) | None = None  # type: ignore[valid-type]
     properties: JsonObject = Field(default_factory=dict)
@@ -228,7 +227,7 @@ class PurchaseIn(Schema):
     amount: int = Field(ge=0, le=999_999_999_999)
     currency: Literal["JPY", "USD", "EUR"] = "JPY"
     channel: Customer.Channel
-    purchased_at: AwareDatetime
+    purchased_at: Moment
     external_id: ExternalId | None = None  # type: ignore[valid-type]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from typing import Annotated, Any
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 from crm.validators import strings_in
 
@@ -58,3 +60,29 @@ def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+
+
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+FUTURE_TOLERANCE = dt.timedelta(days=1)
+
+
+def _plausible_moment(value: dt.datetime) -> dt.datetime:
+    # 0001-01-01T00:00+14:00 is valid ISO 8601 but not representable in UTC: refuse it here instead of
+    # letting a later conversion (the audit diff, the database) raise a 500.
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc < EARLIEST or utc > timezone.now() + FUTURE_TOLERANCE:
+        raise ValueError(_("日時は1900年以降、現在から1日以内の範囲で指定してください。"))
+    return value
+
+
+def _plausible_birth_date(value: dt.date) -> dt.date:
+    if value < EARLIEST.date() or value > timezone.localdate():
+        raise ValueError(_("生年月日は1900年1月1日から今日までの日付で指定してください。"))
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_plausible_moment)]
+BirthDate = Annotated[dt.date, AfterValidator(_plausible_birth_date)]

@@ -513,3 +513,34 @@ def test_purge_task_deletes_only_expired_records(api):
     # then the expired one is gone, the live one stays, and the second run finds nothing
     assert (first, second) == (1, 0)
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["live"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # Valid ISO 8601, but not representable in UTC: once a 500 from the audit diff.
+        ("/customers/EXT-50", {**NEW, "collected_at": "0001-01-01T00:00:00+14:00"}, "collected_at"),
+        ("/customers/EXT-51", {**NEW, "collected_at": "9999-12-31T23:59:59-12:00"}, "collected_at"),
+        ("/customers/EXT-52", {**NEW, "birth_date": "1800-01-01"}, "birth_date"),
+        ("/customers/EXT-53", {**NEW, "birth_date": "2999-01-01"}, "birth_date"),
+    ],
+)
+def test_implausible_dates_are_422_not_500(api, path, body, field):
+    # given a date at the edge of what ISO 8601 allows
+    # when sent
+    response = api.put(path, body)
+    # then refused with a Japanese message on that field, nothing stored
+    assert response.status_code == 422
+    assert field in messages_of(response)
+    assert not Customer.objects.filter(external_id=path.rsplit("/", 1)[1]).exists()
+
+
+def test_event_in_year_one_is_422(api):
+    # given an event time that cannot be converted to UTC
+    body = {"kind": "page_view", "occurred_at": "0001-01-01T00:00:00+14:00", "visitor_id": "v-123456789"}
+    # when sent
+    response = api.post("/events", body)
+    # then refused, nothing stored
+    assert response.status_code == 422
+    assert "occurred_at" in messages_of(response)
+    assert not CustomerEvent.objects.exists()
