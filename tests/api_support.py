@@ -62,6 +62,19 @@ def clean_rate_limits() -> None:
 
 
 @pytest.fixture
+def frozen_window(monkeypatch) -> float:
+    """Pin the limiter's clock to the middle of a one-minute window, so a test never straddles two."""
+    import time
+    import types
+
+    from crm.integrations import ratelimit
+
+    now = (int(time.time()) // 60) * 60 + 30.0
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: now))
+    return now
+
+
+@pytest.fixture
 def api_client_record(team, clean_rate_limits):
     """A server-side client of `team` with every server scope, and its token."""
     return integration_services.api_client_create(name="corporate-site", team=team, scopes=SERVER_SCOPES)

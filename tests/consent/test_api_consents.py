@@ -16,6 +16,7 @@ from tests.api_support import (  # noqa: F401  (fixtures)
     api,
     api_client_record,
     clean_rate_limits,
+    frozen_window,
     messages_of,
     publishable_client,
 )
@@ -289,7 +290,7 @@ def test_banner_snippet_is_a_static_file_without_any_key():
     assert "pk_" not in source.replace("pk_…", "")
 
 
-def test_public_key_has_a_per_address_budget(publishable_client, settings):
+def test_public_key_has_a_per_address_budget(publishable_client, settings, frozen_window):
     # given a public key and a budget of 2 calls a minute per address
     settings.API_PUBLIC_RATE_LIMIT_PER_ADDRESS = 2
     _client, key = publishable_client

@@ -17,6 +17,7 @@ from tests.api_support import (  # noqa: F401  (fixtures)
     api,
     api_client_record,
     clean_rate_limits,
+    frozen_window,
     messages_of,
 )
 from tests.factories import CustomerFactory
@@ -300,7 +301,7 @@ def test_malformed_idempotency_key_is_422(api):
 # --- rate limit -------------------------------------------------------------------------------------
 
 
-def test_rate_limit_answers_429_with_retry_after(api_client_record, api):
+def test_rate_limit_answers_429_with_retry_after(api_client_record, api, frozen_window):
     # given a client limited to 3 calls a minute
     client, _token = api_client_record
     client.rate_limit_per_minute = 3
@@ -312,11 +313,11 @@ def test_rate_limit_answers_429_with_retry_after(api_client_record, api):
     assert codes[3] == 429
     response = api.put("/customers/RL-9", NEW)
     assert response.status_code == 429
-    assert 1 <= int(response["Retry-After"]) <= 61
+    assert response["Retry-After"] == "31"  # 30 s left in the pinned window, rounded up
     assert not Customer.objects.filter(external_id__in=["RL-3", "RL-9"]).exists()
 
 
-def test_rate_limit_is_per_client(api_client_record, api, team):
+def test_rate_limit_is_per_client(api_client_record, api, team, frozen_window):
     # given one client out of budget
     client, _token = api_client_record
     client.rate_limit_per_minute = 1
