@@ -401,7 +401,10 @@ class ConsentEventAdmin(ScaleSafeAdmin):
         """One customer's current consents and full ledger history, read-only, with grant/withdraw links."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        customer = get_object_or_404(Customer.objects.restrict(request.user, "view"), pk=customer_id)
+        # Only what the page shows: no personal value is decrypted for a consent history.
+        customer = get_object_or_404(
+            Customer.objects.restrict(request.user, "view").only("id", "status", "team_id"), pk=customer_id
+        )
         may_record = (
             self.has_add_permission(request)
             and Customer.objects.restrict(request.user, "change").filter(pk=customer.pk).exists()

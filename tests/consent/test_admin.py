@@ -311,3 +311,41 @@ def test_the_ledger_list_does_not_query_per_row(client, support_agent, customer,
         client.get(url)
     # then the number of queries does not grow with the rows
     assert len(eight) == len(six)
+
+
+def test_the_privacy_officer_adds_a_purpose_with_its_first_version(client, privacy_officer):
+    # given the privacy officer
+    client.force_login(privacy_officer)
+    # when they add a new purpose of use
+    response = client.post(
+        reverse("admin:consent_purpose_add"),
+        {
+            "code": "survey",
+            "category": "analytics",
+            "legal_basis": "consent",
+            "is_published": "on",
+            "display_order": 200,
+            "title_ja": "アンケートの実施",
+            "title_en": "Surveys",
+            "description_ja": "商品改善のためのアンケートを実施するため。",
+            "description_en": "To run surveys to improve our products.",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "0",
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "1000",
+        },
+    )
+    # then it exists at version 1, published, and shows on the public page
+    purpose = Purpose.objects.get(code="survey")
+    assert response.status_code == 302
+    assert purpose.current_version.version == 1
+    assert purpose.current_version.created_by == privacy_officer
+    assert "アンケートの実施" in client.get("/privacy/").content.decode()
+
+
+def test_the_support_desk_cannot_add_purposes(client, support_agent):
+    # given the support desk, who may read purposes
+    client.force_login(support_agent)
+    # then the add form is refused
+    assert client.get(reverse("admin:consent_purpose_add")).status_code == 403
+    assert client.get(reverse("admin:consent_purpose_changelist")).status_code == 200
