@@ -171,9 +171,11 @@ class ConsentEvent(models.Model):
 
     customer = models.ForeignKey(
         "crm.Customer",
-        # Proof of consent outlives the customer's identifiers: erasure anonymises the customer row, it does
-        # not delete it, and the database would refuse to delete ledger rows anyway.
-        on_delete=models.PROTECT,
+        # The proof outlives the customer (kept to demonstrate consent, GDPR Art. 7(1), 17(3)(e)): erasing
+        # the customer deletes their row but never touches the ledger, which could not be updated to NULL
+        # anyway. So no database constraint: after erasure the row keeps a bare number that names nobody.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         null=True,
         blank=True,
         related_name="+",
@@ -311,11 +313,13 @@ class ConsentState(models.Model):
 
 
 class VisitorLink(models.Model):
-    """An anonymous visitor id identified as a customer (login, app pairing). Append-only like the ledger."""
+    """An anonymous visitor id identified as a customer (login, app pairing). Never changed; deleted only
+    with the customer (erasure), which also severs the cookie id from the person."""
 
     visitor_id = models.CharField(_("訪問者ID"), max_length=64, unique=True)
+    # Erasing the customer removes the link between the cookie id and the person.
     customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.PROTECT, related_name="+", verbose_name=_("顧客")
+        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
     )
     linked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -1,9 +1,11 @@
-"""The database itself refuses UPDATE and DELETE on the consent ledger, the purpose versions and the
-visitor links: append-only for real, whatever path (ORM, raw SQL, psql) a change takes (GDPR Art. 7(1))."""
+"""The database itself refuses UPDATE and DELETE on the consent ledger and the purpose versions: append-only
+for real, whatever path (ORM, raw SQL, psql) a change takes (GDPR Art. 7(1)). TRUNCATE is a table owner's
+right and is not caught by row triggers: the application's database role must not own these tables in
+production (or must have TRUNCATE revoked)."""
 
 from django.db import migrations
 
-GUARDED = ("consent_consentevent", "consent_purposeversion", "consent_visitorlink")
+GUARDED = ("consent_consentevent", "consent_purposeversion")
 
 FUNCTION = """
 CREATE OR REPLACE FUNCTION consent_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

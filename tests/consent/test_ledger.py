@@ -283,3 +283,24 @@ def test_the_state_table_can_be_rebuilt_from_the_ledger(customer, teammate_custo
     assert written == 2
     assert {c.pk: selectors.consent_state(customer=c) for c in (customer, teammate_customer)} == before
     assert services.consent_state_rebuild() == 0
+
+
+def test_erasing_a_customer_keeps_the_proof_and_drops_the_derived_data(customer, grant):
+    # given a customer with a consent, a linked cookie id and health data recorded under consent
+    from consent.models import SpecialCareRecord, VisitorLink
+    from crm.models import Customer
+
+    event = grant(customer, code="special_care_health", evidence={"form_id": "F-1"})
+    services.visitor_link(visitor_id="v-erase", customer=customer)
+    services.special_care_record_create(
+        customer=customer, purpose_code="special_care_health", kind="medical_history", content="喘息"
+    )
+    customer_pk = customer.pk
+    # when the customer is erased (deleted) through the ORM, as the erasure service does
+    Customer.objects.filter(pk=customer_pk).delete()
+    # then the ledger row is intact, while state, cookie link and health data are gone with the person
+    kept = ConsentEvent.objects.get(pk=event.pk)
+    assert (kept.customer_id, kept.action, kept.form_id) == (customer_pk, "grant", "F-1")
+    assert not ConsentState.objects.filter(customer_id=customer_pk).exists()
+    assert not VisitorLink.objects.filter(visitor_id="v-erase").exists()
+    assert not SpecialCareRecord.objects.filter(customer_id=customer_pk).exists()
