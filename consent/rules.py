@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+from zoneinfo import ZoneInfo
+
+JST = ZoneInfo("Asia/Tokyo")
 
 # Categories where consent must be given in advance and expressly: 要配慮個人情報 (APPI Art. 20(2), never by
 # opt-out, Art. 27(2) proviso) and provision to a third party abroad (APPI Art. 28(1), prior consent after
@@ -55,3 +59,12 @@ def purpose_text_hash(
 
 def is_sha256_hex(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def period_cutoff(as_of: dt.datetime, days: int) -> dt.datetime:
+    """Start (00:00 JST) of the calendar day `days` days before the JST day of `as_of`: an event strictly
+    before it has passed the N-day period (days counted from the next day, Civil Code Art. 140)."""
+    if days < 0:
+        raise ValueError("days must be >= 0")
+    day = as_of.astimezone(JST).date() - dt.timedelta(days=days)
+    return dt.datetime.combine(day, dt.time.min, tzinfo=JST)

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
 
+from consent import rules
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion
 from crm.models import Customer
 
@@ -92,6 +94,21 @@ def customers_consented_to(qs: CustomerQuerySet, purpose_code: str) -> CustomerQ
         return qs.none()
     granted = ConsentState.objects.filter(purpose_id=purpose_id, granted=True, customer_id=OuterRef("pk"))
     return qs.filter(status=Customer.Status.ACTIVE).filter(Exists(granted))
+
+
+def withdrawn_since(purpose_code: str, days: int, as_of: dt.datetime | None = None) -> QuerySet[Any]:
+    """Ids (values("customer_id")) of customers whose current state for `purpose_code` is withdrawn and
+    whose withdrawal is at least `days` days old — the retention engine's "consent withdrawn" trigger.
+
+    A later re-grant makes the state granted again, so the customer drops out. Unknown code → error.
+    """
+    purpose_id = Purpose.objects.filter(code=purpose_code).values_list("pk", flat=True).first()
+    if purpose_id is None:
+        raise ValidationError(f"利用目的「{purpose_code}」は登録されていません。")
+    cutoff = rules.period_cutoff(as_of or timezone.now(), days)
+    return ConsentState.objects.filter(purpose_id=purpose_id, granted=False, occurred_at__lt=cutoff).values(
+        "customer_id"
+    )
 
 
 def published_purposes() -> QuerySet[Purpose]:

@@ -70,3 +70,30 @@ def test_an_unpublished_purpose_selects_nobody(customer, grant):
     services.purpose_update_settings(purpose=Purpose.objects.get(code="personalisation"), is_published=False)
     # then nobody may be used for it
     assert not Customer.objects.consented_to("personalisation").exists()
+
+
+def test_withdrawn_since_counts_the_period_from_the_next_day(customer, teammate_customer, grant, withdraw):
+    # given one customer who withdrew on 2026-04-01 10:00 JST, another who withdrew then granted again
+    from consent.selectors import withdrawn_since
+
+    grant(customer, when=at("2026-03-01 10:00"))
+    withdraw(customer, when=at("2026-04-01 10:00"))
+    withdraw(teammate_customer, when=at("2026-04-01 10:00"))
+    grant(teammate_customer, when=at("2026-04-15 10:00"))
+    # when the retention trigger asks for withdrawals at least 30 days old
+    on_day_30 = set(withdrawn_since("marketing_email", 30, as_of=at("2026-05-01 23:00")))
+    on_day_31 = {
+        row["customer_id"] for row in withdrawn_since("marketing_email", 30, as_of=at("2026-05-02 00:00"))
+    }
+    # then 30 full days have passed only from 2026-05-02 (JST), and a re-grant is never included
+    assert on_day_30 == set()
+    assert on_day_31 == {customer.pk}
+
+
+def test_withdrawn_since_refuses_an_unknown_code():
+    # given a typo in a retention policy
+    # then it fails loudly
+    from consent.selectors import withdrawn_since
+
+    with pytest.raises(ValidationError, match="登録されていません"):
+        withdrawn_since("marketing_emial", 30)
