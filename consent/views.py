@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from consent import selectors
-from consent.models import LegalBasis
+from consent.models import LegalBasis, PurposeVersion
 
 LANGS = ("ja", "en")
 
@@ -26,7 +26,7 @@ def _lang(request: HttpRequest) -> str:
     return lang if lang in LANGS else "ja"
 
 
-def _entry(version, lang: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _entry(version: PurposeVersion, lang: str) -> dict[str, str]:
     if lang == "en":
         basis = BASIS_EN.get(version.legal_basis, version.legal_basis)
         return {"title": version.title_en, "description": version.description_en, "basis": basis}
