@@ -554,3 +554,20 @@ def test_interactive_docs_load_no_third_party_script(client):
     # then Swagger UI comes from our own static files (no CDN: offline networks, no third-party requests)
     assert "swagger-ui-bundle.js" in page
     assert "cdn." not in page and "https://" not in page
+
+
+def test_api_writes_leak_no_audit_signal_receivers(api, api_client_record):
+    # given the number of pre_save receivers after a first write
+    from django.db.models.signals import pre_save
+
+    client, _token = api_client_record
+    api.put("/customers/EXT-60", NEW)
+    before = len(pre_save.receivers)
+    # when many more writes follow (nesting auditlog's set_actor in the middleware's context leaked one each)
+    for i in range(5):
+        api.put("/customers/EXT-60", {"given_name": f"花子{i}"})
+    # then no receiver accumulated, and the entries still name the client, from the caller's address
+    assert len(pre_save.receivers) == before
+    last = AuditEntry.objects.filter(content_type__model="customer").latest("id")
+    assert last.actor == client.user
+    assert last.remote_addr == "127.0.0.1"
