@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "guardian",
     "auditlog",
     "django_celery_beat",
+    "ninja",  # serves the API docs' Swagger UI from our static files, not from a CDN
     "crm",
     "consent",
     "incidents",

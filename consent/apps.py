@@ -6,3 +6,21 @@ class ConsentConfig(AppConfig):
     name = "consent"
     verbose_name = _("同意・利用目的")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from consent import field_classes  # noqa: F401  (registers classifications)
+        from consent.models import ConsentEvent, Purpose, PurposeVersion, SpecialCareRecord, VisitorLink
+        from consent.roles import grant_consent_roles
+        from crm.classification import audit_excluded_fields, audit_masked_fields
+
+        grant_consent_roles()
+        # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
+        for model in (Purpose, PurposeVersion, ConsentEvent, VisitorLink, SpecialCareRecord):
+            label = model._meta.label
+            auditlog.register(
+                model,
+                mask_fields=audit_masked_fields(label),
+                exclude_fields=audit_excluded_fields(label),
+            )

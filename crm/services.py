@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from crm.models import Customer, Team, TeamMembership
+from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
 
 if TYPE_CHECKING:
@@ -88,3 +88,99 @@ def team_member_remove(*, membership: TeamMembership, actor: AbstractBaseUser | 
         for perm in TEAM_PERMS.values():
             remove_perm(perm, membership.user, membership.team)
         membership.delete()
+
+
+def _audit_created(instance: Any, **additional: Any) -> None:
+    """One audit entry for a row of a model that auditlog does not watch (high-volume event tables).
+
+    Values are not copied into the entry: only which fields were set (personal ones redacted by name).
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from crm.classification import REDACTED
+    from crm.models import AuditEntry
+
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(type(instance)),
+        object_pk=str(instance.pk),
+        object_id=instance.pk,
+        object_repr=str(instance),
+        action=AuditEntry.Action.CREATE,
+        changes={name: ["None", REDACTED] for name in sorted(additional.pop("fields", []))},
+        additional_data=additional or None,
+    )
+
+
+def event_record(
+    *,
+    kind: str,
+    occurred_at: Any,
+    customer: Customer | None = None,
+    visitor_id: str = "",
+    properties: dict[str, Any] | None = None,
+    source: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> CustomerEvent:
+    """Record a behavioural event (page view, purchase …) for a customer or an anonymous visitor.
+
+    Refused (ValidationError, nothing written) without a subject, for a customer whose use is stopped
+    (利用停止, APPI Art. 35) or anonymised, and when a property holds a My Number.
+    """
+    from django.core.exceptions import ValidationError
+    from django.utils.translation import gettext as _
+
+    from crm.validators import strings_in, validate_no_my_number
+
+    if customer is None and not visitor_id:
+        raise ValidationError({"customer": _("顧客か訪問者IDのどちらかを指定してください。")})
+    if customer is not None and customer.status in (Customer.Status.STOP_USE, Customer.Status.ANONYMISED):
+        raise ValidationError(
+            {"customer": _("利用停止中（法第35条）または匿名化済みの顧客には記録できません。")}
+        )
+    properties = properties or {}
+    for text in strings_in(properties):
+        try:
+            validate_no_my_number(text)
+        except ValidationError as exc:
+            raise ValidationError({"properties": exc.messages}) from exc
+    event = CustomerEvent(
+        customer=customer,
+        visitor_id=visitor_id,
+        kind=kind,
+        occurred_at=occurred_at,
+        properties=properties,
+        source=source,
+    )
+    with transaction.atomic(), _acting(actor):
+        event.full_clean()
+        event.save()
+        _audit_created(event, fields=["kind", "occurred_at", "properties", "visitor_id"], source=source)
+    return event
+
+
+def purchase_record(
+    *,
+    team: Team,
+    order_no: str,
+    amount: Any,
+    channel: str,
+    purchased_at: Any,
+    customer: Customer | None = None,
+    currency: str = "JPY",
+    actor: AbstractBaseUser | None = None,
+) -> Purchase:
+    """Record a purchase (kept for the tax retention periods). Refused when the order number exists."""
+    purchase = Purchase(
+        team=team,
+        customer=customer,
+        order_no=order_no,
+        amount=amount,
+        currency=currency,
+        channel=channel,
+        purchased_at=purchased_at,
+    )
+    with transaction.atomic(), _acting(actor):
+        purchase.full_clean()
+        purchase.save()
+        _audit_created(purchase, fields=["order_no", "amount", "purchased_at"])
+    return purchase

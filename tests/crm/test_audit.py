@@ -26,6 +26,7 @@ from crm.audit import (
     audit_maintenance,
     audit_seal_pending,
 )
+from crm.audit import _seal_quietly as _seal_quietly
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
 from tests.crm.adminforms import admin_form_data
@@ -602,15 +603,23 @@ def test_an_empty_trail_verifies():
     assert _verify().startswith("OK: 0 entries verified")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_entries_are_chained_as_soon_as_their_writer_commits(team, owner):
-    # given a write that commits (no test transaction around it)
+    # given writes in one transaction (the test's): entries are pending, one seal waits for the commit
     customer = _new_customer(team, owner, member_no="M0900", email="c@example.com", phone="090-1111-0900")
+    services.customer_update(customer=customer, actor=owner, status=Customer.Status.CLOSED)
+    assert AuditEntry.objects.filter(chain_seq=None).exists()
+    seals = [cb for _sids, cb, _robust in transaction.get_connection().run_on_commit if cb is _seal_quietly]
+    assert len(seals) == 1  # one seal per transaction, however many entries it wrote
 
-    # then its entry is already sealed, with no explicit call, and the chain verifies
+    # when the transaction commits (its on-commit callbacks run)
+    seals[0]()
+
+    # then its entries are sealed, with no explicit call, and the chain verifies
     ct = ContentType.objects.get_for_model(Customer)
-    entry = AuditEntry.objects.get(content_type=ct, object_pk=str(customer.pk))
-    assert entry.chain_seq is not None and entry.chain_hash and entry.entry_mac
+    entries = AuditEntry.objects.filter(content_type=ct, object_pk=str(customer.pk))
+    assert len(entries) == 2
+    assert all(e.chain_seq is not None and e.chain_hash and e.entry_mac for e in entries)
     assert not AuditEntry.objects.filter(chain_seq=None).exists()
     assert audit_chain_verify().ok
 

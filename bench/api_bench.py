@@ -1,0 +1,314 @@
+"""Integration API throughput: recording consent events through gunicorn under a loopback load generator.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/crm_api python bench/api_bench.py [--duration 10]
+
+Starts gunicorn (config.wsgi, `--workers` processes, DEBUG off) on 127.0.0.1 only, creates a bench team, an
+API client (rate limit lifted) and one customer, then drives three scenarios side by side with `--procs`
+load-generator processes × `--threads` keep-alive connections each, every scenario bounded by `--duration`
+seconds and `--max-requests` requests (whichever comes first):
+
+    health          GET  /api/v1/health               baseline: server + framework, no database
+    consent         POST /api/v1/consents             token auth, rate limit, restrict() gate, ledger row,
+                                                      current state, audit entry (hash chain)
+    consent+idem    POST /api/v1/consents             the same with a fresh Idempotency-Key per request
+                                                      (stored answer: the full production path)
+
+Prints requests/s, p50 and p95 per scenario and the target (≥ 400 consent writes/s on this 2-core machine).
+The load generator shares the two cores with the server, so the figures are a floor. Consent rows are
+append-only (the ledger refuses DELETE): point DATABASE_URL at a throwaway database.
+Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DEBUG", "false")
+HOST = "127.0.0.1"  # loopback only, never another address
+TARGET_RPS = 400
+SCENARIOS = ("health", "consent", "consent+idem")
+
+
+def _setup() -> tuple[str, str]:
+    """Bench team, client and customer (through the services). Returns (token, external id)."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from crm import services
+    from crm.integrations.models import ApiScope
+    from crm.integrations.services import api_client_create
+    from crm.models import Customer, Team
+
+    call_command("migrate", verbosity=0)
+    team, _created = Team.objects.get_or_create(code="api-bench", defaults={"name": "APIベンチ"})
+    _client, token = api_client_create(
+        name=f"bench-{uuid.uuid4().hex[:8]}",
+        team=team,
+        scopes=[ApiScope.CONSENTS_WRITE],
+        rate_limit_per_minute=1_000_000_000,
+    )
+    external_id = "API-BENCH-1"
+    if not Customer.objects.filter(external_id=external_id).exists():
+        services.customer_create(
+            team=team,
+            external_id=external_id,
+            family_name="ベンチ",
+            collection_channel=Customer.Channel.WEB_FORM,
+        )
+    from django.db import connections
+
+    connections.close_all()
+    return token, external_id
+
+
+def _statements_and_round_trip(token: str, external_id: str) -> tuple[dict[str, int], float]:
+    """Machine-independent context for the figures: SQL statements one request of each scenario runs
+    (in-process, same code path) and the mean latency of one `SELECT 1` round trip right now."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    http = Client(HTTP_HOST=HOST)
+    counts = {}
+    for scenario in SCENARIOS:
+        for _warm in range(2):  # the second request is the steady state (permission cache, last-use time)
+            method, path, body, headers = _request(scenario, token, external_id)
+            headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+            with CaptureQueriesContext(connection) as ctx:
+                if method == "GET":
+                    http.get(path, headers=headers)
+                else:
+                    http.post(path, data=body, content_type="application/json", headers=headers)
+        counts[scenario] = len(ctx.captured_queries)
+    with connection.cursor() as cur:
+        start = time.perf_counter()
+        for _ in range(200):
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        round_trip = (time.perf_counter() - start) / 200 * 1000
+    connection.close()
+    return counts, round_trip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    cmd = [
+        str(gunicorn),
+        "config.wsgi:application",
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "ERROR"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            conn.request("GET", "/api/v1/health")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    _stop_server(proc)
+    raise SystemExit("gunicorn did not start within 30 s")
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _request(scenario: str, token: str, external_id: str) -> tuple[str, str, bytes | None, dict[str, str]]:
+    if scenario == "health":
+        return "GET", "/api/v1/health", None, {}
+    body = json.dumps(
+        {"purpose_code": "marketing_email", "action": "grant", "method": "opt_in", "external_id": external_id}
+    ).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if scenario == "consent+idem":
+        headers["Idempotency-Key"] = uuid.uuid4().hex
+    return "POST", "/api/v1/consents", body, headers
+
+
+def _load_process(
+    scenario: str,
+    port: int,
+    token: str,
+    external_id: str,
+    threads: int,
+    deadline: float,
+    quota: int,
+    out: mp.Queue,
+) -> None:
+    """One load-generator process: `threads` keep-alive connections, each sending until deadline or quota."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        mine: list[float] = []
+        bad = 0
+        for _ in range(quota):
+            if time.time() >= deadline:
+                break
+            method, path, body, headers = _request(scenario, token, external_id)
+            start = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status < 300
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, port, timeout=30)
+                ok = False
+            mine.append(time.perf_counter() - start)
+            bad += not ok
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put((latencies, errors))
+
+
+def _run(
+    scenario: str, args: argparse.Namespace, port: int, token: str, external_id: str
+) -> dict[str, float]:
+    connections = args.procs * args.threads
+    quota = max(1, args.max_requests // connections)
+    queue: mp.Queue = mp.Queue()
+    start = time.time()
+    deadline = start + args.duration
+    procs = [
+        mp.Process(
+            target=_load_process,
+            args=(scenario, port, token, external_id, args.threads, deadline, quota, queue),
+        )
+        for _ in range(args.procs)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.time() - start
+    latencies = sorted(x for lat, _e in results for x in lat)
+    errors = sum(e for _lat, e in results)
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": errors,
+        "rps": (n - errors) / elapsed if elapsed else 0.0,
+        "p50": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "p95": latencies[int(0.95 * (n - 1))] * 1000 if latencies else 0.0,
+        "seconds": elapsed,
+    }
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--server-threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--threads", type=int, default=8, help="connections per load-generator process")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (upper bound)")
+    parser.add_argument(
+        "--max-requests", type=int, default=20_000, help="requests per scenario (upper bound)"
+    )
+    args = parser.parse_args()
+
+    token, external_id = _setup()
+    statements, round_trip = _statements_and_round_trip(token, external_id)
+    port = _free_port()
+    server = _start_server(port, args.workers, args.server_threads)
+    rows = []
+    try:
+        for scenario in SCENARIOS:
+            # Warm every worker (imports, DB connections) before measuring.
+            _run(
+                scenario,
+                argparse.Namespace(**{**vars(args), "duration": 1.0, "max_requests": 200}),
+                port,
+                token,
+                external_id,
+            )
+            rows.append((scenario, _run(scenario, args, port, token, external_id)))
+    finally:
+        _stop_server(server)
+
+    print(
+        f"\nAPI throughput — gunicorn {args.workers}×{args.server_threads} threads on {HOST}, "
+        f"load {args.procs} procs × {args.threads} connections, "
+        f"≤{args.duration:g} s / ≤{args.max_requests} req each"
+    )
+    print(
+        f"{'scenario':<14}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'SQL/req':>9}"
+    )
+    for name, r in rows:
+        print(
+            f"{name:<14}{r['requests']:>10}{r['errors']:>8}{r['rps']:>10.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+            f"{statements[name]:>9}"
+        )
+    print(f"machine now: one SELECT 1 round trip to PostgreSQL = {round_trip:.2f} ms, load average {_load()}")
+    full = dict(rows)["consent+idem"]["rps"]
+    verdict = "met" if full >= TARGET_RPS else "NOT met"
+    print(f"target ≥ {TARGET_RPS} consent writes/s (with idempotency and audit): {full:.0f}/s — {verdict}")
+
+
+if __name__ == "__main__":
+    main()

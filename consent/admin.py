@@ -1,0 +1,574 @@
+"""Admin of purposes and the consent ledger: presentation only; every write goes through consent.services.
+
+The ledger is read-only here for everyone (superusers included): recording a consent or a withdrawal is a
+form that calls `consent_record`, never an edit of a row. Lists are scale-safe (estimated counts, no facets,
+filters and searches on indexed columns only) and show only customers the user may view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from consent import selectors, services
+from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
+from crm.admin import ScaleSafeAdmin
+from crm.classification import mask_value
+from crm.models import Customer
+from crm.permissions import can_view_pii
+
+TEXT_FIELDS = ("title_ja", "title_en", "description_ja", "description_en")
+
+
+def _errors(exc: ValidationError) -> str:
+    return " ".join(str(m) for m in exc.messages)
+
+
+# --- purposes --------------------------------------------------------------------------------------------
+
+
+class PurposeForm(forms.ModelForm):
+    """The purpose's settings plus its current wording; saving a changed wording makes a new version."""
+
+    title_ja = forms.CharField(label=_("名称（日本語）"), max_length=200)
+    title_en = forms.CharField(label=_("名称（英語）"), max_length=200)
+    description_ja = forms.CharField(label=_("説明（日本語）"), widget=forms.Textarea(attrs={"rows": 4}))
+    description_en = forms.CharField(label=_("説明（英語）"), widget=forms.Textarea(attrs={"rows": 4}))
+
+    class Meta:
+        model = Purpose
+        fields = ("code", "category", "legal_basis", "is_published", "display_order")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.current_version if self.instance.pk else None
+        if current is not None:
+            for name in TEXT_FIELDS:
+                self.fields[name].initial = getattr(current, name)
+            # The code is what the API and segments refer to: fixed once created.
+            if "code" in self.fields:
+                self.fields["code"].disabled = True
+
+
+class PurposeVersionInline(admin.TabularInline):
+    """Every wording the purpose ever had, newest first; read-only forever."""
+
+    model = PurposeVersion
+    extra = 0
+    can_delete = False
+    ordering = ("-version",)
+    fields = ("version", "title_ja", "title_en", "description_ja", "legal_basis", "text_hash", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Purpose)
+class PurposeAdmin(admin.ModelAdmin):
+    """Purposes of use (利用目的, APPI Arts. 17, 21): kept by the privacy officer, published on /privacy/."""
+
+    form = PurposeForm
+    list_display = ("code", "title", "category", "legal_basis", "version_no", "is_published", "display_order")
+    list_filter = ("category", "is_published")
+    ordering = ("display_order", "code")
+    inlines = [PurposeVersionInline]
+    actions = None
+    fieldsets = [
+        (None, {"fields": ["code", "category", "legal_basis", "is_published", "display_order"]}),
+        (
+            _("文面（変更すると新しい版になります。過去の版はそのまま残ります）"),
+            {"fields": list(TEXT_FIELDS)},
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Purpose]:
+        return super().get_queryset(request).select_related("current_version")
+
+    @admin.display(description=_("名称"))
+    def title(self, obj: Purpose) -> str:
+        return obj.current_version.title_ja if obj.current_version else "-"
+
+    @admin.display(description=_("現行版"))
+    def version_no(self, obj: Purpose) -> str:
+        return f"v{obj.current_version.version}" if obj.current_version else "-"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Consents point at purposes and their versions: a purpose is unpublished, never deleted.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Purpose, form: Any, change: bool) -> None:
+        texts = {name: form.cleaned_data[name] for name in TEXT_FIELDS}
+        if not change:
+            created = services.purpose_create(
+                code=obj.code,
+                category=obj.category,
+                legal_basis=obj.legal_basis,
+                is_published=obj.is_published,
+                display_order=obj.display_order,
+                actor=request.user,
+                **texts,
+            )
+            obj.pk = created.pk
+            return
+        services.purpose_update_settings(
+            purpose=obj,
+            category=obj.category,
+            is_published=obj.is_published,
+            display_order=obj.display_order,
+            actor=request.user,
+        )
+        before = obj.current_version_id
+        version = services.purpose_revise(
+            purpose=obj, legal_basis=obj.legal_basis, actor=request.user, **texts
+        )
+        if version.pk != before:
+            messages.info(
+                request, _("文面を変更したため、新しい版 v%(v)s を作成しました。") % {"v": version.version}
+            )
+
+
+# --- recording consent from the admin -------------------------------------------------------------------
+
+
+class ConsentRecordForm(forms.Form):
+    """Staff-entered consent or withdrawal (paper form, store, call centre)."""
+
+    customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
+    purpose = forms.ModelChoiceField(
+        label=_("利用目的"), queryset=Purpose.objects.none(), to_field_name="code"
+    )
+    action = forms.ChoiceField(label=_("操作"), choices=ConsentEvent.Action.choices)
+    method = forms.ChoiceField(
+        label=_("方式"), choices=ConsentEvent.Method.choices, initial=ConsentEvent.Method.OPT_IN
+    )
+    channel = forms.ChoiceField(
+        label=_("経路"), choices=ConsentEvent.Channel.choices, initial=ConsentEvent.Channel.PAPER
+    )
+    form_id = forms.CharField(label=_("書面・フォームの番号"), max_length=100, required=False)
+    occurred_at = forms.DateTimeField(
+        label=_("同意・撤回の日時"), required=False, help_text=_("空欄なら現在時刻。")
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["purpose"].queryset = selectors.published_purposes()
+
+
+class BulkConsentForm(forms.Form):
+    """The intermediate page of the 同意を記録 / 同意を撤回 actions."""
+
+    channel = forms.ChoiceField(
+        label=_("経路"), choices=ConsentEvent.Channel.choices, initial=ConsentEvent.Channel.PAPER
+    )
+    form_id = forms.CharField(label=_("書面・フォームの番号"), max_length=100, required=False)
+
+
+def _record_many(
+    request: HttpRequest, states: QuerySet[ConsentState], action: str, title: str
+) -> HttpResponse | None:
+    """Shared body of the grant and withdraw actions: the same page, the same number of clicks."""
+    # Only rows of customers the user may change: viewing a customer is not enough to record for them.
+    allowed = states.filter(customer__in=Customer.objects.restrict(request.user, "change").values("pk"))
+    if "apply" in request.POST:
+        form = BulkConsentForm(request.POST)
+        if form.is_valid():
+            done, refused = 0, []
+            for state in allowed.select_related("customer", "purpose"):
+                try:
+                    services.consent_record(
+                        purpose_code=state.purpose.code,
+                        action=action,
+                        method=(
+                            ConsentEvent.Method.OPT_IN
+                            if action == ConsentEvent.Action.GRANT
+                            else ConsentEvent.Method.OPT_OUT
+                        ),
+                        channel=form.cleaned_data["channel"],
+                        customer=state.customer,
+                        evidence={"form_id": form.cleaned_data["form_id"]},
+                        actor=request.user,
+                    )
+                    done += 1
+                except ValidationError as exc:
+                    refused.append(f"{state.customer}: {_errors(exc)}")
+            messages.success(request, _("%(n)d 件を記録しました。") % {"n": done})
+            for line in refused:
+                messages.error(request, line)
+            return None
+    else:
+        form = BulkConsentForm()
+    return TemplateResponse(
+        request,
+        "consent/admin/bulk_consent.html",
+        {
+            **admin.site.each_context(request),
+            "title": title,
+            "form": form,
+            "states": allowed.select_related("purpose__current_version")[:200],
+            "action_name": request.POST.get("action", ""),
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "opts": ConsentState._meta,
+        },
+    )
+
+
+# --- the ledger ------------------------------------------------------------------------------------------
+
+
+class PurposeListFilter(admin.SimpleListFilter):
+    """Purposes (a small table) as static lookups; the ledger's purpose column is indexed."""
+
+    title = _("利用目的")
+    parameter_name = "purpose"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, Any]]:
+        return [(str(p.pk), p.code) for p in Purpose.objects.order_by("display_order", "code")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(purpose_id=int(value)) if value and value.isdigit() else queryset
+
+
+def _exact_subject_search(queryset: QuerySet[Any], term: str, visitor: bool) -> QuerySet[Any]:
+    """Search by exact customer id (digits) or exact visitor id: both are indexed."""
+    term = term.strip()
+    if not term:
+        return queryset
+    if term.isdigit():
+        return queryset.filter(customer_id=int(term))
+    return queryset.filter(visitor_id=term) if visitor else queryset.none()
+
+
+def _history_link(customer_id: int | None) -> str:
+    if not customer_id:
+        return "-"
+    url = reverse("admin:consent_customer_history", args=[customer_id])
+    return format_html('<a href="{}">顧客 #{}</a>', url, customer_id)
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ScaleSafeAdmin):
+    """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
+
+    list_display = (
+        "id",
+        "subject",
+        "purpose",
+        "version_no",
+        "action",
+        "method",
+        "channel",
+        "occurred_at",
+        "recorded_at",
+    )
+    list_filter = (PurposeListFilter,)
+    search_fields = ("visitor_id",)  # shows the box; get_search_results decides (exact, indexed)
+    search_help_text = _("顧客ID（数字）または訪問者IDで完全一致検索します。")
+    ordering = ("-id",)
+    list_select_related = ("purpose__current_version", "purpose_version")
+    actions = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentEvent]:
+        return selectors.consent_events_visible(user=request.user)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ConsentEvent], search_term: str
+    ) -> tuple[QuerySet[ConsentEvent], bool]:
+        return _exact_subject_search(queryset, search_term, visitor=True), False
+
+    @admin.display(description=_("本人"))
+    def subject(self, obj: ConsentEvent) -> str:
+        return _history_link(obj.customer_id) if obj.customer_id else _("訪問者（未特定）")
+
+    @admin.display(description=_("版"))
+    def version_no(self, obj: ConsentEvent) -> str:
+        return f"v{obj.purpose_version.version}"
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Evidence that is personal data (visitor id, address, user agent) is masked without the permission.
+        pii = can_view_pii(request.user)
+        return [
+            "customer_link",
+            "visitor_id" if pii else "visitor_masked",
+            "purpose",
+            "purpose_version",
+            "action",
+            "method",
+            "channel",
+            "form_id",
+            "text_hash",
+            "source_ip" if pii else "source_ip_masked",
+            "user_agent" if pii else "user_agent_masked",
+            "operator",
+            "api_client_id",
+            "source_event",
+            "occurred_at",
+            "recorded_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("顧客"))
+    def customer_link(self, obj: ConsentEvent) -> str:
+        return _history_link(obj.customer_id)
+
+    @admin.display(description=_("訪問者ID"))
+    def visitor_masked(self, obj: ConsentEvent) -> str:
+        return mask_value(ConsentEvent._meta.label, "visitor_id", obj.visitor_id) or "-"
+
+    @admin.display(description=_("送信元IPアドレス"))
+    def source_ip_masked(self, obj: ConsentEvent) -> str:
+        return mask_value(ConsentEvent._meta.label, "source_ip", obj.source_ip) or "-"
+
+    @admin.display(description=_("ユーザーエージェント"))
+    def user_agent_masked(self, obj: ConsentEvent) -> str:
+        return mask_value(ConsentEvent._meta.label, "user_agent", obj.user_agent) or "-"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "customer/<int:customer_id>/",
+                self.admin_site.admin_view(self.customer_history_view),
+                name="consent_customer_history",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        """ "追加" is a recording form that calls consent_record; the ledger row itself is never a form."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        initial = {k: v for k, v in request.GET.items() if k in {"customer_id", "purpose", "action"}}
+        form = ConsentRecordForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            customer = (
+                Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
+            )
+            if customer is None:
+                form.add_error("customer_id", _("この顧客の同意を記録する権限がないか、顧客が存在しません。"))
+            else:
+                try:
+                    services.consent_record(
+                        purpose_code=data["purpose"].code,
+                        action=data["action"],
+                        method=data["method"],
+                        channel=data["channel"],
+                        customer=customer,
+                        evidence={"form_id": data["form_id"]},
+                        occurred_at=data["occurred_at"] or timezone.now(),
+                        actor=request.user,
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, _errors(exc))
+                else:
+                    messages.success(request, _("同意台帳に記録しました。"))
+                    return HttpResponseRedirect(reverse("admin:consent_customer_history", args=[customer.pk]))
+        return TemplateResponse(
+            request,
+            "consent/admin/record_consent.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("同意・撤回を記録"),
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def customer_history_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+        """One customer's current consents and full ledger history, read-only, with grant/withdraw links."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        # Only what the page shows: no personal value is decrypted for a consent history.
+        customer = get_object_or_404(
+            Customer.objects.restrict(request.user, "view").only("id", "status", "team_id"), pk=customer_id
+        )
+        may_record = (
+            self.has_add_permission(request)
+            and Customer.objects.restrict(request.user, "change").filter(pk=customer.pk).exists()
+        )
+        state = selectors.consent_state(customer=customer)
+        purposes = list(selectors.published_purposes())
+        rows = [(p, state.get(p.code)) for p in purposes]
+        history = selectors.consent_history(user=request.user, customer_id=customer.pk)[:500]
+        return TemplateResponse(
+            request,
+            "consent/admin/customer_history.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("同意の状態と履歴: %(c)s") % {"c": customer},
+                "customer": customer,
+                "rows": rows,
+                "history": history,
+                "may_record": may_record,
+                "add_url": reverse("admin:consent_consentevent_add"),
+                "customer_url": reverse("admin:crm_customer_change", args=[customer.pk]),
+                "opts": self.model._meta,
+            },
+        )
+
+
+@admin.register(ConsentState)
+class ConsentStateAdmin(ScaleSafeAdmin):
+    """Current consent per customer × purpose, with the 同意を記録 / 同意を撤回 actions (GDPR Art. 7(3))."""
+
+    list_display = ("id", "customer_history", "purpose", "granted", "version", "channel", "occurred_at")
+    list_filter = (PurposeListFilter,)
+    search_fields = ("customer__id",)
+    search_help_text = _("顧客ID（数字）で完全一致検索します。")
+    ordering = ("-id",)
+    list_select_related = ("purpose__current_version",)
+    actions = ["grant_selected", "withdraw_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentState]:
+        return selectors.consent_states_visible(user=request.user)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ConsentState], search_term: str
+    ) -> tuple[QuerySet[ConsentState], bool]:
+        return _exact_subject_search(queryset, search_term, visitor=False), False
+
+    @admin.display(description=_("顧客"))
+    def customer_history(self, obj: ConsentState) -> str:
+        return _history_link(obj.customer_id)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in ConsentState._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_record_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("consent.add_consentevent")
+
+    @admin.action(description=_("同意を記録"), permissions=["record"])
+    def grant_selected(self, request: HttpRequest, queryset: QuerySet[ConsentState]) -> HttpResponse | None:
+        return _record_many(request, queryset, ConsentEvent.Action.GRANT, str(_("同意を記録")))
+
+    @admin.action(description=_("同意を撤回"), permissions=["record"])
+    def withdraw_selected(
+        self, request: HttpRequest, queryset: QuerySet[ConsentState]
+    ) -> HttpResponse | None:
+        return _record_many(request, queryset, ConsentEvent.Action.WITHDRAW, str(_("同意を撤回")))
+
+
+# --- 要配慮個人情報 ------------------------------------------------------------------------------------
+
+
+class SpecialCareForm(forms.Form):
+    customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
+    purpose = forms.ModelChoiceField(
+        label=_("利用目的"), queryset=Purpose.objects.none(), to_field_name="code"
+    )
+    kind = forms.ChoiceField(label=_("種類"), choices=SpecialCareRecord.Kind.choices)
+    content = forms.CharField(label=_("内容"), widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["purpose"].queryset = selectors.published_purposes().filter(category="special_care")
+
+
+@admin.register(SpecialCareRecord)
+class SpecialCareRecordAdmin(ScaleSafeAdmin):
+    """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
+    the user may see personal data."""
+
+    list_display = ("id", "customer_history", "kind", "purpose", "created_at")
+    ordering = ("-id",)
+    search_fields = ("customer__id",)
+    search_help_text = _("顧客ID（数字）で完全一致検索します。")
+    list_select_related = ("purpose__current_version",)
+    actions = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SpecialCareRecord]:
+        return SpecialCareRecord.objects.filter(
+            customer__in=Customer.objects.restrict(request.user, "view").values("pk")
+        )
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        return _exact_subject_search(queryset, search_term, visitor=False), False
+
+    @admin.display(description=_("顧客"))
+    def customer_history(self, obj: SpecialCareRecord) -> str:
+        return _history_link(obj.customer_id)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        content = "content" if can_view_pii(request.user) else "content_masked"
+        return ["customer_history", "purpose", "consent_event", "kind", content, "recorded_by", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("内容"))
+    def content_masked(self, obj: SpecialCareRecord) -> str:
+        return "****"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = SpecialCareForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            customer = (
+                Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
+            )
+            if customer is None:
+                form.add_error("customer_id", _("この顧客の情報を登録する権限がないか、顧客が存在しません。"))
+            else:
+                try:
+                    services.special_care_record_create(
+                        customer=customer,
+                        purpose_code=data["purpose"].code,
+                        kind=data["kind"],
+                        content=data["content"],
+                        actor=request.user,
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, _errors(exc))
+                else:
+                    messages.success(request, _("要配慮個人情報を登録しました。"))
+                    return HttpResponseRedirect(reverse("admin:consent_specialcarerecord_changelist"))
+        return TemplateResponse(
+            request,
+            "consent/admin/record_consent.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )

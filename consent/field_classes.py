@@ -1,0 +1,76 @@
+"""Classification of every field of the consent app's models (see crm.classification)."""
+
+from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
+
+Q, A, SC = DataClass.QUASI, DataClass.ATTRIBUTE, DataClass.SPECIAL_CARE
+LEDGER = ("customer_management",)
+
+_meta = {
+    name: not_personal()
+    for name in ("id", "code", "category", "legal_basis", "is_published", "display_order", "created_at")
+}
+REGISTRY.declare("consent.Purpose", **_meta, current_version=not_personal(), updated_at=not_personal())
+REGISTRY.declare(
+    "consent.PurposeVersion",
+    id=not_personal(),
+    purpose=not_personal(),
+    version=not_personal(),
+    title_ja=not_personal("公表する利用目的の文面"),
+    title_en=not_personal("公表する利用目的の文面"),
+    description_ja=not_personal("公表する利用目的の文面"),
+    description_en=not_personal("公表する利用目的の文面"),
+    legal_basis=not_personal(),
+    text_hash=not_personal(),
+    created_by=not_personal("従業者"),
+    created_at=not_personal(),
+)
+REGISTRY.declare(
+    "consent.ConsentEvent",
+    id=not_personal(),
+    customer=not_personal("顧客への参照"),
+    visitor_id=FieldSpec(Q, LEDGER, "consent_evidence", "full", "Cookie等の訪問者ID（個人関連情報）"),
+    purpose=not_personal(),
+    purpose_version=not_personal(),
+    action=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意・撤回"),
+    method=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意の方式"),
+    channel=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意の経路"),
+    form_id=not_personal("フォームの識別子"),
+    text_hash=not_personal("提示した文面のハッシュ"),
+    source_ip=FieldSpec(Q, LEDGER, "consent_evidence", "full", "送信元IPアドレス（同意の証跡）"),
+    user_agent=FieldSpec(Q, LEDGER, "consent_evidence", "full", "ユーザーエージェント（同意の証跡）"),
+    operator=not_personal("入力した従業者"),
+    api_client_id=not_personal("連携システム"),
+    source_event=not_personal(),
+    occurred_at=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意・撤回の日時"),
+    recorded_at=not_personal("記録日時"),
+)
+REGISTRY.declare(
+    "consent.ConsentState",
+    id=not_personal(),
+    customer=not_personal("顧客への参照"),
+    purpose=not_personal(),
+    granted=FieldSpec(A, LEDGER, "consent_evidence", "full", "現在の同意状態"),
+    event=not_personal(),
+    version=not_personal(),
+    channel=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意の経路"),
+    occurred_at=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意・撤回の日時"),
+)
+REGISTRY.declare(
+    "consent.VisitorLink",
+    id=not_personal(),
+    visitor_id=FieldSpec(Q, LEDGER, "consent_evidence", "full", "Cookie等の訪問者ID（個人関連情報）"),
+    customer=not_personal("顧客への参照"),
+    linked_by=not_personal("従業者"),
+    linked_at=not_personal(),
+)
+REGISTRY.declare(
+    "consent.SpecialCareRecord",
+    id=not_personal(),
+    customer=not_personal("顧客への参照"),
+    purpose=not_personal(),
+    consent_event=not_personal("取得の根拠となる同意"),
+    kind=FieldSpec(SC, ("special_care_health",), "special_care", "full", "要配慮個人情報の種類"),
+    content=FieldSpec(SC, ("special_care_health",), "special_care", "full", "要配慮個人情報（暗号化）"),
+    recorded_by=not_personal("従業者"),
+    created_at=not_personal(),
+)

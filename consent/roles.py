@@ -1,0 +1,47 @@
+"""Model permissions the consent app gives each role (crm.roles applies them after every migrate)."""
+
+from __future__ import annotations
+
+from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT
+from crm.roles import grant_role_permissions
+
+CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
+    # 個人情報保護管理者: keeps the purposes of use and their wording; reads every ledger row.
+    ROLE_PRIVACY: [
+        "consent.view_purpose",
+        "consent.add_purpose",
+        "consent.change_purpose",
+        "consent.view_purposeversion",
+        "consent.view_consentevent",
+        "consent.add_consentevent",
+        "consent.view_consentstate",
+        "consent.view_visitorlink",
+        "consent.view_specialcarerecord",
+        "consent.add_specialcarerecord",
+    ],
+    # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
+    ROLE_STAFF: [
+        "consent.view_purpose",
+        "consent.view_purposeversion",
+        "consent.view_consentevent",
+        "consent.add_consentevent",
+        "consent.view_consentstate",
+        # 要配慮個人情報 of their teams' customers, only with the consent on record (法第20条第2項).
+        "consent.view_specialcarerecord",
+        "consent.add_specialcarerecord",
+    ],
+    # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33), writes nothing.
+    ROLE_SUPPORT: [
+        "consent.view_purpose",
+        "consent.view_purposeversion",
+        "consent.view_consentevent",
+        "consent.view_consentstate",
+        "consent.view_visitorlink",
+        "consent.view_specialcarerecord",
+    ],
+}
+
+
+def grant_consent_roles() -> None:
+    for role, perms in CONSENT_ROLE_PERMISSIONS.items():
+        grant_role_permissions(role, perms)

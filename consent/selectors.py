@@ -1,0 +1,164 @@
+"""Reads of the consent app. Queries acting for a user start from Customer.objects.restrict(user, action)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from consent import rules
+from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion
+from crm.models import Customer
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from crm.models import CustomerQuerySet
+
+StateMap = dict[str, dict[str, Any]]
+
+
+CONSENT_STATE_SQL = """
+SELECT p.code, s.granted, s.version, s.occurred_at, s.channel
+FROM consent_consentstate s JOIN consent_purpose p ON p.id = s.purpose_id
+WHERE s.customer_id = %s
+"""
+
+
+def consent_state(*, customer: Customer) -> StateMap:
+    """Current consent of one customer, per purpose code: one query on the state table's unique index.
+
+    {code: {"granted": bool, "version": int, "at": datetime, "channel": str}}. Purposes never answered by
+    the customer are absent (treat as not granted). Hand-written SQL on purpose: the cookie banner and the
+    API call this on every request, and building the equivalent ORM query costs more than running it
+    (bench/consent_bench.py).
+    """
+    with connection.cursor() as cur:
+        cur.execute(CONSENT_STATE_SQL, [customer.pk])
+        rows = cur.fetchall()
+    return {
+        code: {"granted": granted, "version": version, "at": at, "channel": channel}
+        for code, granted, version, at, channel in rows
+    }
+
+
+def visitor_consent_state(*, visitor_id: str) -> StateMap:
+    """Current consent of an anonymous visitor: the latest ledger row per purpose (DISTINCT ON over the
+    visitor's few rows, on the (visitor_id, purpose, occurred_at, id) index)."""
+    if not visitor_id:
+        return {}
+    rows = (
+        ConsentEvent.objects.filter(visitor_id=visitor_id)
+        .order_by("purpose_id", "-occurred_at", "-id")
+        .distinct("purpose_id")
+        .values_list("purpose__code", "action", "purpose_version__version", "occurred_at", "channel")
+    )
+    return {
+        code: {
+            "granted": action == ConsentEvent.Action.GRANT,
+            "version": version,
+            "at": at,
+            "channel": channel,
+        }
+        for code, action, version, at, channel in rows
+    }
+
+
+def consent_state_at(*, customer: Customer, purpose_code: str, at: dt.datetime) -> bool:
+    """Whether the customer had granted `purpose_code` at instant `at` (from the ledger: for proofs)."""
+    last = (
+        ConsentEvent.objects.filter(customer_id=customer.pk, purpose__code=purpose_code, occurred_at__lte=at)
+        .order_by("-occurred_at", "-id")
+        .values_list("action", flat=True)
+        .first()
+    )
+    return last == ConsentEvent.Action.GRANT
+
+
+def customers_consented_to(qs: CustomerQuerySet, purpose_code: str) -> CustomerQuerySet:
+    """Narrow `qs` to customers who may be used for `purpose_code` right now (Customer.objects.consented_to).
+
+    Current state granted, purpose published, and the customer active: a customer in stop-use status (APPI
+    Art. 35), closed or anonymised is never returned whatever the ledger says. An unknown code is an error
+    (a typo must not silently select nobody).
+    """
+    purpose = Purpose.objects.filter(code=purpose_code).values_list("pk", "is_published").first()
+    if purpose is None:
+        raise ValidationError(f"利用目的「{purpose_code}」は登録されていません。")
+    purpose_id, published = purpose
+    if not published:
+        return qs.none()
+    granted = ConsentState.objects.filter(purpose_id=purpose_id, granted=True, customer_id=OuterRef("pk"))
+    return qs.filter(status=Customer.Status.ACTIVE).filter(Exists(granted))
+
+
+def withdrawn_since(purpose_code: str, days: int, as_of: dt.datetime | None = None) -> QuerySet[Any]:
+    """Ids (values("customer_id")) of customers whose current state for `purpose_code` is withdrawn and
+    whose withdrawal is at least `days` days old — the retention engine's "consent withdrawn" trigger.
+
+    A later re-grant makes the state granted again, so the customer drops out. Unknown code → error.
+    """
+    purpose_id = Purpose.objects.filter(code=purpose_code).values_list("pk", flat=True).first()
+    if purpose_id is None:
+        raise ValidationError(f"利用目的「{purpose_code}」は登録されていません。")
+    cutoff = rules.period_cutoff(as_of or timezone.now(), days)
+    return ConsentState.objects.filter(purpose_id=purpose_id, granted=False, occurred_at__lt=cutoff).values(
+        "customer_id"
+    )
+
+
+def published_purposes() -> QuerySet[Purpose]:
+    """Purposes shown on the public page (APPI Arts. 21/32), with their current wording."""
+    return (
+        Purpose.objects.filter(is_published=True, current_version__isnull=False)
+        .select_related("current_version")
+        .order_by("display_order", "code")
+    )
+
+
+def purpose_versions(*, purpose: Purpose) -> QuerySet[PurposeVersion]:
+    """Every version of a purpose, newest first (old wordings stay readable forever)."""
+    return PurposeVersion.objects.filter(purpose=purpose).order_by("-version")
+
+
+def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[ConsentEvent]:
+    """A customer's ledger rows, newest first, if `user` may view the customer (else empty)."""
+    visible = Customer.objects.restrict(user, "view").filter(pk=customer_id)
+    return (
+        ConsentEvent.objects.filter(customer__in=visible)
+        .select_related("purpose", "purpose_version", "operator")
+        .order_by("-occurred_at", "-id")
+    )
+
+
+def consent_events_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentEvent]:
+    """Ledger rows about customers `user` may view. Visitor-only rows (no customer yet) need the
+    all-customers view permission: they belong to no team."""
+    qs = ConsentEvent.objects.all()
+    if getattr(user, "is_superuser", False):
+        return qs
+    if not getattr(user, "is_authenticated", False) or not user.has_perm("consent.view_consentevent"):
+        return qs.none()
+    if user.has_perm("crm.view_all_customers"):
+        return qs
+    return qs.filter(customer__in=Customer.objects.restrict(user, "view").values("pk"))
+
+
+def consent_states_visible(
+    *, user: AbstractBaseUser | AnonymousUser, action: str = "view"
+) -> QuerySet[ConsentState]:
+    """Current-state rows of customers `user` may `action`."""
+    qs = ConsentState.objects.all()
+    if getattr(user, "is_superuser", False):
+        return qs
+    if (
+        action == "view"
+        and getattr(user, "is_authenticated", False)
+        and user.has_perm("crm.view_all_customers")
+    ):
+        return qs
+    return qs.filter(customer__in=Customer.objects.restrict(user, action).values("pk"))

@@ -1,0 +1,460 @@
+"""Writes of the consent app: purposes and their versions, the consent ledger, visitor links, 要配慮 data.
+
+Every function is one transaction. The ledger is append-only: a consent or a withdrawal is always a new
+ConsentEvent row, and the current-state row (ConsentState) is upserted in the same transaction, keeping the
+newer event by (occurred_at, id) so late-arriving older events (offline POS, paper forms) cannot overwrite a
+newer decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_ipv46_address
+from django.db import connection, transaction
+from django.utils import timezone
+
+from consent import rules
+from consent.models import (
+    ConsentEvent,
+    ConsentState,
+    LegalBasis,
+    Purpose,
+    PurposeCategory,
+    PurposeVersion,
+    SpecialCareRecord,
+    VisitorLink,
+)
+from crm.models import Customer
+from crm.services import _acting
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+EVIDENCE_KEYS = frozenset({"form_id", "text_hash", "source_ip", "user_agent", "operator_id"})
+# A device clock a little ahead is tolerated; a consent "given" tomorrow is not.
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+
+
+# --- purposes ------------------------------------------------------------------------------------------
+
+
+def _texts_changed(version: PurposeVersion | None, texts: dict[str, str]) -> bool:
+    return version is None or any(getattr(version, k) != v for k, v in texts.items())
+
+
+def _version_add(
+    *, purpose: Purpose, texts: dict[str, str], actor: AbstractBaseUser | None
+) -> PurposeVersion:
+    for key, value in texts.items():
+        if key != "legal_basis" and not value.strip():
+            raise ValidationError({key: "利用目的の名称と説明は日本語・英語とも必須です。"})
+    last = PurposeVersion.objects.filter(purpose=purpose).order_by("-version").first()
+    version = PurposeVersion(
+        purpose=purpose,
+        version=(last.version + 1) if last else 1,
+        text_hash=rules.purpose_text_hash(**texts),
+        created_by=actor if getattr(actor, "pk", None) else None,
+        **{k: v.strip() if k != "legal_basis" else v for k, v in texts.items()},
+    )
+    version.save()
+    purpose.current_version = version
+    purpose.legal_basis = texts["legal_basis"]
+    purpose.save(update_fields=["current_version", "legal_basis", "updated_at"])
+    return version
+
+
+def purpose_create(
+    *,
+    code: str,
+    category: str,
+    legal_basis: str,
+    title_ja: str,
+    title_en: str,
+    description_ja: str,
+    description_en: str,
+    is_published: bool = True,
+    display_order: int = 100,
+    actor: AbstractBaseUser | None = None,
+) -> Purpose:
+    """Create a purpose of use with its first version. ValidationError (nothing written) on bad input."""
+    with transaction.atomic(), _acting(actor):
+        purpose = Purpose(
+            code=code,
+            category=category,
+            legal_basis=legal_basis,
+            is_published=is_published,
+            display_order=display_order,
+        )
+        purpose.full_clean(exclude=["current_version"])
+        purpose.save()
+        _version_add(
+            purpose=purpose,
+            texts={
+                "title_ja": title_ja,
+                "title_en": title_en,
+                "description_ja": description_ja,
+                "description_en": description_en,
+                "legal_basis": legal_basis,
+            },
+            actor=actor,
+        )
+    return purpose
+
+
+def purpose_revise(
+    *,
+    purpose: Purpose,
+    title_ja: str,
+    title_en: str,
+    description_ja: str,
+    description_en: str,
+    legal_basis: str | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> PurposeVersion:
+    """Change the wording (or legal basis) of a purpose: a new version when anything differs.
+
+    The old versions stay as they were: consents given under them keep pointing at the text the person saw.
+    Returns the current version (the new one, or the unchanged current one when nothing differs).
+    """
+    texts = {
+        "title_ja": title_ja.strip(),
+        "title_en": title_en.strip(),
+        "description_ja": description_ja.strip(),
+        "description_en": description_en.strip(),
+        "legal_basis": legal_basis or purpose.legal_basis,
+    }
+    _choice(texts["legal_basis"], LegalBasis.choices, "法的根拠")
+    with transaction.atomic(), _acting(actor):
+        # Lock the purpose so two officers revising at once get versions n+1 and n+2, not two n+1.
+        locked = (
+            Purpose.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(pk=purpose.pk)
+        )
+        if not _texts_changed(locked.current_version, texts):
+            return locked.current_version  # type: ignore[return-value]
+        version = _version_add(purpose=locked, texts=texts, actor=actor)
+    purpose.refresh_from_db()
+    return version
+
+
+def purpose_update_settings(
+    *,
+    purpose: Purpose,
+    category: str | None = None,
+    is_published: bool | None = None,
+    display_order: int | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> Purpose:
+    """Change the unversioned settings of a purpose (category, publication, order).
+
+    Unpublished purposes accept no new consent and select nobody (consented_to), but their versions and
+    the ledger rows pointing at them stay.
+    """
+    with transaction.atomic(), _acting(actor):
+        if category is not None:
+            purpose.category = _choice(category, PurposeCategory.choices, "区分")
+        if is_published is not None:
+            purpose.is_published = is_published
+        if display_order is not None:
+            purpose.display_order = display_order
+        purpose.full_clean(exclude=["current_version"])
+        purpose.save(update_fields=["category", "is_published", "display_order", "updated_at"])
+    return purpose
+
+
+# --- the ledger ------------------------------------------------------------------------------------------
+
+
+def _choice(value: str, choices: Any, label: str) -> str:
+    valid = {c for c, _label in choices}
+    if value not in valid:
+        raise ValidationError(f"{label}の値「{value}」は使用できません（{'、'.join(sorted(valid))}）。")
+    return value
+
+
+def _state_apply(event: ConsentEvent, version_no: int) -> None:
+    """Upsert the current state, keeping the newer of the stored and the new event by (occurred_at, id)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO consent_consentstate
+                (customer_id, purpose_id, granted, event_id, version, channel, occurred_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
+                granted = EXCLUDED.granted, event_id = EXCLUDED.event_id, version = EXCLUDED.version,
+                channel = EXCLUDED.channel, occurred_at = EXCLUDED.occurred_at
+            WHERE (consent_consentstate.occurred_at, consent_consentstate.event_id)
+                < (EXCLUDED.occurred_at, EXCLUDED.event_id)
+            """,
+            [
+                event.customer_id,
+                event.purpose_id,
+                event.action == ConsentEvent.Action.GRANT,
+                event.pk,
+                version_no,
+                event.channel,
+                event.occurred_at,
+            ],
+        )
+
+
+def _evidence(evidence: dict[str, Any] | None, version: PurposeVersion) -> dict[str, Any]:
+    evidence = dict(evidence or {})
+    unknown = set(evidence) - EVIDENCE_KEYS
+    if unknown:
+        raise ValidationError(
+            f"証跡の項目「{'、'.join(sorted(unknown))}」は使用できません（{'、'.join(sorted(EVIDENCE_KEYS))}）。"
+        )
+    text_hash = str(evidence.get("text_hash") or version.text_hash).lower()
+    if not rules.is_sha256_hex(text_hash):
+        raise ValidationError("提示文面のハッシュはSHA-256の16進数64桁で指定してください。")
+    source_ip = str(evidence.get("source_ip") or "")
+    if source_ip:
+        try:
+            validate_ipv46_address(source_ip)
+        except ValidationError:
+            raise ValidationError("送信元IPアドレスの形式が正しくありません。") from None
+    operator = None
+    if evidence.get("operator_id"):
+        operator = get_user_model().objects.filter(pk=evidence["operator_id"]).first()
+        if operator is None:
+            raise ValidationError("入力した従業者（operator_id）が見つかりません。")
+    return {
+        "form_id": str(evidence.get("form_id") or "")[:100],
+        "text_hash": text_hash,
+        "source_ip": source_ip,
+        "user_agent": str(evidence.get("user_agent") or "")[:500],
+        "operator": operator,
+    }
+
+
+def consent_record(
+    *,
+    purpose_code: str,
+    action: str,
+    method: str,
+    channel: str,
+    customer: Customer | None = None,
+    visitor_id: str = "",
+    evidence: dict[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+    api_client_id: int | None = None,
+) -> ConsentEvent:
+    """Append one grant or withdrawal to the ledger and update the current state in the same transaction.
+
+    Recorded against the purpose's current (published) version. `customer` or `visitor_id` is required; a
+    visitor already linked to a customer is recorded for that customer. Raises ValidationError with a
+    Japanese message, writing nothing, on an unknown/unpublished purpose, an invalid method for the purpose
+    (e.g. opt-out for 要配慮個人情報, APPI Art. 20(2)), a time in the future or malformed evidence.
+    """
+    _choice(action, ConsentEvent.Action.choices, "操作（action）")
+    _choice(method, ConsentEvent.Method.choices, "方式（method）")
+    _choice(channel, ConsentEvent.Channel.choices, "経路（channel）")
+    visitor_id = (visitor_id or "").strip()
+    if customer is None and not visitor_id:
+        raise ValidationError("顧客または訪問者IDのいずれかを指定してください。")
+    if len(visitor_id) > 64:
+        raise ValidationError("訪問者IDは64文字以内で指定してください。")
+    purpose = (
+        Purpose.objects.select_related("current_version")
+        .filter(code=purpose_code, is_published=True, current_version__isnull=False)
+        .first()
+    )
+    if purpose is None:
+        raise ValidationError(
+            f"利用目的「{purpose_code}」は登録されていないか、公表されていません（法第21条）。"
+        )
+    error = rules.grant_method_error(category=purpose.category, action=action, method=method)
+    if error:
+        raise ValidationError(error)
+    now = timezone.now()
+    occurred_at = occurred_at or now
+    if timezone.is_naive(occurred_at):
+        raise ValidationError("同意・撤回の日時にはタイムゾーンを含めてください。")
+    if occurred_at > now + FUTURE_TOLERANCE:
+        raise ValidationError("同意・撤回の日時に未来の日時は指定できません。")
+    version: PurposeVersion = purpose.current_version  # type: ignore[assignment]
+    proof = _evidence(evidence, version)
+    if proof["operator"] is None and getattr(actor, "is_authenticated", False):
+        # Staff-entered consent (paper, store, call centre, admin): the operator is the acting user.
+        proof["operator"] = actor
+
+    with transaction.atomic(), _acting(actor):
+        if customer is None:
+            link = VisitorLink.objects.filter(visitor_id=visitor_id).select_related("customer").first()
+            customer = link.customer if link else None
+        if customer is not None and customer.status == Customer.Status.ANONYMISED:
+            raise ValidationError("匿名化済みの顧客には同意を記録できません。")
+        event = ConsentEvent(
+            customer=customer,
+            visitor_id=visitor_id,
+            purpose=purpose,
+            purpose_version=version,
+            action=action,
+            method=method,
+            channel=channel,
+            api_client_id=api_client_id,
+            occurred_at=occurred_at,
+            **proof,
+        )
+        event.save(force_insert=True)
+        if event.customer_id:
+            _state_apply(event, version.version)
+    return event
+
+
+STATE_REBUILD_SQL = """
+INSERT INTO consent_consentstate (customer_id, purpose_id, granted, event_id, version, channel, occurred_at)
+SELECT DISTINCT ON (e.customer_id, e.purpose_id)
+       e.customer_id, e.purpose_id, e.action = 'grant', e.id, v.version, e.channel, e.occurred_at
+FROM consent_consentevent e
+JOIN consent_purposeversion v ON v.id = e.purpose_version_id
+WHERE e.customer_id IS NOT NULL {extra}
+ORDER BY e.customer_id, e.purpose_id, e.occurred_at DESC, e.id DESC
+ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
+    granted = EXCLUDED.granted, event_id = EXCLUDED.event_id, version = EXCLUDED.version,
+    channel = EXCLUDED.channel, occurred_at = EXCLUDED.occurred_at
+WHERE (consent_consentstate.occurred_at, consent_consentstate.event_id)
+    IS DISTINCT FROM (EXCLUDED.occurred_at, EXCLUDED.event_id)
+"""
+
+
+def consent_state_rebuild(*, customer_ids: list[int] | None = None) -> int:
+    """Recompute current states from the ledger (after a bulk load, or to repair): the ledger is the truth.
+
+    Only rows that differ are written. Returns the number of state rows inserted or corrected.
+    """
+    extra, params = ("AND e.customer_id = ANY(%s)", [customer_ids]) if customer_ids is not None else ("", [])
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(STATE_REBUILD_SQL.format(extra=extra), params)
+        return cur.rowcount
+
+
+def consent_grant(*, customer: Customer, purpose_code: str, channel: str, **kwargs: Any) -> ConsentEvent:
+    """Record an express opt-in consent (shorthand of consent_record)."""
+    return consent_record(
+        purpose_code=purpose_code,
+        action=ConsentEvent.Action.GRANT,
+        method=ConsentEvent.Method.OPT_IN,
+        channel=channel,
+        customer=customer,
+        **kwargs,
+    )
+
+
+def consent_withdraw(*, customer: Customer, purpose_code: str, channel: str, **kwargs: Any) -> ConsentEvent:
+    """Record a withdrawal (GDPR Art. 7(3): as easy as giving it) — one call, like consent_grant."""
+    return consent_record(
+        purpose_code=purpose_code,
+        action=ConsentEvent.Action.WITHDRAW,
+        method=ConsentEvent.Method.OPT_OUT,
+        channel=channel,
+        customer=customer,
+        **kwargs,
+    )
+
+
+def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser | None = None) -> int:
+    """Link an anonymous visitor id to the identified customer and carry its consents over.
+
+    The visitor's ledger rows are not touched: each is copied as a new row for the customer that points
+    back at it (`source_event`), with the original occurred_at, and the customer's state is updated with
+    the usual newer-wins rule. Safe to run twice (already copied rows are skipped). Returns rows copied.
+    """
+    visitor_id = (visitor_id or "").strip()
+    if not visitor_id or len(visitor_id) > 64:
+        raise ValidationError("訪問者IDは1〜64文字で指定してください。")
+    if customer.status == Customer.Status.ANONYMISED:
+        raise ValidationError("匿名化済みの顧客には紐付けできません。")
+    with transaction.atomic(), _acting(actor):
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO consent_visitorlink (visitor_id, customer_id, linked_by_id, linked_at) "
+                "VALUES (%s, %s, %s, now()) ON CONFLICT (visitor_id) DO NOTHING",
+                [visitor_id, customer.pk, actor.pk if getattr(actor, "pk", None) else None],
+            )
+        link = VisitorLink.objects.select_for_update().get(visitor_id=visitor_id)
+        if link.customer_id != customer.pk:
+            raise ValidationError("この訪問者IDは既に別の顧客に紐付けられています。")
+        visitor_rows = ConsentEvent.objects.filter(visitor_id=visitor_id, customer__isnull=True)
+        copied = set(
+            ConsentEvent.objects.filter(customer=customer, source_event__in=visitor_rows).values_list(
+                "source_event_id", flat=True
+            )
+        )
+        count = 0
+        for row in visitor_rows.select_related("purpose_version").order_by("occurred_at", "id"):
+            if row.pk in copied:
+                continue
+            event = ConsentEvent(
+                customer=customer,
+                visitor_id=visitor_id,
+                purpose_id=row.purpose_id,
+                purpose_version_id=row.purpose_version_id,
+                action=row.action,
+                method=row.method,
+                channel=row.channel,
+                form_id=row.form_id,
+                text_hash=row.text_hash,
+                source_ip=row.source_ip,
+                user_agent=row.user_agent,
+                operator_id=row.operator_id,
+                api_client_id=row.api_client_id,
+                source_event=row,
+                occurred_at=row.occurred_at,
+            )
+            event.save(force_insert=True)
+            _state_apply(event, row.purpose_version.version)
+            count += 1
+    return count
+
+
+# --- 要配慮個人情報 ------------------------------------------------------------------------------------
+
+
+def special_care_record_create(
+    *,
+    customer: Customer,
+    purpose_code: str,
+    kind: str,
+    content: str,
+    actor: AbstractBaseUser | None = None,
+) -> SpecialCareRecord:
+    """Store 要配慮個人情報 about a customer — refused unless their current consent for the special-care
+    purpose `purpose_code` is granted (APPI Art. 20(2): acquisition needs the person's prior consent)."""
+    _choice(kind, SpecialCareRecord.Kind.choices, "種類")
+    if not content.strip():
+        raise ValidationError("内容を入力してください。")
+    purpose = Purpose.objects.filter(code=purpose_code).first()
+    if purpose is None or purpose.category != PurposeCategory.SPECIAL_CARE:
+        raise ValidationError(
+            f"利用目的「{purpose_code}」は要配慮個人情報の取得を目的とするものではありません。"
+        )
+    with transaction.atomic(), _acting(actor):
+        # Lock the state row: a withdrawal committing meanwhile must not let the write through.
+        state = (
+            ConsentState.objects.select_for_update()
+            .filter(customer=customer, purpose=purpose, granted=True)
+            .first()
+        )
+        if state is None:
+            raise ValidationError(
+                "要配慮個人情報は、本人の同意の記録がなければ登録できません（個人情報保護法第20条第2項）。"
+            )
+        record = SpecialCareRecord(
+            customer=customer,
+            purpose=purpose,
+            consent_event_id=state.event_id,
+            kind=kind,
+            content=content.strip(),
+            recorded_by=actor if getattr(actor, "pk", None) else None,
+        )
+        record.full_clean()
+        record.save()
+    return record

@@ -1,0 +1,72 @@
+"""The public privacy page (no login): the items APPI Arts. 21 and 32 require the company to publish."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from consent import selectors
+from consent.models import LegalBasis, PurposeVersion
+
+LANGS = ("ja", "en")
+
+BASIS_EN = {
+    LegalBasis.CONSENT: "Consent (GDPR Art. 6(1)(a))",
+    LegalBasis.CONTRACT: "Performance of a contract (GDPR Art. 6(1)(b))",
+    LegalBasis.LEGAL_OBLIGATION: "Legal obligation (GDPR Art. 6(1)(c))",
+    LegalBasis.LEGITIMATE_INTEREST: "Legitimate interests (GDPR Art. 6(1)(f))",
+}
+
+
+def _lang(request: HttpRequest) -> str:
+    # An explicit switch on the page itself; the admin's language setting plays no part on a public page.
+    lang = request.GET.get("lang", "ja")
+    return lang if lang in LANGS else "ja"
+
+
+def _entry(version: PurposeVersion, lang: str) -> dict[str, str]:
+    if lang == "en":
+        basis = BASIS_EN.get(version.legal_basis, version.legal_basis)
+        return {"title": version.title_en, "description": version.description_en, "basis": basis}
+    basis = LegalBasis(version.legal_basis).label if version.legal_basis in LegalBasis.values else ""
+    return {"title": version.title_ja, "description": version.description_ja, "basis": str(basis)}
+
+
+@require_GET
+def privacy_notice(request: HttpRequest) -> HttpResponse:
+    """公表事項: company, purposes of use (current versions), request procedure, security, contact."""
+    lang = _lang(request)
+    purposes = [
+        {
+            "code": p.code,
+            "version": p.current_version.version,  # type: ignore[union-attr]
+            "updated": p.current_version.created_at,  # type: ignore[union-attr]
+            **_entry(p.current_version, lang),
+        }
+        for p in selectors.published_purposes()
+    ]
+    return render(
+        request,
+        "consent/privacy.html",
+        {"lang": lang, "company": settings.CRM_COMPANY, "purposes": purposes},
+    )
+
+
+@require_GET
+def purpose_history(request: HttpRequest, code: str) -> HttpResponse:
+    """Every published wording of one purpose, newest first: what a person saw on any past date."""
+    lang = _lang(request)
+    purpose = selectors.published_purposes().filter(code=code).first()
+    if purpose is None:
+        raise Http404
+    versions = [
+        {"version": v.version, "created": v.created_at, "text_hash": v.text_hash, **_entry(v, lang)}
+        for v in selectors.purpose_versions(purpose=purpose)
+    ]
+    return render(
+        request,
+        "consent/purpose_history.html",
+        {"lang": lang, "company": settings.CRM_COMPANY, "code": code, "versions": versions},
+    )

@@ -1,0 +1,264 @@
+"""Integration API of the customer record (mounted under /api/v1/ by config.api): presentation only.
+
+Customers are read and written through `Customer.objects.restrict(<client's service user>, …)` and
+crm.services, exactly as the admin does; answers carry ids only, never personal values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from ninja import Header, Router, Schema
+from ninja.errors import HttpError
+from pydantic import ConfigDict, Field
+
+from crm import services
+from crm.integrations.auth import TokenAuth
+from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.schemas import BirthDate, JsonObject, Moment, Text
+from crm.integrations.writes import api_write
+from crm.models import Customer, CustomerEvent
+
+router = Router(tags=["customers"])
+events_router = Router(tags=["events"])
+
+ExternalId = Text(64, min_length=1)
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=255,
+    description="再送しても一度だけ処理させるためのキー（UUID 等）。"
+    "同じキー・同じ内容なら同じ応答を返します。",
+)
+
+
+class Error(Schema):
+    detail: Any
+
+
+def errors(*codes: int) -> dict[int, type[Error]]:
+    """Documented error answers of an operation (400: body is not JSON; 401/403: token; 429: rate limit)."""
+    return dict.fromkeys((400, 401, 403, 429, *codes), Error)
+
+
+class CustomerIn(Schema):
+    """Fields to set. On create `family_name` and `collection_channel` are required; on update only the fields
+    sent are changed. Values are validated as in the admin (e-mail, phone, kana, My Number refusal)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "family_name": "山田",
+                    "given_name": "太郎",
+                    "family_name_kana": "ヤマダ",
+                    "given_name_kana": "タロウ",
+                    "email": "taro.yamada@example.jp",
+                    "phone": "090-1234-5678",
+                    "collection_channel": "web_form",
+                }
+            ]
+        },
+    )
+
+    family_name: Text(50) | None = None  # type: ignore[valid-type]
+    given_name: Text(50) | None = None  # type: ignore[valid-type]
+    family_name_kana: Text(50) | None = None  # type: ignore[valid-type]
+    given_name_kana: Text(50) | None = None  # type: ignore[valid-type]
+    email: Text(254) | None = None  # type: ignore[valid-type]
+    phone: Text(32) | None = None  # type: ignore[valid-type]
+    postal_code: Text(8) | None = None  # type: ignore[valid-type]
+    prefecture: Text(4) | None = None  # type: ignore[valid-type]
+    address: Text(300) | None = None  # type: ignore[valid-type]
+    birth_date: BirthDate | None = None
+    gender: Literal["", "female", "male", "other"] | None = None
+    member_no: Text(20) | None = None  # type: ignore[valid-type]
+    app_user_id: Text(100) | None = None  # type: ignore[valid-type]
+    device_id: Text(100) | None = None  # type: ignore[valid-type]
+    pos_card_no: Text(30) | None = None  # type: ignore[valid-type]
+    preferences: JsonObject | None = None
+    collection_channel: Customer.Channel | None = None
+    collected_at: Moment | None = None
+    acquisition_note: Text(1000) | None = None  # type: ignore[valid-type]
+
+
+class CustomerOut(Schema):
+    id: int
+    created: bool
+
+
+def _customer_for_client(
+    client: ApiClient, external_id: str, action: str = "change", *, full: bool = True
+) -> Customer | None:
+    """The client's team's customer with this external id (through the one permission gate), or None.
+
+    `full=False` loads only what linking a record needs (id, team, status): no field is decrypted.
+    """
+    qs = Customer.objects.restrict(client.user, action).filter(external_id=external_id)
+    return (qs if full else qs.only("id", "team_id", "status", "external_id")).first()
+
+
+def customer_or_404(client: ApiClient, external_id: str, action: str = "change") -> Customer:
+    """The customer a record refers to (ids only loaded), or 404 when the client may not reach it."""
+    customer = _customer_for_client(client, external_id, action, full=False)
+    if customer is None:
+        raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
+    return customer
+
+
+@router.put(
+    "/customers/{external_id}",
+    auth=TokenAuth(ApiScope.CUSTOMERS_WRITE),
+    response={200: CustomerOut, 201: CustomerOut, **errors(404, 409, 422)},
+    summary="顧客を外部IDで登録・更新",
+)
+def customer_upsert(
+    request: HttpRequest,
+    response: HttpResponse,
+    external_id: ExternalId,  # type: ignore[valid-type]
+    payload: CustomerIn,
+    idempotency_key: str | None = IdempotencyKey,
+) -> Any:
+    """Create the customer with this external id in the client's team, or update the one it has."""
+    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    fields = payload.model_dump(exclude_unset=True)
+    # null means "not sent": encrypted text fields store "" for empty, never NULL.
+    fields = {k: v for k, v in fields.items() if v is not None or k == "birth_date"}
+
+    def compute() -> tuple[int, dict[str, Any]]:
+        customer = _customer_for_client(client, external_id)
+        try:
+            if customer is None:
+                if Customer.objects.filter(external_id=external_id).exists():
+                    # Owned by a team this client may not change: say no without saying whose it is.
+                    raise HttpError(409, _("この外部IDは更新できない顧客に使われています。"))
+                customer = services.customer_create(team=client.team, external_id=external_id, **fields)
+                return 201, {"id": customer.pk, "created": True}
+            if customer.status in (Customer.Status.ANONYMISED, Customer.Status.STOP_USE):
+                raise HttpError(409, _("匿名化済みまたは利用停止中（法第35条）の顧客は更新できません。"))
+            services.customer_update(customer=customer, **fields)
+            return 200, {"id": customer.pk, "created": False}
+        except IntegrityError as exc:
+            # A concurrent create with the same external id or member number won the race.
+            raise HttpError(409, _("同じ外部IDまたは会員番号の顧客が同時に登録されました。")) from exc
+
+    return api_write(request, response, compute, idempotency_key=idempotency_key)
+
+
+class EventIn(Schema):
+    """A behavioural event. Name the customer by `external_id` or the anonymous `visitor_id` (or both)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "page_view",
+                    "occurred_at": "2026-04-01T10:00:00+09:00",
+                    "external_id": "C-1001",
+                    "properties": {"path": "/products/42"},
+                }
+            ]
+        },
+    )
+
+    kind: CustomerEvent.Kind
+    occurred_at: Moment
+    external_id: ExternalId | None = None  # type: ignore[valid-type]
+    visitor_id: Text(64) | None = None  # type: ignore[valid-type]
+    properties: JsonObject = Field(default_factory=dict)
+    source: Text(64) = ""  # type: ignore[valid-type]
+
+
+class CreatedOut(Schema):
+    id: int
+
+
+@events_router.post(
+    "/events",
+    auth=TokenAuth(ApiScope.EVENTS_WRITE),
+    response={201: CreatedOut, **errors(404, 422)},
+    summary="行動イベント（ページ閲覧・購入など）を記録",
+)
+def event_create(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: EventIn,
+    idempotency_key: str | None = IdempotencyKey,
+) -> Any:
+    client: ApiClient = request.auth  # type: ignore[attr-defined]
+
+    def compute() -> tuple[int, dict[str, Any]]:
+        customer = customer_or_404(client, payload.external_id) if payload.external_id else None
+        event = services.event_record(
+            kind=payload.kind,
+            occurred_at=payload.occurred_at,
+            customer=customer,
+            visitor_id=payload.visitor_id or "",
+            properties=payload.properties,
+            source=payload.source or client.name,
+        )
+        return 201, {"id": event.pk}
+
+    return api_write(request, response, compute, idempotency_key=idempotency_key)
+
+
+class PurchaseIn(Schema):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_no": "WEB-2026-000123",
+                    "amount": 5400,
+                    "channel": "web_form",
+                    "purchased_at": "2026-04-01T10:00:00+09:00",
+                    "external_id": "C-1001",
+                }
+            ]
+        },
+    )
+
+    order_no: Text(40, min_length=1)  # type: ignore[valid-type]
+    amount: int = Field(ge=0, le=999_999_999_999)
+    currency: Literal["JPY", "USD", "EUR"] = "JPY"
+    channel: Customer.Channel
+    purchased_at: Moment
+    external_id: ExternalId | None = None  # type: ignore[valid-type]
+
+
+@events_router.post(
+    "/purchases",
+    auth=TokenAuth(ApiScope.EVENTS_WRITE),
+    response={201: CreatedOut, **errors(404, 409, 422)},
+    summary="購買を記録",
+)
+def purchase_create(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: PurchaseIn,
+    idempotency_key: str | None = IdempotencyKey,
+) -> Any:
+    client: ApiClient = request.auth  # type: ignore[attr-defined]
+
+    def compute() -> tuple[int, dict[str, Any]]:
+        customer = customer_or_404(client, payload.external_id) if payload.external_id else None
+        try:
+            purchase = services.purchase_record(
+                team=client.team,
+                customer=customer,
+                order_no=payload.order_no,
+                amount=payload.amount,
+                currency=payload.currency,
+                channel=payload.channel,
+                purchased_at=payload.purchased_at,
+            )
+        except IntegrityError as exc:
+            raise HttpError(409, _("この注文番号は既に登録されています。")) from exc
+        return 201, {"id": purchase.pk}
+
+    return api_write(request, response, compute, idempotency_key=idempotency_key)
