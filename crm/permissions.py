@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import QuerySet
-from guardian.shortcuts import get_objects_for_user
+from django.db.models import Q, QuerySet
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -77,13 +76,34 @@ MODEL_PERMS = {"view": "crm.view_customer", "change": "crm.change_customer", "de
 ALL_PERMS = {"view": "crm.view_all_customers", "change": "crm.change_all_customers", "delete": None}
 
 
+def team_ids_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> list[int]:
+    """Ids of the teams on which `user` holds the team permission for `action`, directly or through a group.
+
+    One small query over guardian's direct-FK tables (TeamUserObjectPermission / TeamGroupObjectPermission).
+    Handing the planner literal ids (`team_id IN (1, 3)`) instead of guardian's generic subquery lets it use
+    the (team, id) index and its statistics at a million customers, and costs a fraction of the Python
+    that get_objects_for_user spends building its query on every request.
+    """
+    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
+
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    app_label, codename = TEAM_PERMS[action].split(".", 1)
+    perm = Q(permission__codename=codename, permission__content_type__app_label=app_label)
+    direct = TeamUserObjectPermission.objects.filter(perm, user=user).values_list(
+        "content_object_id", flat=True
+    )
+    via_groups = TeamGroupObjectPermission.objects.filter(perm, group__user=user).values_list(
+        "content_object_id", flat=True
+    )
+    return sorted(set(direct.union(via_groups)))
+
+
 def teams_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> QuerySet[Team]:
     """Teams on which `user` holds the object permission for `action` (directly or through a group)."""
     from crm.models import Team
 
-    return get_objects_for_user(
-        user, TEAM_PERMS[action], klass=Team.objects.all(), accept_global_perms=False, with_superuser=False
-    )
+    return Team.objects.filter(pk__in=team_ids_for(user, action))
 
 
 def customer_scope(
@@ -102,7 +122,7 @@ def customer_scope(
     all_perm = ALL_PERMS[action]
     if all_perm and user.has_perm(all_perm):
         return qs
-    return qs.filter(team__in=teams_for(user, action).values("pk"))
+    return qs.filter(team_id__in=team_ids_for(user, action))
 
 
 def can_view_pii(user: AbstractBaseUser | AnonymousUser) -> bool:
