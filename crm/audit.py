@@ -146,6 +146,9 @@ def audit_seal_pending(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "defau
     while True:
         with transaction.atomic(using=using):
             with connection.cursor() as cur:
+                # A seal lost in a crash is redone by the next one (its entries are still pending), so it
+                # need not wait for its own WAL flush.
+                cur.execute("SET LOCAL synchronous_commit = off")
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
             queue = AuditEntry.objects.using(using).filter(chain_seq=None, pk__gt=after)
             pending = list(queue.order_by("pk")[:batch_size])
