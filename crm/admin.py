@@ -107,7 +107,10 @@ class CustomerAdmin(ScaleSafeAdmin):
     search_help_text = _(
         "メールアドレス・電話番号・会員番号・氏名（漢字またはフリガナ）で完全一致検索します。"
     )
-    ordering = ("-id",)
+    ordering = ("-id",)  # the primary key: a backward index scan that stops after one page
+    # Only columns with an index behind them sort (ORDER BY col, id DESC — the admin appends the pk):
+    # sorting by team, status or prefecture would sort the whole table on every click.
+    sortable_by = ("last_activity_at",)
     list_select_related = ("team",)
     readonly_fields = ("age_band", "created_at", "updated_at", "closed_at")
     actions = None
@@ -164,9 +167,15 @@ class CustomerAdmin(ScaleSafeAdmin):
         return obj is None or Customer.objects.restrict(request.user, "change").filter(pk=obj.pk).exists()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return super().has_add_permission(request) and (
-            request.user.has_perm("crm.change_all_customers") or teams_for(request.user, "change").exists()
-        )
+        # Asked several times per page (sidebar, changelist, buttons): one team query per request.
+        cached = getattr(request, "_crm_customer_can_add", None)
+        if cached is None:
+            cached = super().has_add_permission(request) and (
+                request.user.has_perm("crm.change_all_customers")
+                or teams_for(request.user, "change").exists()
+            )
+            request._crm_customer_can_add = cached  # type: ignore[attr-defined]
+        return cached
 
     def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         # Never through the admin delete view (it renders every cascaded row); erasure is a service.

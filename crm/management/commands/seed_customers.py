@@ -131,7 +131,9 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=1_000_000, help="登録する顧客数")
         parser.add_argument("--teams", type=int, default=5, help="顧客を割り当てるチーム数")
         parser.add_argument("--batch", type=int, default=5000, help="COPY 1回あたりの行数")
-        parser.add_argument("--workers", type=int, default=2, help="暗号化を行うプロセス数（0 = 同一プロセス）")
+        parser.add_argument(
+            "--workers", type=int, default=2, help="暗号化を行うプロセス数（0 = 同一プロセス）"
+        )
         parser.add_argument("--seed", type=int, default=42, help="乱数の種（同じ種なら同じ顧客）")
         parser.add_argument("--purchases-per-customer", type=int, default=0, help="顧客あたりの平均購買数")
         parser.add_argument("--events-per-customer", type=int, default=0, help="顧客あたりの平均イベント数")
@@ -170,7 +172,9 @@ class Command(BaseCommand):
     def _teams(self, k: int) -> list[Team]:
         """The first `k` teams by id, adding teams (EXTRA_TEAMS, then numbered ones) when there are fewer."""
         teams = list(Team.objects.order_by("id")[:k])
-        extra = iter([*EXTRA_TEAMS, *((f"seed-team-{i:02d}", f"シードチーム{i:02d}") for i in range(1, 1000))])
+        extra = iter(
+            [*EXTRA_TEAMS, *((f"seed-team-{i:02d}", f"シードチーム{i:02d}") for i in range(1, 1000))]
+        )
         while len(teams) < k:
             code, name = next(extra)
             team, _created = Team.objects.get_or_create(code=code, defaults={"name": name})
