@@ -222,6 +222,7 @@ class Command(BaseCommand):
     def _purchases(self, id_lo: int, id_hi: int, per_customer: int) -> int:
         """0 … 2k purchases per customer (k on average), between acquisition and last activity."""
         table, customers = Purchase._meta.db_table, Customer._meta.db_table
+        # Only table names from the models are formatted in; every value is a parameter.
         sql = f"""
             INSERT INTO {table} (customer_id, team_id, order_no, amount, currency, channel,
                                  purchased_at, created_at)
@@ -232,29 +233,32 @@ class Command(BaseCommand):
             FROM {customers} c
             CROSS JOIN LATERAL generate_series(1, ((c.id * 7919) %% (2 * %s + 1))::int) AS g
             WHERE c.id BETWEEN %s AND %s
-        """
+        """  # noqa: S608
         return self._chunked(sql, id_lo, id_hi, per_customer)
 
     def _events(self, id_lo: int, id_hi: int, per_customer: int) -> int:
         """0 … 2k behavioural events per customer, of the CustomerEvent kinds."""
         table, customers = CustomerEvent._meta.db_table, Customer._meta.db_table
-        kinds = "ARRAY[" + ", ".join(f"'{k}'" for k in CustomerEvent.Kind.values) + "]"
+        # Only table names from the models are formatted in; every value is a parameter.
         sql = f"""
             INSERT INTO {table} (customer_id, visitor_id, kind, occurred_at, properties, source, created_at)
-            SELECT c.id, '', ({kinds})[1 + floor(random() * {len(CustomerEvent.Kind.values)})::int],
+            SELECT c.id, '', (%s::text[])[1 + floor(random() * cardinality(%s::text[]))::int],
                    c.collected_at + (coalesce(c.last_activity_at, now()) - c.collected_at) * random(),
                    '{{}}'::jsonb, 'seed', now()
             FROM {customers} c
             CROSS JOIN LATERAL generate_series(1, ((c.id * 104729) %% (2 * %s + 1))::int) AS g
             WHERE c.id BETWEEN %s AND %s
-        """
-        return self._chunked(sql, id_lo, id_hi, per_customer)
+        """  # noqa: S608
+        kinds = list(CustomerEvent.Kind.values)
+        return self._chunked(sql, id_lo, id_hi, per_customer, [kinds, kinds])
 
-    def _chunked(self, sql: str, id_lo: int, id_hi: int, per_customer: int) -> int:
+    def _chunked(
+        self, sql: str, id_lo: int, id_hi: int, per_customer: int, leading: Sequence[Any] = ()
+    ) -> int:
         total = 0
         with connection.cursor() as cur:
             for lo in range(id_lo, id_hi + 1, SQL_CHUNK):
-                cur.execute(sql, [per_customer, lo, min(lo + SQL_CHUNK - 1, id_hi)])
+                cur.execute(sql, [*leading, per_customer, lo, min(lo + SQL_CHUNK - 1, id_hi)])
                 total += cur.rowcount
         return total
 
