@@ -16,7 +16,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, teams_for
-from crm.selectors import customer_search_q
+from crm.selectors import customer_scope_for_planner, customer_search_q
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
 admin.site.site_title = _("顧客管理")
@@ -130,7 +130,8 @@ class CustomerAdmin(ScaleSafeAdmin):
         return IndexedSortChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
-        qs = Customer.objects.restrict(request.user, "view").select_related("team")
+        qs = customer_scope_for_planner(Customer.objects.restrict(request.user, "view"), request.user)
+        qs = qs.select_related("team")
         match = getattr(request, "resolver_match", None)
         if match and match.url_name == "crm_customer_changelist":
             qs = qs.only(*LIST_ONLY)

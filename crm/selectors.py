@@ -37,11 +37,29 @@ def customer_search_q(term: str) -> Q:
     return q
 
 
+def customer_scope_for_planner(
+    qs: CustomerQuerySet, user: AbstractBaseUser | AnonymousUser, action: str = "view"
+) -> CustomerQuerySet:
+    """The same rows as `qs` (already restricted), with the user's team ids spelled out for the planner.
+
+    restrict() scopes a team member through a subquery over guardian's tables. PostgreSQL cannot see
+    through it which teams (or how many rows) it selects, so at a million rows it guesses "most of the
+    table" and counts or sorts by scanning the heap. Adding `team_id IN (1, 3)` — computed by the same
+    teams_for() — lets it use the (team, id) index and its statistics. It only ever narrows the result:
+    the restrict() condition stays in the query. Users who see every team (no condition) are left alone.
+    """
+    from crm.permissions import teams_for
+
+    if not qs.query.where or qs.query.is_empty():
+        return qs
+    return qs.filter(team_id__in=list(teams_for(user, action).values_list("pk", flat=True)))
+
+
 def customer_list(
     *, user: AbstractBaseUser | AnonymousUser, search: str = "", action: str = "view"
 ) -> CustomerQuerySet:
     """Customers `user` may see, optionally narrowed by an exact search term."""
-    qs = Customer.objects.restrict(user, action)
+    qs = customer_scope_for_planner(Customer.objects.restrict(user, action), user, action)
     if search.strip():
         qs = qs.filter(customer_search_q(search))
     return qs

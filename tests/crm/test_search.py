@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from crm import paginators
 from crm.models import Customer
 from crm.paginators import EstimatedCountPaginator
-from crm.selectors import customer_list, customer_search_q
+from crm.selectors import customer_list, customer_scope_for_planner, customer_search_q
 from tests.factories import CustomerFactory
 
 CHANGELIST = "/admin/crm/customer/"
@@ -84,6 +84,27 @@ def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
     with connection.cursor() as cur:
         cur.execute("SHOW statement_timeout")
         assert cur.fetchone()[0] == "0"  # SET LOCAL did not leak out of its savepoint
+
+
+@pytest.mark.django_db
+def test_planner_hint_keeps_the_rows_of_restrict(
+    customer, foreign_customer, owner, outsider, privacy_officer
+):
+    # given a customer per team, a team member of each and a privacy officer who sees all teams
+    from django.contrib.auth.models import AnonymousUser
+
+    for user in (owner, outsider, privacy_officer, AnonymousUser()):
+        restricted = Customer.objects.restrict(user, "view")
+        # when the team ids are spelled out for the planner
+        hinted = customer_scope_for_planner(restricted, user)
+        # then exactly the same customers are returned
+        assert set(hinted) == set(restricted)
+    assert list(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner)) == [customer]
+    # and the hint is a literal list of team ids, which the planner can estimate
+    sql = str(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner).query)
+    assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
+    # and a user who sees every team gets no extra condition
+    assert "WHERE" not in str(customer_scope_for_planner(Customer.objects.all(), privacy_officer).query)
 
 
 @pytest.mark.django_db
