@@ -189,6 +189,7 @@ def main() -> None:
     settings.ROOT_URLCONF = "bench_urls"
     clear_url_caches()
 
+    call_command("migrate", verbosity=0)
     total = ensure_customers(args.customers, args.workers)
     teams = list(Team.objects.order_by("id")[:5])
     team = teams[0]
