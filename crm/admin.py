@@ -130,8 +130,7 @@ class CustomerAdmin(ScaleSafeAdmin):
         return IndexedSortChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
-        qs = customer_scope_for_planner(Customer.objects.restrict(request.user, "view"), request.user)
-        qs = qs.select_related("team")
+        qs = Customer.objects.restrict(request.user, "view").select_related("team")
         match = getattr(request, "resolver_match", None)
         if match and match.url_name == "crm_customer_changelist":
             qs = qs.only(*LIST_ONLY)
@@ -147,7 +146,9 @@ class CustomerAdmin(ScaleSafeAdmin):
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
     ) -> tuple[QuerySet[Customer], bool]:
         if not search_term.strip():
-            return queryset, False
+            # Browsing: spell out the user's teams so PostgreSQL walks the (team, id) index.
+            return customer_scope_for_planner(queryset, request.user), False
+        # Exact search: the blind indexes pick a handful of rows; the team scope just filters them.
         return queryset.filter(customer_search_q(search_term)), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:

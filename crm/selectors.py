@@ -47,10 +47,14 @@ def customer_scope_for_planner(
     table" and counts or sorts by scanning the heap. Adding `team_id IN (1, 3)` — computed by the same
     teams_for() — lets it use the (team, id) index and its statistics. It only ever narrows the result:
     the restrict() condition stays in the query. Users who see every team (no condition) are left alone.
+
+    Not for exact searches: there the blind indexes select a handful of rows, and a team-id condition
+    would tempt the planner to AND in a bitmap of the whole team (hundreds of thousands of entries).
     """
     from crm.permissions import teams_for
 
-    if not qs.query.where or qs.query.is_empty():
+    scope = Customer.objects.restrict(user, action).query  # built, not run: did restrict() add a condition?
+    if not scope.where or scope.is_empty():
         return qs
     return qs.filter(team_id__in=list(teams_for(user, action).values_list("pk", flat=True)))
 
@@ -59,10 +63,10 @@ def customer_list(
     *, user: AbstractBaseUser | AnonymousUser, search: str = "", action: str = "view"
 ) -> CustomerQuerySet:
     """Customers `user` may see, optionally narrowed by an exact search term."""
-    qs = customer_scope_for_planner(Customer.objects.restrict(user, action), user, action)
+    qs = Customer.objects.restrict(user, action)
     if search.strip():
-        qs = qs.filter(customer_search_q(search))
-    return qs
+        return qs.filter(customer_search_q(search))
+    return customer_scope_for_planner(qs, user, action)
 
 
 def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str = "view") -> Customer:
