@@ -87,11 +87,11 @@ def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
 
 
 @pytest.mark.django_db
-def test_planner_hint_keeps_the_rows_of_restrict(
-    customer, foreign_customer, owner, outsider, privacy_officer
-):
+def test_planner_hint_keeps_the_rows_of_restrict(customer, other_team, owner, outsider, privacy_officer):
     # given a customer per team, a team member of each and a privacy officer who sees all teams
     from django.contrib.auth.models import AnonymousUser
+
+    foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
 
     for user in (owner, outsider, privacy_officer, AnonymousUser()):
         restricted = Customer.objects.restrict(user, "view")
@@ -103,8 +103,10 @@ def test_planner_hint_keeps_the_rows_of_restrict(
     # and the hint is a literal list of team ids, which the planner can estimate
     sql = str(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner).query)
     assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
-    # and a user who sees every team gets no extra condition
+    # and a user who sees every team gets no extra condition, even on an already filtered list
     assert "WHERE" not in str(customer_scope_for_planner(Customer.objects.all(), privacy_officer).query)
+    active = Customer.objects.restrict(privacy_officer, "view").filter(status=Customer.Status.ACTIVE)
+    assert set(customer_scope_for_planner(active, privacy_officer)) == {customer, foreign_customer}
 
 
 @pytest.mark.django_db
