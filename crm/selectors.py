@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db.models import Q
@@ -38,7 +39,11 @@ def customer_search_q(term: str) -> Q:
 
 
 def customer_scope_for_planner(
-    qs: CustomerQuerySet, user: AbstractBaseUser | AnonymousUser, action: str = "view"
+    qs: CustomerQuerySet,
+    user: AbstractBaseUser | AnonymousUser,
+    action: str = "view",
+    *,
+    team_ids: Sequence[int] | None = None,
 ) -> CustomerQuerySet:
     """The same rows as `qs` (already restricted), with the user's team ids spelled out for the planner.
 
@@ -50,13 +55,17 @@ def customer_scope_for_planner(
 
     Not for exact searches: there the blind indexes select a handful of rows, and a team-id condition
     would tempt the planner to AND in a bitmap of the whole team (hundreds of thousands of entries).
+    `team_ids` lets a caller that already holds `teams_for(user, action)` (the admin, per request) pass
+    them in instead of asking guardian again.
     """
     from crm.permissions import teams_for
 
     scope = Customer.objects.restrict(user, action).query  # built, not run: did restrict() add a condition?
     if not scope.where or scope.is_empty():
         return qs
-    return qs.filter(team_id__in=list(teams_for(user, action).values_list("pk", flat=True)))
+    if team_ids is None:
+        team_ids = list(teams_for(user, action).values_list("pk", flat=True))
+    return qs.filter(team_id__in=list(team_ids))
 
 
 def customer_list(
