@@ -265,6 +265,9 @@ def main() -> None:
         f"{'yes' if list_ratio >= 10 else 'NO'}"
     )
     print(
+        f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"
+    )
+    print(
         f"search by member number: stock p50 {stock_search.p50:.1f} ms / ours {ours_search.p50:.1f} ms"
         f" = {stock_search.p50 / ours_search.p50:.1f}× (p95: {stock_search.p95 / ours_search.p95:.1f}×)"
     )
