@@ -135,6 +135,11 @@ class Result:
     times_ms: list[float]
     queries: int
     target_ms: float | None
+    sql_ms: list[float]
+
+    @property
+    def sql_p50(self) -> float:
+        return statistics.median(self.sql_ms)
 
     @property
     def p50(self) -> float:
@@ -162,16 +167,33 @@ def measure(
     with CaptureQueriesContext(connection) as ctx:
         response = client.get(url_for(0))
     queries = len(ctx.captured_queries)
-    times = []
-    for i in range(n):
+    times: list[float] = []
+    sql: list[float] = []
+    in_sql = [0.0]
+
+    def timed(execute: Callable, sql_text: str, params: object, many: bool, context: object) -> object:
         began = time.perf_counter()
-        response = client.get(url_for(i))
-        times.append((time.perf_counter() - began) * 1000)
+        try:
+            return execute(sql_text, params, many, context)
+        finally:
+            in_sql[0] += time.perf_counter() - began
+
+    for i in range(n):
+        in_sql[0] = 0.0
+        with connection.execute_wrapper(timed):
+            began = time.perf_counter()
+            response = client.get(url_for(i))
+            times.append((time.perf_counter() - began) * 1000)
+        sql.append(in_sql[0] * 1000)
         assert response.status_code == 200, (label, response.status_code)
         if expect is not None:
             assert expect(i) in response.content.decode(), (label, i)
-    result = Result(label, user, times, queries, target_ms)
-    print(f"  {label:<34} {user:<8} p50 {result.p50:8.1f} ms  p95 {result.p95:8.1f} ms", flush=True)
+    result = Result(label, user, times, queries, target_ms, sql)
+    print(
+        f"  {label:<34} {user:<8} p50 {result.p50:8.1f} ms  p95 {result.p95:8.1f} ms"
+        f"  (SQL p50 {result.sql_p50:.1f} ms)",
+        flush=True,
+    )
     return result
 
 
@@ -250,11 +272,17 @@ def main() -> None:
     ours_list = next(r for r in results if r.user == "privacy" and r.label == "list, first page")
     ours_search = next(r for r in results if r.user == "privacy" and r.label == "exact search: member_no")
     print()
-    print(f"{'scenario':<36}{'user':<9}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'queries':>9}{'target':>10}  ok")
+    print(
+        f"{'scenario':<36}{'user':<9}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}{'SQL p50':>10}{'queries':>9}"
+        f"{'target':>10}  ok"
+    )
     for r in results:
         target = f"≤{r.target_ms:.0f}" if r.target_ms else "-"
         ok = "" if r.target_ms is None else ("yes" if r.p95 <= r.target_ms else "NO")
-        row = f"{r.label:<36}{r.user:<9}{len(r.times_ms):>4}{r.p50:>10.1f}{r.p95:>10.1f}{r.queries:>9}"
+        row = (
+            f"{r.label:<36}{r.user:<9}{len(r.times_ms):>4}{r.p50:>10.1f}{r.p95:>10.1f}{r.sql_p50:>10.1f}"
+            f"{r.queries:>9}"
+        )
         print(f"{row}{target:>10}  {ok}")
     print()
     list_ratio = stock_list.p50 / ours_list.p50
@@ -263,6 +291,11 @@ def main() -> None:
         f" / ours {ours_list.p50:.1f} ms"
         f" = {list_ratio:.1f}× (p95: {stock_list.p95 / ours_list.p95:.1f}×)  target ≥10×: "
         f"{'yes' if list_ratio >= 10 else 'NO'}"
+    )
+    print(
+        f"database time in those requests (SQL p50): stock {stock_list.sql_p50:.1f} ms / ours "
+        f"{ours_list.sql_p50:.1f} ms = {stock_list.sql_p50 / max(ours_list.sql_p50, 0.001):.1f}×; "
+        f"the rest is Django rendering the page"
     )
     print(
         f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"
