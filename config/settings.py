@@ -7,6 +7,8 @@ development keys so that a fresh checkout runs with no set-up.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 
@@ -35,40 +37,74 @@ _DEV_SECRETS = {
     "BLIND_INDEX_KEY": "dev-blind-index-key-not-for-production-use-0123456789",
     "AUDIT_CHAIN_KEY": "dev-audit-chain-key-not-for-production-use-0123456789",
 }
+# Every development value on its own, so that a production setting reusing any one of them (a single dev
+# Fernet key, the dev index key given as the audit key, …) is refused too.
+_DEV_VALUES = {part.strip() for value in _DEV_SECRETS.values() for part in (value, *value.split(","))}
+_MIN_KEY_LENGTH = 32  # characters of the HMAC keys in production (`manage.py generate_keys` gives 43)
 
 
 def _secret(name: str) -> str:
     """A secret from the environment. No default in production; `$`-references are not interpolated."""
     # Read os.environ directly: django-environ treats a value starting with `$` as a reference to another
     # variable and, with a default, silently falls back to it (see pitfalls: django-environ).
-    raw = os.environ.get(name, "")
+    raw = os.environ.get(name, "").strip()
     if raw:
-        if PRODUCTION and raw == _DEV_SECRETS[name]:
-            raise ImproperlyConfigured(f"{name} is the development value; set a real secret in production.")
+        if PRODUCTION and any(part.strip() in _DEV_VALUES for part in (raw, *raw.split(","))):
+            raise ImproperlyConfigured(
+                f"{name} reuses a development value; set a real secret in production "
+                "(`manage.py generate_keys` prints fresh ones)."
+            )
         return raw
     if PRODUCTION:
-        raise ImproperlyConfigured(f"{name} must be set in production (see .env.example).")
+        raise ImproperlyConfigured(
+            f"{name} must be set in production (see .env.example; `manage.py generate_keys` prints one)."
+        )
     return _DEV_SECRETS[name]
 
 
+def _is_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32 and len(value) == 44
+    except (ValueError, binascii.Error):
+        return False
+
+
 SECRET_KEY = _secret("SECRET_KEY")
+# Old SECRET_KEYs still accepted for signatures (sessions, password-reset links) while rotating it.
+SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+# Newest first: the first key encrypts, all of them decrypt; `manage.py rotate_keys` moves data to the first.
 FIELD_ENCRYPTION_KEYS = [k.strip() for k in _secret("FIELD_ENCRYPTION_KEYS").split(",") if k.strip()]
 BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY")
 AUDIT_CHAIN_KEY = _secret("AUDIT_CHAIN_KEY")
+if not FIELD_ENCRYPTION_KEYS or not all(_is_fernet_key(k) for k in FIELD_ENCRYPTION_KEYS):
+    # The key itself is never put in the message.
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEYS must be a comma-separated list of Fernet keys (44 characters of url-safe "
+        "base64 for 32 bytes), newest first; `manage.py generate_keys` prints one."
+    )
 if PRODUCTION:
-    if len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters in production.")
-    if len({SECRET_KEY, BLIND_INDEX_KEY, AUDIT_CHAIN_KEY, *FIELD_ENCRYPTION_KEYS}) != 3 + len(
-        FIELD_ENCRYPTION_KEYS
-    ):
+    if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure-") or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be at least 50 random characters in production (`manage.py generate_keys`)."
+        )
+    for _name, _value in (("BLIND_INDEX_KEY", BLIND_INDEX_KEY), ("AUDIT_CHAIN_KEY", AUDIT_CHAIN_KEY)):
+        if len(_value) < _MIN_KEY_LENGTH:
+            raise ImproperlyConfigured(
+                f"{_name} must be at least {_MIN_KEY_LENGTH} random characters in production "
+                "(`manage.py generate_keys`)."
+            )
+    if any(k in _DEV_VALUES for k in SECRET_KEY_FALLBACKS):
+        raise ImproperlyConfigured("SECRET_KEY_FALLBACKS reuses a development value.")
+    _all_keys = [SECRET_KEY, BLIND_INDEX_KEY, AUDIT_CHAIN_KEY, *FIELD_ENCRYPTION_KEYS]
+    if len(set(_all_keys)) != len(_all_keys):
         raise ImproperlyConfigured("SECRET_KEY, the encryption keys and the index keys must all differ.")
 
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
-if PRODUCTION and not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production.")
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the real host names in production (no '*').")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -119,14 +155,15 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only engine. `./dev` starts an embedded one when DATABASE_URL is unset.
-try:
-    DATABASES = {"default": env.db_url("DATABASE_URL")}
-except ImproperlyConfigured as exc:
+# An empty value counts as unset (django-environ would turn "" into a configuration without an ENGINE).
+_database_url = env.str("DATABASE_URL", default="").strip()
+if not _database_url:
     raise ImproperlyConfigured(
         "DATABASE_URL is not set. Start the CRM with `./dev up` (it starts an embedded PostgreSQL) "
         "or point DATABASE_URL at PostgreSQL, e.g. postgres://user@127.0.0.1:5432/crm."
-    ) from exc
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    )
+DATABASES = {"default": env.db_url_config(_database_url)}
+if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -162,7 +199,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Only when present: a missing directory is a staticfiles warning, and `check --deploy --fail-level WARNING`
+# must pass on a checkout that has no static files of its own yet.
+STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.is_dir()]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

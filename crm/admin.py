@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from crm import field_classes as _field_classes  # noqa: F401  (fills REGISTRY, see PERSONAL)
 from crm import services
 from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
@@ -23,7 +24,12 @@ admin.site.site_title = _("顧客管理")
 admin.site.index_title = _("管理メニュー")
 
 CUSTOMER = Customer._meta.label
+# The admin is imported (autodiscover) before CrmConfig.ready() loads the classifications, so crm.admin
+# imports crm.field_classes itself: without it this list came out empty and the change page showed and
+# edited every personal field in clear for users without 'view personal data'.
 PERSONAL = REGISTRY.personal_fields(CUSTOMER)
+if not PERSONAL:
+    raise RuntimeError("crm.Customer has no personal fields in the registry; refusing to show them unmasked.")
 
 
 class ScaleSafeAdmin(admin.ModelAdmin):
@@ -175,6 +181,11 @@ class CustomerAdmin(ScaleSafeAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         ro = list(self.readonly_fields)
+        if obj is not None:
+            # Written when the data was acquired and by activity, not by hand: the admin's seconds-only
+            # inputs rewrote them on every save (a spurious audit diff), and an editable last activity
+            # would move retention deadlines.
+            ro += ["collected_at", "last_activity_at"]
         if obj is not None and not can_view_pii(request.user):
             ro += [f"masked_{f}" for f in PERSONAL]
         if obj is not None and not self.has_change_permission(request, obj):

@@ -77,35 +77,52 @@ def not_personal(description: str = "") -> FieldSpec:
 REDACTED = "[redacted]"
 
 
+def _empty(value: Any) -> bool:
+    """No value to hide: shown as it is (blank), so a list does not suggest data that is not there."""
+    return value is None or (isinstance(value, str | dict | list | tuple) and not value)
+
+
 def mask_email(value: str) -> str:
-    local, _sep, domain = value.partition("@")
-    return f"{local[:2]}***@{domain}" if domain else "***"
+    """'taro.yamada@example.com' → 'ta***@example.com'; short local parts show less (never all of it)."""
+    local, _sep, domain = value.strip().rpartition("@")
+    if not local or not domain:
+        return "***"
+    keep = 2 if len(local) >= 4 else 1 if len(local) >= 2 else 0
+    return f"{local[:keep]}***@{domain}"
 
 
 def mask_phone(value: str) -> str:
-    """'+819012345678' → '090-****-5678' (national format, middle hidden)."""
+    """'+819012345678' → '090-****-5678' (national format for Japan, international otherwise).
+
+    At most the first three and last four digits show, and only when at least ten digits remain hidden
+    behind them; a short number shows no more than a third of its digits.
+    """
     try:
-        national = phonenumbers.format_number(
-            phonenumbers.parse(value, "JP"), phonenumbers.PhoneNumberFormat.NATIONAL
+        number = phonenumbers.parse(value, "JP")
+        fmt = (
+            phonenumbers.PhoneNumberFormat.NATIONAL
+            if number.country_code == 81
+            else phonenumbers.PhoneNumberFormat.INTERNATIONAL
         )
+        shown = phonenumbers.format_number(number, fmt)
     except phonenumbers.NumberParseException:
-        national = value
+        return mask_full(value)  # not a phone number: nothing of it is known to be safe to show
+    total = sum(c.isdigit() for c in shown)
+    head, tail = (3, 4) if total >= 10 else (0, total // 3)
     digits_seen = 0
     out = []
-    total = sum(c.isdigit() for c in national)
-    for c in national:
+    for c in shown:
         if c.isdigit():
             digits_seen += 1
-            keep = digits_seen <= 3 or digits_seen > total - 4
-            out.append(c if keep else "*")
+            out.append(c if digits_seen <= head or digits_seen > total - tail else "*")
         else:
             out.append(c)
     return "".join(out)
 
 
 def mask_name(value: str) -> str:
-    """'山田 太郎' → '山* 太*': the first character of each part."""
-    return " ".join(part[:1] + "*" * max(len(part) - 1, 1) for part in value.split()) or "*"
+    """'山田 太郎' → '山* 太*': the first character of each part, then one '*' whatever the length."""
+    return " ".join(part[:1] + "*" for part in value.split()) or "*"
 
 
 def mask_postal(value: str) -> str:
@@ -113,7 +130,7 @@ def mask_postal(value: str) -> str:
 
 
 def mask_full(value: Any) -> str:
-    return "****" if value not in (None, "") else ""
+    return "" if _empty(value) else "****"
 
 
 def mask_date(value: Any) -> str:
@@ -133,7 +150,7 @@ MASKERS: dict[str, Callable[[Any], str]] = {
 def mask_value(label: str, name: str, value: Any) -> Any:
     """The value as a person without the 'view personal data' permission sees it."""
     spec = REGISTRY.spec(label, name)
-    if spec is None or not spec.personal or value in (None, ""):
+    if spec is None or not spec.personal or _empty(value):
         return value
     return MASKERS[spec.mask](value)
 

@@ -34,12 +34,13 @@ class KeyConfigurationError(RuntimeError):
 
 
 @lru_cache(maxsize=1)
-def _keyring() -> MultiFernet:
+def _fernets() -> tuple[Fernet, ...]:
+    """One Fernet per configured key, newest first."""
     keys = list(settings.FIELD_ENCRYPTION_KEYS)
     if not keys:
         raise KeyConfigurationError("FIELD_ENCRYPTION_KEYS is empty.")
     try:
-        return MultiFernet([Fernet(k) for k in keys])
+        return tuple(Fernet(k) for k in keys)
     except (ValueError, TypeError) as exc:
         # Never echo the key itself.
         raise KeyConfigurationError(
@@ -47,9 +48,20 @@ def _keyring() -> MultiFernet:
         ) from exc
 
 
+def check_key_configuration() -> None:
+    """Raise KeyConfigurationError unless every FIELD_ENCRYPTION_KEYS entry is a Fernet key."""
+    _fernets()
+
+
+@lru_cache(maxsize=1)
+def _keyring() -> MultiFernet:
+    return MultiFernet(list(_fernets()))
+
+
 @receiver(setting_changed)
 def _reset_keys(*, setting: str, **kwargs: object) -> None:
     if setting in {"FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY"}:
+        _fernets.cache_clear()
         _keyring.cache_clear()
         _index_key.cache_clear()
 
@@ -59,13 +71,18 @@ def encrypt_str(value: str) -> str:
     return _keyring().encrypt(value.encode("utf-8")).decode("ascii")
 
 
-def decrypt_str(token: str) -> str:
-    """Decrypt a token produced by `encrypt_str` with any configured key, or raise DecryptionError."""
+def decrypt_str(token: str, *, where: str = "") -> str:
+    """Decrypt a token produced by `encrypt_str` with any configured key, or raise DecryptionError.
+
+    `where` names the column ("crm.Customer.email") for the operator; the token itself is never put in the
+    message, so a wrong key can neither show ciphertext as data nor leak it into logs.
+    """
     try:
         return _keyring().decrypt(token.encode("ascii")).decode("utf-8")
-    except (InvalidToken, UnicodeEncodeError) as exc:
+    except (InvalidToken, UnicodeError) as exc:
+        column = f" ({where})" if where else ""
         raise DecryptionError(
-            "An encrypted field could not be decrypted with any key in FIELD_ENCRYPTION_KEYS."
+            f"An encrypted field{column} could not be decrypted with any key in FIELD_ENCRYPTION_KEYS."
         ) from exc
 
 
@@ -73,19 +90,53 @@ def rotate_token(token: str) -> str:
     """Re-encrypt a token under the newest key (MultiFernet.rotate)."""
     try:
         return _keyring().rotate(token.encode("ascii")).decode("ascii")
-    except InvalidToken as exc:
+    except (InvalidToken, UnicodeError) as exc:
         raise DecryptionError("A token could not be rotated: no configured key opens it.") from exc
 
 
 def token_key_index(token: str) -> int | None:
-    """Which configured key opens this token (0 = newest), or None. Used by the rotation report."""
-    for i, key in enumerate(settings.FIELD_ENCRYPTION_KEYS):
+    """Which configured key opens this token (0 = newest), or None. Used by the rotation report.
+
+    A wrong key fails on the HMAC check before any decryption, so trying the keys in turn is cheap.
+    """
+    try:
+        raw = token.encode("ascii")
+    except UnicodeError:
+        return None
+    for i, fernet in enumerate(_fernets()):
         try:
-            Fernet(key).decrypt(token.encode("ascii"))
+            fernet.decrypt(raw)
         except InvalidToken:
             continue
         return i
     return None
+
+
+def reencrypt_token(token: str) -> tuple[int | None, str | None]:
+    """(index of the key that opens `token`, the token under the newest key or None if already there).
+
+    (None, None) when no key opens it. One pass over the keys: the key found is reused to re-encrypt.
+    """
+    try:
+        raw = token.encode("ascii")
+    except UnicodeError:
+        return None, None
+    fernets = _fernets()
+    for i, fernet in enumerate(fernets):
+        try:
+            clear = fernet.decrypt(raw)
+        except InvalidToken:
+            continue
+        if i == 0:
+            return 0, None
+        return i, fernets[0].encrypt(clear).decode("ascii")
+    return None, None
+
+
+def key_fingerprint(index: int) -> str:
+    """A short, non-secret name for a configured key (first 8 hex of SHA-256), for reports and audit."""
+    key = settings.FIELD_ENCRYPTION_KEYS[index]
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).hexdigest()[:8]
 
 
 # --- blind indexes ---------------------------------------------------------------------------------

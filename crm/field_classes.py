@@ -97,8 +97,17 @@ REGISTRY.declare(
             "actor_email",
             "chain_seq",
             "chain_hash",
+            "entry_mac",
         )
     },
+)
+REGISTRY.declare(
+    "crm.AuditChainHead",
+    id=not_personal(),
+    seq=not_personal("監査ログの最終連番"),
+    hash=not_personal("監査ログの最終チェーンハッシュ"),
+    mac=not_personal("末尾の署名"),
+    updated_at=not_personal(),
 )
 
 REGISTRY.declare(

@@ -15,7 +15,11 @@ from crm.crypto import decrypt_str, encrypt_str
 
 
 class _EncryptedMixin:
-    """Encrypt on the way in, decrypt on the way out; empty and NULL stay as they are."""
+    """Encrypt on the way in, decrypt on the way out; empty and NULL stay as they are.
+
+    `manage.py rotate_keys` finds every field carrying this mixin, in any installed app, and re-encrypts
+    its column under the newest key.
+    """
 
     def get_prep_value(self, value: Any) -> Any:
         value = self.to_python(value)  # type: ignore[attr-defined]
@@ -26,7 +30,14 @@ class _EncryptedMixin:
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None or value == "":
             return value
-        return self._deserialise(decrypt_str(value))
+        # Raises DecryptionError (naming the column, never the token) when no key opens the value.
+        return self._deserialise(decrypt_str(value, where=self.encrypted_column_label))
+
+    @property
+    def encrypted_column_label(self) -> str:
+        model = getattr(self, "model", None)
+        name = getattr(self, "name", "?")
+        return f"{model._meta.label}.{name}" if model is not None else str(name)
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name != "isnull":
@@ -63,7 +74,9 @@ class EncryptedCharField(_EncryptedMixin, models.TextField):
     def formfield(self, **kwargs: Any) -> Any:
         from django import forms
 
-        defaults = {"form_class": forms.CharField, "max_length": self.clear_max_length}
+        # No form-level max_length: the model checks the length of the normalised value (clean_fields), and
+        # the typed form may be longer ("〒100-0005" is stored as "100-0005", which fits max_length=8).
+        defaults: dict[str, Any] = {"form_class": forms.CharField}
         if self.clear_max_length and self.clear_max_length > 200:
             defaults["widget"] = forms.Textarea(attrs={"rows": 3})
         defaults.update(kwargs)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -242,9 +246,10 @@ class Customer(models.Model):
         self.name_bidx = name_index(self.full_name) if self.family_name else ""
         self.kana_bidx = name_index(self.full_name_kana) if self.family_name_kana else ""
 
-    def clean(self) -> None:
+    def normalise(self) -> None:
+        """The stored forms: NFKC case-folded e-mail, E.164 phone, NNN-NNNN postal code."""
         from crm.crypto import normalise_email, normalise_phone
-        from crm.validators import normalise_postal_code, strings_in
+        from crm.validators import normalise_postal_code
 
         if self.email:
             self.email = normalise_email(self.email)
@@ -252,8 +257,20 @@ class Customer(models.Model):
             self.phone = normalise_phone(self.phone) or self.phone
         if self.postal_code:
             self.postal_code = normalise_postal_code(self.postal_code) or self.postal_code
-        for text in strings_in(self.preferences):
-            validate_no_my_number(text)
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        # Normalise first, so that length and format rules judge the value that is stored: "〒100-0005" is
+        # nine characters (max_length=8 refused it) and "ｔａｒｏ@example.com" fails the e-mail pattern.
+        self.normalise()
+        super().clean_fields(exclude=exclude)
+
+    def clean(self) -> None:
+        from crm.validators import my_number_errors
+
+        # The My Number rule on the fields without their own validator: preferences (JSON), phone, kana…
+        errors = my_number_errors(self)
+        if errors:
+            raise ValidationError(errors)
 
 
 class Purchase(models.Model):
@@ -335,25 +352,76 @@ AUDIT_CHAIN_LOCK = 0x4A55_4449  # arbitrary, stable advisory-lock id for the aud
 GENESIS_HASH = "0" * 64
 
 
+def _json_number_as_stored(text: str) -> int | float:
+    """Parse a JSON float the way it comes back from a jsonb column.
+
+    PostgreSQL stores JSON numbers as `numeric` and prints them without exponent: `1e+16` comes back as
+    `10000000000000000`, an int once decoded. Hashing the value as it will be read back keeps the chain
+    verifiable for such values.
+    """
+    exponent = Decimal(text).as_tuple().exponent
+    return int(Decimal(text)) if isinstance(exponent, int) and exponent >= 0 else float(text)
+
+
+def _as_stored_json(value: Any) -> Any:
+    if not value:
+        return value
+    return json.loads(json.dumps(value, default=str), parse_float=_json_number_as_stored)
+
+
+def _canonical_ip(value: str | None) -> str | None:
+    """One spelling per address (PostgreSQL's inet prints '2001:DB8:0::1' as '2001:db8::1')."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+_CHAIN_SCALARS = (
+    "object_pk",
+    "object_id",
+    "object_repr",
+    "action",
+    "changes_text",
+    "actor_email",
+    "cid",
+    "remote_port",
+)
+
+
 class AuditEntry(AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
-    Each entry stores `chain_seq` (gapless, assigned under an advisory lock) and `chain_hash` =
-    HMAC(AUDIT_CHAIN_KEY, previous hash ‖ canonical payload). The payload is the already redacted entry
-    (personal values are `[redacted]` before they reach it), so erasure never needs to rewrite it.
-    `manage.py audit_verify` recomputes the chain and names the first edited or missing entry.
+    Two steps, so that no business transaction holds the chain lock:
+    1. Insert (inside the writer's transaction, no lock): the entry carries `entry_mac` =
+       HMAC(AUDIT_CHAIN_KEY, canonical payload), so a row inserted around the model, without the key, shows.
+    2. Seal (crm.audit.audit_seal_pending, right after the writer commits, and every minute from beat):
+       under an advisory lock held only for the seal, each pending entry whose entry_mac is valid gets
+       `chain_seq` (gapless) and `chain_hash` = HMAC(AUDIT_CHAIN_KEY, previous hash ‖ payload with seq).
+    The payload is the already redacted entry (personal values are `[redacted]` before they reach it), so
+    erasure never needs to rewrite it.
+    The newest link is also kept, signed, in AuditChainHead, so deleting the newest entries shows too.
+    `manage.py audit_verify` (crm.audit) recomputes the chain and names the first edited or missing entry.
+    Migration 0006 makes the table append-only in the database as well (crm.audit.audit_maintenance).
     """
 
     chain_seq = models.BigIntegerField(_("連番"), unique=True, null=True, editable=False)
     chain_hash = models.CharField(_("チェーンハッシュ"), max_length=64, blank=True, editable=False)
+    entry_mac = models.CharField(_("記録時署名"), max_length=64, blank=True, editable=False, db_default="")
 
     class Meta(AbstractLogEntry.Meta):
         verbose_name = _("監査ログ")
         verbose_name_plural = _("監査ログ")
-        indexes = [models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx")]
+        indexes = [
+            models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx"),
+            # The sealer's queue: entries not yet chained (normally none, or a few for milliseconds).
+            models.Index(fields=["id"], condition=models.Q(chain_seq=None), name="auditentry_unsealed_idx"),
+        ]
 
     def chain_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "seq": self.chain_seq,
             "content_type": self.content_type_id,
             "object_pk": self.object_pk,
@@ -364,11 +432,26 @@ class AuditEntry(AbstractLogEntry):
             "changes_text": self.changes_text,
             "actor": self.actor_id,
             "actor_email": self.actor_email,
-            "remote_addr": self.remote_addr,
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "remote_addr": _canonical_ip(self.remote_addr),
+            # UTC whatever zone the writer used: the column hands back UTC.
+            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat() if self.timestamp else None,
             "cid": self.cid,
             "additional_data": self.additional_data,
         }
+        # Covered only when set, so entries written before these were hashed still verify, while setting
+        # them afterwards changes the hash.
+        if self.serialized_data is not None:
+            payload["serialized_data"] = self.serialized_data
+        if self.remote_port is not None:
+            payload["remote_port"] = self.remote_port
+        return payload
+
+    def compute_entry_mac(self) -> str:
+        payload = self.chain_payload()
+        del payload["seq"]
+        body = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+        key = settings.AUDIT_CHAIN_KEY.encode()
+        return hmac.new(key, ("audit-entry\x1e" + body).encode(), hashlib.sha256).hexdigest()
 
     def compute_chain_hash(self, previous: str) -> str:
         body = json.dumps(self.chain_payload(), sort_keys=True, ensure_ascii=False, default=str)
@@ -376,36 +459,79 @@ class AuditEntry(AbstractLogEntry):
         return hmac.new(key, (previous + "\x1e" + body).encode(), hashlib.sha256).hexdigest()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # Audit entries are written once and chained; the lock serialises writers for the rest of the
-        # transaction, so two concurrent entries can never claim the same sequence number.
         if not self._state.adding:
             raise RuntimeError("Audit entries are append-only.")
-        with transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
-            super().save(*args, **kwargs)
+        super().save(*args, **kwargs)
+        from crm.audit import audit_seal_after_commit
+
+        audit_seal_after_commit(using=self._state.db)
 
     def _save_table(self, *args: Any, **kwargs: Any) -> Any:
-        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: hash what is stored.
-        last = (
-            AuditEntry.objects.exclude(chain_seq=None)
-            .order_by("-chain_seq")
-            .values_list("chain_seq", "chain_hash")
-            .first()
-        )
-        self.chain_seq = last[0] + 1 if last else 1
+        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored.
+        self.chain_seq, self.chain_hash = None, ""
         if self.timestamp is None:
             self.timestamp = timezone.now()
-        # Round-trip through JSON so the hash sees what PostgreSQL will hand back.
-        self.changes = json.loads(json.dumps(self.changes, default=str)) if self.changes else self.changes
-        self.additional_data = (
-            json.loads(json.dumps(self.additional_data, default=str)) if self.additional_data else None
-        )
-        self.chain_hash = self.compute_chain_hash(last[1] if last else GENESIS_HASH)
+        elif timezone.is_naive(self.timestamp):
+            self.timestamp = timezone.make_aware(self.timestamp)
+        # Sign the column types, not what the caller passed: auditlog hands an integer pk to the
+        # CharField object_pk, which comes back as text. The sealer recomputes this from the stored row.
+        for name in _CHAIN_SCALARS:
+            setattr(self, name, self._meta.get_field(name).to_python(getattr(self, name)))
+        # An unparsable forwarded address would make the insert fail; record no address instead.
+        self.remote_addr = _canonical_ip(self.remote_addr)
+        # Round-trip through JSON so the MAC sees what PostgreSQL will hand back.
+        self.changes = _as_stored_json(self.changes)
+        self.additional_data = _as_stored_json(self.additional_data) or None
+        self.serialized_data = _as_stored_json(self.serialized_data) or None
+        self.entry_mac = self.compute_entry_mac()
         return super()._save_table(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Audit entries cannot be deleted.")
+
+
+class AuditChainHead(models.Model):
+    """The newest link of the audit chain (one row), signed with AUDIT_CHAIN_KEY.
+
+    Advanced by the sealer in the same transaction as the entries it chains. The verifier expects the
+    chain to reach exactly this head, so deleting the newest entries is detected; the signature stops
+    someone without the key from pointing the head back at an older entry. Replaying an old copy of this
+    row is not detectable here: compare with a head recorded outside the database
+    (`audit_verify --expect-head`).
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    seq = models.BigIntegerField(_("最終連番"))
+    hash = models.CharField(_("最終チェーンハッシュ"), max_length=64)
+    mac = models.CharField(_("署名"), max_length=64)
+    updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("監査ログの末尾")
+        verbose_name_plural = _("監査ログの末尾")
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="auditchainhead_singleton")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq}"
+
+    @staticmethod
+    def sign(seq: int, chain_hash: str) -> str:
+        # Domain-separated from the entry hashes, so no entry hash can serve as a head signature.
+        key = settings.AUDIT_CHAIN_KEY.encode()
+        return hmac.new(key, f"audit-head\x1e{seq}\x1e{chain_hash}".encode(), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def advance(cls, *, seq: int, chain_hash: str) -> None:
+        """Move the head to the entry just written (caller holds the chain lock)."""
+        values = {"seq": seq, "hash": chain_hash, "mac": cls.sign(seq, chain_hash)}
+        # One UPDATE in the steady state; the row is created with the first entry (or by migration 0006).
+        if not cls.objects.filter(pk=cls.SINGLETON).update(**values, updated_at=timezone.now()):
+            cls.objects.create(pk=cls.SINGLETON, **values)
+
+    def signature_valid(self) -> bool:
+        return hmac.compare_digest(self.mac, self.sign(self.seq, self.hash))
 
 
 # Areas of the crm app with models of their own live in sub-packages; importing them here registers them

@@ -70,7 +70,10 @@ TEAM_PERMS = {
     "change": "crm.change_team_customers",
     "delete": "crm.delete_team_customers",
 }
-MODEL_PERMS = {"view": "crm.view_customer", "change": "crm.change_customer", "delete": "crm.delete_customer"}
+# The role's model permission each action needs before any team permission counts. Erasing needs the
+# right to change customers: no role holds crm.delete_customer (the admin delete view is never used, erasure
+# is a service), and a team lead's delete permission must not open erasure to a role that cannot even view.
+MODEL_PERMS = {"view": "crm.view_customer", "change": "crm.change_customer", "delete": "crm.change_customer"}
 ALL_PERMS = {"view": "crm.view_all_customers", "change": "crm.change_all_customers", "delete": None}
 
 
@@ -93,8 +96,8 @@ def customer_scope(
     if user.is_superuser:
         return qs
     # Every action needs the model permission of the user's role first (a right the role does not grant
-    # is never opened by a team permission); deletion happens only through the erasure service.
-    if action != "delete" and not user.has_perm(MODEL_PERMS[action]):
+    # is never opened by a team permission).
+    if not user.has_perm(MODEL_PERMS[action]):
         return qs.none()
     all_perm = ALL_PERMS[action]
     if all_perm and user.has_perm(all_perm):

@@ -6,10 +6,8 @@ django-auditlog records every save and delete made here (with the actor from the
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from auditlog.context import set_actor
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -22,12 +20,9 @@ if TYPE_CHECKING:
 
 def _acting(actor: AbstractBaseUser | None) -> Any:
     """Attribute audit entries to `actor` unless a request (the auditlog middleware) already does."""
-    from auditlog.context import auditlog_value
+    from crm.audit import audit_actor
 
-    current = auditlog_value.get(None)
-    if actor is None or (current and current.get("actor")):
-        return nullcontext()
-    return set_actor(actor)
+    return audit_actor(actor)
 
 
 def customer_save(*, customer: Customer, actor: AbstractBaseUser | None = None) -> Customer:

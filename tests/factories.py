@@ -53,7 +53,7 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     postal_code = "100-0005"
     prefecture = "13"
     address = "千代田区丸の内1-1-1"
-    member_no = factory.Sequence(lambda n: f"M{n:09d}")
+    member_no = factory.Sequence(lambda n: f"F{n:09d}")  # never the fixtures' M… numbers
     collection_channel = Customer.Channel.WEB_FORM
 
     @classmethod

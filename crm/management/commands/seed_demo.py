@@ -6,6 +6,7 @@ Refuses to run in production.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django.conf import settings
@@ -93,11 +94,17 @@ class Command(BaseCommand):
         return teams
 
     def _print_logins(self) -> None:
-        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+        self.stdout.write(f"Demo logins, one per role (password for all: {DEMO_PASSWORD}):")
         for username, (role, team_code, team_role, pii) in LOGINS.items():
             scope = f"team {team_code} ({team_role})" if team_code else "all teams"
             self.stdout.write(
-                f"  {username:<12} {ROLE_LABELS[role]:<12} {scope:<28} "
+                f"  {username:<12} {_pad(ROLE_LABELS[role], 20)} {scope:<28} "
                 f"{'clear personal data' if pii else 'masked personal data'}"
             )
-        self.stdout.write(f"  {'admin':<12} superuser (break-glass)")
+        self.stdout.write(f"  {'admin':<12} {_pad('superuser', 20)} break-glass account")
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-align in a terminal, counting full-width (Japanese) characters as two columns."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - used)

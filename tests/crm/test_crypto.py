@@ -1,0 +1,649 @@
+"""Field encryption, key rotation, the start-up canary and blind-index search.
+
+Keys are generated per test (Fernet.generate_key); the development keys from config/settings.py encrypt the
+data that the standing fixtures create.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.core.checks import Error
+from django.core.management import call_command
+from django.core.management.base import CommandError, SystemCheckError
+from django.db import connection
+from django.test import override_settings
+
+from crm.checks import CANARY_VALUE, EncryptionKeyError, encryption_keys_check, verify_encryption_canary
+from crm.crypto import (
+    DecryptionError,
+    KeyConfigurationError,
+    decrypt_str,
+    email_index,
+    encrypt_str,
+    name_index,
+    phone_index,
+    rotate_token,
+    token_key_index,
+)
+from crm.fields import _EncryptedMixin
+from crm.management.commands.rotate_keys import encrypted_models
+from crm.models import AuditEntry, Customer, EncryptionCanary
+from crm.selectors import customer_list
+from tests.factories import CustomerFactory
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+# One clear value per encrypted Customer field, in the form the service stores it.
+CLEAR_VALUES: dict[str, Any] = {
+    "family_name": "山田",
+    "given_name": "太郎",
+    "family_name_kana": "ヤマダ",
+    "given_name_kana": "タロウ",
+    "email": "taro@example.com",
+    "phone": "+819012345678",
+    "postal_code": "100-0005",
+    "address": "東京都千代田区丸の内1-1-1",
+    "birth_date": dt.date(1985, 4, 1),
+    "app_user_id": "app-user-42",
+    "device_id": "device-7f3a",
+    "pos_card_no": "PC-0001-2345",
+    "notes": "平日夕方に電話希望",
+    "acquisition_note": "2026年春の展示会で名刺交換",
+}
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+def encrypted_columns(model: type) -> list[Any]:
+    return [f for f in model._meta.concrete_fields if isinstance(f, _EncryptedMixin)]
+
+
+def raw_tokens(model: type, pk: Any) -> dict[str, Any]:
+    """What PostgreSQL holds in the encrypted columns of one row, read past the ORM."""
+    qn = connection.ops.quote_name
+    fields = encrypted_columns(model)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(model._meta.db_table)} "
+            f"WHERE {qn(model._meta.pk.column)} = %s",
+            [pk],
+        )
+        row = cur.fetchone()
+    return dict(zip([f.name for f in fields], row, strict=True))
+
+
+def all_raw_tokens() -> dict[tuple[str, Any, str], str]:
+    """(model label, pk, field) → token, for every non-empty encrypted value of every model."""
+    out = {}
+    for model, _fields in encrypted_models():
+        for pk in model._default_manager.values_list("pk", flat=True):
+            for name, token in raw_tokens(model, pk).items():
+                if token:
+                    out[(model._meta.label, pk, name)] = token
+    return out
+
+
+def full_customer(team: Any, **overrides: Any) -> Customer:
+    return CustomerFactory(team=team, **{**CLEAR_VALUES, "member_no": None, **overrides})
+
+
+def canary_under_current_keys() -> None:
+    """Write the canary under the keys now configured (the test database holds it under the dev keys)."""
+    EncryptionCanary.objects.filter(pk=1).update(token=CANARY_VALUE)
+
+
+# --- round trip and storage ------------------------------------------------------------------------------
+
+
+def test_every_encrypted_customer_field_is_covered_here():
+    # given the encrypted fields the model declares
+    declared = {f.name for f in encrypted_columns(Customer)}
+    # then this test file exercises each of them (a new encrypted field must be added to CLEAR_VALUES)
+    assert declared == set(CLEAR_VALUES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", sorted(CLEAR_VALUES))
+def test_encrypted_field_round_trip_and_ciphertext_at_rest(team, field):
+    # given a customer saved through the service with every encrypted field filled in
+    customer = full_customer(team)
+    clear = CLEAR_VALUES[field]
+    # when the row is read back through the ORM and, separately, straight from the column
+    fresh = Customer.objects.get(pk=customer.pk)
+    raw = raw_tokens(Customer, customer.pk)[field]
+    # then the ORM gives the clear value back, while the column holds a Fernet token, not the value
+    assert getattr(fresh, field) == clear
+    serialised = clear.isoformat() if isinstance(clear, dt.date) else clear
+    assert raw != serialised
+    assert serialised not in raw
+    assert raw.startswith("gAAAAA")  # Fernet version byte 0x80, base64
+    assert decrypt_str(raw) == serialised
+
+
+@pytest.mark.django_db
+def test_same_value_encrypts_differently_each_time(team):
+    # given two customers with the same e-mail address
+    a = full_customer(team, email="same@example.com")
+    b = full_customer(team, email="same@example.com")
+    # then the tokens differ (no equality leak through the ciphertext) while the blind index matches
+    assert raw_tokens(Customer, a.pk)["email"] != raw_tokens(Customer, b.pk)["email"]
+    assert a.email_bidx == b.email_bidx
+
+
+@pytest.mark.django_db
+def test_empty_values_are_stored_empty_not_encrypted(team):
+    # given a customer without birth date or notes
+    customer = full_customer(team, birth_date=None, notes="")
+    # when the raw columns are read
+    raw = raw_tokens(Customer, customer.pk)
+    # then NULL stays NULL and an empty text stays empty
+    assert raw["birth_date"] is None
+    assert raw["notes"] == ""
+    fresh = Customer.objects.get(pk=customer.pk)
+    assert fresh.birth_date is None
+    assert fresh.notes == ""
+
+
+@pytest.mark.django_db
+def test_encrypted_fields_refuse_lookups_other_than_isnull(customer):
+    # when a query compares ciphertext
+    # then it is refused: exact search goes through the blind indexes
+    with pytest.raises(TypeError, match="blind index"):
+        Customer.objects.filter(email="taro.yamada@example.com").count()
+    assert Customer.objects.filter(birth_date__isnull=True, pk=customer.pk).count() == 1
+
+
+# --- wrong and malformed keys -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_reading_with_a_wrong_key_raises_and_never_returns_ciphertext(customer):
+    # given a customer encrypted under the development keys, and the raw tokens of its row
+    tokens = [t for t in raw_tokens(Customer, customer.pk).values() if t]
+    # when the keys are replaced by another valid Fernet key
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # then every read path raises instead of handing back the token as if it were data
+        with pytest.raises(DecryptionError) as exc_info:
+            Customer.objects.get(pk=customer.pk)
+        with pytest.raises(DecryptionError):
+            list(Customer.objects.filter(pk=customer.pk).values_list("email", flat=True))
+        with pytest.raises(DecryptionError):
+            decrypt_str(tokens[0])
+    # and the error names the column but carries neither the token nor the value
+    message = f"{exc_info.value} {exc_info.value!r}"
+    assert "crm.Customer." in message
+    assert not any(token in message for token in tokens)
+    assert "山田" not in message
+
+
+@pytest.mark.django_db
+def test_wrong_key_fails_the_canary_and_the_system_check(customer):
+    # given the database written under the development keys
+    assert encryption_keys_check(databases=["default"]) == []
+    # when another valid key is configured
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # then the canary refuses, and `check --database default` reports crm.E001
+        with pytest.raises(EncryptionKeyError):
+            verify_encryption_canary()
+        errors = encryption_keys_check(databases=["default"])
+        assert [(type(e), e.id) for e in errors] == [(Error, "crm.E001")]
+        with pytest.raises(SystemCheckError, match=r"crm\.E001"):
+            call_command("check", databases=["default"], stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_canary_check_runs_only_with_a_database():
+    # given a wrong key
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # then a check without --database (e.g. `check --deploy` on a build machine) does not touch the DB
+        assert encryption_keys_check(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_old_key_listed_after_the_new_one_still_opens_the_data(customer):
+    # given a rotation in progress: a new key first, the development keys after it
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key(), *settings.FIELD_ENCRYPTION_KEYS]):
+        # then the canary passes and the data reads
+        verify_encryption_canary()
+        assert Customer.objects.get(pk=customer.pk).family_name == "山田"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", [["not-a-fernet-key"], ["c2hvcnQ="], []])
+def test_malformed_key_raises_key_configuration_error(customer, bad):
+    # when FIELD_ENCRYPTION_KEYS holds something that is not a Fernet key (or nothing)
+    with override_settings(FIELD_ENCRYPTION_KEYS=bad):
+        # then encryption refuses with KeyConfigurationError, without echoing the value
+        with pytest.raises(KeyConfigurationError) as exc_info:
+            encrypt_str("山田")
+        assert not any(b in str(exc_info.value) for b in bad)
+        # and start-up refuses too
+        with pytest.raises(EncryptionKeyError) as start:
+            verify_encryption_canary()
+        assert isinstance(start.value.__cause__, KeyConfigurationError)
+        assert [e.id for e in encryption_keys_check(databases=["default"])] == ["crm.E001"]
+
+
+@pytest.mark.django_db
+def test_missing_canary_row_does_not_turn_the_check_into_a_pass(customer):
+    # given a database whose canary row is gone (a flushed database) but which holds customers
+    EncryptionCanary.objects.all().delete()
+    # when the keys are wrong
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # then a stored customer stands in for the canary
+        with pytest.raises(EncryptionKeyError):
+            verify_encryption_canary()
+
+
+# --- start-up refuses a wrong key: real processes ---------------------------------------------------------
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _process_env(**overrides: str) -> dict[str, str]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": _test_database_url()}
+    env.update(overrides)
+    return env
+
+
+def _run(args: list[str], **overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=BASE_DIR, env=_process_env(**overrides), capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("module", ["config.wsgi", "config.asgi"])
+def test_server_entry_point_refuses_a_wrong_key_and_accepts_the_right_one(module):
+    # given the test database, whose canary was written under the development keys
+    # when the WSGI/ASGI module is imported (as gunicorn does) with another key, then with the configured keys
+    wrong = _run([sys.executable, "-c", f"import {module}"], FIELD_ENCRYPTION_KEYS=new_key())
+    right = _run([sys.executable, "-c", f"import {module}"])
+    # then the first refuses to start, loudly, and the second starts
+    assert wrong.returncode != 0
+    assert "EncryptionKeyError" in wrong.stderr
+    assert right.returncode == 0, right.stderr
+
+
+@pytest.mark.django_db
+def test_manage_check_database_refuses_a_wrong_key():
+    # when `manage.py check --database default` runs with another key
+    result = _run(
+        [sys.executable, "manage.py", "check", "--database", "default"], FIELD_ENCRYPTION_KEYS=new_key()
+    )
+    # then it fails with crm.E001
+    assert result.returncode != 0
+    assert "crm.E001" in result.stderr
+
+
+@pytest.mark.django_db
+def test_celery_hooks_exit_with_a_wrong_key(monkeypatch):
+    from django.db import connections
+
+    from config.celery import EX_CONFIG, _check_keys, _check_keys_main
+
+    # (the hooks close the connections a forked pool process would inherit; here that is the test's own)
+    monkeypatch.setattr(connections, "close_all", lambda: None)
+
+    # given a wrong key
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # when the worker's main process and a pool process start
+        # then both exit (SystemExit: Celery's signal dispatch swallows ordinary exceptions)
+        for hook in (_check_keys_main, _check_keys):
+            with pytest.raises(SystemExit) as exc_info:
+                hook()
+            assert exc_info.value.code == EX_CONFIG
+
+
+@pytest.mark.worker
+@pytest.mark.django_db
+def test_real_celery_worker_refuses_a_wrong_key_and_starts_with_the_right_one(tmp_path):
+    # given the test database and the real broker
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-c",
+        "1",
+        "-l",
+        "info",
+        "--without-mingle",
+    ]
+    # when a worker starts with another key
+    wrong = _run(cmd, FIELD_ENCRYPTION_KEYS=new_key())
+    # then it exits before consuming anything, saying why
+    assert wrong.returncode == 78
+    assert "refuses to start" in wrong.stderr
+    # when a worker (prefork, one pool process) starts with the configured keys
+    log_path = Path(tmp_path) / "worker.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            cmd, cwd=BASE_DIR, env=_process_env(), stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and "ready." not in log_path.read_text():
+            time.sleep(0.5)
+        log = log_path.read_text()
+        # then it comes up, and neither the main nor the pool process refused
+        assert "ready." in log, log
+        assert "refuses" not in log
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- rotation ---------------------------------------------------------------------------------------------
+
+
+def test_rotate_keys_discovers_every_encrypted_column():
+    # when the command looks for encrypted columns
+    found = {model._meta.label: {f.name for f in fields} for model, fields in encrypted_models()}
+    # then it finds the customer's and the canary's (and any model added later with such a field)
+    assert found["crm.Customer"] == set(CLEAR_VALUES)
+    assert found["crm.EncryptionCanary"] == {"token"}
+
+
+@pytest.mark.django_db
+def test_rotate_keys_reencrypts_everything_under_the_new_key(team):
+    old, new = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        # given five customers and the canary encrypted under the old key alone
+        canary_under_current_keys()
+        customers = [full_customer(team, email=f"c{i}@example.com") for i in range(5)]
+    before = {
+        c.pk: Customer.objects.filter(pk=c.pk).values("email_bidx", "name_bidx", "updated_at")[0]
+        for c in customers
+    }
+    audit_before = AuditEntry.objects.count()
+    # when the new key is put first and rotate_keys runs in batches of two
+    out = io.StringIO()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        call_command("rotate_keys", batch_size=2, stdout=out)
+    # then every token of every model opens with the new key alone
+    tokens = all_raw_tokens()
+    assert len(tokens) == 5 * len(CLEAR_VALUES) + 1
+    for token in tokens.values():
+        Fernet(new.encode()).decrypt(token.encode())  # raises InvalidToken if not
+        with pytest.raises(InvalidToken):
+            Fernet(old.encode()).decrypt(token.encode())
+    # and with only the new key configured, the data and the canary read as before
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
+        verify_encryption_canary()
+        for c in customers:
+            fresh = Customer.objects.get(pk=c.pk)
+            assert {f: getattr(fresh, f) for f in CLEAR_VALUES if f != "email"} == {
+                f: v for f, v in CLEAR_VALUES.items() if f != "email"
+            }
+    # and nothing else changed: blind indexes and updated_at are those of before (no ORM save)
+    after = {
+        c.pk: Customer.objects.filter(pk=c.pk).values("email_bidx", "name_bidx", "updated_at")[0]
+        for c in customers
+    }
+    assert after == before
+    # and the table was walked in batches (3 batches of customers) with a per-key summary
+    text = out.getvalue()
+    assert text.count("crm.Customer: ") >= 3
+    assert f"{5 * len(CLEAR_VALUES) + 1:,} 件を鍵 #0" in text
+    # and exactly one audit entry was written, with counts and no personal value
+    entries = list(AuditEntry.objects.order_by("pk")[audit_before:])
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry.object_pk == "rotate_keys"
+    assert entry.action == AuditEntry.Action.UPDATE
+    assert entry.additional_data["models"]["crm.Customer"]["rotated"] == 5 * len(CLEAR_VALUES)
+    assert entry.additional_data["models"]["crm.Customer"]["tokens_by_key"] == {"1": 5 * len(CLEAR_VALUES)}
+    dumped = json.dumps(
+        [entry.changes, entry.changes_text, entry.additional_data, entry.object_repr], ensure_ascii=False
+    )
+    assert not any(
+        str(v) in dumped for v in ("山田", "taro@example.com", "+819012345678", "丸の内", "1985-04-01")
+    )
+    assert new not in dumped
+    assert old not in dumped
+
+
+@pytest.mark.django_db
+def test_rotate_keys_is_idempotent_and_counts_tokens_already_current(team):
+    old, new = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        canary_under_current_keys()
+        full_customer(team)
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        call_command("rotate_keys", stdout=io.StringIO())
+        rotated_once = all_raw_tokens()
+        # when it runs a second time
+        out = io.StringIO()
+        call_command("rotate_keys", stdout=out)
+    # then nothing is rewritten, and every token is counted under the newest key
+    assert all_raw_tokens() == rotated_once
+    assert "完了: 0 件を鍵 #0" in out.getvalue()
+    entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
+    assert entry.additional_data["models"]["crm.Customer"]["rotated"] == 0
+    assert entry.additional_data["models"]["crm.Customer"]["tokens_by_key"] == {"0": len(CLEAR_VALUES)}
+
+
+@pytest.mark.django_db
+def test_rotate_keys_resumes_after_a_crash(team, monkeypatch):
+    from crm.management.commands import rotate_keys
+
+    old, new = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        canary_under_current_keys()
+        customers = [full_customer(team, email=f"r{i}@example.com") for i in range(4)]
+    real = rotate_keys.reencrypt_token
+    calls = {"n": 0}
+
+    def crash_in_second_batch(token: str) -> tuple[int | None, str | None]:
+        calls["n"] += 1
+        if calls["n"] > 2 * len(CLEAR_VALUES):  # the first batch (two rows) goes through
+            raise RuntimeError("worker killed")
+        return real(token)
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        # given a run that dies in its second batch
+        monkeypatch.setattr(rotate_keys, "reencrypt_token", crash_in_second_batch)
+        with pytest.raises(RuntimeError):
+            call_command("rotate_keys", batch_size=2, stdout=io.StringIO())
+        # then the first batch is done and the second was rolled back as a whole
+        done = [token_key_index(t) for t in raw_tokens(Customer, customers[0].pk).values() if t]
+        undone = [token_key_index(t) for t in raw_tokens(Customer, customers[2].pk).values() if t]
+        assert set(done) == {0}
+        assert set(undone) == {1}
+        # when it runs again
+        monkeypatch.setattr(rotate_keys, "reencrypt_token", real)
+        out = io.StringIO()
+        call_command("rotate_keys", batch_size=2, stdout=out)
+    # then it finishes the rest, counting the rows done before as already current
+    assert {token_key_index_under([new], t) for t in all_raw_tokens().values()} == {0}
+    entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
+    counts = entry.additional_data["models"]["crm.Customer"]["tokens_by_key"]
+    assert counts == {"0": 2 * len(CLEAR_VALUES), "1": 2 * len(CLEAR_VALUES)}
+
+
+def token_key_index_under(keys: list[str], token: str) -> int | None:
+    with override_settings(FIELD_ENCRYPTION_KEYS=keys):
+        return token_key_index(token)
+
+
+@pytest.mark.django_db
+def test_rotate_keys_dry_run_counts_per_key_and_changes_nothing(team):
+    old, new = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        canary_under_current_keys()
+        full_customer(team, birth_date=None)
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        full_customer(team, email="newer@example.com")  # written after the new key went live
+        before = all_raw_tokens()
+        # when the dry run counts
+        out = io.StringIO()
+        call_command("rotate_keys", dry_run=True, stdout=out)
+        # and a sampled dry run looks at a few rows only
+        sampled = io.StringIO()
+        call_command("rotate_keys", dry_run=True, sample=1, stdout=sampled)
+    # then nothing changed, and the tokens are counted under each key
+    assert all_raw_tokens() == before
+    n = len(CLEAR_VALUES)
+    assert "鍵 #1 [" in out.getvalue()
+    entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk")[1]
+    assert entry.action == AuditEntry.Action.ACCESS
+    assert entry.additional_data["dry_run"] is True
+    assert entry.additional_data["models"]["crm.Customer"]["tokens_by_key"] == {"0": n, "1": n - 1}
+    assert entry.additional_data["models"]["crm.EncryptionCanary"]["tokens_by_key"] == {"1": 1}
+    assert "標本 1 行" in sampled.getvalue()
+
+
+@pytest.mark.django_db
+def test_rotate_keys_reports_tokens_no_key_opens_and_fails(team):
+    old, new, lost = new_key(), new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        canary_under_current_keys()
+        good = full_customer(team)
+    with override_settings(FIELD_ENCRYPTION_KEYS=[lost]):
+        orphan = full_customer(team, email="orphan@example.com")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        # when one customer was written under a key that is no longer configured
+        out = io.StringIO()
+        with pytest.raises(CommandError, match="開けないトークン"):
+            call_command("rotate_keys", stdout=out)
+    # then the readable rows were still rotated, and the unreadable one is named by id, not by value
+    assert {token_key_index_under([new], t) for t in raw_tokens(Customer, good.pk).values() if t} == {0}
+    assert f"主キー {orphan.pk}" in out.getvalue()
+    assert "orphan@example.com" not in out.getvalue()
+    entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
+    assert entry.additional_data["models"]["crm.Customer"]["unreadable"] == len(CLEAR_VALUES)
+
+
+@pytest.mark.django_db
+def test_rotate_keys_refuses_to_start_when_the_keys_cannot_open_the_canary(customer):
+    # given keys that open nothing stored
+    before = all_raw_tokens()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new_key()]):
+        # when rotation is asked for
+        with pytest.raises(CommandError):
+            call_command("rotate_keys", stdout=io.StringIO())
+    # then nothing was touched and nothing was audited
+    assert all_raw_tokens() == before
+    assert not AuditEntry.objects.filter(object_pk="rotate_keys").exists()
+
+
+def test_rotate_token_moves_a_token_to_the_newest_key():
+    old, new = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
+        token = encrypt_str("山田")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
+        assert token_key_index(token) == 1
+        rotated = rotate_token(token)
+        assert token_key_index(rotated) == 0
+    with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
+        assert decrypt_str(rotated) == "山田"
+        with pytest.raises(DecryptionError):
+            rotate_token(token)
+
+
+# --- blind-index search through the selector ----------------------------------------------------------
+
+
+@pytest.fixture
+def neighbour(team):
+    """Another customer of the same team, so that a search that matched everything would show."""
+    return CustomerFactory(
+        team=team,
+        family_name="佐藤",
+        given_name="花子",
+        family_name_kana="サトウ",
+        given_name_kana="ハナコ",
+        email="hanako.sato@example.com",
+        phone="03-1234-5678",
+        member_no="M000000002",
+    )
+
+
+SEARCHES = {
+    "e-mail as stored": "taro.yamada@example.com",
+    "e-mail other case": "TARO.Yamada@EXAMPLE.com",
+    "e-mail full-width (NFKC)": "ｔａｒｏ．ｙａｍａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+    "phone national": "090-1234-5678",
+    "phone digits only": "09012345678",
+    "phone E.164": "+819012345678",
+    "phone international spaced": "+81 90 1234 5678",
+    "phone full-width": "０９０－１２３４－５６７８",
+    "name with space": "山田 太郎",
+    "name without space": "山田太郎",
+    "name full-width space": "山田　太郎",
+    "kana katakana": "ヤマダ タロウ",
+    "kana katakana no space": "ヤマダタロウ",
+    "kana hiragana": "やまだ たろう",
+    "kana half-width": "ﾔﾏﾀﾞ ﾀﾛｳ",
+    "member number": "M000000001",
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("term", SEARCHES.values(), ids=SEARCHES.keys())
+def test_blind_index_search_finds_the_customer_for_its_team_only(
+    customer, neighbour, owner, teammate, outsider, term
+):
+    # when each user searches
+    # then the team finds exactly the customer, in whatever form the term was typed
+    assert list(customer_list(user=owner, search=term)) == [customer]
+    assert list(customer_list(user=teammate, search=term)) == [customer]
+    # and the outsider is refused: nothing, although the customer exists
+    assert list(customer_list(user=outsider, search=term)) == []
+
+
+@pytest.mark.django_db
+def test_blind_index_search_does_not_cross_teams(customer, foreign_customer, owner, outsider):
+    # when the owner searches for the other team's customer by e-mail and phone
+    # then the restriction holds; its own team finds it
+    for term in ("hanako@example.org", "03-1234-5678"):
+        assert list(customer_list(user=owner, search=term)) == []
+        assert list(customer_list(user=outsider, search=term)) == [foreign_customer]
+
+
+@pytest.mark.django_db
+def test_blind_index_search_misses_on_other_values(customer, owner):
+    # when the term matches nothing exactly (no partial match either)
+    for term in ("taro.yamada@example.co", "090-1234-5679", "山田", "ヤマダ", "M00000000"):
+        # then nothing is found
+        assert list(customer_list(user=owner, search=term)) == []
+
+
+def test_blind_indexes_depend_on_their_own_key_and_domain():
+    # given one value indexed as a name and as an e-mail
+    base = (name_index("taro"), email_index("taro"))
+    # then the index domains differ
+    assert base[0] != base[1]
+    # and another BLIND_INDEX_KEY gives other hashes (the index is keyed, not a plain hash)
+    with override_settings(BLIND_INDEX_KEY="another-blind-index-key-for-this-test-only-0123"):
+        assert (name_index("taro"), email_index("taro")) != base
+    assert phone_index("090-1234-5678") == phone_index("+81 90 1234 5678")
+    assert phone_index("not a phone") is None

@@ -1,0 +1,249 @@
+"""Masking: without 'view personal data' (crm.view_customer_pii) the admin shows masked values and never the
+clear ones, in the list and on the change page; with it, clear values. Plus the mask functions' edge cases
+and the list's scale rules (bounded count, no LIKE, no per-row query)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from crm.admin import PERSONAL
+from crm.classification import (
+    mask_date,
+    mask_email,
+    mask_full,
+    mask_name,
+    mask_phone,
+    mask_postal,
+    mask_value,
+)
+from tests.crm.adminforms import admin_form_data
+from tests.factories import CustomerFactory
+
+CLEAR = [
+    "taro.yamada@example.com",
+    "Taro.Yamada",
+    "+819012345678",
+    "090-1234-5678",
+    "山田",
+    "太郎",
+    "ヤマダ",
+    "タロウ",
+    "M000000001",
+    "千代田区丸の内",
+]
+MASKED_IN_LIST = ["ta***@example.com", "090-****-5678", "山*", "太*"]
+
+
+def _html(response) -> str:
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def _leaks(html: str, values: list[str]) -> list[str]:
+    return [v for v in values if v in html]
+
+
+# --- the mask functions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("taro.yamada@example.com", "ta***@example.com"),
+        ("abc@example.com", "a***@example.com"),  # short local part: one character
+        ("ab@example.com", "a***@example.com"),
+        ("a@example.com", "***@example.com"),  # one character: nothing of it
+        ("not-an-address", "***"),
+        ("@example.com", "***"),
+        ('"odd@local"@example.com', '"o***@example.com'),  # the domain is after the last @
+    ],
+)
+def test_mask_email(value, masked):
+    # given an e-mail address, when masked, then at most two characters of the local part show
+    assert mask_email(value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("+819012345678", "090-****-5678"),
+        ("+81312345678", "03-1***-5678"),
+        ("+442079460958", "+44 2* **** 0958"),  # abroad: international format keeps the country
+        ("1234567", "*****67"),  # short: at most a third of the digits
+        ("110", "**0"),
+        ("call me", "****"),  # not a number at all: nothing shows
+    ],
+)
+def test_mask_phone(value, masked):
+    # given a phone number, when masked, then the middle is hidden and short numbers show little
+    assert mask_phone(value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("山田 太郎", "山* 太*"),
+        ("山田　太郎", "山* 太*"),  # full-width space
+        ("長谷川 一", "長* 一*"),  # one '*' whatever the length: the length is not shown
+        ("ヤマダ タロウ", "ヤ* タ*"),
+        ("Smith", "S*"),
+    ],
+)
+def test_mask_name(value, masked):
+    # given a name, when masked, then each part keeps its first character only
+    assert mask_name(value) == masked
+
+
+def test_mask_other_values():
+    # given the other maskers, then they hide all but a coarse hint
+    assert mask_postal("100-0005") == "1**-****"
+    assert mask_date(dt.date(1985, 5, 3)) == "1980年代"
+    assert mask_date("1985-05-03") == "****"
+    assert mask_full("千代田区丸の内1-1-1") == "****"
+    assert mask_full(False) == "****"
+    assert mask_full({}) == ""
+
+
+def test_mask_value_follows_the_registry():
+    # given fields of the customer registry
+    # then personal values are masked, empty ones stay empty, non-personal ones are untouched
+    assert mask_value("crm.Customer", "email", "taro.yamada@example.com") == "ta***@example.com"
+    assert mask_value("crm.Customer", "preferences", {"dm": True}) == "****"
+    assert mask_value("crm.Customer", "preferences", {}) == {}
+    assert mask_value("crm.Customer", "email", "") == ""
+    assert mask_value("crm.Customer", "status", "active") == "active"
+    assert mask_value("crm.Customer", "no_such_field", "x") == "x"
+
+
+def test_the_admin_knows_every_personal_field():
+    # given the admin module (imported before the app registry is ready)
+    # then its list of personal fields is the registry's, not an empty one
+    assert {"family_name", "email", "phone", "address", "birth_date", "notes", "preferences"} <= set(PERSONAL)
+
+
+# --- the changelist ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user_name", ["owner", "teammate"])
+def test_changelist_is_masked_without_the_permission(client, request, customer, user_name):
+    # given staff of the customer's team, without 'view personal data'
+    client.force_login(request.getfixturevalue(user_name))
+    # when they open the customer list
+    html = _html(client.get(reverse("admin:crm_customer_changelist")))
+    # then masked values are shown and no clear value is anywhere in the page
+    for masked in MASKED_IN_LIST:
+        assert masked in html
+    assert not _leaks(html, CLEAR)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user_name", ["support_agent", "privacy_officer", "superuser"])
+def test_changelist_is_clear_with_the_permission(client, request, customer, user_name):
+    # given a user holding 'view personal data'
+    client.force_login(request.getfixturevalue(user_name))
+    # when they open the customer list
+    html = _html(client.get(reverse("admin:crm_customer_changelist")))
+    # then the clear values are shown
+    for clear in ("taro.yamada@example.com", "+819012345678", "山田", "太郎", "M000000001"):
+        assert clear in html
+    assert "ta***@example.com" not in html
+
+
+@pytest.mark.django_db
+def test_search_finds_by_exact_email_and_stays_masked(client, owner, customer, team):
+    # given the owner and a second customer in the team
+    other = CustomerFactory(team=team, email="someone.else@example.com")
+    client.force_login(owner)
+    # when they search by the customer's e-mail (any case)
+    html = _html(client.get(reverse("admin:crm_customer_changelist"), {"q": "TARO.YAMADA@example.com"}))
+    # then only that customer is listed, still masked
+    assert reverse("admin:crm_customer_change", args=[customer.pk]) in html
+    assert reverse("admin:crm_customer_change", args=[other.pk]) not in html
+    assert "ta***@example.com" in html
+
+
+def _changelist_queries(client, params: dict[str, str] | None = None) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        _html(client.get(reverse("admin:crm_customer_changelist"), params or {}))
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user_name", ["owner", "superuser"])
+def test_changelist_queries_do_not_grow_with_rows_count_or_scan(client, request, team, user_name):
+    # given a list of 3 customers, then of 25
+    client.force_login(request.getfixturevalue(user_name))
+    CustomerFactory.create_batch(3, team=team)
+    _changelist_queries(client)  # warm the session and content-type caches
+    few = _changelist_queries(client)
+    CustomerFactory.create_batch(22, team=team)
+    many = _changelist_queries(client)
+    searched = _changelist_queries(client, {"q": "山田 太郎"})
+
+    # then the number of queries is the same (no per-row query) …
+    assert len(many) == len(few)
+    # … every count is bounded by a LIMIT (never COUNT(*) over the table) …
+    counts = [q for q in many + searched if "COUNT(" in q.upper()]
+    assert counts
+    assert all("LIMIT" in q.upper() or "RELTUPLES" in q.upper() for q in counts)
+    # … and no search uses LIKE (a full scan on ciphertext)
+    assert not [q for q in searched if " LIKE " in q.upper()]
+
+
+# --- the change page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("user_name", ["owner", "teammate"])
+def test_change_page_is_masked_and_read_only_without_the_permission(client, request, customer, user_name):
+    # given staff of the customer's team without 'view personal data'
+    client.force_login(request.getfixturevalue(user_name))
+    # when they open the customer
+    response = client.get(reverse("admin:crm_customer_change", args=[customer.pk]))
+    html = _html(response)
+    # then personal values are shown masked, read-only (no input), and never in clear
+    assert "ta***@example.com" in html
+    assert "090-****-5678" in html
+    assert "山*" in html
+    assert not _leaks(html, CLEAR)
+    form_fields = set(response.context["adminform"].form.fields)
+    assert not form_fields & set(PERSONAL)
+    assert "status" in form_fields  # what they may change stays editable
+
+
+@pytest.mark.django_db
+def test_masked_staff_cannot_overwrite_personal_values(client, owner, superuser, customer):
+    # given the owner posting a form that carries personal fields anyway
+    client.force_login(owner)
+    data = admin_form_data(superuser, customer, email="evil@example.com", family_name="偽名", status="closed")
+    # when the change is saved
+    response = client.post(reverse("admin:crm_customer_change", args=[customer.pk]), data)
+    # then what they may change is saved, and the personal values they cannot see are untouched
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.status, customer.email, customer.family_name) == (
+        "closed",
+        "taro.yamada@example.com",
+        "山田",
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("user_name", "editable"), [("support_agent", False), ("superuser", True)])
+def test_change_page_is_clear_with_the_permission(client, request, customer, user_name, editable):
+    # given a user holding 'view personal data'
+    client.force_login(request.getfixturevalue(user_name))
+    # when they open the customer
+    response = client.get(reverse("admin:crm_customer_change", args=[customer.pk]))
+    html = _html(response)
+    # then the clear values are shown (as inputs only for those who may change them)
+    assert "taro.yamada@example.com" in html
+    assert "山田" in html
+    assert "ta***@example.com" not in html
+    assert ('name="email"' in html) is editable
