@@ -81,7 +81,7 @@ def demo_customer_fields(fake: Faker, rng: random.Random, n: int) -> dict[str, A
     """Field values for one demo customer; `n` makes e-mail and member number unique.
 
     The values are what a person would type (phone in national format); the services and the bulk seed
-    normalise them the same way (Customer.clean). Activity dates are consistent: collected, then active
+    normalise them the same way (Customer.normalise). Activity dates are consistent: collected, then active
     up to `last_activity_at`; about 4% have left (退会), and a long tail has been inactive for years,
     so that retention policies have something to find.
     """
