@@ -7,9 +7,9 @@ Why not the service: customer_create runs full_clean, one INSERT and one audit e
 about 300 rows a second. Here each row goes through the same code the service uses for what ends up in
 the database — `Customer.normalise()` (the forms full_clean stores), `Customer.refresh_blind_indexes()`
 and each encrypted field's own `get_prep_value()` (so the tokens are exactly what the ORM writes) — and
-batches are written with COPY. Generation and encryption (the CPU-bound part) run in `--workers` processes, each with its own
-connection and its own COPY. Validators (field rules, the My Number check in `clean()`) are not run:
-the generator (crm.demo) is trusted input and never produces a 12-digit number.
+batches are written with COPY. Generation and encryption (the CPU-bound part) run in `--workers`
+processes, each with its own connection and its own COPY. Validators (field rules, the My Number check
+in `clean()`) are not run: the generator (crm.demo) is trusted input and never writes a 12-digit number.
 
 Each batch is its own transaction, so an interrupted run leaves whole batches behind; running the
 command again continues after the highest member number. Purchases and behavioural events (for the
