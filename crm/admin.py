@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -16,7 +17,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, teams_for
-from crm.selectors import customer_search_q
+from crm.selectors import customer_scope_for_planner, customer_search_q
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
 admin.site.site_title = _("顧客管理")
@@ -40,6 +41,25 @@ class ScaleSafeAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
+def _viewable_teams(request: HttpRequest) -> list[Team]:
+    """teams_for(user, "view"), asked of guardian once per request (the filter and the planner hint)."""
+    cached = getattr(request, "_crm_viewable_teams", None)
+    if cached is None:
+        cached = list(teams_for(request.user))
+        request._crm_viewable_teams = cached  # type: ignore[attr-defined]
+    return cached
+
+
+class IndexedSortChangeList(ChangeList):
+    """A changelist that sorts only by `sortable_by`, whatever `?o=` asks: the admin hides the other
+    headers' sort links but would still honour a hand-written URL, sorting a million rows."""
+
+    def get_ordering_field(self, field_name: Any) -> Any:
+        if field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+
 class TeamListFilter(admin.SimpleListFilter):
     """Teams the user may see (a small table), instead of RelatedFieldListFilter's whole-table load."""
 
@@ -47,10 +67,11 @@ class TeamListFilter(admin.SimpleListFilter):
     parameter_name = "team"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, Any]]:
-        teams = (
-            Team.objects.all() if request.user.has_perm("crm.view_all_customers") else teams_for(request.user)
-        )
-        return [(str(t.pk), t.name) for t in teams.order_by("code")]
+        if request.user.has_perm("crm.view_all_customers"):
+            teams = list(Team.objects.order_by("code"))
+        else:
+            teams = sorted(_viewable_teams(request), key=lambda t: t.code)
+        return [(str(t.pk), t.name) for t in teams]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
         value = self.value()
@@ -113,10 +134,16 @@ class CustomerAdmin(ScaleSafeAdmin):
     search_help_text = _(
         "メールアドレス・電話番号・会員番号・氏名（漢字またはフリガナ）で完全一致検索します。"
     )
-    ordering = ("-id",)
+    ordering = ("-id",)  # the primary key: a backward index scan that stops after one page
+    # Only columns with an index behind them sort (ORDER BY col, id DESC — the admin appends the pk):
+    # sorting by team, status or prefecture would sort the whole table on every click.
+    sortable_by = ("last_activity_at",)
     list_select_related = ("team",)
     readonly_fields = ("age_band", "created_at", "updated_at", "closed_at")
     actions = None
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return IndexedSortChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
         qs = Customer.objects.restrict(request.user, "view").select_related("team")
@@ -135,7 +162,13 @@ class CustomerAdmin(ScaleSafeAdmin):
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
     ) -> tuple[QuerySet[Customer], bool]:
         if not search_term.strip():
-            return queryset, False
+            if request.user.has_perm("crm.view_all_customers"):  # every team: nothing to spell out
+                return queryset, False
+            # Browsing: spell out the user's teams so PostgreSQL walks the (team, id) index.
+            return customer_scope_for_planner(
+                queryset, request.user, team_ids=[t.pk for t in _viewable_teams(request)]
+            ), False
+        # Exact search: the blind indexes pick a handful of rows; the team scope just filters them.
         return queryset.filter(customer_search_q(search_term)), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
@@ -175,9 +208,15 @@ class CustomerAdmin(ScaleSafeAdmin):
         return obj is None or Customer.objects.restrict(request.user, "change").filter(pk=obj.pk).exists()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return super().has_add_permission(request) and (
-            request.user.has_perm("crm.change_all_customers") or teams_for(request.user, "change").exists()
-        )
+        # Asked several times per page (sidebar, changelist, buttons): one team query per request.
+        cached = getattr(request, "_crm_customer_can_add", None)
+        if cached is None:
+            cached = super().has_add_permission(request) and (
+                request.user.has_perm("crm.change_all_customers")
+                or teams_for(request.user, "change").exists()
+            )
+            request._crm_customer_can_add = cached  # type: ignore[attr-defined]
+        return cached
 
     def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         # Never through the admin delete view (it renders every cascaded row); erasure is a service.

@@ -64,8 +64,27 @@ TLDS = ["com", "jp", "net"]
 CHANNELS = ["web_form", "app", "store_pos", "event", "business_card", "partner", "import"]
 
 
+# Teams the bulk seed adds when fewer than it needs exist (seed_demo's four teams are used first).
+EXTRA_TEAMS = [
+    ("nagoya-sales", "名古屋営業部"),
+    ("fukuoka-sales", "福岡営業部"),
+    ("sapporo-sales", "札幌営業部"),
+    ("sendai-sales", "仙台営業部"),
+    ("hiroshima-sales", "広島営業部"),
+    ("corporate-sales", "法人営業部"),
+    ("store-ops", "店舗運営部"),
+    ("app-growth", "アプリ推進部"),
+]
+
+
 def demo_customer_fields(fake: Faker, rng: random.Random, n: int) -> dict[str, Any]:
-    """Field values for one demo customer; `n` makes e-mail and member number unique."""
+    """Field values for one demo customer; `n` makes e-mail and member number unique.
+
+    The values are what a person would type (phone in national format); the services and the bulk seed
+    normalise them the same way (Customer.normalise). Activity dates are consistent: collected, then active
+    up to `last_activity_at`; about 4% have left (退会), and a long tail has been inactive for years,
+    so that retention policies have something to find.
+    """
     family, family_kana, family_roman = fake.last_name_pair()
     female = rng.random() < 0.5
     given, given_kana, given_roman = fake.first_name_female_pair() if female else fake.first_name_male_pair()
@@ -77,7 +96,10 @@ def demo_customer_fields(fake: Faker, rng: random.Random, n: int) -> dict[str, A
         else f"03-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
     )
     now = dt.datetime.now(dt.UTC)
-    return {
+    collected_at = now - dt.timedelta(days=rng.randint(0, 3650), seconds=rng.randint(0, 86399))
+    last_activity_at = collected_at + (now - collected_at) * rng.random() ** 0.5
+    closed = rng.random() < 0.04
+    fields: dict[str, Any] = {
         "family_name": family,
         "given_name": given,
         "family_name_kana": family_kana,
@@ -91,13 +113,18 @@ def demo_customer_fields(fake: Faker, rng: random.Random, n: int) -> dict[str, A
         "gender": "female" if female else "male",
         "member_no": f"M{n:09d}",
         "collection_channel": rng.choice(CHANNELS),
-        "collected_at": now - dt.timedelta(days=rng.randint(0, 3650)),
-        "last_activity_at": now - dt.timedelta(days=rng.randint(0, 1500)),
+        "collected_at": collected_at,
+        "last_activity_at": last_activity_at,
         "preferences": {"newsletter": rng.random() < 0.5},
     }
+    if closed:
+        fields["status"] = "closed"
+        fields["closed_at"] = last_activity_at
+    return fields
 
 
 def demo_customers(count: int, seed: int = 42, start: int = 1) -> Iterator[dict[str, Any]]:
+    """`count` customers numbered from `start`; the same (seed, start) always gives the same people."""
     fake = Faker("ja_JP")
     fake.seed_instance(seed + start)
     rng = random.Random(seed + start)

@@ -230,6 +230,8 @@ class Customer(models.Model):
             models.Index(fields=["name_bidx"], name="customer_name_bidx"),
             models.Index(fields=["kana_bidx"], name="customer_kana_bidx"),
             models.Index(fields=["status", "last_activity_at"], name="customer_status_activity_idx"),
+            # The changelist sorted by last activity (the admin appends the pk): crm/0007.
+            models.Index(fields=["last_activity_at", "id"], name="customer_activity_id_idx"),
         ]
 
     def __str__(self) -> str:

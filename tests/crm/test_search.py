@@ -1,0 +1,189 @@
+"""Exact search and the million-row changelist: what it queries, not how fast (timings live in bench/)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from crm import paginators
+from crm.models import Customer
+from crm.paginators import EstimatedCountPaginator
+from crm.selectors import customer_list, customer_scope_for_planner, customer_search_q
+from tests.factories import CustomerFactory
+
+CHANGELIST = "/admin/crm/customer/"
+
+
+def _counts(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
+
+
+def _page_queries(ctx: CaptureQueriesContext) -> list[str]:
+    """The changelist's page query: the customer rows with their listed (encrypted) columns."""
+    return [
+        q["sql"]
+        for q in ctx.captured_queries
+        if 'FROM "crm_customer"' in q["sql"]
+        and '"crm_customer"."family_name"' in q["sql"]
+        and "COUNT(" not in q["sql"].upper()
+    ]
+
+
+@pytest.mark.django_db
+def test_unfiltered_count_reads_the_planner_estimate_instead_of_counting(customer, monkeypatch):
+    # given a table the planner believes holds two million rows
+    monkeypatch.setattr(paginators, "table_estimate", lambda using, table: 2_000_000)
+    paginator = EstimatedCountPaginator(Customer.objects.order_by("-id"), 50)
+    # when the changelist asks for the count
+    with CaptureQueriesContext(connection) as ctx:
+        count = paginator.count
+    # then the estimate is used and no COUNT runs
+    assert count == 2_000_000
+    assert _counts(ctx) == []
+    assert paginator.num_pages == 40_000
+
+
+@pytest.mark.django_db
+def test_filtered_count_is_exact_below_the_cap(team, other_team):
+    # given three customers of one team and one of another
+    CustomerFactory.create_batch(3, team=team)
+    CustomerFactory(team=other_team)
+    # when counting the team's customers
+    paginator = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 2)
+    # then the count is exact
+    assert paginator.count == 3
+    assert paginator.num_pages == 2
+
+
+@pytest.mark.django_db
+def test_filtered_count_stops_at_the_cap_and_estimates_beyond(team, monkeypatch):
+    # given more matching rows than the cap
+    monkeypatch.setattr(paginators, "CAP", 2)
+    CustomerFactory.create_batch(4, team=team)
+    paginator = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 50)
+    # when counting
+    with CaptureQueriesContext(connection) as ctx:
+        count = paginator.count
+    # then the count ran on at most CAP+1 rows and the answer says "more than the cap"
+    assert count >= 3
+    assert any("LIMIT 3" in sql for sql in _counts(ctx))
+
+
+@pytest.mark.django_db
+def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
+    # given a count that would take longer than the admin's count timeout
+    settings.ADMIN_COUNT_TIMEOUT_MS = 20
+    CustomerFactory.create_batch(3, team=team)
+    slow = Customer.objects.filter(team=team).extra(where=["pg_sleep(0.2) IS NOT NULL"])
+    # when the paginator counts it
+    count = EstimatedCountPaginator(slow.order_by("-id"), 50).count
+    # then the statement was cancelled, the planner's estimate stands in, and the connection still works
+    assert count >= 1
+    assert Customer.objects.filter(team=team).count() == 3
+    with connection.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone()[0] == "0"  # SET LOCAL did not leak out of its savepoint
+
+
+@pytest.mark.django_db
+def test_planner_hint_keeps_the_rows_of_restrict(customer, other_team, owner, outsider, privacy_officer):
+    # given a customer per team, a team member of each and a privacy officer who sees all teams
+    from django.contrib.auth.models import AnonymousUser
+
+    foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
+
+    for user in (owner, outsider, privacy_officer, AnonymousUser()):
+        restricted = Customer.objects.restrict(user, "view")
+        # when the team ids are spelled out for the planner
+        hinted = customer_scope_for_planner(restricted, user)
+        # then exactly the same customers are returned
+        assert set(hinted) == set(restricted)
+    assert list(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner)) == [customer]
+    # and the hint is a literal list of team ids, which the planner can estimate
+    sql = str(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner).query)
+    assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
+    # and a user who sees every team gets no extra condition, even on an already filtered list
+    assert "WHERE" not in str(customer_scope_for_planner(Customer.objects.all(), privacy_officer).query)
+    active = Customer.objects.restrict(privacy_officer, "view").filter(status=Customer.Status.ACTIVE)
+    assert set(customer_scope_for_planner(active, privacy_officer)) == {customer, foreign_customer}
+
+
+@pytest.mark.django_db
+def test_search_q_uses_only_indexed_equality(customer):
+    # given a search term in every supported form
+    # when the selector's condition is compiled
+    sql = str(Customer.objects.filter(customer_search_q("taro.yamada@example.com")).query)
+    # then it is equality on blind indexes / keys, never a LIKE over the table
+    assert "LIKE" not in sql.upper()
+    assert "email_bidx" in sql
+
+
+@pytest.mark.django_db
+def test_search_finds_by_hiragana_kana_and_refuses_an_outsider(customer, owner, outsider):
+    # given the standing customer ヤマダ タロウ of the owner's team
+    # when the owner and an outsider search by the name in hiragana
+    mine = customer_list(user=owner, search="やまだ たろう")
+    theirs = customer_list(user=outsider, search="やまだ たろう")
+    # then only the owner finds the customer
+    assert list(mine) == [customer]
+    assert list(theirs) == []
+
+
+@pytest.mark.django_db
+def test_changelist_queries_do_not_grow_with_the_rows_on_the_page(client, owner, team):
+    # given a team with 2 customers, then with 12
+    client.force_login(owner)
+    CustomerFactory.create_batch(2, team=team)
+    client.get(CHANGELIST)  # warm per-process caches (content types)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(CHANGELIST).status_code == 200
+    CustomerFactory.create_batch(10, team=team)
+    # when the changelist is shown again
+    with CaptureQueriesContext(connection) as many:
+        response = client.get(CHANGELIST)
+    # then it shows every row with the same number of queries (no per-row team or permission lookups)
+    assert response.status_code == 200
+    assert response.content.decode().count("顧客 #") >= 12
+    assert len(many.captured_queries) == len(few.captured_queries)
+
+
+@pytest.mark.django_db
+def test_changelist_loads_only_the_listed_columns(client, privacy_officer, customer):
+    # given a privacy officer (sees all teams)
+    client.force_login(privacy_officer)
+    # when the changelist is shown
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(CHANGELIST).status_code == 200
+    # then the page query selects the listed columns, not the address, notes or birth date
+    page = _page_queries(ctx)
+    assert page
+    assert all('"address"' not in sql and '"notes"' not in sql and '"birth_date"' not in sql for sql in page)
+
+
+@pytest.mark.django_db
+def test_changelist_ignores_sorting_by_an_unindexed_column(client, privacy_officer, customer):
+    # given the changelist columns: 0 __str__, …, 7 team, 8 status, 9 last activity
+    client.force_login(privacy_officer)
+    # when someone asks to sort by team (column 7) and by last activity (column 9)
+    with CaptureQueriesContext(connection) as by_team:
+        assert client.get(CHANGELIST, {"o": "7"}).status_code == 200
+    with CaptureQueriesContext(connection) as by_activity:
+        assert client.get(CHANGELIST, {"o": "-9"}).status_code == 200
+    # then the team sort is ignored (no ORDER BY over the join) and the indexed activity sort is honoured
+    team_page = " ".join(_page_queries(by_team))
+    activity_page = " ".join(_page_queries(by_activity))
+    assert 'ORDER BY "crm_customer"."id" DESC' in team_page
+    assert '"crm_team"."code"' not in team_page.partition("ORDER BY")[2]
+    assert 'ORDER BY "crm_customer"."last_activity_at" DESC' in activity_page
+
+
+@pytest.mark.django_db
+def test_changelist_search_is_refused_outside_the_team(client, outsider, customer):
+    # given an outsider, staff of another team
+    client.force_login(outsider)
+    # when they search the changelist for the customer's exact e-mail
+    response = client.get(CHANGELIST, {"q": "taro.yamada@example.com"})
+    # then the page shows no customer
+    assert response.status_code == 200
+    assert f"顧客 #{customer.pk}<" not in response.content.decode()
