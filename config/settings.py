@@ -269,6 +269,13 @@ LOGGING = {
 # Customer changelist: how long an exact count may take before the estimate is shown.
 ADMIN_COUNT_TIMEOUT_MS = env.int("ADMIN_COUNT_TIMEOUT_MS", default=150)
 
+# Integration API (crm/integrations): per-client rate limit, per-address budget of publishable (cookie)
+# keys, where the counters live, and how long an Idempotency-Key's answer is kept.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=6000)
+API_PUBLIC_RATE_LIMIT_PER_ADDRESS = env.int("API_PUBLIC_RATE_LIMIT_PER_ADDRESS", default=60)
+RATE_LIMIT_REDIS_URL = env.str("RATE_LIMIT_REDIS_URL", default="")
+API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
+
 CRM_COMPANY = {
     "name": env.str("CRM_COMPANY_NAME", default="株式会社サンプル"),
     "address": env.str("CRM_COMPANY_ADDRESS", default="東京都千代田区丸の内一丁目1番1号"),
