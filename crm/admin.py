@@ -17,7 +17,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, teams_for
-from crm.selectors import customer_scope_for_planner, customer_search_q
+from crm.selectors import customer_search
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
 admin.site.site_title = _("顧客管理")
@@ -162,14 +162,9 @@ class CustomerAdmin(ScaleSafeAdmin):
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
     ) -> tuple[QuerySet[Customer], bool]:
         if not search_term.strip():
-            if request.user.has_perm("crm.view_all_customers"):  # every team: nothing to spell out
-                return queryset, False
-            # Browsing: spell out the user's teams so PostgreSQL walks the (team, id) index.
-            return customer_scope_for_planner(
-                queryset, request.user, team_ids=[t.pk for t in _viewable_teams(request)]
-            ), False
+            return queryset, False
         # Exact search: the blind indexes pick a handful of rows; the team scope just filters them.
-        return queryset.filter(customer_search_q(search_term)), False
+        return customer_search(queryset, search_term), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         if obj is None or can_view_pii(request.user):

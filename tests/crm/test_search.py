@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from crm import paginators
 from crm.models import Customer
 from crm.paginators import EstimatedCountPaginator
-from crm.selectors import customer_list, customer_scope_for_planner, customer_search_q
+from crm.selectors import customer_list, customer_search_q
 from tests.factories import CustomerFactory
 
 CHANGELIST = "/admin/crm/customer/"
@@ -87,26 +87,31 @@ def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
 
 
 @pytest.mark.django_db
-def test_planner_hint_keeps_the_rows_of_restrict(customer, other_team, owner, outsider, privacy_officer):
+def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owner, outsider, privacy_officer):
     # given a customer per team, a team member of each and a privacy officer who sees all teams
-    from django.contrib.auth.models import AnonymousUser
-
     foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
 
-    for user in (owner, outsider, privacy_officer, AnonymousUser()):
-        restricted = Customer.objects.restrict(user, "view")
-        # when the team ids are spelled out for the planner
-        hinted = customer_scope_for_planner(restricted, user)
-        # then exactly the same customers are returned
-        assert set(hinted) == set(restricted)
-    assert list(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner)) == [customer]
-    # and the hint is a literal list of team ids, which the planner can estimate
-    sql = str(customer_scope_for_planner(Customer.objects.restrict(owner, "view"), owner).query)
+    # when each asks the gate
+    # then a team member's scope is a literal list of team ids (which the planner can estimate) …
+    sql = str(Customer.objects.restrict(owner, "view").query)
     assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
-    # and a user who sees every team gets no extra condition, even on an already filtered list
-    assert "WHERE" not in str(customer_scope_for_planner(Customer.objects.all(), privacy_officer).query)
-    active = Customer.objects.restrict(privacy_officer, "view").filter(status=Customer.Status.ACTIVE)
-    assert set(customer_scope_for_planner(active, privacy_officer)) == {customer, foreign_customer}
+    assert list(Customer.objects.restrict(owner, "view")) == [customer]
+    assert list(Customer.objects.restrict(outsider, "view")) == [foreign_customer]
+    # … and a user who sees every team gets no condition at all
+    assert "WHERE" not in str(Customer.objects.restrict(privacy_officer, "view").query)
+
+
+@pytest.mark.django_db
+def test_search_is_fenced_and_keeps_the_team_scope(customer, other_team, owner, outsider):
+    # given the same e-mail domain in two teams
+    CustomerFactory(team=other_team, member_no="M900000002", email="Taro.Yamada@Example.com")
+
+    # when the owner searches the shared e-mail
+    found = customer_list(user=owner, search="taro.yamada@example.com")
+
+    # then only the owner's team's customer is returned, and the matches are planned on their own
+    assert list(found) == [customer]
+    assert "OFFSET 0" in str(found.query)
 
 
 @pytest.mark.django_db
