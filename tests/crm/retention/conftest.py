@@ -74,3 +74,11 @@ def set_activity(customer: Customer, when: dt.datetime | None, **extra) -> Custo
     Customer.objects.filter(pk=customer.pk).update(last_activity_at=when, **extra)
     customer.refresh_from_db()
     return customer
+
+
+def transactional_db_mark():
+    """`transactional_db` that can be flushed: `available_apps` makes the flush TRUNCATE … CASCADE (django-auditlog's
+    swapped-out LogEntry table still references auth_user and django_content_type; django-auditlog issue #804)."""
+    from django.conf import settings
+
+    return pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
