@@ -11,7 +11,8 @@ inactive for six years, the rest were active this year. Then, each on a fresh co
   engine    the retention engine: a policy run (keyset batches, FOR UPDATE SKIP LOCKED, predicate re-checked,
             purchases unlinked, events deleted, tombstones and audit entries written), walked in-process
             by --workers processes (one Celery worker process each, without the broker);
-  queryset  a plain `Customer.objects.filter(<same predicate>).delete()` (Django collector + auditlog signals);
+  queryset  a plain `Customer.objects.filter(<same predicate>).delete()` (Django collector, auditlog
+            signals);
   raw_sql   one transaction of raw SQL (unlink purchases, delete events, delete customers): the floor.
 
 and prints throughput (customers/s) and peak RSS side by side. Targets: engine >= 2,000 customers/s,
@@ -46,7 +47,7 @@ def _url_with_db(url: str, name: str) -> str:
     return urlunparse(parts._replace(path="/" + name))
 
 
-def _admin_conn(url: str):  # noqa: ANN202
+def _admin_conn(url: str):
     import psycopg
 
     return psycopg.connect(_url_with_db(url, "postgres"), autocommit=True)
@@ -79,8 +80,18 @@ def build_template(url: str, customers: int, matching: int) -> None:
     env = {**os.environ, "DATABASE_URL": tpl_url, "DJANGO_ENV": os.environ.get("DJANGO_ENV", "development")}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     subprocess.run(
-        [sys.executable, __file__, "--child", "load", "--url", tpl_url, "--customers", str(customers),
-         "--matching", str(matching)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "load",
+            "--url",
+            tpl_url,
+            "--customers",
+            str(customers),
+            "--matching",
+            str(matching),
+        ],
         check=True,
     )
 
@@ -100,7 +111,9 @@ def child_load(url: str, customers: int, matching: int) -> None:
     bidx = [name_index(f"山田{i}") for i in range(pool)]
     t0 = time.monotonic()
     with connection.cursor() as cur:
-        cur.execute("INSERT INTO crm_team (code, name, created_at) VALUES ('bench', 'ベンチ', now()) RETURNING id")
+        cur.execute(
+            "INSERT INTO crm_team (code, name, created_at) VALUES ('bench', 'ベンチ', now()) RETURNING id"
+        )
         team = cur.fetchone()[0]
     raw = connection.connection
     cols = (
@@ -115,9 +128,39 @@ def child_load(url: str, customers: int, matching: int) -> None:
                 k = i % pool
                 active = OLD if i % every == 0 else RECENT
                 cp.write_row(
-                    (i, team, "active", f"B{i:09d}", names[k], names[(k + 1) % pool], "", "", emails[k], "", "",
-                     addresses[k], births[k], "", "", "", "13", "", "{}", "", "web_form", OLD, "", "", "", "",
-                     bidx[k], "", active, OLD, OLD)
+                    (
+                        i,
+                        team,
+                        "active",
+                        f"B{i:09d}",
+                        names[k],
+                        names[(k + 1) % pool],
+                        "",
+                        "",
+                        emails[k],
+                        "",
+                        "",
+                        addresses[k],
+                        births[k],
+                        "",
+                        "",
+                        "",
+                        "13",
+                        "",
+                        "{}",
+                        "",
+                        "web_form",
+                        OLD,
+                        "",
+                        "",
+                        "",
+                        "",
+                        bidx[k],
+                        "",
+                        active,
+                        OLD,
+                        OLD,
+                    )
                 )
         print(f"customers loaded in {time.monotonic() - t0:.0f}s", flush=True)
         with cur.copy(
@@ -127,14 +170,19 @@ def child_load(url: str, customers: int, matching: int) -> None:
             for i in range(1, customers + 1):
                 cp.write_row((i, i, team, f"ORD{i:010d}", 1980, "JPY", "web_form", OLD, OLD))
         with cur.copy(
-            "COPY crm_customerevent (id, customer_id, visitor_id, kind, occurred_at, properties, source, created_at) "
+            "COPY crm_customerevent (id, customer_id, visitor_id, kind, occurred_at, properties, source, "
+            "created_at) "
             "FROM STDIN"
         ) as cp:
             for i in range(1, customers + 1):
                 for j in (0, 1):
-                    cp.write_row((2 * i - 1 + j, i, f"v{i}-{j}", "page_view", OLD, '{"path": "/"}', "web", OLD))
+                    cp.write_row(
+                        (2 * i - 1 + j, i, f"v{i}-{j}", "page_view", OLD, '{"path": "/"}', "web", OLD)
+                    )
         for table in ("crm_customer", "crm_purchase", "crm_customerevent"):
-            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
         raw.commit()
         cur.execute("VACUUM ANALYZE")
     print(f"template loaded in {time.monotonic() - t0:.0f}s", flush=True)
@@ -162,8 +210,20 @@ def child_engine(url: str, batch: int, workers: int, action: str) -> dict:
     else:
         procs = [
             subprocess.Popen(
-                [sys.executable, __file__, "--child", "walk", "--url", url, "--run", str(run.pk), "--part", str(i),
-                 "--parts", str(workers)]
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "walk",
+                    "--url",
+                    url,
+                    "--run",
+                    str(run.pk),
+                    "--part",
+                    str(i),
+                    "--parts",
+                    str(workers),
+                ]
             )
             for i in range(workers)
         ]
@@ -192,7 +252,7 @@ def child_walk(url: str, run_id: int, part: int, parts: int) -> None:
             cursor = services.retention_slice_advance(slice_id=sl.pk, expected_cursor=cursor, enqueue=False)
 
 
-def _cutoff():  # noqa: ANN202
+def _cutoff():
     from crm.retention import rules
 
     return rules.trigger_cutoff(AS_OF, 1095)
@@ -208,7 +268,11 @@ def child_queryset(url: str) -> dict:
     t0 = time.monotonic()
     q = Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
     _total, per_model = Customer.objects.filter(q).delete()
-    return {"processed": per_model.get("crm.Customer", 0), "seconds": time.monotonic() - t0, "rss_mb": _rss_mb()}
+    return {
+        "processed": per_model.get("crm.Customer", 0),
+        "seconds": time.monotonic() - t0,
+        "rss_mb": _rss_mb(),
+    }
 
 
 def child_raw(url: str) -> dict:
@@ -219,10 +283,12 @@ def child_raw(url: str) -> dict:
     match = "(last_activity_at < %s OR (last_activity_at IS NULL AND created_at < %s))"
     t0 = time.monotonic()
     with transaction.atomic(), connection.cursor() as cur:
-        sub = f"SELECT id FROM crm_customer WHERE {match}"  # noqa: S608
-        cur.execute(f"UPDATE crm_purchase SET customer_id = NULL WHERE customer_id IN ({sub})", [cutoff, cutoff])  # noqa: S608
-        cur.execute(f"DELETE FROM crm_customerevent WHERE customer_id IN ({sub})", [cutoff, cutoff])  # noqa: S608
-        cur.execute(f"DELETE FROM crm_customer WHERE {match}", [cutoff, cutoff])  # noqa: S608
+        sub = f"SELECT id FROM crm_customer WHERE {match}"
+        cur.execute(
+            f"UPDATE crm_purchase SET customer_id = NULL WHERE customer_id IN ({sub})", [cutoff, cutoff]
+        )
+        cur.execute(f"DELETE FROM crm_customerevent WHERE customer_id IN ({sub})", [cutoff, cutoff])
+        cur.execute(f"DELETE FROM crm_customer WHERE {match}", [cutoff, cutoff])
         n = cur.rowcount
     return {"processed": n, "seconds": time.monotonic() - t0, "rss_mb": _rss_mb()}
 
@@ -237,7 +303,7 @@ def run_contender(url: str, name: str, extra: list[str], timeout: float) -> dict
     with _admin_conn(url) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{copy}"')
         admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{base}_tpl"')
-    out = tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False)  # noqa: SIM115
+    out = tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False)
     try:
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", name, "--url", _url_with_db(url, copy), *extra],
@@ -253,7 +319,11 @@ def run_contender(url: str, name: str, extra: list[str], timeout: float) -> dict
             if time.monotonic() > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 _pid, status, ru = os.wait4(proc.pid, 0)
-                result = {"processed": 0, "seconds": timeout, "note": f"killed after {timeout:.0f}s (rolled back)"}
+                result = {
+                    "processed": 0,
+                    "seconds": timeout,
+                    "note": f"killed after {timeout:.0f}s (rolled back)",
+                }
                 break
             time.sleep(0.5)
         out.seek(0)
@@ -280,14 +350,18 @@ def run_contender(url: str, name: str, extra: list[str], timeout: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--matching", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--action", default="erase", choices=["erase", "anonymise"])
     parser.add_argument("--only", default="engine,queryset,raw_sql")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per contender before it is killed")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds per contender before it is killed"
+    )
     parser.add_argument("--url", default=os.environ.get("DATABASE_URL", ""))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
@@ -295,7 +369,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.url:
-        raise SystemExit("DATABASE_URL (or --url) must name the benchmark database, e.g. …/crm_retention_bench")
+        raise SystemExit(
+            "DATABASE_URL (or --url) must name the benchmark database, e.g. …/crm_retention_bench"
+        )
 
     if args.child:
         if args.child == "load":
@@ -322,14 +398,21 @@ def main() -> None:
 
     floor = results.get("raw_sql", {}).get("seconds")
     print()
-    print(f"{args.customers:,} customers, {args.matching:,} matching, action={args.action}, workers={args.workers}")
-    print(f"{'contender':<10} {'customers':>10} {'seconds':>9} {'cust/s':>9} {'peak RSS MB':>12} {'vs raw':>7}  note")
+    print(
+        f"{args.customers:,} customers, {args.matching:,} matching, "
+        f"action={args.action}, workers={args.workers}"
+    )
+    print(
+        f"{'contender':<10} {'customers':>10} {'seconds':>9} {'cust/s':>9} "
+        f"{'peak RSS MB':>12} {'vs raw':>7}  note"
+    )
     for name, r in results.items():
         rate = r["processed"] / r["seconds"] if r.get("seconds") else 0
         ratio = f"{r['seconds'] / floor:.2f}x" if floor and r.get("processed") else "-"
         print(
-            f"{name:<10} {r['processed']:>10,} {r['seconds']:>9.1f} {rate:>9,.0f} {r['rss_mb']:>12.0f} {ratio:>7}  "
-            f"{r.get('note', '')} remaining={r['remaining']:,} unlinked_purchases={r['unlinked_purchases']:,} "
+            f"{name:<10} {r['processed']:>10,} {r['seconds']:>9.1f} {rate:>9,.0f} "
+            f"{r['rss_mb']:>12.0f} {ratio:>7}  {r.get('note', '')} remaining={r['remaining']:,} "
+            f"unlinked_purchases={r['unlinked_purchases']:,} "
             f"events={r['events']:,}"
         )
 

@@ -64,7 +64,14 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             "",
             "<tr><td>顧客 #{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (r["id"], r["family_name"], r["given_name"], r["email"], r["prefecture"], r["last_activity_at"])
+                (
+                    r["id"],
+                    r["family_name"],
+                    r["given_name"],
+                    r["email"],
+                    r["prefecture"],
+                    r["last_activity_at"],
+                )
                 for r in preview.sample
             ),
         )
@@ -120,7 +127,16 @@ class LegalHoldAddForm(forms.ModelForm):
 class LegalHoldAdmin(admin.ModelAdmin):
     """Legal holds: placed and released through services; never edited or deleted."""
 
-    list_display = ("__str__", "customer_id", "reason", "reference", "placed_by", "placed_at", "until", "in_force")
+    list_display = (
+        "__str__",
+        "customer_id",
+        "reason",
+        "reference",
+        "placed_by",
+        "placed_at",
+        "until",
+        "in_force",
+    )
     list_filter = ("reason",)
     search_fields = ("reference",)
     raw_id_fields = ("customer",)
@@ -137,7 +153,17 @@ class LegalHoldAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ["customer_ids", "reason", "reference", "until", "note"]
-        return ["customer", "reason", "reference", "note", "placed_by", "placed_at", "until", "released_at", "released_by"]
+        return [
+            "customer",
+            "reason",
+            "reference",
+            "note",
+            "placed_by",
+            "placed_at",
+            "until",
+            "released_at",
+            "released_by",
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj) if obj is not None else []

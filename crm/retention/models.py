@@ -343,8 +343,8 @@ def _register() -> None:
     """
     from auditlog.registry import auditlog
 
-    from crm.retention import field_classes  # noqa: F401  (declares the fields)
     from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_SUPPORT
+    from crm.retention import field_classes  # noqa: F401  (declares the fields)
     from crm.roles import grant_role_permissions
 
     grant_role_permissions(

@@ -84,7 +84,7 @@ def trigger_cutoff(as_of: dt.datetime, days: int) -> dt.datetime:
 
 
 def age_on(birth_date: dt.date, on: dt.date) -> int:
-    """Full years of age on `on` (a birthday counts on its own date; 29 Feb birthdays on 1 Mar in other years)."""
+    """Full years of age on `on` (a birthday counts on its own date; 29 February on 1 March otherwise)."""
     years = on.year - birth_date.year
     if (on.month, on.day) < (birth_date.month, birth_date.day):
         years -= 1
@@ -92,7 +92,7 @@ def age_on(birth_date: dt.date, on: dt.date) -> int:
 
 
 def age_band(birth_date: dt.date | None, on: dt.date) -> str:
-    """Ten-year band of the age on `on`: '30代'; '90歳以上' from TOP_AGE_BAND; '' when unknown or implausible."""
+    """Ten-year band of the age on `on`: '30代'; '90歳以上' from TOP_AGE_BAND; '' when unknown/implausible."""
     if birth_date is None:
         return ""
     age = age_on(birth_date, on)

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 Scope = RetentionPolicy.Scope
 Action = RetentionPolicy.Action
 
-# Advisory-lock namespace of the retention engine (first int of the two-int form); the second is the policy id.
+# Advisory-lock namespace of the retention engine (first int of the two-int form); second: the policy id.
 RETENTION_LOCK_NS = 0x5245_5430  # "RET0"
 # Retention categories the law makes us keep even after erasure (法人税法, 会社法 432(2)): kept, unlinked.
 STATUTORY_CATEGORIES = frozenset({"tax_records"})
@@ -107,7 +107,8 @@ def _tombstones_write(
     # proven for this scope and action (a re-delivered batch, a re-application) is left as it was.
     with connection.cursor() as cur:
         cur.execute(
-            "INSERT INTO crm_tombstone (subject_hash, scope, action, policy_id, run_id, reason, performed_at) "
+            "INSERT INTO crm_tombstone "
+            "(subject_hash, scope, action, policy_id, run_id, reason, performed_at) "
             "SELECT h, %s, %s, %s, %s, %s, %s FROM unnest(%s::text[]) AS h "
             "ON CONFLICT (subject_hash, scope, action) DO NOTHING",
             [scope, action, policy.pk if policy else None, run.pk if run else None, reason[:64], at, hashes],
@@ -308,7 +309,8 @@ def _act(
             protected, names = _protected_sql()
             extra = f" AND {protected}" if protected else ""
             cur.execute(
-                f"DELETE FROM crm_customer c WHERE c.id = ANY(%s) AND c.id IN ({pred_sql}){extra} RETURNING c.id",  # noqa: S608
+                f"DELETE FROM crm_customer c WHERE c.id = ANY(%s) AND c.id IN ({pred_sql}){extra} "  # noqa: S608
+                "RETURNING c.id",
                 [ids, *pred_params],
             )
             out.acted = sorted(r[0] for r in cur.fetchall())
@@ -316,7 +318,8 @@ def _act(
                 # Which of the others a protecting relation kept (the rest no longer matched the predicate).
                 rest = sorted(set(ids) - set(out.acted))
                 cur.execute(
-                    f"SELECT count(*) FROM crm_customer c WHERE c.id = ANY(%s) AND c.id IN ({pred_sql}) AND NOT ({protected})",  # noqa: S608
+                    f"SELECT count(*) FROM crm_customer c WHERE c.id = ANY(%s) "  # noqa: S608
+                    f"AND c.id IN ({pred_sql}) AND NOT ({protected})",
                     [rest, *pred_params],
                 )
                 n = cur.fetchone()[0]
@@ -358,7 +361,8 @@ def _act(
             cleared = [f.name for f in fields]
             sets = [f"{_q(f.column)} = {_clear_sql(f)}" for f in fields] + ["updated_at = %s"]
             cur.execute(
-                f"UPDATE crm_customer c SET {', '.join(sets)} WHERE c.id = ANY(%s) AND c.id IN ({pred_sql}) RETURNING c.id",  # noqa: S608
+                f"UPDATE crm_customer c SET {', '.join(sets)} "  # noqa: S608
+                f"WHERE c.id = ANY(%s) AND c.id IN ({pred_sql}) RETURNING c.id",
                 [now, ids, *pred_params],
             )
             out.acted = sorted(r[0] for r in cur.fetchall())
@@ -370,7 +374,10 @@ def _act(
                 params.append(rules.trigger_cutoff(as_of, days))
             ev = _q(CustomerEvent._meta.db_table)
             if action == Action.ERASE:
-                stmt = f"DELETE FROM {ev} e WHERE e.customer_id = ANY(%s) AND e.customer_id IN ({pred_sql}){age} RETURNING e.customer_id"  # noqa: S608
+                stmt = (
+                    f"DELETE FROM {ev} e WHERE e.customer_id = ANY(%s) "  # noqa: S608
+                    f"AND e.customer_id IN ({pred_sql}){age} RETURNING e.customer_id"
+                )
             else:
                 # The CTE keeps the old link so the statement can say whose events it unlinked.
                 stmt = (
@@ -870,7 +877,7 @@ def retention_run_due_policies(*, as_of: dt.datetime | None = None) -> list[Rete
 
 
 def tombstones_export(*, stream: Any) -> int:
-    """Write every tombstone as one JSON line (kept apart from database backups, to re-apply after a restore)."""
+    """Write every tombstone as one JSON line (kept apart from the database backups, for re-application)."""
     n = 0
     for t in (
         Tombstone.objects.order_by("pk")

@@ -71,7 +71,7 @@ def retention_run_due_policies() -> list[int]:
 
 @shared_task(name="crm.retention.resume_stalled")
 def retention_resume_stalled(stale_after_seconds: int = 300) -> int:
-    """Re-enqueue unfinished slices whose last batch is older than `stale_after_seconds` (beat, every 5 min)."""
+    """Re-enqueue unfinished slices whose last batch is older than `stale_after_seconds` (beat, 5 min)."""
     from django.db import transaction
 
     from crm.retention import services

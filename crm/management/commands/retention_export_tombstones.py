@@ -1,6 +1,6 @@
 """Export every tombstone as JSON Lines, to keep beside (not inside) the database backups.
 
-    manage.py retention_export_tombstones PATH
+manage.py retention_export_tombstones PATH
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def make_policy(db):
     return make
 
 
-def add_history(customer: Customer, *, purchases: int = 1, events: int = 2, at: dt.datetime | None = None) -> None:
+def add_history(
+    customer: Customer, *, purchases: int = 1, events: int = 2, at: dt.datetime | None = None
+) -> None:
     """Purchases and events of a customer (the rows erasure must cascade to or unlink)."""
     at = at or jst(2022, 1, 10, 9)
     for _ in range(purchases):
@@ -77,8 +79,9 @@ def set_activity(customer: Customer, when: dt.datetime | None, **extra) -> Custo
 
 
 def transactional_db_mark():
-    """`transactional_db` that can be flushed: `available_apps` makes the flush TRUNCATE … CASCADE (django-auditlog's
-    swapped-out LogEntry table still references auth_user and django_content_type; django-auditlog issue #804)."""
+    """`transactional_db` that can be flushed: `available_apps` makes the flush TRUNCATE … CASCADE
+    (django-auditlog's swapped-out LogEntry table still references auth_user and django_content_type;
+    django-auditlog issue #804)."""
     from django.conf import settings
 
     return pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))

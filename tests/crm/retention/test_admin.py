@@ -41,7 +41,12 @@ def test_officer_places_a_hold_on_several_customers(client, privacy_officer, cus
     url = reverse("admin:crm_legalhold_add")
     # when they enter two customer ids
     page = client.post(
-        url, {"customer_ids": f"{customer.pk}, {foreign_customer.pk}", "reason": "litigation", "reference": "令和8年(ワ)第1号"}
+        url,
+        {
+            "customer_ids": f"{customer.pk}, {foreign_customer.pk}",
+            "reason": "litigation",
+            "reference": "令和8年(ワ)第1号",
+        },
     )
     # then both are held, placed by the officer
     assert page.status_code == 302
@@ -92,7 +97,10 @@ def test_officer_starts_a_run_and_sees_it(client, privacy_officer, auditor, cust
 def test_auditor_cannot_start_runs(client, auditor, make_policy):
     policy = make_policy()
     client.force_login(auditor)
-    client.post(reverse("admin:crm_retentionpolicy_changelist"), {"action": "run_now", "_selected_action": [policy.pk]})
+    client.post(
+        reverse("admin:crm_retentionpolicy_changelist"),
+        {"action": "run_now", "_selected_action": [policy.pk]},
+    )
     assert not RetentionRun.objects.exists()
 
 
@@ -101,4 +109,6 @@ def test_the_schedule_is_editable_by_the_officer(client, privacy_officer):
 
     task = PeriodicTask.objects.get(task="crm.retention.run_due_policies")
     client.force_login(privacy_officer)
-    assert client.get(reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])).status_code == 200
+    assert (
+        client.get(reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])).status_code == 200
+    )

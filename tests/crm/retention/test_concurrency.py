@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from django.db import connection
 
 from crm.models import Customer
@@ -101,7 +100,9 @@ def test_parallel_slices_of_one_run_add_up(make_policy, settings):
         def go() -> None:
             cursor: int | None = sl.cursor
             while cursor is not None:
-                cursor = services.retention_slice_advance(slice_id=sl.pk, expected_cursor=cursor, enqueue=False)
+                cursor = services.retention_slice_advance(
+                    slice_id=sl.pk, expected_cursor=cursor, enqueue=False
+                )
 
         return go
 

@@ -96,7 +96,10 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
 
     monkeypatch.setattr(selectors, "consent_withdrawn_customer_ids", withdrawn_since)
     policy = make_policy(
-        scope=Scope.MARKETING, trigger=Trigger.CONSENT_WITHDRAWN, days=30, consent_purpose="marketing_email",
+        scope=Scope.MARKETING,
+        trigger=Trigger.CONSENT_WITHDRAWN,
+        days=30,
+        consent_purpose="marketing_email",
         action=Action.ERASE,
     )
     # when
@@ -117,7 +120,10 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now):
     if not list(apps.get_app_config("consent").get_models()):
         pytest.skip("consent app has no models yet: the contract is tested with a stub above")
     policy = make_policy(
-        scope=Scope.MARKETING, trigger=Trigger.CONSENT_WITHDRAWN, days=30, consent_purpose="marketing_email",
+        scope=Scope.MARKETING,
+        trigger=Trigger.CONSENT_WITHDRAWN,
+        days=30,
+        consent_purpose="marketing_email",
         action=Action.ERASE,
     )
     # then the trigger evaluates through consent.selectors.withdrawn_since without error
@@ -131,7 +137,10 @@ def test_consent_trigger_without_the_consent_app_fails_the_run_clearly(make_poli
 
     monkeypatch.setitem(sys.modules, "consent.selectors", None)
     policy = make_policy(
-        scope=Scope.MARKETING, trigger=Trigger.CONSENT_WITHDRAWN, days=30, consent_purpose="marketing_email",
+        scope=Scope.MARKETING,
+        trigger=Trigger.CONSENT_WITHDRAWN,
+        days=30,
+        consent_purpose="marketing_email",
         action=Action.ERASE,
     )
     # when
@@ -163,8 +172,17 @@ def test_anonymised_row_content_per_class(team, make_policy, frozen_now):
     run_policy(policy)
     # then direct identifiers and their blind indexes are gone
     c = Customer.objects.get(pk=c.pk)
-    for name in ("family_name", "given_name", "family_name_kana", "given_name_kana", "email", "phone",
-                 "postal_code", "address", "notes"):
+    for name in (
+        "family_name",
+        "given_name",
+        "family_name_kana",
+        "given_name_kana",
+        "email",
+        "phone",
+        "postal_code",
+        "address",
+        "notes",
+    ):
         assert getattr(c, name) == "", name
     assert c.birth_date is None
     assert (c.email_bidx, c.phone_bidx, c.name_bidx, c.kana_bidx) == ("", "", "", "")
@@ -203,11 +221,16 @@ def test_held_customer_is_skipped_and_reported(team, make_policy, frozen_now, pr
     held, expired, released = (set_activity(CustomerFactory(team=team), jst(2019, 1, 1)) for _ in range(3))
     services.legal_hold_place(customer_ids=[held.pk], reason="litigation", placed_by=privacy_officer)
     services.legal_hold_place(
-        customer_ids=[expired.pk], reason="tax_records", placed_by=privacy_officer, until=NOW + dt.timedelta(days=1)
+        customer_ids=[expired.pk],
+        reason="tax_records",
+        placed_by=privacy_officer,
+        until=NOW + dt.timedelta(days=1),
     )
     LegalHold.objects.filter(customer=expired).update(until=NOW - dt.timedelta(seconds=1))
     services.legal_hold_place(customer_ids=[released.pk], reason="dsar", placed_by=privacy_officer)
-    services.legal_hold_release(holds=LegalHold.objects.filter(customer=released), released_by=privacy_officer)
+    services.legal_hold_release(
+        holds=LegalHold.objects.filter(customer=released), released_by=privacy_officer
+    )
     policy = make_policy(action=Action.ERASE)
     # when
     run = run_policy(policy)
@@ -226,13 +249,17 @@ def test_request_desk_erasure_respects_holds(team, customer, privacy_officer, su
     out = services.customer_erase(customer_ids=[customer.pk, free.pk], reason="dsar:17", actor=support_agent)
     # then the held one is refused and named, the other erased whole
     assert out.held == [customer.pk] and out.acted == [free.pk]
-    assert Customer.objects.filter(pk=customer.pk).exists() and not Customer.objects.filter(pk=free.pk).exists()
+    assert (
+        Customer.objects.filter(pk=customer.pk).exists() and not Customer.objects.filter(pk=free.pk).exists()
+    )
     assert Tombstone.objects.filter(reason="dsar:17").count() == 1
 
 
 def test_category_erase_refuses_an_unknown_scope(customer):
     with pytest.raises(services.RetentionError):
-        services.customer_category_erase(customer_ids=[customer.pk], scope="customers", reason="x", actor=None)
+        services.customer_category_erase(
+            customer_ids=[customer.pk], scope="customers", reason="x", actor=None
+        )
 
 
 def test_legal_hold_place_refuses_bad_input_and_writes_nothing(customer, privacy_officer):
@@ -254,7 +281,9 @@ def test_dry_run_count_equals_the_real_run(team, make_policy, frozen_now, privac
     due = [set_activity(CustomerFactory(team=team), jst(2020, 1, 1)) for _ in range(7)]
     for _ in range(4):
         set_activity(CustomerFactory(team=team), jst(2026, 1, 1))
-    services.legal_hold_place(customer_ids=[due[2].pk, due[5].pk], reason="tax_records", placed_by=privacy_officer)
+    services.legal_hold_place(
+        customer_ids=[due[2].pk, due[5].pk], reason="tax_records", placed_by=privacy_officer
+    )
     policy = make_policy(action=Action.ERASE, batch_size=2)
     # when the officer previews, then the run runs
     preview = selectors.retention_preview(user=privacy_officer, policy=policy, as_of=NOW)
@@ -264,7 +293,9 @@ def test_dry_run_count_equals_the_real_run(team, make_policy, frozen_now, privac
     assert (run.erased, run.skipped_hold, run.examined) == (5, 2, 11)
 
 
-def test_preview_sample_is_masked_and_restricted(team, customer, make_policy, frozen_now, privacy_officer, outsider):
+def test_preview_sample_is_masked_and_restricted(
+    team, customer, make_policy, frozen_now, privacy_officer, outsider
+):
     # given a due customer
     set_activity(customer, jst(2020, 1, 1))
     policy = make_policy()
@@ -274,7 +305,9 @@ def test_preview_sample_is_masked_and_restricted(team, customer, make_policy, fr
     # then the officer's sample is masked even though the officer may see personal data
     assert officer_view.affected == 1
     row = officer_view.sample[0]
-    assert row["family_name"] == "山*" and "taro.yamada" not in row["email"] and row["email"].startswith("ta***")
+    assert (
+        row["family_name"] == "山*" and "taro.yamada" not in row["email"] and row["email"].startswith("ta***")
+    )
     # and the outsider sees nothing of this team
     assert (outsider_view.affected, outsider_view.sample) == (0, [])
 
@@ -297,7 +330,12 @@ def test_defaults_and_schedule_are_created_by_the_migration(db):
     assert "休眠顧客の匿名化（最終利用から3年）" in names
     assert "配信同意撤回後のマーケティングデータ消去（30日）" in names
     inactive = RetentionPolicy.objects.get(name="休眠顧客の匿名化（最終利用から3年）")
-    assert (inactive.trigger, inactive.days, inactive.action, inactive.enabled) == ("inactive", 1095, "anonymise", False)
+    assert (inactive.trigger, inactive.days, inactive.action, inactive.enabled) == (
+        "inactive",
+        1095,
+        "anonymise",
+        False,
+    )
     tasks = dict(PeriodicTask.objects.values_list("task", "enabled"))
     assert tasks["crm.retention.run_due_policies"] is True and tasks["crm.retention.resume_stalled"] is True
     daily = PeriodicTask.objects.get(task="crm.retention.run_due_policies").crontab

@@ -15,7 +15,7 @@ from crm.classification import REDACTED, REGISTRY
 from crm.models import GENESIS_HASH, AuditEntry, Customer, CustomerEvent
 from crm.retention import rules, services
 from crm.retention.models import RetentionPolicy, RetentionRunSlice, Tombstone
-from tests.crm.retention.conftest import NOW, add_history, jst, set_activity
+from tests.crm.retention.conftest import add_history, jst, set_activity
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +57,11 @@ def test_erasure_reaches_the_audit_log_without_breaking_the_chain(customer, supp
     # then every entry about the customer holds personal fields only as [redacted] …
     ct = ContentType.objects.get_for_model(Customer)
     entries = list(AuditEntry.objects.filter(content_type=ct, object_pk=str(customer.pk)))
-    assert {e.action for e in entries} >= {AuditEntry.Action.CREATE, AuditEntry.Action.UPDATE, AuditEntry.Action.DELETE}
+    assert {e.action for e in entries} >= {
+        AuditEntry.Action.CREATE,
+        AuditEntry.Action.UPDATE,
+        AuditEntry.Action.DELETE,
+    }
     personal = set(REGISTRY.personal_fields("crm.Customer"))
     for entry in entries:
         assert entry.object_repr == f"顧客 #{customer.pk}"
@@ -113,7 +117,9 @@ def _restore_from_backup(snapshot: dict, team) -> None:
 def test_reapply_after_restore(team, customer, other_team, tmp_path):
     # given a customer erased and another anonymised, and their tombstones exported beside the backups
     other = CustomerFactory(team=team)
-    snap_erased = {f: getattr(customer, f) for f in ("id", "family_name", "email", "member_no", "collection_channel")}
+    snap_erased = {
+        f: getattr(customer, f) for f in ("id", "family_name", "email", "member_no", "collection_channel")
+    }
     services.customer_erase(customer_ids=[customer.pk], reason="dsar:3", actor=None)
     services.customer_anonymise(customer_ids=[other.pk], reason="dsar:4", actor=None)
     export = tmp_path / "tombstones.jsonl"
@@ -147,11 +153,21 @@ def test_the_same_batch_twice_changes_nothing_the_second_time(team, make_policy,
     start = sl.cursor
     # when the batch message is delivered twice
     first = services.retention_slice_advance(slice_id=sl.pk, expected_cursor=start, enqueue=False)
-    state = (Customer.objects.count(), CustomerEvent.objects.count(), Tombstone.objects.count(), AuditEntry.objects.count())
+    state = (
+        Customer.objects.count(),
+        CustomerEvent.objects.count(),
+        Tombstone.objects.count(),
+        AuditEntry.objects.count(),
+    )
     second = services.retention_slice_advance(slice_id=sl.pk, expected_cursor=start, enqueue=False)
     # then the second delivery finds the cursor moved on and does nothing
     assert first is None and second is None  # one batch finished the slice
-    after = (Customer.objects.count(), CustomerEvent.objects.count(), Tombstone.objects.count(), AuditEntry.objects.count())
+    after = (
+        Customer.objects.count(),
+        CustomerEvent.objects.count(),
+        Tombstone.objects.count(),
+        AuditEntry.objects.count(),
+    )
     assert state == after
     sl.refresh_from_db()
     assert (sl.batches, sl.erased) == (1, 1)
@@ -166,7 +182,9 @@ def test_the_erasure_path_twice_on_the_same_ids_is_a_no_op(customer):
     assert Tombstone.objects.count() == 1
 
 
-def test_resume_stalled_reenqueues_unfinished_slices(team, make_policy, frozen_now, monkeypatch, django_capture_on_commit_callbacks):
+def test_resume_stalled_reenqueues_unfinished_slices(
+    team, make_policy, frozen_now, monkeypatch, django_capture_on_commit_callbacks
+):
     # given a run whose chain stopped (e.g. its worker died after committing a batch)
     for _ in range(3):
         set_activity(CustomerFactory(team=team), jst(2020, 1, 1))

@@ -56,8 +56,23 @@ def _start_worker() -> subprocess.Popen[bytes]:
     }
     celery = str(Path(sys.executable).with_name("celery"))
     return subprocess.Popen(
-        [celery, "-A", "config", "worker", "-c", "2", "-P", "prefork", "-l", "WARNING", "-n", "retention-test@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        [
+            celery,
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "-l",
+            "WARNING",
+            "-n",
+            "retention-test@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -99,7 +114,12 @@ def _digest() -> tuple:
     )
     purchases = tuple(sorted(Purchase.objects.values_list("order_no", "customer__member_no")))
     run = RetentionRun.objects.get()
-    return customers, purchases, Tombstone.objects.count(), (run.status, run.erased, run.skipped_hold, run.examined)
+    return (
+        customers,
+        purchases,
+        Tombstone.objects.count(),
+        (run.status, run.erased, run.skipped_hold, run.examined),
+    )
 
 
 def _assert_nobody_half_erased() -> None:
@@ -121,7 +141,8 @@ def _assert_nobody_half_erased() -> None:
 def _reset_data() -> None:
     with connection.cursor() as cur:
         cur.execute(
-            "TRUNCATE crm_tombstone, crm_retentionrunslice, crm_retentionrun, crm_retentionpolicy, crm_legalhold, "
+            "TRUNCATE crm_tombstone, crm_retentionrunslice, crm_retentionrun, crm_retentionpolicy, "
+            "crm_legalhold, "
             "crm_customerevent, crm_purchase, crm_customer RESTART IDENTITY CASCADE"
         )
 
@@ -136,7 +157,9 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
 
     # and the state an uninterrupted run leaves (in-process, same data)
     policy = _build_dataset(officer)
-    services.retention_run_to_completion(run=services.retention_run_start(policy=policy, as_of=NOW, enqueue=False))
+    services.retention_run_to_completion(
+        run=services.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+    )
     expected = _digest()
     assert expected[3] == ("completed", N - N // 4 - len(HELD), len(HELD), N)
 
@@ -153,17 +176,19 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
         blocker.execute("SELECT pg_advisory_lock(%s)", [AUDIT_CHAIN_LOCK])
         _wait(
             "a batch waiting inside its transaction",
-            lambda: blocker.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-            ).fetchone()[0]
-            > 0,
+            lambda: (
+                blocker.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchone()[0]
+                > 0
+            ),
         )
         _kill(worker)
         # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
         blocker.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pytest%%' AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
             "AND wait_event_type = 'Lock'"
         )
         blocker.execute("SELECT pg_advisory_unlock(%s)", [AUDIT_CHAIN_LOCK])
@@ -174,7 +199,10 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
 
         # when the worker is restarted, it resumes the run by itself
         worker = _start_worker()
-        _wait("the run to complete", lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING)
+        _wait(
+            "the run to complete",
+            lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING,
+        )
     finally:
         blocker.close()
         _kill(worker, signal.SIGTERM)
