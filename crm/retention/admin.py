@@ -4,6 +4,7 @@ crm.retention.services, reads through crm.retention.selectors."""
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
@@ -17,6 +18,10 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.retention import selectors, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
+
+# The request whose page is being rendered: the dry run is computed for (and restricted to) its user.
+# A ContextVar, not an attribute of the (shared) ModelAdmin instance, so concurrent requests never mix.
+_viewer: ContextVar[HttpRequest | None] = ContextVar("retention_admin_viewer", default=None)
 
 
 @admin.register(RetentionPolicy)
@@ -50,7 +55,10 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     def dry_run(self, obj: RetentionPolicy) -> Any:
         if obj is None or not obj.pk:
             return "-"
-        preview = selectors.retention_preview(user=self._request.user, policy=obj, as_of=timezone.now())
+        request = _viewer.get()
+        if request is None:
+            return "-"
+        preview = selectors.retention_preview(user=request.user, policy=obj, as_of=timezone.now())
         if preview.unavailable_reason:
             return preview.unavailable_reason
         head = format_html(
@@ -82,9 +90,17 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             rows,
         )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        self._request = request  # the dry run is computed for (and restricted to) the viewing user
-        return super().get_readonly_fields(request, obj)
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        token = _viewer.set(request)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # while the viewer is set: the dry run is computed during rendering
+            return response
+        finally:
+            _viewer.reset(token)
 
     @admin.action(description=_("選択したポリシーを今すぐ実行する"), permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:

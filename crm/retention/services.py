@@ -585,8 +585,12 @@ def legal_hold_place(
     reference: str = "",
     note: str = "",
 ) -> list[LegalHold]:
-    """Place a hold on each customer. Inserting the hold row takes a key-share lock on the customer row, so a
-    batch holding that row waits for us (or we for it): a hold and an erasure never cross unseen."""
+    """Place a hold on each customer, all or none.
+
+    The customer rows are locked first (FOR UPDATE, in id order): a batch that already holds one makes us
+    wait and then find the customer gone (refused, nothing written); a batch that comes later skips the
+    locked row (SKIP LOCKED) and, once we commit, sees the hold in its predicate. A hold and an erasure
+    never cross unseen (the foreign key alone would only be checked at commit: it is deferred)."""
     if reason not in LegalHold.Reason.values:
         raise RetentionError("保存義務の理由を選択してください。")
     if until is not None and until <= timezone.now():
@@ -595,7 +599,12 @@ def legal_hold_place(
     if not ids:
         raise RetentionError("対象の顧客を指定してください。")
     with transaction.atomic():
-        existing = set(Customer.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        existing = set(
+            Customer.objects.filter(pk__in=ids)
+            .order_by("pk")
+            .select_for_update(of=("self",))
+            .values_list("pk", flat=True)
+        )
         missing = [i for i in ids if i not in existing]
         if missing:
             raise RetentionError(

@@ -113,3 +113,31 @@ def test_parallel_slices_of_one_run_add_up(make_policy, settings):
     run.refresh_from_db()
     assert (run.status, run.erased, run.examined) == ("completed", 8, 8)
     assert not Customer.objects.exists()
+
+
+def test_a_row_locked_elsewhere_is_skipped_not_waited_for(make_policy, settings):
+    # given two due customers, one of them locked by another transaction (a hold being placed, a request
+    # desk erasure in progress)
+    import psycopg
+
+    settings.RETENTION_RUN_SLICES = 1
+    _customers(2)
+    locked_id, free_id = Customer.objects.order_by("pk").values_list("pk", flat=True)
+    db = settings.DATABASES["default"]
+    other = psycopg.connect(
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    try:
+        other.execute("SELECT id FROM crm_customer WHERE id = %s FOR UPDATE", [locked_id])
+        policy = make_policy(action=RetentionPolicy.Action.ERASE, batch_size=10)
+        # when the run walks past it
+        run = services.retention_run_to_completion(
+            run=services.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+        )
+    finally:
+        other.rollback()
+        other.close()
+    # then the locked customer is left alone and reported; the other is erased
+    assert list(Customer.objects.values_list("pk", flat=True)) == [locked_id]
+    assert run.erased == 1 and run.failures == {"skipped_locked": 1}
+    assert not Customer.objects.filter(pk=free_id).exists()
