@@ -113,7 +113,7 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
     assert Tombstone.objects.filter(scope=Scope.MARKETING, action=Action.ERASE).count() == 1
 
 
-def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now):
+def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now, privacy_officer):
     # given the real consent app (skipped only while it has no ledger model on this branch)
     from django.apps import apps
 
@@ -127,7 +127,7 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now):
         action=Action.ERASE,
     )
     # then the trigger evaluates through consent.selectors.withdrawn_since without error
-    preview = selectors.retention_preview(user=None, policy=policy, as_of=NOW)
+    preview = selectors.retention_preview(user=privacy_officer, policy=policy, as_of=NOW)
     assert preview.unavailable_reason == ""
 
 
