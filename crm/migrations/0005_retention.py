@@ -10,41 +10,63 @@ from django.db import migrations, models
 DEFAULT_POLICIES = [
     dict(
         name="休眠顧客の匿名化（最終利用から3年）",
-        scope="customers", trigger="inactive", days=3 * 365, action="anonymise",
+        scope="customers",
+        trigger="inactive",
+        days=3 * 365,
+        action="anonymise",
         legal_basis="個人情報保護法第22条（利用する必要がなくなった個人データの消去）、GDPR第5条第1項(e)（保存の制限）。"
         "購買記録は法人税法の保存期間（7年）のため顧客との紐付けを外して保持。",
     ),
     dict(
         name="配信同意撤回後のマーケティングデータ消去（30日）",
-        scope="marketing_preferences", trigger="consent_withdrawn", days=30, consent_purpose="marketing_email",
+        scope="marketing_preferences",
+        trigger="consent_withdrawn",
+        days=30,
+        consent_purpose="marketing_email",
         action="erase",
         legal_basis="GDPR第7条第3項・第21条第3項（同意の撤回・ダイレクトマーケティングへの異議）、個人情報保護法第35条。",
     ),
     dict(
         name="退会顧客の消去（退会から1年）",
-        scope="customers", trigger="account_closed", days=365, action="erase",
+        scope="customers",
+        trigger="account_closed",
+        days=365,
+        action="erase",
         legal_basis="個人情報保護法第22条、GDPR第17条第1項(a)。購買記録は法人税法により7年間、紐付けを外して保持。",
     ),
     dict(
         name="行動イベントの消去（記録から2年）",
-        scope="behavioural", trigger="record_age", days=2 * 365, action="erase",
+        scope="behavioural",
+        trigger="record_age",
+        days=2 * 365,
+        action="erase",
         legal_basis="個人情報保護法第22条、GDPR第5条第1項(c)(e)（データ最小化・保存の制限）。",
     ),
     dict(
         name="アクセスログの保存期間（1年）",
-        scope="access_logs", trigger="record_age", days=365, action="erase",
+        scope="access_logs",
+        trigger="record_age",
+        days=365,
+        action="erase",
         legal_basis="個人情報保護法第23条（安全管理措置）に必要な期間に限り保存。",
     ),
     dict(
         name="完了した開示等請求の開示データ消去（90日）",
-        scope="dsar_packages", trigger="record_age", days=90, action="erase",
+        scope="dsar_packages",
+        trigger="record_age",
+        days=90,
+        action="erase",
         legal_basis="個人情報保護法第33条・GDPR第15条の対応完了後、開示データは不要となるため消去。",
     ),
 ]
 
 BEAT_TASKS = [
     ("保存期間ポリシーの定期実行（毎日 03:00 JST）", "crm.retention.run_due_policies", "crontab"),
-    ("保存期間ポリシー実行の再開（停止した区間の再投入、5分ごと）", "crm.retention.resume_stalled", "interval"),
+    (
+        "保存期間ポリシー実行の再開（停止した区間の再投入、5分ごと）",
+        "crm.retention.resume_stalled",
+        "interval",
+    ),
 ]
 
 
@@ -65,8 +87,12 @@ def seed(apps, schema_editor):
     for name, task, kind in BEAT_TASKS:
         PeriodicTask.objects.get_or_create(
             name=name,
-            defaults={"task": task, "crontab": daily if kind == "crontab" else None,
-                      "interval": every5 if kind == "interval" else None, "enabled": True},
+            defaults={
+                "task": task,
+                "crontab": daily if kind == "crontab" else None,
+                "interval": every5 if kind == "interval" else None,
+                "enabled": True,
+            },
         )
     # DatabaseScheduler only re-reads its schedule when this marker changes.
     PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
@@ -78,141 +104,438 @@ def unseed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0003_purchases_events'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
+        ("crm", "0003_purchases_events"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetentionPolicy',
+            name="RetentionPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True, verbose_name='名称')),
-                ('scope', models.CharField(choices=[('customers', '顧客（本人のデータ全体）'), ('marketing_preferences', 'マーケティング設定（嗜好・配信設定）'), ('behavioural', '行動データ（行動イベント・端末ID）'), ('access_logs', 'アクセスログ'), ('dsar_packages', '完了した開示等請求の開示データ')], default='customers', max_length=24, verbose_name='対象')),
-                ('trigger', models.CharField(choices=[('inactive', '最終利用からN日経過'), ('consent_withdrawn', '利用目的への同意撤回からN日経過'), ('account_closed', '退会からN日経過'), ('record_age', '記録の作成からN日経過')], max_length=20, verbose_name='契機')),
-                ('days', models.PositiveIntegerField(verbose_name='日数（N）')),
-                ('consent_purpose', models.CharField(blank=True, help_text='契機が「同意撤回」のときに対象とする利用目的のコード（例: marketing_email）。', max_length=64, verbose_name='利用目的コード')),
-                ('action', models.CharField(choices=[('erase', '消去'), ('anonymise', '匿名化'), ('pseudonymise', '仮名化（法第41条）')], max_length=12, verbose_name='処理')),
-                ('legal_basis', models.TextField(help_text='例: 個人情報保護法第22条（利用する必要がなくなったときの消去）、GDPR第5条第1項(e)', verbose_name='法的根拠')),
-                ('enabled', models.BooleanField(default=False, verbose_name='有効')),
-                ('batch_size', models.PositiveIntegerField(default=2000, verbose_name='1バッチの件数')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='作成日時')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='更新日時')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True, verbose_name="名称")),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("customers", "顧客（本人のデータ全体）"),
+                            ("marketing_preferences", "マーケティング設定（嗜好・配信設定）"),
+                            ("behavioural", "行動データ（行動イベント・端末ID）"),
+                            ("access_logs", "アクセスログ"),
+                            ("dsar_packages", "完了した開示等請求の開示データ"),
+                        ],
+                        default="customers",
+                        max_length=24,
+                        verbose_name="対象",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("inactive", "最終利用からN日経過"),
+                            ("consent_withdrawn", "利用目的への同意撤回からN日経過"),
+                            ("account_closed", "退会からN日経過"),
+                            ("record_age", "記録の作成からN日経過"),
+                        ],
+                        max_length=20,
+                        verbose_name="契機",
+                    ),
+                ),
+                ("days", models.PositiveIntegerField(verbose_name="日数（N）")),
+                (
+                    "consent_purpose",
+                    models.CharField(
+                        blank=True,
+                        help_text="契機が「同意撤回」のときに対象とする利用目的のコード（例: marketing_email）。",
+                        max_length=64,
+                        verbose_name="利用目的コード",
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("erase", "消去"),
+                            ("anonymise", "匿名化"),
+                            ("pseudonymise", "仮名化（法第41条）"),
+                        ],
+                        max_length=12,
+                        verbose_name="処理",
+                    ),
+                ),
+                (
+                    "legal_basis",
+                    models.TextField(
+                        help_text="例: 個人情報保護法第22条（利用する必要がなくなったときの消去）、GDPR第5条第1項(e)",
+                        verbose_name="法的根拠",
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=False, verbose_name="有効")),
+                ("batch_size", models.PositiveIntegerField(default=2000, verbose_name="1バッチの件数")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="作成日時")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="更新日時")),
             ],
             options={
-                'verbose_name': '保存期間ポリシー',
-                'verbose_name_plural': '保存期間ポリシー',
-                'ordering': ['name'],
-                'permissions': [('run_retentionpolicy', '保存期間ポリシーを実行・試行できる')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('trigger', 'consent_withdrawn'), _negated=True), models.Q(('consent_purpose', ''), _negated=True), _connector='OR'), name='retention_consent_trigger_needs_purpose'), models.CheckConstraint(condition=models.Q(('batch_size__gte', 1), ('batch_size__lte', 20000)), name='retention_batch_size_range')],
+                "verbose_name": "保存期間ポリシー",
+                "verbose_name_plural": "保存期間ポリシー",
+                "ordering": ["name"],
+                "permissions": [("run_retentionpolicy", "保存期間ポリシーを実行・試行できる")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("trigger", "consent_withdrawn"), _negated=True),
+                            models.Q(("consent_purpose", ""), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="retention_consent_trigger_needs_purpose",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("batch_size__gte", 1), ("batch_size__lte", 20000)),
+                        name="retention_batch_size_range",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RetentionRun',
+            name="RetentionRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('running', '実行中'), ('completed', '完了'), ('failed', '失敗'), ('unsupported', '未対応の対象')], default='running', max_length=12, verbose_name='状態')),
-                ('as_of', models.DateTimeField(help_text='契機の日数はこの日時から数えます。', verbose_name='基準日時')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='開始日時')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='終了日時')),
-                ('action', models.CharField(choices=[('erase', '消去'), ('anonymise', '匿名化'), ('pseudonymise', '仮名化（法第41条）')], max_length=12, verbose_name='処理')),
-                ('scope', models.CharField(choices=[('customers', '顧客（本人のデータ全体）'), ('marketing_preferences', 'マーケティング設定（嗜好・配信設定）'), ('behavioural', '行動データ（行動イベント・端末ID）'), ('access_logs', 'アクセスログ'), ('dsar_packages', '完了した開示等請求の開示データ')], max_length=24, verbose_name='対象')),
-                ('trigger', models.CharField(choices=[('inactive', '最終利用からN日経過'), ('consent_withdrawn', '利用目的への同意撤回からN日経過'), ('account_closed', '退会からN日経過'), ('record_age', '記録の作成からN日経過')], max_length=20, verbose_name='契機')),
-                ('days', models.PositiveIntegerField(verbose_name='日数（N）')),
-                ('consent_purpose', models.CharField(blank=True, max_length=64, verbose_name='利用目的コード')),
-                ('batch_size', models.PositiveIntegerField(verbose_name='1バッチの件数')),
-                ('examined', models.BigIntegerField(default=0, verbose_name='確認件数')),
-                ('erased', models.BigIntegerField(default=0, verbose_name='消去件数')),
-                ('anonymised', models.BigIntegerField(default=0, verbose_name='匿名化件数')),
-                ('pseudonymised', models.BigIntegerField(default=0, verbose_name='仮名化件数')),
-                ('skipped_hold', models.BigIntegerField(default=0, verbose_name='保存義務により除外')),
-                ('failed', models.BigIntegerField(default=0, verbose_name='失敗件数')),
-                ('failures', models.JSONField(blank=True, default=dict, verbose_name='失敗理由（件数）')),
-                ('note', models.TextField(blank=True, verbose_name='備考')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='crm.retentionpolicy', verbose_name='ポリシー')),
-                ('started_by', models.ForeignKey(blank=True, help_text='空欄は定期実行（Celery beat）', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='開始者')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "実行中"),
+                            ("completed", "完了"),
+                            ("failed", "失敗"),
+                            ("unsupported", "未対応の対象"),
+                        ],
+                        default="running",
+                        max_length=12,
+                        verbose_name="状態",
+                    ),
+                ),
+                (
+                    "as_of",
+                    models.DateTimeField(
+                        help_text="契機の日数はこの日時から数えます。", verbose_name="基準日時"
+                    ),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="開始日時"),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True, verbose_name="終了日時")),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("erase", "消去"),
+                            ("anonymise", "匿名化"),
+                            ("pseudonymise", "仮名化（法第41条）"),
+                        ],
+                        max_length=12,
+                        verbose_name="処理",
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("customers", "顧客（本人のデータ全体）"),
+                            ("marketing_preferences", "マーケティング設定（嗜好・配信設定）"),
+                            ("behavioural", "行動データ（行動イベント・端末ID）"),
+                            ("access_logs", "アクセスログ"),
+                            ("dsar_packages", "完了した開示等請求の開示データ"),
+                        ],
+                        max_length=24,
+                        verbose_name="対象",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("inactive", "最終利用からN日経過"),
+                            ("consent_withdrawn", "利用目的への同意撤回からN日経過"),
+                            ("account_closed", "退会からN日経過"),
+                            ("record_age", "記録の作成からN日経過"),
+                        ],
+                        max_length=20,
+                        verbose_name="契機",
+                    ),
+                ),
+                ("days", models.PositiveIntegerField(verbose_name="日数（N）")),
+                (
+                    "consent_purpose",
+                    models.CharField(blank=True, max_length=64, verbose_name="利用目的コード"),
+                ),
+                ("batch_size", models.PositiveIntegerField(verbose_name="1バッチの件数")),
+                ("examined", models.BigIntegerField(default=0, verbose_name="確認件数")),
+                ("erased", models.BigIntegerField(default=0, verbose_name="消去件数")),
+                ("anonymised", models.BigIntegerField(default=0, verbose_name="匿名化件数")),
+                ("pseudonymised", models.BigIntegerField(default=0, verbose_name="仮名化件数")),
+                ("skipped_hold", models.BigIntegerField(default=0, verbose_name="保存義務により除外")),
+                ("failed", models.BigIntegerField(default=0, verbose_name="失敗件数")),
+                ("failures", models.JSONField(blank=True, default=dict, verbose_name="失敗理由（件数）")),
+                ("note", models.TextField(blank=True, verbose_name="備考")),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs",
+                        to="crm.retentionpolicy",
+                        verbose_name="ポリシー",
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="空欄は定期実行（Celery beat）",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="開始者",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '保存期間ポリシーの実行',
-                'verbose_name_plural': '保存期間ポリシーの実行',
-                'ordering': ['-started_at'],
+                "verbose_name": "保存期間ポリシーの実行",
+                "verbose_name_plural": "保存期間ポリシーの実行",
+                "ordering": ["-started_at"],
             },
         ),
         migrations.CreateModel(
-            name='RetentionRunSlice',
+            name="RetentionRunSlice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('lo', models.BigIntegerField(verbose_name='開始ID（含まない）')),
-                ('hi', models.BigIntegerField(verbose_name='終了ID（含む）')),
-                ('cursor', models.BigIntegerField(verbose_name='カーソル')),
-                ('done', models.BooleanField(default=False, verbose_name='完了')),
-                ('batches', models.IntegerField(default=0, verbose_name='バッチ数')),
-                ('heartbeat_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='最終更新')),
-                ('examined', models.BigIntegerField(default=0)),
-                ('erased', models.BigIntegerField(default=0)),
-                ('anonymised', models.BigIntegerField(default=0)),
-                ('pseudonymised', models.BigIntegerField(default=0)),
-                ('skipped_hold', models.BigIntegerField(default=0)),
-                ('failed', models.BigIntegerField(default=0)),
-                ('failures', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True, verbose_name='エラー')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slices', to='crm.retentionrun', verbose_name='実行')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("lo", models.BigIntegerField(verbose_name="開始ID（含まない）")),
+                ("hi", models.BigIntegerField(verbose_name="終了ID（含む）")),
+                ("cursor", models.BigIntegerField(verbose_name="カーソル")),
+                ("done", models.BooleanField(default=False, verbose_name="完了")),
+                ("batches", models.IntegerField(default=0, verbose_name="バッチ数")),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="最終更新"),
+                ),
+                ("examined", models.BigIntegerField(default=0)),
+                ("erased", models.BigIntegerField(default=0)),
+                ("anonymised", models.BigIntegerField(default=0)),
+                ("pseudonymised", models.BigIntegerField(default=0)),
+                ("skipped_hold", models.BigIntegerField(default=0)),
+                ("failed", models.BigIntegerField(default=0)),
+                ("failures", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True, verbose_name="エラー")),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slices",
+                        to="crm.retentionrun",
+                        verbose_name="実行",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '実行の区間',
-                'verbose_name_plural': '実行の区間',
-                'ordering': ['run', 'lo'],
+                "verbose_name": "実行の区間",
+                "verbose_name_plural": "実行の区間",
+                "ordering": ["run", "lo"],
             },
         ),
         migrations.CreateModel(
-            name='Tombstone',
+            name="Tombstone",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject_hash', models.CharField(max_length=64, verbose_name='対象ハッシュ')),
-                ('scope', models.CharField(choices=[('customers', '顧客（本人のデータ全体）'), ('marketing_preferences', 'マーケティング設定（嗜好・配信設定）'), ('behavioural', '行動データ（行動イベント・端末ID）'), ('access_logs', 'アクセスログ'), ('dsar_packages', '完了した開示等請求の開示データ')], max_length=24, verbose_name='対象')),
-                ('action', models.CharField(choices=[('erase', '消去'), ('anonymise', '匿名化'), ('pseudonymise', '仮名化（法第41条）')], max_length=12, verbose_name='処理')),
-                ('reason', models.CharField(max_length=64, verbose_name='理由')),
-                ('performed_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='実施日時')),
-                ('policy', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='crm.retentionpolicy', verbose_name='ポリシー')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='crm.retentionrun', verbose_name='実行')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("subject_hash", models.CharField(max_length=64, verbose_name="対象ハッシュ")),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("customers", "顧客（本人のデータ全体）"),
+                            ("marketing_preferences", "マーケティング設定（嗜好・配信設定）"),
+                            ("behavioural", "行動データ（行動イベント・端末ID）"),
+                            ("access_logs", "アクセスログ"),
+                            ("dsar_packages", "完了した開示等請求の開示データ"),
+                        ],
+                        max_length=24,
+                        verbose_name="対象",
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("erase", "消去"),
+                            ("anonymise", "匿名化"),
+                            ("pseudonymise", "仮名化（法第41条）"),
+                        ],
+                        max_length=12,
+                        verbose_name="処理",
+                    ),
+                ),
+                ("reason", models.CharField(max_length=64, verbose_name="理由")),
+                (
+                    "performed_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="実施日時"),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="crm.retentionpolicy",
+                        verbose_name="ポリシー",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="crm.retentionrun",
+                        verbose_name="実行",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': '消去証跡（トゥームストーン）',
-                'verbose_name_plural': '消去証跡（トゥームストーン）',
-                'ordering': ['-performed_at'],
+                "verbose_name": "消去証跡（トゥームストーン）",
+                "verbose_name_plural": "消去証跡（トゥームストーン）",
+                "ordering": ["-performed_at"],
             },
         ),
         migrations.CreateModel(
-            name='LegalHold',
+            name="LegalHold",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reason', models.CharField(choices=[('tax_records', '税務書類の保存（法人税法：7年）'), ('accounting', '会計帳簿・重要書類の保存（会社法第432条第2項：10年）'), ('litigation', '訴訟・紛争（GDPR第17条第3項(e)）'), ('incident', '調査中の漏えい等事案（法第26条）'), ('dsar', '対応中の開示等請求（法第33条〜第35条）'), ('other', 'その他の法令上の義務（GDPR第17条第3項(b)）')], max_length=20, verbose_name='理由')),
-                ('reference', models.CharField(blank=True, help_text='事件番号・インシデント番号・請求番号など', max_length=64, verbose_name='参照番号')),
-                ('note', models.TextField(blank=True, help_text='個人情報を書かないでください。', verbose_name='備考')),
-                ('placed_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='設定日時')),
-                ('until', models.DateTimeField(blank=True, help_text='空欄は解除まで無期限', null=True, verbose_name='保存期限')),
-                ('released_at', models.DateTimeField(blank=True, null=True, verbose_name='解除日時')),
-                ('customer', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='legal_holds', to='crm.customer', verbose_name='顧客')),
-                ('placed_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='設定者')),
-                ('released_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='解除者')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[
+                            ("tax_records", "税務書類の保存（法人税法：7年）"),
+                            ("accounting", "会計帳簿・重要書類の保存（会社法第432条第2項：10年）"),
+                            ("litigation", "訴訟・紛争（GDPR第17条第3項(e)）"),
+                            ("incident", "調査中の漏えい等事案（法第26条）"),
+                            ("dsar", "対応中の開示等請求（法第33条〜第35条）"),
+                            ("other", "その他の法令上の義務（GDPR第17条第3項(b)）"),
+                        ],
+                        max_length=20,
+                        verbose_name="理由",
+                    ),
+                ),
+                (
+                    "reference",
+                    models.CharField(
+                        blank=True,
+                        help_text="事件番号・インシデント番号・請求番号など",
+                        max_length=64,
+                        verbose_name="参照番号",
+                    ),
+                ),
+                (
+                    "note",
+                    models.TextField(
+                        blank=True, help_text="個人情報を書かないでください。", verbose_name="備考"
+                    ),
+                ),
+                (
+                    "placed_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="設定日時"),
+                ),
+                (
+                    "until",
+                    models.DateTimeField(
+                        blank=True, help_text="空欄は解除まで無期限", null=True, verbose_name="保存期限"
+                    ),
+                ),
+                ("released_at", models.DateTimeField(blank=True, null=True, verbose_name="解除日時")),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="legal_holds",
+                        to="crm.customer",
+                        verbose_name="顧客",
+                    ),
+                ),
+                (
+                    "placed_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="設定者",
+                    ),
+                ),
+                (
+                    "released_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="解除者",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'リーガルホールド（保存義務）',
-                'verbose_name_plural': 'リーガルホールド（保存義務）',
-                'ordering': ['-placed_at'],
-                'indexes': [models.Index(fields=['customer', 'released_at'], name='legalhold_customer_idx')],
+                "verbose_name": "リーガルホールド（保存義務）",
+                "verbose_name_plural": "リーガルホールド（保存義務）",
+                "ordering": ["-placed_at"],
+                "indexes": [models.Index(fields=["customer", "released_at"], name="legalhold_customer_idx")],
             },
         ),
         migrations.AddConstraint(
-            model_name='retentionrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'running')), fields=('policy',), name='retention_one_running_run_per_policy'),
+            model_name="retentionrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "running")),
+                fields=("policy",),
+                name="retention_one_running_run_per_policy",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tombstone',
-            constraint=models.UniqueConstraint(fields=('subject_hash', 'scope', 'action'), name='tombstone_once'),
+            model_name="tombstone",
+            constraint=models.UniqueConstraint(
+                fields=("subject_hash", "scope", "action"), name="tombstone_once"
+            ),
         ),
         migrations.RunPython(seed, unseed),
     ]

@@ -2,9 +2,10 @@
 
 Operator notes
 --------------
-- Policies (保存期間ポリシー) are edited in the admin; each change page shows the dry run: how many customers a
-  run started now would process, how many a legal hold keeps, and a masked sample. Defaults are created
-  disabled by migration crm/0005_retention: nothing is erased until the privacy officer enables a policy.
+- Policies (保存期間ポリシー) are edited in the admin; each change page shows the dry run: how many
+  customers a run started now would process, how many a legal hold keeps, and a masked sample. Defaults
+  are created disabled by migration crm/0005_retention: nothing is erased until the privacy officer
+  enables a policy.
 - Celery beat (django-celery-beat's DatabaseScheduler, exactly one beat) runs `crm.retention.run_due_policies`
   daily at 03:00 JST and `crm.retention.resume_stalled` every five minutes; both schedules are rows of
   "Periodic tasks" in the admin and can be changed there.

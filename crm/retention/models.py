@@ -303,9 +303,14 @@ class Tombstone(models.Model):
     subject_hash = models.CharField(_("対象ハッシュ"), max_length=64)
     scope = models.CharField(_("対象"), max_length=24, choices=RetentionPolicy.Scope.choices)
     action = models.CharField(_("処理"), max_length=12, choices=RetentionPolicy.Action.choices)
+    # No database constraint nor index on these two: a tombstone is written for every erased customer, and
+    # the per-row foreign-key checks at commit would cost more than the rows themselves; the proof must
+    # outlive the policy and the run anyway.
     policy = models.ForeignKey(
         RetentionPolicy,
         on_delete=models.SET_NULL,
+        db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",
@@ -314,6 +319,8 @@ class Tombstone(models.Model):
     run = models.ForeignKey(
         RetentionRun,
         on_delete=models.SET_NULL,
+        db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",
