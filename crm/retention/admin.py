@@ -265,9 +265,15 @@ class RetentionRunAdmin(admin.ModelAdmin):
         return self.get_fields(request, obj)
 
     def _counts(self, obj: RetentionRun) -> dict[str, int]:
-        if obj.status == RetentionRun.Status.RUNNING:
-            return obj.live_counts()
-        return {c: getattr(obj, c) for c in RetentionRun.COUNTERS}
+        # Summed from the slices while running; cached on the row object so a list row aggregates once.
+        cached = getattr(obj, "_counts_cache", None)
+        if cached is None:
+            if obj.status == RetentionRun.Status.RUNNING:
+                cached = obj.live_counts()
+            else:
+                cached = {c: getattr(obj, c) for c in RetentionRun.COUNTERS}
+            obj._counts_cache = cached  # type: ignore[attr-defined]
+        return cached
 
     @admin.display(description=_("進捗"))
     def progress_pct(self, obj: RetentionRun) -> str:
