@@ -29,20 +29,32 @@ class ConsentUnavailable(RuntimeError):
     """The consent app (its ledger) is not installed yet: a consent-based trigger cannot be evaluated."""
 
 
-def consent_withdrawn_customer_ids(purpose_code: str, days: int) -> QuerySet[Any]:
-    """Ids of customers whose consent for `purpose_code` was withdrawn at least `days` days ago.
+def consent_withdrawn_customer_ids(
+    purpose_code: str, days: int, as_of: dt.datetime | None = None
+) -> QuerySet[Any]:
+    """Ids of customers whose consent for `purpose_code` was withdrawn at least `days` days before `as_of`.
 
     Contract with the consent app: `consent.selectors.withdrawn_since(purpose_code, days)` returns a
-    QuerySet of customer ids. Imported lazily: crm never depends on consent at import time (the dependency
-    arrow points consent → crm).
+    QuerySet of customer ids; when it also takes `as_of`, the run's frozen instant is passed so that every
+    batch of a run sees the same cutoff. Imported lazily: crm never depends on consent at import time (the
+    dependency arrow points consent → crm). An unknown purpose code is ConsentUnavailable, with the reason.
     """
+    import inspect
+
+    from django.core.exceptions import ValidationError
+
     try:
         from consent.selectors import withdrawn_since  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ConsentUnavailable(
             "同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。"
         ) from exc
-    return withdrawn_since(purpose_code, days)
+    try:
+        if as_of is not None and "as_of" in inspect.signature(withdrawn_since).parameters:
+            return withdrawn_since(purpose_code, days, as_of=as_of)
+        return withdrawn_since(purpose_code, days)
+    except ValidationError as exc:
+        raise ConsentUnavailable(" ".join(exc.messages)) from exc
 
 
 def held_q(as_of: dt.datetime) -> Exists:
@@ -58,7 +70,7 @@ def _trigger_q(policy: RetentionPolicy, as_of: dt.datetime) -> Q:
     if policy.trigger == Trigger.ACCOUNT_CLOSED:
         return Q(closed_at__lt=cutoff)
     if policy.trigger == Trigger.CONSENT_WITHDRAWN:
-        return Q(pk__in=consent_withdrawn_customer_ids(policy.consent_purpose, policy.days))
+        return Q(pk__in=consent_withdrawn_customer_ids(policy.consent_purpose, policy.days, as_of))
     if policy.trigger == Trigger.RECORD_AGE:
         if policy.scope == Scope.BEHAVIOURAL:
             old = CustomerEvent.objects.filter(customer_id=OuterRef("pk"), occurred_at__lt=cutoff)

@@ -701,7 +701,7 @@ def retention_run_start(
             return _run_close(run, RetentionRun.Status.UNSUPPORTED, "この対象の処理は未導入です。")
         if policy.trigger == RetentionPolicy.Trigger.CONSENT_WITHDRAWN:
             try:
-                selectors.consent_withdrawn_customer_ids(policy.consent_purpose, policy.days)
+                selectors.consent_withdrawn_customer_ids(policy.consent_purpose, policy.days, as_of)
             except selectors.ConsentUnavailable as exc:
                 return _run_close(run, RetentionRun.Status.FAILED, str(exc))
         bounds = Customer.objects.aggregate(lo=Min("pk"), hi=Max("pk"))

@@ -90,7 +90,7 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
     other = CustomerFactory(team=team, preferences={"newsletter": True})
     calls = []
 
-    def withdrawn_since(purpose_code, days):
+    def withdrawn_since(purpose_code, days, as_of=None):
         calls.append((purpose_code, days))
         return Customer.objects.filter(pk=withdrawn.pk).values("pk")
 
@@ -113,12 +113,39 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
     assert Tombstone.objects.filter(scope=Scope.MARKETING, action=Action.ERASE).count() == 1
 
 
-def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now, privacy_officer):
-    # given the real consent app (skipped only while it has no ledger model on this branch)
+def _consent_app_has_models() -> bool:
     from django.apps import apps
 
-    if not list(apps.get_app_config("consent").get_models()):
+    return bool(list(apps.get_app_config("consent").get_models()))
+
+
+def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer):
+    # given the real consent ledger (skipped ONLY while the consent app has no models on this branch)
+    if not _consent_app_has_models():
         pytest.skip("consent app has no models yet: the contract is tested with a stub above")
+    from consent.models import ConsentEvent
+
+    from consent import services as consent_services
+
+    def record(customer, action, when):
+        consent_services.consent_record(
+            purpose_code="marketing_email",
+            action=action,
+            method=ConsentEvent.Method.OPT_IN if action == "grant" else ConsentEvent.Method.OPT_OUT,
+            channel=ConsentEvent.Channel.WEB_FORM,
+            customer=customer,
+            occurred_at=when,
+        )
+
+    # a customer who withdrew on 2026-10-20 (37 days before NOW), one who withdrew on 2026-11-20 (6 days),
+    # and one who withdrew then granted again
+    old, recent, regranted = (CustomerFactory(team=team, preferences={"newsletter": True}) for _ in range(3))
+    for c in (old, recent, regranted):
+        record(c, "grant", jst(2026, 1, 10, 10))
+    record(old, "withdraw", jst(2026, 10, 20, 10))
+    record(recent, "withdraw", jst(2026, 11, 20, 10))
+    record(regranted, "withdraw", jst(2026, 10, 20, 10))
+    record(regranted, "grant", jst(2026, 11, 1, 10))
     policy = make_policy(
         scope=Scope.MARKETING,
         trigger=Trigger.CONSENT_WITHDRAWN,
@@ -126,9 +153,27 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, frozen_now, pri
         consent_purpose="marketing_email",
         action=Action.ERASE,
     )
-    # then the trigger evaluates through consent.selectors.withdrawn_since without error
+    # when the officer previews and the policy runs as of 2026-11-26 12:00 JST
     preview = selectors.retention_preview(user=privacy_officer, policy=policy, as_of=NOW)
-    assert preview.unavailable_reason == ""
+    run = run_policy(policy)
+    # then only the customer who withdrew more than 30 days ago loses their marketing data
+    assert (preview.affected, run.erased) == (1, 1)
+    prefs = dict(Customer.objects.values_list("pk", "preferences"))
+    assert prefs == {old.pk: {}, recent.pk: {"newsletter": True}, regranted.pk: {"newsletter": True}}
+
+
+def test_consent_trigger_with_an_unknown_purpose_fails_the_run_clearly(make_policy):
+    if not _consent_app_has_models():
+        pytest.skip("consent app has no models yet")
+    policy = make_policy(
+        scope=Scope.MARKETING,
+        trigger=Trigger.CONSENT_WITHDRAWN,
+        days=30,
+        consent_purpose="marketing_emial",
+        action=Action.ERASE,
+    )
+    run = services.retention_run_start(policy=policy, enqueue=False)
+    assert run.status == RetentionRun.Status.FAILED and "marketing_emial" in run.note
 
 
 def test_consent_trigger_without_the_consent_app_fails_the_run_clearly(make_policy, monkeypatch):
