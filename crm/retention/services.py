@@ -29,6 +29,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
 from django.db.models import Max, Min, QuerySet
+from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 
 from crm.classification import REDACTED, REGISTRY, DataClass
@@ -168,21 +169,23 @@ def _pseudonymise_fields() -> list[models.Field[Any, Any]]:
     return _fields_to_clear(Customer._meta.label, frozenset({DataClass.DIRECT, DataClass.DERIVED}))
 
 
-def _reverse_relations() -> list[models.ForeignObjectRel]:
+def _relations_to(model: type[models.Model]) -> list[models.ForeignObjectRel]:
+    """Foreign keys pointing at `model` that a deletion must follow — hidden ones (related_name="+")
+    included, exactly as Django's own deletion collector sees them."""
     return [
         rel
-        for rel in Customer._meta.related_objects
-        if not rel.many_to_many and rel.field.concrete and rel.on_delete is not models.DO_NOTHING
+        for rel in get_candidate_relations_to_delete(model._meta)
+        if rel.field.concrete and rel.on_delete is not models.DO_NOTHING
     ]
+
+
+def _reverse_relations() -> list[models.ForeignObjectRel]:
+    return _relations_to(Customer)
 
 
 def _delete_rows(model: type[models.Model], column: str, ids: list[int]) -> None:
     """Delete rows of `model` whose `column` is in `ids`, following CASCADE set-based (no rows in Python)."""
-    deps = [
-        r
-        for r in model._meta.related_objects
-        if not r.many_to_many and r.field.concrete and r.on_delete is not models.DO_NOTHING
-    ]
+    deps = _relations_to(model)
     table = _q(model._meta.db_table)
     with connection.cursor() as cur:
         if not deps:
