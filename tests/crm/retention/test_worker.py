@@ -18,8 +18,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from crm.models import AUDIT_CHAIN_LOCK, Customer, CustomerEvent, Purchase
-from crm.retention import services
+from crm.models import Customer, CustomerEvent, Purchase
+from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 from tests.crm.retention.conftest import NOW, add_history, jst, set_activity, transactional_db_mark
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
@@ -166,36 +166,50 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
     # when the same data is processed by a real worker …
     _reset_data()
     policy = _build_dataset(officer)
+    # … and is killed inside a batch: an uncommitted tombstone for the last customer due makes the batch that
+    # reaches it wait on the unique index, after its deletes and before its commit
+    target = (
+        Customer.objects.filter(last_activity_at__lt=jst(2021, 1, 1))
+        .exclude(member_no__in=[f"W{i:05d}" for i in HELD])
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    blocker = psycopg.connect(_dsn())
+    blocker.execute(
+        "INSERT INTO crm_tombstone (subject_hash, scope, action, reason, performed_at) "
+        "VALUES (%s, 'customers', 'erase', 'test-blocker', now())",
+        [rules.subject_hash(services.tombstone_key(), target)],
+    )
     worker = _start_worker()
-    blocker = psycopg.connect(_dsn(), autocommit=True)
     try:
         run = services.retention_run_start(policy=policy, as_of=NOW)
-        _wait("a few batches", lambda: sum(run.slices.values_list("batches", flat=True)) >= 2)
-        # … and is killed inside a batch: the audit chain lock is the last thing a batch takes before commit,
-        # so holding it stops the next batch after its deletes and before its commit
-        blocker.execute("SELECT pg_advisory_lock(%s)", [AUDIT_CHAIN_LOCK])
         _wait(
             "a batch waiting inside its transaction",
             lambda: (
-                blocker.execute(
+                psycopg.connect(_dsn(), autocommit=True)
+                .execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-                ).fetchone()[0]
+                    "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+                )
+                .fetchone()[0]
                 > 0
             ),
         )
+        assert sum(run.slices.values_list("batches", flat=True)) >= 2  # mid-run: earlier batches are done
         _kill(worker)
         # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
-        blocker.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-            "AND wait_event_type = 'Lock'"
-        )
-        blocker.execute("SELECT pg_advisory_unlock(%s)", [AUDIT_CHAIN_LOCK])
+        with psycopg.connect(_dsn(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
+            )
+        blocker.rollback()
         run.refresh_from_db()
         assert run.status == RetentionRun.Status.RUNNING
         # then right after the kill nobody is half-erased (the interrupted batch rolled back whole)
         _assert_nobody_half_erased()
+        assert Customer.objects.filter(pk=target).exists()
 
         # when the worker is restarted, it resumes the run by itself
         worker = _start_worker()
