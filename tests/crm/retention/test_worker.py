@@ -184,18 +184,17 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
     worker = _start_worker()
     try:
         run = services.retention_run_start(policy=policy, as_of=NOW)
-        _wait(
-            "a batch waiting inside its transaction",
-            lambda: (
-                psycopg.connect(_dsn(), autocommit=True)
-                .execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
-                )
-                .fetchone()[0]
-                > 0
-            ),
-        )
+        with psycopg.connect(_dsn(), autocommit=True) as watch:
+            _wait(
+                "a batch waiting inside its transaction",
+                lambda: (
+                    watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+                    ).fetchone()[0]
+                    > 0
+                ),
+            )
         assert sum(run.slices.values_list("batches", flat=True)) >= 2  # mid-run: earlier batches are done
         _kill(worker)
         # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
