@@ -1,0 +1,178 @@
+"""Reads of the retention engine: the retention predicate (one definition for the dry run and the real run),
+the admin preview, and the consent-based trigger behind a lazy import of the consent app."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from crm.classification import REGISTRY, mask_value
+from crm.models import Customer, CustomerEvent
+from crm.retention import rules
+from crm.retention.models import LegalHold, RetentionPolicy
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+Scope = RetentionPolicy.Scope
+Trigger = RetentionPolicy.Trigger
+Action = RetentionPolicy.Action
+
+# Scopes whose data lives in this app; the others belong to apps that register a handler later.
+CUSTOMER_SCOPES = frozenset({Scope.CUSTOMERS, Scope.MARKETING, Scope.BEHAVIOURAL})
+
+
+class ConsentUnavailable(RuntimeError):
+    """The consent app (its ledger) is not installed yet: a consent-based trigger cannot be evaluated."""
+
+
+def consent_withdrawn_customer_ids(
+    purpose_code: str, days: int, as_of: dt.datetime | None = None
+) -> QuerySet[Any]:
+    """Ids of customers whose consent for `purpose_code` was withdrawn at least `days` days before `as_of`.
+
+    Contract with the consent app: `consent.selectors.withdrawn_since(purpose_code, days)` returns a
+    QuerySet of customer ids; when it also takes `as_of`, the run's frozen instant is passed so that every
+    batch of a run sees the same cutoff. Imported lazily: crm never depends on consent at import time (the
+    dependency arrow points consent → crm). An unknown purpose code is ConsentUnavailable, with the reason.
+    """
+    import inspect
+
+    from django.core.exceptions import ValidationError
+
+    try:
+        from consent.selectors import withdrawn_since  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ConsentUnavailable(
+            "同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。"
+        ) from exc
+    try:
+        if as_of is not None and "as_of" in inspect.signature(withdrawn_since).parameters:
+            return withdrawn_since(purpose_code, days, as_of=as_of)
+        return withdrawn_since(purpose_code, days)
+    except ValidationError as exc:
+        raise ConsentUnavailable(" ".join(exc.messages)) from exc
+
+
+def held_q(as_of: dt.datetime) -> Exists:
+    """Customers under a legal hold in force at `as_of`."""
+    return Exists(LegalHold.objects.active(as_of).filter(customer_id=OuterRef("pk")))
+
+
+def _trigger_q(policy: RetentionPolicy, as_of: dt.datetime) -> Q:
+    cutoff = rules.trigger_cutoff(as_of, policy.days)
+    if policy.trigger == Trigger.INACTIVE:
+        # No recorded activity: the registration date is the last sign of life.
+        return Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
+    if policy.trigger == Trigger.ACCOUNT_CLOSED:
+        return Q(closed_at__lt=cutoff)
+    if policy.trigger == Trigger.CONSENT_WITHDRAWN:
+        return Q(pk__in=consent_withdrawn_customer_ids(policy.consent_purpose, policy.days, as_of))
+    if policy.trigger == Trigger.RECORD_AGE:
+        if policy.scope == Scope.BEHAVIOURAL:
+            old = CustomerEvent.objects.filter(customer_id=OuterRef("pk"), occurred_at__lt=cutoff)
+            return Q(Exists(old))
+        return Q(collected_at__lt=cutoff)
+    raise ValueError(f"unknown trigger {policy.trigger!r}")
+
+
+def _pending_q(policy: RetentionPolicy, as_of: dt.datetime) -> Q:
+    """What is still left to do: the part of the predicate that makes a second pass a no-op."""
+    if policy.scope == Scope.CUSTOMERS:
+        if policy.action == Action.ERASE:
+            return Q()  # an erased row is gone
+        if policy.action == Action.ANONYMISE:
+            return ~Q(status=Customer.Status.ANONYMISED)
+        # Pseudonymised: direct identifiers and their blind indexes are gone.
+        return ~Q(status=Customer.Status.ANONYMISED) & ~Q(name_bidx="")
+    if policy.scope == Scope.MARKETING:
+        # Only JSON fields carry marketing data today; any of them still holding a value means work left.
+        q = Q()
+        for name in marketing_fields():
+            q |= ~Q(**{name: {}})
+        return q
+    if policy.scope == Scope.BEHAVIOURAL:
+        events = CustomerEvent.objects.filter(customer_id=OuterRef("pk"))
+        if policy.trigger == Trigger.RECORD_AGE:
+            events = events.filter(occurred_at__lt=rules.trigger_cutoff(as_of, policy.days))
+        return Q(Exists(events))
+    raise ValueError(f"scope {policy.scope!r} is not walked over customers")
+
+
+def marketing_fields() -> list[str]:
+    """Customer fields of the marketing_preferences retention category (classification registry)."""
+    return [
+        name
+        for name, spec in REGISTRY.models.get(Customer._meta.label, {}).items()
+        if spec.retention == "marketing_preferences"
+    ]
+
+
+def due_q(policy: RetentionPolicy, as_of: dt.datetime) -> Q:
+    """The retention predicate without holds: the trigger has fired and work is left to do."""
+    return _trigger_q(policy, as_of) & _pending_q(policy, as_of)
+
+
+def actionable(policy: RetentionPolicy, as_of: dt.datetime, base: QuerySet[Customer] | None = None) -> Any:
+    """Customers the policy acts on at `as_of`: due and not held. The real run re-checks exactly this."""
+    qs = Customer.objects.all() if base is None else base
+    return qs.filter(due_q(policy, as_of)).exclude(held_q(as_of))
+
+
+def held(policy: RetentionPolicy, as_of: dt.datetime, base: QuerySet[Customer] | None = None) -> Any:
+    """Customers the policy would act on but for a legal hold."""
+    qs = Customer.objects.all() if base is None else base
+    return qs.filter(due_q(policy, as_of)).filter(held_q(as_of))
+
+
+@dataclass(frozen=True)
+class PolicyPreview:
+    """What a run started now would do (dry run)."""
+
+    affected: int
+    held: int
+    sample: list[dict[str, str]]
+    unavailable_reason: str = ""
+
+
+SAMPLE_FIELDS = ("family_name", "given_name", "email", "prefecture")
+
+
+def retention_preview(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    policy: RetentionPolicy,
+    as_of: dt.datetime,
+    sample_size: int = 10,
+) -> PolicyPreview:
+    """Dry run of `policy` at `as_of` over the customers `user` may see: counts and a masked sample.
+
+    The counts come from the same predicate the run re-checks in its acting statement (`actionable`), so for
+    a user who sees every customer (個人情報保護管理者) they equal what a run started at `as_of` does.
+    """
+    if policy.scope not in CUSTOMER_SCOPES:
+        return PolicyPreview(0, 0, [], "この対象の処理は未導入です（担当アプリの導入後に有効になります）。")
+    base = Customer.objects.restrict(user, "view")
+    try:
+        todo = actionable(policy, as_of, base)
+        n_affected = todo.count()
+        n_held = held(policy, as_of, base).count()
+    except ConsentUnavailable as exc:
+        return PolicyPreview(0, 0, [], str(exc))
+    label = Customer._meta.label
+    sample = []
+    for c in todo.order_by("pk").only("pk", "last_activity_at", "closed_at", *SAMPLE_FIELDS)[:sample_size]:
+        # Masked whatever the user's permission: the preview is a check of the rule, not a way to read data.
+        row = {"id": str(c.pk)}
+        row.update({name: str(mask_value(label, name, getattr(c, name)) or "") for name in SAMPLE_FIELDS})
+        row["last_activity_at"] = c.last_activity_at.date().isoformat() if c.last_activity_at else ""
+        sample.append(row)
+    return PolicyPreview(n_affected, n_held, sample)
+
+
+def legal_holds_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[LegalHold]:
+    """Holds on customers `user` may see."""
+    return LegalHold.objects.filter(customer__in=Customer.objects.restrict(user, "view").values("pk"))

@@ -1,0 +1,226 @@
+"""Fault test through a real Celery worker on the real Redis: the worker is SIGKILLed in the middle of a
+batch; after a restart the run completes, nobody is half-erased, and the final state equals that of an
+uninterrupted run over the same data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from crm.models import Customer, CustomerEvent, Purchase
+from crm.retention import rules, services
+from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
+from tests.crm.retention.conftest import NOW, add_history, jst, set_activity, transactional_db_mark
+from tests.factories import CustomerFactory, TeamFactory, UserFactory
+
+pytestmark = [transactional_db_mark(), pytest.mark.worker]
+
+N = 48
+HELD = {5, 17, 33}
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _dsn() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _dsn(),  # pytest-django's test database
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_RESULT_BACKEND": settings.CELERY_BROKER_URL,
+        "DJANGO_ENV": "test",
+        "CONN_MAX_AGE": "0",
+    }
+    celery = str(Path(sys.executable).with_name("celery"))
+    return subprocess.Popen(
+        [
+            celery,
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "-l",
+            "WARNING",
+            "-n",
+            "retention-test@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches the pool children too
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
+
+
+def _build_dataset(officer) -> RetentionPolicy:
+    """48 customers: every fourth recently active, the rest inactive for years; three of those held."""
+    team = TeamFactory(code="worker-test")
+    for i in range(N):
+        c = CustomerFactory(team=team, member_no=f"W{i:05d}", email=f"w{i}@example.com")
+        set_activity(c, jst(2026, 6, 1) if i % 4 == 0 else jst(2020, 1, 1))
+        add_history(c, purchases=1, events=2)
+        Purchase.objects.filter(customer=c).update(order_no=f"ORD-{c.member_no}")
+        if i in HELD:
+            services.legal_hold_place(customer_ids=[c.pk], reason="litigation", placed_by=officer)
+    return RetentionPolicy.objects.create(
+        name="worker-erase", trigger="inactive", days=1095, action="erase", legal_basis="test", batch_size=3
+    )
+
+
+def _digest() -> tuple:
+    """The data a run leaves behind, keyed by business values (ids differ between the two datasets)."""
+    customers = tuple(
+        sorted(
+            (c.member_no, c.status, CustomerEvent.objects.filter(customer=c).count())
+            for c in Customer.objects.all()
+        )
+    )
+    purchases = tuple(sorted(Purchase.objects.values_list("order_no", "customer__member_no")))
+    run = RetentionRun.objects.get()
+    return (
+        customers,
+        purchases,
+        Tombstone.objects.count(),
+        (run.status, run.erased, run.skipped_hold, run.examined),
+    )
+
+
+def _assert_nobody_half_erased() -> None:
+    present = set(Customer.objects.values_list("member_no", flat=True))
+    tombstones = Tombstone.objects.count()
+    for i in range(N):
+        member = f"W{i:05d}"
+        order = Purchase.objects.get(order_no=f"ORD-{member}")
+        if member in present:
+            c = Customer.objects.get(member_no=member)
+            assert order.customer_id == c.pk and CustomerEvent.objects.filter(customer=c).count() == 2, member
+            assert c.email == f"w{i}@example.com", member
+        else:
+            assert order.customer_id is None, member
+    assert not CustomerEvent.objects.filter(customer__isnull=True).exists()
+    assert tombstones == N - len(present)
+
+
+def _reset_data() -> None:
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE crm_tombstone, crm_retentionrunslice, crm_retentionrun, crm_retentionpolicy, "
+            "crm_legalhold, "
+            "crm_customerevent, crm_purchase, crm_customer RESTART IDENTITY CASCADE"
+        )
+
+
+def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_run(settings):
+    # given the real Redis (the test fails, not skips, when it is unreachable) with an empty queue
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3)
+    broker.ping()
+    broker.flushdb()
+    settings.RETENTION_RUN_SLICES = 2
+    officer = UserFactory(username="worker-officer")
+
+    # and the state an uninterrupted run leaves (in-process, same data)
+    policy = _build_dataset(officer)
+    services.retention_run_to_completion(
+        run=services.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+    )
+    expected = _digest()
+    assert expected[3] == ("completed", N - N // 4 - len(HELD), len(HELD), N)
+
+    # when the same data is processed by a real worker …
+    _reset_data()
+    policy = _build_dataset(officer)
+    # … and is killed inside a batch: an uncommitted tombstone for the last customer due makes the batch that
+    # reaches it wait on the unique index, after its deletes and before its commit
+    target = (
+        Customer.objects.filter(last_activity_at__lt=jst(2021, 1, 1))
+        .exclude(member_no__in=[f"W{i:05d}" for i in HELD])
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    blocker = psycopg.connect(_dsn())
+    blocker.execute(
+        "INSERT INTO crm_tombstone (subject_hash, scope, action, reason, performed_at) "
+        "VALUES (%s, 'customers', 'erase', 'test-blocker', now())",
+        [rules.subject_hash(services.tombstone_key(), target)],
+    )
+    worker = _start_worker()
+    try:
+        run = services.retention_run_start(policy=policy, as_of=NOW)
+        with psycopg.connect(_dsn(), autocommit=True) as watch:
+            _wait(
+                "a batch waiting inside its transaction",
+                lambda: (
+                    watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+                    ).fetchone()[0]
+                    > 0
+                ),
+            )
+        assert sum(run.slices.values_list("batches", flat=True)) >= 2  # mid-run: earlier batches are done
+        _kill(worker)
+        # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
+        with psycopg.connect(_dsn(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
+            )
+        blocker.rollback()
+        run.refresh_from_db()
+        assert run.status == RetentionRun.Status.RUNNING
+        # then right after the kill nobody is half-erased (the interrupted batch rolled back whole)
+        _assert_nobody_half_erased()
+        assert Customer.objects.filter(pk=target).exists()
+
+        # when the worker is restarted, it resumes the run by itself
+        worker = _start_worker()
+        _wait(
+            "the run to complete",
+            lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING,
+        )
+    finally:
+        blocker.close()
+        _kill(worker, signal.SIGTERM)
+
+    # then the final state equals the uninterrupted run's, and held customers are untouched
+    _assert_nobody_half_erased()
+    assert _digest() == expected
+    assert set(LegalHold.objects.values_list("customer__member_no", flat=True)) == {f"W{i:05d}" for i in HELD}
