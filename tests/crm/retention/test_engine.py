@@ -123,9 +123,8 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer
     # given the real consent ledger (skipped ONLY while the consent app has no models on this branch)
     if not _consent_app_has_models():
         pytest.skip("consent app has no models yet: the contract is tested with a stub above")
-    from consent.models import ConsentEvent
-
     from consent import services as consent_services
+    from consent.models import ConsentEvent
 
     def record(customer, action, when):
         consent_services.consent_record(
