@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://root@127.0.0.1:5432/crm_api python bench/api_bench.py [--duration 10]
 
 Starts gunicorn (config.wsgi, `--workers` processes, DEBUG off) on 127.0.0.1 only, creates a bench team, an
-API client (rate limit lifted) and one customer, then drives three scenarios side by side with `--procs`
+API client (rate limit lifted) and 300 customers (each consent write picks one at random), then drives three scenarios side by side with `--procs`
 load-generator processes × `--threads` keep-alive connections each, every scenario bounded by `--duration`
 seconds and `--max-requests` requests (whichever comes first):
 
@@ -26,6 +26,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import random
 import signal
 import socket
 import statistics
@@ -43,6 +44,10 @@ os.environ.setdefault("DEBUG", "false")
 HOST = "127.0.0.1"  # loopback only, never another address
 TARGET_RPS = 400
 SCENARIOS = ("health", "consent", "consent+idem")
+
+
+BENCH_PREFIX = "API-BENCH-"
+BENCH_CUSTOMERS = 300
 
 
 def _setup() -> tuple[str, str]:
@@ -65,14 +70,19 @@ def _setup() -> tuple[str, str]:
         scopes=[ApiScope.CONSENTS_WRITE],
         rate_limit_per_minute=1_000_000_000,
     )
-    external_id = "API-BENCH-1"
-    if not Customer.objects.filter(external_id=external_id).exists():
-        services.customer_create(
-            team=team,
-            external_id=external_id,
-            family_name="ベンチ",
-            collection_channel=Customer.Channel.WEB_FORM,
-        )
+    # Many customers, as on a real site: writes for one customer serialise on its current-state row.
+    have = set(
+        Customer.objects.filter(external_id__startswith=BENCH_PREFIX).values_list("external_id", flat=True)
+    )
+    for i in range(BENCH_CUSTOMERS):
+        if f"{BENCH_PREFIX}{i}" not in have:
+            services.customer_create(
+                team=team,
+                external_id=f"{BENCH_PREFIX}{i}",
+                family_name="ベンチ",
+                collection_channel=Customer.Channel.WEB_FORM,
+            )
+    external_id = BENCH_PREFIX
     from django.db import connections
 
     connections.close_all()
@@ -159,8 +169,11 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
 def _request(scenario: str, token: str, external_id: str) -> tuple[str, str, bytes | None, dict[str, str]]:
     if scenario == "health":
         return "GET", "/api/v1/health", None, {}
+    customer = (
+        f"{external_id}{random.randrange(BENCH_CUSTOMERS)}" if external_id == BENCH_PREFIX else external_id
+    )
     body = json.dumps(
-        {"purpose_code": "marketing_email", "action": "grant", "method": "opt_in", "external_id": external_id}
+        {"purpose_code": "marketing_email", "action": "grant", "method": "opt_in", "external_id": customer}
     ).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     if scenario == "consent+idem":
