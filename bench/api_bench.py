@@ -3,9 +3,9 @@
     DATABASE_URL=postgres://root@127.0.0.1:5432/crm_api python bench/api_bench.py [--duration 10]
 
 Starts gunicorn (config.wsgi, `--workers` processes, DEBUG off) on 127.0.0.1 only, creates a bench team, an
-API client (rate limit lifted) and 300 customers (each consent write picks one at random), then drives three scenarios side by side with `--procs`
-load-generator processes × `--threads` keep-alive connections each, every scenario bounded by `--duration`
-seconds and `--max-requests` requests (whichever comes first):
+API client (rate limit lifted) and 300 customers (each consent write picks one at random), then drives
+three scenarios side by side with `--procs` load-generator processes × `--threads` keep-alive connections
+each, every scenario bounded by `--duration` seconds and `--max-requests` requests (whichever comes first):
 
     health          GET  /api/v1/health               baseline: server + framework, no database
     consent         POST /api/v1/consents             token auth, rate limit, restrict() gate, ledger row,
