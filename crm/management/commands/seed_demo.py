@@ -18,7 +18,15 @@ from django.db import transaction
 from crm import services
 from crm.demo import demo_customers
 from crm.models import Customer, Team, TeamMembership
-from crm.permissions import ROLE_AUDITOR, ROLE_LABELS, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
+from crm.permissions import (
+    ROLE_AUDITOR,
+    ROLE_LABELS,
+    ROLE_PERMISSIONS,
+    ROLE_PRIVACY,
+    ROLE_SECURITY,
+    ROLE_STAFF,
+    ROLE_SUPPORT,
+)
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 — development only; the command refuses to run in production
 TEAMS = [
@@ -96,11 +104,13 @@ class Command(BaseCommand):
     def _print_logins(self) -> None:
         self.stdout.write(f"Demo logins, one per role (password for all: {DEMO_PASSWORD}):")
         for username, (role, team_code, team_role, pii) in LOGINS.items():
-            scope = f"team {team_code} ({team_role})" if team_code else "all teams"
-            self.stdout.write(
-                f"  {username:<12} {_pad(ROLE_LABELS[role], 20)} {scope:<28} "
-                f"{'clear personal data' if pii else 'masked personal data'}"
-            )
+            sees_customers = "crm.view_customer" in ROLE_PERMISSIONS.get(role, [])
+            if not sees_customers:
+                scope, data = "no customers", "audit and access logs"
+            else:
+                scope = f"team {team_code} ({team_role})" if team_code else "all teams"
+                data = "clear personal data" if pii else "masked personal data"
+            self.stdout.write(f"  {username:<12} {_pad(ROLE_LABELS[role], 20)} {scope:<28} {data}")
         self.stdout.write(f"  {'admin':<12} {_pad('superuser', 20)} break-glass account")
 
 
