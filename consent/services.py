@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connection, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from consent import rules
@@ -379,7 +380,19 @@ def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser
                 "VALUES (%s, %s, %s, now()) ON CONFLICT (visitor_id) DO NOTHING",
                 [visitor_id, customer.pk, actor.pk if getattr(actor, "pk", None) else None],
             )
+            inserted = cur.rowcount == 1
         link = VisitorLink.objects.select_for_update().get(visitor_id=visitor_id)
+        if inserted:
+            # The race-safe INSERT above bypasses the ORM; send the signal it would have sent so auditlog
+            # records the link (visitor id masked by the registry) like any other create.
+            post_save.send(
+                sender=VisitorLink,
+                instance=link,
+                created=True,
+                raw=False,
+                using=link._state.db,
+                update_fields=None,
+            )
         if link.customer_id != customer.pk:
             raise ValidationError("この訪問者IDは既に別の顧客に紐付けられています。")
         visitor_rows = ConsentEvent.objects.filter(visitor_id=visitor_id, customer__isnull=True)

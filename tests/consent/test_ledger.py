@@ -304,3 +304,23 @@ def test_erasing_a_customer_keeps_the_proof_and_drops_the_derived_data(customer,
     assert not ConsentState.objects.filter(customer_id=customer_pk).exists()
     assert not VisitorLink.objects.filter(visitor_id="v-erase").exists()
     assert not SpecialCareRecord.objects.filter(customer_id=customer_pk).exists()
+
+
+def test_linking_a_visitor_is_audited_without_the_visitor_id(customer, owner):
+    from django.contrib.contenttypes.models import ContentType
+
+    from consent.models import VisitorLink
+    from crm.models import AuditEntry
+
+    # given a visitor id seen on the website
+    # when staff link it to the identified customer (twice: the second changes nothing)
+    services.visitor_link(visitor_id="v-audit-77", customer=customer, actor=owner)
+    services.visitor_link(visitor_id="v-audit-77", customer=customer, actor=owner)
+
+    # then exactly one create entry names the actor, and the visitor id is not in it in clear
+    link = VisitorLink.objects.get(visitor_id="v-audit-77")
+    entries = AuditEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(VisitorLink), object_pk=str(link.pk)
+    )
+    assert [(e.action, e.actor_id) for e in entries] == [(AuditEntry.Action.CREATE, owner.pk)]
+    assert "v-audit-77" not in str(entries[0].changes) + entries[0].object_repr
