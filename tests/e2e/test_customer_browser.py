@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from crm import admin as crm_admin
 from tests.e2e.conftest import PASSWORD, TRANSACTIONAL_DB
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
@@ -38,15 +37,6 @@ def assert_no_clear_value(text: str) -> None:
     assert leaked == [], f"personal values in clear on the page: {leaked}"
 
 
-# Known admin bug (reported, crm/admin.py is not this test's to change): `PERSONAL` is computed when crm.admin
-# is imported, which the admin's autodiscovery does before CrmConfig.ready() has imported crm.field_classes;
-# the list is then empty, get_fieldsets() masks nothing and no `masked_*` reader exists, so a user without
-# crm.view_customer_pii gets the clear values in the change form. The mark lapses by itself once fixed.
-@pytest.mark.xfail(
-    condition=not crm_admin.PERSONAL,
-    reason="crm.admin.PERSONAL is empty (computed before crm.field_classes registers): change form unmasked",
-    strict=True,
-)
 def test_staff_finds_customer_by_email_and_sees_only_masked_values(live_server, new_page, customer, teammate):
     # given a staff member of the customer's team, without the 'view personal data' permission
     page = new_page()

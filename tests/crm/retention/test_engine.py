@@ -113,16 +113,8 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
     assert Tombstone.objects.filter(scope=Scope.MARKETING, action=Action.ERASE).count() == 1
 
 
-def _consent_app_has_models() -> bool:
-    from django.apps import apps
-
-    return bool(list(apps.get_app_config("consent").get_models()))
-
-
 def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer):
-    # given the real consent ledger (skipped ONLY while the consent app has no models on this branch)
-    if not _consent_app_has_models():
-        pytest.skip("consent app has no models yet: the contract is tested with a stub above")
+    # given the real consent ledger
     from consent import services as consent_services
     from consent.models import ConsentEvent
 
