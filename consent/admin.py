@@ -529,7 +529,7 @@ class SpecialCareRecordAdmin(ScaleSafeAdmin):
 
     @admin.display(description=_("内容"))
     def content_masked(self, obj: SpecialCareRecord) -> str:
-        return "****"
+        return mask_value(SpecialCareRecord._meta.label, "content", obj.content) or "-"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
