@@ -216,6 +216,11 @@ STORAGES = {
 AUDITLOG_LOGENTRY_MODEL = "crm.AuditEntry"
 AUDITLOG_STORE_JSON_CHANGES = True
 AUDITLOG_MASK_CALLABLE = "crm.classification.audit_mask"
+# Seconds between two seals of the audit chain per process (crm.audit._CoalescingSealer): commits within
+# the interval are chained together by one seal at its end. 0 = seal after every commit (the tests' mode).
+AUDIT_SEAL_COALESCE_SECONDS = env.float(
+    "AUDIT_SEAL_COALESCE_SECONDS", default=0.0 if DJANGO_ENV == "test" else 0.5
+)
 
 # Celery (Redis broker). Short tasks, late ack, one message at a time: see docs in config/celery.py.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

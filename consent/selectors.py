@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from consent import rules
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion
+from crm import rawsql
 from crm.models import Customer
 
 if TYPE_CHECKING:
@@ -27,6 +29,26 @@ SELECT p.code, s.granted, s.version, s.occurred_at, s.channel
 FROM consent_consentstate s JOIN consent_purpose p ON p.id = s.purpose_id
 WHERE s.customer_id = %s
 """
+
+
+@functools.cache
+def _published_purpose_sql() -> str:
+    return (
+        f"SELECT {rawsql.columns(Purpose, 'p')}, {rawsql.columns(PurposeVersion, 'v')}"  # noqa: S608
+        f' FROM "{Purpose._meta.db_table}" p JOIN "{PurposeVersion._meta.db_table}" v'
+        " ON v.id = p.current_version_id WHERE p.code = %s AND p.is_published"
+    )
+
+
+def published_purpose(code: str) -> Purpose | None:
+    """The published purpose with this code and its current version loaded, or None (unknown, unpublished or
+    without wording). One constant statement: every consent write asks it (crm.rawsql)."""
+    row = rawsql.fetch_one(_published_purpose_sql(), [code])
+    if row is None:
+        return None
+    purpose = rawsql.load(Purpose, row)
+    purpose.current_version = rawsql.load(PurposeVersion, row, rawsql.width(Purpose))
+    return purpose
 
 
 def consent_state(*, customer: Customer) -> StateMap:

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
-from consent import rules
+from consent import rules, selectors
 from consent.models import (
     ConsentEvent,
     ConsentState,
@@ -262,11 +262,7 @@ def consent_record(
         raise ValidationError("顧客または訪問者IDのいずれかを指定してください。")
     if len(visitor_id) > 64:
         raise ValidationError("訪問者IDは64文字以内で指定してください。")
-    purpose = (
-        Purpose.objects.select_related("current_version")
-        .filter(code=purpose_code, is_published=True, current_version__isnull=False)
-        .first()
-    )
+    purpose = selectors.published_purpose(purpose_code)
     if purpose is None:
         raise ValidationError(
             f"利用目的「{purpose_code}」は登録されていないか、公表されていません（法第21条）。"

@@ -21,6 +21,7 @@ from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import BirthDate, JsonObject, Moment, Text
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
+from crm.selectors import customer_ref
 
 router = Router(tags=["customers"])
 events_router = Router(tags=["events"])
@@ -91,20 +92,15 @@ class CustomerOut(Schema):
     created: bool
 
 
-def _customer_for_client(
-    client: ApiClient, external_id: str, action: str = "change", *, full: bool = True
-) -> Customer | None:
-    """The client's team's customer with this external id (through the one permission gate), or None.
-
-    `full=False` loads only what linking a record needs (id, team, status): no field is decrypted.
-    """
-    qs = Customer.objects.restrict(client.user, action).filter(external_id=external_id)
-    return (qs if full else qs.only("id", "team_id", "status", "external_id")).first()
+def _customer_for_client(client: ApiClient, external_id: str, action: str = "change") -> Customer | None:
+    """The client's team's customer with this external id (through the one permission gate), or None."""
+    return Customer.objects.restrict(client.user, action).filter(external_id=external_id).first()
 
 
 def customer_or_404(client: ApiClient, external_id: str, action: str = "change") -> Customer:
-    """The customer a record refers to (ids only loaded), or 404 when the client may not reach it."""
-    customer = _customer_for_client(client, external_id, action, full=False)
+    """The customer a record refers to (ids only loaded: crm.selectors.customer_ref), or 404 when the client
+    may not reach it."""
+    customer = customer_ref(user=client.user, external_id=external_id, action=action)
     if customer is None:
         raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
     return customer

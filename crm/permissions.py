@@ -8,9 +8,11 @@ rows come from team object permissions, or from an explicit "all customers" perm
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import QuerySet
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -79,24 +81,62 @@ ALL_PERMS = {"view": "crm.view_all_customers", "change": "crm.change_all_custome
 def team_ids_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> list[int]:
     """Ids of the teams on which `user` holds the team permission for `action`, directly or through a group.
 
-    One small query over guardian's direct-FK tables (TeamUserObjectPermission / TeamGroupObjectPermission).
+    One small constant SQL statement over guardian's direct-FK tables (TeamUserObjectPermission /
+    TeamGroupObjectPermission): building the same query through the ORM on every call cost more than
+    running it.
     Handing the planner literal ids (`team_id IN (1, 3)`) instead of guardian's generic subquery lets it use
     the (team, id) index and its statistics at a million customers, and costs a fraction of the Python
     that get_objects_for_user spends building its query on every request.
     """
-    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
-
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return []
-    app_label, codename = TEAM_PERMS[action].split(".", 1)
-    perm = Q(permission__codename=codename, permission__content_type__app_label=app_label)
-    direct = TeamUserObjectPermission.objects.filter(perm, user=user).values_list(
-        "content_object_id", flat=True
-    )
-    via_groups = TeamGroupObjectPermission.objects.filter(perm, group__user=user).values_list(
-        "content_object_id", flat=True
-    )
-    return sorted(set(direct.union(via_groups)))
+    permission_id = _permission_id(TEAM_PERMS[action])
+    if permission_id is None:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(_team_ids_sql(), {"user": user.pk, "perm": permission_id})
+        return [row[0] for row in cur.fetchall()]
+
+
+_permission_ids: dict[str, int | None] = {}
+
+
+def _permission_id(perm: str) -> int | None:
+    """The auth_permission id of "app_label.codename", per process (rows made by migrate; flush and migrate
+    re-create them with new ids, so post_migrate clears this, see crm.apps)."""
+    if perm not in _permission_ids:
+        from django.contrib.auth.models import Permission
+
+        app_label, codename = perm.split(".", 1)
+        found = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+        pk = found.values_list("pk", flat=True).first()
+        if pk is None:
+            return None  # not created yet (mid-migration): nobody holds it; nothing cached
+        _permission_ids[perm] = pk
+    return _permission_ids[perm]
+
+
+def forget_permission_ids(**_kwargs: object) -> None:
+    _permission_ids.clear()
+
+
+@functools.cache
+def _team_ids_sql() -> str:
+    """One constant statement (no ORM compilation per call): the user's direct and group team permissions."""
+    from django.contrib.auth import get_user_model
+
+    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
+
+    direct = TeamUserObjectPermission._meta.db_table
+    via_group = TeamGroupObjectPermission._meta.db_table
+    user_groups = get_user_model().groups.through._meta.db_table
+    # Table names from the models' metadata, values as parameters.
+    return f"""
+        SELECT content_object_id FROM {direct} WHERE user_id = %(user)s AND permission_id = %(perm)s
+        UNION
+        SELECT g.content_object_id FROM {via_group} g JOIN {user_groups} ug ON ug.group_id = g.group_id
+         WHERE ug.user_id = %(user)s AND g.permission_id = %(perm)s
+        ORDER BY 1"""  # noqa: S608
 
 
 def teams_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> QuerySet[Team]:
@@ -106,23 +146,38 @@ def teams_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> Q
     return Team.objects.filter(pk__in=team_ids_for(user, action))
 
 
-def customer_scope(
-    qs: CustomerQuerySet, user: AbstractBaseUser | AnonymousUser, action: str
-) -> CustomerQuerySet:
+ALL = "all"
+
+
+def team_scope(user: AbstractBaseUser | AnonymousUser, action: str) -> list[int] | str:
+    """Which customers `user` may `action`: ALL, or the ids of the teams whose customers (empty: none).
+
+    The policy of the one gate, restrict(): customer_scope turns it into a queryset filter, and the few
+    constant-SQL lookups of the API hot path (crm.selectors.customer_ref) into a `team_id = ANY(...)`.
+    """
     if action not in ACTIONS:
         raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
     if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return qs.none()
+        return []
     if user.is_superuser:
-        return qs
+        return ALL
     # Every action needs the model permission of the user's role first (a right the role does not grant
     # is never opened by a team permission).
     if not user.has_perm(MODEL_PERMS[action]):
-        return qs.none()
+        return []
     all_perm = ALL_PERMS[action]
     if all_perm and user.has_perm(all_perm):
+        return ALL
+    return team_ids_for(user, action)
+
+
+def customer_scope(
+    qs: CustomerQuerySet, user: AbstractBaseUser | AnonymousUser, action: str
+) -> CustomerQuerySet:
+    scope = team_scope(user, action)
+    if scope == ALL:
         return qs
-    return qs.filter(team_id__in=team_ids_for(user, action))
+    return qs.filter(team_id__in=scope) if scope else qs.none()
 
 
 def can_view_pii(user: AbstractBaseUser | AnonymousUser) -> bool:

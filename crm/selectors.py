@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
+from crm import rawsql
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer, CustomerQuerySet
+from crm.permissions import ALL, team_scope
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -58,6 +60,31 @@ def customer_list(
     """Customers `user` may see, optionally narrowed by an exact search term."""
     qs = Customer.objects.restrict(user, action)
     return customer_search(qs, search) if search.strip() else qs
+
+
+CUSTOMER_REF_FIELDS = ("id", "team_id", "status", "external_id")
+
+
+def customer_ref(
+    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+) -> Customer | None:
+    """The customer with this external id if `user` may `action` it: ids, team and status only (nothing
+    decrypted, the other fields deferred), for linking a record to it.
+
+    The same policy as restrict() (crm.permissions.team_scope) in one constant statement on the unique
+    external-id index: the integration API runs this on every write.
+    """
+    scope = team_scope(user, action)
+    if not scope:
+        return None
+    cols = ", ".join(f'"{Customer._meta.get_field(n).column}"' for n in CUSTOMER_REF_FIELDS)
+    sql = f'SELECT {cols} FROM "{Customer._meta.db_table}" WHERE "external_id" = %s'  # noqa: S608
+    params: list[object] = [external_id]
+    if scope != ALL:
+        sql += ' AND "team_id" = ANY(%s)'
+        params.append(list(scope))
+    row = rawsql.fetch_one(sql, params)
+    return Customer.from_db("default", list(CUSTOMER_REF_FIELDS), list(row)) if row else None
 
 
 def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str = "view") -> Customer:

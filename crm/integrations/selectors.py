@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 
+from django.contrib.auth import get_user_model
+
+from crm import rawsql
 from crm.integrations.models import ApiClient
 from crm.integrations.services import token_hash
+
+
+@functools.cache
+def _client_sql() -> str:
+    """A live client by token prefix, with its service user (constant SQL: this runs on every API call)."""
+    user = get_user_model()
+    return (
+        f"SELECT {rawsql.columns(ApiClient, 'c')}, {rawsql.columns(user, 'u')}"  # noqa: S608
+        f' FROM "{ApiClient._meta.db_table}" c JOIN "{user._meta.db_table}" u ON u.id = c.user_id'
+        " WHERE c.token_prefix = %s AND c.revoked_at IS NULL AND u.is_active"
+    )
 
 
 def api_client_for_token(token: str) -> ApiClient | None:
@@ -17,11 +32,11 @@ def api_client_for_token(token: str) -> ApiClient | None:
     prefix, sep, secret = token.strip().partition(".")
     if not sep or not secret or len(prefix) > 24 or len(token) > 200:
         return None
-    client = (
-        ApiClient.objects.select_related("user")
-        .filter(token_prefix=prefix, revoked_at__isnull=True, user__is_active=True)
-        .first()
-    )
+    row = rawsql.fetch_one(_client_sql(), [prefix])
+    client = None
+    if row is not None:
+        client = rawsql.load(ApiClient, row)
+        client.user = rawsql.load(get_user_model(), row, rawsql.width(ApiClient))
     if client is None or not hmac.compare_digest(client.token_hash, token_hash(token.strip())):
         return None
     return client

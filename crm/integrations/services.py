@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -16,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from crm import rawsql
 from crm.integrations.models import ApiClient, ApiScope, IdempotencyRecord
 from crm.models import Team, TeamMembership
 from crm.permissions import ROLE_STAFF
@@ -191,6 +193,13 @@ def _key_lock_id(client_id: int, key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@functools.cache
+def _idempotency_sql() -> str:
+    """The stored answer of (client, key): constant SQL, asked on every idempotent API write (crm.rawsql)."""
+    cols, table = rawsql.columns(IdempotencyRecord, "r"), IdempotencyRecord._meta.db_table
+    return f'SELECT {cols} FROM "{table}" r WHERE r.client_id = %s AND r.key = %s'  # noqa: S608
+
+
 def idempotent_call(
     *,
     client: ApiClient,
@@ -211,7 +220,8 @@ def idempotent_call(
         # lookup in the same statement as the lock would not see what the holder committed while we waited.
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_key_lock_id(client.pk, key)])
-        existing = IdempotencyRecord.objects.filter(client=client, key=key).first()
+        row = rawsql.fetch_one(_idempotency_sql(), [client.pk, key])
+        existing = rawsql.load(IdempotencyRecord, row) if row else None
         if existing is not None and existing.expired:
             existing.delete()
             existing = None

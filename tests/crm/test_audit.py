@@ -26,7 +26,7 @@ from crm.audit import (
     audit_maintenance,
     audit_seal_pending,
 )
-from crm.audit import _seal_quietly as _seal_quietly
+from crm.audit import _seal_after_commit as _seal_quietly
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
 from tests.crm.adminforms import admin_form_data
