@@ -282,12 +282,14 @@ def consent_record(
         # Staff-entered consent (paper, store, call centre, admin): the operator is the acting user.
         proof["operator"] = actor
 
-    with transaction.atomic(), _acting(actor):
-        if customer is None:
-            link = VisitorLink.objects.filter(visitor_id=visitor_id).select_related("customer").first()
-            customer = link.customer if link else None
-        if customer is not None and customer.status == Customer.Status.ANONYMISED:
-            raise ValidationError("匿名化済みの顧客には同意を記録できません。")
+    if customer is None:
+        link = VisitorLink.objects.filter(visitor_id=visitor_id).select_related("customer").first()
+        customer = link.customer if link else None
+    if customer is not None and customer.status == Customer.Status.ANONYMISED:
+        raise ValidationError("匿名化済みの顧客には同意を記録できません。")
+    # Every refusal is above: inside, only the two writes, which succeed or fail together. No savepoint
+    # when the caller already holds a transaction (the API's): a failure here fails the caller's as well.
+    with transaction.atomic(savepoint=False), _acting(actor):
         event = ConsentEvent(
             customer=customer,
             visitor_id=visitor_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 
 from django.contrib.auth import get_user_model
@@ -10,14 +9,16 @@ from django.contrib.auth import get_user_model
 from crm import rawsql
 from crm.integrations.models import ApiClient
 from crm.integrations.services import token_hash
+from crm.permissions import preload_team_ids, team_ids_select
 
 
-@functools.cache
 def _client_sql() -> str:
-    """A live client by token prefix, with its service user (constant SQL: this runs on every API call)."""
+    """A live client by token prefix, with its service user and the user's team ids per action (one
+    statement: this runs on every API call; crm.permissions.team_ids_for reads the preloaded ids)."""
     user = get_user_model()
     return (
-        f"SELECT {rawsql.columns(ApiClient, 'c')}, {rawsql.columns(user, 'u')}"  # noqa: S608
+        f"SELECT {rawsql.columns(ApiClient, 'c')}, {rawsql.columns(user, 'u')}, "  # noqa: S608
+        f"{team_ids_select('u.id')}"
         f' FROM "{ApiClient._meta.db_table}" c JOIN "{user._meta.db_table}" u ON u.id = c.user_id'
         " WHERE c.token_prefix = %s AND c.revoked_at IS NULL AND u.is_active"
     )
@@ -36,7 +37,9 @@ def api_client_for_token(token: str) -> ApiClient | None:
     client = None
     if row is not None:
         client = rawsql.load(ApiClient, row)
-        client.user = rawsql.load(get_user_model(), row, rawsql.width(ApiClient))
+        user_at = rawsql.width(ApiClient)
+        client.user = rawsql.load(get_user_model(), row, user_at)
+        preload_team_ids(client.user, row[user_at + rawsql.width(get_user_model()) :])
     if client is None or not hmac.compare_digest(client.token_hash, token_hash(token.strip())):
         return None
     return client

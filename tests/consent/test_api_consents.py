@@ -7,9 +7,10 @@ import pytest
 from django.test import Client
 
 from consent.models import ConsentEvent
+from crm import services
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
-from crm.models import AuditEntry
+from crm.models import AuditEntry, TeamMembership
 from tests.api_support import (  # noqa: F401  (fixtures)
     ORIGIN,
     Api,
@@ -56,6 +57,21 @@ def test_consent_is_recorded_for_the_clients_customer(api, api_client_record, me
     assert AuditEntry.objects.filter(
         actor=client.user, content_type__model="consentevent", object_pk=str(event.pk)
     ).exists()
+
+
+def test_removing_the_clients_team_membership_refuses_its_next_write(api, api_client_record, team, member):
+    # given a client that records consents for its team's customer
+    client, _token = api_client_record
+    assert api.post("/consents", {**GRANT, "external_id": "M-1"}).status_code == 201
+
+    # when its service user leaves the team (team ids are read with the token on every call, never cached)
+    membership = TeamMembership.objects.get(team=team, user=client.user)
+    services.team_member_remove(membership=membership)
+
+    # then the very next write finds no customer it may change, and nothing more is written
+    before = ConsentEvent.objects.count()
+    assert api.post("/consents", {**GRANT, "external_id": "M-1"}).status_code == 404
+    assert ConsentEvent.objects.count() == before
 
 
 def test_consent_state_is_read_back(api, member):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-from django.conf import settings
 from django.db import connection
 
 from crm import services
@@ -16,9 +14,10 @@ from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from crm.models import Customer
 from tests.api_support import Api, clean_rate_limits  # noqa: F401
+from tests.marks import transactional_all_apps
 
 # The requests run in threads with their own connections, so the data must be committed (and flushed after).
-pytestmark = pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
+pytestmark = transactional_all_apps()
 
 BODY = {"family_name": "佐藤", "collection_channel": "web_form", "email": "sato@example.jp"}
 

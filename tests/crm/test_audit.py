@@ -21,12 +21,12 @@ from crm.audit import (
     EDITED,
     HEAD,
     MISSING,
+    _seal_after_commit,
     audit_actor,
     audit_chain_verify,
     audit_maintenance,
     audit_seal_pending,
 )
-from crm.audit import _seal_after_commit as _seal_quietly
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
 from tests.crm.adminforms import admin_form_data
@@ -609,7 +609,8 @@ def test_entries_are_chained_as_soon_as_their_writer_commits(team, owner):
     customer = _new_customer(team, owner, member_no="M0900", email="c@example.com", phone="090-1111-0900")
     services.customer_update(customer=customer, actor=owner, status=Customer.Status.CLOSED)
     assert AuditEntry.objects.filter(chain_seq=None).exists()
-    seals = [cb for _sids, cb, _robust in transaction.get_connection().run_on_commit if cb is _seal_quietly]
+    hooks = transaction.get_connection().run_on_commit
+    seals = [cb for _sids, cb, _robust in hooks if cb is _seal_after_commit]
     assert len(seals) == 1  # one seal per transaction, however many entries it wrote
 
     # when the transaction commits (its on-commit callbacks run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import Count
 
@@ -14,6 +13,7 @@ from crm.demo import demo_customers
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase, Team
 from crm.selectors import customer_list, customer_search_q
 from crm.validators import normalise_postal_code
+from tests.marks import transactional_all_apps
 
 SEED = 5
 
@@ -180,7 +180,7 @@ def test_seed_rejects_a_count_of_zero():
 # Worker processes have their own connections, so the teams must be committed: a transactional test.
 # `available_apps` makes the flush TRUNCATE … CASCADE (django-auditlog's swapped-out LogEntry table still
 # references auth_user; django-auditlog issue #804) and re-run post_migrate (role groups).
-@pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
+@transactional_all_apps()
 def test_seed_with_worker_processes_writes_every_batch_once():
     # given two worker processes, each with its own connection and COPY
     # when 23 customers are seeded in batches of 5

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Permission
 
 from crm import services
 from crm.models import TeamMembership
 from crm.permissions import ROLE_STAFF
 from tests.factories import UserFactory
+from tests.marks import transactional_all_apps
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_ARGS = [
@@ -38,7 +38,7 @@ PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's password
 # types, permissions, role groups) before each test. Without CASCADE the flush fails: django-auditlog's own
 # migrations create the table of the swapped-out `auditlog.LogEntry` with a foreign key to auth_user, and
 # flush does not know that table (django-auditlog issue #804; PR #805 fixes it, not in the pinned 3.4.1).
-TRANSACTIONAL_DB = pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
+TRANSACTIONAL_DB = transactional_all_apps()
 
 
 def find_chromium() -> str | None:

@@ -12,6 +12,7 @@ import time_machine
 from crm.models import Customer, CustomerEvent, Purchase
 from crm.retention.models import RetentionPolicy
 from crm.retention.rules import JST
+from tests.marks import transactional_all_apps
 
 # The instant every worked example is evaluated at: 2026-11-26 12:00 JST.
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=JST)
@@ -79,9 +80,5 @@ def set_activity(customer: Customer, when: dt.datetime | None, **extra) -> Custo
 
 
 def transactional_db_mark():
-    """`transactional_db` that can be flushed: `available_apps` makes the flush TRUNCATE … CASCADE
-    (django-auditlog's swapped-out LogEntry table still references auth_user and django_content_type;
-    django-auditlog issue #804)."""
-    from django.conf import settings
-
-    return pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
+    """`transactional_db` that can be flushed (tests.marks)."""
+    return transactional_all_apps()

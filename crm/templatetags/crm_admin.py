@@ -1,0 +1,28 @@
+"""Template tags of the crm admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.contrib.admin.templatetags.admin_list import result_headers
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/change_list_results.html")
+def customer_result_list(cl: Any) -> dict[str, Any]:
+    """Django's `result_list` for the customer changelist, with each row built in one pass.
+
+    The stock tag renders every cell through lookup_field / display_for_field / format_html, about a third
+    of the page's time at 50 rows. CustomerAdmin.result_rows builds the same HTML (a test compares the two
+    cell by cell) and the template prints each row as one item.
+    """
+    headers = list(result_headers(cl))
+    return {
+        "cl": cl,
+        "result_hidden_fields": [],
+        "result_headers": headers,
+        "num_sorted_fields": sum(1 for h in headers if h["sortable"] and h["sorted"]),
+        "results": [[row] for row in cl.model_admin.result_rows(cl)],
+    }

@@ -1,0 +1,74 @@
+"""Sealing after commit, coalesced per process (crm.audit._CoalescingSealer): under a stream of writes the
+chain is extended once per interval, and every committed entry is still chained within about an interval."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crm import audit, services
+from crm.audit import _CoalescingSealer, audit_chain_verify
+from crm.models import AuditEntry, Customer
+from tests.marks import transactional_all_apps
+
+pytestmark = transactional_all_apps()
+
+INTERVAL = 0.4
+
+
+def _pending() -> int:
+    return AuditEntry.objects.filter(chain_seq=None).count()
+
+
+def _customer(team, n: int) -> Customer:
+    return services.customer_create(
+        team=team, family_name="山田", given_name="太郎", member_no=f"S{n:09d}", collection_channel="web_form"
+    )
+
+
+@pytest.fixture
+def sealer(settings, monkeypatch) -> _CoalescingSealer:
+    settings.AUDIT_SEAL_COALESCE_SECONDS = INTERVAL
+    fresh = _CoalescingSealer()
+    monkeypatch.setattr(audit, "_sealer", fresh)
+    return fresh
+
+
+def _wait_until_sealed(limit: float) -> float:
+    started = time.monotonic()
+    while _pending() and time.monotonic() - started < limit:
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_first_commit_seals_at_once_and_the_next_ones_within_the_interval(team, sealer):
+    # given a quiet process (the fixtures' own writes sealed, and an interval without any commit)
+    _wait_until_sealed(10 * INTERVAL)
+    time.sleep(INTERVAL)
+
+    # when a write commits, then it is chained as soon as it commits
+    _customer(team, 1)
+    assert _pending() == 0
+
+    # when more writes commit right after it (autocommit: each is its own transaction)
+    _customer(team, 2)
+    _customer(team, 3)
+
+    # then they wait for one seal at the end of the interval instead of one seal each
+    assert _pending() >= 1
+    _wait_until_sealed(10 * INTERVAL)
+    assert _pending() == 0
+    # and the chain they form verifies
+    assert audit_chain_verify().ok
+
+
+def test_interval_zero_seals_after_every_commit(settings, monkeypatch, team):
+    # given the tests' and operators' "no coalescing" setting
+    settings.AUDIT_SEAL_COALESCE_SECONDS = 0
+    monkeypatch.setattr(audit, "_sealer", _CoalescingSealer())
+
+    # when writes commit one after another, then none is ever left pending
+    for n in range(3):
+        _customer(team, 10 + n)
+        assert _pending() == 0
