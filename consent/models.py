@@ -17,6 +17,7 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedCharField, EncryptedTextField
+from crm.rawsql import ConstantInsert
 from crm.validators import validate_no_my_number
 
 
@@ -142,7 +143,7 @@ class PurposeVersion(models.Model):
         raise LedgerImmutableError("利用目的の版は削除できません（過去の同意の証跡です）。")
 
 
-class ConsentEvent(models.Model):
+class ConsentEvent(ConstantInsert, models.Model):
     """One grant or withdrawal of consent: the append-only ledger (GDPR Art. 7(1) "demonstrate consent").
 
     Either a customer or an anonymous visitor id (cookie banner before login). When the visitor is identified,

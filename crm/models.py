@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
+from crm.rawsql import ConstantInsert
 from crm.validators import (
     validate_email,
     validate_kana,
@@ -399,7 +400,7 @@ _CHAIN_SCALARS = (
 )
 
 
-class AuditEntry(AbstractLogEntry):
+class AuditEntry(ConstantInsert, AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
     Two steps, so that no business transaction holds the chain lock:

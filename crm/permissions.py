@@ -131,18 +131,36 @@ PRELOADED_TEAM_IDS = "_crm_team_ids"
 
 
 def team_ids_select(user_id_column: str) -> str:
-    """SQL select-list items giving, for the user whose id is in `user_id_column`, the team ids of each
-    action as an array (ACTIONS order): what team_ids_for answers, in the same statement as the user."""
-    items = []
+    """One SQL select-list item: for the user whose id is in `user_id_column`, every (permission id, team
+    id) pair of the team permissions of ACTIONS, as a two-dimensional array (read by preload_team_ids).
+    What team_ids_for answers for each action, in the same statement as the user."""
+    from django.contrib.auth import get_user_model
+
+    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
+
+    ids = ", ".join(str(_permission_id(TEAM_PERMS[action]) or 0) for action in ACTIONS)
+    direct = TeamUserObjectPermission._meta.db_table
+    via_group = TeamGroupObjectPermission._meta.db_table
+    user_groups = get_user_model().groups.through._meta.db_table
+    return (
+        f"ARRAY(SELECT ARRAY[p.permission_id, p.content_object_id] FROM {direct} p"  # noqa: S608
+        f" WHERE p.user_id = {user_id_column} AND p.permission_id IN ({ids})"
+        f" UNION SELECT ARRAY[g.permission_id, g.content_object_id] FROM {via_group} g"
+        f" JOIN {user_groups} ug ON ug.group_id = g.group_id"
+        f" WHERE ug.user_id = {user_id_column} AND g.permission_id IN ({ids}))"
+    )
+
+
+def preload_team_ids(user: AbstractBaseUser, pairs: Sequence[Sequence[int]]) -> None:
+    """Keep on `user` (this object only) the team ids of each action from team_ids_select's pairs."""
+    by_permission: dict[int, set[int]] = {}
+    for permission_id, team_id in pairs or ():
+        by_permission.setdefault(permission_id, set()).add(team_id)
+    preloaded = {}
     for action in ACTIONS:
         permission_id = _permission_id(TEAM_PERMS[action])
-        sql = _team_ids_sql().replace("%(user)s", user_id_column).replace("%(perm)s", str(permission_id or 0))
-        items.append(f"ARRAY({sql})")
-    return ", ".join(items)
-
-
-def preload_team_ids(user: AbstractBaseUser, arrays: Sequence[Sequence[int]]) -> None:
-    setattr(user, PRELOADED_TEAM_IDS, dict(zip(ACTIONS, (list(a) for a in arrays), strict=True)))
+        preloaded[action] = sorted(by_permission.get(permission_id, ())) if permission_id else []
+    setattr(user, PRELOADED_TEAM_IDS, preloaded)
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from django.db import connections
 from django.db.models import Model
+from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
 
@@ -44,3 +45,54 @@ def fetch_one(sql: str, params: Any, using: str = "default") -> Sequence[Any] | 
     with connections[using].cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone()
+
+
+def _quoted(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+@functools.cache
+def _insert_sql(
+    table: str, columns: tuple[str, ...], defaults: tuple[bool, ...], returning: tuple[str, ...]
+) -> str:
+    values = ", ".join("DEFAULT" if default else "%s" for default in defaults)
+    sql = f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES ({values})'  # noqa: S608
+    return sql + (f" RETURNING {_quoted(returning)}" if returning else "")
+
+
+class ConstantInsert(Model):
+    """Model mixin: save() inserts through one statement per column set, written once and kept.
+
+    For the rows written on every API call (ledger events, audit entries, idempotency records): Django's
+    insert compiler rebuilt the same INSERT each time. Values go through the same steps as there (each
+    field's pre_save and get_db_prep_save, so auto_now and encryption apply; a db_default left unset is
+    DEFAULT); anything else (an expression as a value, a field with its own placeholder) takes Django's path.
+    Signals and the rest of save() are untouched.
+    """
+
+    class Meta:
+        abstract = True
+
+    def _do_insert(self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool) -> Any:
+        connection = connections[using]
+        columns, defaults, params = [], [], []
+        for field in fields:
+            value = getattr(self, field.attname) if raw else field.pre_save(self, add=True)
+            default = isinstance(value, DatabaseDefault)
+            if (hasattr(value, "resolve_expression") and not default) or hasattr(field, "get_placeholder"):
+                return super()._do_insert(manager, using, fields, returning_fields, raw)
+            columns.append(field.column)
+            defaults.append(default)
+            if not default:
+                params.append(field.get_db_prep_save(value, connection))
+        returning = tuple(f.column for f in returning_fields or ())
+        sql = _insert_sql(self._meta.db_table, tuple(columns), tuple(defaults), returning)
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            if not returning:
+                return []
+            row = list(cur.fetchone())
+        for i, field in enumerate(returning_fields):
+            for convert in field.get_db_converters(connection):
+                row[i] = convert(row[i], field, connection)
+        return [tuple(row)]

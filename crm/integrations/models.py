@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedTextField
+from crm.rawsql import ConstantInsert
 
 
 class ApiScope(models.TextChoices):
@@ -109,7 +110,7 @@ class ApiClient(models.Model):
         return self.rate_limit_per_minute or int(getattr(settings, "API_RATE_LIMIT_PER_MINUTE", 6000))
 
 
-class IdempotencyRecord(models.Model):
+class IdempotencyRecord(ConstantInsert, models.Model):
     """The answer given to a POST with an `Idempotency-Key`: a retry gets the same answer and no second write.
 
     `fingerprint` is a keyed HMAC of method, path and body (never the body itself): a retry with the same key

@@ -39,7 +39,7 @@ def api_client_for_token(token: str) -> ApiClient | None:
         client = rawsql.load(ApiClient, row)
         user_at = rawsql.width(ApiClient)
         client.user = rawsql.load(get_user_model(), row, user_at)
-        preload_team_ids(client.user, row[user_at + rawsql.width(get_user_model()) :])
+        preload_team_ids(client.user, row[user_at + rawsql.width(get_user_model())])
     if client is None or not hmac.compare_digest(client.token_hash, token_hash(token.strip())):
         return None
     return client
