@@ -29,6 +29,7 @@ from consent.models import (
     SpecialCareRecord,
     VisitorLink,
 )
+from crm import rawsql
 from crm.models import Customer
 from crm.services import _acting
 
@@ -179,8 +180,9 @@ def _choice(value: str, choices: Any, label: str) -> str:
 
 
 def _state_apply(event: ConsentEvent, version_no: int) -> None:
-    """Upsert the current state, keeping the newer of the stored and the new event by (occurred_at, id)."""
-    with connection.cursor() as cur:
+    """Upsert the current state, keeping the newer of the stored and the new event by (occurred_at, id).
+    A constant statement on every consent write: prepared on the server (crm.rawsql)."""
+    with rawsql.prepared_cursor() as cur:
         cur.execute(
             """
             INSERT INTO consent_consentstate

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import connections
 from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
@@ -41,8 +42,23 @@ def load(model: type[M], row: Sequence[Any], start: int = 0, using: str = "defau
     return model.from_db(using, [f.attname for f in fields], values)
 
 
+def prepared_cursor(using: str = "default") -> Any:
+    """A cursor with server-side parameter binding on the request's own connection, wrapped as Django wraps
+    its cursors (query log, execute_wrapper, errors).
+
+    Django's cursors bind parameters on the client (psycopg ClientCursor), so PostgreSQL parses and plans
+    every statement anew. These constant statements run on every API call: bound on the server, psycopg
+    prepares each one after a few executions on a connection (prepare_threshold) and PostgreSQL reuses the
+    plan. Only for the statements of this module, whose placeholders are plain values.
+    """
+    connection = connections[using]
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 def fetch_one(sql: str, params: Any, using: str = "default") -> Sequence[Any] | None:
-    with connections[using].cursor() as cur:
+    with prepared_cursor(using) as cur:
         cur.execute(sql, params)
         return cur.fetchone()
 
@@ -87,7 +103,7 @@ class ConstantInsert(Model):
                 params.append(field.get_db_prep_save(value, connection))
         returning = tuple(f.column for f in returning_fields or ())
         sql = _insert_sql(self._meta.db_table, tuple(columns), tuple(defaults), returning)
-        with connection.cursor() as cur:
+        with prepared_cursor(using) as cur:
             cur.execute(sql, params)
             if not returning:
                 return []

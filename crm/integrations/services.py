@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -218,7 +218,7 @@ def idempotent_call(
     with transaction.atomic():
         # Two statements on purpose: under READ COMMITTED a statement's snapshot is taken when it starts, so a
         # lookup in the same statement as the lock would not see what the holder committed while we waited.
-        with connection.cursor() as cur:
+        with rawsql.prepared_cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_key_lock_id(client.pk, key)])
         row = rawsql.fetch_one(_idempotency_sql(), [client.pk, key])
         existing = rawsql.load(IdempotencyRecord, row) if row else None
