@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from html import escape as _escape
 from typing import Any
 
 from django.contrib import admin
@@ -15,7 +16,6 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
@@ -105,14 +105,18 @@ def _masked_reader(name: str) -> Callable[[Any, Customer], Any]:
 
 
 def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]:
-    """One column of CustomerAdmin.result_rows: the value as Django's admin displays it, escaped."""
+    """One column of CustomerAdmin.result_rows: the value as Django's admin displays it, escaped
+    (html.escape of str(): what django.utils.html.escape does, without its lazy-string wrapper per cell)."""
+    empty_html = _escape(empty)
     if callable(name):
 
         def show(obj: Customer) -> str:
             value = name(obj)
-            if isinstance(value, str) and not value.strip():
-                value = ""
-            return f'<td class="{css}">{escape(display_for_value(value, empty))}</td>'
+            if type(value) is str:  # the masked and clear values: display_for_value's own rule for text
+                shown = _escape(value) if value.strip() else empty_html
+            else:
+                shown = _escape(str(display_for_value(value, empty)))
+            return f'<td class="{css}">{shown}</td>'
 
         return show
     field = Customer._meta.get_field(name)
@@ -120,21 +124,21 @@ def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]
 
         def show_related(obj: Customer) -> str:
             related = getattr(obj, field.name)
-            return f'<td class="{css} nowrap">{escape(empty if related is None else str(related))}</td>'
+            return f'<td class="{css} nowrap">{empty_html if related is None else _escape(str(related))}</td>'
 
         return show_related
     if getattr(field, "flatchoices", None):
-        labels = {value: escape(label) for value, label in field.flatchoices}  # display_for_field's lookup
+        labels = {value: _escape(str(label)) for value, label in field.flatchoices}  # display_for_field's
 
         def show_choice(obj: Customer) -> str:
-            return f'<td class="{css}">{labels.get(getattr(obj, field.attname), escape(empty))}</td>'
+            return f'<td class="{css}">{labels.get(getattr(obj, field.attname), empty_html)}</td>'
 
         return show_choice
     if isinstance(field, models.DateTimeField):
 
         def show_field(obj: Customer) -> str:
             value = display_for_field(getattr(obj, field.attname), field, empty)
-            return f'<td class="{css} nowrap">{escape(value)}</td>'
+            return f'<td class="{css} nowrap">{_escape(str(value))}</td>'
 
         return show_field
     raise ImproperlyConfigured(f"CustomerAdmin.result_rows cannot display the column {name!r}")
@@ -223,9 +227,9 @@ class CustomerAdmin(ScaleSafeAdmin):
             cells.append(_cell_renderer(name, css, empty))
         link_css = f"field-{_coerce_field_name(cl.list_display[0], 0)}"
         for obj in cl.result_list:
-            parts = [f'<th class="{link_css}"><a href="{head}{obj.pk}{tail}">{escape(str(obj))}</a></th>']
+            parts = [f'<th class="{link_css}"><a href="{head}{obj.pk}{tail}">{_escape(str(obj))}</a></th>']
             parts += [render(obj) for render in cells]
-            yield mark_safe("".join(parts))  # noqa: S308  (every value above went through escape())
+            yield mark_safe("".join(parts))  # noqa: S308  (every value above went through _escape())
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str

@@ -7,6 +7,7 @@ exact search goes through the blind-index columns instead.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from django.db import models
@@ -33,7 +34,7 @@ class _EncryptedMixin:
         # Raises DecryptionError (naming the column, never the token) when no key opens the value.
         return self._deserialise(decrypt_str(value, where=self.encrypted_column_label))
 
-    @property
+    @functools.cached_property
     def encrypted_column_label(self) -> str:
         model = getattr(self, "model", None)
         name = getattr(self, "name", "?")

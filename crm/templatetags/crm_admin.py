@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.contrib.admin.templatetags.admin_list import result_headers
+from django.contrib.admin.templatetags.admin_list import ResultList, result_headers
 
 register = template.Library()
 
@@ -24,5 +24,6 @@ def customer_result_list(cl: Any) -> dict[str, Any]:
         "result_hidden_fields": [],
         "result_headers": headers,
         "num_sorted_fields": sum(1 for h in headers if h["sortable"] and h["sorted"]),
-        "results": [[row] for row in cl.model_admin.result_rows(cl)],
+        # ResultList (form None), as the stock tag: the template asks each row for .form.
+        "results": [ResultList(None, [row]) for row in cl.model_admin.result_rows(cl)],
     }
