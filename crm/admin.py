@@ -24,7 +24,7 @@ from crm import services
 from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
-from crm.permissions import can_view_pii, teams_for
+from crm.permissions import can_view_pii, preload_request_team_ids, team_ids_for, teams_for
 from crm.selectors import customer_search
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
@@ -193,6 +193,14 @@ class CustomerAdmin(ScaleSafeAdmin):
     # one of bench/admin_bench.py) must not pick up a template that calls result_rows.
     change_list_template = "admin/crm/customer_change_list.html"
 
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        preload_request_team_ids(request.user)
+        return super().changeform_view(request, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        preload_request_team_ids(request.user)
+        return super().changelist_view(request, extra_context)
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexedSortChangeList
 
@@ -281,7 +289,7 @@ class CustomerAdmin(ScaleSafeAdmin):
         if cached is None:
             cached = super().has_add_permission(request) and (
                 request.user.has_perm("crm.change_all_customers")
-                or teams_for(request.user, "change").exists()
+                or bool(team_ids_for(request.user, "change"))
             )
             request._crm_customer_can_add = cached  # type: ignore[attr-defined]
         return cached

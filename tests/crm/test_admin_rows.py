@@ -79,3 +79,21 @@ def test_admin_pages_carry_no_sidebar_while_the_index_still_lists_every_app(clie
     # then the list page has no navigation sidebar (config.admin_site), and the index links the models
     assert 'id="nav-sidebar"' not in listing
     assert "/admin/crm/customer/" in index and "/admin/consent/" in index
+
+
+@pytest.mark.django_db
+def test_a_staff_list_page_asks_for_the_users_teams_once(client, owner, outsider, varied_customers):
+    # given a staff user of one team (the list, its team filter and the add button all need the teams)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(owner)
+
+    # when the list is shown
+    with CaptureQueriesContext(connection) as ctx:
+        html, cl = _page(client, "/admin/crm/customer/")
+
+    # then the team permissions are read in one statement, and still only the own team's rows are listed
+    team_reads = [q for q in ctx.captured_queries if "crm_teamuserobjectpermission" in q["sql"]]
+    assert len(team_reads) == 1
+    assert {c.team_id for c in cl.result_list} == {owner.team_memberships.first().team_id}
