@@ -91,7 +91,7 @@ def test_a_staff_list_page_asks_for_the_users_teams_once(client, owner, outsider
 
     # when the list is shown
     with CaptureQueriesContext(connection) as ctx:
-        html, cl = _page(client, "/admin/crm/customer/")
+        _html, cl = _page(client, "/admin/crm/customer/")
 
     # then the team permissions are read in one statement, and still only the own team's rows are listed
     team_reads = [q for q in ctx.captured_queries if "crm_teamuserobjectpermission" in q["sql"]]
