@@ -190,7 +190,7 @@ if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "crm.auth.CrmModelBackend",  # ModelBackend with constant-SQL reads (crm/auth.py)
     "guardian.backends.ObjectPermissionBackend",
 ]
 GUARDIAN_RAISE_403 = True
