@@ -4,8 +4,11 @@
 
 Starts gunicorn (config.wsgi, `--workers` processes, DEBUG off) on 127.0.0.1 only, creates a bench team, an
 API client (rate limit lifted) and 300 customers (each consent write picks one at random), then drives
-three scenarios side by side with `--procs` load-generator processes × `--threads` keep-alive connections
-each, every scenario bounded by `--duration` seconds and `--max-requests` requests (whichever comes first):
+three scenarios side by side over `--procs` × `--threads` keep-alive connections, each scenario bounded by
+`--duration` seconds (and, with the Python generator, `--max-requests` requests). The load generator is wrk
+(Debian package `wrk`: C, two threads, a Lua script for the bodies and keys) when installed, else
+`--procs` Python processes × `--threads` threads (`--loadgen python`), which take a good share of the two
+cores themselves:
 
     health          GET  /api/v1/health               baseline: server + framework, no database
     consent         POST /api/v1/consents             token auth, rate limit, restrict() gate, ledger row,
