@@ -12,6 +12,7 @@ what surrounds them:
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import threading
 import time
@@ -218,6 +219,7 @@ class _CoalescingSealer:
         self._lock = threading.Lock()
         self._last = -1e9
         self._timer: threading.Timer | None = None
+        self._exit_hook = False
 
     def request(self) -> None:
         interval = float(getattr(settings, "AUDIT_SEAL_COALESCE_SECONDS", 0.0))
@@ -231,7 +233,19 @@ class _CoalescingSealer:
                 self._timer = threading.Timer(delay, self._deferred)
                 self._timer.daemon = True
                 self._timer.start()
+                if not self._exit_hook:
+                    # A command or task process that ends within the interval seals on its way out.
+                    atexit.register(self.flush)
+                    self._exit_hook = True
         if inline:
+            _seal_quietly()
+
+    def flush(self) -> None:
+        """Seal now what a pending timer would have sealed (process exit)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
             _seal_quietly()
 
     def _deferred(self) -> None:

@@ -72,3 +72,21 @@ def test_interval_zero_seals_after_every_commit(settings, monkeypatch, team):
     for n in range(3):
         _customer(team, 10 + n)
         assert _pending() == 0
+
+
+def test_a_process_ending_within_the_interval_seals_on_its_way_out(settings, monkeypatch, team):
+    # given a long interval: the second commit only schedules a seal
+    settings.AUDIT_SEAL_COALESCE_SECONDS = 60
+    sealer = _CoalescingSealer()
+    monkeypatch.setattr(audit, "_sealer", sealer)
+    _wait_until_sealed(10 * INTERVAL)
+    _customer(team, 20)
+    _customer(team, 21)
+    assert _pending() >= 1
+
+    # when the process exits (the at-exit hook the sealer registered runs flush)
+    sealer.flush()
+
+    # then nothing is left for beat, and the chain verifies
+    assert _pending() == 0
+    assert audit_chain_verify().ok
