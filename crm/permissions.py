@@ -126,7 +126,7 @@ def forget_permission_ids(**_kwargs: object) -> None:
 
 
 # Attribute of a user object loaded together with its team ids ({action: [team ids]}), for that object's
-# lifetime only (one request): see team_ids_sql_for_user.
+# lifetime only (one request): see team_ids_select, preload_team_ids and preload_request_team_ids.
 PRELOADED_TEAM_IDS = "_crm_team_ids"
 
 
