@@ -292,6 +292,8 @@ done = function(summary, latency, requests)
   local failed = e.connect + e.read + e.write + e.status + e.timeout
   io.write(string.format("WRK %%d %%d %%d %%d %%d\\n", summary.requests, failed, summary.duration,
     latency:percentile(50), latency:percentile(95)))
+  io.write(string.format("WRKERR connect=%%d read=%%d write=%%d status=%%d timeout=%%d\\n", e.connect, e.read,
+    e.write, e.status, e.timeout))
 end
 """
 
@@ -329,6 +331,9 @@ def _run_wrk(
             text=True,
         ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    detail = next(x for x in out.splitlines() if x.startswith("WRKERR "))
+    if " 0 " not in f" {detail.split('=', 1)[0]} " and any(not p.endswith("=0") for p in detail.split()[1:]):
+        print(f"  {scenario}: wrk errors {detail[7:]}", flush=True)
     n, errors, micros, p50, p95 = (int(x) for x in line.split()[1:])
     return {
         "requests": n,

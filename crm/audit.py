@@ -137,8 +137,17 @@ class ChainReport:
 SEAL_BATCH_SIZE = 500
 
 
-def audit_seal_pending(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> int:
+class ChainBusy(Exception):
+    """Another process holds the chain lock (raised by audit_seal_pending(wait=False))."""
+
+
+def audit_seal_pending(
+    *, batch_size: int = SEAL_BATCH_SIZE, using: str = "default", wait: bool = True
+) -> int:
     """Chain every pending entry whose entry_mac is valid; return how many were sealed.
+
+    `wait=False` (the after-commit seal of a request) never waits for the chain lock: when another process
+    holds it, ChainBusy is raised and nothing is done.
 
     Holds the chain's advisory lock only for the seal itself (a few milliseconds per batch), never for a
     business transaction: writers insert without the lock and whoever seals next chains their entries in id
@@ -153,7 +162,12 @@ def audit_seal_pending(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "defau
                 # A seal lost in a crash is redone by the next one (its entries are still pending), so it
                 # need not wait for its own WAL flush.
                 cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+                if wait:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+                else:
+                    cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+                    if not cur.fetchone()[0]:
+                        raise ChainBusy
             queue = AuditEntry.objects.using(using).filter(chain_seq=None, pk__gt=after)
             pending = list(queue.order_by("pk")[:batch_size])
             if not pending:
@@ -194,13 +208,17 @@ def audit_seal_pending(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "defau
             return sealed
 
 
-def _seal_quietly() -> None:
+def _seal_quietly(*, wait: bool = True) -> bool:
+    """Seal, never raising; False when the chain was busy (wait=False) and nothing was sealed."""
     import logging
 
     try:
-        audit_seal_pending()
+        audit_seal_pending(wait=wait)
+    except ChainBusy:
+        return False
     except Exception:  # the next seal (or beat) chains them; never fail a committed request over it
         logging.getLogger(__name__).exception("audit seal failed; entries stay pending until the next seal")
+    return True
 
 
 class _CoalescingSealer:
@@ -208,7 +226,8 @@ class _CoalescingSealer:
 
     Every seal takes the chain's lock and runs about six statements. Run after every commit it was most of
     the cost of an API write and put every writer of the system in one queue behind that lock. Here the
-    first commit after a quiet spell seals at once (inline, as before); commits arriving within the
+    first commit after a quiet spell seals at once (inline, but never waiting for the chain lock: when
+    another process holds it, the timer below seals instead); commits arriving within the
     interval only ask for a seal, and one timer thread of the process seals all of them when the interval
     is over (a batch of entries in one transaction). An entry therefore waits at most `interval` seconds
     plus one seal for its chain number; if the process dies in between, beat's per-minute seal chains it.
@@ -224,21 +243,32 @@ class _CoalescingSealer:
     def request(self) -> None:
         interval = float(getattr(settings, "AUDIT_SEAL_COALESCE_SECONDS", 0.0))
         now = time.monotonic()
+        if interval <= 0:
+            _seal_quietly()
+            return
         with self._lock:
-            inline = interval <= 0 or (self._timer is None and now - self._last >= interval)
+            inline = self._timer is None and now - self._last >= interval
             if inline:
                 self._last = now
-            elif self._timer is None:
-                delay = max(0.0, self._last + interval - now)
-                self._timer = threading.Timer(delay, self._deferred)
-                self._timer.daemon = True
-                self._timer.start()
-                if not self._exit_hook:
-                    # A command or task process that ends within the interval seals on its way out.
-                    atexit.register(self.flush)
-                    self._exit_hook = True
-        if inline:
-            _seal_quietly()
+            else:
+                self._schedule(max(0.0, self._last + interval - now))
+        # Inline, a request never waits for the chain lock: if another process is sealing (it may have read
+        # the queue before this commit), the timer seals a moment later instead.
+        if inline and not _seal_quietly(wait=False):
+            with self._lock:
+                self._schedule(interval)
+
+    def _schedule(self, delay: float) -> None:
+        """Start the timer unless one is pending (caller holds self._lock)."""
+        if self._timer is not None:
+            return
+        self._timer = threading.Timer(delay, self._deferred)
+        self._timer.daemon = True
+        self._timer.start()
+        if not self._exit_hook:
+            # A command or task process that ends within the interval seals on its way out.
+            atexit.register(self.flush)
+            self._exit_hook = True
 
     def flush(self) -> None:
         """Seal now what a pending timer would have sealed (process exit)."""

@@ -90,3 +90,37 @@ def test_a_process_ending_within_the_interval_seals_on_its_way_out(settings, mon
     # then nothing is left for beat, and the chain verifies
     assert _pending() == 0
     assert audit_chain_verify().ok
+
+
+def test_a_request_never_waits_for_the_chain_lock(sealer, team):
+    # given another process holding the chain lock (a long seal, or a stalled one)
+    import psycopg
+    from django.db import connection
+
+    from crm.models import AUDIT_CHAIN_LOCK
+
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        dbname=params["dbname"],
+        user=params.get("user"),
+        host=params.get("host"),
+        port=params.get("port"),
+        autocommit=True,
+    )
+    _wait_until_sealed(10 * INTERVAL)
+    time.sleep(INTERVAL)
+    other.execute("SELECT pg_advisory_lock(%s)", [AUDIT_CHAIN_LOCK])
+    try:
+        # when a write commits, then it returns at once and its entry waits, pending
+        started = time.monotonic()
+        _customer(team, 30)
+        assert time.monotonic() - started < 2
+        assert _pending() >= 1
+    finally:
+        other.execute("SELECT pg_advisory_unlock(%s)", [AUDIT_CHAIN_LOCK])
+        other.close()
+
+    # and once the lock is free, the timer chains it
+    _wait_until_sealed(20 * INTERVAL)
+    assert _pending() == 0
+    assert audit_chain_verify().ok
