@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
-from crm.admin import ScaleSafeAdmin
+from crm.admin import ReadOnlyAdminMixin, ScaleSafeAdmin
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
@@ -431,7 +431,7 @@ class ConsentEventAdmin(ScaleSafeAdmin):
 
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ScaleSafeAdmin):
+class ConsentStateAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
     """Current consent per customer × purpose, with the 同意を記録 / 同意を撤回 actions (GDPR Art. 7(3))."""
 
     list_display = ("id", "customer_history", "purpose", "granted", "version", "channel", "occurred_at")
@@ -453,18 +453,6 @@ class ConsentStateAdmin(ScaleSafeAdmin):
     @admin.display(description=_("顧客"))
     def customer_history(self, obj: ConsentState) -> str:
         return _history_link(obj.customer_id)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in ConsentState._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_record_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("consent.add_consentevent")

@@ -49,6 +49,24 @@ class ScaleSafeAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
+class ReadOnlyAdminMixin:
+    """A record nobody edits through the admin, superusers included (trails, proofs, derived state):
+    no add, change or delete, every field shown read-only."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        names = [f.name for f in self.model._meta.fields]  # type: ignore[attr-defined]
+        return [*self.readonly_fields, *(n for n in names if n not in self.readonly_fields)]  # type: ignore[attr-defined]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def _viewable_teams(request: HttpRequest) -> list[Team]:
     """teams_for(user, "view"), asked of guardian once per request (the filter and the planner hint)."""
     cached = getattr(request, "_crm_viewable_teams", None)
@@ -368,7 +386,7 @@ if admin.site.is_registered(AuditEntry):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ScaleSafeAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
     """The audit trail: read-only for everyone, superusers included. Edits are also caught by the chain."""
 
     list_display = (
@@ -390,18 +408,6 @@ class AuditEntryAdmin(ScaleSafeAdmin):
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         term = search_term.strip()
         return (queryset.filter(object_pk=term), False) if term else (queryset, False)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [f.name for f in AuditEntry._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 from crm.integrations import admin as _integrations_admin  # noqa: E402,F401

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from crm.admin import ReadOnlyAdminMixin
 from crm.retention import selectors, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 
@@ -223,7 +224,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetentionRun)
-class RetentionRunAdmin(admin.ModelAdmin):
+class RetentionRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs: read-only, with progress and live counts while running."""
 
     list_display = (
@@ -312,18 +313,9 @@ class RetentionRunAdmin(admin.ModelAdmin):
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((labels[k], c[k]) for k in labels)),
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Tombstone)
-class TombstoneAdmin(admin.ModelAdmin):
+class TombstoneAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Proof of erasures: keyed hashes, no personal data. Read-only."""
 
     list_display = ("short_hash", "scope", "action", "policy", "run", "reason", "performed_at")
@@ -338,15 +330,3 @@ class TombstoneAdmin(admin.ModelAdmin):
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         term = search_term.strip().lower()
         return (queryset.filter(subject_hash=term), False) if term else (queryset, False)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [f.name for f in Tombstone._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
