@@ -252,8 +252,8 @@ def _audit_batch(
 ) -> None:
     """One summary audit entry per batch: auditlog's signals do not see set-based SQL.
 
-    Written last in the batch transaction on purpose: the audit chain's advisory lock is held from here to
-    commit, so writing it first would serialise parallel batches for their whole duration.
+    Signed on insert like every entry and chained by the seal after the batch commits (crm.audit): no chain
+    lock is held by the batch transaction.
     Holds ids, field names and codes only; values of cleared fields are shown as [redacted].
     """
     single = len(ids) == 1
