@@ -134,14 +134,8 @@ def team_ids_select(user_id_column: str) -> str:
     """One SQL select-list item: for the user whose id is in `user_id_column`, every (permission id, team
     id) pair of the team permissions of ACTIONS, as a two-dimensional array (read by preload_team_ids).
     What team_ids_for answers for each action, in the same statement as the user."""
-    from django.contrib.auth import get_user_model
-
-    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
-
     ids = ", ".join(str(_permission_id(TEAM_PERMS[action]) or 0) for action in ACTIONS)
-    direct = TeamUserObjectPermission._meta.db_table
-    via_group = TeamGroupObjectPermission._meta.db_table
-    user_groups = get_user_model().groups.through._meta.db_table
+    direct, via_group, user_groups = _permission_tables()
     return (
         f"ARRAY(SELECT ARRAY[p.permission_id, p.content_object_id] FROM {direct} p"  # noqa: S608
         f" WHERE p.user_id = {user_id_column} AND p.permission_id IN ({ids})"
@@ -176,16 +170,23 @@ def preload_request_team_ids(user: AbstractBaseUser | AnonymousUser) -> None:
         preload_team_ids(user, cur.fetchone()[0])
 
 
-@functools.cache
-def _team_ids_sql() -> str:
-    """One constant statement (no ORM compilation per call): the user's direct and group team permissions."""
+def _permission_tables() -> tuple[str, str, str]:
+    """guardian's direct-FK tables of team permissions (user, group) and the user↔group table."""
     from django.contrib.auth import get_user_model
 
     from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
 
-    direct = TeamUserObjectPermission._meta.db_table
-    via_group = TeamGroupObjectPermission._meta.db_table
-    user_groups = get_user_model().groups.through._meta.db_table
+    return (
+        TeamUserObjectPermission._meta.db_table,
+        TeamGroupObjectPermission._meta.db_table,
+        get_user_model().groups.through._meta.db_table,
+    )
+
+
+@functools.cache
+def _team_ids_sql() -> str:
+    """One constant statement (no ORM compilation per call): the user's direct and group team permissions."""
+    direct, via_group, user_groups = _permission_tables()
     # Table names from the models' metadata, values as parameters.
     return f"""
         SELECT content_object_id FROM {direct} WHERE user_id = %(user)s AND permission_id = %(perm)s

@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import APIKeyQuery, HttpBearer
 
+from crm.auth import CrmModelBackend
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.ratelimit import rate_limit_hit
 from crm.integrations.selectors import api_client_for_token
@@ -41,12 +41,12 @@ _permission_cache: dict[int, tuple[float, set[str], set[str]]] = {}
 
 
 def _load_cached_permissions(client: ApiClient) -> None:
-    """Fill Django's own per-user permission caches from the process cache (ModelBackend reads them)."""
+    """Fill Django's own per-user permission caches from the process cache (the backends read them)."""
     user = client.user
     now = time.monotonic()
     hit = _permission_cache.get(user.pk)
     if hit is None or now - hit[0] > PERMISSION_CACHE_SECONDS:
-        backend = ModelBackend()
+        backend = CrmModelBackend()  # both permission sets from one statement
         hit = (now, set(backend.get_user_permissions(user)), set(backend.get_group_permissions(user)))
         _permission_cache[user.pk] = hit
     user._user_perm_cache = set(hit[1])  # type: ignore[attr-defined]
