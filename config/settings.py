@@ -31,7 +31,7 @@ PRODUCTION = DJANGO_ENV == "production"
 # Development-only secrets. Never used in production: `_secret()` refuses them there.
 _DEV_SECRETS = {
     "SECRET_KEY": "dev-insecure-secret-key-do-not-use-in-production-0123456789abcdef",
-    # Fernet keys (urlsafe base64 of 32 bytes); newest first.
+    # Field keys (urlsafe base64 of 32 bytes, the format of Fernet.generate_key()); newest first.
     "FIELD_ENCRYPTION_KEYS": "ZGV2LWZpZWxkLWtleS0yLW5vdC1mb3ItcHJvZHVjdGk=,"
     "ZGV2LWZpZWxkLWtleS0xLW5vdC1mb3ItcHJvZHVjdGk=",
     "BLIND_INDEX_KEY": "dev-blind-index-key-not-for-production-use-0123456789",

@@ -6,6 +6,7 @@ data that the standing fixtures create.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import Error
 from django.core.management import call_command
@@ -127,12 +128,12 @@ def test_encrypted_field_round_trip_and_ciphertext_at_rest(team, field):
     # when the row is read back through the ORM and, separately, straight from the column
     fresh = Customer.objects.get(pk=customer.pk)
     raw = raw_tokens(Customer, customer.pk)[field]
-    # then the ORM gives the clear value back, while the column holds a Fernet token, not the value
+    # then the ORM gives the clear value back, while the column holds an AES-256-GCM token, not the value
     assert getattr(fresh, field) == clear
     serialised = clear.isoformat() if isinstance(clear, dt.date) else clear
     assert raw != serialised
     assert serialised not in raw
-    assert raw.startswith("gAAAAA")  # Fernet version byte 0x80, base64
+    assert base64.urlsafe_b64decode(raw)[:1] == b"\x02"  # format version 2: AES-256-GCM
     assert decrypt_str(raw) == serialised
 
 
@@ -392,9 +393,10 @@ def test_rotate_keys_reencrypts_everything_under_the_new_key(team):
     tokens = all_raw_tokens()
     assert len(tokens) == 5 * len(CLEAR_VALUES) + 1
     for token in tokens.values():
-        Fernet(new.encode()).decrypt(token.encode())  # raises InvalidToken if not
-        with pytest.raises(InvalidToken):
-            Fernet(old.encode()).decrypt(token.encode())
+        with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
+            decrypt_str(token)  # raises DecryptionError if not
+        with override_settings(FIELD_ENCRYPTION_KEYS=[old]), pytest.raises(DecryptionError):
+            decrypt_str(token)
     # and with only the new key configured, the data and the canary read as before
     with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
         verify_encryption_canary()
@@ -567,6 +569,77 @@ def test_rotate_token_moves_a_token_to_the_newest_key():
         assert decrypt_str(rotated) == "山田"
         with pytest.raises(DecryptionError):
             rotate_token(token)
+
+
+# --- the token format -----------------------------------------------------------------------------------
+
+
+def _flip(token: str, at: int) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(token))
+    raw[at] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("part", "at"),
+    [("version", 0), ("key id", 2), ("nonce", 8), ("ciphertext", 20), ("tag", -1)],
+)
+def test_a_token_changed_in_any_part_is_refused(part, at):
+    # given a token of the current format (version | key id | nonce | ciphertext | tag)
+    token = encrypt_str("taro@example.com")
+    # when one bit of that part is flipped, then no key opens it: never a wrong clear value
+    with pytest.raises(DecryptionError):
+        decrypt_str(_flip(token, at))
+    assert token_key_index(_flip(token, at)) is None
+
+
+def test_tokens_are_not_base64_of_anything_else():
+    # given values that are not tokens, then they are refused, not returned
+    for junk in ("", "not a token", "AgAA", "山田"):
+        with pytest.raises(DecryptionError):
+            decrypt_str(junk)
+
+
+def test_legacy_fernet_tokens_still_open_and_rotation_rewrites_them_in_the_current_format(team):
+    # given a token written by an earlier release (Fernet) under today's newest key, and a customer row
+    # whose email column holds such a token
+    key = new_key()
+    legacy = Fernet(key.encode()).encrypt("taro@example.com".encode()).decode("ascii")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[key]):
+        canary_under_current_keys()
+        customer = full_customer(team)
+        with connection.cursor() as cur:
+            cur.execute("UPDATE crm_customer SET email = %s WHERE id = %s", [legacy, customer.pk])
+        # then it still reads as its clear value, and it counts as under the newest key
+        assert decrypt_str(legacy) == "taro@example.com"
+        assert Customer.objects.get(pk=customer.pk).email == "taro@example.com"
+        assert token_key_index(legacy) == 0
+        # when rotate_keys runs with the same single key
+        call_command("rotate_keys", stdout=io.StringIO())
+        # then the column holds a current-format token of the same value
+        token = raw_tokens(Customer, customer.pk)["email"]
+        assert token != legacy
+        assert base64.urlsafe_b64decode(token)[:1] == b"\x02"
+        assert decrypt_str(token) == "taro@example.com"
+        # and a second run finds nothing left to do
+        out = io.StringIO()
+        call_command("rotate_keys", stdout=out)
+        assert raw_tokens(Customer, customer.pk)["email"] == token
+
+
+def test_a_token_names_its_key_so_a_listed_key_never_needs_trying():
+    # given two keys and a token under each
+    a, b = new_key(), new_key()
+    with override_settings(FIELD_ENCRYPTION_KEYS=[a]):
+        under_a = encrypt_str("x")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[b]):
+        under_b = encrypt_str("x")
+    # then their key ids differ, and each opens under its own key in either order of the list
+    assert base64.urlsafe_b64decode(under_a)[1:5] != base64.urlsafe_b64decode(under_b)[1:5]
+    for keys in ([a, b], [b, a]):
+        with override_settings(FIELD_ENCRYPTION_KEYS=keys):
+            assert decrypt_str(under_a) == decrypt_str(under_b) == "x"
+            assert token_key_index(under_a) == keys.index(a)
 
 
 # --- blind-index search through the selector ----------------------------------------------------------

@@ -4,7 +4,7 @@ Nothing is stored or logged: the output goes to the terminal of the operator, wh
 store. Values are url-safe base64, so they need no quoting in a shell or an `.env` file and never start with
 `$` (which django-environ would read as a reference to another variable).
 
-`--field-key` prints only a new Fernet key, for rotation: put it FIRST in FIELD_ENCRYPTION_KEYS, keep the old
+`--field-key` prints only a new field key (32 random bytes, url-safe base64), for rotation: put it FIRST in FIELD_ENCRYPTION_KEYS, keep the old
 keys after it, restart, then run `manage.py rotate_keys`.
 """
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--field-key",
             action="store_true",
-            help="鍵ローテーション用に Fernet 鍵を1つだけ表示（FIELD_ENCRYPTION_KEYS の先頭に追加）",
+            help="鍵ローテーション用にフィールド暗号鍵を1つだけ表示（FIELD_ENCRYPTION_KEYS の先頭に追加）",
         )
 
     def handle(self, *args: Any, field_key: bool = False, **opts: Any) -> None:

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 
-from crm.crypto import key_fingerprint, reencrypt_token, token_key_index
+from crm.crypto import is_current, key_fingerprint, reencrypt_token, token_key_index
 from crm.fields import _EncryptedMixin
 
 UNREADABLE_SHOWN = 10  # ids listed per column when no key opens a token
@@ -55,6 +55,7 @@ class TableReport:
     rows: int = 0
     empty: int = 0
     rotated: int = 0
+    outdated: int = 0  # tokens not in the current format under the newest key (what a run rewrites)
     by_key: Counter[int] = field(default_factory=Counter)
     unreadable: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -173,10 +174,9 @@ class Command(BaseCommand):
                 break
             last = rows[-1][0]
             report.rows += len(rows)
-            stale = sum(n for k, n in report.by_key.items() if k != 0)
             self.stdout.write(
                 f"  {report.label}: {report.rows:,}/{max(estimate, report.rows):,} 行（主キー ≤ {last}）"
-                + (f"旧い鍵のトークン {stale:,} 件" if dry_run else f"再暗号化 {report.rotated:,} 件")
+                + (f"再暗号化が必要なトークン {report.outdated:,} 件" if dry_run else f"再暗号化 {report.rotated:,} 件")
             )
         return report
 
@@ -198,6 +198,8 @@ class Command(BaseCommand):
                 report.unreadable.setdefault(column.name, []).append(pk_value)
                 continue
             report.by_key[index] += 1
+            if not is_current(token):
+                report.outdated += 1
             if fresh is not None:
                 tokens[i] = fresh
                 report.rotated += 1
@@ -254,6 +256,7 @@ class Command(BaseCommand):
             ]
             self.stdout.write(
                 f"  {report.label}: {report.rows:,} 行 — " + "、".join(parts) + f"、空 {report.empty:,}"
+                + f"（うち旧形式・旧鍵 {report.outdated:,}）"
             )
             for column, ids in report.unreadable.items():
                 shown = ", ".join(str(i) for i in ids[:UNREADABLE_SHOWN])
