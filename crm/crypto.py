@@ -134,7 +134,8 @@ def _open(token: str) -> tuple[int, bytes]:
         raise InvalidToken
     index, key = found
     try:
-        return index, key.aead.decrypt(raw[_HEADER : _HEADER + _NONCE], raw[_HEADER + _NONCE :], raw[:_HEADER])
+        nonce, sealed = raw[_HEADER : _HEADER + _NONCE], raw[_HEADER + _NONCE :]
+        return index, key.aead.decrypt(nonce, sealed, raw[:_HEADER])
     except InvalidTag as exc:
         raise InvalidToken from exc
 

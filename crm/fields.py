@@ -1,7 +1,7 @@
 """Encrypted model fields. Values are encrypted in Python before they reach the database.
 
-Stored as text (an AES-256-GCM token, see crm.crypto). Lookups other than `isnull` are meaningless on ciphertext and are refused;
-exact search goes through the blind-index columns instead.
+Stored as text (an AES-256-GCM token, see crm.crypto). Lookups other than `isnull` are meaningless on
+ciphertext and are refused; exact search goes through the blind-index columns instead.
 """
 
 from __future__ import annotations

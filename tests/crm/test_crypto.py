@@ -604,7 +604,7 @@ def test_legacy_fernet_tokens_still_open_and_rotation_rewrites_them_in_the_curre
     # given a token written by an earlier release (Fernet) under today's newest key, and a customer row
     # whose email column holds such a token
     key = new_key()
-    legacy = Fernet(key.encode()).encrypt("taro@example.com".encode()).decode("ascii")
+    legacy = Fernet(key.encode()).encrypt(b"taro@example.com").decode("ascii")
     with override_settings(FIELD_ENCRYPTION_KEYS=[key]):
         canary_under_current_keys()
         customer = full_customer(team)

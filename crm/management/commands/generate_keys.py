@@ -4,8 +4,8 @@ Nothing is stored or logged: the output goes to the terminal of the operator, wh
 store. Values are url-safe base64, so they need no quoting in a shell or an `.env` file and never start with
 `$` (which django-environ would read as a reference to another variable).
 
-`--field-key` prints only a new field key (32 random bytes, url-safe base64), for rotation: put it FIRST in FIELD_ENCRYPTION_KEYS, keep the old
-keys after it, restart, then run `manage.py rotate_keys`.
+`--field-key` prints only a new field key (32 random bytes, url-safe base64), for rotation: put it FIRST in
+FIELD_ENCRYPTION_KEYS, keep the old keys after it, restart, then run `manage.py rotate_keys`.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ class Command(BaseCommand):
             report.rows += len(rows)
             self.stdout.write(
                 f"  {report.label}: {report.rows:,}/{max(estimate, report.rows):,} 行（主キー ≤ {last}）"
-                + (f"再暗号化が必要なトークン {report.outdated:,} 件" if dry_run else f"再暗号化 {report.rotated:,} 件")
+                + (f"要再暗号化 {report.outdated:,} 件" if dry_run else f"再暗号化 {report.rotated:,} 件")
             )
         return report
 
@@ -255,7 +255,9 @@ class Command(BaseCommand):
                 for i in range(len(keys))
             ]
             self.stdout.write(
-                f"  {report.label}: {report.rows:,} 行 — " + "、".join(parts) + f"、空 {report.empty:,}"
+                f"  {report.label}: {report.rows:,} 行 — "
+                + "、".join(parts)
+                + f"、空 {report.empty:,}"
                 + f"（うち旧形式・旧鍵 {report.outdated:,}）"
             )
             for column, ids in report.unreadable.items():
