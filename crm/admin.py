@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from html import escape as _escape
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import _coerce_field_name
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
@@ -16,6 +17,8 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import get_format
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
@@ -77,13 +80,25 @@ def _viewable_teams(request: HttpRequest) -> list[Team]:
 
 
 class IndexedSortChangeList(ChangeList):
-    """A changelist that sorts only by `sortable_by`, whatever `?o=` asks: the admin hides the other
-    headers' sort links but would still honour a hand-written URL, sorting a million rows."""
+    """A changelist that sorts only by `sortable_by`, whatever `?o=` asks (the admin hides the other headers'
+    sort links but would still honour a hand-written URL, sorting a million rows), and that takes the count
+    of a short first page from its rows."""
 
     def get_ordering_field(self, field_name: Any) -> Any:
         if field_name not in self.sortable_by:
             return None
         return super().get_ordering_field(field_name)
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # A first page that is not full holds every matching row: the count is exact, whatever the
+        # paginator estimated (crm.paginators: estimates can be wrong for correlated filters).
+        shown = len(self.result_list)
+        if self.page_num == 1 and shown < self.list_per_page and self.result_count != shown:
+            self.result_count = shown
+            self.paginator.__dict__["count"] = shown  # the cached_property, for the page links
+            self.multi_page = False
+            self.can_show_all = True
 
 
 class TeamListFilter(admin.SimpleListFilter):
@@ -122,6 +137,55 @@ def _masked_reader(name: str) -> Callable[[Any, Customer], Any]:
     return read
 
 
+# Django date-format characters this fast path writes itself, each exactly as django.utils.dateformat does.
+_DATE_PARTS: dict[str, Callable[[Any], str]] = {
+    "Y": lambda d: f"{d.year:04d}",
+    "y": lambda d: f"{d.year % 100:02d}",
+    "m": lambda d: f"{d.month:02d}",
+    "n": lambda d: str(d.month),
+    "d": lambda d: f"{d.day:02d}",
+    "j": lambda d: str(d.day),
+    "H": lambda d: f"{d.hour:02d}",
+    "G": lambda d: str(d.hour),
+    "i": lambda d: f"{d.minute:02d}",
+    "s": lambda d: f"{d.second:02d}",
+}
+
+
+# Every character django.utils.dateformat reads as a format character (its re_formatchars).
+_DJANGO_FORMAT_CHARS = frozenset("aAbBcdDeEfFgGhHiIjlLmMnNoOPrsStTUuwWyYzZ")
+
+
+def compiled_date_format(fmt: str) -> Callable[[Any], str] | None:
+    """A function writing a datetime in Django format `fmt` (e.g. Japanese 'Y年n月j日G:i'), or None when
+    `fmt` uses a character not handled here (month names, am/pm, …): the caller then uses Django's own
+    formatting. django.utils.dateformat re-parses the format and resolves it character by character for
+    every value, a tenth of the list page's time at 50 rows; tests compare the two."""
+    if "\\\\" in fmt:  # Django's own parsing of a doubled backslash is its own; leave it to Django
+        return None
+    parts: list[Callable[[Any], str] | str] = []
+    escaped = False
+    for char in fmt:
+        if escaped:
+            parts.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in _DATE_PARTS:
+            parts.append(_DATE_PARTS[char])
+        elif char in _DJANGO_FORMAT_CHARS:
+            return None
+        else:
+            parts.append(char)
+    if escaped:
+        return None
+
+    def write(value: Any) -> str:
+        return "".join(part if type(part) is str else part(value) for part in parts)  # type: ignore[operator]
+
+    return write
+
+
 def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]:
     """One column of CustomerAdmin.result_rows: the value as Django's admin displays it, escaped
     (html.escape of str(): what django.utils.html.escape does, without its lazy-string wrapper per cell)."""
@@ -153,6 +217,19 @@ def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]
 
         return show_choice
     if isinstance(field, models.DateTimeField):
+        fast = compiled_date_format(str(get_format("DATETIME_FORMAT"))) if settings.USE_TZ else None
+        if fast is not None:
+            zone = timezone.get_current_timezone()
+
+            def show_datetime(obj: Customer) -> str:
+                # display_for_field of an aware datetime: localtime in the current zone, then the format.
+                value = getattr(obj, field.attname)
+                if value is None:
+                    return f'<td class="{css} nowrap">{empty_html}</td>'
+                local = value if value.tzinfo is None else value.astimezone(zone)
+                return f'<td class="{css} nowrap">{_escape(fast(local))}</td>'
+
+            return show_datetime
 
         def show_field(obj: Customer) -> str:
             value = display_for_field(getattr(obj, field.attname), field, empty)

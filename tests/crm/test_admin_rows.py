@@ -7,8 +7,11 @@ import datetime as dt
 
 import pytest
 from django.contrib.admin.templatetags.admin_list import items_for_result
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.dateformat import format as django_date_format
+from django.utils.formats import get_format
 
+from crm.admin import compiled_date_format
 from crm.models import Customer
 from tests.factories import CustomerFactory
 
@@ -28,8 +31,8 @@ def varied_customers(team):
     return made
 
 
-def _page(client, url):
-    response = client.get(url)
+def _page(client, url, language="ja"):
+    response = client.get(url, headers={"Accept-Language": language})
     assert response.status_code == 200
     cl = response.context["cl"]
     return response.content.decode(), cl
@@ -38,16 +41,19 @@ def _page(client, url):
 @pytest.mark.django_db
 @pytest.mark.parametrize("who", ["owner", "privacy_officer"])
 @pytest.mark.parametrize("query", ["", "?status=stop_use", "?o=1"])
-def test_rows_are_the_html_django_would_write(client, request, varied_customers, who, query):
-    # given a user who sees masked values (staff) or clear ones (privacy officer), and a filter or sort
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_rows_are_the_html_django_would_write(client, request, varied_customers, who, query, language):
+    # given a user who sees masked values (staff) or clear ones (privacy officer), a filter or sort, and
+    # the page in Japanese (dates through the fast path) or English (Django's own date formatting)
     client.force_login(request.getfixturevalue(who))
 
     # when the changelist is shown
-    html, cl = _page(client, f"/admin/crm/customer/{query}")
+    html, cl = _page(client, f"/admin/crm/customer/{query}", language)
 
     # then each row is, character for character, what the stock renderer makes of the same objects
-    ours = list(cl.model_admin.result_rows(cl))
-    stock = ["".join(items_for_result(cl, obj, None)) for obj in cl.result_list]
+    with translation.override(language):
+        ours = list(cl.model_admin.result_rows(cl))
+        stock = ["".join(items_for_result(cl, obj, None)) for obj in cl.result_list]
     assert ours == stock
     assert len(ours) == len(cl.result_list) > 0
     # and the page prints them
@@ -97,3 +103,30 @@ def test_a_staff_list_page_asks_for_the_users_teams_once(client, owner, outsider
     team_reads = [q for q in ctx.captured_queries if "crm_teamuserobjectpermission" in q["sql"]]
     assert len(team_reads) == 1
     assert {c.team_id for c in cl.result_list} == {owner.team_memberships.first().team_id}
+
+
+MOMENTS = [
+    dt.datetime(2026, 1, 2, 3, 4, 5),
+    dt.datetime(2026, 12, 31, 23, 59, 59),
+    dt.datetime(2000, 10, 10, 0, 0, 0),
+    dt.datetime(999, 7, 1, 12, 30, 0),
+]
+
+
+@pytest.mark.parametrize("fmt", ["Y年n月j日G:i", "Y-m-d H:i:s", "y/n/j G時i分", r"Y\Y n\n", "j.n.Y"])
+def test_compiled_date_formats_write_what_django_writes(fmt):
+    # given a format the fast path handles, then every moment is written exactly as Django writes it
+    write = compiled_date_format(fmt)
+    assert write is not None
+    for moment in MOMENTS:
+        assert write(moment) == django_date_format(moment, fmt), moment
+
+
+@pytest.mark.parametrize("fmt", ["N j, Y, P", "D, j M Y", "Y年n月j日 A", "trailing\\", r"Y\\Y"])
+def test_formats_with_names_or_am_pm_are_left_to_django(fmt):
+    # given a format with month or day names, am/pm, a dangling or doubled escape: the fast path declines it
+    assert compiled_date_format(fmt) is None
+
+
+def test_the_japanese_datetime_format_takes_the_fast_path():
+    assert compiled_date_format(str(get_format("DATETIME_FORMAT", lang="ja"))) is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import phonenumbers
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -82,6 +83,60 @@ def test_mask_email(value, masked):
 def test_mask_phone(value, masked):
     # given a phone number, when masked, then the middle is hidden and short numbers show little
     assert mask_phone(value) == masked
+
+
+E164_SAMPLES = [
+    "+819012345678",
+    "+818012345678",
+    "+817012345678",
+    "+81312345678",
+    "+81612345678",
+    "+81451234567",
+    "+81120123456",
+    "+81570123456",
+    "+81112345678",
+    "+81126712345",
+    "+8150123456789",
+    "+14155552671",
+    "+12025550123",
+    "+442071234567",
+    "+447911123456",
+    "+33123456789",
+    "+4930123456",
+    "+8613812345678",
+    "+85212345678",
+    "+6591234567",
+    "+61212345678",
+    "+82212345678",
+    "+390612345678",
+    "+79123456789",
+    "+999123",
+    "+",
+    "+81",
+    "+81abc",
+    "+８１9012345678",
+]
+
+
+@pytest.mark.parametrize("value", E164_SAMPLES)
+def test_the_e164_shortcut_masks_exactly_as_the_full_parser(value):
+    # given a stored E.164 value (or something that only looks like one), when masked through the shortcut,
+    # then the result is the one of phonenumbers.parse() (the shortcut declines what it cannot do exactly)
+    from crm import classification
+
+    number = classification._e164(value)
+    if number is not None:
+        assert number == phonenumbers.parse(value, "JP")
+    assert mask_phone(value) == _mask_phone_by_parsing(value)
+
+
+def _mask_phone_by_parsing(value):
+    from unittest import mock
+
+    from crm import classification
+
+    with mock.patch.object(classification, "_e164", return_value=None):
+        return mask_phone(value)
 
 
 @pytest.mark.parametrize(

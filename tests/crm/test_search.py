@@ -71,6 +71,37 @@ def test_filtered_count_stops_at_the_cap_and_estimates_beyond(team, monkeypatch)
 
 
 @pytest.mark.django_db
+def test_a_large_filtered_estimate_is_taken_without_counting(team, monkeypatch):
+    # given a filter the planner estimates at 200,000 rows (a staff member's whole team)
+    monkeypatch.setattr(paginators, "query_estimate", lambda qs: 200_000)
+    CustomerFactory.create_batch(2, team=team)
+    paginator = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 50)
+    # when counting
+    with CaptureQueriesContext(connection) as ctx:
+        count = paginator.count
+    # then the estimate stands and no COUNT ran
+    assert count == 200_000
+    assert _counts(ctx) == []
+
+
+@pytest.mark.django_db
+def test_a_short_first_page_corrects_an_estimate_that_was_too_high(client, team, owner, monkeypatch):
+    # given a team of three customers and a planner that (wrongly) estimates 200,000 for the filter
+    monkeypatch.setattr(paginators, "query_estimate", lambda qs: 200_000)
+    CustomerFactory.create_batch(3, team=team)
+    client.force_login(owner)
+    # when the team member opens the changelist
+    response = client.get("/admin/crm/customer/")
+    # then the count shown is the three rows on the page, with no page links to empty pages
+    cl = response.context["cl"]
+    assert len(cl.result_list) == 3
+    assert cl.result_count == 3
+    assert cl.paginator.count == 3
+    assert not cl.multi_page
+    assert "200,000" not in response.content.decode() and "200000" not in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
     # given a count that would take longer than the admin's count timeout
     settings.ADMIN_COUNT_TIMEOUT_MS = 20
