@@ -166,6 +166,9 @@ if not _database_url:
 DATABASES = {"default": env.db_url_config(_database_url)}
 if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
+# Django's PostgreSQL backend with a health check that polls the socket before it asks the server
+# (config/database/base.py): CONN_HEALTH_CHECKS without a `SELECT 1` round trip per request.
+DATABASES["default"]["ENGINE"] = "config.database"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The constant statements of the API's hot path (crm.rawsql) bind on the server and are prepared after this
@@ -279,6 +282,8 @@ LOGGING = {
 
 # Customer changelist: how long an exact count may take before the estimate is shown.
 ADMIN_COUNT_TIMEOUT_MS = env.int("ADMIN_COUNT_TIMEOUT_MS", default=150)
+# How long a process keeps a list's row estimate ("約 n 件"); exact counts are never kept (crm.paginators).
+ADMIN_ESTIMATE_CACHE_SECONDS = env.float("ADMIN_ESTIMATE_CACHE_SECONDS", default=60.0)
 
 # Integration API (crm/integrations): per-client rate limit, per-address budget of publishable (cookie)
 # keys, where the counters live, and how long an Idempotency-Key's answer is kept.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from html import escape as _escape
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import _coerce_field_name
@@ -43,6 +45,24 @@ if not PERSONAL:
     raise RuntimeError("crm.Customer has no personal fields in the registry; refusing to show them unmasked.")
 
 
+class _RenderedOnceMedia(forms.Media):
+    """The admin's own scripts, rendered to HTML once per process: ModelAdmin.media builds a new Media on
+    every request, and rendering it merges the lists (a topological sort) and resolves each static URL."""
+
+    @functools.cached_property
+    def _html(self) -> SafeString:
+        return super().render()
+
+    def render(self) -> SafeString:
+        return self._html
+
+
+@functools.cache
+def _admin_media(debug: bool) -> forms.Media:
+    stock = admin.ModelAdmin.media.fget(None)  # type: ignore[attr-defined]  # reads only settings.DEBUG
+    return _RenderedOnceMedia(css=stock._css, js=stock._js)
+
+
 class ScaleSafeAdmin(admin.ModelAdmin):
     """Admin defaults for tables with millions of rows (see pitfalls: Django admin at 1–10 M rows)."""
 
@@ -50,6 +70,10 @@ class ScaleSafeAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+
+    @property
+    def media(self) -> forms.Media:
+        return _admin_media(settings.DEBUG)
 
 
 class ReadOnlyAdminMixin:
@@ -90,15 +114,27 @@ class IndexedSortChangeList(ChangeList):
         return super().get_ordering_field(field_name)
 
     def get_results(self, request: HttpRequest) -> None:
-        super().get_results(request)
-        # A first page that is not full holds every matching row: the count is exact, whatever the
-        # paginator estimated (crm.paginators: estimates can be wrong for correlated filters).
-        shown = len(self.result_list)
-        if self.page_num == 1 and shown < self.list_per_page and self.result_count != shown:
-            self.result_count = shown
-            self.paginator.__dict__["count"] = shown  # the cached_property, for the page links
-            self.multi_page = False
-            self.can_show_all = True
+        """Django's get_results, but the first page is read before anything is counted: a page with fewer
+        rows than list_per_page holds every match, so its count is exact and no count runs at all (an
+        exact search, a small team); a full page takes the paginator's count (crm.paginators), and is not
+        read a second time."""
+        if self.page_num != 1 or self.show_all or self.model_admin.show_full_result_count:
+            super().get_results(request)
+            return
+        paginator = self.model_admin.get_paginator(request, self.queryset, self.list_per_page)
+        rows = list(self.queryset[: self.list_per_page + 1])
+        if len(rows) <= self.list_per_page:
+            paginator.__dict__["count"] = len(rows)  # the cached_property: exact, nothing to count
+        # Never fewer than the rows seen: a full page means more than one page, whatever was estimated.
+        count = paginator.__dict__["count"] = max(paginator.count, len(rows))
+        self.result_count = count
+        self.show_full_result_count = False
+        self.show_admin_actions = True  # as Django's, when entries are not counted in full
+        self.full_result_count = None
+        self.result_list = rows[: self.list_per_page]
+        self.can_show_all = count <= self.list_max_show_all
+        self.multi_page = count > self.list_per_page
+        self.paginator = paginator
 
 
 class TeamListFilter(admin.SimpleListFilter):

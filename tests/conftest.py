@@ -9,6 +9,7 @@ from django.db import connection
 
 from crm import services
 from crm.models import TeamMembership
+from crm.paginators import _ESTIMATES
 from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
 
@@ -18,6 +19,8 @@ def _postgres_only() -> None:
     assert connection.vendor == "postgresql"
     # A transactional test's flush recreates content types with new ids; never reuse cached old ones.
     ContentType.objects.clear_cache()
+    # Row estimates are kept per process (crm.paginators); a test's tables are not the previous test's.
+    _ESTIMATES.clear()
 
 
 @pytest.fixture

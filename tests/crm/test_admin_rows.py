@@ -130,3 +130,19 @@ def test_formats_with_names_or_am_pm_are_left_to_django(fmt):
 
 def test_the_japanese_datetime_format_takes_the_fast_path():
     assert compiled_date_format(str(get_format("DATETIME_FORMAT", lang="ja"))) is not None
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_admin_scripts_rendered_once_are_djangos(settings, debug):
+    # given DEBUG on or off (full or minified scripts)
+    from django.contrib import admin
+
+    from crm.admin import CustomerAdmin
+
+    settings.DEBUG = debug
+    # then the customer admin's media is the stock ModelAdmin's, rendered identically, twice over
+    ours = CustomerAdmin(Customer, admin.site).media
+    stock = admin.ModelAdmin(Customer, admin.site).media
+    assert str(ours) == str(stock) == str(ours)
+    # and it still combines with a form's media as Media does
+    assert str(ours + stock) == str(stock + stock)

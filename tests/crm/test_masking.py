@@ -243,12 +243,34 @@ def test_changelist_queries_do_not_grow_with_rows_count_or_scan(client, request,
 
     # then the number of queries is the same (no per-row query) …
     assert len(many) == len(few)
-    # … every count is bounded by a LIMIT (never COUNT(*) over the table) …
-    counts = [q for q in many + searched if "COUNT(" in q.upper()]
-    assert counts
-    assert all("LIMIT" in q.upper() or "RELTUPLES" in q.upper() for q in counts)
+    # … a first page shorter than list_per_page is counted from its rows: no count query at all …
+    assert not [q for q in many + searched if "COUNT(" in q.upper() or "RELTUPLES" in q.upper()]
     # … and no search uses LIKE (a full scan on ciphertext)
     assert not [q for q in searched if " LIKE " in q.upper()]
+
+
+@pytest.mark.django_db
+def test_a_full_first_page_is_counted_with_a_bound_and_read_once(client, owner, team):
+    # given more customers than one page holds
+    from crm.admin import CustomerAdmin
+
+    CustomerFactory.create_batch(CustomerAdmin.list_per_page + 2, team=team)
+    client.force_login(owner)
+    _changelist_queries(client)
+    # when the list is shown
+    queries = _changelist_queries(client)
+    response = client.get(reverse("admin:crm_customer_changelist"))
+    # then the count is bounded (LIMIT) or the planner's, never COUNT(*) over the table …
+    counts = [q for q in queries if "COUNT(" in q.upper()]
+    assert counts
+    assert all("LIMIT" in q.upper() for q in counts)
+    # … the page's rows are read once, and the page knows there is a second page
+    pages = [q for q in queries if '"crm_customer"."family_name"' in q and q.upper().startswith("SELECT")]
+    assert len(pages) == 1
+    cl = response.context["cl"]
+    assert cl.result_count == CustomerAdmin.list_per_page + 2
+    assert cl.multi_page
+    assert len(cl.result_list) == CustomerAdmin.list_per_page
 
 
 # --- the change page ---------------------------------------------------------------------------------

@@ -85,6 +85,32 @@ def test_a_large_filtered_estimate_is_taken_without_counting(team, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_estimates_are_kept_for_a_while_and_exact_counts_never(team, monkeypatch, settings):
+    # given a planner that answers 200,000 for the team filter, and two customers of the team
+    asked = []
+    monkeypatch.setattr(paginators, "query_estimate", lambda qs: asked.append(1) or 200_000)
+    CustomerFactory.create_batch(2, team=team)
+
+    def count():
+        return EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 50).count
+
+    # when the same list is counted twice, then the planner is asked once
+    assert count() == count() == 200_000
+    assert len(asked) == 1
+    # and once the estimate is older than ADMIN_ESTIMATE_CACHE_SECONDS it is asked again
+    settings.ADMIN_ESTIMATE_CACHE_SECONDS = 0
+    assert count() == 200_000
+    assert len(asked) == 2
+    # an exact count (small estimate) is counted every time, never kept
+    settings.ADMIN_ESTIMATE_CACHE_SECONDS = 60
+    monkeypatch.setattr(paginators, "query_estimate", lambda qs: 5)
+    other = Customer.objects.filter(team=team, status=Customer.Status.ACTIVE).order_by("-id")
+    assert EstimatedCountPaginator(other, 50).count == 2
+    CustomerFactory(team=team)
+    assert EstimatedCountPaginator(other, 50).count == 3
+
+
+@pytest.mark.django_db
 def test_a_short_first_page_corrects_an_estimate_that_was_too_high(client, team, owner, monkeypatch):
     # given a team of three customers and a planner that (wrongly) estimates 200,000 for the filter
     monkeypatch.setattr(paginators, "query_estimate", lambda qs: 200_000)
