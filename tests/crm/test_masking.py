@@ -130,13 +130,26 @@ def test_the_e164_shortcut_masks_exactly_as_the_full_parser(value):
     assert mask_phone(value) == _mask_phone_by_parsing(value)
 
 
+def test_japanese_mobile_numbers_mask_as_the_full_parser_writes_them():
+    # given Japanese mobile numbers of every prefix (070, 080, 090), the extremes and random ones
+    import random
+
+    rng = random.Random(20261126)
+    samples = [f"+81{p}0{n:08d}" for p in "789" for n in (0, 99_999_999, 12_345_678)]
+    samples += [f"+81{rng.choice('789')}0{rng.randrange(10**8):08d}" for _ in range(3000)]
+    # then the shortcut writes what formatting the parsed number writes
+    for value in samples:
+        assert mask_phone(value) == _mask_phone_by_parsing(value), value
+
+
 def _mask_phone_by_parsing(value):
+    """mask_phone with no shortcut at all: phonenumbers.parse() and its national/international format."""
     from unittest import mock
 
     from crm import classification
 
     with mock.patch.object(classification, "_e164", return_value=None):
-        return mask_phone(value)
+        return classification._mask_formatted_phone(value)
 
 
 @pytest.mark.parametrize(
