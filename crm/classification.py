@@ -114,9 +114,14 @@ def mask_phone(value: str) -> str:
     At most the first three and last four digits show, and only when at least ten digits remain hidden
     behind them; a short number shows no more than a third of its digits.
     """
-    if len(value) == 13 and value.startswith(("+8170", "+8180", "+8190")) and value[3:].isdigit():
+    if (
+        len(value) == 13
+        and value.startswith(("+8170", "+8180", "+8190"))
+        and not value.startswith("+81800")  # 0800: free dial, written 0800-XXX-XXX
+        and value[3:].isdigit()
+    ):
         # A Japanese mobile number (070/080/090 + 8 digits), the most common stored value: the national
-        # format phonenumbers writes for it is always 0X0-XXXX-XXXX (a test checks samples of every prefix).
+        # format phonenumbers writes for it is 0X0-XXXX-XXXX (a test checks samples of every prefix).
         return f"0{value[3:5]}-****-{value[9:]}"
     return _mask_formatted_phone(value)
 

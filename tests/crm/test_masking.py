@@ -136,6 +136,8 @@ def test_japanese_mobile_numbers_mask_as_the_full_parser_writes_them():
 
     rng = random.Random(20261126)
     samples = [f"+81{p}0{n:08d}" for p in "789" for n in (0, 99_999_999, 12_345_678)]
+    # every four-digit start (0800 free dial included), each with a random rest
+    samples += [f"+81{p}0{head:02d}{rng.randrange(10**6):06d}" for p in "789" for head in range(100)]
     samples += [f"+81{rng.choice('789')}0{rng.randrange(10**8):08d}" for _ in range(3000)]
     # then the shortcut writes what formatting the parsed number writes
     for value in samples:
