@@ -19,7 +19,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import get_format
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
@@ -30,7 +30,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, preload_request_team_ids, team_ids_for, teams_for
-from crm.selectors import customer_search
+from crm.selectors import customer_search, viewable_team_choices
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
 admin.site.site_title = _("顧客管理")
@@ -55,6 +55,13 @@ class _RenderedOnceMedia(forms.Media):
 
     def render(self) -> SafeString:
         return self._html
+
+    def __getitem__(self, name: str) -> forms.Media:
+        # `{{ media.js }}` (what the changelist template prints) asks for a part: also rendered once.
+        parts = self.__dict__.setdefault("_parts", {})
+        if name not in parts:
+            parts[name] = _RenderedOnceMedia(**{name: getattr(self, "_" + name)})
+        return parts[name]
 
 
 @functools.cache
@@ -92,15 +99,6 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def _viewable_teams(request: HttpRequest) -> list[Team]:
-    """teams_for(user, "view"), asked of guardian once per request (the filter and the planner hint)."""
-    cached = getattr(request, "_crm_viewable_teams", None)
-    if cached is None:
-        cached = list(teams_for(request.user))
-        request._crm_viewable_teams = cached  # type: ignore[attr-defined]
-    return cached
 
 
 class IndexedSortChangeList(ChangeList):
@@ -144,11 +142,7 @@ class TeamListFilter(admin.SimpleListFilter):
     parameter_name = "team"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, Any]]:
-        if request.user.has_perm("crm.view_all_customers"):
-            teams = list(Team.objects.order_by("code"))
-        else:
-            teams = sorted(_viewable_teams(request), key=lambda t: t.code)
-        return [(str(t.pk), t.name) for t in teams]
+        return [(str(pk), name) for pk, name in viewable_team_choices(request.user)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
         value = self.value()
@@ -192,6 +186,7 @@ _DATE_PARTS: dict[str, Callable[[Any], str]] = {
 _DJANGO_FORMAT_CHARS = frozenset("aAbBcdDeEfFgGhHiIjlLmMnNoOPrsStTUuwWyYzZ")
 
 
+@functools.lru_cache(maxsize=32)
 def compiled_date_format(fmt: str) -> Callable[[Any], str] | None:
     """A function writing a datetime in Django format `fmt` (e.g. Japanese 'Y年n月j日G:i'), or None when
     `fmt` uses a character not handled here (month names, am/pm, …): the caller then uses Django's own
@@ -222,6 +217,12 @@ def compiled_date_format(fmt: str) -> Callable[[Any], str] | None:
     return write
 
 
+@functools.lru_cache(maxsize=64)
+def _choice_labels(field: models.Field, language: str | None) -> dict[Any, str]:
+    """A choice field's labels as display_for_field shows them, escaped, per language (built once)."""
+    return {value: _escape(str(label)) for value, label in field.flatchoices}
+
+
 def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]:
     """One column of CustomerAdmin.result_rows: the value as Django's admin displays it, escaped
     (html.escape of str(): what django.utils.html.escape does, without its lazy-string wrapper per cell)."""
@@ -246,7 +247,7 @@ def _cell_renderer(name: Any, css: str, empty: str) -> Callable[[Customer], str]
 
         return show_related
     if getattr(field, "flatchoices", None):
-        labels = {value: _escape(str(label)) for value, label in field.flatchoices}  # display_for_field's
+        labels = _choice_labels(field, translation.get_language())
 
         def show_choice(obj: Customer) -> str:
             return f'<td class="{css}">{labels.get(getattr(obj, field.attname), empty_html)}</td>'

@@ -1,10 +1,11 @@
 """Authentication backend: Django's ModelBackend, with its per-request reads as constant statements.
 
-Every admin request loads the logged-in user and then the user's model permissions (ModelBackend: two
-ORM queries, user permissions and group permissions). Same rows, same caches on the user object
-(`_user_perm_cache`, `_group_perm_cache`, as ModelBackend fills them), one statement each, written once
-(crm.rawsql) instead of compiled on every request. Nothing is cached beyond the request's user object:
-a role removed takes effect on the next request, as with ModelBackend.
+Every admin request loads the logged-in user and then the user's model permissions (ModelBackend: three
+ORM queries, the user, user permissions and group permissions). Same rows, same caches on the user object
+(`_user_perm_cache`, `_group_perm_cache`, as ModelBackend fills them), from one statement written once
+(crm.rawsql) instead of compiled on every request (a superuser's "every permission" only when asked).
+Nothing is cached beyond the request's user object: a role removed takes effect on the next request, as
+with ModelBackend.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ from crm import rawsql
 
 @functools.cache
 def _user_sql() -> str:
+    """The user's row and, unless a superuser (every permission, loaded only when asked), the user's own and
+    group permissions as 'user:app.codename' / 'group:app.codename': the admin checks a permission on every
+    request, and this saves that second statement."""
     user = get_user_model()
-    return f'SELECT {rawsql.columns(user, "u")} FROM "{user._meta.db_table}" u WHERE u.id = %s'  # noqa: S608
+    perms = _permissions_sql(False).replace("%(user)s", "u.id")
+    return (
+        f"SELECT {rawsql.columns(user, 'u')}, CASE WHEN u.is_superuser THEN NULL ELSE ARRAY("  # noqa: S608
+        f"SELECT source || ':' || app || '.' || codename FROM ({perms}) AS perms(source, app, codename)"
+        f') END FROM "{user._meta.db_table}" u WHERE u.id = %s'
+    )
 
 
 @functools.cache
@@ -53,7 +62,16 @@ class CrmModelBackend(ModelBackend):
             return None
         if row is None:
             return None
-        user = rawsql.load(get_user_model(), row)
+        model = get_user_model()
+        user = rawsql.load(model, row)
+        perms = row[rawsql.width(model)]
+        if perms is not None:  # ModelBackend's two caches, as _load_permissions fills them
+            found: dict[str, set[str]] = {"user": set(), "group": set()}
+            for entry in perms:
+                source, _sep, name = entry.partition(":")
+                found[source].add(name)
+            user._user_perm_cache = found["user"]
+            user._group_perm_cache = found["group"]
         return user if self.user_can_authenticate(user) else None
 
     def _get_permissions(self, user_obj: Any, obj: Any, from_name: str) -> set[str]:

@@ -90,3 +90,22 @@ def customer_ref(
 def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str = "view") -> Customer:
     """One customer if `user` may `action` it; Customer.DoesNotExist otherwise (no existence leak)."""
     return Customer.objects.restrict(user, action).get(pk=pk)
+
+
+def viewable_team_choices(user: AbstractBaseUser | AnonymousUser) -> list[tuple[int, str]]:
+    """(id, name) of the teams whose customers `user` may view, by team code: the admin's team filter.
+
+    The same scope as restrict(user, "view") (team_scope), read by one constant statement.
+    """
+    from crm.models import Team
+
+    scope = team_scope(user, "view")
+    if not scope:
+        return []
+    table = Team._meta.db_table
+    with rawsql.prepared_cursor() as cur:
+        if scope == ALL:
+            cur.execute(f'SELECT id, name FROM "{table}" ORDER BY code')  # noqa: S608
+        else:
+            cur.execute(f'SELECT id, name FROM "{table}" WHERE id = ANY(%s) ORDER BY code', [list(scope)])  # noqa: S608
+        return [(int(pk), name) for pk, name in cur.fetchall()]

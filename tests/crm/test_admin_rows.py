@@ -105,6 +105,31 @@ def test_a_staff_list_page_asks_for_the_users_teams_once(client, owner, outsider
     assert {c.team_id for c in cl.result_list} == {owner.team_memberships.first().team_id}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["owner", "outsider", "privacy_officer", "superuser"])
+def test_the_team_filter_offers_exactly_the_teams_whose_customers_the_user_sees(
+    client, request, team, other_team, who
+):
+    # given two teams, and a staff member of each, the privacy officer and a superuser
+    from crm.models import Team
+
+    user = request.getfixturevalue(who)
+    client.force_login(user)
+    # when the list is shown
+    _html, cl = _page(client, "/admin/crm/customer/")
+    # then the team filter lists the teams restrict() opens to the user, by code, with their names
+    team_filter = next(f for f in cl.filter_specs if getattr(f, "parameter_name", None) == "team")
+    visible = Customer.objects.restrict(user, "view")
+    expected = (
+        Team.objects.order_by("code")
+        if visible.query.where is None or not visible.query.where.children
+        else Team.objects.filter(pk__in={m.team_id for m in user.team_memberships.all()}).order_by("code")
+    )
+    assert team_filter.lookup_choices == [(str(t.pk), t.name) for t in expected]
+    if who in ("owner", "outsider"):
+        assert len(team_filter.lookup_choices) == 1
+
+
 MOMENTS = [
     dt.datetime(2026, 1, 2, 3, 4, 5),
     dt.datetime(2026, 12, 31, 23, 59, 59),
@@ -144,5 +169,7 @@ def test_the_admin_scripts_rendered_once_are_djangos(settings, debug):
     ours = CustomerAdmin(Customer, admin.site).media
     stock = admin.ModelAdmin(Customer, admin.site).media
     assert str(ours) == str(stock) == str(ours)
+    assert str(ours["js"]) == str(stock["js"]) == str(ours["js"])  # `{{ media.js }}` of the template
+    assert str(ours["css"]) == str(stock["css"])
     # and it still combines with a form's media as Media does
     assert str(ours + stock) == str(stock + stock)

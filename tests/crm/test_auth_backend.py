@@ -48,3 +48,24 @@ def test_superuser_and_inactive_user():
     assert ours.get_user(gone.pk) is None
     assert ours.get_user(boss.pk).pk == boss.pk
     assert ours.get_user(10**9) is None
+
+
+@pytest.mark.parametrize("roles", [[ROLE_STAFF], [ROLE_STAFF, ROLE_PRIVACY], []])
+def test_the_session_user_comes_with_its_permissions_in_one_statement(roles):
+    # given a user with role groups and one permission of their own
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = UserFactory()
+    user.groups.add(*Group.objects.filter(name__in=roles))
+    user.user_permissions.add(Permission.objects.get(codename="view_auditentry"))
+    # when the backend loads it for a request and the admin asks what it may do
+    with CaptureQueriesContext(connection) as ctx:
+        loaded = CrmModelBackend().get_user(user.pk)
+        perms = loaded.get_all_permissions()
+        may_view = loaded.has_perm("crm.view_customer")
+    # then one statement answered both, with ModelBackend's answers
+    assert len(ctx.captured_queries) == 1
+    assert perms == ModelBackend().get_all_permissions(_fresh(user))
+    assert ModelBackend().get_user_permissions(_fresh(user)) == {"crm.view_auditentry"}
+    assert may_view is (ROLE_STAFF in roles)
