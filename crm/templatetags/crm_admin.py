@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
-from django.contrib.admin.templatetags.admin_list import ResultList, result_headers
+from django.contrib.admin.templatetags.admin_list import result_headers
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
 
-@register.inclusion_tag("admin/change_list_results.html")
+@register.inclusion_tag("admin/crm/customer_change_list_results.html")
 def customer_result_list(cl: Any) -> dict[str, Any]:
     """Django's `result_list` for the customer changelist, with each row built in one pass.
 
     The stock tag renders every cell through lookup_field / display_for_field / format_html, about a third
     of the page's time at 50 rows. CustomerAdmin.result_rows builds the same HTML (a test compares the two
-    cell by cell) and the template prints each row as one item.
+    cell by cell) and the template prints them as one piece (every value in them is escaped).
     """
     headers = list(result_headers(cl))
     return {
@@ -24,6 +25,5 @@ def customer_result_list(cl: Any) -> dict[str, Any]:
         "result_hidden_fields": [],
         "result_headers": headers,
         "num_sorted_fields": sum(1 for h in headers if h["sortable"] and h["sorted"]),
-        # ResultList (form None), as the stock tag: the template asks each row for .form.
-        "results": [ResultList(None, [row]) for row in cl.model_admin.result_rows(cl)],
+        "rows": mark_safe("".join(f"<tr>{row}</tr>\n" for row in cl.model_admin.result_rows(cl))),  # noqa: S308
     }
