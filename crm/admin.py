@@ -120,6 +120,7 @@ class IndexedSortChangeList(ChangeList):
             super().get_results(request)
             return
         paginator = self.model_admin.get_paginator(request, self.queryset, self.list_per_page)
+        paginator.count_first = bool(self.query)  # an exact search: few rows, count before estimating
         rows = list(self.queryset[: self.list_per_page + 1])
         if len(rows) <= self.list_per_page:
             paginator.__dict__["count"] = len(rows)  # the cached_property: exact, nothing to count

@@ -55,7 +55,13 @@ def _remembered(key: tuple[Any, ...], compute: Callable[[], int | None]) -> int 
 
 
 class EstimatedCountPaginator(Paginator):
-    """Exact counts for small results, estimates for large ones (see module docstring)."""
+    """Exact counts for small results, estimates for large ones (see module docstring).
+
+    `count_first`: the result is known to be small (an exact search), so count (capped) before asking the
+    planner, whose estimate would only be needed past the cap.
+    """
+
+    count_first = False
 
     @cached_property
     def count(self) -> int:
@@ -67,15 +73,18 @@ class EstimatedCountPaginator(Paginator):
             estimate = _remembered((qs.db, table), lambda: table_estimate(qs.db, table))
             if estimate is not None and estimate > CAP:
                 return estimate
-        estimate = _remembered(_query_key(qs), lambda: query_estimate(qs))
-        assert estimate is not None  # query_estimate always answers
-        if estimate >= TRUSTED_ESTIMATE:
+
+        def planned() -> int:
+            return _remembered(_query_key(qs), lambda: query_estimate(qs)) or 0
+
+        estimate = None if self.count_first else planned()
+        if estimate is not None and estimate >= TRUSTED_ESTIMATE:
             return estimate
         counted = capped_count(qs, CAP)
         if counted is not None and counted <= CAP:
             return counted
         # More than CAP rows, or the count timed out: the planner's estimate (never below what we saw).
-        return max(estimate, counted or 0)
+        return max(planned() if estimate is None else estimate, counted or 0)
 
 
 def _query_key(qs: Any) -> tuple[Any, ...]:

@@ -85,6 +85,19 @@ def test_a_large_filtered_estimate_is_taken_without_counting(team, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_search_result_is_counted_before_the_planner_is_asked(team, monkeypatch):
+    # given a paginator over a search result (few rows) and a planner that would say 200,000
+    asked = []
+    monkeypatch.setattr(paginators, "query_estimate", lambda qs: asked.append(1) or 200_000)
+    CustomerFactory.create_batch(3, team=team)
+    paginator = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 2)
+    paginator.count_first = True
+    # when counting, then the count is exact and the planner was never asked
+    assert paginator.count == 3
+    assert asked == []
+
+
+@pytest.mark.django_db
 def test_estimates_are_kept_for_a_while_and_exact_counts_never(team, monkeypatch, settings):
     # given a planner that answers 200,000 for the team filter, and two customers of the team
     asked = []
