@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
+from ninja.errors import HttpError
 from pydantic import ConfigDict, Field
 
 from consent import selectors, services
@@ -104,7 +105,14 @@ def consent_create(
         raise ValidationError({"external_id": _("external_id か visitor_id のどちらかを指定してください。")})
 
     def compute() -> tuple[int, dict[str, Any]]:
-        customer = customer_or_404(client, payload.external_id) if payload.external_id else None
+        customer, purpose = None, None
+        if payload.external_id:
+            # The customer and the purpose in one round trip; 404 first, as customer_or_404.
+            customer, purpose = selectors.consent_subjects(
+                user=client.user, external_id=payload.external_id, purpose_code=payload.purpose_code
+            )
+            if customer is None:
+                raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
         event = services.consent_record(
             purpose_code=payload.purpose_code,
             action=payload.action,
@@ -115,6 +123,7 @@ def consent_create(
             evidence=_evidence(payload.evidence),
             occurred_at=payload.occurred_at,
             api_client_id=client.pk,
+            purpose=purpose,
         )
         return 201, {
             "id": event.pk,

@@ -51,6 +51,34 @@ def published_purpose(code: str) -> Purpose | None:
     return purpose
 
 
+def consent_subjects(
+    *, user: AbstractBaseUser | AnonymousUser, external_id: str, purpose_code: str, action: str = "change"
+) -> tuple[Customer | None, Purpose | None]:
+    """customer_ref(user, external_id) and published_purpose(purpose_code) in one round trip: what every
+    consent write through the API looks up first. Each is None when not found (or not reachable by `user`).
+    """
+    from crm.selectors import CUSTOMER_REF_FIELDS, customer_ref_load, customer_ref_query
+
+    query = customer_ref_query(user=user, external_id=external_id, action=action)
+    if query is None:
+        return None, published_purpose(purpose_code)
+    customer_sql, params = query
+    row = rawsql.fetch_one(
+        f"SELECT c.*, pp.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({customer_sql}) c ON true"  # noqa: S608
+        f" LEFT JOIN LATERAL ({_published_purpose_sql()}) pp ON true",
+        [*params, purpose_code],
+    )
+    assert row is not None  # the outer row always exists
+    width = len(CUSTOMER_REF_FIELDS)
+    customer = customer_ref_load(row) if row[0] is not None else None
+    purpose_row = row[width:]
+    if purpose_row[0] is None:
+        return customer, None
+    purpose = rawsql.load(Purpose, purpose_row)
+    purpose.current_version = rawsql.load(PurposeVersion, purpose_row, rawsql.width(Purpose))
+    return customer, purpose
+
+
 def consent_state(*, customer: Customer) -> StateMap:
     """Current consent of one customer, per purpose code: one query on the state table's unique index.
 

@@ -248,6 +248,7 @@ def consent_record(
     occurred_at: dt.datetime | None = None,
     actor: AbstractBaseUser | None = None,
     api_client_id: int | None = None,
+    purpose: Purpose | None = None,
 ) -> ConsentEvent:
     """Append one grant or withdrawal to the ledger and update the current state in the same transaction.
 
@@ -264,7 +265,9 @@ def consent_record(
         raise ValidationError("顧客または訪問者IDのいずれかを指定してください。")
     if len(visitor_id) > 64:
         raise ValidationError("訪問者IDは64文字以内で指定してください。")
-    purpose = selectors.published_purpose(purpose_code)
+    if purpose is None or purpose.code != purpose_code or not purpose.is_published:
+        # `purpose`: the caller's own lookup of this code (consent.selectors.consent_subjects), if any.
+        purpose = selectors.published_purpose(purpose_code)
     if purpose is None:
         raise ValidationError(
             f"利用目的「{purpose_code}」は登録されていないか、公表されていません（法第21条）。"

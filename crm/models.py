@@ -420,11 +420,32 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
     chain_hash = models.CharField(_("チェーンハッシュ"), max_length=64, blank=True, editable=False)
     entry_mac = models.CharField(_("記録時署名"), max_length=64, blank=True, editable=False, db_default="")
 
+    # AbstractLogEntry's fields without the indexes nothing here reads by: every audited write inserts into
+    # each index, and the seal's UPDATE of chain_seq (never a HOT update) inserts into each again. Kept:
+    # the primary key, chain_seq, the unsealed queue, (content type, object pk), object pk alone (the admin's
+    # search), timestamp and actor. Dropped (migration 0011): action and cid (never filtered on), object_id
+    # (lookups go by object_pk), content type alone (the composite's leading column), and the
+    # varchar_pattern_ops copies of object_pk and cid (no LIKE on either).
+    content_type = models.ForeignKey(
+        to="contenttypes.ContentType",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("content type"),
+        db_index=False,
+    )
+    object_pk = models.CharField(max_length=255, verbose_name=_("object pk"))
+    object_id = models.BigIntegerField(blank=True, null=True, verbose_name=_("object id"))
+    action = models.PositiveSmallIntegerField(
+        choices=AbstractLogEntry.Action.choices, verbose_name=_("action")
+    )
+    cid = models.CharField(max_length=255, blank=True, null=True, verbose_name=_("Correlation ID"))
+
     class Meta(AbstractLogEntry.Meta):
         verbose_name = _("監査ログ")
         verbose_name_plural = _("監査ログ")
         indexes = [
             models.Index(fields=["content_type", "object_pk"], name="auditentry_object_idx"),
+            models.Index(fields=["object_pk"], name="auditentry_object_pk_idx"),
             # The sealer's queue: entries not yet chained (normally none, or a few for milliseconds).
             models.Index(fields=["id"], condition=models.Q(chain_seq=None), name="auditentry_unsealed_idx"),
         ]

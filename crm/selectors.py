@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
@@ -79,6 +80,18 @@ def customer_ref(
     The same policy as restrict() (crm.permissions.team_scope) in one constant statement on the unique
     external-id index: the integration API runs this on every write.
     """
+    query = customer_ref_query(user=user, external_id=external_id, action=action)
+    if query is None:
+        return None
+    row = rawsql.fetch_one(*query)
+    return customer_ref_load(row) if row else None
+
+
+def customer_ref_query(
+    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+) -> tuple[str, list[object]] | None:
+    """customer_ref's statement and parameters (None when `user` may `action` no customer at all), for a
+    caller that asks it together with another lookup in one round trip (consent.selectors)."""
     scope = team_scope(user, action)
     if not scope:
         return None
@@ -88,8 +101,12 @@ def customer_ref(
     if scope != ALL:
         sql += ' AND "team_id" = ANY(%s)'
         params.append(list(scope))
-    row = rawsql.fetch_one(sql, params)
-    return Customer.from_db("default", list(CUSTOMER_REF_FIELDS), list(row)) if row else None
+    return sql, params
+
+
+def customer_ref_load(row: Sequence[Any]) -> Customer:
+    """The Customer (CUSTOMER_REF_FIELDS only) of a row that starts with customer_ref's columns."""
+    return Customer.from_db("default", list(CUSTOMER_REF_FIELDS), list(row[: len(CUSTOMER_REF_FIELDS)]))
 
 
 def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str = "view") -> Customer:

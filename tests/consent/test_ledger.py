@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, LedgerImmutableError, Purpose
@@ -324,3 +325,53 @@ def test_linking_a_visitor_is_audited_without_the_visitor_id(customer, owner):
     )
     assert [(e.action, e.actor_id) for e in entries] == [(AuditEntry.Action.CREATE, owner.pk)]
     assert "v-audit-77" not in str(entries[0].changes) + entries[0].object_repr
+
+
+# --- the API's first lookup: customer and purpose in one round trip -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "external_id", "code", "finds_customer", "finds_purpose"),
+    [
+        ("owner", "LEDGER-1", "marketing_email", True, True),
+        ("outsider", "LEDGER-1", "marketing_email", False, True),  # another team's customer
+        ("owner", "NO-SUCH", "marketing_email", False, True),
+        ("owner", "LEDGER-1", "no_such_purpose", True, False),
+        ("owner", "LEDGER-1", "personalisation", True, False),  # unpublished below
+    ],
+)
+def test_consent_subjects_answer_as_the_two_lookups_do(
+    request, customer, who, external_id, code, finds_customer, finds_purpose
+):
+    # given a customer with an external id and a purpose taken off the public page
+    from crm.models import Customer
+    from crm.selectors import customer_ref
+
+    Customer.objects.filter(pk=customer.pk).update(external_id="LEDGER-1")
+    services.purpose_update_settings(purpose=Purpose.objects.get(code="personalisation"), is_published=False)
+    user = request.getfixturevalue(who)
+    # when both are asked in one statement
+    with CaptureQueriesContext(connection) as ctx:
+        found_customer, found_purpose = selectors.consent_subjects(
+            user=user, external_id=external_id, purpose_code=code
+        )
+    # then the answers are those of customer_ref and published_purpose, from one statement (the others
+    # read the user's permissions and teams, which a request has loaded already)
+    lookups = [
+        q["sql"] for q in ctx.captured_queries if "consent_purpose" in q["sql"] or "crm_customer" in q["sql"]
+    ]
+    assert len(lookups) == 1
+    expected_customer = customer_ref(user=user, external_id=external_id)
+    expected_purpose = selectors.published_purpose(code)
+    assert (found_customer is not None) is finds_customer
+    assert (found_purpose is not None) is finds_purpose
+    if finds_customer:
+        assert (found_customer.pk, found_customer.team_id, found_customer.status) == (
+            expected_customer.pk,
+            expected_customer.team_id,
+            expected_customer.status,
+        )
+    if finds_purpose:
+        assert found_purpose.pk == expected_purpose.pk
+        assert found_purpose.current_version.pk == expected_purpose.current_version.pk
+        assert found_purpose.current_version.text_hash == expected_purpose.current_version.text_hash
