@@ -332,6 +332,19 @@ def test_rate_limit_is_per_client(api_client_record, api, team, frozen_window):
     assert Api(token).put("/customers/RL-C", NEW).status_code == 201
 
 
+def test_a_window_counter_expires_after_its_window(clean_rate_limits):
+    # given a fresh bucket, when it is hit twice within one window
+    from crm.integrations import ratelimit
+
+    now = 1_800_000_000.0
+    first = ratelimit.rate_limit_hit(bucket="ttl-test", limit=5, now=now)
+    second = ratelimit.rate_limit_hit(bucket="ttl-test", limit=5, now=now + 1)
+    # then the counts go on, and the counter expires once its minute (plus a margin) is over
+    assert (first.remaining, second.remaining) == (4, 3)
+    key = f"crm:api:rl:ttl-test:{int(now // ratelimit.WINDOW_SECONDS)}"
+    assert 0 < ratelimit._redis().ttl(key) <= ratelimit.WINDOW_SECONDS + 5
+
+
 # --- audit -----------------------------------------------------------------------------------------------
 
 
@@ -481,17 +494,22 @@ def test_an_expired_idempotency_key_starts_afresh(api):
     assert IdempotencyRecord.objects.get().expires_at > timezone.now()
 
 
-def test_rate_limiter_outage_lets_requests_through(api, monkeypatch):
+def test_rate_limiter_outage_lets_requests_through(api, monkeypatch, request):
     # given Redis unreachable for the limiter
     import redis
 
     from crm.integrations import ratelimit
 
     class Down:
-        def pipeline(self):
-            raise redis.ConnectionError("down")
+        def register_script(self, script):
+            def run(**kwargs):
+                raise redis.ConnectionError("down")
+
+            return run
 
     monkeypatch.setattr(ratelimit, "_redis", lambda: Down())
+    ratelimit._count_hit.cache_clear()
+    request.addfinalizer(ratelimit._count_hit.cache_clear)
     # when a client writes
     response = api.put("/customers/EXT-32", NEW)
     # then the write is not refused because of the limiter (availability over strictness, by design)
