@@ -694,6 +694,32 @@ def test_blind_index_search_finds_the_customer_for_its_team_only(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("cap", [5_000, 1])
+def test_a_name_shared_across_teams_finds_each_teams_own_namesakes(
+    team, other_team, owner, outsider, cap, monkeypatch
+):
+    # given three customers of the same name, two in the owner's team and one in another team, and matches
+    # handed over as an id list (cap 5,000) or, past the cap, as a subquery (cap 1)
+    from crm import selectors
+
+    monkeypatch.setattr(selectors, "SEARCH_IDS_CAP", cap)
+    same = {
+        "family_name": "山田",
+        "given_name": "花子",
+        "family_name_kana": "ヤマダ",
+        "given_name_kana": "ハナコ",
+    }
+    mine = [CustomerFactory(team=team, **same) for _ in range(2)]
+    theirs = CustomerFactory(team=other_team, **same)
+    # when each searches the name, then each sees exactly their own team's namesakes, newest first
+    assert list(customer_list(user=owner, search="山田 花子").order_by("-pk")) == sorted(
+        mine, key=lambda c: -c.pk
+    )
+    assert list(customer_list(user=outsider, search="やまだ はなこ")) == [theirs]
+    assert list(customer_list(user=owner, search="山田 次郎")) == []
+
+
+@pytest.mark.django_db
 def test_blind_index_search_does_not_cross_teams(customer, foreign_customer, owner, outsider):
     # when the owner searches for the other team's customer by e-mail and phone
     # then the restriction holds; its own team finds it

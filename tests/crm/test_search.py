@@ -172,16 +172,21 @@ def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owne
 
 
 @pytest.mark.django_db
-def test_search_is_fenced_and_keeps_the_team_scope(customer, other_team, owner, outsider):
-    # given the same e-mail domain in two teams
-    CustomerFactory(team=other_team, member_no="M900000002", email="Taro.Yamada@Example.com")
+def test_search_hands_the_matches_over_as_ids_and_keeps_the_team_scope(customer, other_team, owner, outsider):
+    # given the same e-mail in two teams
+    other = CustomerFactory(team=other_team, member_no="M900000002", email="Taro.Yamada@Example.com")
 
     # when the owner searches the shared e-mail
     found = customer_list(user=owner, search="taro.yamada@example.com")
 
-    # then only the owner's team's customer is returned, and the matches are planned on their own
+    # then only the owner's team's customer is returned: the matches (both) were looked up on their own and
+    # handed to the list's query as an id array, which still applies the team scope
     assert list(found) == [customer]
-    assert "OFFSET 0" in str(found.query)
+    sql, params = found.query.sql_with_params()
+    assert "= ANY(" in sql and sorted(next(p for p in params if isinstance(p, list))) == sorted(
+        [customer.pk, other.pk]
+    )
+    assert "team_id" in sql
 
 
 @pytest.mark.django_db
