@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 CANARY_VALUE = "appi-crm-encryption-canary-v1"
 
@@ -70,3 +70,30 @@ def encryption_keys_check(app_configs: Any = None, **kwargs: Any) -> list[Error]
             )
         ]
     return []
+
+
+def autovacuum_enabled(using: str = "default") -> bool:
+    from django.db import connections
+
+    with connections[using].cursor() as cur:
+        cur.execute("SHOW autovacuum")
+        return cur.fetchone()[0] == "on"
+
+
+@register(Tags.database)
+def autovacuum_check(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """crm.W002: the server must run autovacuum. Every audited write leaves a dead row version when the
+    chain seals it, every consent write one in the current-state table; without vacuum they pile up and the
+    sealer's queue scan and the state upserts slow down with them."""
+    if not kwargs.get("databases"):
+        return []
+    if autovacuum_enabled():
+        return []
+    return [
+        Warning(
+            "PostgreSQL runs with autovacuum off. PostgreSQL の autovacuum が無効です。",
+            hint="Set autovacuum = on (the default): audit sealing and consent-state upserts leave dead rows "
+            "that only vacuum reclaims. 監査ログの封印と同意状態の更新で不要行が増え続けます。",
+            id="crm.W002",
+        )
+    ]

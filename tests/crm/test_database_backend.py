@@ -64,3 +64,25 @@ def test_a_connection_ended_by_the_server_is_replaced_before_the_next_request_us
     with victim.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         assert cur.fetchone()[0] != pid
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("on", [True, False])
+def test_the_deploy_checks_warn_when_the_server_runs_without_autovacuum(monkeypatch, on):
+    # given a server with autovacuum on or off
+    from crm import checks
+
+    monkeypatch.setattr(checks, "autovacuum_enabled", lambda using="default": on)
+    # when the database checks run, then only a server without autovacuum gets crm.W002
+    found = checks.autovacuum_check(databases=["default"])
+    assert [w.id for w in found] == ([] if on else ["crm.W002"])
+    assert checks.autovacuum_check() == []  # no database asked for: nothing checked
+
+
+@pytest.mark.django_db
+def test_the_autovacuum_setting_is_read_from_the_server():
+    from crm.checks import autovacuum_enabled
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW autovacuum")
+        assert autovacuum_enabled() is (cur.fetchone()[0] == "on")
