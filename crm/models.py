@@ -423,9 +423,9 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
     # AbstractLogEntry's fields without the indexes nothing here reads by: every audited write inserts into
     # each index, and the seal's UPDATE of chain_seq (never a HOT update) inserts into each again. Kept:
     # the primary key, chain_seq, the unsealed queue, (content type, object pk), object pk alone (the admin's
-    # search), timestamp and actor. Dropped (migration 0011): action and cid (never filtered on), object_id
-    # (lookups go by object_pk), content type alone (the composite's leading column), and the
-    # varchar_pattern_ops copies of object_pk and cid (no LIKE on either).
+    # search), action (the admin's filter), timestamp and actor. Dropped (migration 0011): cid (never
+    # filtered on), object_id (lookups go by object_pk), content type alone (the composite's leading
+    # column), and the varchar_pattern_ops copies of object_pk and cid (no LIKE on either).
     content_type = models.ForeignKey(
         to="contenttypes.ContentType",
         on_delete=models.CASCADE,
@@ -435,9 +435,6 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
     )
     object_pk = models.CharField(max_length=255, verbose_name=_("object pk"))
     object_id = models.BigIntegerField(blank=True, null=True, verbose_name=_("object id"))
-    action = models.PositiveSmallIntegerField(
-        choices=AbstractLogEntry.Action.choices, verbose_name=_("action")
-    )
     cid = models.CharField(max_length=255, blank=True, null=True, verbose_name=_("Correlation ID"))
 
     class Meta(AbstractLogEntry.Meta):
