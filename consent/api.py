@@ -105,11 +105,14 @@ def consent_create(
         raise ValidationError({"external_id": _("external_id か visitor_id のどちらかを指定してください。")})
 
     def compute() -> tuple[int, dict[str, Any]]:
-        customer, purpose = None, None
+        customer, purpose, event_id = None, None, None
         if payload.external_id:
-            # The customer and the purpose in one round trip; 404 first, as customer_or_404.
-            customer, purpose = selectors.consent_subjects(
-                user=client.user, external_id=payload.external_id, purpose_code=payload.purpose_code
+            # The customer, the purpose and the new row's id in one round trip; 404 first, as customer_or_404.
+            customer, purpose, event_id = selectors.consent_subjects(
+                user=client.user,
+                external_id=payload.external_id,
+                purpose_code=payload.purpose_code,
+                reserve_event_id=True,
             )
             if customer is None:
                 raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
@@ -124,6 +127,7 @@ def consent_create(
             occurred_at=payload.occurred_at,
             api_client_id=client.pk,
             purpose=purpose,
+            event_id=event_id,
         )
         return 201, {
             "id": event.pk,
@@ -132,7 +136,8 @@ def consent_create(
             "occurred_at": event.occurred_at.isoformat(),
         }
 
-    return api_write(request, response, compute, idempotency_key=idempotency_key)
+    # consent_record writes one statement (ledger row, audit entry, state): no transaction around it.
+    return api_write(request, response, compute, idempotency_key=idempotency_key, single_statement=True)
 
 
 class PurposeStateOut(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -51,32 +51,48 @@ def published_purpose(code: str) -> Purpose | None:
     return purpose
 
 
+class ConsentSubjects(NamedTuple):
+    customer: Customer | None
+    purpose: Purpose | None
+    event_id: int | None  # reserved from the ledger's sequence when asked for (consent_record(event_id=))
+
+
 def consent_subjects(
-    *, user: AbstractBaseUser | AnonymousUser, external_id: str, purpose_code: str, action: str = "change"
-) -> tuple[Customer | None, Purpose | None]:
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    external_id: str,
+    purpose_code: str,
+    action: str = "change",
+    reserve_event_id: bool = False,
+) -> ConsentSubjects:
     """customer_ref(user, external_id) and published_purpose(purpose_code) in one round trip: what every
     consent write through the API looks up first. Each is None when not found (or not reachable by `user`).
+    With `reserve_event_id`, the same statement also takes the id of the ledger row about to be written
+    (an unused one is a gap in the sequence, as a rolled-back insert leaves).
     """
     from crm.selectors import CUSTOMER_REF_FIELDS, customer_ref_load, customer_ref_query
 
     query = customer_ref_query(user=user, external_id=external_id, action=action)
     if query is None:
-        return None, published_purpose(purpose_code)
+        return ConsentSubjects(None, published_purpose(purpose_code), None)
     customer_sql, params = query
+    reserve = ", nextval(pg_get_serial_sequence('consent_consentevent', 'id'))" if reserve_event_id else ""
     row = rawsql.fetch_one(
-        f"SELECT c.*, pp.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({customer_sql}) c ON true"  # noqa: S608
+        f"SELECT c.*, pp.*{reserve} FROM (SELECT 1) AS one"  # noqa: S608
+        f" LEFT JOIN LATERAL ({customer_sql}) c ON true"
         f" LEFT JOIN LATERAL ({_published_purpose_sql()}) pp ON true",
         [*params, purpose_code],
     )
     assert row is not None  # the outer row always exists
+    event_id = int(row[-1]) if reserve_event_id else None
     width = len(CUSTOMER_REF_FIELDS)
     customer = customer_ref_load(row) if row[0] is not None else None
     purpose_row = row[width:]
     if purpose_row[0] is None:
-        return customer, None
+        return ConsentSubjects(customer, None, event_id)
     purpose = rawsql.load(Purpose, purpose_row)
     purpose.current_version = rawsql.load(PurposeVersion, purpose_row, rawsql.width(Purpose))
-    return customer, purpose
+    return ConsentSubjects(customer, purpose, event_id)
 
 
 def consent_state(*, customer: Customer) -> StateMap:

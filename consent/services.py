@@ -30,6 +30,7 @@ from consent.models import (
     VisitorLink,
 )
 from crm import rawsql
+from crm.audit import audit_create_draft
 from crm.models import Customer
 from crm.services import _acting
 
@@ -179,31 +180,60 @@ def _choice(value: str, choices: Any, label: str) -> str:
     return value
 
 
-def _state_apply(event: ConsentEvent, version_no: int) -> None:
-    """Upsert the current state, keeping the newer of the stored and the new event by (occurred_at, id).
-    A constant statement on every consent write: prepared on the server (crm.rawsql)."""
+# The current-state upsert: keeps the newer of the stored and the new event by (occurred_at, id).
+_STATE_UPSERT_SQL = """
+INSERT INTO consent_consentstate (customer_id, purpose_id, granted, event_id, version, channel, occurred_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
+    granted = EXCLUDED.granted, event_id = EXCLUDED.event_id, version = EXCLUDED.version,
+    channel = EXCLUDED.channel, occurred_at = EXCLUDED.occurred_at
+WHERE (consent_consentstate.occurred_at, consent_consentstate.event_id)
+    < (EXCLUDED.occurred_at, EXCLUDED.event_id)
+"""
+
+
+def _state_upsert(event: ConsentEvent, version_no: int) -> tuple[str, list[Any]]:
+    granted = event.action == ConsentEvent.Action.GRANT
+    return _STATE_UPSERT_SQL, [
+        *(event.customer_id, event.purpose_id, granted, event.pk),
+        *(version_no, event.channel, event.occurred_at),
+    ]
+
+
+def _event_id_reserve() -> int:
+    """A ledger id from the table's own sequence, before the row is written (its audit entry names it)."""
     with rawsql.prepared_cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO consent_consentstate
-                (customer_id, purpose_id, granted, event_id, version, channel, occurred_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
-                granted = EXCLUDED.granted, event_id = EXCLUDED.event_id, version = EXCLUDED.version,
-                channel = EXCLUDED.channel, occurred_at = EXCLUDED.occurred_at
-            WHERE (consent_consentstate.occurred_at, consent_consentstate.event_id)
-                < (EXCLUDED.occurred_at, EXCLUDED.event_id)
-            """,
-            [
-                event.customer_id,
-                event.purpose_id,
-                event.action == ConsentEvent.Action.GRANT,
-                event.pk,
-                version_no,
-                event.channel,
-                event.occurred_at,
-            ],
-        )
+        cur.execute("SELECT nextval(pg_get_serial_sequence('consent_consentevent', 'id'))")
+        return int(cur.fetchone()[0])
+
+
+def _ledger_write(event: ConsentEvent, version_no: int) -> None:
+    """Insert the ledger row, its audit entry and the current-state upsert as ONE statement.
+
+    Atomic without a transaction of its own (one round trip, no BEGIN/COMMIT in autocommit): a consent
+    write is the integration API's busiest call. The audit entry is the one auditlog's receiver would
+    have written (crm.audit.audit_create_draft, tested to match), so the row is audited exactly as a save.
+    """
+    if event.pk is None:
+        event.pk = _event_id_reserve()
+    event.recorded_at = timezone.now()
+    draft = audit_create_draft(event)
+    statements = [event.insert_statement()]
+    if draft is not None:
+        statements.append(draft.entry.insert_statement())
+    if event.customer_id:
+        statements.append(_state_upsert(event, version_no))
+    rawsql.insert_together(statements)
+    event._state.adding, event._state.db = False, "default"
+    if draft is not None:
+        draft.written()
+
+
+def _state_apply(event: ConsentEvent, version_no: int) -> None:
+    """Upsert the current state for a ledger row already written (visitor links copy rows in bulk)."""
+    sql, params = _state_upsert(event, version_no)
+    with rawsql.prepared_cursor() as cur:
+        cur.execute(sql, params)
 
 
 def _evidence(evidence: dict[str, Any] | None, version: PurposeVersion) -> dict[str, Any]:
@@ -249,13 +279,16 @@ def consent_record(
     actor: AbstractBaseUser | None = None,
     api_client_id: int | None = None,
     purpose: Purpose | None = None,
+    event_id: int | None = None,
 ) -> ConsentEvent:
-    """Append one grant or withdrawal to the ledger and update the current state in the same transaction.
+    """Append one grant or withdrawal to the ledger and update the current state, in one statement.
 
     Recorded against the purpose's current (published) version. `customer` or `visitor_id` is required; a
     visitor already linked to a customer is recorded for that customer. Raises ValidationError with a
     Japanese message, writing nothing, on an unknown/unpublished purpose, an invalid method for the purpose
     (e.g. opt-out for 要配慮個人情報, APPI Art. 20(2)), a time in the future or malformed evidence.
+    `event_id`: an id the caller already took from the ledger's sequence (consent_subjects reserves one in
+    its lookup), saving the round trip that takes one here.
     """
     _choice(action, ConsentEvent.Action.choices, "操作（action）")
     _choice(method, ConsentEvent.Method.choices, "方式（method）")
@@ -292,10 +325,11 @@ def consent_record(
         customer = link.customer if link else None
     if customer is not None and customer.status == Customer.Status.ANONYMISED:
         raise ValidationError("匿名化済みの顧客には同意を記録できません。")
-    # Every refusal is above: inside, only the two writes, which succeed or fail together. No savepoint
-    # when the caller already holds a transaction (the API's): a failure here fails the caller's as well.
-    with transaction.atomic(savepoint=False), _acting(actor):
+    # Every refusal is above: the ledger row, its audit entry and the current state are one statement,
+    # which succeeds or fails whole, in the caller's transaction if it holds one.
+    with _acting(actor):
         event = ConsentEvent(
+            id=event_id,
             customer=customer,
             visitor_id=visitor_id,
             purpose=purpose,
@@ -307,9 +341,7 @@ def consent_record(
             occurred_at=occurred_at,
             **proof,
         )
-        event.save(force_insert=True)
-        if event.customer_id:
-            _state_apply(event, version.version)
+        _ledger_write(event, version.version)
     return event
 
 

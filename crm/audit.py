@@ -21,9 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from auditlog.context import auditlog_value, set_actor
+from auditlog.context import _set_extra_data, auditlog_disabled, auditlog_value, set_actor
+from auditlog.diff import model_instance_diff
+from auditlog.models import LogEntryManager
+from auditlog.registry import auditlog as auditlog_registry
+from auditlog.signals import post_log, pre_log
 from django.conf import settings
 from django.db import connection, connections, transaction
+from django.db.models import Model
 from django.db.models.signals import pre_save
 
 from crm.models import AUDIT_CHAIN_LOCK, GENESIS_HASH, AuditChainHead, AuditEntry
@@ -81,6 +86,73 @@ def audit_actor(actor: AbstractBaseUser | None) -> Iterator[None]:
         if current is not None:
             # set_actor leaves its own (now disconnected) context behind; put the outer one back.
             auditlog_value.set(current)
+
+
+# --- entries written beside their object -------------------------------------------------------------
+
+
+class _UnsavedEntries(LogEntryManager):
+    """auditlog's own log_create (content type, pk, repr, serialized data, correlation id), returning the
+    entry instead of saving it."""
+
+    def create(self, **kwargs: Any) -> AuditEntry:
+        return AuditEntry(**kwargs)
+
+
+_unsaved_entries = _UnsavedEntries()
+_unsaved_entries.model = AuditEntry
+
+
+@dataclass
+class AuditDraft:
+    """The signed, not yet inserted, audit entry of a create (audit_create_draft)."""
+
+    entry: AuditEntry
+    instance: Model
+    changes: dict[str, Any]
+    pre_log_results: list[tuple[Any, Any]]
+
+    def written(self, using: str = "default") -> None:
+        """Call once the entry's INSERT has run: what auditlog does after saving an entry."""
+        self.entry._state.adding, self.entry._state.db = False, using
+        audit_seal_after_commit(using=using)
+        post_log.send(
+            type(self.instance),
+            instance=self.instance,
+            instance_old=None,
+            action=AuditEntry.Action.CREATE,
+            error=None,
+            pre_log_results=self.pre_log_results,
+            changes=self.changes,
+            log_entry=self.entry,
+            log_created=True,
+            use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES,
+        )
+
+
+def audit_create_draft(instance: Model) -> AuditDraft | None:
+    """The entry auditlog's post_save receiver would write for creating `instance`, signed, not inserted.
+
+    For a row written by hand in one statement with its audit entry (crm.rawsql.insert_together): the same
+    steps as auditlog.receivers.log_create (disabled context, pre_log, the registry's masked diff, log_create)
+    and as the pre_save receiver of the live auditlog context (actor, address), then AuditEntry.sign().
+    None when auditlog would write nothing. `instance` must carry its primary key already.
+    """
+    sender = type(instance)
+    if auditlog_disabled.get() or not auditlog_registry.contains(sender):
+        return None
+    pre_log_results = pre_log.send(sender, instance=instance, action=AuditEntry.Action.CREATE)
+    if any(result is False for _receiver, result in pre_log_results):
+        return None
+    changes = model_instance_diff(None, instance, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES)
+    if not changes:
+        return None
+    entry = _unsaved_entries.log_create(instance, action=AuditEntry.Action.CREATE, changes=changes)
+    context = auditlog_value.get(None)
+    if context and _context_is_live(context):
+        _set_extra_data(sender=AuditEntry, instance=entry, signal_duid=context["signal_duid"])
+    entry.sign()
+    return AuditDraft(entry, instance, changes, pre_log_results)
 
 
 # --- maintenance -------------------------------------------------------------------------------------

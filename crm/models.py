@@ -495,6 +495,11 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
 
     def _save_table(self, *args: Any, **kwargs: Any) -> Any:
         # Runs after pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored.
+        self.sign()
+        return super()._save_table(*args, **kwargs)
+
+    def sign(self) -> None:
+        """Normalise the unsaved entry to what PostgreSQL will hand back, and set entry_mac over it."""
         self.chain_seq, self.chain_hash = None, ""
         if self.timestamp is None:
             self.timestamp = timezone.now()
@@ -511,7 +516,6 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
         self.additional_data = _as_stored_json(self.additional_data) or None
         self.serialized_data = _as_stored_json(self.serialized_data) or None
         self.entry_mac = self.compute_entry_mac()
-        return super()._save_table(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Audit entries cannot be deleted.")

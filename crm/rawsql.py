@@ -89,20 +89,43 @@ class ConstantInsert(Model):
     class Meta:
         abstract = True
 
-    def _do_insert(self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool) -> Any:
+    def insert_values(
+        self, fields: Any, *, raw: bool = False, using: str = "default"
+    ) -> tuple[tuple[str, ...], tuple[bool, ...], list[Any]] | None:
+        """(columns, which of them are DEFAULT, parameters) of this row's INSERT, or None when a value needs
+        Django's own insert (an expression, a field with its own placeholder)."""
         connection = connections[using]
         columns, defaults, params = [], [], []
         for field in fields:
             value = getattr(self, field.attname) if raw else field.pre_save(self, add=True)
             default = isinstance(value, DatabaseDefault)
             if (hasattr(value, "resolve_expression") and not default) or hasattr(field, "get_placeholder"):
-                return super()._do_insert(manager, using, fields, returning_fields, raw)
+                return None
             columns.append(field.column)
             defaults.append(default)
             if not default:
                 params.append(field.get_db_prep_save(value, connection))
+        return tuple(columns), tuple(defaults), params
+
+    def insert_statement(self, using: str = "default") -> tuple[str, list[Any]]:
+        """The INSERT of this unsaved instance, primary key included (to run with others: insert_together)."""
+        fields = [f for f in self._meta.local_concrete_fields if not f.generated]
+        if self.pk is None:
+            fields = [f for f in fields if f is not self._meta.auto_field]
+        parts = self.insert_values(fields, using=using)
+        if parts is None:
+            raise ValueError(f"{type(self).__name__}: a value needs Django's own insert")
+        columns, defaults, params = parts
+        return _insert_sql(self._meta.db_table, columns, defaults, ()), params
+
+    def _do_insert(self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool) -> Any:
+        parts = self.insert_values(fields, raw=raw, using=using)
+        if parts is None:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        columns, defaults, params = parts
+        connection = connections[using]
         returning = tuple(f.column for f in returning_fields or ())
-        sql = _insert_sql(self._meta.db_table, tuple(columns), tuple(defaults), returning)
+        sql = _insert_sql(self._meta.db_table, columns, defaults, returning)
         with prepared_cursor(using) as cur:
             cur.execute(sql, params)
             if not returning:
@@ -112,3 +135,17 @@ class ConstantInsert(Model):
             for convert in field.get_db_converters(connection):
                 row[i] = convert(row[i], field, connection)
         return [tuple(row)]
+
+
+def insert_together(statements: Sequence[tuple[str, Sequence[Any]]], using: str = "default") -> None:
+    """Run several INSERTs (or upserts) as one statement: all but the last as data-modifying WITH clauses.
+
+    One round trip, and atomic without a transaction of its own: PostgreSQL runs a statement whole or not
+    at all, so in autocommit there is no BEGIN/COMMIT either. Foreign keys between the rows hold (they are
+    checked at the end of the statement). Each statement must be a plain INSERT without RETURNING.
+    """
+    *first, last = statements
+    sql = "".join(f"{'WITH' if i == 0 else ','} w{i} AS ({s}) " for i, (s, _p) in enumerate(first)) + last[0]
+    params = [p for _s, ps in statements for p in ps]
+    with prepared_cursor(using) as cur:
+        cur.execute(sql, params)

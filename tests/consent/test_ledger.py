@@ -352,9 +352,10 @@ def test_consent_subjects_answer_as_the_two_lookups_do(
     user = request.getfixturevalue(who)
     # when both are asked in one statement
     with CaptureQueriesContext(connection) as ctx:
-        found_customer, found_purpose = selectors.consent_subjects(
+        found_customer, found_purpose, reserved = selectors.consent_subjects(
             user=user, external_id=external_id, purpose_code=code
         )
+    assert reserved is None  # no ledger id taken unless asked
     # then the answers are those of customer_ref and published_purpose, from one statement (the others
     # read the user's permissions and teams, which a request has loaded already)
     lookups = [
