@@ -374,6 +374,9 @@ def _load() -> str:
 
 
 def main() -> None:
+    # Celery's app puts the working directory on sys.path: run from a checkout of other code (a worktree
+    # of an older commit, for a comparison), the in-process part would otherwise import that code.
+    os.chdir(ROOT)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -25,6 +25,7 @@ from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import Moment, Text
 from crm.integrations.selectors import api_client_for_token
+from crm.integrations.services import AnswerRecord
 from crm.integrations.writes import api_write
 
 router = Router(tags=["consents"])
@@ -104,7 +105,15 @@ def consent_create(
     if not payload.external_id and not payload.visitor_id:
         raise ValidationError({"external_id": _("external_id か visitor_id のどちらかを指定してください。")})
 
-    def compute() -> tuple[int, dict[str, Any]]:
+    def answer(event: ConsentEvent) -> dict[str, Any]:
+        return {
+            "id": event.pk,
+            "purpose_code": payload.purpose_code,
+            "action": event.action,
+            "occurred_at": event.occurred_at.isoformat(),
+        }
+
+    def compute(record: AnswerRecord | None = None) -> tuple[int, dict[str, Any]]:
         customer, purpose, event_id = None, None, None
         if payload.external_id:
             # The customer, the purpose and the new row's id in one round trip; 404 first, as customer_or_404.
@@ -128,13 +137,10 @@ def consent_create(
             api_client_id=client.pk,
             purpose=purpose,
             event_id=event_id,
+            # With an Idempotency-Key, the answer is stored by the same statement as the row.
+            companion=(lambda event: record(201, answer(event))) if record else None,
         )
-        return 201, {
-            "id": event.pk,
-            "purpose_code": payload.purpose_code,
-            "action": event.action,
-            "occurred_at": event.occurred_at.isoformat(),
-        }
+        return 201, answer(event)
 
     # consent_record writes one statement (ledger row, audit entry, state): no transaction around it.
     return api_write(request, response, compute, idempotency_key=idempotency_key, single_statement=True)

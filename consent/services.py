@@ -9,6 +9,7 @@ newer decision.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -207,12 +208,16 @@ def _event_id_reserve() -> int:
         return int(cur.fetchone()[0])
 
 
-def _ledger_write(event: ConsentEvent, version_no: int) -> None:
+Companion = Callable[[ConsentEvent], tuple[str, list[Any]]]
+
+
+def _ledger_write(event: ConsentEvent, version_no: int, companion: Companion | None = None) -> None:
     """Insert the ledger row, its audit entry and the current-state upsert as ONE statement.
 
     Atomic without a transaction of its own (one round trip, no BEGIN/COMMIT in autocommit): a consent
     write is the integration API's busiest call. The audit entry is the one auditlog's receiver would
     have written (crm.audit.audit_create_draft, tested to match), so the row is audited exactly as a save.
+    `companion(event)`: one more INSERT to write in the same statement (the API's stored answer).
     """
     if event.pk is None:
         event.pk = _event_id_reserve()
@@ -221,6 +226,8 @@ def _ledger_write(event: ConsentEvent, version_no: int) -> None:
     statements = [event.insert_statement()]
     if draft is not None:
         statements.append(draft.entry.insert_statement())
+    if companion is not None:
+        statements.append(companion(event))
     if event.customer_id:
         statements.append(_state_upsert(event, version_no))
     rawsql.insert_together(statements)
@@ -280,6 +287,7 @@ def consent_record(
     api_client_id: int | None = None,
     purpose: Purpose | None = None,
     event_id: int | None = None,
+    companion: Companion | None = None,
 ) -> ConsentEvent:
     """Append one grant or withdrawal to the ledger and update the current state, in one statement.
 
@@ -288,7 +296,7 @@ def consent_record(
     Japanese message, writing nothing, on an unknown/unpublished purpose, an invalid method for the purpose
     (e.g. opt-out for 要配慮個人情報, APPI Art. 20(2)), a time in the future or malformed evidence.
     `event_id`: an id the caller already took from the ledger's sequence (consent_subjects reserves one in
-    its lookup), saving the round trip that takes one here.
+    its lookup), saving the round trip that takes one here. `companion`: see _ledger_write.
     """
     _choice(action, ConsentEvent.Action.choices, "操作（action）")
     _choice(method, ConsentEvent.Method.choices, "方式（method）")
@@ -341,7 +349,7 @@ def consent_record(
             occurred_at=occurred_at,
             **proof,
         )
-        _ledger_write(event, version.version)
+        _ledger_write(event, version.version, companion)
     return event
 
 

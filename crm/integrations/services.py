@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -220,15 +220,9 @@ def idempotent_call(
         # lookup in the same statement as the lock would not see what the holder committed while we waited.
         with rawsql.prepared_cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_key_lock_id(client.pk, key)])
-        row = rawsql.fetch_one(_idempotency_sql(), [client.pk, key])
-        existing = rawsql.load(IdempotencyRecord, row) if row else None
-        if existing is not None and existing.expired:
-            existing.delete()
-            existing = None
+        existing = _stored_answer(client, key)
         if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise IdempotencyKeyReused
-            return existing.response_status, json.loads(existing.response_body), True
+            return _replay(existing, fingerprint)
         status, body = compute()
         IdempotencyRecord.objects.create(
             client=client,
@@ -238,6 +232,75 @@ def idempotent_call(
             response_body=json.dumps(body, ensure_ascii=False, default=str),
             expires_at=IdempotencyRecord.default_expiry(),
         )
+    return status, body, False
+
+
+# What a single-statement write gets to store its answer with (idempotent_single_statement).
+AnswerRecord = Callable[[int, dict[str, Any]], tuple[str, list[Any]]]
+_KEY_CONSTRAINT = IdempotencyRecord._meta.constraints[0].name  # (client, key) unique
+
+
+def _stored_answer(client: ApiClient, key: str) -> IdempotencyRecord | None:
+    """The live record of (client, key); an expired one is deleted and counts as none."""
+    row = rawsql.fetch_one(_idempotency_sql(), [client.pk, key])
+    existing = rawsql.load(IdempotencyRecord, row) if row else None
+    if existing is not None and existing.expired:
+        existing.delete()
+        return None
+    return existing
+
+
+def _replay(existing: IdempotencyRecord, fingerprint: str) -> tuple[int, dict[str, Any], bool]:
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReused
+    return existing.response_status, json.loads(existing.response_body), True
+
+
+def idempotent_single_statement(
+    *,
+    client: ApiClient,
+    key: str,
+    fingerprint: str,
+    compute: Callable[[AnswerRecord], tuple[int, dict[str, Any]]],
+) -> tuple[int, dict[str, Any], bool]:
+    """idempotent_call for a write of one statement, without a transaction or a lock.
+
+    `compute(record)` must write with one statement and put `record(status, body)` (the INSERT of the answer
+    it is about to give) into it. The answer and the write then exist together or not at all. Of two
+    requests with the same key running at once, both find no answer, both write; PostgreSQL makes the
+    second statement wait for the first and then refuses it on the key's unique constraint, whole: it
+    wrote nothing, and it replays the first one's answer. One round trip before the write instead of a
+    transaction, an advisory lock and a lookup (the consent API's path).
+    """
+    existing = _stored_answer(client, key)
+    if existing is not None:
+        return _replay(existing, fingerprint)
+
+    def record(status: int, body: dict[str, Any]) -> tuple[str, list[Any]]:
+        answer = IdempotencyRecord(
+            client=client,
+            key=key,
+            fingerprint=fingerprint,
+            response_status=status,
+            response_body=json.dumps(body, ensure_ascii=False, default=str),
+            expires_at=IdempotencyRecord.default_expiry(),
+        )
+        return answer.insert_statement()
+
+    try:
+        # Inside a caller's transaction (tests, nested use) a refused statement must not abort it.
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                status, body = compute(record)
+        else:
+            status, body = compute(record)
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != _KEY_CONSTRAINT:
+            raise
+        existing = _stored_answer(client, key)
+        if existing is None:  # the winner's answer expired in between: not worth a second attempt
+            raise
+        return _replay(existing, fingerprint)
     return status, body, False
 
 

@@ -18,7 +18,7 @@ from ninja import Status
 from ninja.errors import HttpError
 
 from crm.integrations.models import ApiClient
-from crm.integrations.services import idempotent_call
+from crm.integrations.services import idempotent_call, idempotent_single_statement
 
 # Visible ASCII, as the IETF Idempotency-Key draft and common practice (UUIDs, ULIDs) expect.
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -64,7 +64,7 @@ def request_fingerprint(request: HttpRequest) -> str:
 def api_write(
     request: HttpRequest,
     response: HttpResponse,
-    compute: Callable[[], tuple[int, dict[str, Any]]],
+    compute: Callable[..., tuple[int, dict[str, Any]]],
     *,
     idempotency_key: str | None,
     single_statement: bool = False,
@@ -73,8 +73,9 @@ def api_write(
 
     With an Idempotency-Key the first answer is stored and a retry (same key, same request) gets it back
     with `Idempotent-Replayed: true` and no second write; the same key with another request is a 422.
-    `single_statement`: `compute` writes with one statement (after reads), which is atomic by itself, so
-    without a key no transaction is opened around it (two round trips fewer).
+    `single_statement`: `compute(record=None)` writes with one statement (after reads), which is atomic by
+    itself, so no transaction is opened around it; with a key it is handed `record` and puts the stored
+    answer into that statement (crm.integrations.services.idempotent_single_statement).
     """
     client: ApiClient = request.auth  # type: ignore[attr-defined]
     if idempotency_key is not None and not _KEY.match(idempotency_key):
@@ -85,7 +86,8 @@ def api_write(
                 return Status(*compute())
             with transaction.atomic():
                 return Status(*compute())
-        status, body, replayed = idempotent_call(
+        call = idempotent_single_statement if single_statement else idempotent_call
+        status, body, replayed = call(
             client=client,
             key=idempotency_key,
             fingerprint=request_fingerprint(request),

@@ -141,6 +141,34 @@ def test_consent_retry_with_idempotency_key_is_one_ledger_row(api, member):
     assert ConsentEvent.objects.count() == 1
 
 
+def test_consent_key_with_another_body_is_refused_and_writes_nothing(api, member):
+    # given a grant posted with a key
+    headers = {"Idempotency-Key": "consent-2"}
+    first = api.post("/consents", {**GRANT, "external_id": "M-1"}, **headers)
+    assert first.status_code == 201
+    # when the same key comes back with a withdrawal
+    second = api.post("/consents", {**GRANT, "action": "withdraw", "external_id": "M-1"}, **headers)
+    # then it is refused, and the ledger holds only the grant
+    assert second.status_code == 422
+    assert list(ConsentEvent.objects.values_list("action", flat=True)) == ["grant"]
+
+
+def test_an_expired_key_records_the_consent_again(api, member):
+    # given a consent whose stored answer has expired
+    from crm.integrations.models import IdempotencyRecord
+
+    headers = {"Idempotency-Key": "consent-3"}
+    first = api.post("/consents", {**GRANT, "external_id": "M-1"}, **headers)
+    IdempotencyRecord.objects.filter(key="consent-3").update(expires_at="2000-01-01T00:00:00Z")
+    # when the same request comes again
+    second = api.post("/consents", {**GRANT, "external_id": "M-1"}, **headers)
+    # then it is a new write with a new answer, stored in place of the old one
+    assert second.status_code == 201 and "Idempotent-Replayed" not in second
+    assert second.json()["id"] != first.json()["id"]
+    assert ConsentEvent.objects.count() == 2
+    assert IdempotencyRecord.objects.filter(key="consent-3").count() == 1
+
+
 def test_consent_needs_consents_write_scope(team, member, clean_rate_limits):
     # given a client that may only read consents
     _client, token = integration_services.api_client_create(

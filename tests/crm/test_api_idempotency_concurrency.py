@@ -55,3 +55,56 @@ def test_simultaneous_retries_have_one_effect_and_one_answer(team, clean_rate_li
     assert [r.status_code for r in responses] == [201, 201]
     assert responses[0].json() == responses[1].json()
     assert sorted(r.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]
+
+
+def test_simultaneous_consent_retries_write_one_row_and_replay_it(team, clean_rate_limits, monkeypatch):
+    # given a client, a customer, and a lookup that takes a while, so that both copies find no stored
+    # answer before either writes (the consent path has no lock: the key's unique constraint decides)
+    from consent import selectors
+    from consent import services as consent_services
+    from consent.models import ConsentEvent
+    from tests.factories import CustomerFactory
+
+    consent_services.purpose_create(  # a transactional test starts without the seeded purposes
+        code="newsletter_k",
+        category="marketing_email",
+        legal_basis="consent",
+        title_ja="メールマガジン",
+        title_en="Newsletter",
+        description_ja="お知らせをメールで送るため。",
+        description_en="To send news by e-mail.",
+    )
+    CustomerFactory(team=team, external_id="EXT-K")
+    _client, token = integration_services.api_client_create(
+        name="site", team=team, scopes=[ApiScope.CONSENTS_WRITE]
+    )
+    original = selectors.consent_subjects
+
+    def slow_subjects(**kwargs):
+        found = original(**kwargs)
+        time.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(selectors, "consent_subjects", slow_subjects)
+    body = {"purpose_code": "newsletter_k", "action": "grant", "method": "opt_in", "external_id": "EXT-K"}
+    responses = []
+    start = threading.Barrier(2)
+
+    def send() -> None:
+        try:
+            start.wait(timeout=10)
+            responses.append(Api(token).post("/consents", body, **{"Idempotency-Key": "same-consent"}))
+        finally:
+            connection.close()
+
+    # when the same consent is posted twice at once
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    # then the ledger holds one row, both callers got its answer, and one of them was a replay
+    assert ConsentEvent.objects.filter(customer__external_id="EXT-K").count() == 1
+    assert [r.status_code for r in responses] == [201, 201]
+    assert responses[0].json() == responses[1].json()
+    assert sorted(r.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]
