@@ -18,7 +18,9 @@ cores themselves:
 
 The scenarios run interleaved `--rounds` times (default 3) and the median round is printed with the
 throughput of every round, so that a slow minute of a shared machine does not land on one scenario only.
-Prints requests/s, p50 and p95 per scenario and the target (≥ 400 consent writes/s on this 2-core machine).
+Prints requests/s, p50 and p95 per scenario and the target (≥ 400 consent writes/s on this 2-core machine),
+with the SQL statements and the CPU time of one request of each scenario in one process (how fast the
+machine is that day: compare runs by these before comparing their requests/s).
 The load generator shares the two cores with the server, so the figures are a floor. Consent rows are
 append-only (the ledger refuses DELETE): point DATABASE_URL at a throwaway database.
 Not a test: numbers depend on the machine.
@@ -95,25 +97,36 @@ def _setup() -> tuple[str, str]:
     return token, external_id
 
 
-def _statements_and_round_trip(token: str, external_id: str) -> tuple[dict[str, int], float]:
+def _statements_and_round_trip(
+    token: str, external_id: str
+) -> tuple[dict[str, int], dict[str, float], float]:
     """Machine-independent context for the figures: SQL statements one request of each scenario runs
-    (in-process, same code path) and the mean latency of one `SELECT 1` round trip right now."""
+    (in-process, same code path; BEGIN/COMMIT are not counted), the CPU time of one request of each in this
+    process (Django's test client, no HTTP server), and the mean latency of one `SELECT 1` round trip now."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     http = Client(HTTP_HOST=HOST)
-    counts = {}
+
+    def send(scenario: str) -> None:
+        method, path, body, headers = _request(scenario, token, external_id)
+        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+        if method == "GET":
+            http.get(path, headers=headers)
+        else:
+            http.post(path, data=body, content_type="application/json", headers=headers)
+
+    counts, cpu = {}, {}
     for scenario in SCENARIOS:
-        for _warm in range(2):  # the second request is the steady state (permission cache, last-use time)
-            method, path, body, headers = _request(scenario, token, external_id)
-            headers = {k: v for k, v in headers.items() if k != "Content-Type"}
-            with CaptureQueriesContext(connection) as ctx:
-                if method == "GET":
-                    http.get(path, headers=headers)
-                else:
-                    http.post(path, data=body, content_type="application/json", headers=headers)
+        send(scenario)  # the second request is the steady state (permission cache, last-use time)
+        with CaptureQueriesContext(connection) as ctx:
+            send(scenario)
         counts[scenario] = len(ctx.captured_queries)
+        start = time.process_time()
+        for _ in range(CPU_SAMPLE):
+            send(scenario)
+        cpu[scenario] = (time.process_time() - start) / CPU_SAMPLE * 1000
     with connection.cursor() as cur:
         start = time.perf_counter()
         for _ in range(200):
@@ -121,7 +134,10 @@ def _statements_and_round_trip(token: str, external_id: str) -> tuple[dict[str, 
             cur.fetchone()
         round_trip = (time.perf_counter() - start) / 200 * 1000
     connection.close()
-    return counts, round_trip
+    return counts, cpu, round_trip
+
+
+CPU_SAMPLE = 200  # requests per scenario timed in-process
 
 
 # Tables every consent write adds dead row versions to: the audit entry (sealed by an UPDATE), the current
@@ -403,7 +419,7 @@ def main() -> None:
     run = _run_wrk if args.loadgen == "wrk" else _run
 
     token, external_id = _setup()
-    statements, round_trip = _statements_and_round_trip(token, external_id)
+    statements, cpu, round_trip = _statements_and_round_trip(token, external_id)
     port = _free_port()
     server = _start_server(port, args.workers, args.server_threads)
     rounds: dict[str, list[dict[str, float]]] = {scenario: [] for scenario in scenarios}
@@ -436,14 +452,15 @@ def main() -> None:
     )
     print(
         f"{'scenario':<14}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'SQL/req':>9}"
-        f"  req/s of each round"
+        f"{'CPU ms':>8}  req/s of each round"
     )
     for name, r in rows:
         each = " / ".join(f"{x['rps']:.0f}" for x in rounds[name])
         print(
             f"{name:<14}{r['requests']:>10}{r['errors']:>8}{r['rps']:>10.0f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
-            f"{statements[name]:>9}  {each}"
+            f"{statements[name]:>9}{cpu[name]:>8.2f}  {each}"
         )
+    print(f"CPU ms: one request in this process (test client, {CPU_SAMPLE} each), the machine's speed meter")
     print(f"machine now: one SELECT 1 round trip to PostgreSQL = {round_trip:.2f} ms, load average {_load()}")
     for name, what in (("consent", "audited, no key"), ("consent+idem", "audited, with an Idempotency-Key")):
         if name in dict(rows):
