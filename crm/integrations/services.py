@@ -224,15 +224,21 @@ def idempotent_call(
         if existing is not None:
             return _replay(existing, fingerprint)
         status, body = compute()
-        IdempotencyRecord.objects.create(
-            client=client,
-            key=key,
-            fingerprint=fingerprint,
-            response_status=status,
-            response_body=json.dumps(body, ensure_ascii=False, default=str),
-            expires_at=IdempotencyRecord.default_expiry(),
-        )
+        _answer_record(client, key, fingerprint, status, body).save(force_insert=True)
     return status, body, False
+
+
+def _answer_record(
+    client: ApiClient, key: str, fingerprint: str, status: int, body: dict[str, Any]
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        client=client,
+        key=key,
+        fingerprint=fingerprint,
+        response_status=status,
+        response_body=json.dumps(body, ensure_ascii=False, default=str),
+        expires_at=IdempotencyRecord.default_expiry(),
+    )
 
 
 # What a single-statement write gets to store its answer with (idempotent_single_statement).
@@ -277,15 +283,7 @@ def idempotent_single_statement(
         return _replay(existing, fingerprint)
 
     def record(status: int, body: dict[str, Any]) -> tuple[str, list[Any]]:
-        answer = IdempotencyRecord(
-            client=client,
-            key=key,
-            fingerprint=fingerprint,
-            response_status=status,
-            response_body=json.dumps(body, ensure_ascii=False, default=str),
-            expires_at=IdempotencyRecord.default_expiry(),
-        )
-        return answer.insert_statement()
+        return _answer_record(client, key, fingerprint, status, body).insert_statement()
 
     try:
         # Inside a caller's transaction (tests, nested use) a refused statement must not abort it.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 
@@ -22,6 +24,32 @@ pytestmark = transactional_all_apps()
 BODY = {"family_name": "佐藤", "collection_channel": "web_form", "email": "sato@example.jp"}
 
 
+def _twice_at_once(send: Callable[[], Any]) -> list[Any]:
+    """The responses of two threads calling `send` at the same moment, each on its own connection."""
+    responses = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait(timeout=10)
+            responses.append(send())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return responses
+
+
+def _assert_one_answer_and_one_replay(responses: list[Any]) -> None:
+    assert [r.status_code for r in responses] == [201, 201]
+    assert responses[0].json() == responses[1].json()
+    assert sorted(r.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]
+
+
 def test_simultaneous_retries_have_one_effect_and_one_answer(team, clean_rate_limits, monkeypatch):
     # given a client, and a create that takes a while (so the retry arrives while the first is running)
     _client, token = integration_services.api_client_create(
@@ -34,27 +62,13 @@ def test_simultaneous_retries_have_one_effect_and_one_answer(team, clean_rate_li
         return original(**kwargs)
 
     monkeypatch.setattr(services, "customer_create", slow_create)
-    responses = []
-    start = threading.Barrier(2)
-
-    def send() -> None:
-        try:
-            start.wait(timeout=10)
-            responses.append(Api(token).put("/customers/EXT-C", BODY, **{"Idempotency-Key": "same-key"}))
-        finally:
-            connection.close()
-
     # when the same request is sent twice at once
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    responses = _twice_at_once(
+        lambda: Api(token).put("/customers/EXT-C", BODY, **{"Idempotency-Key": "same-key"})
+    )
     # then one customer exists, both callers got the same 201 answer, and one of them was a replay
     assert Customer.objects.filter(external_id="EXT-C").count() == 1
-    assert [r.status_code for r in responses] == [201, 201]
-    assert responses[0].json() == responses[1].json()
-    assert sorted(r.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]
+    _assert_one_answer_and_one_replay(responses)
 
 
 def test_simultaneous_consent_retries_write_one_row_and_replay_it(team, clean_rate_limits, monkeypatch):
@@ -87,24 +101,10 @@ def test_simultaneous_consent_retries_write_one_row_and_replay_it(team, clean_ra
 
     monkeypatch.setattr(selectors, "consent_subjects", slow_subjects)
     body = {"purpose_code": "newsletter_k", "action": "grant", "method": "opt_in", "external_id": "EXT-K"}
-    responses = []
-    start = threading.Barrier(2)
-
-    def send() -> None:
-        try:
-            start.wait(timeout=10)
-            responses.append(Api(token).post("/consents", body, **{"Idempotency-Key": "same-consent"}))
-        finally:
-            connection.close()
-
     # when the same consent is posted twice at once
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    responses = _twice_at_once(
+        lambda: Api(token).post("/consents", body, **{"Idempotency-Key": "same-consent"})
+    )
     # then the ledger holds one row, both callers got its answer, and one of them was a replay
     assert ConsentEvent.objects.filter(customer__external_id="EXT-K").count() == 1
-    assert [r.status_code for r in responses] == [201, 201]
-    assert responses[0].json() == responses[1].json()
-    assert sorted(r.get("Idempotent-Replayed", "") for r in responses) == ["", "true"]
+    _assert_one_answer_and_one_replay(responses)
