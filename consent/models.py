@@ -270,7 +270,7 @@ class ConsentEvent(ConstantInsert, models.Model):
 class ConsentState(models.Model):
     """Current consent of one customer for one purpose: the latest ledger row by (occurred_at, id).
 
-    Written only by services.consent_record in the same transaction as the ledger row (an upsert that keeps
+    Written only by services.consent_record in the same statement as the ledger row (an upsert that keeps
     the newer event), so it can always be rebuilt from the ledger and never disagrees with it.
     """
 

@@ -1,9 +1,9 @@
 """Writes of the consent app: purposes and their versions, the consent ledger, visitor links, 要配慮 data.
 
-Every function is one transaction. The ledger is append-only: a consent or a withdrawal is always a new
-ConsentEvent row, and the current-state row (ConsentState) is upserted in the same transaction, keeping the
-newer event by (occurred_at, id) so late-arriving older events (offline POS, paper forms) cannot overwrite a
-newer decision.
+Every function is one transaction (consent_record: one statement). The ledger is append-only: a consent or a
+withdrawal is always a new ConsentEvent row, and the current-state row (ConsentState) is upserted with it,
+keeping the newer event by (occurred_at, id) so late-arriving older events (offline POS, paper forms) cannot
+overwrite a newer decision.
 """
 
 from __future__ import annotations
