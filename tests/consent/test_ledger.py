@@ -139,6 +139,32 @@ def test_the_database_refuses_update_and_delete_on_the_ledger(customer, grant, s
     assert ConsentEvent.objects.get(pk=event.pk).action == ConsentEvent.Action.GRANT
 
 
+@pytest.mark.parametrize(
+    "tables",
+    [
+        "consent_consentevent",
+        "consent_purposeversion",
+        "crm_auditentry",
+        "crm_auditchainhead",
+        "crm_customer",  # cascades into the ledger
+    ],
+)
+def test_the_database_refuses_truncate_of_the_ledger_and_the_audit_trail(customer, grant, tables):
+    # given a recorded consent (with its audit entry), on a session that has not lifted the guard (the test
+    # suite lifts it on its connections to flush between tests: turned off again here)
+    from crm.models import AuditEntry
+
+    event = grant(customer)
+    entries = AuditEntry.objects.count()
+    # when raw SQL tries to empty the table
+    with pytest.raises(DatabaseError, match="TRUNCATE"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL crm.allow_truncate = off")
+        cur.execute(f"TRUNCATE {tables} CASCADE")
+    # then the ledger row and the audit trail are still there
+    assert ConsentEvent.objects.filter(pk=event.pk).exists()
+    assert AuditEntry.objects.count() == entries
+
+
 def test_current_state_follows_grant_withdraw_grant(customer, grant, withdraw):
     # given a customer who grants, withdraws and grants again on different days
     grant(customer, when=at("2026-04-01 10:00"))
