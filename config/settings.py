@@ -123,15 +123,17 @@ INSTALLED_APPS = [
     "incidents",
 ]
 
+# The *WebOnly classes are Django's (and WhiteNoise's) own middleware, skipped for the token-authenticated
+# integration API under /api/, which has no session, cookie, CSRF or static file (config/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "config.middleware.WhiteNoiseWebOnly",
+    "config.middleware.SessionWebOnly",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.CsrfWebOnly",
+    "config.middleware.AuthenticationWebOnly",
+    "config.middleware.MessagesWebOnly",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
 ]
