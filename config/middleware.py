@@ -2,11 +2,12 @@
 
 The API (/api/, config.api) authenticates every call by token, keeps no session, sets no cookie, is exempt
 from CSRF by design (django-ninja's views, bearer tokens) and serves no static file. Running the session,
-authentication, CSRF, messages and static-file middleware for it anyway cost about 1 ms of CPU per call
+authentication, messages and static-file middleware for it anyway cost about 1 ms of CPU per call
 (bench/api_bench.py's `CPU ms`: ~13 % of a consent write). Each class below is that middleware for every
 other path and steps aside for the API: the request goes straight on, none of its hooks run. They subclass
 the middleware they stand for, so Django's checks (the admin needs sessions, authentication and messages)
-still find it. Security headers, language, clickjacking protection and the audit context
+still find it. CSRF stays Django's own (its deploy check looks for it by name; for the API's exempt views it
+costs nothing). Security headers, language, clickjacking protection and the audit context
 (AuditlogMiddleware: actor, address, correlation id) apply to the API as to every page.
 """
 
@@ -18,7 +19,6 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 API_PREFIX = "/api/"
@@ -55,10 +55,3 @@ class AuthenticationWebOnly(_WebOnly, AuthenticationMiddleware):
 
 class MessagesWebOnly(_WebOnly, MessageMiddleware):
     pass
-
-
-class CsrfWebOnly(_WebOnly, CsrfViewMiddleware):
-    def process_view(self, request: HttpRequest, callback: Any, args: Any, kwargs: Any) -> Any:
-        if is_api(request):
-            return None
-        return super().process_view(request, callback, args, kwargs)

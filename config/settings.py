@@ -124,14 +124,14 @@ INSTALLED_APPS = [
 ]
 
 # The *WebOnly classes are Django's (and WhiteNoise's) own middleware, skipped for the token-authenticated
-# integration API under /api/, which has no session, cookie, CSRF or static file (config/middleware.py).
+# integration API under /api/, which has no session, cookie or static file (config/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.WhiteNoiseWebOnly",
     "config.middleware.SessionWebOnly",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "config.middleware.CsrfWebOnly",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "config.middleware.AuthenticationWebOnly",
     "config.middleware.MessagesWebOnly",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
