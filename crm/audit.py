@@ -267,12 +267,15 @@ def audit_seal_pending(
                 previous = entry.compute_chain_hash(previous)
                 rows.append((seq, previous, entry.pk))
             if rows:
+                seqs, hashes, ids = (list(column) for column in zip(*rows, strict=True))
                 with connection.cursor() as cur:
-                    # The guard of migration 0009 lets exactly this through: NULL chain fields set once.
-                    cur.executemany(
-                        "UPDATE crm_auditentry SET chain_seq = %s, chain_hash = %s WHERE id = %s"
-                        " AND chain_seq IS NULL",
-                        rows,
+                    # One statement for the batch. The guard of migration 0009 lets exactly this through,
+                    # row by row: NULL chain fields set once.
+                    cur.execute(
+                        "UPDATE crm_auditentry e SET chain_seq = s.seq, chain_hash = s.hash"
+                        " FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[]) AS s(seq, hash, id)"
+                        " WHERE e.id = s.id AND e.chain_seq IS NULL",
+                        [seqs, hashes, ids],
                     )
                 AuditChainHead.advance(seq=seq, chain_hash=previous)
                 sealed += len(rows)

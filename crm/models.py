@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -378,6 +379,7 @@ def _as_stored_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str), parse_float=_json_number_as_stored)
 
 
+@functools.lru_cache(maxsize=4096)  # a few addresses write most entries; each is parsed on write and seal
 def _canonical_ip(value: str | None) -> str | None:
     """One spelling per address (PostgreSQL's inet prints '2001:DB8:0::1' as '2001:db8::1')."""
     if not value:
