@@ -302,17 +302,27 @@ class _CoalescingSealer:
     Every seal takes the chain's lock and runs about six statements. Run after every commit it was most of
     the cost of an API write and put every writer of the system in one queue behind that lock. Here the
     first commit after a quiet spell seals at once (inline, but never waiting for the chain lock: when
-    another process holds it, the timer below seals instead); commits arriving within the
-    interval only ask for a seal, and one timer thread of the process seals all of them when the interval
-    is over (a batch of entries in one transaction). An entry therefore waits at most `interval` seconds
-    plus one seal for its chain number; if the process dies in between, beat's per-minute seal chains it.
+    another process holds it, the sealer thread seals instead); commits arriving within the interval only
+    ask for a seal, and one thread of the process seals all of them when the interval is over (a batch of
+    entries in one transaction). An entry therefore waits at most `interval` seconds plus one seal for its
+    chain number; if the process dies in between, beat's per-minute seal chains it.
     `interval` 0 (settings.AUDIT_SEAL_COALESCE_SECONDS) seals inline after every commit.
+
+    The thread stays while seals keep coming, with its own database connection: a thread (and a new
+    connection, a new PostgreSQL backend) per seal cost several milliseconds of CPU twice a second per
+    process under load. After `idle_close` seconds without a seal it closes the connection and ends; the
+    next request for a seal starts another.
     """
+
+    idle_close = 30.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._last = -1e9
-        self._timer: threading.Timer | None = None
+        self._due: float | None = None  # monotonic time of the next deferred seal, if one is asked for
+        self._thread: threading.Thread | None = None
+        self._closing = False
         self._exit_hook = False
 
     def request(self) -> None:
@@ -322,45 +332,78 @@ class _CoalescingSealer:
             _seal_quietly()
             return
         with self._lock:
-            inline = self._timer is None and now - self._last >= interval
+            inline = self._due is None and now - self._last >= interval
             if inline:
                 self._last = now
             else:
                 self._schedule(max(0.0, self._last + interval - now))
         # Inline, a request never waits for the chain lock: if another process is sealing (it may have read
-        # the queue before this commit), the timer seals a moment later instead.
+        # the queue before this commit), the thread seals a moment later instead.
         if inline and not _seal_quietly(wait=False):
             with self._lock:
                 self._schedule(interval)
 
     def _schedule(self, delay: float) -> None:
-        """Start the timer unless one is pending (caller holds self._lock)."""
-        if self._timer is not None:
+        """Ask the thread for a seal in `delay` seconds unless one is asked for (caller holds self._lock)."""
+        if self._due is not None:
             return
-        self._timer = threading.Timer(delay, self._deferred)
-        self._timer.daemon = True
-        self._timer.start()
+        self._due = time.monotonic() + delay
+        self._closing = False
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+            self._thread.start()
+        self._wake.notify()
         if not self._exit_hook:
             # A command or task process that ends within the interval seals on its way out.
             atexit.register(self.flush)
             self._exit_hook = True
 
+    def _next(self) -> bool:
+        """Wait until a seal is due (True), or until the thread should end (False). Holds self._lock."""
+        while True:
+            if self._closing:
+                return False
+            if self._due is None:
+                if not self._wake.wait(timeout=self.idle_close) and self._due is None:
+                    return False  # idle: end, and give the connection back
+                continue
+            delay = self._due - time.monotonic()
+            if delay <= 0:
+                self._due = None
+                self._last = time.monotonic()
+                return True
+            self._wake.wait(timeout=delay)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._next():
+                        if self._thread is threading.current_thread():
+                            self._thread = None
+                        return
+                # The thread's own connection, kept between seals: drop it when broken or past CONN_MAX_AGE.
+                connection.close_if_unusable_or_obsolete()
+                _seal_quietly()
+        finally:
+            connections.close_all()  # this thread's own connection, never a request's
+
     def flush(self) -> None:
-        """Seal now what a pending timer would have sealed (process exit)."""
+        """Seal now what the thread would have sealed (process exit)."""
         with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+            pending, self._due = self._due is not None, None
+        if pending:
             _seal_quietly()
 
-    def _deferred(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Seal what is pending, end the thread and close its connection (tests; process shutdown)."""
+        self.flush()
         with self._lock:
-            self._timer = None
-            self._last = time.monotonic()
-        try:
-            _seal_quietly()
-        finally:
-            connections.close_all()  # this thread's own connection, not a request's
+            self._closing = True
+            thread = self._thread
+            self._wake.notify_all()
+        if thread is not None:
+            thread.join(timeout)
 
 
 _sealer = _CoalescingSealer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,11 +30,12 @@ def _customer(team, n: int) -> Customer:
 
 
 @pytest.fixture
-def sealer(settings, monkeypatch) -> _CoalescingSealer:
+def sealer(settings, monkeypatch) -> Iterator[_CoalescingSealer]:
     settings.AUDIT_SEAL_COALESCE_SECONDS = INTERVAL
     fresh = _CoalescingSealer()
     monkeypatch.setattr(audit, "_sealer", fresh)
-    return fresh
+    yield fresh
+    fresh.close()  # its thread's connection must not outlive the test database
 
 
 def _wait_until_sealed(limit: float) -> float:
@@ -87,6 +89,7 @@ def test_a_process_ending_within_the_interval_seals_on_its_way_out(settings, mon
 
     # when the process exits (the at-exit hook the sealer registered runs flush)
     sealer.flush()
+    sealer.close()
 
     # then nothing is left for beat, and the chain verifies
     assert _pending() == 0
@@ -136,4 +139,52 @@ def test_a_request_never_waits_for_the_chain_lock(sealer, team):
     # and once the lock is free, the timer chains it
     _wait_until_sealed(20 * INTERVAL)
     assert _pending() == 0
+    assert audit_chain_verify().ok
+
+
+def _backend_alive(pid: int) -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cur.fetchone()[0] == 1
+
+
+def test_the_sealer_thread_keeps_one_connection_and_gives_it_back_when_idle(team, sealer, monkeypatch):
+    # given a sealer whose thread notes the database backend each of its seals ran on
+    from django.db import connection
+
+    backends = []
+    seal = audit._seal_quietly
+
+    def noting_seal(**kwargs):
+        done = seal(**kwargs)
+        if threading.current_thread().name == "audit-sealer":
+            backends.append(connection.connection.info.backend_pid)
+        return done
+
+    monkeypatch.setattr(audit, "_seal_quietly", noting_seal)
+    _wait_until_sealed(10 * INTERVAL)
+    time.sleep(INTERVAL)
+    # when writes keep coming, interval after interval
+    for n in range(3):
+        _customer(team, 40 + 2 * n)
+        _customer(team, 41 + 2 * n)
+        assert _wait_until_sealed(10 * INTERVAL) < 10 * INTERVAL
+    # then the thread sealed them on one connection, not a new one per seal
+    assert len(backends) >= 2
+    assert len(set(backends)) == 1 and _backend_alive(backends[0])
+
+    # when no seal is asked for longer than the idle time
+    sealer.idle_close = 0.2
+    with sealer._lock:
+        sealer._wake.notify_all()  # the waiting thread re-reads the idle time
+    deadline = time.monotonic() + 10
+    while sealer._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # then the thread has ended and its connection is closed
+    assert sealer._thread is None
+    while _backend_alive(backends[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _backend_alive(backends[0])
     assert audit_chain_verify().ok
