@@ -3,6 +3,10 @@ that every view and selector has its "no permission" case; plus the other roles.
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
@@ -23,6 +27,20 @@ def _allow_flush(sender: object, connection: object, **kwargs: object) -> None:
 
 
 connection_created.connect(_allow_flush, dispatch_uid="tests.allow_truncate")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_every_connection_of_this_thread(django_db_setup: None) -> Iterator[None]:
+    """Before the test database is dropped, close this thread's connections of every context, not only the
+    current one: Django keeps one connection per contextvars context (asgiref Local), Playwright's sync API
+    (tests/e2e) runs code in contexts of its own, and a connection opened there kept the database from being
+    dropped ("being accessed by other users"). Torn down before django_db_setup, which it depends on."""
+    yield
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    for wrapper in [o for o in gc.get_objects() if isinstance(o, BaseDatabaseWrapper)]:
+        if wrapper.connection is not None and wrapper._thread_ident == threading.get_ident():
+            wrapper.close()
 
 
 @pytest.fixture(autouse=True)
