@@ -15,12 +15,11 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
-from ninja.errors import HttpError
 from pydantic import ConfigDict, Field
 
 from consent import selectors, services
 from consent.models import ConsentEvent, Purpose, PurposeCategory
-from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_or_404, errors
+from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_not_found, customer_or_404, errors
 from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import Moment, Text
@@ -124,7 +123,7 @@ def consent_create(
                 reserve_event_id=True,
             )
             if customer is None:
-                raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
+                raise customer_not_found()
         event = services.consent_record(
             purpose_code=payload.purpose_code,
             action=payload.action,

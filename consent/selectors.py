@@ -51,6 +51,10 @@ def published_purpose(code: str) -> Purpose | None:
     return purpose
 
 
+# The next ledger id, taken before the row is written: its audit entry names it (services._ledger_write).
+NEXT_EVENT_ID_SQL = f"nextval(pg_get_serial_sequence('{ConsentEvent._meta.db_table}', 'id'))"
+
+
 class ConsentSubjects(NamedTuple):
     customer: Customer | None
     purpose: Purpose | None
@@ -76,7 +80,7 @@ def consent_subjects(
     if query is None:
         return ConsentSubjects(None, published_purpose(purpose_code), None)
     customer_sql, params = query
-    reserve = ", nextval(pg_get_serial_sequence('consent_consentevent', 'id'))" if reserve_event_id else ""
+    reserve = f", {NEXT_EVENT_ID_SQL}" if reserve_event_id else ""
     row = rawsql.fetch_one(
         f"SELECT c.*, pp.*{reserve} FROM (SELECT 1) AS one"  # noqa: S608
         f" LEFT JOIN LATERAL ({customer_sql}) c ON true"

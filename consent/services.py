@@ -204,7 +204,7 @@ def _state_upsert(event: ConsentEvent, version_no: int) -> tuple[str, list[Any]]
 def _event_id_reserve() -> int:
     """A ledger id from the table's own sequence, before the row is written (its audit entry names it)."""
     with rawsql.prepared_cursor() as cur:
-        cur.execute("SELECT nextval(pg_get_serial_sequence('consent_consentevent', 'id'))")
+        cur.execute(f"SELECT {selectors.NEXT_EVENT_ID_SQL}")
         return int(cur.fetchone()[0])
 
 

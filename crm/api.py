@@ -102,8 +102,13 @@ def customer_or_404(client: ApiClient, external_id: str, action: str = "change")
     may not reach it."""
     customer = customer_ref(user=client.user, external_id=external_id, action=action)
     if customer is None:
-        raise HttpError(404, _("この外部IDの顧客は見つかりません。"))
+        raise customer_not_found()
     return customer
+
+
+def customer_not_found() -> HttpError:
+    """The 404 of an external id the client may not reach (or that does not exist: the two look alike)."""
+    return HttpError(404, _("この外部IDの顧客は見つかりません。"))
 
 
 @router.put(

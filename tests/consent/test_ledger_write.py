@@ -27,18 +27,10 @@ def _entry_of(event: ConsentEvent) -> AuditEntry:
     return AuditEntry.objects.get(content_type__model="consentevent", object_pk=str(event.pk))
 
 
-def test_the_audit_entry_is_the_one_auditlog_writes_for_a_save(customer, owner):
-    # given a consent recorded by staff through the service (one statement, entry built by us)
-    fast = services.consent_record(
-        purpose_code="marketing_email",
-        action="grant",
-        method="opt_in",
-        channel="web_form",
-        customer=customer,
-        evidence=EVIDENCE,
-        occurred_at=at("2026-04-01 10:00"),
-        actor=owner,
-    )
+def test_the_audit_entry_is_the_one_auditlog_writes_for_a_save(customer, owner, grant):
+    # given a consent recorded by staff through the service (one statement, entry built by us): an opt-in
+    # on a web form
+    fast = grant(customer, evidence=EVIDENCE, when=at("2026-04-01 10:00"), actor=owner)
     # and the same row saved through the ORM by the same actor (entry written by auditlog's receiver)
     version = Purpose.objects.get(code="marketing_email").current_version
     with audit_actor(owner):
