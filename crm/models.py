@@ -224,6 +224,10 @@ class Customer(models.Model):
             ("view_customer_pii", _("個人データ（氏名・連絡先等）をマスクなしで閲覧できる")),
             ("view_all_customers", _("全チームの顧客を閲覧できる")),
             ("change_all_customers", _("全チームの顧客を変更できる")),
+            # Erasure and anonymisation (crm.retention.services): on a team's customers with the team's
+            # delete permission (team leads), on every customer with the second (the request desk).
+            ("erase_customer", _("顧客を消去・匿名化できる（チームの消去権限の範囲）")),
+            ("erase_all_customers", _("全チームの顧客を消去・匿名化できる（開示等請求対応）")),
         ]
         indexes = [
             models.Index(fields=["team", "-id"], name="customer_team_id_idx"),

@@ -38,12 +38,22 @@ ROLE_LABELS = {
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Sees and changes only their teams' customers (team object permissions decide which), masked.
-    ROLE_STAFF: ["crm.view_customer", "crm.change_customer", "crm.add_customer", "crm.view_team"],
-    # Answers 開示等請求 for anyone: must find every customer and see clear values.
+    # Erasure only where a team lead holds the team's delete permission.
+    ROLE_STAFF: [
+        "crm.view_customer",
+        "crm.change_customer",
+        "crm.add_customer",
+        "crm.erase_customer",
+        "crm.view_team",
+    ],
+    # Answers 開示等請求 for anyone: must find every customer and see clear values, and carries out erasure
+    # and stop-use (利用停止・消去, APPI Art. 35; GDPR Art. 17) for anyone. Changes no customer by hand.
     ROLE_SUPPORT: [
         "crm.view_customer",
         "crm.view_all_customers",
         "crm.view_customer_pii",
+        "crm.erase_customer",
+        "crm.erase_all_customers",
         "crm.view_team",
     ],
     # 個人情報保護管理者: sees all, manages teams and memberships, reads the audit trail.
@@ -71,11 +81,16 @@ TEAM_PERMS = {
     "change": "crm.change_team_customers",
     "delete": "crm.delete_team_customers",
 }
-# The role's model permission each action needs before any team permission counts. Erasing needs the
-# right to change customers: no role holds crm.delete_customer (the admin delete view is never used, erasure
-# is a service), and a team lead's delete permission must not open erasure to a role that cannot even view.
-MODEL_PERMS = {"view": "crm.view_customer", "change": "crm.change_customer", "delete": "crm.change_customer"}
-ALL_PERMS = {"view": "crm.view_all_customers", "change": "crm.change_all_customers", "delete": None}
+# The role's model permission each action needs before any team permission counts. Erasing ("delete") needs
+# crm.erase_customer: no role holds crm.delete_customer (the admin delete view is never used, erasure is a
+# service, crm.retention.services), and a team lead's delete permission must not open erasure to a role
+# without it. crm.erase_all_customers opens every team's customers to the request desk.
+MODEL_PERMS = {"view": "crm.view_customer", "change": "crm.change_customer", "delete": "crm.erase_customer"}
+ALL_PERMS = {
+    "view": "crm.view_all_customers",
+    "change": "crm.change_all_customers",
+    "delete": "crm.erase_all_customers",
+}
 
 
 def team_ids_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> list[int]:

@@ -59,6 +59,10 @@ class RetentionError(RuntimeError):
     """A retention operation cannot start; the message is Japanese and holds no personal data."""
 
 
+class ErasePermissionDenied(RetentionError):
+    """The acting user may not erase (or anonymise) every customer of the call; nothing was done."""
+
+
 class RetentionRunActive(RetentionError):
     """A run of this policy is already in progress (two runs of one policy never overlap)."""
 
@@ -455,6 +459,22 @@ def _lock_for_request(customer_ids: Iterable[int]) -> list[int]:
     )
 
 
+def _require_erase_permission(actor: AbstractBaseUser | None, ids: list[int]) -> None:
+    """A person acting (not a scheduled run: actor None) erases only the customers the one gate opens to them
+    for "delete" (crm.permissions): the whole call is refused, nothing written, when any one is outside."""
+    if actor is None or not ids:
+        return
+    allowed = Customer.objects.restrict(actor, "delete").filter(pk__in=ids).count()
+    if allowed != len(ids):
+        log.warning(
+            "erasure refused: actor %s lacks the erase permission for %d of %d customers",
+            actor.pk,
+            len(ids) - allowed,
+            len(ids),
+        )
+        raise ErasePermissionDenied("消去・匿名化する権限のない顧客が含まれています。何も変更していません。")
+
+
 def _request_path(
     *,
     customer_ids: Iterable[int],
@@ -468,6 +488,7 @@ def _request_path(
     with transaction.atomic():
         as_of = timezone.now()
         ids = _lock_for_request(customer_ids)
+        _require_erase_permission(actor, ids)
         held_ids = set(
             Customer.objects.filter(pk__in=ids).filter(selectors.held_q(as_of)).values_list("pk", flat=True)
         )

@@ -18,7 +18,7 @@ ALLOWED = {
     "teammate": {"view", "change"},
     "outsider": set(),  # lead of another team
     "privacy_officer": {"view"},  # all teams, read only
-    "support_agent": {"view"},  # all teams, read only
+    "support_agent": {"view", "delete"},  # all teams: reads, and erases on a request (開示等請求)
     "security_user": set(),  # logs only
     "auditor": set(),  # logs only
     "superuser": {"view", "change", "delete"},
@@ -75,6 +75,17 @@ def test_privacy_officer_and_support_desk_see_every_team(request, customer, fore
     # then they see both teams' customers, and may change none
     assert set(Customer.objects.restrict(user, "view")) == {customer, foreign_customer}
     assert not Customer.objects.restrict(user, "change").exists()
+
+
+@pytest.mark.django_db
+def test_only_the_request_desk_erases_across_teams(
+    customer, foreign_customer, support_agent, privacy_officer
+):
+    # given the request desk and the privacy officer, both seeing every team
+    # when they ask the gate to erase
+    # then the request desk may erase every team's customers, the privacy officer none (oversight only)
+    assert set(Customer.objects.restrict(support_agent, "delete")) == {customer, foreign_customer}
+    assert not Customer.objects.restrict(privacy_officer, "delete").exists()
 
 
 @pytest.mark.django_db

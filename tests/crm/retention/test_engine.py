@@ -282,6 +282,43 @@ def test_request_desk_erasure_respects_holds(team, customer, privacy_officer, su
     assert Tombstone.objects.filter(reason="dsar:17").count() == 1
 
 
+@pytest.mark.parametrize(
+    ("user_name", "call"),
+    [
+        ("teammate", "customer_erase"),  # in the team, but not its lead
+        ("outsider", "customer_anonymise"),  # lead of another team
+        ("privacy_officer", "customer_pseudonymise"),  # sees everyone, erases no one
+        ("security_user", "customer_erase"),
+    ],
+)
+def test_erasure_by_a_user_without_the_erase_permission_is_refused_whole(
+    request, team, customer, user_name, call
+):
+    # given two customers of `team`
+    user = request.getfixturevalue(user_name)
+    other = CustomerFactory(team=team)
+    before = sorted(Customer.objects.values_list("pk", "status", "family_name"))
+    # when the user asks for both to be erased, anonymised or pseudonymised
+    with pytest.raises(services.ErasePermissionDenied, match="権限"):
+        getattr(services, call)(customer_ids=[customer.pk, other.pk], reason="dsar:9", actor=user)
+    # then nothing changed and no tombstone or legal trail was written for it
+    assert sorted(Customer.objects.values_list("pk", "status", "family_name")) == before
+    assert not Tombstone.objects.exists()
+
+
+def test_a_team_lead_erases_their_own_team_but_not_another(team, customer, foreign_customer, owner):
+    # given the lead of `team`
+    # when they erase a customer of their team together with a customer of another team
+    with pytest.raises(services.ErasePermissionDenied):
+        services.customer_erase(
+            customer_ids=[customer.pk, foreign_customer.pk], reason="dsar:10", actor=owner
+        )
+    # then both remain; alone, their own customer is erased
+    assert Customer.objects.filter(pk__in=[customer.pk, foreign_customer.pk]).count() == 2
+    out = services.customer_erase(customer_ids=[customer.pk], reason="dsar:10", actor=owner)
+    assert out.acted == [customer.pk] and not Customer.objects.filter(pk=customer.pk).exists()
+
+
 def test_category_erase_refuses_an_unknown_scope(customer):
     with pytest.raises(services.RetentionError):
         services.customer_category_erase(
