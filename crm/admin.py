@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import _coerce_field_name
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import display_for_field, display_for_value
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import QuerySet
@@ -332,7 +332,29 @@ class CustomerAdmin(ScaleSafeAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         preload_request_team_ids(request.user)
-        return super().changelist_view(request, extra_context)
+        response = super().changelist_view(request, extra_context)
+        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
+        if cl is not None:
+            # After rendering: the rows were read by then (no second query), and a page that failed to
+            # render showed nobody.
+            response.add_post_render_callback(lambda _r: self._record_list_access(request, cl))
+        return response
+
+    def _record_list_access(self, request: HttpRequest, cl: ChangeList) -> None:
+        """The access log of a list page (auditlog logs single-object views only): the ids shown, whether
+        in clear, whether searched and with which filters (never the search term)."""
+        ids = [obj.pk for obj in cl.result_list]
+        if not ids and not cl.query:
+            return
+        allowed = {p for spec in cl.filter_specs for p in spec.expected_parameters()}
+        services.customer_list_access_record(
+            customer_ids=ids,
+            actor=request.user,
+            clear=can_view_pii(request.user),
+            searched=bool(cl.query),
+            filters={k: str(v) for k, v in cl.params.items() if k in allowed or k == ORDER_VAR},
+            page=cl.page_num,
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexedSortChangeList

@@ -54,6 +54,42 @@ def customer_access_record(*, customer: Customer, actor: AbstractBaseUser | None
         accessed.send(sender=Customer, instance=customer)
 
 
+def customer_list_access_record(
+    *,
+    customer_ids: list[int],
+    actor: AbstractBaseUser | None,
+    clear: bool,
+    searched: bool,
+    filters: dict[str, str],
+    page: int,
+) -> None:
+    """One access entry for a page of the customer list: who saw which customers, masked or in clear, and
+    whether they searched (django-auditlog logs single-object views only). Ids, flags and non-personal filter
+    values only: the search term itself is never written (it is an e-mail address, a phone number or a
+    name); the ids it found are."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from crm.models import AuditEntry
+
+    with _acting(actor):
+        AuditEntry.objects.create(
+            content_type=ContentType.objects.get_for_model(Customer),
+            object_pk="changelist",
+            object_repr=f"顧客一覧（{len(customer_ids)}件表示）",
+            action=AuditEntry.Action.ACCESS,
+            actor=actor,
+            additional_data={
+                "list": {
+                    "customer_ids": customer_ids,
+                    "clear": clear,
+                    "searched": searched,
+                    "filters": filters,
+                    "page": page,
+                }
+            },
+        )
+
+
 def _sync_team_perms(membership: TeamMembership) -> None:
     wanted = {"view", "change"} | ({"delete"} if membership.role == TeamMembership.Role.LEAD else set())
     for action, perm in TEAM_PERMS.items():

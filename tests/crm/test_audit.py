@@ -277,6 +277,65 @@ def test_a_refused_customer_page_writes_no_access_entry(client, outsider, custom
     assert not [e for e in _entries_for(customer) if e.action == Action.ACCESS]
 
 
+def _list_entries() -> list[AuditEntry]:
+    audit_seal_pending()
+    return list(AuditEntry.objects.filter(object_pk="changelist").order_by("chain_seq"))
+
+
+@pytest.mark.django_db
+def test_a_search_in_the_customer_list_writes_an_access_entry_without_the_term(
+    client, support_agent, customer, foreign_customer
+):
+    # given the request desk (sees every team, in clear) logged in
+    client.force_login(support_agent)
+
+    # when they search the list by the customer's e-mail address, filtered by status
+    response = client.get(
+        reverse("admin:crm_customer_changelist"), {"q": "Taro.Yamada@example.com", "status__exact": "active"}
+    )
+
+    # then one ACCESS entry names who saw which customer, in clear, after a search, with the filter …
+    assert response.status_code == 200
+    assert customer.email in response.content.decode()
+    [entry] = _list_entries()
+    assert (entry.action, entry.actor, entry.remote_addr) == (Action.ACCESS, support_agent, "127.0.0.1")
+    assert entry.additional_data["list"] == {
+        "customer_ids": [customer.pk],
+        "clear": True,
+        "searched": True,
+        "filters": {"status__exact": "active"},
+        "page": 1,
+    }
+    # … and neither the search term nor any value shown is in it
+    _assert_no_clear_values(entry, CUSTOMER_CLEAR_VALUES)
+
+
+@pytest.mark.django_db
+def test_a_masked_list_page_is_logged_as_masked_with_only_the_rows_shown(
+    client, teammate, customer, foreign_customer
+):
+    # given a teammate (their team's customers only, masked)
+    client.force_login(teammate)
+    # when they open the list
+    assert client.get(reverse("admin:crm_customer_changelist")).status_code == 200
+    # then the entry lists only the customer they were shown, as masked, without a search
+    [entry] = _list_entries()
+    assert entry.additional_data["list"]["customer_ids"] == [customer.pk]
+    assert (entry.additional_data["list"]["clear"], entry.additional_data["list"]["searched"]) == (
+        False,
+        False,
+    )
+
+
+@pytest.mark.django_db
+def test_a_refused_list_writes_no_access_entry(client, security_user, customer):
+    # given a security user (logs only, no customer permission)
+    client.force_login(security_user)
+    # when they try the customer list, then they are refused and nothing was shown or logged
+    assert client.get(reverse("admin:crm_customer_changelist")).status_code == 403
+    assert not _list_entries()
+
+
 # --- the audit admin ---------------------------------------------------------------------------------
 
 
