@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import warnings
 from pathlib import Path
 
 import environ
@@ -213,6 +214,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Only when present: a missing directory is a staticfiles warning, and `check --deploy --fail-level WARNING`
 # must pass on a checkout that has no static files of its own yet.
 STATICFILES_DIRS = [d for d in [BASE_DIR / "static"] if d.is_dir()]
+if not PRODUCTION:
+    # Development and tests serve static files through the finders (WhiteNoise's default under DEBUG) and
+    # never run collectstatic, so the missing STATIC_ROOT is expected there; in production it means
+    # collectstatic was forgotten, and WhiteNoise's warning stays.
+    warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
