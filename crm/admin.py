@@ -6,18 +6,25 @@ import functools
 from collections.abc import Callable, Iterator
 from html import escape as _escape
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_list import _coerce_field_name
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import display_for_field, display_for_value
-from django.contrib.admin.views.main import ORDER_VAR, ChangeList
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib.admin.views.main import (
+    ORDER_VAR,
+    PAGE_VAR,
+    SEARCH_VAR,
+    ChangeList,
+    ChangeListSearchForm,
+)
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.formats import get_format
@@ -30,6 +37,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, preload_request_team_ids, team_ids_for, teams_for
+from crm.search_token import MAX_TERM_LENGTH, SEARCH_TOKEN_VAR, open_search, seal_search
 from crm.selectors import customer_search, viewable_team_choices
 
 admin.site.site_header = _("顧客管理システム（個人情報保護法・GDPR対応）")
@@ -101,10 +109,39 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class TokenSearchForm(ChangeListSearchForm):
+    """The list's search form, reading the term from `?qt=` (crm.search_token) when `?q=` is not given."""
+
+    def __init__(self, data: Any, *args: Any, **kwargs: Any) -> None:
+        self.token_refused = False
+        token = data.get(SEARCH_TOKEN_VAR) if data is not None else None
+        if token and not data.get(SEARCH_VAR):
+            term = open_search(token)
+            self.token_refused = term is None
+            data = data.copy()
+            data[SEARCH_VAR] = term or ""
+        super().__init__(data, *args, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.token_refused:
+            raise forms.ValidationError(
+                _("検索条件の有効期限が切れたか、無効です。もう一度検索してください。"), code="search_token"
+            )
+        return cleaned
+
+
 class IndexedSortChangeList(ChangeList):
     """A changelist that sorts only by `sortable_by`, whatever `?o=` asks (the admin hides the other headers'
     sort links but would still honour a hand-written URL, sorting a million rows), and that takes the count
     of a short first page from its rows."""
+
+    search_form_class = TokenSearchForm
+
+    def get_filters_params(self, params: Any = None) -> Any:
+        lookup_params = super().get_filters_params(params)
+        lookup_params.pop(SEARCH_TOKEN_VAR, None)  # the search, not a filter
+        return lookup_params
 
     def get_ordering_field(self, field_name: Any) -> Any:
         if field_name not in self.sortable_by:
@@ -332,6 +369,8 @@ class CustomerAdmin(ScaleSafeAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         preload_request_team_ids(request.user)
+        if request.method == "POST" and SEARCH_VAR in request.POST:
+            return self._search_redirect(request)
         response = super().changelist_view(request, extra_context)
         cl = getattr(response, "context_data", None) and response.context_data.get("cl")
         if cl is not None:
@@ -339,6 +378,25 @@ class CustomerAdmin(ScaleSafeAdmin):
             # render showed nobody.
             response.add_post_render_callback(lambda _r: self._record_list_access(request, cl))
         return response
+
+    def _search_redirect(self, request: HttpRequest) -> HttpResponse:
+        """The search form posts its term (crm.search_token): the list is shown at `?qt=<token>`, with the
+        form's other parameters (filters, ordering), so the term is in no URL."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        term = request.POST[SEARCH_VAR].strip()
+        if len(term) > MAX_TERM_LENGTH:
+            self.message_user(
+                request,
+                _("検索語は%(n)d文字以内で入力してください。") % {"n": MAX_TERM_LENGTH},
+                messages.ERROR,
+            )
+            term = ""
+        skip = {SEARCH_VAR, SEARCH_TOKEN_VAR, PAGE_VAR, "csrfmiddlewaretoken"}
+        params = {k: v for k, v in request.POST.items() if k not in skip}
+        if term:
+            params[SEARCH_TOKEN_VAR] = seal_search(term)
+        return HttpResponseRedirect(f"{request.path}?{urlencode(params)}" if params else request.path)
 
     def _record_list_access(self, request: HttpRequest, cl: ChangeList) -> None:
         """The access log of a list page (auditlog logs single-object views only): the ids shown, whether

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import time
+from urllib.parse import parse_qsl, unquote, urlsplit
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -9,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from crm import paginators
 from crm.models import Customer
 from crm.paginators import EstimatedCountPaginator
+from crm.search_token import SEARCH_TOKEN_VAR, open_search, seal_search
 from crm.selectors import customer_list, customer_search_q
 from tests.factories import CustomerFactory
 
@@ -267,3 +272,72 @@ def test_changelist_search_is_refused_outside_the_team(client, outsider, custome
     # then the page shows no customer
     assert response.status_code == 200
     assert f"顧客 #{customer.pk}<" not in response.content.decode()
+
+
+# --- the search term is kept out of URLs (crm.search_token) ---------------------------------------------
+
+
+def _hrefs_and_actions(html: str) -> str:
+    return " ".join(unquote(unquote(m)) for m in re.findall(r'(?:href|action)="([^"]*)"', html))
+
+
+@pytest.mark.django_db
+def test_the_search_form_posts_and_the_list_is_shown_at_an_encrypted_token(client, teammate, customer):
+    # given a teammate on the customer list, filtered by status
+    client.force_login(teammate)
+    # when they search by the customer's e-mail address through the form (it posts)
+    response = client.post(CHANGELIST, {"q": " Taro.Yamada@Example.com ", "status__exact": "active"})
+    # then they are sent to the list at ?qt=<token>, the filter kept, the term in no spelling in the address
+    assert response.status_code == 302
+    location = unquote(response["Location"])
+    assert location.startswith(f"{CHANGELIST}?") and "status__exact=active" in location
+    assert "yamada" not in location.lower() and "q=" not in location.replace("qt=", "")
+    token = dict(parse_qsl(urlsplit(response["Location"]).query))[SEARCH_TOKEN_VAR]
+    assert open_search(token) == "Taro.Yamada@Example.com"
+    # and that page finds the customer, with links (change page, filters, paging) carrying the token only
+    page = client.get(response["Location"])
+    html = page.content.decode()
+    assert page.status_code == 200 and f"顧客 #{customer.pk}<" in html
+    [change_link] = re.findall(rf'href="(/admin/crm/customer/{customer.pk}/change/[^"]*)"', html)
+    assert "_changelist_filters=" in change_link and f"{SEARCH_TOKEN_VAR}=" in unquote(change_link)
+    assert "yamada" not in _hrefs_and_actions(html).lower()
+    # and the same term twice gives two different tokens (nothing to compare in a log)
+    again = client.post(CHANGELIST, {"q": "Taro.Yamada@Example.com"})
+    assert dict(parse_qsl(urlsplit(again["Location"]).query))[SEARCH_TOKEN_VAR] != token
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("token", ["expired", "tampered", "foreign"])
+def test_an_expired_or_damaged_search_token_searches_for_nothing_and_says_so(
+    client, teammate, customer, token
+):
+    # given a token made nine hours ago, one with a changed character, and one that is not ours
+    made = {
+        "expired": seal_search("taro.yamada@example.com", now=time.time() - 9 * 3600),
+        "tampered": seal_search("taro.yamada@example.com")[:-6] + "AAAAAA",
+        "foreign": "bm90LWEtdG9rZW4=",
+    }[token]
+    client.force_login(teammate)
+    # when the list is opened with it
+    response = client.get(CHANGELIST, {SEARCH_TOKEN_VAR: made}, follow=True)
+    # then it says the search has to be made again, and no search ran (the box is empty)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "検索条件の有効期限が切れたか、無効です" in html
+    assert 'id="searchbar" autocomplete="off"' in html and 'value="taro' not in html
+
+
+@pytest.mark.django_db
+def test_a_search_post_by_a_user_without_the_list_is_refused(client, security_user):
+    # given a security user (no customer permission)
+    client.force_login(security_user)
+    # when they post a search, then it is refused before any token is made
+    assert client.post(CHANGELIST, {"q": "taro.yamada@example.com"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_overlong_search_is_refused_with_a_message(client, teammate):
+    client.force_login(teammate)
+    response = client.post(CHANGELIST, {"q": "あ" * 201}, follow=True)
+    assert "検索語は200文字以内で入力してください" in response.content.decode()
+    assert SEARCH_TOKEN_VAR not in response.redirect_chain[0][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -49,15 +50,18 @@ def test_staff_finds_customer_by_email_and_sees_only_masked_values(live_server, 
     page.goto(f"{live_server.url}/admin/crm/customer/")
     page.fill("#searchbar", "Taro.Yamada@Example.com")
     page.press("#searchbar", "Enter")
-    page.wait_for_url(re.compile(r".*\?q=.*"))
+    page.wait_for_url(re.compile(r".*\?qt=.*"))
+    # (the form posted the term: the list's address holds it encrypted, in no spelling in clear)
+    assert "yamada" not in unquote(page.url).lower()
     # then exactly that customer is listed, masked
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     assert_no_clear_value(page.inner_text("#result_list"))
     # when they open it
     rows.first.get_by_role("link", name=f"顧客 #{customer.pk}").click()
-    # (the admin keeps the search in `?_changelist_filters=…`)
+    # (the admin keeps the search in `?_changelist_filters=…`, as the token)
     page.wait_for_url(re.compile(rf".*/admin/crm/customer/{customer.pk}/change/.*"))
+    assert "qt=" in unquote(page.url) and "yamada" not in unquote(page.url).lower()
     # then the change page shows masked values only, nowhere in the HTML a clear one
     masked_email = page.locator(".field-masked_email .readonly")
     assert masked_email.inner_text().strip() not in ("", "-")
