@@ -46,12 +46,18 @@ def customer_update(*, customer: Customer, actor: AbstractBaseUser | None = None
     return customer_save(customer=customer, actor=actor)
 
 
-def customer_access_record(*, customer: Customer, actor: AbstractBaseUser | None = None) -> None:
-    """Write an access entry (who looked at which customer, when) to the audit trail."""
+def access_record(*, instance: Any, actor: AbstractBaseUser | None = None) -> None:
+    """Write an access entry (who looked at which record, when, from where) to the audit trail:
+    django-auditlog's own, for a model registered with it (its object_repr carries no personal data)."""
     from auditlog.signals import accessed
 
     with _acting(actor):
-        accessed.send(sender=Customer, instance=customer)
+        accessed.send(sender=type(instance), instance=instance)
+
+
+def customer_access_record(*, customer: Customer, actor: AbstractBaseUser | None = None) -> None:
+    """Write an access entry (who looked at which customer, when) to the audit trail."""
+    access_record(instance=customer, actor=actor)
 
 
 def customer_list_access_record(

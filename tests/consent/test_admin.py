@@ -349,3 +349,53 @@ def test_the_support_desk_cannot_add_purposes(client, support_agent):
     # then the add form is refused
     assert client.get(reverse("admin:consent_purpose_add")).status_code == 403
     assert client.get(reverse("admin:consent_purpose_changelist")).status_code == 200
+
+
+@pytest.fixture
+def asthma_record(customer, grant):
+    """A 要配慮 record of the customer, written with their consent (APPI Art. 20(2))."""
+    from consent.services import special_care_record_create
+
+    grant(customer, code="special_care_health")
+    return special_care_record_create(
+        customer=customer,
+        purpose_code="special_care_health",
+        kind="medical_history",
+        content="喘息",
+        actor=None,
+    )
+
+
+def _record_access_entries(record):
+    from crm.audit import audit_seal_pending
+    from crm.models import AuditEntry
+
+    audit_seal_pending()
+    return list(AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, object_pk=str(record.pk)))
+
+
+@pytest.mark.parametrize(("user_name", "clear"), [("support_agent", True), ("owner", False)])
+def test_opening_a_special_care_record_writes_an_access_entry(
+    request, client, asthma_record, user_name, clear
+):
+    # given a user who may view the customer
+    user = request.getfixturevalue(user_name)
+    client.force_login(user)
+    # when they open the record
+    response = client.get(reverse("admin:consent_specialcarerecord_change", args=[asthma_record.pk]))
+    # then the content is shown in clear only with the personal-data permission …
+    assert response.status_code == 200
+    assert ("喘息" in response.content.decode()) is clear
+    # … and an ACCESS entry names who opened which record, without the content
+    [entry] = _record_access_entries(asthma_record)
+    assert (entry.actor, entry.object_repr) == (user, f"要配慮個人情報 #{asthma_record.pk}")
+    assert "喘息" not in f"{entry.changes} {entry.changes_text} {entry.additional_data} {entry.object_repr}"
+
+
+def test_a_refused_special_care_record_writes_no_access_entry(client, outsider, asthma_record):
+    # given a lead of another team
+    client.force_login(outsider)
+    # when they try the record, then they are sent away and nothing was accessed
+    response = client.get(reverse("admin:consent_specialcarerecord_change", args=[asthma_record.pk]))
+    assert response.status_code == 302
+    assert not _record_access_entries(asthma_record)
