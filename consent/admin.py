@@ -23,8 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
-from crm import services as crm_services
-from crm.admin import ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
@@ -486,7 +485,7 @@ class SpecialCareForm(forms.Form):
 
 
 @admin.register(SpecialCareRecord)
-class SpecialCareRecordAdmin(ScaleSafeAdmin):
+class SpecialCareRecordAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
 
@@ -519,20 +518,6 @@ class SpecialCareRecordAdmin(ScaleSafeAdmin):
     @admin.display(description=_("内容"))
     def content_masked(self, obj: SpecialCareRecord) -> str:
         return mask_value(SpecialCareRecord._meta.label, "content", obj.content) or "-"
-
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: SpecialCareRecord | None = None,
-    ) -> Any:
-        # 要配慮個人情報 shown (in clear or masked): who looked at which record, as for a customer page.
-        if obj is not None and obj.pk:
-            crm_services.access_record(instance=obj, actor=request.user)
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

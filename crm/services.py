@@ -55,11 +55,6 @@ def access_record(*, instance: Any, actor: AbstractBaseUser | None = None) -> No
         accessed.send(sender=type(instance), instance=instance)
 
 
-def customer_access_record(*, customer: Customer, actor: AbstractBaseUser | None = None) -> None:
-    """Write an access entry (who looked at which customer, when) to the audit trail."""
-    access_record(instance=customer, actor=actor)
-
-
 def customer_list_access_record(
     *,
     customer_ids: list[int],
