@@ -92,8 +92,34 @@ class ScaleSafeAdmin(admin.ModelAdmin):
 
 
 class AccessLoggedAdminMixin:
-    """Opening a record's page writes django-auditlog's ACCESS entry (who looked at which record, when, from
-    where): for the admins of personal data (customers, 要配慮 records). A refused page writes none."""
+    """The access log of the admins of personal data (customers, 要配慮 records). Opening a record's page
+    writes django-auditlog's ACCESS entry (who looked at which record, when, from where), and so does every
+    page of the list (auditlog logs single-object views only). A refused page writes none."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
+        if cl is not None:
+            # After rendering: the rows were read by then (no second query), and a page that failed to
+            # render showed nobody.
+            response.add_post_render_callback(lambda _r: self._record_list_access(request, cl))
+        return response
+
+    def _record_list_access(self, request: HttpRequest, cl: ChangeList) -> None:
+        """The ids shown, whether in clear, whether searched and with which filters (never the term)."""
+        ids = [obj.pk for obj in cl.result_list]
+        if not ids and not cl.query:
+            return
+        allowed = {p for spec in cl.filter_specs for p in spec.expected_parameters()}
+        services.list_access_record(
+            model=cl.model,
+            object_ids=ids,
+            actor=request.user,
+            clear=can_view_pii(request.user),
+            searched=bool(cl.query),
+            filters={k: str(v) for k, v in cl.params.items() if k in allowed or k == ORDER_VAR},
+            page=cl.page_num,
+        )
 
     def render_change_form(
         self,
@@ -389,13 +415,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         preload_request_team_ids(request.user)
         if request.method == "POST" and SEARCH_VAR in request.POST:
             return self._search_redirect(request)
-        response = super().changelist_view(request, extra_context)
-        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
-        if cl is not None:
-            # After rendering: the rows were read by then (no second query), and a page that failed to
-            # render showed nobody.
-            response.add_post_render_callback(lambda _r: self._record_list_access(request, cl))
-        return response
+        return super().changelist_view(request, extra_context)
 
     def _search_redirect(self, request: HttpRequest) -> HttpResponse:
         """The search form posts its term (crm.search_token): the list is shown at `?qt=<token>`, with the
@@ -415,22 +435,6 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if term:
             params[SEARCH_TOKEN_VAR] = seal_search(term)
         return HttpResponseRedirect(f"{request.path}?{urlencode(params)}" if params else request.path)
-
-    def _record_list_access(self, request: HttpRequest, cl: ChangeList) -> None:
-        """The access log of a list page (auditlog logs single-object views only): the ids shown, whether
-        in clear, whether searched and with which filters (never the search term)."""
-        ids = [obj.pk for obj in cl.result_list]
-        if not ids and not cl.query:
-            return
-        allowed = {p for spec in cl.filter_specs for p in spec.expected_parameters()}
-        services.customer_list_access_record(
-            customer_ids=ids,
-            actor=request.user,
-            clear=can_view_pii(request.user),
-            searched=bool(cl.query),
-            filters={k: str(v) for k, v in cl.params.items() if k in allowed or k == ORDER_VAR},
-            page=cl.page_num,
-        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return IndexedSortChangeList

@@ -55,33 +55,37 @@ def access_record(*, instance: Any, actor: AbstractBaseUser | None = None) -> No
         accessed.send(sender=type(instance), instance=instance)
 
 
-def customer_list_access_record(
+def list_access_record(
     *,
-    customer_ids: list[int],
+    model: type[Any],
+    object_ids: list[Any],
     actor: AbstractBaseUser | None,
     clear: bool,
     searched: bool,
     filters: dict[str, str],
     page: int,
 ) -> None:
-    """One access entry for a page of the customer list: who saw which customers, masked or in clear, and
-    whether they searched (django-auditlog logs single-object views only). Ids, flags and non-personal filter
-    values only: the search term itself is never written (it is an e-mail address, a phone number or a
-    name); the ids it found are."""
+    """One access entry for a page of a list of personal data (customers, 要配慮 records): who saw which
+    rows, masked or in clear, and whether they searched (django-auditlog logs single-object views only). Ids,
+    flags and non-personal filter values only: the search term itself is never written (it is an e-mail
+    address, a phone number or a name); the ids it found are."""
     from django.contrib.contenttypes.models import ContentType
+    from django.utils import translation
 
     from crm.models import AuditEntry
 
+    with translation.override("ja"):
+        label = str(model._meta.verbose_name)
     with _acting(actor):
         AuditEntry.objects.create(
-            content_type=ContentType.objects.get_for_model(Customer),
+            content_type=ContentType.objects.get_for_model(model),
             object_pk="changelist",
-            object_repr=f"顧客一覧（{len(customer_ids)}件表示）",
+            object_repr=f"{label}一覧（{len(object_ids)}件表示）",
             action=AuditEntry.Action.ACCESS,
             actor=actor,
             additional_data={
                 "list": {
-                    "customer_ids": customer_ids,
+                    "ids": object_ids,
                     "clear": clear,
                     "searched": searched,
                     "filters": filters,

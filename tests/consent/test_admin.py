@@ -399,3 +399,21 @@ def test_a_refused_special_care_record_writes_no_access_entry(client, outsider, 
     response = client.get(reverse("admin:consent_specialcarerecord_change", args=[asthma_record.pk]))
     assert response.status_code == 302
     assert not _record_access_entries(asthma_record)
+
+
+def test_the_special_care_list_is_logged_with_the_records_shown(client, owner, asthma_record):
+    # given the lead of the customer's team (masked)
+    client.force_login(owner)
+    # when they open the list of 要配慮 records
+    assert client.get(reverse("admin:consent_specialcarerecord_changelist")).status_code == 200
+    # then one ACCESS entry lists the record shown, as masked
+    from crm.audit import audit_seal_pending
+    from crm.models import AuditEntry
+
+    audit_seal_pending()
+    [entry] = AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, object_pk="changelist")
+    assert entry.actor == owner and entry.object_repr == "要配慮個人情報一覧（1件表示）"
+    assert (entry.additional_data["list"]["ids"], entry.additional_data["list"]["clear"]) == (
+        [asthma_record.pk],
+        False,
+    )

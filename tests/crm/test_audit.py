@@ -300,7 +300,7 @@ def test_a_search_in_the_customer_list_writes_an_access_entry_without_the_term(
     [entry] = _list_entries()
     assert (entry.action, entry.actor, entry.remote_addr) == (Action.ACCESS, support_agent, "127.0.0.1")
     assert entry.additional_data["list"] == {
-        "customer_ids": [customer.pk],
+        "ids": [customer.pk],
         "clear": True,
         "searched": True,
         "filters": {"status__exact": "active"},
@@ -320,7 +320,7 @@ def test_a_masked_list_page_is_logged_as_masked_with_only_the_rows_shown(
     assert client.get(reverse("admin:crm_customer_changelist")).status_code == 200
     # then the entry lists only the customer they were shown, as masked, without a search
     [entry] = _list_entries()
-    assert entry.additional_data["list"]["customer_ids"] == [customer.pk]
+    assert entry.additional_data["list"]["ids"] == [customer.pk]
     assert (entry.additional_data["list"]["clear"], entry.additional_data["list"]["searched"]) == (
         False,
         False,
