@@ -262,7 +262,7 @@ def _history_link(customer_id: int | None) -> str:
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ScaleSafeAdmin):
+class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
 
     list_display = (

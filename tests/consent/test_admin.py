@@ -366,12 +366,24 @@ def asthma_record(customer, grant):
     )
 
 
-def _record_access_entries(record):
+def _record_access_entries_of(model, object_pk):
+    from django.contrib.contenttypes.models import ContentType
+
     from crm.audit import audit_seal_pending
     from crm.models import AuditEntry
 
     audit_seal_pending()
-    return list(AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, object_pk=str(record.pk)))
+    return list(
+        AuditEntry.objects.filter(
+            action=AuditEntry.Action.ACCESS,
+            content_type=ContentType.objects.get_for_model(model),
+            object_pk=object_pk,
+        )
+    )
+
+
+def _record_access_entries(record):
+    return _record_access_entries_of(type(record), str(record.pk))
 
 
 @pytest.mark.parametrize(("user_name", "clear"), [("support_agent", True), ("owner", False)])
@@ -407,13 +419,22 @@ def test_the_special_care_list_is_logged_with_the_records_shown(client, owner, a
     # when they open the list of 要配慮 records
     assert client.get(reverse("admin:consent_specialcarerecord_changelist")).status_code == 200
     # then one ACCESS entry lists the record shown, as masked
-    from crm.audit import audit_seal_pending
-    from crm.models import AuditEntry
-
-    audit_seal_pending()
-    [entry] = AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, object_pk="changelist")
+    [entry] = _record_access_entries_of(SpecialCareRecord, "changelist")
     assert entry.actor == owner and entry.object_repr == "要配慮個人情報一覧（1件表示）"
     assert (entry.additional_data["list"]["ids"], entry.additional_data["list"]["clear"]) == (
         [asthma_record.pk],
         False,
     )
+
+
+def test_the_ledger_list_and_a_ledger_row_are_logged(client, support_agent, customer, grant):
+    # given a consent row (its evidence holds the source address and user agent)
+    event = grant(customer)
+    client.force_login(support_agent)
+    # when the request desk opens the ledger list, then the row
+    assert client.get(reverse(LEDGER)).status_code == 200
+    assert client.get(reverse("admin:consent_consentevent_change", args=[event.pk])).status_code == 200
+    # then one ACCESS entry names the rows listed, one the row opened
+    listed, opened = _record_access_entries_of(ConsentEvent, "changelist"), _record_access_entries(event)
+    assert [e.additional_data["list"]["ids"] for e in listed] == [[event.pk]]
+    assert [(e.actor, e.object_repr) for e in opened] == [(support_agent, f"同意台帳 #{event.pk}")]
