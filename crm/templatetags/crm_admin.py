@@ -8,6 +8,8 @@ from django import template
 from django.contrib.admin.templatetags.admin_list import result_headers, search_form
 from django.utils.safestring import mark_safe
 
+from crm.search_token import SEARCH_TOKEN_VAR
+
 register = template.Library()
 
 
@@ -32,4 +34,9 @@ def customer_result_list(cl: Any) -> dict[str, Any]:
 @register.inclusion_tag("admin/crm/customer_search_form.html", takes_context=True)
 def customer_search_form(context: Any, cl: Any) -> dict[str, Any]:
     """Django's `search_form` for the customer list, posting its term (crm.search_token: never in a URL)."""
-    return {**search_form(cl), "request": context["request"], "csrf_token": context.get("csrf_token")}
+    return {
+        **search_form(cl),
+        "search_token_var": SEARCH_TOKEN_VAR,
+        "request": context["request"],
+        "csrf_token": context.get("csrf_token"),
+    }
