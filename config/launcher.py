@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from config.redis_url import redis_py_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CRM_DATA_DIR", BASE_DIR / ".data")).resolve()
 ENV_FILE = DATA_DIR / "embedded.env"
@@ -213,6 +215,11 @@ class Services:
             url, stop = start_embedded_redis()
             os.environ["CELERY_BROKER_URL"] = url
             lines.append(f"CELERY_BROKER_URL={url}")
+            if not os.environ.get("REDIS_URL"):
+                # The same server in redis-py's dialect, for the application's own use (rate limits).
+                redis_url = redis_py_url(url)
+                os.environ["REDIS_URL"] = redis_url
+                lines.append(f"REDIS_URL={redis_url}")
             self._stops += [stop] if stop else []
             _say(f"embedded Redis under {DATA_DIR / 'redis'}{'' if stop else ' (already running)'}")
         if lines:
@@ -418,15 +425,34 @@ def find_chromium() -> str | None:
     return None
 
 
+def _has_japanese_font() -> bool:
+    if not shutil.which("fc-list"):
+        return False
+    listed = subprocess.run(["fc-list", ":lang=ja"], capture_output=True, text=True, check=False)
+    return bool(listed.stdout.strip())
+
+
+# What the browser tests need from Debian: the browser, and a Japanese font so screenshots are readable.
+_BROWSER_PACKAGES: dict[str, Callable[[], bool]] = {
+    "chromium": lambda: find_chromium() is not None,
+    "fonts-ipafont-gothic": _has_japanese_font,
+}
+
+
 def test(args: list[str]) -> int:
     services = Services()
     try:
         services.start()
         os.environ["DJANGO_ENV"] = "test"
-        if not find_chromium() and os.geteuid() == 0 and shutil.which("apt-get"):
-            _say("installing Debian's chromium for the browser tests (tests/e2e)")
+        missing = [pkg for pkg, present in _BROWSER_PACKAGES.items() if not present()]
+        if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+            _say(f"installing Debian's {', '.join(missing)} for the browser tests (tests/e2e)")
             subprocess.run(["apt-get", "update", "-qq"], check=False)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", *missing],
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                check=False,
+            )
         return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE_DIR, check=False).returncode
     except KeyboardInterrupt:
         return 130
@@ -443,9 +469,9 @@ def main() -> int:
     if cmd == "services":
         Services().start(leave_running=True)
         _say("left running; `./dev stop` stops them.")
-        print(
-            f"DATABASE_URL={os.environ['DATABASE_URL']}\nCELERY_BROKER_URL={os.environ['CELERY_BROKER_URL']}"
-        )
+        for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
+            if os.environ.get(name):
+                print(f"{name}={os.environ[name]}")
         return 0
     if cmd == "stop":
         return stop_embedded()

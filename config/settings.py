@@ -16,6 +16,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.redis_url import redis_py_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -245,6 +247,13 @@ if not CELERY_BROKER_URL:
         raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production.")
     CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+# The application's own Redis (rate-limit counters): a redis-py URL, never handed to kombu. `./dev` writes it
+# beside the broker's URL for the embedded Redis; unset, it is the broker's Redis in redis-py's dialect.
+REDIS_URL = env.str("REDIS_URL", default="").strip() or redis_py_url(CELERY_BROKER_URL)
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "REDIS_URL must be a redis://, rediss:// or unix:// URL (it is given to redis-py, not to Celery)."
+    )
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -294,10 +303,9 @@ ADMIN_COUNT_TIMEOUT_MS = env.int("ADMIN_COUNT_TIMEOUT_MS", default=150)
 ADMIN_ESTIMATE_CACHE_SECONDS = env.float("ADMIN_ESTIMATE_CACHE_SECONDS", default=60.0)
 
 # Integration API (crm/integrations): per-client rate limit, per-address budget of publishable (cookie)
-# keys, where the counters live, and how long an Idempotency-Key's answer is kept.
+# keys (counters in REDIS_URL), and how long an Idempotency-Key's answer is kept.
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=6000)
 API_PUBLIC_RATE_LIMIT_PER_ADDRESS = env.int("API_PUBLIC_RATE_LIMIT_PER_ADDRESS", default=60)
-RATE_LIMIT_REDIS_URL = env.str("RATE_LIMIT_REDIS_URL", default="")
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 
 CRM_COMPANY = {

@@ -2,8 +2,8 @@
 
 One INCR (+ EXPIRE on the first hit, in one Lua script) per request, shared by every server process. A
 fixed window lets a client send up to twice its limit across a window boundary; that is acceptable for
-abuse protection and keeps the check to one round trip. Redis at RATE_LIMIT_REDIS_URL (default: the
-Celery broker's Redis).
+abuse protection and keeps the check to one round trip. Redis at settings.REDIS_URL (the application's
+own Redis URL, in redis-py's dialect; never the Celery broker URL, which may be kombu's `redis+socket://`).
 
 If Redis is unreachable the request is let through and a warning logged: recording a consent withdrawal must
 not fail because the limiter is down (availability over strictness, on purpose).
@@ -36,8 +36,7 @@ class RateDecision:
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    url = getattr(settings, "RATE_LIMIT_REDIS_URL", "") or settings.CELERY_BROKER_URL
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
 # INCR, and the window's expiry on its first hit, as one atomic server-side step: one command per request
@@ -56,7 +55,7 @@ def _count_hit() -> redis.commands.core.Script:
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: object) -> None:
-    if setting in {"RATE_LIMIT_REDIS_URL", "CELERY_BROKER_URL"}:
+    if setting == "REDIS_URL":
         _redis.cache_clear()
         _count_hit.cache_clear()
 

@@ -13,6 +13,7 @@ from crm import audit, services
 from crm.audit import _CoalescingSealer, audit_chain_verify
 from crm.models import AuditEntry, Customer
 from tests.marks import transactional_all_apps
+from tests.services import database_conninfo
 
 pytestmark = transactional_all_apps()
 
@@ -108,18 +109,10 @@ def _write_and_close(team, n: int) -> None:
 def test_a_request_never_waits_for_the_chain_lock(sealer, team):
     # given another process holding the chain lock (a long seal, or a stalled one)
     import psycopg
-    from django.db import connection
 
     from crm.models import AUDIT_CHAIN_LOCK
 
-    params = connection.get_connection_params()
-    other = psycopg.connect(
-        dbname=params["dbname"],
-        user=params.get("user"),
-        host=params.get("host"),
-        port=params.get("port"),
-        autocommit=True,
-    )
+    other = psycopg.connect(database_conninfo(), autocommit=True)
     _wait_until_sealed(10 * INTERVAL)
     time.sleep(INTERVAL)
     other.execute("SELECT pg_advisory_lock(%s)", [AUDIT_CHAIN_LOCK])

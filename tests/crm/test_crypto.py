@@ -10,14 +10,12 @@ import base64
 import datetime as dt
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from cryptography.fernet import Fernet
@@ -45,6 +43,7 @@ from crm.management.commands.rotate_keys import encrypted_models
 from crm.models import AuditEntry, Customer, EncryptionCanary
 from crm.selectors import customer_list
 from tests.factories import CustomerFactory
+from tests.services import service_env
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -255,16 +254,8 @@ def test_missing_canary_row_does_not_turn_the_check_into_a_pass(customer):
 # --- start-up refuses a wrong key: real processes ---------------------------------------------------------
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _process_env(**overrides: str) -> dict[str, str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": _test_database_url()}
-    env.update(overrides)
-    return env
+    return service_env(**overrides)
 
 
 def _run(args: list[str], **overrides: str) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from crm.retention import services
 from crm.retention.models import RetentionPolicy, RetentionRun, RetentionRunSlice
 from tests.crm.retention.conftest import NOW, jst, set_activity, transactional_db_mark
 from tests.factories import CustomerFactory, TeamFactory
+from tests.services import database_conninfo
 
 pytestmark = transactional_db_mark()
 
@@ -123,10 +124,7 @@ def test_a_row_locked_elsewhere_is_skipped_not_waited_for(make_policy, settings)
     settings.RETENTION_RUN_SLICES = 1
     _customers(2)
     locked_id, free_id = Customer.objects.order_by("pk").values_list("pk", flat=True)
-    db = settings.DATABASES["default"]
-    other = psycopg.connect(
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
+    other = psycopg.connect(database_conninfo())
     try:
         other.execute("SELECT id FROM crm_customer WHERE id = %s FOR UPDATE", [locked_id])
         policy = make_policy(action=RetentionPolicy.Action.ERASE, batch_size=10)

@@ -15,7 +15,6 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from django.conf import settings
 from django.db import connection
 
 from crm.models import Customer, CustomerEvent, Purchase
@@ -23,17 +22,13 @@ from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 from tests.crm.retention.conftest import NOW, add_history, jst, set_activity, transactional_db_mark
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
+from tests.services import database_conninfo, service_env
 
 pytestmark = [transactional_db_mark(), pytest.mark.worker]
 
 N = 48
 HELD = {5, 17, 33}
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _dsn() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
@@ -46,14 +41,8 @@ def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
 
 
 def _start_worker() -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _dsn(),  # pytest-django's test database
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_RESULT_BACKEND": settings.CELERY_BROKER_URL,
-        "DJANGO_ENV": "test",
-        "CONN_MAX_AGE": "0",
-    }
+    # pytest-django's test database and the run's broker, embedded or not
+    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0")
     celery = str(Path(sys.executable).with_name("celery"))
     return subprocess.Popen(
         [
@@ -175,7 +164,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
         .values_list("pk", flat=True)
         .first()
     )
-    blocker = psycopg.connect(_dsn())
+    blocker = psycopg.connect(database_conninfo())
     blocker.execute(
         "INSERT INTO crm_tombstone (subject_hash, scope, action, reason, performed_at) "
         "VALUES (%s, 'customers', 'erase', 'test-blocker', now())",
@@ -184,7 +173,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
     worker = _start_worker()
     try:
         run = services.retention_run_start(policy=policy, as_of=NOW)
-        with psycopg.connect(_dsn(), autocommit=True) as watch:
+        with psycopg.connect(database_conninfo(), autocommit=True) as watch:
             _wait(
                 "a batch waiting inside its transaction",
                 lambda: (
@@ -198,7 +187,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
         assert sum(run.slices.values_list("batches", flat=True)) >= 2  # mid-run: earlier batches are done
         _kill(worker)
         # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
-        with psycopg.connect(_dsn(), autocommit=True) as admin:
+        with psycopg.connect(database_conninfo(), autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
