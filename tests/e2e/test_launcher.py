@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 from kombu import Connection
 
@@ -53,6 +55,72 @@ def test_embedded_redis_socket_url_serves_broker_and_result_backend(data_dir):
         stop()
     # and stopping it leaves no server behind
     assert not (data_dir / "redis" / "redis.sock").exists()
+
+
+def test_embedded_redis_serves_the_applications_own_redis_url(data_dir, monkeypatch):
+    # given the embedded Redis started the way `./dev up` and `./dev test` start it, with no URL set
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(launcher, "start_embedded_postgres", lambda: ("postgres://unused/x", None))
+    monkeypatch.setattr(launcher, "ENV_FILE", data_dir / "embedded.env")
+    services = launcher.Services()
+    services.start()
+    try:
+        # when redis-py (the API's rate limiter) connects to the REDIS_URL the launcher derived
+        written = dict(line.split("=", 1) for line in (data_dir / "embedded.env").read_text().splitlines())
+        client = redis.Redis.from_url(written["REDIS_URL"], socket_connect_timeout=3)
+        client.set("launcher-test", "1")
+        # then it reaches the broker's server (kombu's redis+socket:// is not a URL redis-py accepts)
+        assert written["CELERY_BROKER_URL"].startswith("redis+socket:///")
+        assert written["REDIS_URL"].startswith("unix:///")
+        assert client.get("launcher-test") == b"1"
+        assert os.environ["REDIS_URL"] == written["REDIS_URL"]
+        client.close()
+    finally:
+        services.stop()
+
+
+@pytest.mark.parametrize(
+    ("broker", "redis_url", "expected"),
+    [
+        ("redis+socket:///d/redis.sock", "", "unix:///d/redis.sock"),
+        ("redis://10.0.0.5:6379/2", "", "redis://10.0.0.5:6379/2"),
+        ("redis+socket:///d/redis.sock", "redis://cache:6379/1", "redis://cache:6379/1"),
+    ],
+)
+def test_settings_give_redis_py_its_own_url(broker, redis_url, expected):
+    # given a broker URL, with or without an explicit REDIS_URL
+    env = {**os.environ, "CELERY_BROKER_URL": broker, "REDIS_URL": redis_url, "DJANGO_ENV": "test"}
+    # when the settings load
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.REDIS_URL)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # then REDIS_URL is in redis-py's dialect, the explicit one winning
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_settings_refuse_a_redis_url_redis_py_cannot_read():
+    env = {**os.environ, "REDIS_URL": "redis+socket:///d/redis.sock", "DJANGO_ENV": "test"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "REDIS_URL must be a redis://" in result.stderr
 
 
 def test_too_long_socket_path_falls_back_to_a_local_tcp_port(tmp_path, monkeypatch):

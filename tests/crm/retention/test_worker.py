@@ -17,6 +17,7 @@ import pytest
 import redis
 from django.db import connection
 
+from config.redis_url import redis_py_url
 from crm.models import Customer, CustomerEvent, Purchase
 from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
@@ -138,7 +139,7 @@ def _reset_data() -> None:
 
 def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_run(settings):
     # given the real Redis (the test fails, not skips, when it is unreachable) with an empty queue
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3)
+    broker = redis.Redis.from_url(redis_py_url(settings.CELERY_BROKER_URL), socket_connect_timeout=3)
     broker.ping()
     broker.flushdb()
     settings.RETENTION_RUN_SLICES = 2
