@@ -44,6 +44,21 @@ def _twice_at_once(send: Callable[[], Any]) -> list[Any]:
     return responses
 
 
+def _advisory_lock_waiters() -> int:
+    """Backends waiting for an advisory lock (read by another connection than the waiting ones)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return int(cur.fetchone()[0])
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
 def _assert_one_answer_and_one_replay(responses: list[Any]) -> None:
     assert [r.status_code for r in responses] == [201, 201]
     assert responses[0].json() == responses[1].json()
@@ -51,14 +66,15 @@ def _assert_one_answer_and_one_replay(responses: list[Any]) -> None:
 
 
 def test_simultaneous_retries_have_one_effect_and_one_answer(team, clean_rate_limits, monkeypatch):
-    # given a client, and a create that takes a while (so the retry arrives while the first is running)
+    # given a client, and a create that goes on only once the retry is waiting for the first attempt (the
+    # retry arrives while the first is running: it queues on the key's advisory lock)
     _client, token = integration_services.api_client_create(
         name="site", team=team, scopes=[ApiScope.CUSTOMERS_WRITE]
     )
     original = services.customer_create
 
     def slow_create(**kwargs):
-        time.sleep(0.5)
+        _wait_for(lambda: _advisory_lock_waiters() >= 1, "the retry to wait on the key's lock")
         return original(**kwargs)
 
     monkeypatch.setattr(services, "customer_create", slow_create)
@@ -93,10 +109,11 @@ def test_simultaneous_consent_retries_write_one_row_and_replay_it(team, clean_ra
         name="site", team=team, scopes=[ApiScope.CONSENTS_WRITE]
     )
     original = selectors.consent_subjects
+    both_looked_up = threading.Barrier(2, timeout=10)
 
     def slow_subjects(**kwargs):
         found = original(**kwargs)
-        time.sleep(0.5)
+        both_looked_up.wait()  # neither writes before both have looked for a stored answer
         return found
 
     monkeypatch.setattr(selectors, "consent_subjects", slow_subjects)

@@ -215,8 +215,13 @@ def test_blind_index_digests_are_not_scanned_for_my_numbers(team):
     # given a customer whose (derived, hex) blind index happens to hold a valid twelve-digit run
     customer = Customer(team=team, **BASE)
     customer.email_bidx = f"ab{N}cdef0123456789ab"
-    # then validation does not refuse the person for it
-    customer.full_clean()
+    # when the record is validated, then it is not refused for its digest
+    customer.full_clean()  # raises ValidationError on a refusal
+    # while the same digits in a field the person gave are refused: the check runs on this very record
+    customer.notes = f"番号 {N}"
+    with pytest.raises(ValidationError) as exc_info:
+        customer.full_clean()
+    assert set(exc_info.value.message_dict) == {"notes"}
 
 
 # --- bad input changes nothing ----------------------------------------------------------------------------
