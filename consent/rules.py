@@ -1,10 +1,13 @@
-"""Pure rules about purposes and consent (no ORM): which methods a purpose admits, the hash of a text."""
+"""Pure rules about purposes, consent and requests (no ORM): which methods a purpose admits, the hash of a
+text, and the legal clocks of a data-subject request (開示等請求)."""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -68,3 +71,78 @@ def period_cutoff(as_of: dt.datetime, days: int) -> dt.datetime:
         raise ValueError("days must be >= 0")
     day = as_of.astimezone(JST).date() - dt.timedelta(days=days)
     return dt.datetime.combine(day, dt.time.min, tzinfo=JST)
+
+
+# --- the clocks of a data-subject request (開示等請求) ----------------------------------------------
+
+APPI_REQUEST_DAYS_DEFAULT = 14  # internal limit; the person may sue two weeks after the request (APPI 39)
+GDPR_MONTHS = 1  # GDPR 12(3): within one month of receipt
+GDPR_EXTENDED_MONTHS = 3  # ... extendable by two further months
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (a naive one has no day in Asia/Tokyo)")
+    return value
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day number `months` later, or that month's last day when it has no such day
+    (Jan 31 + 1 → Feb 28/29; Jan 31 + 3 → Apr 30): GDPR 12(3)'s "one month" as legal-rules.md §2 counts it."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True)
+class RequestDueDates:
+    """The legal clocks of one request, as dates in Asia/Tokyo (each due at the end of its day).
+
+    - `gdpr_due` — GDPR Art. 12(3): one month after the day of receipt;
+    - `gdpr_extended_due` — GDPR Art. 12(3): two further months, only with a reason and a notice to the person
+      within the first month (`extension_notice_is_timely`);
+    - `appi_due` — APPI Arts. 33–35 ("遅滞なく"), the internal limit: `appi_days` calendar days counted from
+      the day after receipt (Civil Code Art. 140); the person may sue two weeks after the request
+      (APPI Art. 39).
+    No date is moved off a weekend or holiday (the conservative reading).
+    """
+
+    received_on: dt.date
+    gdpr_due: dt.date
+    gdpr_extended_due: dt.date
+    appi_due: dt.date
+
+
+def request_due_dates(
+    received_at: dt.datetime, *, appi_days: int = APPI_REQUEST_DAYS_DEFAULT
+) -> RequestDueDates:
+    """The due dates of a request received at `received_at` (any aware datetime; its day is taken in JST)."""
+    if appi_days < 1:
+        raise ValueError("appi_days must be at least 1")
+    received_on = _aware(received_at, "received_at").astimezone(JST).date()
+    return RequestDueDates(
+        received_on=received_on,
+        gdpr_due=add_months(received_on, GDPR_MONTHS),
+        gdpr_extended_due=add_months(received_on, GDPR_EXTENDED_MONTHS),
+        appi_due=received_on + dt.timedelta(days=appi_days),
+    )
+
+
+def extension_notice_is_timely(dates: RequestDueDates, notice_sent_at: dt.datetime) -> bool:
+    """Whether a notice of extension sent at `notice_sent_at` was sent within the first month (GDPR 12(3)):
+    on or before the original due date, in JST. A later notice cannot extend the deadline."""
+    return _aware(notice_sent_at, "notice_sent_at").astimezone(JST).date() <= dates.gdpr_due
+
+
+def gdpr_effective_due(
+    dates: RequestDueDates, *, extension_reason: str = "", extension_notice_sent_at: dt.datetime | None = None
+) -> dt.date:
+    """The GDPR date that binds: the extended one only with a reason and a timely notice, else the
+    original."""
+    if (
+        extension_reason.strip()
+        and extension_notice_sent_at is not None
+        and extension_notice_is_timely(dates, extension_notice_sent_at)
+    ):
+        return dates.gdpr_extended_due
+    return dates.gdpr_due
