@@ -340,6 +340,32 @@ def test_every_api_error_is_json(api):
     assert "POST" in wrong_method["Allow"]
 
 
+def test_an_unexpected_failure_is_a_json_500_logged_by_route(api, monkeypatch, caplog):
+    # given a service that fails in a way nobody handled
+    from crm import services
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "customer_create", broken)
+    http = Client(raise_request_exception=False)
+    # when a client writes a customer
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = http.put(
+            "/api/v1/customers/EXT-SECRET-500",
+            json.dumps(NEW),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {api.token}"},
+        )
+    # then a 500 in the API's JSON shape (no HTML page, no traceback), logged with the traceback under the
+    # route's name, never the external id
+    assert _is_api_error(response, 500)
+    assert "boom" not in response.content.decode()
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.getMessage() for r in records] == ["Internal Server Error: api_v1:customer_upsert"]
+    assert records[0].exc_info is not None
+
+
 # --- request log ------------------------------------------------------------------------------------
 
 
