@@ -1,7 +1,9 @@
 """Error answers of the integration API: 4xx with field-level Japanese messages, never a 5xx for bad input.
 
 Every error body has the same shape: `{"detail": "<message>"}` or, for field errors,
-`{"detail": [{"loc": ["body", "payload", "email"], "msg": "…", "type": "…"}]}`.
+`{"detail": [{"loc": ["body", "payload", "email"], "msg": "…", "type": "…"}]}`: also 413 (body over
+DATA_UPLOAD_MAX_MEMORY_SIZE), 415 (not application/json, crm.integrations.parser), and, through
+config.api_errors, the 404/405/500 that Django or django-ninja answer before an operation runs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from pydantic import (
     AwareDatetime,
     BeforeValidator,
     StringConstraints,
-    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
 )
@@ -156,7 +155,7 @@ Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_date_time), AfterVali
 BirthDate = Annotated[dt.date, BeforeValidator(_rfc3339_full_date), AfterValidator(_plausible_birth_date)]
 
 
-def _prefecture(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+def _prefecture(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     # One message instead of pydantic's list of all 48 allowed values.
     try:
         return handler(value)
