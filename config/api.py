@@ -18,9 +18,11 @@ from consent.api import router as consent_router
 from crm.api import events_router
 from crm.api import router as customers_router
 from crm.integrations.errors import install_error_handlers
+from crm.integrations.parser import StrictJsonParser
 
 api = NinjaAPI(
     urls_namespace="api_v1",
+    parser=StrictJsonParser(),
     title="顧客管理システム 連携API",
     version="1",
     description=(
@@ -28,6 +30,8 @@ api = NinjaAPI(
         "`Authorization: Bearer <token>` で認証し、トークンごとのスコープで操作が決まります。"
         "POST/PUT は `Idempotency-Key` ヘッダーを受け付け、"
         "同じキーの再送には同じ応答を返します（二重登録なし）。"
+        "本文は `Content-Type: application/json`（UTF-8）で送ります"
+        "（それ以外は 415、上限を超える本文は 413）。"
         "入力エラーは 422（項目ごとの日本語メッセージ）、レート制限超過は 429（Retry-After 付き）です。"
     ),
 )

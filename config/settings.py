@@ -129,6 +129,8 @@ INSTALLED_APPS = [
 # The *WebOnly classes are Django's (and WhiteNoise's) own middleware, skipped for the token-authenticated
 # integration API under /api/, which has no session, cookie or static file (config/middleware.py).
 MIDDLEWARE = [
+    # First: sees every answer, including Django's own 404/500 pages, to give the API's its JSON shape.
+    "config.api_errors.ApiErrorsAsJson",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.WhiteNoiseWebOnly",
     "config.middleware.SessionWebOnly",
@@ -289,11 +291,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"api_route_not_path": {"()": "config.log_filters.ApiRouteNotPath"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Django logs request bodies of failed requests nowhere, but SQL at DEBUG would carry values.
         "django.db.backends": {"level": "WARNING"},
+        # "<reason>: <path>" of every 4xx/5xx: API paths hold external ids, so the route name is logged.
+        "django.request": {"filters": ["api_route_not_path"]},
     },
 }
 

@@ -15,11 +15,20 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Router, Schema, Status
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from consent import selectors, services
 from consent.models import ConsentEvent, Purpose, PurposeCategory
-from crm.api import CreatedOut, Error, ExternalId, IdempotencyKey, customer_not_found, customer_or_404, errors
+from crm.api import (
+    BODY,
+    CreatedOut,
+    Error,
+    ExternalId,
+    IdempotencyKey,
+    customer_not_found,
+    customer_or_404,
+    errors,
+)
 from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import Moment, Text
@@ -90,7 +99,7 @@ def _evidence(evidence: EvidenceIn) -> dict[str, Any]:
 @router.post(
     "/consents",
     auth=TokenAuth(ApiScope.CONSENTS_WRITE),
-    response={201: ConsentOut, **errors(404, 422)},
+    response={201: ConsentOut, **errors(404, 422, *BODY)},
     summary="同意・撤回を記録",
 )
 def consent_create(
@@ -191,7 +200,7 @@ class VisitorLinkOut(Schema):
 @router.post(
     "/visitors/{visitor_id}/link",
     auth=TokenAuth(ApiScope.CONSENTS_WRITE),
-    response={200: VisitorLinkOut, **errors(404, 422)},
+    response={200: VisitorLinkOut, **errors(404, 422, *BODY)},
     summary="訪問者IDを顧客に紐付け、Cookie同意を引き継ぐ",
 )
 def visitor_link(
@@ -229,7 +238,7 @@ class CookieConsentIn(Schema):
     )
 
     visitor_id: VisitorId  # type: ignore[valid-type]
-    categories: dict[Text(50, min_length=1), bool] = Field(min_length=1, max_length=20)  # type: ignore[valid-type]
+    categories: dict[Text(50, min_length=1), StrictBool] = Field(min_length=1, max_length=20)  # type: ignore[valid-type]
 
 
 class CookieConsentOut(Schema):
@@ -286,7 +295,7 @@ def cookie_categories(request: HttpRequest, response: HttpResponse, lang: Litera
 @cookie_router.post(
     "/cookie-consents",
     auth=PublishableKeyAuth(),
-    response={201: CookieConsentOut, **errors(422)},
+    response={201: CookieConsentOut, **errors(422, *BODY)},
     summary="Cookie同意を記録（公開キー・Cookieカテゴリのみ）",
 )
 def cookie_consent_create(

@@ -13,12 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from ninja import Header, Router, Schema
 from ninja.errors import HttpError
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt
 
 from crm import services
 from crm.integrations.auth import TokenAuth
 from crm.integrations.models import ApiClient, ApiScope
-from crm.integrations.schemas import BirthDate, JsonObject, Moment, Text
+from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, Text
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
 from crm.selectors import customer_ref
@@ -38,6 +38,11 @@ IdempotencyKey = Header(
 
 class Error(Schema):
     detail: Any
+
+
+# Error answers of an operation taking a JSON body: 413 body over DATA_UPLOAD_MAX_MEMORY_SIZE, 415 not sent as
+# application/json (crm.integrations.parser).
+BODY = (413, 415)
 
 
 def errors(*codes: int) -> dict[int, type[Error]]:
@@ -73,7 +78,7 @@ class CustomerIn(Schema):
     email: Text(254) | None = None  # type: ignore[valid-type]
     phone: Text(32) | None = None  # type: ignore[valid-type]
     postal_code: Text(8) | None = None  # type: ignore[valid-type]
-    prefecture: Text(4) | None = None  # type: ignore[valid-type]
+    prefecture: Prefecture | None = None
     address: Text(300) | None = None  # type: ignore[valid-type]
     birth_date: BirthDate | None = None
     gender: Literal["", "female", "male", "other"] | None = None
@@ -114,7 +119,7 @@ def customer_not_found() -> HttpError:
 @router.put(
     "/customers/{external_id}",
     auth=TokenAuth(ApiScope.CUSTOMERS_WRITE),
-    response={200: CustomerOut, 201: CustomerOut, **errors(404, 409, 422)},
+    response={200: CustomerOut, 201: CustomerOut, **errors(404, 409, 422, *BODY)},
     summary="顧客を外部IDで登録・更新",
 )
 def customer_upsert(
@@ -182,7 +187,7 @@ class CreatedOut(Schema):
 @events_router.post(
     "/events",
     auth=TokenAuth(ApiScope.EVENTS_WRITE),
-    response={201: CreatedOut, **errors(404, 422)},
+    response={201: CreatedOut, **errors(404, 422, *BODY)},
     summary="行動イベント（ページ閲覧・購入など）を記録",
 )
 def event_create(
@@ -225,7 +230,7 @@ class PurchaseIn(Schema):
     )
 
     order_no: Text(40, min_length=1)  # type: ignore[valid-type]
-    amount: int = Field(ge=0, le=999_999_999_999)
+    amount: StrictInt = Field(ge=0, le=999_999_999_999)
     currency: Literal["JPY", "USD", "EUR"] = "JPY"
     channel: Customer.Channel
     purchased_at: Moment
@@ -235,7 +240,7 @@ class PurchaseIn(Schema):
 @events_router.post(
     "/purchases",
     auth=TokenAuth(ApiScope.EVENTS_WRITE),
-    response={201: CreatedOut, **errors(404, 409, 422)},
+    response={201: CreatedOut, **errors(404, 409, 422, *BODY)},
     summary="購買を記録",
 )
 def purchase_create(

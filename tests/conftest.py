@@ -38,7 +38,9 @@ def _close_every_connection_of_this_thread(django_db_setup: None) -> Iterator[No
     yield
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    for wrapper in [o for o in gc.get_objects() if isinstance(o, BaseDatabaseWrapper)]:
+    # type(o), not isinstance: isinstance asks a lazy object for __class__, which evaluates it (the test
+    # client's lazy resolver_match of a 404 response raises Resolver404 then).
+    for wrapper in [o for o in gc.get_objects() if issubclass(type(o), BaseDatabaseWrapper)]:
         if wrapper.connection is not None and wrapper._thread_ident == threading.get_ident():
             wrapper.close()
 

@@ -1,13 +1,17 @@
 """Error answers of the integration API: 4xx with field-level Japanese messages, never a 5xx for bad input.
 
 Every error body has the same shape: `{"detail": "<message>"}` or, for field errors,
-`{"detail": [{"loc": ["body", "payload", "email"], "msg": "…", "type": "…"}]}`.
+`{"detail": [{"loc": ["body", "payload", "email"], "msg": "…", "type": "…"}]}`: also 413 (body over
+DATA_UPLOAD_MAX_MEMORY_SIZE), 415 (not application/json, crm.integrations.parser), and, through
+config.api_errors, the 404/405/500 that Django or django-ninja answer before an operation runs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
@@ -15,6 +19,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from crm.integrations.auth import RateLimited
+from crm.integrations.parser import BodyRefused
 from crm.integrations.services import IdempotencyKeyReused
 
 if TYPE_CHECKING:
@@ -98,7 +103,25 @@ def install_error_handlers(api: NinjaAPI) -> None:
         response["RateLimit-Limit"] = str(exc.limit)
         return response
 
+    def body_refused(request: HttpRequest, exc: BodyRefused) -> HttpResponse:
+        detail: Any = exc.message
+        if exc.error_type:
+            detail = [{"loc": ["body"], "msg": exc.message, "type": exc.error_type}]
+        return api.create_response(request, {"detail": detail}, status=exc.status)
+
+    def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        # Django's own answer would be its HTML 400 page.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return api.create_response(
+            request,
+            {"detail": _("リクエスト本文が大きすぎます（上限 %(n)s バイト）。") % {"n": limit}},
+            status=413,
+        )
+
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if isinstance(exc.__cause__, BodyRefused):
+            # django-ninja wraps every exception of the parser in a 400 (crm.integrations.parser).
+            return body_refused(request, exc.__cause__)
         message = exc.message
         if exc.status_code == 400 and message.startswith("Cannot parse request body"):
             message = _("リクエスト本文をJSONとして読めません。")
@@ -120,4 +143,5 @@ def install_error_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(AuthenticationError, unauthenticated)
     api.add_exception_handler(RateLimited, rate_limited)
     api.add_exception_handler(HttpError, http_error)
+    api.add_exception_handler(RequestDataTooBig, too_big)
     api.add_exception_handler(IdempotencyKeyReused, key_reused)
