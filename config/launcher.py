@@ -362,6 +362,9 @@ def up() -> int:
                 *(str(BIN / "celery"), "-A", "config", "beat", "-l", "info"),
                 *("--pidfile", str(DATA_DIR / "beat.pid")),
             ],
+            # Exactly one long-running audit sealer, like beat: it chains every audit entry written and
+            # anchors the chain's head in .data/audit-anchor.jsonl (crm/audit/sealing.py).
+            "sealer": [PY, str(BASE_DIR / "manage.py"), "audit_sealer"],
         }
         names = list(commands)
         for name in names:
@@ -372,7 +375,7 @@ def up() -> int:
         ):
             print("\n" + "=" * 78, flush=True)
             _say(f"CRM is running: {url}")
-            _say("Ctrl-C stops web, worker, beat and the embedded services this launcher started.")
+            _say("Ctrl-C stops web, worker, beat, the audit sealer and the embedded services started here.")
             _manage("seed_demo", "--print-logins")
             print("=" * 78 + "\n", flush=True)
         elif not stop_requested:
@@ -411,7 +414,7 @@ def _stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
             p.wait()
     if procs:
-        _say("web, worker and beat stopped")
+        _say("web, worker, beat and the audit sealer stopped")
 
 
 # --- ./dev test ------------------------------------------------------------------------------------------

@@ -16,12 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import services
+from crm.audit.sealing import _seal_after_commit
 from crm.audit import (
     ANCHOR,
     EDITED,
     HEAD,
     MISSING,
-    _seal_after_commit,
     audit_actor,
     audit_chain_verify,
     audit_maintenance,
