@@ -16,7 +16,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import services
-from crm.audit.sealing import _seal_after_commit
 from crm.audit import (
     ANCHOR,
     EDITED,
@@ -27,6 +26,7 @@ from crm.audit import (
     audit_maintenance,
     audit_seal_pending,
 )
+from crm.audit.sealing import _seal_after_commit
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
 from tests.crm.adminforms import admin_form_data
