@@ -2,11 +2,13 @@
 
 The signed head row (crm.AuditChainHead) shows the newest entries deleted, but not the whole trail wiped (an
 empty table and no head verify as an empty trail) nor an old copy of the database put back. So the sealer
-writes every new head, after its transaction commits, as one JSON line {"seq", "hash", "time", "mac"} to
+writes every new head, after its transaction commits, as one JSON line {"seq", "hash", "time", "db", "mac"} to
 settings.AUDIT_ANCHOR_PATH (opened O_APPEND: lines are only ever added) and to the "crm.audit.anchor" logger,
 which operators ship off the host. `audit_verify` then checks that the chain still reaches the highest head
 anchored (crm.audit.verification): a wiped or rolled-back trail fails.
 
+Lines name the database (its name in settings) and readers take only that database's: a bench or scratch
+database sealed with the same settings file does not raise the anchor of the real one.
 Sealers running side by side may append their heads out of order, so readers take the highest sequence
 number among the last lines, not simply the last line. Lines whose signature (AUDIT_CHAIN_KEY) is wrong are
 ignored: without the key nobody can raise the anchor to make a genuine trail fail.
@@ -47,13 +49,18 @@ def anchor_path() -> Path | None:
     return Path(value) if value else None
 
 
-def anchor_write(seq: int, chain_hash: str, path: Path | None = None) -> None:
+def _database(using: str = "default") -> str:
+    return str(settings.DATABASES[using]["NAME"])
+
+
+def anchor_write(seq: int, chain_hash: str, path: Path | None = None, using: str = "default") -> None:
     """Append the head (seq, chain_hash) to the anchor file and log it. Call only after the seal committed."""
     line = json.dumps(
         {
             "seq": seq,
             "hash": chain_hash,
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "db": _database(using),
             "mac": signing.head_mac(seq, chain_hash),
         },
         separators=(",", ":"),
@@ -72,8 +79,9 @@ def anchor_write(seq: int, chain_hash: str, path: Path | None = None) -> None:
         os.close(fd)
 
 
-def anchor_read(path: Path | None = None) -> Anchor | None:
-    """The highest correctly signed head among the last lines of the anchor file; None when there is none."""
+def anchor_read(path: Path | None = None, using: str = "default") -> Anchor | None:
+    """The highest correctly signed head of this database among the last lines of the anchor file; None when
+    there is none."""
     path = path or anchor_path()
     if path is None or not path.exists():
         return None
@@ -85,18 +93,21 @@ def anchor_read(path: Path | None = None) -> Anchor | None:
     lines = tail.split(b"\n")
     if size > TAIL_BYTES:
         lines = lines[1:]  # the first one is cut
+    database = _database(using)
     for raw in lines:
-        anchor = _parse(raw)
+        anchor = _parse(raw, database)
         if anchor is not None and (best is None or anchor.seq > best.seq):
             best = anchor
     return best
 
 
-def _parse(raw: bytes) -> Anchor | None:
+def _parse(raw: bytes, database: str) -> Anchor | None:
     try:
         data = json.loads(raw)
         seq, chain_hash, mac = int(data["seq"]), str(data["hash"]), str(data["mac"])
     except (ValueError, KeyError, TypeError):
+        return None
+    if data.get("db") != database:
         return None
     if not hmac.compare_digest(mac, signing.head_mac(seq, chain_hash)):
         logger.warning("anchor line with a wrong signature ignored (seq %s)", seq)

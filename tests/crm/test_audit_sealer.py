@@ -131,15 +131,21 @@ def test_a_head_is_anchored_only_when_its_seal_commits(team, anchor, django_capt
     assert _anchored_seqs(anchor) == [AuditChainHead.objects.get().seq]
 
 
-def test_the_highest_signed_head_is_the_anchor(tmp_path):
-    # given heads appended out of order by two sealers, a torn line and a line forged without the key
+def test_the_highest_signed_head_of_this_database_is_the_anchor(tmp_path, settings, monkeypatch):
+    # given heads appended out of order by two sealers, a line forged without the key, a torn line, and a
+    # higher head of another database anchored in the same file
     path = tmp_path / "anchor.jsonl"
     anchor_write(5, "a" * 64, path)
     anchor_write(3, "b" * 64, path)
+    database = settings.DATABASES["default"]
+    forged = {"seq": 99, "hash": "c" * 64, "time": "", "db": database["NAME"], "mac": "0" * 64}
     with path.open("a") as f:
-        f.write('{"seq": 99, "hash": "' + "c" * 64 + '", "time": "", "mac": "' + "0" * 64 + '"}\n{"seq": 7')
+        f.write(json.dumps(forged) + '\n{"seq": 7')
+    with monkeypatch.context() as m:
+        m.setitem(database, "NAME", database["NAME"] + "_scratch")
+        anchor_write(50, "e" * 64, path)
 
-    # when the anchor is read, then it is the highest correctly signed head
+    # when the anchor is read, then it is the highest correctly signed head of this database
     anchored = anchor_read(path)
     assert (anchored.seq, anchored.hash) == (5, "a" * 64)
 
