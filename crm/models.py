@@ -563,8 +563,8 @@ class AuditChainHead(models.Model):
     Advanced by the sealer in the same transaction as the entries it chains. The verifier expects the
     chain to reach exactly this head, so deleting the newest entries is detected; the signature stops
     someone without the key from pointing the head back at an older entry. Replaying an old copy of this
-    row is not detectable here: compare with a head recorded outside the database
-    (`audit_verify --expect-head`).
+    row is not detectable here: the sealer anchors every head outside the database (crm.audit.anchor), and
+    `audit_verify` checks the chain against the last one.
     """
 
     SINGLETON = 1
