@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import salted_hmac
@@ -22,12 +20,6 @@ from crm.integrations.services import idempotent_call, idempotent_single_stateme
 # Visible ASCII, as the IETF Idempotency-Key draft and common practice (UUIDs, ULIDs) expect.
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def acting_as(user: AbstractBaseUser, remote_addr: str | None) -> AbstractContextManager[None]:
-    """Attribute audit entries to the client's service user for the block, whatever the request's context
-    names (crm.audit.audit_actor: swapped into the live context, never a nested one)."""
-    return audit_actor(user, remote_addr=remote_addr, replace=True)
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -55,7 +47,9 @@ def api_write(
     client: ApiClient = request.auth  # type: ignore[attr-defined]
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise HttpError(422, _("Idempotency-Key は1〜255文字の英数字・記号で指定してください。"))
-    with acting_as(client.user, remote_addr=request.META.get("REMOTE_ADDR")):
+    # The client's service user replaces whatever the request's auditlog context names (swapped into that
+    # context, never a nested one: crm.audit.actors).
+    with audit_actor(client.user, remote_addr=request.META.get("REMOTE_ADDR"), replace=True):
         if idempotency_key is None:
             if single_statement:
                 return Status(*compute())
