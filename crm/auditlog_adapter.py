@@ -1,9 +1,11 @@
 """The one place where crm relies on django-auditlog's internals (reviewed against django-auditlog 3.4.1).
 
-Everything here uses a name or a behaviour auditlog does not document: its context variable, the pre_save
+Everything here uses a name or a behaviour auditlog does not document: its context variables, the pre_save
 receiver that `set_actor` connects, `_set_extra_data`, and `LogEntryManager.log_create` building the entry
-through `self.create`. tests/crm/test_auditlog_adapter.py pins each of them and fails when an upgrade
-changes one; re-read this module against the new release before changing the pinned version there.
+through `self.create`. tests/crm/test_auditlog_adapter.py pins each of them (and
+tests/consent/test_ledger_write.py compares an entry built here with the one auditlog saves, field by field)
+and fails when an upgrade changes one; re-read this module against the new release before changing
+REVIEWED_VERSION.
 
 Two problems of auditlog 3.4 are worked around here:
 - its context variable is set by `set_actor` and never reset, so after a request (or an earlier `set_actor`
@@ -20,12 +22,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from auditlog.context import _set_extra_data, auditlog_value, set_actor
+from auditlog.context import _set_extra_data, auditlog_disabled, auditlog_value, set_actor
 from auditlog.models import LogEntryManager
 from django.db.models import Model
 from django.db.models.signals import pre_save
 
 REVIEWED_VERSION = "3.4.1"
+
+
+def logging_disabled() -> bool:
+    """Whether the caller is inside auditlog's `disable_auditlog()` (its receivers then write nothing)."""
+    return bool(auditlog_disabled.get())
 
 
 def live_context() -> dict[str, Any] | None:

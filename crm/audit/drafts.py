@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from auditlog.context import auditlog_disabled
 from auditlog.diff import model_instance_diff
 from auditlog.registry import auditlog as auditlog_registry
 from auditlog.signals import post_log, pre_log
@@ -54,7 +53,7 @@ def audit_create_draft(instance: Model) -> AuditDraft | None:
     key already.
     """
     sender = type(instance)
-    if auditlog_disabled.get() or not auditlog_registry.contains(sender):
+    if auditlog_adapter.logging_disabled() or not auditlog_registry.contains(sender):
         return None
     pre_log_results = pre_log.send(sender, instance=instance, action=AuditEntry.Action.CREATE)
     if any(result is False for _receiver, result in pre_log_results):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from auditlog.context import set_actor
+from auditlog.context import disable_auditlog, set_actor
 from django.db.models.signals import pre_save
 
 from crm import auditlog_adapter
@@ -79,3 +79,11 @@ def test_nested_set_actor_still_leaks_a_receiver_which_the_swap_avoids(owner, te
         # then the outer actor is back, and no receiver is left behind
         assert auditlog_adapter.live_context()["actor"] == owner
     assert len(pre_save.receivers) == before
+
+
+def test_disable_auditlog_is_seen_by_the_adapter():
+    # given auditlog's documented switch, when it is on, then the adapter sees it (drafts then write nothing)
+    assert not auditlog_adapter.logging_disabled()
+    with disable_auditlog():
+        assert auditlog_adapter.logging_disabled()
+    assert not auditlog_adapter.logging_disabled()
