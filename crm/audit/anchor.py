@@ -4,8 +4,13 @@ The signed head row (crm.AuditChainHead) shows the newest entries deleted, but n
 empty table and no head verify as an empty trail) nor an old copy of the database put back. So the sealer
 writes every new head, after its transaction commits, as one JSON line {"seq", "hash", "time", "db", "mac"} to
 settings.AUDIT_ANCHOR_PATH (opened O_APPEND: lines are only ever added) and to the "crm.audit.anchor" logger,
-which operators ship off the host. `audit_verify` then checks that the chain still reaches the highest head
-anchored (crm.audit.verification): a wiped or rolled-back trail fails.
+which operators ship off the host. `audit_verify` then checks that the chain still holds every head anchored
+in the file's last lines (crm.audit.verification): a wiped or rolled-back trail fails.
+
+A trail wiped and written anew would soon pass its old head's number with other hashes. So a sealer appends a
+head only while the chain still holds the highest head already anchored (crm.audit.sealing): once the chain
+has diverged, the file keeps its last good head and every verification fails until an operator deals with it
+(moves the file aside as evidence, after a documented restore for instance).
 
 Lines name the database (its name in settings) and readers take only that database's: a bench or scratch
 database sealed with the same settings file does not raise the anchor of the real one.
@@ -79,26 +84,29 @@ def anchor_write(seq: int, chain_hash: str, path: Path | None = None, using: str
         os.close(fd)
 
 
-def anchor_read(path: Path | None = None, using: str = "default") -> Anchor | None:
-    """The highest correctly signed head of this database among the last lines of the anchor file; None when
-    there is none."""
+def anchor_heads(
+    path: Path | None = None, using: str = "default", tail_bytes: int = TAIL_BYTES
+) -> list[Anchor]:
+    """Every correctly signed head of this database among the last `tail_bytes` of the anchor file."""
     path = path or anchor_path()
     if path is None or not path.exists():
-        return None
+        return []
     with path.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - TAIL_BYTES))
+        f.seek(max(0, size - tail_bytes))
         tail = f.read()
-    best: Anchor | None = None
     lines = tail.split(b"\n")
-    if size > TAIL_BYTES:
+    if size > tail_bytes:
         lines = lines[1:]  # the first one is cut
     database = _database(using)
-    for raw in lines:
-        anchor = _parse(raw, database)
-        if anchor is not None and (best is None or anchor.seq > best.seq):
-            best = anchor
-    return best
+    return [anchor for raw in lines if (anchor := _parse(raw, database)) is not None]
+
+
+def anchor_read(
+    path: Path | None = None, using: str = "default", tail_bytes: int = TAIL_BYTES
+) -> Anchor | None:
+    """The highest head of this database among the last lines of the anchor file; None when there is none."""
+    return max(anchor_heads(path, using, tail_bytes), key=lambda anchor: anchor.seq, default=None)
 
 
 def _parse(raw: bytes, database: str) -> Anchor | None:

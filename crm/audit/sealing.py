@@ -16,7 +16,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from crm.audit.anchor import anchor_read, anchor_write
+from crm.audit.anchor import Anchor, anchor_read, anchor_write
 from crm.models import AUDIT_CHAIN_LOCK, GENESIS_HASH, AuditChainHead, AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,27 @@ def _current_head(using: str) -> tuple[int, str]:
     return last if last else (0, GENESIS_HASH)
 
 
+# The sealer's look at the anchor before each append: the last few dozen lines hold the highest head.
+GUARD_TAIL_BYTES = 8 * 1024
+
+
+def _chain_holds(anchor: Anchor, using: str = "default") -> bool:
+    return AuditEntry.objects.using(using).filter(chain_seq=anchor.seq, chain_hash=anchor.hash).exists()
+
+
 def _anchor_quietly(seq: int, chain_hash: str) -> None:
+    """Append a committed head, unless the chain no longer holds the highest head anchored: then the file
+    keeps its last good head (a wiped or rolled-back trail must not be anchored over)."""
     try:
+        anchored = anchor_read(tail_bytes=GUARD_TAIL_BYTES)
+        if anchored is not None and not _chain_holds(anchored):
+            logger.error(
+                "audit head %s not anchored: the chain no longer holds the anchored head %s (wiped or rolled "
+                "back?); run manage.py audit_verify",
+                seq,
+                anchored.seq,
+            )
+            return
         anchor_write(seq, chain_hash)
     except OSError:
         # The seal is committed; the next one anchors a later head, and audit_verify checks against that.
@@ -119,20 +138,21 @@ def _anchor_quietly(seq: int, chain_hash: str) -> None:
 
 def anchor_catch_up(using: str = "default") -> None:
     """Anchor the database's head when the anchor file is behind it (first start, or after a head was
-    sealed by a process that could not write the file). A head BEHIND the anchor is never written over: that
-    is a wiped or rolled-back trail, for `audit_verify` to report."""
+    sealed by a process that could not write the file). A chain that no longer holds the anchored head (behind
+    it, or diverged from it) is never anchored over: that is a wiped or rolled-back trail, for `audit_verify`
+    to report."""
     head = AuditChainHead.objects.using(using).filter(pk=AuditChainHead.SINGLETON).first()
     if head is None or not head.signature_valid():
         return
     anchored = anchor_read()
-    if anchored is None or anchored.seq < head.seq:
-        anchor_write(head.seq, head.hash)
-    elif anchored.seq > head.seq:
+    if anchored is not None and not _chain_holds(anchored, using):
         logger.error(
-            "the audit chain's head %s is behind the anchored head %s: run manage.py audit_verify",
+            "the audit chain (head %s) no longer holds the anchored head %s: run manage.py audit_verify",
             head.seq,
             anchored.seq,
         )
+    elif anchored is None or anchored.seq < head.seq:
+        anchor_write(head.seq, head.hash)
 
 
 # --- after commit (settings.AUDIT_SEAL_ON_COMMIT) ---------------------------------------------------------

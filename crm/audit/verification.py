@@ -10,7 +10,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.audit.anchor import anchor_path, anchor_read
+from crm.audit.anchor import anchor_heads, anchor_path
 from crm.models import GENESIS_HASH, AuditChainHead, AuditEntry
 
 DEFAULT_BATCH_SIZE = 2000
@@ -72,7 +72,7 @@ def audit_chain_verify(
     settings.AUDIT_ANCHOR_PATH) and, when given, `expect_head`, a (seq, hash) recorded elsewhere.
     """
     anchor_source = anchor_file or anchor_path()
-    anchored = anchor_read(anchor_source)
+    anchored_heads = anchor_heads(anchor_source)
     head = AuditChainHead.objects.filter(pk=AuditChainHead.SINGLETON).first()
     if head is not None and not head.signature_valid():
         return ChainReport(0, 0, GENESIS_HASH, ChainBreak(HEAD, head.seq, None, "head signature invalid"))
@@ -101,13 +101,11 @@ def audit_chain_verify(
     last_seq = expected - 1
     report = ChainReport(checked, last_seq, previous)
 
-    anchors = [(seq, h, "anchor file") for seq, h in ([(anchored.seq, anchored.hash)] if anchored else [])]
+    anchors = [(a.seq, a.hash, "anchor file") for a in anchored_heads]
     if expect_head is not None:
         anchors.append((*expect_head, "--expect-head"))
-    problem = _head_problem(head, report) or next(
-        (p for a in anchors if (p := _anchor_problem(a, report)) is not None), None
-    )
-    if problem is None and anchor_source is not None and anchored is None and checked:
+    problem = _head_problem(head, report) or _anchor_problem(anchors, report)
+    if problem is None and anchor_source is not None and not anchored_heads and checked:
         # Anchoring is on, yet no head of this non-empty chain was ever recorded: the file was removed or
         # replaced (the sealer anchors the head when it starts and after every seal).
         problem = ChainBreak(ANCHOR, last_seq, None, f"no head anchored in {anchor_source}")
@@ -119,7 +117,7 @@ def audit_chain_verify(
         previous,
         problem,
         pending=pending,
-        anchored_seq=anchored.seq if anchored else None,
+        anchored_seq=max((a.seq for a in anchored_heads), default=None),
     )
 
 
@@ -146,14 +144,17 @@ def _head_problem(head: AuditChainHead | None, report: ChainReport) -> ChainBrea
     return None
 
 
-def _anchor_problem(anchor: tuple[int, str, str], report: ChainReport) -> ChainBreak | None:
-    seq, chain_hash, source = anchor
-    if seq > report.last_seq:
-        detail = f"chain ends at {report.last_seq}, before the head {seq} recorded in the {source}"
-        return ChainBreak(ANCHOR, seq, None, detail)
-    found = AuditEntry.objects.filter(chain_seq=seq).values_list("chain_hash", flat=True).first()
-    if found is None or not hmac.compare_digest(found, chain_hash):
-        return ChainBreak(ANCHOR, seq, None, f"entry differs from the head recorded in the {source}")
+def _anchor_problem(anchors: list[tuple[int, str, str]], report: ChainReport) -> ChainBreak | None:
+    """The highest head recorded outside the database that the chain does not hold (one query for all)."""
+    reachable = {seq for seq, _hash, _source in anchors if seq <= report.last_seq}
+    stored = dict(AuditEntry.objects.filter(chain_seq__in=reachable).values_list("chain_seq", "chain_hash"))
+    for seq, chain_hash, source in sorted(anchors, reverse=True):
+        if seq > report.last_seq:
+            detail = f"chain ends at {report.last_seq}, before the head {seq} recorded in the {source}"
+            return ChainBreak(ANCHOR, seq, None, detail)
+        found = stored.get(seq)
+        if found is None or not hmac.compare_digest(found, chain_hash):
+            return ChainBreak(ANCHOR, seq, None, f"entry differs from the head recorded in the {source}")
     return None
 
 

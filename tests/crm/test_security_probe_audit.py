@@ -36,7 +36,7 @@ def _verify(*args: str) -> str:
     return out.getvalue()
 
 
-def _write_and_seal(team, owner, n: int) -> None:
+def _write_and_seal(team, owner, n: int, first: int = 0) -> None:
     """Audited writes, committed and sealed (the seal's anchor is written when its transaction commits)."""
     for i in range(n):
         services.customer_create(
@@ -44,7 +44,7 @@ def _write_and_seal(team, owner, n: int) -> None:
             actor=owner,
             family_name="山田",
             given_name="太郎",
-            member_no=f"P{i:09d}",
+            member_no=f"P{first + i:09d}",
             collection_channel=Customer.Channel.WEB_FORM,
         )
     audit_seal_pending()
@@ -156,3 +156,26 @@ def test_the_maintenance_setting_alone_does_not_lift_the_guard(customer):
             cur.execute("TRUNCATE crm_auditentry, crm_auditchainhead")
             cur.execute("RESET ROLE")
         assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_wiped_trail_written_anew_past_the_old_head_still_fails(
+    team, owner, anchor, django_capture_on_commit_callbacks
+):
+    # given a sealed trail of a few entries, anchored
+    with django_capture_on_commit_callbacks(execute=True):
+        _write_and_seal(team, owner, 1)
+    old_head = AuditEntry.objects.order_by("chain_seq").last().chain_seq
+
+    # when it is wiped, and more entries than before are written and sealed afterwards
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("SET LOCAL crm.allow_truncate = on")
+        cur.execute("TRUNCATE crm_auditentry, crm_auditchainhead")
+    with django_capture_on_commit_callbacks(execute=True):
+        _write_and_seal(team, owner, 6, first=10)
+    assert AuditEntry.objects.order_by("chain_seq").last().chain_seq > old_head
+
+    # then the sealer did not anchor the new chain over the old one, and the verification still fails
+    with pytest.raises(CommandError, match=rf"BROKEN anchor: seq={old_head}\b"):
+        _verify()
