@@ -40,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -198,6 +199,23 @@ def _start_server(port: int, workers: int, threads: int) -> subprocess.Popen[byt
             time.sleep(0.2)
     _stop_server(proc)
     raise SystemExit("gunicorn did not start within 30 s")
+
+
+def _start_sealer() -> subprocess.Popen[bytes] | None:
+    """The audit sealer process beside the server, as in production (`manage.py audit_sealer`): it shares the
+    cores with the server. None for code that still sealed inside the web processes (an older checkout)."""
+    if not (ROOT / "crm" / "management" / "commands" / "audit_sealer.py").exists():
+        return None
+    anchor = Path(tempfile.mkdtemp(prefix="api-bench-")) / "audit-anchor.jsonl"  # never the checkout's own
+    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "ERROR", "AUDIT_ANCHOR_PATH": str(anchor)}
+    cmd = [sys.executable, str(ROOT / "manage.py"), "audit_sealer"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+
+
+def _pending_entries() -> int:
+    from crm.models import AuditEntry
+
+    return AuditEntry.objects.filter(chain_seq=None).count()
 
 
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -422,6 +440,7 @@ def main() -> None:
     statements, cpu, round_trip = _statements_and_round_trip(token, external_id)
     port = _free_port()
     server = _start_server(port, args.workers, args.server_threads)
+    sealer = _start_sealer()
     rounds: dict[str, list[dict[str, float]]] = {scenario: [] for scenario in scenarios}
     try:
         for scenario in scenarios:
@@ -438,8 +457,11 @@ def main() -> None:
             for scenario in scenarios:
                 _vacuum_if_autovacuum_is_off()
                 rounds[scenario].append(run(scenario, args, port, token, external_id))
+        pending = _pending_entries()  # how far the sealer is behind the writers at the end of the load
     finally:
         _stop_server(server)
+        if sealer is not None:
+            _stop_server(sealer)
     # The round with the median throughput stands for the scenario; the range shows the spread.
     rows = [
         (name, sorted(results, key=lambda r: r["rps"])[len(results) // 2]) for name, results in rounds.items()
@@ -461,6 +483,8 @@ def main() -> None:
             f"{statements[name]:>9}{cpu[name]:>8.2f}  {each}"
         )
     print(f"CPU ms: one request in this process (test client, {CPU_SAMPLE} each), the machine's speed meter")
+    sealed_by = "the audit_sealer process" if sealer is not None else "the web processes"
+    print(f"audit entries sealed by {sealed_by}; still pending right after the last round: {pending}")
     print(f"machine now: one SELECT 1 round trip to PostgreSQL = {round_trip:.2f} ms, load average {_load()}")
     for name, what in (("consent", "audited, no key"), ("consent+idem", "audited, with an Idempotency-Key")):
         if name in dict(rows):

@@ -324,6 +324,28 @@ class _StopRequested(Exception):
     """Ctrl-C or SIGTERM while starting up."""
 
 
+def process_commands(port: int) -> dict[str, list[str]]:
+    """The long-running processes of `./dev up`, by name: web, worker, beat and the audit sealer."""
+    return {
+        # No access log: a search puts e-mail addresses and phone numbers in the query string, and logs
+        # carry no personal data. No control socket: its default path is per user, so two checkouts
+        # would fight over it.
+        "web": [
+            *(str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"),
+            "--no-control-socket",
+        ],
+        "worker": [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", "2"],
+        # Exactly one beat (two would send every schedule twice); DatabaseScheduler from the settings.
+        "beat": [
+            *(str(BIN / "celery"), "-A", "config", "beat", "-l", "info"),
+            *("--pidfile", str(DATA_DIR / "beat.pid")),
+        ],
+        # Exactly one long-running audit sealer, like beat: it chains every audit entry written and
+        # anchors the chain's head in .data/audit-anchor.jsonl (crm/audit/sealing.py).
+        "sealer": [PY, str(BASE_DIR / "manage.py"), "audit_sealer"],
+    }
+
+
 def up() -> int:
     port = int(os.environ.get("PORT", "8000"))
     if not _port_is_free(port):
@@ -348,21 +370,7 @@ def up() -> int:
         os.environ.setdefault("DJANGO_ENV", "development")
         _manage("migrate", "--noinput", "-v", "0")
         _manage("seed_demo", "--customers", os.environ.get("DEMO_CUSTOMERS", "300"))
-        commands = {
-            # No access log: a search puts e-mail addresses and phone numbers in the query string, and logs
-            # carry no personal data. No control socket: its default path is per user, so two checkouts
-            # would fight over it.
-            "web": [
-                *(str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"),
-                "--no-control-socket",
-            ],
-            "worker": [str(BIN / "celery"), "-A", "config", "worker", "-l", "info", "-c", "2"],
-            # Exactly one beat (two would send every schedule twice); DatabaseScheduler from the settings.
-            "beat": [
-                *(str(BIN / "celery"), "-A", "config", "beat", "-l", "info"),
-                *("--pidfile", str(DATA_DIR / "beat.pid")),
-            ],
-        }
+        commands = process_commands(port)
         names = list(commands)
         for name in names:
             procs.append(subprocess.Popen(commands[name], cwd=BASE_DIR))
@@ -372,7 +380,7 @@ def up() -> int:
         ):
             print("\n" + "=" * 78, flush=True)
             _say(f"CRM is running: {url}")
-            _say("Ctrl-C stops web, worker, beat and the embedded services this launcher started.")
+            _say("Ctrl-C stops web, worker, beat, the audit sealer and the embedded services started here.")
             _manage("seed_demo", "--print-logins")
             print("=" * 78 + "\n", flush=True)
         elif not stop_requested:
@@ -411,7 +419,7 @@ def _stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
             p.wait()
     if procs:
-        _say("web, worker and beat stopped")
+        _say("web, worker, beat and the audit sealer stopped")
 
 
 # --- ./dev test ------------------------------------------------------------------------------------------

@@ -236,11 +236,25 @@ STORAGES = {
 AUDITLOG_LOGENTRY_MODEL = "crm.AuditEntry"
 AUDITLOG_STORE_JSON_CHANGES = True
 AUDITLOG_MASK_CALLABLE = "crm.classification.audit_mask"
-# Seconds between two seals of the audit chain per process (crm.audit._CoalescingSealer): commits within
-# the interval are chained together by one seal at its end. 0 = seal after every commit (the tests' mode).
-AUDIT_SEAL_COALESCE_SECONDS = env.float(
-    "AUDIT_SEAL_COALESCE_SECONDS", default=0.0 if DJANGO_ENV == "test" else 0.5
+# The audit chain is sealed by one dedicated process (`manage.py audit_sealer`, crm/audit/sealing.py): it
+# looks for pending entries every AUDIT_SEAL_INTERVAL seconds. AUDIT_SEAL_ON_COMMIT also seals right after
+# each commit in the writing process (the tests' mode: a test reads the chain right after its write, with no
+# sealer process beside it); web and worker processes never seal otherwise.
+AUDIT_SEAL_INTERVAL = env.float("AUDIT_SEAL_INTERVAL", default=0.5)
+AUDIT_SEAL_ON_COMMIT = env.bool("AUDIT_SEAL_ON_COMMIT", default=DJANGO_ENV == "test")
+# Append-only file where the sealer records every new head of the chain (one JSON line: seq, hash, time,
+# signature), outside the database: `audit_verify` checks the chain still reaches the last one, so a wiped or
+# rolled-back trail shows. The same line goes to the "crm.audit.anchor" logger for shipping off the host.
+# Required in production; empty (test default) records nothing.
+AUDIT_ANCHOR_PATH = env.str(
+    "AUDIT_ANCHOR_PATH",
+    default="" if DJANGO_ENV != "development" else str(BASE_DIR / ".data" / "audit-anchor.jsonl"),
 )
+if PRODUCTION and not AUDIT_ANCHOR_PATH:
+    raise ImproperlyConfigured(
+        "AUDIT_ANCHOR_PATH must be set in production: an append-only file outside the database where the "
+        "audit sealer records each head of the chain (audit_verify checks against it)."
+    )
 
 # Celery (Redis broker). Short tasks, late ack, one message at a time: see docs in config/celery.py.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -299,6 +313,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # "<reason>: <path>" of every 4xx/5xx: API paths hold external ids, so the route name is logged.
         "django.request": {"filters": ["api_route_not_path"]},
+        # One line per new head of the audit chain (crm/audit/anchor.py): ship this stream off the host.
+        "crm.audit.anchor": {"level": "INFO"},
     },
 }
 

@@ -97,3 +97,45 @@ def autovacuum_check(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             id="crm.W002",
         )
     ]
+
+
+def audit_guard_liftable_by(using: str = "default") -> list[str]:
+    """Why the role this process connects as could lift the audit trail's database guard, if it can: it is a
+    superuser, a member of crm_maintenance (crm migration 0015), or a member of the audit table's owner (an
+    owner may disable the triggers). Empty for the role README's "Database roles" asks for."""
+    from django.db import connections
+
+    with connections[using].cursor() as cur:
+        cur.execute(
+            "SELECT r.rolsuper,"
+            " EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'crm_maintenance')"
+            "   AND pg_has_role(current_user, 'crm_maintenance', 'MEMBER'),"
+            " COALESCE((SELECT pg_has_role(current_user, t.tableowner, 'MEMBER') FROM pg_tables t"
+            "   WHERE t.schemaname = current_schema() AND t.tablename = 'crm_auditentry'), false)"
+            " FROM pg_roles r WHERE r.rolname = current_user"
+        )
+        superuser, maintenance, owner = cur.fetchone()
+    reasons = [("superuser", superuser), ("member of crm_maintenance", maintenance), ("owner", owner)]
+    return [reason for reason, holds in reasons if holds]
+
+
+@register(Tags.database)
+def audit_guard_role_check(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """crm.W003 (production): the application's database role must not be able to lift the audit guard, or
+    its credentials alone could wipe the audit trail and the consent ledger."""
+    from django.conf import settings
+
+    if not kwargs.get("databases") or not getattr(settings, "PRODUCTION", False):
+        return []
+    reasons = audit_guard_liftable_by()
+    if not reasons:
+        return []
+    return [
+        Warning(
+            f"The database role can lift the audit trail's guard ({', '.join(reasons)}). "
+            "アプリケーションのデータベースロールが監査ログの保護を解除できます。",
+            hint="Connect as a role that owns no table, is not superuser and is not granted crm_maintenance "
+            "(README: Database roles). 所有者でも crm_maintenance の所属でもないロールで接続してください。",
+            id="crm.W003",
+        )
+    ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -411,20 +410,22 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
 
     Two steps, so that no business transaction holds the chain lock:
     1. Insert (inside the writer's transaction, no lock): the entry carries `entry_mac` =
-       HMAC(AUDIT_CHAIN_KEY, canonical payload), so a row inserted around the model, without the key, shows.
-    2. Seal (crm.audit.audit_seal_pending, right after the writer commits, and every minute from beat):
+       HMAC(AUDIT_CHAIN_KEY, canonical payload with the entry's id), so a row inserted around the model
+       without the key, or a copy of a genuine row under another id, shows (crm/audit/signing.py).
+    2. Seal (crm.audit.sealing, by the sealer process `manage.py audit_sealer`, and every minute from beat):
        under an advisory lock held only for the seal, each pending entry whose entry_mac is valid gets
        `chain_seq` (gapless) and `chain_hash` = HMAC(AUDIT_CHAIN_KEY, previous hash ‖ payload with seq).
     The payload is the already redacted entry (personal values are `[redacted]` before they reach it), so
     erasure never needs to rewrite it.
     The newest link is also kept, signed, in AuditChainHead, so deleting the newest entries shows too.
-    `manage.py audit_verify` (crm.audit) recomputes the chain and names the first edited or missing entry.
+    `manage.py audit_verify` (crm.audit.verification) recomputes the chain and names the first edited or
+    missing entry.
     Migration 0006 makes the table append-only in the database as well (crm.audit.audit_maintenance).
     """
 
     chain_seq = models.BigIntegerField(_("連番"), unique=True, null=True, editable=False)
     chain_hash = models.CharField(_("チェーンハッシュ"), max_length=64, blank=True, editable=False)
-    entry_mac = models.CharField(_("記録時署名"), max_length=64, blank=True, editable=False, db_default="")
+    entry_mac = models.CharField(_("記録時署名"), max_length=67, blank=True, editable=False, db_default="")
 
     # AbstractLogEntry's fields without the indexes nothing here reads by: every audited write inserts into
     # each index, and the seal's UPDATE of chain_seq (never a HOT update) inserts into each again. Kept:
@@ -454,6 +455,8 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
         ]
 
     def chain_payload(self) -> dict[str, Any]:
+        from crm.audit import signing
+
         payload = {
             "seq": self.chain_seq,
             "content_type": self.content_type_id,
@@ -477,36 +480,63 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
             payload["serialized_data"] = self.serialized_data
         if self.remote_port is not None:
             payload["remote_port"] = self.remote_port
+        # The row's own identity, for every entry signed since crm migration 0014 (its MAC says so).
+        if signing.covers_id(self.entry_mac):
+            payload["id"] = self.pk
         return payload
 
     def compute_entry_mac(self) -> str:
+        from crm.audit import signing
+
         payload = self.chain_payload()
         del payload["seq"]
-        body = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-        key = settings.AUDIT_CHAIN_KEY.encode()
-        return hmac.new(key, ("audit-entry\x1e" + body).encode(), hashlib.sha256).hexdigest()
+        payload["id"] = self.pk
+        return signing.entry_mac(payload)
+
+    def entry_mac_valid(self) -> bool:
+        """Whether the stored entry_mac is the key's MAC of this row, id included (what the sealer chains)."""
+        from crm.audit import signing
+
+        return signing.covers_id(self.entry_mac) and hmac.compare_digest(
+            self.entry_mac, self.compute_entry_mac()
+        )
 
     def compute_chain_hash(self, previous: str) -> str:
-        body = json.dumps(self.chain_payload(), sort_keys=True, ensure_ascii=False, default=str)
-        key = settings.AUDIT_CHAIN_KEY.encode()
-        return hmac.new(key, (previous + "\x1e" + body).encode(), hashlib.sha256).hexdigest()
+        from crm.audit import signing
+
+        return signing.chain_hash(previous, self.chain_payload())
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise RuntimeError("Audit entries are append-only.")
         super().save(*args, **kwargs)
-        from crm.audit import audit_seal_after_commit
+        from crm.audit.sealing import audit_seal_after_commit
 
         audit_seal_after_commit(using=self._state.db)
 
-    def _save_table(self, *args: Any, **kwargs: Any) -> Any:
+    def _save_table(
+        self,
+        raw: bool = False,
+        cls: Any = None,
+        force_insert: Any = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Any = None,
+    ) -> Any:
         # Runs after pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored.
-        self.sign()
-        return super()._save_table(*args, **kwargs)
+        self.sign(using=using or "default")
+        # The id is set before the insert (the MAC covers it): without force_insert Django would first try an
+        # UPDATE of a row with that id.
+        return super()._save_table(raw, cls, True, force_update, using, update_fields)
 
-    def sign(self) -> None:
-        """Normalise the unsaved entry to what PostgreSQL will hand back, and set entry_mac over it."""
+    def sign(self, using: str = "default") -> None:
+        """Normalise the unsaved entry to what PostgreSQL will hand back, give it its id, and set entry_mac
+        over both."""
+        from crm.audit.identity import entry_id_reserve
+
         self.chain_seq, self.chain_hash = None, ""
+        if self.pk is None:
+            self.pk = entry_id_reserve(using)
         if self.timestamp is None:
             self.timestamp = timezone.now()
         elif timezone.is_naive(self.timestamp):
@@ -533,8 +563,8 @@ class AuditChainHead(models.Model):
     Advanced by the sealer in the same transaction as the entries it chains. The verifier expects the
     chain to reach exactly this head, so deleting the newest entries is detected; the signature stops
     someone without the key from pointing the head back at an older entry. Replaying an old copy of this
-    row is not detectable here: compare with a head recorded outside the database
-    (`audit_verify --expect-head`).
+    row is not detectable here: the sealer anchors every head outside the database (crm.audit.anchor), and
+    `audit_verify` checks the chain against the last one.
     """
 
     SINGLETON = 1
@@ -555,9 +585,9 @@ class AuditChainHead(models.Model):
 
     @staticmethod
     def sign(seq: int, chain_hash: str) -> str:
-        # Domain-separated from the entry hashes, so no entry hash can serve as a head signature.
-        key = settings.AUDIT_CHAIN_KEY.encode()
-        return hmac.new(key, f"audit-head\x1e{seq}\x1e{chain_hash}".encode(), hashlib.sha256).hexdigest()
+        from crm.audit import signing
+
+        return signing.head_mac(seq, chain_hash)
 
     @classmethod
     def advance(cls, *, seq: int, chain_hash: str) -> None:

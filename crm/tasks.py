@@ -8,7 +8,8 @@ from crm.retention.tasks import *  # noqa: F403
 
 @shared_task(name="crm.tasks.audit_seal", ignore_result=True)
 def audit_seal() -> int:
-    """Chain audit entries still pending (a writer that died between commit and its own seal). Idempotent."""
+    """Safety net of the sealer process (`manage.py audit_sealer`): chain audit entries still pending when
+    that process is down. Idempotent, and safe beside it (the chain lock serialises sealers)."""
     from crm.audit import audit_seal_pending
 
     return audit_seal_pending()

@@ -21,7 +21,8 @@ from tests.factories import CustomerFactory, TeamFactory, UserFactory
 
 def _allow_flush(sender: object, connection: object, **kwargs: object) -> None:
     """Transactional tests are flushed with TRUNCATE, which the append-only tables refuse unless the session
-    allows it (crm migration 0012): every connection the tests open does, except where a test turns it off."""
+    allows it (crm migration 0012) and its role is a member of crm_maintenance (0015, granted below): every
+    connection the tests open does, except where a test turns it off."""
     with connection.cursor() as cur:  # type: ignore[attr-defined]
         cur.execute("SET crm.allow_truncate = on")
 
@@ -43,6 +44,16 @@ def _close_every_connection_of_this_thread(django_db_setup: None) -> Iterator[No
     for wrapper in [o for o in gc.get_objects() if issubclass(type(o), BaseDatabaseWrapper)]:
         if wrapper.connection is not None and wrapper._thread_ident == threading.get_ident():
             wrapper.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _maintenance_role(django_db_setup: None, django_db_blocker: object) -> None:
+    """The test suite empties the append-only tables between transactional tests, as an administrator would a
+    scratch database: its role gets crm_maintenance (a superuser is a member of every role already)."""
+    with django_db_blocker.unblock(), connection.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute("SELECT pg_has_role(current_user, 'crm_maintenance', 'MEMBER')")
+        if not cur.fetchone()[0]:
+            cur.execute("GRANT crm_maintenance TO CURRENT_USER")
 
 
 @pytest.fixture(autouse=True)

@@ -3,56 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from auditlog.context import auditlog_value, set_actor
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models.signals import pre_save
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from ninja import Status
 from ninja.errors import HttpError
 
+from crm.audit import audit_actor
 from crm.integrations.models import ApiClient
 from crm.integrations.services import idempotent_call, idempotent_single_statement
 
 # Visible ASCII, as the IETF Idempotency-Key draft and common practice (UUIDs, ULIDs) expect.
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def _live_context() -> dict[str, Any] | None:
-    """The auditlog context of the running request (AuditlogMiddleware's), if its receiver is connected."""
-    current = auditlog_value.get(None)
-    if not current or "signal_duid" not in current:
-        return None
-    connected = any(key[0] == current["signal_duid"] for key, *_rest in pre_save.receivers)
-    return current if connected else None
-
-
-@contextmanager
-def acting_as(user: AbstractBaseUser, remote_addr: str | None) -> Iterator[None]:
-    """Attribute audit entries to `user` for the duration of the block.
-
-    Inside a request the middleware's context is reused (its actor swapped in and restored): nesting
-    auditlog's `set_actor` there leaks one pre_save receiver per request, because the outer context's exit
-    disconnects the inner one's id instead of its own (django-auditlog 3.4, auditlog/context.py).
-    """
-    current = _live_context()
-    if current is None:
-        with set_actor(user, remote_addr=remote_addr):
-            yield
-        return
-    saved = current.get("actor")
-    current["actor"] = user
-    try:
-        yield
-    finally:
-        current["actor"] = saved
 
 
 def request_fingerprint(request: HttpRequest) -> str:
@@ -80,7 +47,9 @@ def api_write(
     client: ApiClient = request.auth  # type: ignore[attr-defined]
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise HttpError(422, _("Idempotency-Key は1〜255文字の英数字・記号で指定してください。"))
-    with acting_as(client.user, remote_addr=request.META.get("REMOTE_ADDR")):
+    # The client's service user replaces whatever the request's auditlog context names (swapped into that
+    # context, never a nested one: crm.audit.actors).
+    with audit_actor(client.user, remote_addr=request.META.get("REMOTE_ADDR"), replace=True):
         if idempotency_key is None:
             if single_statement:
                 return Status(*compute())

@@ -44,6 +44,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "DEBUG": "false",
         "DATABASE_URL": "postgres://crm@db.internal:5432/crm",
         "CELERY_BROKER_URL": "redis://broker.internal:6379/0",
+        "AUDIT_ANCHOR_PATH": "/var/lib/crm/audit-anchor.jsonl",
         "ALLOWED_HOSTS": "crm.example.co.jp",
         "CSRF_TRUSTED_ORIGINS": "https://crm.example.co.jp",
         "SECURE_SSL_REDIRECT": "true",
@@ -146,6 +147,7 @@ def test_production_refuses_a_missing_secret(name):
         ("DATABASE_URL", "DATABASE_URL is not set"),
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL must be set in production"),
         ("ALLOWED_HOSTS", "ALLOWED_HOSTS must list the real host names"),
+        ("AUDIT_ANCHOR_PATH", "AUDIT_ANCHOR_PATH must be set in production"),
     ],
 )
 def test_production_refuses_missing_services_and_hosts(name, message):
