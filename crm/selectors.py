@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
@@ -82,15 +83,17 @@ CUSTOMER_REF_FIELDS = ("id", "team_id", "status", "external_id")
 
 
 def customer_ref(
-    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> Customer | None:
-    """The customer with this external id if `user` may `action` it: ids, team and status only (nothing
-    decrypted, the other fields deferred), for linking a record to it.
+    """The customer of team `team_id` with this external id if `user` may `action` it: ids, team and status
+    only (nothing decrypted, the other fields deferred), for linking a record to it.
 
-    The same policy as restrict() (crm.permissions.team_scope) in one constant statement on the unique
-    external-id index: the integration API runs this on every write.
+    External ids are unique per team (an API client names its own team's customers), so another team's use
+    of the same id is neither found nor told apart from "no such customer". The integration API runs this on
+    every write: the statement is the gate's own queryset, compiled by Django, on the (external id, team)
+    unique index.
     """
-    query = customer_ref_query(user=user, external_id=external_id, action=action)
+    query = customer_ref_query(user=user, team_id=team_id, external_id=external_id, action=action)
     if query is None:
         return None
     row = rawsql.fetch_one(*query)
@@ -98,20 +101,26 @@ def customer_ref(
 
 
 def customer_ref_query(
-    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> tuple[str, list[object]] | None:
     """customer_ref's statement and parameters (None when `user` may `action` no customer at all), for a
-    caller that asks it together with another lookup in one round trip (consent.selectors)."""
-    scope = team_scope(user, action)
-    if not scope:
+    caller that asks it together with another lookup in one round trip (consent.selectors).
+
+    The statement is `Customer.objects.restrict(user, action)` compiled by Django with its parameters bound
+    (sql_with_params), never a copy of the rule: the permission subquery over guardian's tables is part of
+    it, so the rule runs inside the one statement.
+    """
+    qs = (
+        Customer.objects.restrict(user, action)
+        .filter(team_id=team_id, external_id=external_id)
+        .order_by()
+        .values_list(*CUSTOMER_REF_FIELDS)
+    )
+    try:
+        sql, params = qs.query.sql_with_params()
+    except EmptyResultSet:  # no customer at all (qs.none(), or no team): nothing to ask the database
         return None
-    cols = ", ".join(f'"{Customer._meta.get_field(n).column}"' for n in CUSTOMER_REF_FIELDS)
-    sql = f'SELECT {cols} FROM "{Customer._meta.db_table}" WHERE "external_id" = %s'  # noqa: S608
-    params: list[object] = [external_id]
-    if scope != ALL:
-        sql += ' AND "team_id" = ANY(%s)'
-        params.append(list(scope))
-    return sql, params
+    return sql, list(params)
 
 
 def customer_ref_load(row: Sequence[Any]) -> Customer:
@@ -127,17 +136,12 @@ def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str
 def viewable_team_choices(user: AbstractBaseUser | AnonymousUser) -> list[tuple[int, str]]:
     """(id, name) of the teams whose customers `user` may view, by team code: the admin's team filter.
 
-    The same scope as restrict(user, "view") (team_scope), read by one constant statement.
+    The same scope as restrict(user, "view") (crm.permissions.team_scope), as one query on the team table.
     """
     from crm.models import Team
 
     scope = team_scope(user, "view")
-    if not scope:
+    if scope is None:
         return []
-    table = Team._meta.db_table
-    with rawsql.prepared_cursor() as cur:
-        if scope == ALL:
-            cur.execute(f'SELECT id, name FROM "{table}" ORDER BY code')  # noqa: S608
-        else:
-            cur.execute(f'SELECT id, name FROM "{table}" WHERE id = ANY(%s) ORDER BY code', [list(scope)])  # noqa: S608
-        return [(int(pk), name) for pk, name in cur.fetchall()]
+    teams = Team.objects.all() if scope == ALL else scope
+    return [(int(pk), name) for pk, name in teams.order_by("code").values_list("id", "name")]

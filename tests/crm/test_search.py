@@ -166,10 +166,16 @@ def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owne
     # given a customer per team, a team member of each and a privacy officer who sees all teams
     foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
 
-    # when each asks the gate
-    # then a team member's scope is a literal list of team ids (which the planner can estimate) …
+    # when each asks the gate, without and with the team ids read for the request (as the admin does)
+    from crm.permissions import remember_team_ids
+
+    subquery = str(Customer.objects.restrict(owner, "view").query)
+    remember_team_ids(owner)
     sql = str(Customer.objects.restrict(owner, "view").query)
+    # then for the request's user a team member's scope is a literal list of team ids (which the planner can
+    # estimate), otherwise the same rule as a subquery over the permission tables; both give the same rows …
     assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
+    assert "crm_teamuserobjectpermission" in subquery and "crm_teamuserobjectpermission" not in sql
     assert list(Customer.objects.restrict(owner, "view")) == [customer]
     assert list(Customer.objects.restrict(outsider, "view")) == [foreign_customer]
     # … and a user who sees every team gets no condition at all
