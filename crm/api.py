@@ -21,6 +21,7 @@ from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import BirthDate, JsonObject, Moment, Text
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
+from crm.permissions import team_open_to
 from crm.selectors import customer_ref
 
 router = Router(tags=["customers"])
@@ -141,6 +142,9 @@ def customer_upsert(
         customer = _customer_for_client(client, external_id)
         try:
             if customer is None:
+                if not team_open_to(client.user, "change", client.team_id):
+                    # The same answer whatever the id: a client may not create where it may not change.
+                    raise HttpError(403, _("このクライアントはチームの顧客を登録・更新できません。"))
                 # Free in the client's team whatever other teams use (unique per team): nothing here can
                 # tell the client that another team has a customer with this id. A concurrent create of the
                 # same id loses on the (external id, team) constraint: 409 below.

@@ -204,6 +204,22 @@ def team_scope(user: User, action: str) -> QuerySet[Team] | str | None:
     return teams_for(user, action)
 
 
+def teams_open_to(user: User, action: str) -> QuerySet[Team]:
+    """The teams whose customers `user` may `action` (every team, with the action's "all customers"
+    permission): the team choices of a form, the teams a user may create customers in ("change")."""
+    from crm.models import Team
+
+    scope = team_scope(user, action)
+    if scope is None:
+        return Team.objects.none()
+    return Team.objects.all() if scope == ALL else teams_for(user, action)
+
+
+def team_open_to(user: User, action: str, team_id: int) -> bool:
+    """Whether `user` may `action` the customers of team `team_id` (may create one there, for "change")."""
+    return teams_open_to(user, action).filter(pk=team_id).exists()
+
+
 class RestrictedQuerySet(QuerySet[M]):
     """A queryset with the one permission gate, `restrict(user, action)` (NetBox's RestrictedQuerySet).
 

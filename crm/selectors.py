@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from crm import rawsql
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer, CustomerQuerySet
-from crm.permissions import ALL, team_scope
+from crm.permissions import teams_open_to
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -136,12 +136,7 @@ def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str
 def viewable_team_choices(user: AbstractBaseUser | AnonymousUser) -> list[tuple[int, str]]:
     """(id, name) of the teams whose customers `user` may view, by team code: the admin's team filter.
 
-    The same scope as restrict(user, "view") (crm.permissions.team_scope), as one query on the team table.
+    The same scope as restrict(user, "view") (crm.permissions.teams_open_to), as one query on the team table.
     """
-    from crm.models import Team
-
-    scope = team_scope(user, "view")
-    if scope is None:
-        return []
-    teams = Team.objects.all() if scope == ALL else scope
-    return [(int(pk), name) for pk, name in teams.order_by("code").values_list("id", "name")]
+    teams = teams_open_to(user, "view").order_by("code")
+    return [(int(pk), name) for pk, name in teams.values_list("id", "name")]
