@@ -27,6 +27,12 @@ def customer_search_q(term: str) -> Q:
 
     No `icontains`: each candidate interpretation of the term becomes an equality on a blind index or on
     the member number, so the database answers from an index whatever the table size.
+
+    Kept exception to "Django's defaults" (README, Architecture): the admin's own search cannot read
+    encrypted columns, and `icontains` scans the table. What it costs to maintain: every searchable field
+    needs its normaliser and its `*_bidx` column kept in step (Customer.refresh_blind_indexes, crm.crypto),
+    a change of normalisation or of BLIND_INDEX_KEY means recomputing every row's indexes, and the
+    indexes leak equality (only what must be searched is indexed).
     """
     term = unicodedata.normalize("NFKC", term).strip()
     if not term:
