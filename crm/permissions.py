@@ -185,8 +185,11 @@ def team_ids_filter(user: User, action: str) -> list[int] | QuerySet[Any]:
     return teams_for(user, action).values("pk")
 
 
-def team_scope(user: User, action: str) -> QuerySet[Team] | str | None:
-    """Whose customers `user` may `action`: ALL, the teams (a queryset, to use as a subquery), or None.
+TEAMS = "teams"
+
+
+def scope_kind(user: User, action: str) -> str | None:
+    """Whose customers `user` may `action`: ALL, TEAMS (those of their teams' object permissions) or None.
 
     The policy of the gate. Every action needs the model permission of the user's role first (a right the
     role does not grant is never opened by a team permission), then either the "all customers" permission
@@ -201,7 +204,13 @@ def team_scope(user: User, action: str) -> QuerySet[Team] | str | None:
         return None
     if user.has_perm(ALL_PERMS[action]):
         return ALL
-    return teams_for(user, action)
+    return TEAMS
+
+
+def team_scope(user: User, action: str) -> QuerySet[Team] | str | None:
+    """scope_kind with the teams themselves: ALL, the teams (a queryset, to use as a subquery), or None."""
+    kind = scope_kind(user, action)
+    return teams_for(user, action) if kind == TEAMS else kind
 
 
 def teams_open_to(user: User, action: str) -> QuerySet[Team]:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import BooleanField, Q
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from crm import rawsql
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer, CustomerQuerySet
-from crm.permissions import teams_open_to
+from crm.permissions import REMEMBERED_TEAM_IDS, TEAMS, scope_kind, teams_open_to
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -106,22 +107,73 @@ def customer_ref(
     return customer_ref_load(row) if row else None
 
 
+def customer_ref_queryset(
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
+) -> QuerySet[Any]:
+    """customer_ref as a queryset: the gate's own `Customer.objects.restrict(user, action)`, narrowed."""
+    return (
+        Customer.objects.restrict(user, action)
+        .filter(team_id=team_id, external_id=external_id)
+        .order_by()
+        .values_list(*CUSTOMER_REF_FIELDS)
+    )
+
+
+# Stand-ins for the per-call values while customer_ref's statement is compiled once per shape: negative ids
+# no row has (within a 32-bit integer: Django compiles an out-of-range id to "no rows") and a string no
+# external id can be (PostgreSQL text refuses NUL).
+_STAND_IN_USER, _STAND_IN_TEAM, _STAND_IN_EXTERNAL_ID = -2_147_480_001, -2_147_480_002, "\x00external-id"
+# (action, ALL | TEAMS) → (statement, parameters with stand-ins), per process.
+_ref_statements: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
+
+
 def customer_ref_query(
     *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> tuple[str, list[object]] | None:
     """customer_ref's statement and parameters (None when `user` may `action` no customer at all), for a
     caller that asks it together with another lookup in one round trip (consent.selectors).
 
-    The statement is `Customer.objects.restrict(user, action)` compiled by Django with its parameters bound
-    (sql_with_params), never a copy of the rule: the permission subquery over guardian's tables is part of
-    it, so the rule runs inside the one statement.
+    The statement is customer_ref_queryset (the gate's own queryset) compiled by Django with its parameters
+    bound, never a copy of the rule: the permission subquery over guardian's tables is part of it, so the rule
+    runs inside the one statement. Compiling it cost several milliseconds of CPU per API call, so it is
+    compiled once per shape of the user's scope (every team, or a subquery of their teams) for a stand-in
+    of the user, and each call puts its own user id, team id and external id in place of the stand-ins
+    (tests/crm/test_permissions.py compares the result with a fresh compilation for each role).
     """
-    qs = (
-        Customer.objects.restrict(user, action)
-        .filter(team_id=team_id, external_id=external_id)
-        .order_by()
-        .values_list(*CUSTOMER_REF_FIELDS)
-    )
+    kind = scope_kind(user, action)
+    if kind is None:
+        return None
+    if hasattr(user, REMEMBERED_TEAM_IDS):  # literal team ids: a statement of its own
+        return _compiled(
+            customer_ref_queryset(user=user, team_id=team_id, external_id=external_id, action=action)
+        )
+    key = (action, kind)
+    if key not in _ref_statements:
+        stand_in = copy.copy(user)  # the same permissions (loaded above by scope_kind), another id
+        stand_in.pk = _STAND_IN_USER
+        compiled = _compiled(
+            customer_ref_queryset(
+                user=stand_in, team_id=_STAND_IN_TEAM, external_id=_STAND_IN_EXTERNAL_ID, action=action
+            )
+        )
+        if compiled is None:
+            return None
+        if kind == TEAMS and _STAND_IN_USER not in compiled[1]:
+            # The rule changed shape without the user id in it: never reuse a statement that is not per user.
+            return _compiled(
+                customer_ref_queryset(user=user, team_id=team_id, external_id=external_id, action=action)
+            )
+        _ref_statements[key] = (compiled[0], tuple(compiled[1]))
+    sql, template = _ref_statements[key]
+    values = {_STAND_IN_USER: user.pk, _STAND_IN_TEAM: team_id}
+    params = [
+        external_id if p == _STAND_IN_EXTERNAL_ID else values[p] if type(p) is int and p in values else p
+        for p in template
+    ]
+    return sql, params
+
+
+def _compiled(qs: QuerySet[Any]) -> tuple[str, list[object]] | None:
     try:
         sql, params = qs.query.sql_with_params()
     except EmptyResultSet:  # no customer at all (qs.none(), or no team): nothing to ask the database
