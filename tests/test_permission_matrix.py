@@ -319,6 +319,103 @@ def test_api_reaches_a_customer_exactly_when_the_gate_opens_it(
         assert answer.status_code == 404
 
 
+# --- the gate itself, for every model behind it ------------------------------------------------------------
+
+
+def _purchase_of(team: Team) -> Any:
+    return services.purchase_record(
+        team=team,
+        customer=_customer_of(team),
+        order_no=f"GATE-{uuid.uuid4().hex[:12]}",
+        amount=1000,
+        currency="JPY",
+        channel="web_form",
+        purchased_at="2026-04-01T10:00:00+09:00",
+    )
+
+
+def _event_of(team: Team) -> Any:
+    return services.event_record(
+        kind="page_view",
+        occurred_at="2026-04-01T10:00:00+09:00",
+        customer=_customer_of(team),
+        visitor_id="",
+        properties={},
+        source="gate",
+    )
+
+
+def _visitor_link_of(team: Team) -> Any:
+    from consent.models import VisitorLink
+
+    customer = _customer_of(team)
+    consent_services.visitor_link(visitor_id=f"visitor-{uuid.uuid4().hex[:8]}", customer=customer)
+    return VisitorLink.objects.get(customer=customer)
+
+
+def _idempotency_record_of(team: Team) -> Any:
+    from crm.integrations.models import IdempotencyRecord
+
+    client, _token = integration_services.api_client_create(
+        name=f"gate-{uuid.uuid4().hex[:6]}", team=team, scopes=SERVER_SCOPES
+    )
+    record = IdempotencyRecord(
+        client=client,
+        key="k",
+        fingerprint="f" * 64,
+        response_status=201,
+        response_body="{}",
+        expires_at=IdempotencyRecord.default_expiry(),
+    )
+    record.save()
+    return record
+
+
+# Models behind the gate without an admin of their own: their row makers (with ADMIN_ROWS, every model).
+GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
+    **ADMIN_ROWS,
+    "crm.Purchase": (_purchase_of, ["crm.view_customer"], True),
+    "crm.CustomerEvent": (_event_of, ["crm.view_customer"], True),
+    "consent.VisitorLink": (_visitor_link_of, ["crm.view_customer"], True),
+    "crm.IdempotencyRecord": (_idempotency_record_of, ["crm.view_customer"], True),
+}
+
+
+def _restricted_models() -> list[str]:
+    return sorted(
+        m._meta.label
+        for m in apps.get_models()
+        if isinstance(m._default_manager.get_queryset(), RestrictedQuerySet)
+    )
+
+
+def test_every_model_behind_the_gate_has_its_row_maker():
+    # given every model whose default manager has restrict(), then each one runs the generated gate test
+    assert [label for label in _restricted_models() if label not in GATE_ROWS] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("label", sorted(GATE_ROWS))
+def test_restrict_opens_a_row_exactly_to_whom_it_belongs(team, other_team, label, case):
+    # given a row belonging to `team`, and a user of the case holding the model permissions
+    make, extra_perms, owned = GATE_ROWS[label]
+    row = make(team)
+    opts = type(row)._meta
+    user = _user(case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team)
+    # when the gate is asked for the rows the user may view, change and delete
+    visible = type(row).objects.restrict(user, "view").filter(pk=row.pk).exists()
+    # then the row is there for its team's member (or, for a row of no team, for any holder of the model
+    # permission), never without the model permission, never for another team; and nobody here may change
+    # or delete it (no change/delete model permission was given)
+    expected = {"no_permission": False, "model_permission_only": not owned, "own_team": True}.get(
+        case, not owned
+    )
+    assert visible is expected
+    for action in ("change", "delete"):
+        assert not type(row).objects.restrict(user, action).filter(pk=row.pk).exists()
+
+
 # --- the gate is the only copy of the rule -------------------------------------------------------------
 
 
