@@ -114,9 +114,15 @@ def capped_count(qs: Any, cap: int) -> int | None:
     try:
         with transaction.atomic(using=qs.db):
             with connections[qs.db].cursor() as cur:
-                # SET LOCAL ends with the (sub)transaction: the timeout never leaks into the request.
+                # SET LOCAL ends with the transaction, but not with a savepoint that is released: inside an
+                # outer transaction (a test, an atomic caller) it would outlive the count. Put it back.
+                cur.execute("SHOW statement_timeout")
+                previous = cur.fetchone()[0]
                 cur.execute("SET LOCAL statement_timeout = %s", [timeout])
-            return qs.order_by()[: cap + 1].count()
+            count = qs.order_by()[: cap + 1].count()
+            with connections[qs.db].cursor() as cur:
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+            return count
     except OperationalError:
         # QueryCanceled: the atomic block rolled back to its savepoint, the connection is usable.
         return None

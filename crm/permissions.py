@@ -207,21 +207,15 @@ def scope_kind(user: User, action: str) -> str | None:
     return TEAMS
 
 
-def team_scope(user: User, action: str) -> QuerySet[Team] | str | None:
-    """scope_kind with the teams themselves: ALL, the teams (a queryset, to use as a subquery), or None."""
-    kind = scope_kind(user, action)
-    return teams_for(user, action) if kind == TEAMS else kind
-
-
 def teams_open_to(user: User, action: str) -> QuerySet[Team]:
     """The teams whose customers `user` may `action` (every team, with the action's "all customers"
     permission): the team choices of a form, the teams a user may create customers in ("change")."""
     from crm.models import Team
 
-    scope = team_scope(user, action)
-    if scope is None:
+    kind = scope_kind(user, action)
+    if kind is None:
         return Team.objects.none()
-    return Team.objects.all() if scope == ALL else teams_for(user, action)
+    return Team.objects.all() if kind == ALL else teams_for(user, action)
 
 
 def team_open_to(user: User, action: str, team_id: int) -> bool:
@@ -273,10 +267,10 @@ class RestrictedQuerySet(QuerySet[M]):
             return self.none()
         if self.gate_unowned_by_model_permission:
             return self.all()
-        scope = team_scope(user, self.gate_scope_action(action))
-        if scope is None:
+        kind = scope_kind(user, self.gate_scope_action(action))
+        if kind is None:
             return self.none()
-        if scope == ALL:
+        if kind == ALL:
             return self.all()
         if self.gate_team is not None:
             teams = team_ids_filter(user, self.gate_scope_action(action))

@@ -162,6 +162,24 @@ def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
 
 
 @pytest.mark.django_db
+def test_a_count_that_finishes_leaves_no_timeout_behind_in_an_outer_transaction(team):
+    # given a filtered list counted exactly (below the cap) inside an outer transaction (the test's own, as
+    # an atomic caller's would be)
+    CustomerFactory.create_batch(3, team=team)
+    with connection.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        before = cur.fetchone()[0]
+    # when the paginator counts it
+    count = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 50).count
+    # then the count is exact and the short count timeout did not outlive it (a released savepoint keeps
+    # SET LOCAL: every later statement of the transaction was cut at the count's timeout)
+    assert count == 3
+    with connection.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone()[0] == before
+
+
+@pytest.mark.django_db
 def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owner, outsider, privacy_officer):
     # given a customer per team, a team member of each and a privacy officer who sees all teams
     foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
