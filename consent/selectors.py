@@ -1,4 +1,5 @@
-"""Reads of the consent app. Queries acting for a user start from Customer.objects.restrict(user, action)."""
+"""Reads of the consent app. Queries acting for a user start from the gate: `<Model>.objects.restrict(user,
+action)` (the consent models' querysets declare their customer, crm.permissions.RestrictedQuerySet)."""
 
 from __future__ import annotations
 

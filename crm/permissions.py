@@ -9,8 +9,9 @@ Admin querysets, API handlers, selectors, exports and commands acting for a user
 model-level permission alone never opens every row (guardian's accept_global_perms is never used).
 
 This is the only module that reads guardian's permission tables (tests/test_permission_matrix.py fails
-when another one does), and it reads them through the ORM only: no hand-written SQL, no id arrays kept
-outside a query.
+when another one does), and it reads them through the ORM only: no hand-written SQL. The team ids an
+admin page hands the planner as literals are that same query's answer for the request (remember_team_ids),
+never a second spelling of the rule; elsewhere the rule runs as a subquery inside the statement.
 """
 
 from __future__ import annotations
