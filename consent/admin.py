@@ -497,9 +497,7 @@ class SpecialCareRecordAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     actions = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SpecialCareRecord]:
-        return SpecialCareRecord.objects.filter(
-            customer__in=Customer.objects.restrict(request.user, "view").values("pk")
-        )
+        return SpecialCareRecord.objects.restrict(request.user, "view")
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         return _exact_subject_search(queryset, search_term, visitor=False), False

@@ -127,6 +127,7 @@ def consent_create(
             # The customer, the purpose and the new row's id in one round trip; 404 first, as customer_or_404.
             customer, purpose, event_id = selectors.consent_subjects(
                 user=client.user,
+                team_id=client.team_id,
                 external_id=payload.external_id,
                 purpose_code=payload.purpose_code,
                 reserve_event_id=True,

@@ -17,6 +17,7 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedCharField, EncryptedTextField
+from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import validate_no_my_number
 
@@ -25,7 +26,12 @@ class LedgerImmutableError(RuntimeError):
     """An attempt to change or delete a ledger row (or a purpose version)."""
 
 
-class ConsentLedgerQuerySet(models.QuerySet["ConsentEvent"]):
+class ConsentLedgerQuerySet(RestrictedQuerySet["ConsentEvent"]):
+    """The ledger behind the gate: rows about customers the user may see (crm.permissions); visitor-only rows
+    and rows of erased customers belong to no team, so only the all-customers roles reach them."""
+
+    gate_customer = "customer"
+
     def update(self, **kwargs: Any) -> int:
         raise LedgerImmutableError("同意台帳は追記のみです。一括更新はできません。")
 
@@ -267,6 +273,12 @@ class ConsentEvent(ConstantInsert, models.Model):
         raise LedgerImmutableError("同意台帳は追記のみです。記録済みの行は削除できません（GDPR第7条1項）。")
 
 
+class ConsentStateQuerySet(RestrictedQuerySet["ConsentState"]):
+    """Current states of customers the user may see (crm.permissions)."""
+
+    gate_customer = "customer"
+
+
 class ConsentState(models.Model):
     """Current consent of one customer for one purpose: the latest ledger row by (occurred_at, id).
 
@@ -292,6 +304,8 @@ class ConsentState(models.Model):
     channel = models.CharField(_("経路"), max_length=20, choices=ConsentEvent.Channel.choices)
     occurred_at = models.DateTimeField(_("同意・撤回の日時"))
 
+    objects = ConsentStateQuerySet.as_manager()
+
     class Meta:
         # No single-column FK indexes: the unique (customer, purpose) and the granted (purpose, customer)
         # indexes serve every lookup, and the ledger rows it points at are never deleted.
@@ -313,6 +327,18 @@ class ConsentState(models.Model):
         return f"同意状態 #{self.pk}"
 
 
+class VisitorLinkQuerySet(RestrictedQuerySet["VisitorLink"]):
+    """Visitor links of customers the user may see (crm.permissions)."""
+
+    gate_customer = "customer"
+
+
+class SpecialCareRecordQuerySet(RestrictedQuerySet["SpecialCareRecord"]):
+    """要配慮個人情報 of customers the user may see (crm.permissions), with consent.view_specialcarerecord."""
+
+    gate_customer = "customer"
+
+
 class VisitorLink(models.Model):
     """An anonymous visitor id identified as a customer (login, app pairing). Never changed; deleted only
     with the customer (erasure), which also severs the cookie id from the person."""
@@ -331,6 +357,8 @@ class VisitorLink(models.Model):
         verbose_name=_("操作者"),
     )
     linked_at = models.DateTimeField(_("紐付け日時"), db_default=Now())
+
+    objects = VisitorLinkQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("訪問者IDの紐付け")
@@ -375,6 +403,8 @@ class SpecialCareRecord(models.Model):
         verbose_name=_("記録者"),
     )
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    objects = SpecialCareRecordQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("要配慮個人情報")

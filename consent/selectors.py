@@ -1,4 +1,5 @@
-"""Reads of the consent app. Queries acting for a user start from Customer.objects.restrict(user, action)."""
+"""Reads of the consent app. Queries acting for a user start from the gate: `<Model>.objects.restrict(user,
+action)` (the consent models' querysets declare their customer, crm.permissions.RestrictedQuerySet)."""
 
 from __future__ import annotations
 
@@ -64,19 +65,20 @@ class ConsentSubjects(NamedTuple):
 def consent_subjects(
     *,
     user: AbstractBaseUser | AnonymousUser,
+    team_id: int,
     external_id: str,
     purpose_code: str,
     action: str = "change",
     reserve_event_id: bool = False,
 ) -> ConsentSubjects:
-    """customer_ref(user, external_id) and published_purpose(purpose_code) in one round trip: what every
-    consent write through the API looks up first. Each is None when not found (or not reachable by `user`).
-    With `reserve_event_id`, the same statement also takes the id of the ledger row about to be written
-    (an unused one is a gap in the sequence, as a rolled-back insert leaves).
+    """customer_ref(user, team_id, external_id) and published_purpose(purpose_code) in one round trip: what
+    every consent write through the API looks up first. Each is None when not found (or not reachable
+    by `user`). With `reserve_event_id`, the same statement also takes the id of the ledger row about to be
+    written (an unused one is a gap in the sequence, as a rolled-back insert leaves).
     """
     from crm.selectors import CUSTOMER_REF_FIELDS, customer_ref_load, customer_ref_query
 
-    query = customer_ref_query(user=user, external_id=external_id, action=action)
+    query = customer_ref_query(user=user, team_id=team_id, external_id=external_id, action=action)
     if query is None:
         return ConsentSubjects(None, published_purpose(purpose_code), None)
     customer_sql, params = query
@@ -196,39 +198,21 @@ def purpose_versions(*, purpose: Purpose) -> QuerySet[PurposeVersion]:
 
 
 def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[ConsentEvent]:
-    """A customer's ledger rows, newest first, if `user` may view the customer (else empty)."""
-    visible = Customer.objects.restrict(user, "view").filter(pk=customer_id)
+    """A customer's ledger rows, newest first, if `user` may view them (else empty)."""
     return (
-        ConsentEvent.objects.filter(customer__in=visible)
+        ConsentEvent.objects.restrict(user, "view")
+        .filter(customer_id=customer_id)
         .select_related("purpose", "purpose_version", "operator")
         .order_by("-occurred_at", "-id")
     )
 
 
 def consent_events_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentEvent]:
-    """Ledger rows about customers `user` may view. Visitor-only rows (no customer yet) need the
-    all-customers view permission: they belong to no team."""
-    qs = ConsentEvent.objects.all()
-    if getattr(user, "is_superuser", False):
-        return qs
-    if not getattr(user, "is_authenticated", False) or not user.has_perm("consent.view_consentevent"):
-        return qs.none()
-    if user.has_perm("crm.view_all_customers"):
-        return qs
-    return qs.filter(customer__in=Customer.objects.restrict(user, "view").values("pk"))
+    """Ledger rows `user` may view (the gate: rows about customers they may view; visitor-only rows and
+    rows of erased customers belong to no team, so the all-customers roles only)."""
+    return ConsentEvent.objects.restrict(user, "view")
 
 
-def consent_states_visible(
-    *, user: AbstractBaseUser | AnonymousUser, action: str = "view"
-) -> QuerySet[ConsentState]:
-    """Current-state rows of customers `user` may `action`."""
-    qs = ConsentState.objects.all()
-    if getattr(user, "is_superuser", False):
-        return qs
-    if (
-        action == "view"
-        and getattr(user, "is_authenticated", False)
-        and user.has_perm("crm.view_all_customers")
-    ):
-        return qs
-    return qs.filter(customer__in=Customer.objects.restrict(user, action).values("pk"))
+def consent_states_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentState]:
+    """Current-state rows `user` may view."""
+    return ConsentState.objects.restrict(user, "view")

@@ -218,6 +218,12 @@ def _ledger_write(event: ConsentEvent, version_no: int, companion: Companion | N
     write is the integration API's busiest call. The audit entry is the one auditlog's receiver would
     have written (crm.audit.audit_create_draft, tested to match), so the row is audited exactly as a save.
     `companion(event)`: one more INSERT to write in the same statement (the API's stored answer).
+
+    Kept exception to "Django's defaults" (README, Architecture). Why: the busiest API call, measured in
+    bench/api_bench.py; three ORM saves in a transaction cost several round trips. What it costs to
+    maintain: auditlog's receiver is bypassed, so audit_create_draft must keep writing what it would have
+    written (pinned by tests/consent/test_ledger_write.py), and a new column of the ledger, the state or the
+    audit entry goes through ConstantInsert, not a save() override or a signal.
     """
     if event.pk is None:
         event.pk = _event_id_reserve()

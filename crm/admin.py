@@ -36,7 +36,7 @@ from crm import services
 from crm.classification import REGISTRY, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
-from crm.permissions import can_view_pii, preload_request_team_ids, team_ids_for, teams_for
+from crm.permissions import can_view_pii, remember_team_ids, teams_open_to
 from crm.search_token import MAX_TERM_LENGTH, SEARCH_TOKEN_VAR, open_search, seal_search
 from crm.selectors import customer_search, viewable_team_choices
 
@@ -408,11 +408,11 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     change_list_template = "admin/crm/customer_change_list.html"
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        preload_request_team_ids(request.user)
+        remember_team_ids(request.user)
         return super().changeform_view(request, *args, **kwargs)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        preload_request_team_ids(request.user)
+        remember_team_ids(request.user)
         if request.method == "POST" and SEARCH_VAR in request.POST:
             return self._search_redirect(request)
         return super().changelist_view(request, extra_context)
@@ -504,8 +504,8 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         return ro
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "team" and not request.user.has_perm("crm.change_all_customers"):
-            kwargs["queryset"] = teams_for(request.user, "change")
+        if db_field.name == "team":
+            kwargs["queryset"] = teams_open_to(request.user, "change")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_view_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
@@ -522,10 +522,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         # Asked several times per page (sidebar, changelist, buttons): one team query per request.
         cached = getattr(request, "_crm_customer_can_add", None)
         if cached is None:
-            cached = super().has_add_permission(request) and (
-                request.user.has_perm("crm.change_all_customers")
-                or bool(team_ids_for(request.user, "change"))
-            )
+            cached = super().has_add_permission(request) and teams_open_to(request.user, "change").exists()
             request._crm_customer_can_add = cached  # type: ignore[attr-defined]
         return cached
 

@@ -21,6 +21,7 @@ from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, Text
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
+from crm.permissions import team_open_to
 from crm.selectors import customer_ref
 
 router = Router(tags=["customers"])
@@ -98,14 +99,21 @@ class CustomerOut(Schema):
 
 
 def _customer_for_client(client: ApiClient, external_id: str, action: str = "change") -> Customer | None:
-    """The client's team's customer with this external id (through the one permission gate), or None."""
-    return Customer.objects.restrict(client.user, action).filter(external_id=external_id).first()
+    """The client's team's customer with this external id (through the one permission gate), or None.
+
+    External ids are unique per team: the client's team is their namespace, so another team's customer with
+    the same id is never found, blocks nothing and cannot be told apart from no customer at all."""
+    return (
+        Customer.objects.restrict(client.user, action)
+        .filter(team_id=client.team_id, external_id=external_id)
+        .first()
+    )
 
 
 def customer_or_404(client: ApiClient, external_id: str, action: str = "change") -> Customer:
     """The customer a record refers to (ids only loaded: crm.selectors.customer_ref), or 404 when the client
     may not reach it."""
-    customer = customer_ref(user=client.user, external_id=external_id, action=action)
+    customer = customer_ref(user=client.user, team_id=client.team_id, external_id=external_id, action=action)
     if customer is None:
         raise customer_not_found()
     return customer
@@ -139,9 +147,12 @@ def customer_upsert(
         customer = _customer_for_client(client, external_id)
         try:
             if customer is None:
-                if Customer.objects.filter(external_id=external_id).exists():
-                    # Owned by a team this client may not change: say no without saying whose it is.
-                    raise HttpError(409, _("この外部IDは更新できない顧客に使われています。"))
+                if not team_open_to(client.user, "change", client.team_id):
+                    # The same answer whatever the id: a client may not create where it may not change.
+                    raise HttpError(403, _("このクライアントはチームの顧客を登録・更新できません。"))
+                # Free in the client's team whatever other teams use (unique per team): nothing here can
+                # tell the client that another team has a customer with this id. A concurrent create of the
+                # same id loses on the (external id, team) constraint: 409 below.
                 customer = services.customer_create(team=client.team, external_id=external_id, **fields)
                 return 201, {"id": customer.pk, "created": True}
             if customer.status in (Customer.Status.ANONYMISED, Customer.Status.STOP_USE):

@@ -14,12 +14,10 @@ class CrmConfig(AppConfig):
         from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.models import Customer, Team, TeamMembership
-        from crm.permissions import forget_permission_ids
         from crm.roles import roles_sync
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
-        post_migrate.connect(forget_permission_ids, dispatch_uid="crm.forget_permission_ids")
 
         for model in (Customer, Team, TeamMembership):
             label = model._meta.label

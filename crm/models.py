@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
+from crm.permissions import MODEL_PERMS, RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import (
     validate_email,
@@ -29,7 +30,7 @@ from crm.validators import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    pass
 
 
 class Team(models.Model):
@@ -93,12 +94,15 @@ class TeamMembership(models.Model):
         return f"{self.team_id}:{self.user_id}"
 
 
-class CustomerQuerySet(models.QuerySet["Customer"]):
-    def restrict(self, user: AbstractBaseUser | AnonymousUser, action: str = "view") -> CustomerQuerySet:
-        """The single permission gate: the customers `user` may `action` ("view", "change", "delete")."""
-        from crm.permissions import customer_scope
+class CustomerQuerySet(RestrictedQuerySet["Customer"]):
+    """Customers, behind the gate (crm.permissions): a team's customers through the team's object
+    permissions, after the role's model permission of the action (erasing needs crm.erase_customer)."""
 
-        return customer_scope(self, user, action)
+    gate_team = "team"
+    gate_permissions = MODEL_PERMS
+
+    def gate_scope_action(self, action: str) -> str:
+        return action
 
     def consented_to(self, purpose_code: str) -> CustomerQuerySet:
         """Customers who may be used for `purpose_code` right now: current consent granted, never a
@@ -148,8 +152,11 @@ class Customer(models.Model):
     member_no = models.CharField(
         _("会員番号"), max_length=20, unique=True, null=True, blank=True, validators=[validate_no_my_number]
     )
+    # Unique per team, not across teams (uniq_customer_team_external_id): an API client names its own team's
+    # customers, so another team's use of the same id can neither block it nor tell it that such a customer
+    # exists.
     external_id = models.CharField(
-        _("外部ID"), max_length=64, unique=True, null=True, blank=True, validators=[validate_no_my_number]
+        _("外部ID"), max_length=64, null=True, blank=True, validators=[validate_no_my_number]
     )
 
     # Direct identifiers: encrypted at rest.
@@ -228,6 +235,10 @@ class Customer(models.Model):
             ("erase_customer", _("顧客を消去・匿名化できる（チームの消去権限の範囲）")),
             ("erase_all_customers", _("全チームの顧客を消去・匿名化できる（開示等請求対応）")),
         ]
+        constraints = [
+            # external_id first: the admin search looks it up alone, the API with its team.
+            models.UniqueConstraint(fields=["external_id", "team"], name="uniq_customer_team_external_id")
+        ]
         indexes = [
             models.Index(fields=["team", "-id"], name="customer_team_id_idx"),
             models.Index(fields=["email_bidx"], name="customer_email_bidx"),
@@ -286,6 +297,12 @@ class Customer(models.Model):
             raise ValidationError(errors)
 
 
+class PurchaseQuerySet(RestrictedQuerySet["Purchase"]):
+    """Purchases, reachable with their team's customers (the team stays when erasure unlinks the customer)."""
+
+    gate_team = "team"
+
+
 class Purchase(models.Model):
     """A purchase. Kept for the tax/accounting retention periods (法人税法: 7 years; 会社法 432(2): 10 years)
     even after the customer is erased: erasure unlinks it (customer → NULL) instead of deleting it."""
@@ -306,12 +323,20 @@ class Purchase(models.Model):
     purchased_at = models.DateTimeField(_("購入日時"), db_index=True)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
+    objects = PurchaseQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("購買")
         verbose_name_plural = _("購買")
 
     def __str__(self) -> str:
         return f"購買 #{self.pk}"
+
+
+class CustomerEventQuerySet(RestrictedQuerySet["CustomerEvent"]):
+    """Behavioural events, reachable with their customer (visitor-only events: all-customers roles only)."""
+
+    gate_customer = "customer"
 
 
 class CustomerEvent(models.Model):
@@ -339,6 +364,8 @@ class CustomerEvent(models.Model):
     properties = models.JSONField(_("属性"), default=dict, blank=True)
     source = models.CharField(_("送信元"), max_length=64, blank=True)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    objects = CustomerEventQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("行動イベント")

@@ -1,23 +1,34 @@
-"""Who may see and change which customers: roles (groups) and team object permissions.
+"""The one permission gate: who may see and change which rows holding personal data.
 
-The one gate is `Customer.objects.restrict(user, action)` (crm.models.CustomerQuerySet), which calls
-`customer_scope` below. Admin querysets, selectors, exports, API handlers and tasks acting for a user all go
-through it. A model-level permission alone never opens every row (guardian's accept_global_perms is off):
-rows come from team object permissions, or from an explicit "all customers" permission.
+Every model that holds or points to personal data has `Model.objects.restrict(user, action)` on its default
+manager, from `RestrictedQuerySet` below (NetBox's pattern: netbox/utilities/querysets.py). The rule is
+written once, here, in the ORM: a customer is reachable through team object permissions (django-guardian's
+direct-FK tables, granted on teams, never per customer) or an explicit "all customers" permission, and only
+after the role's model permission; every other row is reachable when its customer (or its team) is.
+Admin querysets, API handlers, selectors, exports and commands acting for a user all go through it. A
+model-level permission alone never opens every row (guardian's accept_global_perms is never used).
+
+This is the only module that reads guardian's permission tables (tests/test_permission_matrix.py fails
+when another one does), and it reads them through the ORM only: no hand-written SQL. The team ids an
+admin page hands the planner as literals are that same query's answer for the request (remember_team_ids),
+never a second spelling of the rule; elsewhere the rule runs as a subquery inside the statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
-from django.db import connection
-from django.db.models import QuerySet
+from django.db import models
+from django.db.models import Q, QuerySet
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-    from crm.models import CustomerQuerySet, Team
+    from crm.models import Team
+
+    User = AbstractBaseUser | AnonymousUser
+
+M = TypeVar("M", bound=models.Model)
 
 ACTIONS = ("view", "change", "delete")
 
@@ -93,150 +104,184 @@ ALL_PERMS = {
 }
 
 
-def team_ids_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> list[int]:
-    """Ids of the teams on which `user` holds the team permission for `action`, directly or through a group.
-
-    One small SQL statement over guardian's direct-FK tables (TeamUserObjectPermission /
-    TeamGroupObjectPermission), the one that preloads a request's team ids (team_ids_select): building the
-    same query through the ORM on every call cost more than running it.
-    Handing the planner literal ids (`team_id IN (1, 3)`) instead of guardian's generic subquery lets it use
-    the (team, id) index and its statistics at a million customers, and costs a fraction of the Python
-    that get_objects_for_user spends building its query on every request.
-    """
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return []
-    # Loaded with the user in the same statement (crm.integrations.selectors: the API's service users).
-    preloaded = getattr(user, PRELOADED_TEAM_IDS, None)
-    if preloaded is not None:
-        return list(preloaded[action])
-    permission_id = _permission_id(TEAM_PERMS[action])
-    if permission_id is None:
-        return []
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT {team_ids_select('%s')}", [user.pk, user.pk])
-        pairs = cur.fetchone()[0] or ()
-    return sorted({team_id for perm, team_id in pairs if perm == permission_id})
-
-
-_permission_ids: dict[str, int | None] = {}
-
-
-def _permission_id(perm: str) -> int | None:
-    """The auth_permission id of "app_label.codename", per process (rows made by migrate; flush and migrate
-    re-create them with new ids, so post_migrate clears this, see crm.apps)."""
-    if perm not in _permission_ids:
-        from django.contrib.auth.models import Permission
-
-        app_label, codename = perm.split(".", 1)
-        found = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-        pk = found.values_list("pk", flat=True).first()
-        if pk is None:
-            return None  # not created yet (mid-migration): nobody holds it; nothing cached
-        _permission_ids[perm] = pk
-    return _permission_ids[perm]
-
-
-def forget_permission_ids(**_kwargs: object) -> None:
-    _permission_ids.clear()
-
-
-# Attribute of a user object loaded together with its team ids ({action: [team ids]}), for that object's
-# lifetime only (one request): see team_ids_select, preload_team_ids and preload_request_team_ids.
-PRELOADED_TEAM_IDS = "_crm_team_ids"
-
-
-def team_ids_select(user_id_column: str) -> str:
-    """One SQL select-list item: for the user whose id is in `user_id_column`, every (permission id, team
-    id) pair of the team permissions of ACTIONS, as a two-dimensional array (read by preload_team_ids).
-    What team_ids_for answers for each action, in the same statement as the user."""
-    ids = ", ".join(str(_permission_id(TEAM_PERMS[action]) or 0) for action in ACTIONS)
-    direct, via_group, user_groups = _permission_tables()
-    return (
-        f"ARRAY(SELECT ARRAY[p.permission_id, p.content_object_id] FROM {direct} p"  # noqa: S608
-        f" WHERE p.user_id = {user_id_column} AND p.permission_id IN ({ids})"
-        f" UNION SELECT ARRAY[g.permission_id, g.content_object_id] FROM {via_group} g"
-        f" JOIN {user_groups} ug ON ug.group_id = g.group_id"
-        f" WHERE ug.user_id = {user_id_column} AND g.permission_id IN ({ids}))"
-    )
-
-
-def preload_team_ids(user: AbstractBaseUser, pairs: Sequence[Sequence[int]]) -> None:
-    """Keep on `user` (this object only) the team ids of each action from team_ids_select's pairs."""
-    by_permission: dict[int, set[int]] = {}
-    for permission_id, team_id in pairs or ():
-        by_permission.setdefault(permission_id, set()).add(team_id)
-    preloaded = {}
-    for action in ACTIONS:
-        permission_id = _permission_id(TEAM_PERMS[action])
-        preloaded[action] = sorted(by_permission.get(permission_id, ())) if permission_id else []
-    setattr(user, PRELOADED_TEAM_IDS, preloaded)
-
-
-def preload_request_team_ids(user: AbstractBaseUser | AnonymousUser) -> None:
-    """Load the team ids of every action for this request's user in one statement (admin pages ask the gate
-    several times per request: the list, its team filter, the add button). Only on a per-request user
-    object: it keeps the ids for its lifetime."""
-    if not getattr(user, "is_authenticated", False) or hasattr(user, PRELOADED_TEAM_IDS):
-        return
-    if user.is_superuser or user.has_perm(ALL_PERMS["view"]):
-        return  # sees every team's customers: the gate never asks for team ids when viewing
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT {team_ids_select(str(int(user.pk)))}")
-        preload_team_ids(user, cur.fetchone()[0])
-
-
-def _permission_tables() -> tuple[str, str, str]:
-    """guardian's direct-FK tables of team permissions (user, group) and the user↔group table."""
-    from django.contrib.auth import get_user_model
-
-    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
-
-    return (
-        TeamUserObjectPermission._meta.db_table,
-        TeamGroupObjectPermission._meta.db_table,
-        get_user_model().groups.through._meta.db_table,
-    )
-
-
-def teams_for(user: AbstractBaseUser | AnonymousUser, action: str = "view") -> QuerySet[Team]:
-    """Teams on which `user` holds the object permission for `action` (directly or through a group)."""
-    from crm.models import Team
-
-    return Team.objects.filter(pk__in=team_ids_for(user, action))
-
-
 ALL = "all"
 
 
-def team_scope(user: AbstractBaseUser | AnonymousUser, action: str) -> list[int] | str:
-    """Which customers `user` may `action`: ALL, or the ids of the teams whose customers (empty: none).
-
-    The policy of the one gate, restrict(): customer_scope turns it into a queryset filter, and the few
-    constant-SQL lookups of the API hot path (crm.selectors.customer_ref) into a `team_id = ANY(...)`.
-    """
+def _check_action(action: str) -> None:
     if action not in ACTIONS:
         raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return []
+
+
+def _active(user: User) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def _team_permissions(user: User, actions: tuple[str, ...]) -> tuple[QuerySet[Any], QuerySet[Any]]:
+    """guardian's rows granting `user` the team permissions of `actions`: directly, and through a group."""
+    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
+
+    codenames = [TEAM_PERMS[action].split(".", 1)[1] for action in actions]
+    perm = {"permission__codename__in": codenames, "permission__content_type__app_label": "crm"}
+    direct = TeamUserObjectPermission.objects.filter(user_id=user.pk, **perm)
+    via_group = TeamGroupObjectPermission.objects.filter(group__in=user.groups.all().values("pk"), **perm)
+    return direct, via_group
+
+
+# Attribute of a user object holding its team ids per action, read once for the request it serves
+# (remember_team_ids). Like Django's own permission cache on the user object, it lives as long as that object.
+REMEMBERED_TEAM_IDS = "_crm_team_ids"
+
+
+def remember_team_ids(user: User) -> None:
+    """Read the user's team ids of every action in one statement and keep them on this user object.
+
+    For a request's user (the admin asks the gate several times per page: the list, its team filter, the
+    add button): restrict() then hands the planner literal ids (`team_id IN (1, 3)`), which lets it use the
+    (team, id) index and its statistics at a million customers. The ids come from the same ORM query as
+    the gate's subquery (_team_permissions), evaluated early: not a copy of the rule. Without it (the
+    integration API, tasks) the gate is a subquery inside the statement that reads the rows.
+    """
+    if not _active(user) or hasattr(user, REMEMBERED_TEAM_IDS):
+        return
+    if user.is_superuser or user.has_perm(ALL_PERMS["view"]):
+        return  # sees every team's customers: viewing never asks for team ids
+    direct, via_group = _team_permissions(user, ACTIONS)
+    fields = ("permission__codename", "content_object_id")
+    rows = direct.values_list(*fields).union(via_group.values_list(*fields))
+    by_codename: dict[str, set[int]] = {}
+    for codename, team_id in rows:
+        by_codename.setdefault(codename, set()).add(team_id)
+    remembered = {a: sorted(by_codename.get(TEAM_PERMS[a].split(".", 1)[1], ())) for a in ACTIONS}
+    setattr(user, REMEMBERED_TEAM_IDS, remembered)
+
+
+def teams_for(user: User, action: str = "view") -> QuerySet[Team]:
+    """Teams on which `user` holds the team object permission for `action`, directly or through a group.
+
+    A lazy queryset over guardian's direct-FK tables (TeamUserObjectPermission, TeamGroupObjectPermission):
+    used as a subquery, PostgreSQL answers it from the small permission tables inside the one statement
+    that reads the rows. On a user object whose ids were read for its request (remember_team_ids), the
+    ids themselves.
+    """
+    from crm.models import Team
+
+    _check_action(action)
+    if not _active(user):
+        return Team.objects.none()
+    remembered = getattr(user, REMEMBERED_TEAM_IDS, None)
+    if remembered is not None:
+        return Team.objects.filter(pk__in=remembered[action])
+    direct, via_group = _team_permissions(user, (action,))
+    return Team.objects.filter(
+        Q(pk__in=direct.values("content_object_id")) | Q(pk__in=via_group.values("content_object_id"))
+    )
+
+
+def team_ids_filter(user: User, action: str) -> list[int] | QuerySet[Any]:
+    """What `team_id IN (…)` compares with for `user`'s teams of `action`: the remembered ids as literals,
+    else the subquery of teams_for."""
+    remembered = getattr(user, REMEMBERED_TEAM_IDS, None)
+    if remembered is not None:
+        return list(remembered[action])
+    return teams_for(user, action).values("pk")
+
+
+TEAMS = "teams"
+
+
+def scope_kind(user: User, action: str) -> str | None:
+    """Whose customers `user` may `action`: ALL, TEAMS (those of their teams' object permissions) or None.
+
+    The policy of the gate. Every action needs the model permission of the user's role first (a right the
+    role does not grant is never opened by a team permission), then either the "all customers" permission
+    of the action or the team object permissions.
+    """
+    _check_action(action)
+    if not _active(user):
+        return None
     if user.is_superuser:
         return ALL
-    # Every action needs the model permission of the user's role first (a right the role does not grant
-    # is never opened by a team permission).
     if not user.has_perm(MODEL_PERMS[action]):
-        return []
-    all_perm = ALL_PERMS[action]
-    if all_perm and user.has_perm(all_perm):
+        return None
+    if user.has_perm(ALL_PERMS[action]):
         return ALL
-    return team_ids_for(user, action)
+    return TEAMS
 
 
-def customer_scope(
-    qs: CustomerQuerySet, user: AbstractBaseUser | AnonymousUser, action: str
-) -> CustomerQuerySet:
-    scope = team_scope(user, action)
-    if scope == ALL:
-        return qs
-    return qs.filter(team_id__in=scope) if scope else qs.none()
+def teams_open_to(user: User, action: str) -> QuerySet[Team]:
+    """The teams whose customers `user` may `action` (every team, with the action's "all customers"
+    permission): the team choices of a form, the teams a user may create customers in ("change")."""
+    from crm.models import Team
+
+    kind = scope_kind(user, action)
+    if kind is None:
+        return Team.objects.none()
+    return Team.objects.all() if kind == ALL else teams_for(user, action)
+
+
+def team_open_to(user: User, action: str, team_id: int) -> bool:
+    """Whether `user` may `action` the customers of team `team_id` (may create one there, for "change")."""
+    return teams_open_to(user, action).filter(pk=team_id).exists()
+
+
+class RestrictedQuerySet(QuerySet[M]):
+    """A queryset with the one permission gate, `restrict(user, action)` (NetBox's RestrictedQuerySet).
+
+    Every model holding or pointing to personal data uses it (or a subclass) as its default manager
+    (`objects = XQuerySet.as_manager()`). A subclass says how its rows reach their owner, by one of:
+
+    - `gate_team`: the path of the Team that owns the row itself (Customer: "team");
+    - `gate_customer`: the path of the Customer the row is about (the row is reachable when the customer is:
+      a subquery over `Customer.objects.restrict(user, "view")`);
+    - neither: rows that belong to no team are reachable only with the "all customers" permission, or, with
+      `gate_unowned_by_model_permission`, with the model permission alone (rows that name nobody by
+      themselves: tombstones hold a keyed hash only).
+    Rows whose owner path is NULL (a visitor not yet identified, a purchase whose customer was erased) belong
+    to no team either. On top of that the row's own model permission for `action` is required
+    (`<app>.<action>_<model>`, or `gate_permissions`), as NetBox requires it.
+    """
+
+    gate_team: ClassVar[str | None] = None
+    gate_customer: ClassVar[str | None] = None
+    gate_unowned_by_model_permission: ClassVar[bool] = False
+    # action → the model permission it needs; None: "<app_label>.<action>_<model_name>".
+    gate_permissions: ClassVar[dict[str, str] | None] = None
+
+    def gate_permission(self, action: str) -> str:
+        if self.gate_permissions is not None:
+            return self.gate_permissions[action]
+        return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
+
+    def gate_scope_action(self, action: str) -> str:
+        """The customer action a row's `action` needs: a row about a customer needs the customer to be
+        visible; what may be done with the row itself is its own model permission's business."""
+        return "view"
+
+    def restrict(self, user: User, action: str = "view") -> Self:
+        """The single permission gate: the rows `user` may `action` ("view", "change", "delete")."""
+        _check_action(action)
+        if not _active(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        if not user.has_perm(self.gate_permission(action)):
+            return self.none()
+        if self.gate_unowned_by_model_permission:
+            return self.all()
+        kind = scope_kind(user, self.gate_scope_action(action))
+        if kind is None:
+            return self.none()
+        if kind == ALL:
+            return self.all()
+        if self.gate_team is not None:
+            teams = team_ids_filter(user, self.gate_scope_action(action))
+            return self.filter(**{f"{self.gate_team}__in": teams})
+        if self.gate_customer is not None:
+            from crm.models import Customer
+
+            visible = Customer.objects.restrict(user, "view").values("pk")
+            return self.filter(**{f"{self.gate_customer}__in": visible})
+        return self.none()
 
 
 def can_view_pii(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import BooleanField, Q
+from django.core.exceptions import EmptyResultSet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from crm import rawsql
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer, CustomerQuerySet
-from crm.permissions import ALL, team_scope
+from crm.permissions import REMEMBERED_TEAM_IDS, TEAMS, scope_kind, teams_open_to
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -26,6 +28,12 @@ def customer_search_q(term: str) -> Q:
 
     No `icontains`: each candidate interpretation of the term becomes an equality on a blind index or on
     the member number, so the database answers from an index whatever the table size.
+
+    Kept exception to "Django's defaults" (README, Architecture): the admin's own search cannot read
+    encrypted columns, and `icontains` scans the table. What it costs to maintain: every searchable field
+    needs its normaliser and its `*_bidx` column kept in step (Customer.refresh_blind_indexes, crm.crypto),
+    a change of normalisation or of BLIND_INDEX_KEY means recomputing every row's indexes, and the
+    indexes leak equality (only what must be searched is indexed).
     """
     term = unicodedata.normalize("NFKC", term).strip()
     if not term:
@@ -82,36 +90,95 @@ CUSTOMER_REF_FIELDS = ("id", "team_id", "status", "external_id")
 
 
 def customer_ref(
-    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> Customer | None:
-    """The customer with this external id if `user` may `action` it: ids, team and status only (nothing
-    decrypted, the other fields deferred), for linking a record to it.
+    """The customer of team `team_id` with this external id if `user` may `action` it: ids, team and status
+    only (nothing decrypted, the other fields deferred), for linking a record to it.
 
-    The same policy as restrict() (crm.permissions.team_scope) in one constant statement on the unique
-    external-id index: the integration API runs this on every write.
+    External ids are unique per team (an API client names its own team's customers), so another team's use
+    of the same id is neither found nor told apart from "no such customer". The integration API runs this on
+    every write: the statement is the gate's own queryset, compiled by Django, on the (external id, team)
+    unique index.
     """
-    query = customer_ref_query(user=user, external_id=external_id, action=action)
+    query = customer_ref_query(user=user, team_id=team_id, external_id=external_id, action=action)
     if query is None:
         return None
     row = rawsql.fetch_one(*query)
     return customer_ref_load(row) if row else None
 
 
+def customer_ref_queryset(
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
+) -> QuerySet[Any]:
+    """customer_ref as a queryset: the gate's own `Customer.objects.restrict(user, action)`, narrowed."""
+    return (
+        Customer.objects.restrict(user, action)
+        .filter(team_id=team_id, external_id=external_id)
+        .order_by()
+        .values_list(*CUSTOMER_REF_FIELDS)
+    )
+
+
+# Stand-ins for the per-call values while customer_ref's statement is compiled once per shape: negative ids
+# no row has (within a 32-bit integer: Django compiles an out-of-range id to "no rows") and a string no
+# external id can be (PostgreSQL text refuses NUL).
+_STAND_IN_USER, _STAND_IN_TEAM, _STAND_IN_EXTERNAL_ID = -2_147_480_001, -2_147_480_002, "\x00external-id"
+# (action, ALL | TEAMS) → (statement, parameters with stand-ins), per process.
+_ref_statements: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
+
+
 def customer_ref_query(
-    *, user: AbstractBaseUser | AnonymousUser, external_id: str, action: str = "change"
+    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> tuple[str, list[object]] | None:
     """customer_ref's statement and parameters (None when `user` may `action` no customer at all), for a
-    caller that asks it together with another lookup in one round trip (consent.selectors)."""
-    scope = team_scope(user, action)
-    if not scope:
+    caller that asks it together with another lookup in one round trip (consent.selectors).
+
+    The statement is customer_ref_queryset (the gate's own queryset) compiled by Django with its parameters
+    bound, never a copy of the rule: the permission subquery over guardian's tables is part of it, so the rule
+    runs inside the one statement. Compiling it cost several milliseconds of CPU per API call, so it is
+    compiled once per shape of the user's scope (every team, or a subquery of their teams) for a stand-in
+    of the user, and each call puts its own user id, team id and external id in place of the stand-ins
+    (tests/crm/test_permissions.py compares the result with a fresh compilation for each role).
+    """
+    kind = scope_kind(user, action)
+    if kind is None:
         return None
-    cols = ", ".join(f'"{Customer._meta.get_field(n).column}"' for n in CUSTOMER_REF_FIELDS)
-    sql = f'SELECT {cols} FROM "{Customer._meta.db_table}" WHERE "external_id" = %s'  # noqa: S608
-    params: list[object] = [external_id]
-    if scope != ALL:
-        sql += ' AND "team_id" = ANY(%s)'
-        params.append(list(scope))
+    if hasattr(user, REMEMBERED_TEAM_IDS):  # literal team ids: a statement of its own
+        return _compiled(
+            customer_ref_queryset(user=user, team_id=team_id, external_id=external_id, action=action)
+        )
+    key = (action, kind)
+    if key not in _ref_statements:
+        stand_in = copy.copy(user)  # the same permissions (loaded above by scope_kind), another id
+        stand_in.pk = _STAND_IN_USER
+        compiled = _compiled(
+            customer_ref_queryset(
+                user=stand_in, team_id=_STAND_IN_TEAM, external_id=_STAND_IN_EXTERNAL_ID, action=action
+            )
+        )
+        if compiled is None:
+            return None
+        if kind == TEAMS and _STAND_IN_USER not in compiled[1]:
+            # The rule changed shape without the user id in it: never reuse a statement that is not per user.
+            return _compiled(
+                customer_ref_queryset(user=user, team_id=team_id, external_id=external_id, action=action)
+            )
+        _ref_statements[key] = (compiled[0], tuple(compiled[1]))
+    sql, template = _ref_statements[key]
+    values = {_STAND_IN_USER: user.pk, _STAND_IN_TEAM: team_id}
+    params = [
+        external_id if p == _STAND_IN_EXTERNAL_ID else values[p] if type(p) is int and p in values else p
+        for p in template
+    ]
     return sql, params
+
+
+def _compiled(qs: QuerySet[Any]) -> tuple[str, list[object]] | None:
+    try:
+        sql, params = qs.query.sql_with_params()
+    except EmptyResultSet:  # no customer at all (qs.none(), or no team): nothing to ask the database
+        return None
+    return sql, list(params)
 
 
 def customer_ref_load(row: Sequence[Any]) -> Customer:
@@ -127,17 +194,7 @@ def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str
 def viewable_team_choices(user: AbstractBaseUser | AnonymousUser) -> list[tuple[int, str]]:
     """(id, name) of the teams whose customers `user` may view, by team code: the admin's team filter.
 
-    The same scope as restrict(user, "view") (team_scope), read by one constant statement.
+    The same scope as restrict(user, "view") (crm.permissions.teams_open_to), as one query on the team table.
     """
-    from crm.models import Team
-
-    scope = team_scope(user, "view")
-    if not scope:
-        return []
-    table = Team._meta.db_table
-    with rawsql.prepared_cursor() as cur:
-        if scope == ALL:
-            cur.execute(f'SELECT id, name FROM "{table}" ORDER BY code')  # noqa: S608
-        else:
-            cur.execute(f'SELECT id, name FROM "{table}" WHERE id = ANY(%s) ORDER BY code', [list(scope)])  # noqa: S608
-        return [(int(pk), name) for pk, name in cur.fetchall()]
+    teams = teams_open_to(user, "view").order_by("code")
+    return [(int(pk), name) for pk, name in teams.values_list("id", "name")]

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.fields import EncryptedTextField
+from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 
 
@@ -110,6 +111,13 @@ class ApiClient(models.Model):
         return self.rate_limit_per_minute or int(getattr(settings, "API_RATE_LIMIT_PER_MINUTE", 6000))
 
 
+class IdempotencyRecordQuerySet(RestrictedQuerySet["IdempotencyRecord"]):
+    """Stored answers (they may name a customer's external id): reachable with the client's team's
+    customers."""
+
+    gate_team = "client__team"
+
+
 class IdempotencyRecord(ConstantInsert, models.Model):
     """The answer given to a POST with an `Idempotency-Key`: a retry gets the same answer and no second write.
 
@@ -127,6 +135,8 @@ class IdempotencyRecord(ConstantInsert, models.Model):
     response_body = EncryptedTextField(_("応答本文（暗号化）"))
     created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
     expires_at = models.DateTimeField(_("有効期限"), db_index=True)
+
+    objects = IdempotencyRecordQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("冪等キー記録")

@@ -9,16 +9,14 @@ from django.contrib.auth import get_user_model
 from crm import rawsql
 from crm.integrations.models import ApiClient
 from crm.integrations.services import token_hash
-from crm.permissions import preload_team_ids, team_ids_select
 
 
 def _client_sql() -> str:
-    """A live client by token prefix, with its service user and the user's team ids per action (one
-    statement: this runs on every API call; crm.permissions.team_ids_for reads the preloaded ids)."""
+    """A live client by token prefix, with its service user (one statement: this runs on every API call).
+    What the user may reach is asked of the gate afterwards, inside each request's own statement."""
     user = get_user_model()
     return (
-        f"SELECT {rawsql.columns(ApiClient, 'c')}, {rawsql.columns(user, 'u')}, "  # noqa: S608
-        f"{team_ids_select('u.id')}"
+        f"SELECT {rawsql.columns(ApiClient, 'c')}, {rawsql.columns(user, 'u')}"  # noqa: S608
         f' FROM "{ApiClient._meta.db_table}" c JOIN "{user._meta.db_table}" u ON u.id = c.user_id'
         " WHERE c.token_prefix = %s AND c.revoked_at IS NULL AND u.is_active"
     )
@@ -39,7 +37,6 @@ def api_client_for_token(token: str) -> ApiClient | None:
         client = rawsql.load(ApiClient, row)
         user_at = rawsql.width(ApiClient)
         client.user = rawsql.load(get_user_model(), row, user_at)
-        preload_team_ids(client.user, row[user_at + rawsql.width(get_user_model())])
     if client is None or not hmac.compare_digest(client.token_hash, token_hash(token.strip())):
         return None
     return client

@@ -323,6 +323,9 @@ class TombstoneAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("subject_hash",)
     show_full_result_count = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tombstone]:
+        return Tombstone.objects.restrict(request.user, "view")
+
     @admin.display(description=_("対象ハッシュ"))
     def short_hash(self, obj: Tombstone) -> str:
         return obj.subject_hash[:16] + "…"

@@ -17,6 +17,8 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from crm.permissions import RestrictedQuerySet
+
 __all__ = ["LegalHold", "RetentionPolicy", "RetentionRun", "RetentionRunSlice", "Tombstone"]
 
 
@@ -96,7 +98,12 @@ class RetentionPolicy(models.Model):
             raise ValidationError({"action": _("この対象には仮名化を選べません（消去または匿名化）。")})
 
 
-class LegalHoldQuerySet(models.QuerySet["LegalHold"]):
+class LegalHoldQuerySet(RestrictedQuerySet["LegalHold"]):
+    """Holds on customers the user may see (crm.permissions); a hold whose customer was erased afterwards
+    belongs to no team: the all-customers roles only."""
+
+    gate_customer = "customer"
+
     def active(self, at: dt.datetime | None = None) -> LegalHoldQuerySet:
         """Holds in force at `at`: not released, and without an end or ending after `at`."""
         at = at or timezone.now()
@@ -292,6 +299,12 @@ class RetentionRunSlice(models.Model):
         return f"区間 {self.lo}–{self.hi}"
 
 
+class TombstoneQuerySet(RestrictedQuerySet["Tombstone"]):
+    """Tombstones name nobody by themselves (a keyed hash): crm.view_tombstone is enough (crm.permissions)."""
+
+    gate_unowned_by_model_permission = True
+
+
 class Tombstone(models.Model):
     """Proof of one erasure/anonymisation, holding no personal data.
 
@@ -328,6 +341,8 @@ class Tombstone(models.Model):
     )
     reason = models.CharField(_("理由"), max_length=64)
     performed_at = models.DateTimeField(_("実施日時"), default=timezone.now)
+
+    objects = TombstoneQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("消去証跡（トゥームストーン）")

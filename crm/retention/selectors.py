@@ -174,5 +174,5 @@ def retention_preview(
 
 
 def legal_holds_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[LegalHold]:
-    """Holds on customers `user` may see."""
-    return LegalHold.objects.filter(customer__in=Customer.objects.restrict(user, "view").values("pk"))
+    """Holds `user` may see (the gate: holds on customers they may see)."""
+    return LegalHold.objects.restrict(user, "view")

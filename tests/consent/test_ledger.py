@@ -379,7 +379,7 @@ def test_consent_subjects_answer_as_the_two_lookups_do(
     # when both are asked in one statement
     with CaptureQueriesContext(connection) as ctx:
         found_customer, found_purpose, reserved = selectors.consent_subjects(
-            user=user, external_id=external_id, purpose_code=code
+            user=user, team_id=customer.team_id, external_id=external_id, purpose_code=code
         )
     assert reserved is None  # no ledger id taken unless asked
     # then the answers are those of customer_ref and published_purpose, from one statement (the others
@@ -388,7 +388,7 @@ def test_consent_subjects_answer_as_the_two_lookups_do(
         q["sql"] for q in ctx.captured_queries if "consent_purpose" in q["sql"] or "crm_customer" in q["sql"]
     ]
     assert len(lookups) == 1
-    expected_customer = customer_ref(user=user, external_id=external_id)
+    expected_customer = customer_ref(user=user, team_id=customer.team_id, external_id=external_id)
     expected_purpose = selectors.published_purpose(code)
     assert (found_customer is not None) is finds_customer
     assert (found_purpose is not None) is finds_purpose

@@ -146,15 +146,35 @@ def test_upsert_updates_only_the_fields_sent(api, team):
     assert customer.family_name == "山田"
 
 
-def test_upsert_refuses_another_teams_customer(api, other_team):
-    # given a customer of another team with that external id (refused case)
+@pytest.mark.parametrize("body", [{"email": "stolen@example.com"}, NEW])
+def test_another_teams_external_id_answers_as_an_unused_one(api, team, other_team, body):
+    # given a customer of another team with external id EXT-3 (which the client must not learn of)
     foreign = CustomerFactory(team=other_team, external_id="EXT-3", email="keep@example.com")
-    # when the client tries to overwrite it
-    response = api.put("/customers/EXT-3", {"email": "stolen@example.com"})
-    # then 409 without saying whose it is, and nothing changes
-    assert response.status_code == 409
+    # when the client upserts EXT-3, and the same body under an id nobody uses
+    taken = api.put("/customers/EXT-3", body)
+    unused = api.put("/customers/EXT-3-UNUSED", body)
+    # then both answer alike (422 for a partial body, 201 for a full one): external ids are unique per team
+    assert taken.status_code == unused.status_code
+    assert taken.status_code in (201, 422)
+    # and the other team's customer is untouched; a create makes the client's team its own EXT-3
     foreign.refresh_from_db()
     assert foreign.email == "keep@example.com"
+    assert foreign.team == other_team
+    created = Customer.objects.filter(external_id="EXT-3", team=team)
+    assert created.exists() is (taken.status_code == 201)
+
+
+def test_a_customers_external_id_is_unique_within_its_team(team, other_team):
+    # given a customer of `team` with external id EXT-30
+    CustomerFactory(team=team, external_id="EXT-30")
+    # when a second one of the same team is given the same id
+    # then it is refused (the per-team constraint), while another team may use the id
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        CustomerFactory(team=team, external_id="EXT-30")
+    CustomerFactory(team=other_team, external_id="EXT-30")
+    assert Customer.objects.filter(external_id="EXT-30").count() == 2
 
 
 def test_upsert_refuses_a_customer_whose_use_is_stopped(api, team):

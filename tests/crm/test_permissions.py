@@ -342,3 +342,41 @@ def test_history_page_follows_the_gate(client, owner, outsider, customer):
     response = client.get(url)
     assert response.status_code == 302
     assert response.url == reverse("admin:index")
+
+
+# --- the API's statement: the gate compiled once per shape ------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["view", "change"])
+@pytest.mark.parametrize(
+    "user_name",
+    ["owner", "teammate", "outsider", "privacy_officer", "support_agent", "security_user", "superuser"],
+)
+def test_customer_ref_statement_is_the_gates_own_compilation(
+    request, customer, foreign_customer, user_name, action
+):
+    # given a customer of each team with the same external id, and one of the standing users (after another
+    # user of another shape has had the statement compiled for them)
+    from crm.selectors import customer_ref, customer_ref_query, customer_ref_queryset
+
+    Customer.objects.filter(pk__in=[customer.pk, foreign_customer.pk]).update(external_id="REF-1")
+    customer_ref_query(user=request.getfixturevalue("outsider"), team_id=0, external_id="x", action=action)
+    user = type(request.getfixturevalue(user_name)).objects.get(
+        username=request.getfixturevalue(user_name).username
+    )
+
+    # when customer_ref's statement is asked for each team
+    for team_id, target in ((customer.team_id, customer), (foreign_customer.team_id, foreign_customer)):
+        query = customer_ref_query(user=user, team_id=team_id, external_id="REF-1", action=action)
+        fresh = customer_ref_queryset(user=user, team_id=team_id, external_id="REF-1", action=action)
+        expected = target if fresh.exists() else None
+        # then it is exactly Django's compilation of the gate's queryset for this user (or nothing, when the
+        # user may reach no customer), and finds the customer exactly when the gate does
+        if query is None:
+            assert expected is None
+            continue
+        sql, params = fresh.query.sql_with_params()
+        assert query == (sql, list(params))
+        found = customer_ref(user=user, team_id=team_id, external_id="REF-1", action=action)
+        assert (found.pk if found else None) == (expected.pk if expected else None)

@@ -162,14 +162,38 @@ def test_slow_count_is_cancelled_and_replaced_by_the_estimate(team, settings):
 
 
 @pytest.mark.django_db
+def test_a_count_that_finishes_leaves_no_timeout_behind_in_an_outer_transaction(team):
+    # given a filtered list counted exactly (below the cap) inside an outer transaction (the test's own, as
+    # an atomic caller's would be)
+    CustomerFactory.create_batch(3, team=team)
+    with connection.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        before = cur.fetchone()[0]
+    # when the paginator counts it
+    count = EstimatedCountPaginator(Customer.objects.filter(team=team).order_by("-id"), 50).count
+    # then the count is exact and the short count timeout did not outlive it (a released savepoint keeps
+    # SET LOCAL: every later statement of the transaction was cut at the count's timeout)
+    assert count == 3
+    with connection.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone()[0] == before
+
+
+@pytest.mark.django_db
 def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owner, outsider, privacy_officer):
     # given a customer per team, a team member of each and a privacy officer who sees all teams
     foreign_customer = CustomerFactory(team=other_team, member_no="M900000001")
 
-    # when each asks the gate
-    # then a team member's scope is a literal list of team ids (which the planner can estimate) …
+    # when each asks the gate, without and with the team ids read for the request (as the admin does)
+    from crm.permissions import remember_team_ids
+
+    subquery = str(Customer.objects.restrict(owner, "view").query)
+    remember_team_ids(owner)
     sql = str(Customer.objects.restrict(owner, "view").query)
+    # then for the request's user a team member's scope is a literal list of team ids (which the planner can
+    # estimate), otherwise the same rule as a subquery over the permission tables; both give the same rows …
     assert f'"crm_customer"."team_id" IN ({customer.team_id})' in sql
+    assert "crm_teamuserobjectpermission" in subquery and "crm_teamuserobjectpermission" not in sql
     assert list(Customer.objects.restrict(owner, "view")) == [customer]
     assert list(Customer.objects.restrict(outsider, "view")) == [foreign_customer]
     # … and a user who sees every team gets no condition at all
