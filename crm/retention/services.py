@@ -877,19 +877,37 @@ def retention_run_to_completion(*, run: RetentionRun) -> RetentionRun:
     return run
 
 
-def retention_resume_stalled(*, stale_after_seconds: int = 300) -> int:
-    """Re-enqueue the batch of every unfinished slice whose last batch is older than the given age.
+def heartbeat_seconds() -> int:
+    """RETENTION_HEARTBEAT_SECONDS: a slice whose last batch is older than this is considered stalled."""
+    return int(getattr(settings, "RETENTION_HEARTBEAT_SECONDS", 30))
+
+
+def retention_resume_stalled(*, stale_after_seconds: int | None = None) -> int:
+    """Re-enqueue the batch of every unfinished slice whose heartbeat is older than `stale_after_seconds`
+    (default RETENTION_HEARTBEAT_SECONDS); inside the caller's transaction, enqueued after commit.
 
     Covers a worker killed between a batch's commit and the enqueue of the next one, and a message left
-    unacknowledged by a dead worker until the broker's visibility timeout: a duplicate it creates is
-    harmless (the cursor check drops it).
+    unacknowledged by a dead worker until the broker's visibility timeout. Each slice is claimed by one
+    conditional UPDATE that moves its heartbeat to now: of two watchdogs at once (a beat tick and a
+    restarting worker) exactly one wins, and the next claim waits another full interval. A slice whose batch
+    is running right now holds its row lock and is skipped (SKIP LOCKED): it is not stalled. A duplicate
+    message is harmless anyway (the cursor check drops it).
     """
-    limit = timezone.now() - datetime.timedelta(seconds=stale_after_seconds)
-    items = list(
-        RetentionRunSlice.objects.filter(
-            done=False, run__status=RetentionRun.Status.RUNNING, heartbeat_at__lte=limit
-        ).values_list("pk", "cursor")
-    )
+    stale = heartbeat_seconds() if stale_after_seconds is None else stale_after_seconds
+    now = timezone.now()
+    limit = now - datetime.timedelta(seconds=stale)
+    table = _q(RetentionRunSlice._meta.db_table)
+    runs = _q(RetentionRun._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} s SET heartbeat_at = %s "  # noqa: S608
+            f"WHERE s.id IN (SELECT x.id FROM {table} x JOIN {runs} r ON r.id = x.run_id "
+            "WHERE NOT x.done AND r.status = %s AND x.heartbeat_at <= %s "
+            "FOR UPDATE OF x SKIP LOCKED) "
+            "AND NOT s.done AND s.heartbeat_at <= %s RETURNING s.id, s.cursor",
+            [now, RetentionRun.Status.RUNNING, limit, limit],
+        )
+        items = sorted((int(i), int(c)) for i, c in cur.fetchall())
     if items:
         transaction.on_commit(lambda: _enqueue_slices(items))
     return len(items)
