@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from zoneinfo import ZoneInfo
 
@@ -68,3 +69,18 @@ def period_cutoff(as_of: dt.datetime, days: int) -> dt.datetime:
         raise ValueError("days must be >= 0")
     day = as_of.astimezone(JST).date() - dt.timedelta(days=days)
     return dt.datetime.combine(day, dt.time.min, tzinfo=JST)
+
+
+def evidence_hash(key: bytes, *, source_ip: str, user_agent: str, visitor_id: str) -> str:
+    """Keyed hash (HMAC-SHA256, hex) of a ledger row's personal evidence, kept when erasure clears it.
+
+    Whoever holds the key and the original evidence (a web server's log, the person's own claim) can show
+    it matches the row; the row alone no longer tells the address, the browser or the cookie id.
+    """
+    canonical = json.dumps(
+        {"source_ip": source_ip, "user_agent": user_agent, "visitor_id": visitor_id},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()

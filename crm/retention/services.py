@@ -35,7 +35,7 @@ from django.utils import timezone
 from crm.classification import REDACTED, REGISTRY, DataClass
 from crm.crypto import DecryptionError
 from crm.models import AuditEntry, Customer, CustomerEvent
-from crm.retention import rules, selectors
+from crm.retention import participants, rules, selectors
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, RetentionRunSlice, Tombstone
 
 if TYPE_CHECKING:
@@ -332,6 +332,7 @@ def _act(
                 n = cur.fetchone()[0]
                 if n:
                     out.failures["protected_by:" + ",".join(names)] += n
+            _participants_erase(out.acted, action=action, reason=reason, actor=actor)
             for rel in _reverse_relations():
                 _follow(rel, out.acted, unlink=False)
         elif scope == Scope.CUSTOMERS:
@@ -360,6 +361,7 @@ def _act(
             )
             out.acted = sorted(r[0] for r in cur.fetchall())
             if action == Action.ANONYMISE:
+                _participants_erase(out.acted, action=action, reason=reason, actor=actor)
                 # Purchases and events stay for analytics, no longer linked to a person.
                 for rel in _reverse_relations():
                     _follow(rel, out.acted, unlink=True)
@@ -423,6 +425,15 @@ def _act(
             cleared=cleared,
         )
     return out
+
+
+def _participants_erase(ids: list[int], *, action: str, reason: str, actor: AbstractBaseUser | None) -> None:
+    """Let every registered participant (crm.retention.participants; e.g. the consent ledger's evidence)
+    erase what it holds about `ids`, in this transaction and before the linked rows are deleted/unlinked."""
+    if not ids:
+        return
+    for participant in participants.erasure_participants():
+        participant.step(customer_ids=ids, action=action, reason=reason, actor=actor)
 
 
 def _generalisation_inputs(ids: list[int]) -> list[tuple[int, Any, str, str]]:
