@@ -204,12 +204,24 @@ def _delete_rows(model: type[models.Model], column: str, ids: list[int]) -> None
         _follow(rel, child_ids, unlink=False)
 
 
-def _unlink_rows(model: type[models.Model], column: str, ids: list[int]) -> None:
+def _unlink_rows(model: type[models.Model], column: str, ids: list[int], *, free_text: bool = False) -> None:
     """Set the link to NULL and empty the identifiers the related row itself holds (e.g. an event's visitor
-    id), except statutory records (tax_records) that the law asks us to keep as they are."""
+    id), except statutory records (tax_records) that the law asks us to keep as they are.
+
+    `free_text` (the customer is erased, not anonymised): free-form attributes too (a legal hold's note),
+    which can name the person whatever the form asks; structured attributes stay."""
     label = model._meta.label
     sets = [f"{_q(column)} = NULL"]
-    for field in _fields_to_clear(label, CLEARED_CLASSES, keep_categories=STATUTORY_CATEGORIES):
+    fields = _fields_to_clear(label, CLEARED_CLASSES, keep_categories=STATUTORY_CATEGORIES)
+    if free_text:
+        fields += [
+            f
+            for f in _fields_to_clear(
+                label, frozenset({DataClass.ATTRIBUTE}), keep_categories=STATUTORY_CATEGORIES
+            )
+            if isinstance(f, (models.TextField, models.JSONField))
+        ]
+    for field in fields:
         if field.column != column:
             sets.append(f"{_q(field.column)} = {_clear_sql(field)}")
     with connection.cursor() as cur:
@@ -224,7 +236,7 @@ def _follow(rel: models.ForeignObjectRel, ids: list[int], *, unlink: bool) -> No
         return
     model, column = rel.related_model, rel.field.column
     if rel.on_delete is models.SET_NULL or (unlink and rel.field.null):
-        _unlink_rows(model, column, ids)
+        _unlink_rows(model, column, ids, free_text=not unlink)
     elif rel.on_delete is models.CASCADE:
         _delete_rows(model, column, ids)
 
