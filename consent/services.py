@@ -365,6 +365,8 @@ SELECT DISTINCT ON (e.customer_id, e.purpose_id)
        e.customer_id, e.purpose_id, e.action = 'grant', e.id, v.version, e.channel, e.occurred_at
 FROM consent_consentevent e
 JOIN consent_purposeversion v ON v.id = e.purpose_version_id
+-- An erased customer's rows stay in the ledger, naming nobody: no state is made up for them.
+JOIN crm_customer c ON c.id = e.customer_id
 WHERE e.customer_id IS NOT NULL {extra}
 ORDER BY e.customer_id, e.purpose_id, e.occurred_at DESC, e.id DESC
 ON CONFLICT (customer_id, purpose_id) DO UPDATE SET

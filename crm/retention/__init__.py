@@ -16,8 +16,9 @@ Operator notes
 - Tombstones (消去証跡) prove each erasure by a keyed hash of the customer id. Keep an export beside the
   backups: `manage.py retention_export_tombstones FILE` (it holds the legal holds too); after restoring a
   backup run `manage.py retention_reapply_tombstones --import FILE`: holds placed since the backup come back
-  first, then the erasures made since are applied again (a restored hold still stops them). The key is `RETENTION_TOMBSTONE_KEY` when set,
-  otherwise derived from `BLIND_INDEX_KEY`: keep the one that was in force when the tombstones were written.
+  first, then the erasures made since are applied again (a restored hold still stops them). The key is
+  `RETENTION_TOMBSTONE_KEY` when set, otherwise derived from `BLIND_INDEX_KEY`: keep the one that was in
+  force when the tombstones were written.
 - `crm.retention.services.customer_erase / customer_anonymise / customer_pseudonymise /
   customer_category_erase` are the one erasure path; the request desk calls them too. Apps above crm reach
   what they hold through erasure participants (crm.retention.participants), e.g. the consent ledger's

@@ -151,3 +151,17 @@ def test_an_erased_row_cannot_be_erased_again_with_other_values(customer, grant,
         )
     # then the proof written at erasure stands
     assert ConsentEvent.objects.get(pk=event.pk).evidence_hash == erased.evidence_hash
+
+
+def test_the_state_table_can_be_rebuilt_after_an_erasure(customer, teammate_customer, grant, withdraw):
+    # given two customers with consents, one of them erased (their ledger rows stay, naming nobody)
+    grant(customer)
+    withdraw(teammate_customer)
+    retention.customer_erase(customer_ids=[customer.pk], reason="dsar:erase", actor=None)
+    # when the current states are rebuilt from the whole ledger (after a bulk load, or to repair)
+    with transaction.atomic():
+        services.consent_state_rebuild()
+    # then the remaining customer's state is there, and no state is made up for the erased one
+    from consent.models import ConsentState
+
+    assert list(ConsentState.objects.values_list("customer_id", "granted")) == [(teammate_customer.pk, False)]
