@@ -496,21 +496,22 @@ def evidence_key() -> bytes:
 
 # The person's rows: their own, and the anonymous visitor rows of a cookie id linked to them (the link still
 # exists: erasure calls this before it deletes the customer's linked rows).
-_PERSONS_ROWS_SQL = """
+_PERSONS_VISITOR_IDS_SQL = """
+SELECT visitor_id FROM consent_visitorlink WHERE customer_id = ANY(%(ids)s)
+UNION
+SELECT visitor_id FROM consent_consentevent WHERE customer_id = ANY(%(ids)s) AND visitor_id <> ''
+"""
+_PERSONS_ROWS_SQL = f"""
 SELECT e.id, e.source_ip, e.user_agent, e.visitor_id FROM consent_consentevent e
 WHERE e.erased_at IS NULL AND e.id IN (
     SELECT id FROM consent_consentevent WHERE customer_id = ANY(%(ids)s)
     UNION ALL
     SELECT v.id FROM consent_consentevent v
-    WHERE v.customer_id IS NULL AND v.visitor_id IN (
-        SELECT visitor_id FROM consent_visitorlink WHERE customer_id = ANY(%(ids)s)
-        UNION
-        SELECT visitor_id FROM consent_consentevent WHERE customer_id = ANY(%(ids)s) AND visitor_id <> ''
-    )
+    WHERE v.customer_id IS NULL AND v.visitor_id IN ({_PERSONS_VISITOR_IDS_SQL})
 )
 ORDER BY e.id
 FOR UPDATE
-"""
+"""  # noqa: S608  (constant text)
 
 # The one UPDATE the ledger's trigger lets through (consent migration 0006 says why and on which terms).
 _EVIDENCE_ERASE_SQL = """
@@ -538,22 +539,29 @@ def consent_evidence_erase(
 
     The erasure participant of the consent app (registered in ConsentConfig.ready with the retention
     engine): `customer_erase` / `customer_anonymise` call it in their transaction for the ids they act on.
-    For every ledger row of the person — their own and the anonymous visitor rows of a cookie id linked to
-    them — the source address, user agent and cookie id are emptied, a keyed hash of them is kept
+    Behavioural events recorded under the person's cookie ids before they were identified go the way of
+    their own events (crm.retention.services.visitor_events_erase). For every ledger row of the person —
+    their own and the anonymous visitor rows of a cookie id linked to them — the source address, user agent
+    and cookie id are emptied, a keyed hash of them is kept
     (rules.evidence_hash) and `erased_at` is set, through the one UPDATE the database trigger allows under
     the `consent.evidence_erasure` session setting (on for that statement only). Purpose, version, action
-    and times are untouched. One audit entry per call (ids and field names, no values). Returns rows
-    changed; rows already erased are left as they are (a second call changes nothing).
+    and times are untouched. One audit entry per call (ids and field names, no values). Returns ledger rows
+    and events changed; rows already erased are left as they are (a second call changes nothing).
     """
+    from crm.retention.services import visitor_events_erase
+
     ids = sorted({int(i) for i in customer_ids})
     if not ids:
         return 0
     now = timezone.now()
     key = evidence_key()
     with transaction.atomic(), connection.cursor() as cur:
+        # The person's cookie ids reach their anonymous events too (recorded before they were identified).
+        cur.execute(_PERSONS_VISITOR_IDS_SQL, {"ids": ids})
+        events = visitor_events_erase(visitor_ids=[r[0] for r in cur.fetchall()], action=action)
         cur.execute(_PERSONS_ROWS_SQL, {"ids": ids})
         rows = cur.fetchall()
-        if not rows:
+        if not rows and not events:
             return 0
         row_ids = [r[0] for r in rows]
         hashes = [
@@ -565,19 +573,23 @@ def consent_evidence_erase(
             )
             for _id, ip, ua, visitor in rows
         ]
-        cur.execute("SELECT set_config('consent.evidence_erasure', 'on', true)")
-        try:
-            cur.execute(_EVIDENCE_ERASE_SQL, [now, row_ids, hashes])
-            changed = cur.rowcount
-        finally:
-            # Off again at once: nothing else in this transaction may use the opening.
-            cur.execute("SELECT set_config('consent.evidence_erasure', 'off', true)")
-        _audit_evidence_erased(ids=ids, rows=changed, action=action, reason=reason, actor=actor)
-    return changed
+        changed = 0
+        if row_ids:
+            cur.execute("SELECT set_config('consent.evidence_erasure', 'on', true)")
+            try:
+                cur.execute(_EVIDENCE_ERASE_SQL, [now, row_ids, hashes])
+                changed = cur.rowcount
+            finally:
+                # Off again at once: nothing else in this transaction may use the opening.
+                cur.execute("SELECT set_config('consent.evidence_erasure', 'off', true)")
+        _audit_evidence_erased(
+            ids=ids, rows=changed, events=events, action=action, reason=reason, actor=actor
+        )
+    return changed + events
 
 
 def _audit_evidence_erased(
-    *, ids: list[int], rows: int, action: str, reason: str, actor: AbstractBaseUser | None
+    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: AbstractBaseUser | None
 ) -> None:
     """One summary entry per call: set-based SQL is not seen by auditlog's signals."""
     AuditEntry.objects.create(
@@ -592,6 +604,7 @@ def _audit_evidence_erased(
                 "action": action,
                 "reason": reason[:64],
                 "rows": rows,
+                "visitor_events": events,
                 "customer_ids": ids,
             }
         },

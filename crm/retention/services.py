@@ -448,6 +448,27 @@ def _participants_erase(ids: list[int], *, action: str, reason: str, actor: Abst
         participant.step(customer_ids=ids, action=action, reason=reason, actor=actor)
 
 
+def visitor_events_erase(*, visitor_ids: Iterable[str], action: str) -> int:
+    """Behavioural events recorded for an anonymous visitor (no customer yet) under cookie ids the caller
+    has linked to a person being erased or anonymised: erasure deletes them, anonymisation keeps them for
+    analytics without the cookie id (as it does with the person's own events). Called by the erasure
+    participant that knows the links (the consent app's visitor links), inside the erasure's transaction.
+    Returns the number of events changed."""
+    ids = sorted({v for v in visitor_ids if v})
+    if not ids:
+        return 0
+    ev = _q(CustomerEvent._meta.db_table)
+    with connection.cursor() as cur:
+        if action == Action.ERASE:
+            cur.execute(f"DELETE FROM {ev} WHERE customer_id IS NULL AND visitor_id = ANY(%s)", [ids])  # noqa: S608
+        else:
+            cur.execute(
+                f"UPDATE {ev} SET visitor_id = '' WHERE customer_id IS NULL AND visitor_id = ANY(%s)",  # noqa: S608
+                [ids],
+            )
+        return cur.rowcount
+
+
 def _generalisation_inputs(ids: list[int]) -> list[tuple[int, Any, str, str]]:
     """(id, birth date, address, prefecture) decrypted in Python: the only values anonymisation reads,
     to leave an age band and a prefecture. A value no key opens is treated as unknown (it is wiped anyway)."""

@@ -165,3 +165,20 @@ def test_the_state_table_can_be_rebuilt_after_an_erasure(customer, teammate_cust
     from consent.models import ConsentState
 
     assert list(ConsentState.objects.values_list("customer_id", "granted")) == [(teammate_customer.pk, False)]
+
+
+@pytest.mark.parametrize(("path", "left"), [("erase", []), ("anonymise", [""])])
+def test_events_of_the_cookie_id_before_identification_go_with_the_person(customer, grant, path, left):
+    # given an event recorded for a cookie id before its visitor was identified as the customer
+    from crm.models import CustomerEvent
+
+    CustomerEvent.objects.create(visitor_id=VISITOR, kind="page_view", occurred_at=at("2026-04-01 09:00"))
+    grant(visitor_id=VISITOR, code="analytics", when=at("2026-04-01 10:00"))
+    services.visitor_link(visitor_id=VISITOR, customer=customer)
+    # when the customer is erased (or anonymised)
+    fn = retention.customer_erase if path == "erase" else retention.customer_anonymise
+    fn(customer_ids=[customer.pk], reason=f"dsar:{path}", actor=None)
+    # then the event is gone (erasure) or kept without the cookie id (anonymisation)
+    assert (
+        list(CustomerEvent.objects.filter(customer__isnull=True).values_list("visitor_id", flat=True)) == left
+    )

@@ -76,6 +76,8 @@ def _person(team, officer) -> tuple[Customer, set[str]]:
         customer=customer, team=team, order_no=ORDER_NO, amount=Decimal("1980"), channel="web_form",
         purchased_at=WHEN,
     )  # fmt: skip
+    # an event recorded for their cookie id before they were identified (no customer on it)
+    CustomerEvent.objects.create(visitor_id=VISITOR, kind="page_view", occurred_at=WHEN, properties={})
     evidence = {"source_ip": SOURCE_IP, "user_agent": USER_AGENT, "form_id": "F-PROBE"}
     consent_services.consent_record(
         purpose_code="analytics", action="grant", method="opt_in", channel="cookie_banner",
