@@ -284,6 +284,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# Retention runs (crm.retention): a slice whose last batch is older than this many seconds is stalled (its
+# worker died between a commit and the next enqueue) and is re-sent by the watchdog, which beat runs every
+# 30 seconds (schedule under 「定期タスク」; keep it at most this interval).
+RETENTION_HEARTBEAT_SECONDS = env.int("RETENTION_HEARTBEAT_SECONDS", default=30)
+
 # Security headers; strict in production.
 SESSION_ENGINE = "crm.sessions"  # database sessions, read by a constant statement (crm/sessions.py)
 SESSION_COOKIE_HTTPONLY = True

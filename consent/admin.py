@@ -319,6 +319,8 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             "source_event",
             "occurred_at",
             "recorded_at",
+            "evidence_hash",
+            "erased_at",
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

@@ -16,6 +16,7 @@ class ConsentConfig(AppConfig):
         from crm.classification import audit_excluded_fields, audit_masked_fields
 
         grant_consent_roles()
+        _register_with_retention()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         for model in (Purpose, PurposeVersion, ConsentEvent, VisitorLink, SpecialCareRecord):
             label = model._meta.label
@@ -24,3 +25,15 @@ class ConsentConfig(AppConfig):
                 mask_fields=audit_masked_fields(label),
                 exclude_fields=audit_excluded_fields(label),
             )
+
+
+def _register_with_retention() -> None:
+    """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
+    erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
+    from consent import selectors, services
+    from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
+
+    erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
+    consent_withdrawn_source_register(
+        lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
+    )

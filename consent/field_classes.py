@@ -43,6 +43,10 @@ REGISTRY.declare(
     source_event=not_personal(),
     occurred_at=FieldSpec(A, LEDGER, "consent_evidence", "full", "同意・撤回の日時"),
     recorded_at=not_personal("記録日時"),
+    evidence_hash=FieldSpec(
+        DataClass.DERIVED, LEDGER, "consent_evidence", "full", "証跡の鍵付きハッシュ（消去後の証明）"
+    ),
+    erased_at=not_personal("証跡の消去日時"),
 )
 REGISTRY.declare(
     "consent.ConsentState",

@@ -157,6 +157,10 @@ class ConsentEvent(ConstantInsert, models.Model):
     (`source_event`): nothing is ever updated. `occurred_at` is when the person acted; `recorded_at` is set
     by the database clock. Evidence: the form, the hash of the text shown, source address and user agent
     (encrypted, they are personal data) and the operator for staff-entered consent.
+
+    When the person is erased or anonymised, the row stays as proof (purpose, version, action, times) but
+    its personal evidence (address, user agent, cookie id) is emptied and replaced by a keyed hash
+    (`evidence_hash`, `erased_at`): the one change the database trigger lets through (migration 0006).
     """
 
     class Action(models.TextChoices):
@@ -230,6 +234,12 @@ class ConsentEvent(ConstantInsert, models.Model):
     )
     occurred_at = models.DateTimeField(_("同意・撤回の日時"))
     recorded_at = models.DateTimeField(_("記録日時"), db_default=Now())
+    # Erasure of the person (services.consent_evidence_erase, the one UPDATE the database allows): the
+    # evidence columns above are emptied, their keyed hash is kept here and the instant is recorded.
+    evidence_hash = models.CharField(
+        _("証跡の鍵付きハッシュ（消去時）"), max_length=64, blank=True, default=""
+    )
+    erased_at = models.DateTimeField(_("証跡の消去日時"), null=True, blank=True)
 
     objects = ConsentLedgerQuerySet.as_manager()
 
@@ -252,8 +262,11 @@ class ConsentEvent(ConstantInsert, models.Model):
             models.Index(fields=["recorded_at"], name="consent_recorded_idx"),
         ]
         constraints = [
+            # A row names its subject, until erasure clears the cookie id of an anonymous visitor's row.
             models.CheckConstraint(
-                condition=models.Q(customer__isnull=False) | ~models.Q(visitor_id=""),
+                condition=models.Q(customer__isnull=False)
+                | ~models.Q(visitor_id="")
+                | models.Q(erased_at__isnull=False),
                 name="consent_event_has_subject",
             ),
         ]

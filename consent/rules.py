@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -146,3 +147,18 @@ def gdpr_effective_due(
     ):
         return dates.gdpr_extended_due
     return dates.gdpr_due
+
+
+def evidence_hash(key: bytes, *, source_ip: str, user_agent: str, visitor_id: str) -> str:
+    """Keyed hash (HMAC-SHA256, hex) of a ledger row's personal evidence, kept when erasure clears it.
+
+    Whoever holds the key and the original evidence (a web server's log, the person's own claim) can show
+    it matches the row; the row alone no longer tells the address, the browser or the cookie id.
+    """
+    canonical = json.dumps(
+        {"source_ip": source_ip, "user_agent": user_agent, "visitor_id": visitor_id},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()

@@ -9,10 +9,14 @@ overwrite a newer decision.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connection, transaction
@@ -32,7 +36,9 @@ from consent.models import (
 )
 from crm import rawsql
 from crm.audit import audit_create_draft
-from crm.models import Customer
+from crm.classification import REDACTED
+from crm.crypto import DecryptionError
+from crm.models import AuditEntry, Customer
 from crm.services import _acting
 
 if TYPE_CHECKING:
@@ -365,6 +371,8 @@ SELECT DISTINCT ON (e.customer_id, e.purpose_id)
        e.customer_id, e.purpose_id, e.action = 'grant', e.id, v.version, e.channel, e.occurred_at
 FROM consent_consentevent e
 JOIN consent_purposeversion v ON v.id = e.purpose_version_id
+-- An erased customer's rows stay in the ledger, naming nobody: no state is made up for them.
+JOIN crm_customer c ON c.id = e.customer_id
 WHERE e.customer_id IS NOT NULL {extra}
 ORDER BY e.customer_id, e.purpose_id, e.occurred_at DESC, e.id DESC
 ON CONFLICT (customer_id, purpose_id) DO UPDATE SET
@@ -475,6 +483,138 @@ def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser
             _state_apply(event, row.purpose_version.version)
             count += 1
     return count
+
+
+# --- erasure of the evidence ----------------------------------------------------------------------------
+
+
+def evidence_key() -> bytes:
+    """Key of the evidence hashes: CONSENT_EVIDENCE_KEY when set, else a sub-key of BLIND_INDEX_KEY.
+
+    Derived under its own label, so an evidence hash never equals a blind index or a tombstone hash. Showing
+    later that some evidence matches an erased row needs the key that was in force at the erasure.
+    """
+    own = getattr(settings, "CONSENT_EVIDENCE_KEY", "")
+    if own:
+        return own.encode()
+    return hmac.new(settings.BLIND_INDEX_KEY.encode(), b"consent-evidence-v1", hashlib.sha256).digest()
+
+
+# The person's rows: their own, and the anonymous visitor rows of a cookie id linked to them (the link still
+# exists: erasure calls this before it deletes the customer's linked rows).
+_PERSONS_VISITOR_IDS_SQL = """
+SELECT visitor_id FROM consent_visitorlink WHERE customer_id = ANY(%(ids)s)
+UNION
+SELECT visitor_id FROM consent_consentevent WHERE customer_id = ANY(%(ids)s) AND visitor_id <> ''
+"""
+_PERSONS_ROWS_SQL = f"""
+SELECT e.id, e.source_ip, e.user_agent, e.visitor_id FROM consent_consentevent e
+WHERE e.erased_at IS NULL AND e.id IN (
+    SELECT id FROM consent_consentevent WHERE customer_id = ANY(%(ids)s)
+    UNION ALL
+    SELECT v.id FROM consent_consentevent v
+    WHERE v.customer_id IS NULL AND v.visitor_id IN ({_PERSONS_VISITOR_IDS_SQL})
+)
+ORDER BY e.id
+FOR UPDATE
+"""  # noqa: S608  (constant text)
+
+# The one UPDATE the ledger's trigger lets through (consent migration 0006 says why and on which terms).
+_EVIDENCE_ERASE_SQL = """
+UPDATE consent_consentevent e
+SET source_ip = '', user_agent = '', visitor_id = '', evidence_hash = v.hash, erased_at = %s
+FROM unnest(%s::bigint[], %s::text[]) AS v(id, hash)
+WHERE e.id = v.id AND e.erased_at IS NULL
+"""
+
+
+def _evidence_clear_value(field_name: str, stored: str) -> str:
+    """The clear value of an encrypted evidence column; a token no key opens is hashed as it is stored
+    (it is unreadable already, and the hash still pins what was there)."""
+    field = ConsentEvent._meta.get_field(field_name)
+    try:
+        return field.from_db_value(stored, None, connection) or ""
+    except DecryptionError:
+        return f"undecryptable:{stored}"
+
+
+def consent_evidence_erase(
+    *, customer_ids: list[int], action: str, reason: str, actor: AbstractBaseUser | None
+) -> int:
+    """Erase the personal evidence of the customers' ledger rows; the rows stay as proof of consent.
+
+    The erasure participant of the consent app (registered in ConsentConfig.ready with the retention
+    engine): `customer_erase` / `customer_anonymise` call it in their transaction for the ids they act on.
+    Behavioural events recorded under the person's cookie ids before they were identified go the way of
+    their own events (crm.retention.services.visitor_events_erase). For every ledger row of the person —
+    their own and the anonymous visitor rows of a cookie id linked to them — the source address, user agent
+    and cookie id are emptied, a keyed hash of them is kept
+    (rules.evidence_hash) and `erased_at` is set, through the one UPDATE the database trigger allows under
+    the `consent.evidence_erasure` session setting (on for that statement only). Purpose, version, action
+    and times are untouched. One audit entry per call (ids and field names, no values). Returns ledger rows
+    and events changed; rows already erased are left as they are (a second call changes nothing).
+    """
+    from crm.retention.services import visitor_events_erase
+
+    ids = sorted({int(i) for i in customer_ids})
+    if not ids:
+        return 0
+    now = timezone.now()
+    key = evidence_key()
+    with transaction.atomic(), connection.cursor() as cur:
+        # The person's cookie ids reach their anonymous events too (recorded before they were identified).
+        cur.execute(_PERSONS_VISITOR_IDS_SQL, {"ids": ids})
+        events = visitor_events_erase(visitor_ids=[r[0] for r in cur.fetchall()], action=action)
+        cur.execute(_PERSONS_ROWS_SQL, {"ids": ids})
+        rows = cur.fetchall()
+        if not rows and not events:
+            return 0
+        row_ids = [r[0] for r in rows]
+        hashes = [
+            rules.evidence_hash(
+                key,
+                source_ip=_evidence_clear_value("source_ip", ip),
+                user_agent=_evidence_clear_value("user_agent", ua),
+                visitor_id=visitor,
+            )
+            for _id, ip, ua, visitor in rows
+        ]
+        changed = 0
+        if row_ids:
+            cur.execute("SELECT set_config('consent.evidence_erasure', 'on', true)")
+            try:
+                cur.execute(_EVIDENCE_ERASE_SQL, [now, row_ids, hashes])
+                changed = cur.rowcount
+            finally:
+                # Off again at once: nothing else in this transaction may use the opening.
+                cur.execute("SELECT set_config('consent.evidence_erasure', 'off', true)")
+        _audit_evidence_erased(
+            ids=ids, rows=changed, events=events, action=action, reason=reason, actor=actor
+        )
+    return changed + events
+
+
+def _audit_evidence_erased(
+    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: AbstractBaseUser | None
+) -> None:
+    """One summary entry per call: set-based SQL is not seen by auditlog's signals."""
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(ConsentEvent),
+        object_pk=f"consent-evidence-erasure:{ids[0]}-{ids[-1]}",
+        object_repr=f"同意台帳の証跡 {rows}件（顧客 {len(ids)}件）",
+        action=AuditEntry.Action.UPDATE,
+        changes={name: [REDACTED, ""] for name in ("source_ip", "user_agent", "visitor_id")},
+        actor=actor if getattr(actor, "pk", None) else None,
+        additional_data={
+            "consent_evidence_erasure": {
+                "action": action,
+                "reason": reason[:64],
+                "rows": rows,
+                "visitor_events": events,
+                "customer_ids": ids,
+            }
+        },
+    )
 
 
 # --- 要配慮個人情報 ------------------------------------------------------------------------------------

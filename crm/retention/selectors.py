@@ -1,5 +1,5 @@
 """Reads of the retention engine: the retention predicate (one definition for the dry run and the real run),
-the admin preview, and the consent-based trigger behind a lazy import of the consent app."""
+the admin preview, and the consent-based trigger asked of the source the consent app registers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from crm.classification import REGISTRY, mask_value
 from crm.models import Customer, CustomerEvent
-from crm.retention import rules
+from crm.retention import participants, rules
 from crm.retention.models import LegalHold, RetentionPolicy
 
 if TYPE_CHECKING:
@@ -34,25 +34,18 @@ def consent_withdrawn_customer_ids(
 ) -> QuerySet[Any]:
     """Ids of customers whose consent for `purpose_code` was withdrawn at least `days` days before `as_of`.
 
-    Contract with the consent app: `consent.selectors.withdrawn_since(purpose_code, days)` returns a
-    QuerySet of customer ids; when it also takes `as_of`, the run's frozen instant is passed so that every
-    batch of a run sees the same cutoff. Imported lazily: crm never depends on consent at import time (the
-    dependency arrow points consent → crm). An unknown purpose code is ConsentUnavailable, with the reason.
+    Asked of the source the consent app registers (crm.retention.participants): crm never imports consent
+    (the dependency arrow points consent → crm). The run's frozen `as_of` is passed so that every batch of
+    a run sees the same cutoff. No source registered, or an unknown purpose code: ConsentUnavailable, with
+    the reason.
     """
-    import inspect
-
     from django.core.exceptions import ValidationError
 
+    source = participants.consent_withdrawn_source()
+    if source is None:
+        raise ConsentUnavailable("同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。")
     try:
-        from consent.selectors import withdrawn_since  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ConsentUnavailable(
-            "同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。"
-        ) from exc
-    try:
-        if as_of is not None and "as_of" in inspect.signature(withdrawn_since).parameters:
-            return withdrawn_since(purpose_code, days, as_of=as_of)
-        return withdrawn_since(purpose_code, days)
+        return source(purpose_code, days, as_of)
     except ValidationError as exc:
         raise ConsentUnavailable(" ".join(exc.messages)) from exc
 

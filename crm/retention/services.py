@@ -35,7 +35,7 @@ from django.utils import timezone
 from crm.classification import REDACTED, REGISTRY, DataClass
 from crm.crypto import DecryptionError
 from crm.models import AuditEntry, Customer, CustomerEvent
-from crm.retention import rules, selectors
+from crm.retention import participants, rules, selectors
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, RetentionRunSlice, Tombstone
 
 if TYPE_CHECKING:
@@ -204,12 +204,24 @@ def _delete_rows(model: type[models.Model], column: str, ids: list[int]) -> None
         _follow(rel, child_ids, unlink=False)
 
 
-def _unlink_rows(model: type[models.Model], column: str, ids: list[int]) -> None:
+def _unlink_rows(model: type[models.Model], column: str, ids: list[int], *, free_text: bool = False) -> None:
     """Set the link to NULL and empty the identifiers the related row itself holds (e.g. an event's visitor
-    id), except statutory records (tax_records) that the law asks us to keep as they are."""
+    id), except statutory records (tax_records) that the law asks us to keep as they are.
+
+    `free_text` (the customer is erased, not anonymised): free-form attributes too (a legal hold's note),
+    which can name the person whatever the form asks; structured attributes stay."""
     label = model._meta.label
     sets = [f"{_q(column)} = NULL"]
-    for field in _fields_to_clear(label, CLEARED_CLASSES, keep_categories=STATUTORY_CATEGORIES):
+    fields = _fields_to_clear(label, CLEARED_CLASSES, keep_categories=STATUTORY_CATEGORIES)
+    if free_text:
+        fields += [
+            f
+            for f in _fields_to_clear(
+                label, frozenset({DataClass.ATTRIBUTE}), keep_categories=STATUTORY_CATEGORIES
+            )
+            if isinstance(f, (models.TextField, models.JSONField))
+        ]
+    for field in fields:
         if field.column != column:
             sets.append(f"{_q(field.column)} = {_clear_sql(field)}")
     with connection.cursor() as cur:
@@ -224,7 +236,7 @@ def _follow(rel: models.ForeignObjectRel, ids: list[int], *, unlink: bool) -> No
         return
     model, column = rel.related_model, rel.field.column
     if rel.on_delete is models.SET_NULL or (unlink and rel.field.null):
-        _unlink_rows(model, column, ids)
+        _unlink_rows(model, column, ids, free_text=not unlink)
     elif rel.on_delete is models.CASCADE:
         _delete_rows(model, column, ids)
 
@@ -332,6 +344,7 @@ def _act(
                 n = cur.fetchone()[0]
                 if n:
                     out.failures["protected_by:" + ",".join(names)] += n
+            _participants_erase(out.acted, action=action, reason=reason, actor=actor)
             for rel in _reverse_relations():
                 _follow(rel, out.acted, unlink=False)
         elif scope == Scope.CUSTOMERS:
@@ -360,6 +373,7 @@ def _act(
             )
             out.acted = sorted(r[0] for r in cur.fetchall())
             if action == Action.ANONYMISE:
+                _participants_erase(out.acted, action=action, reason=reason, actor=actor)
                 # Purchases and events stay for analytics, no longer linked to a person.
                 for rel in _reverse_relations():
                     _follow(rel, out.acted, unlink=True)
@@ -423,6 +437,36 @@ def _act(
             cleared=cleared,
         )
     return out
+
+
+def _participants_erase(ids: list[int], *, action: str, reason: str, actor: AbstractBaseUser | None) -> None:
+    """Let every registered participant (crm.retention.participants; e.g. the consent ledger's evidence)
+    erase what it holds about `ids`, in this transaction and before the linked rows are deleted/unlinked."""
+    if not ids:
+        return
+    for participant in participants.erasure_participants():
+        participant.step(customer_ids=ids, action=action, reason=reason, actor=actor)
+
+
+def visitor_events_erase(*, visitor_ids: Iterable[str], action: str) -> int:
+    """Behavioural events recorded for an anonymous visitor (no customer yet) under cookie ids the caller
+    has linked to a person being erased or anonymised: erasure deletes them, anonymisation keeps them for
+    analytics without the cookie id (as it does with the person's own events). Called by the erasure
+    participant that knows the links (the consent app's visitor links), inside the erasure's transaction.
+    Returns the number of events changed."""
+    ids = sorted({v for v in visitor_ids if v})
+    if not ids:
+        return 0
+    ev = _q(CustomerEvent._meta.db_table)
+    with connection.cursor() as cur:
+        if action == Action.ERASE:
+            cur.execute(f"DELETE FROM {ev} WHERE customer_id IS NULL AND visitor_id = ANY(%s)", [ids])  # noqa: S608
+        else:
+            cur.execute(
+                f"UPDATE {ev} SET visitor_id = '' WHERE customer_id IS NULL AND visitor_id = ANY(%s)",  # noqa: S608
+                [ids],
+            )
+        return cur.rowcount
 
 
 def _generalisation_inputs(ids: list[int]) -> list[tuple[int, Any, str, str]]:
@@ -665,14 +709,14 @@ def legal_hold_release(*, holds: Iterable[LegalHold], released_by: AbstractBaseU
     return len(locked)
 
 
-def _audit_hold(holds: list[LegalHold], actor: AbstractBaseUser, what: str) -> None:
+def _audit_hold(holds: list[LegalHold], actor: AbstractBaseUser | None, what: str) -> None:
     if not holds:
         return
     AuditEntry.objects.create(
         content_type=ContentType.objects.get_for_model(LegalHold),
         object_pk=str(holds[0].pk) if len(holds) == 1 else f"legal-hold-batch:{holds[0].pk}-{holds[-1].pk}",
         object_repr=f"リーガルホールド {len(holds)}件",
-        action=AuditEntry.Action.CREATE if what == "placed" else AuditEntry.Action.UPDATE,
+        action=AuditEntry.Action.CREATE if what in ("placed", "restored") else AuditEntry.Action.UPDATE,
         changes={},
         actor=actor,
         additional_data={
@@ -877,19 +921,37 @@ def retention_run_to_completion(*, run: RetentionRun) -> RetentionRun:
     return run
 
 
-def retention_resume_stalled(*, stale_after_seconds: int = 300) -> int:
-    """Re-enqueue the batch of every unfinished slice whose last batch is older than the given age.
+def heartbeat_seconds() -> int:
+    """RETENTION_HEARTBEAT_SECONDS: a slice whose last batch is older than this is considered stalled."""
+    return int(getattr(settings, "RETENTION_HEARTBEAT_SECONDS", 30))
+
+
+def retention_resume_stalled(*, stale_after_seconds: int | None = None) -> int:
+    """Re-enqueue the batch of every unfinished slice whose heartbeat is older than `stale_after_seconds`
+    (default RETENTION_HEARTBEAT_SECONDS); inside the caller's transaction, enqueued after commit.
 
     Covers a worker killed between a batch's commit and the enqueue of the next one, and a message left
-    unacknowledged by a dead worker until the broker's visibility timeout: a duplicate it creates is
-    harmless (the cursor check drops it).
+    unacknowledged by a dead worker until the broker's visibility timeout. Each slice is claimed by one
+    conditional UPDATE that moves its heartbeat to now: of two watchdogs at once (a beat tick and a
+    restarting worker) exactly one wins, and the next claim waits another full interval. A slice whose batch
+    is running right now holds its row lock and is skipped (SKIP LOCKED): it is not stalled. A duplicate
+    message is harmless anyway (the cursor check drops it).
     """
-    limit = timezone.now() - datetime.timedelta(seconds=stale_after_seconds)
-    items = list(
-        RetentionRunSlice.objects.filter(
-            done=False, run__status=RetentionRun.Status.RUNNING, heartbeat_at__lte=limit
-        ).values_list("pk", "cursor")
-    )
+    stale = heartbeat_seconds() if stale_after_seconds is None else stale_after_seconds
+    now = timezone.now()
+    limit = now - datetime.timedelta(seconds=stale)
+    table = _q(RetentionRunSlice._meta.db_table)
+    runs = _q(RetentionRun._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} s SET heartbeat_at = %s "  # noqa: S608
+            f"WHERE s.id IN (SELECT x.id FROM {table} x JOIN {runs} r ON r.id = x.run_id "
+            "WHERE NOT x.done AND r.status = %s AND x.heartbeat_at <= %s "
+            "FOR UPDATE OF x SKIP LOCKED) "
+            "AND NOT s.done AND s.heartbeat_at <= %s RETURNING s.id, s.cursor",
+            [now, RetentionRun.Status.RUNNING, limit, limit],
+        )
+        items = sorted((int(i), int(c)) for i, c in cur.fetchall())
     if items:
         transaction.on_commit(lambda: _enqueue_slices(items))
     return len(items)
@@ -924,7 +986,8 @@ def tombstones_export(*, stream: Any) -> int:
 
 
 def tombstones_import(*, lines: Iterable[str]) -> int:
-    """Load exported tombstones (ignoring ones already present)."""
+    """Load exported tombstones (ignoring ones already present, and the legal-hold lines of the same file:
+    legal_holds_import reads those)."""
     from django.utils.dateparse import parse_datetime
 
     known_policies = set(RetentionPolicy.objects.values_list("pk", flat=True))
@@ -934,6 +997,8 @@ def tombstones_import(*, lines: Iterable[str]) -> int:
         if not line.strip():
             continue
         d = json.loads(line)
+        if d.get("kind", "tombstone") != "tombstone":
+            continue
         batch.append(
             Tombstone(
                 subject_hash=d["subject_hash"],
@@ -950,6 +1015,149 @@ def tombstones_import(*, lines: Iterable[str]) -> int:
     if batch:
         n += len(Tombstone.objects.bulk_create(batch, ignore_conflicts=True))
     return n
+
+
+# --- legal holds after a restore --------------------------------------------------------------------------
+
+HOLD_KIND = "legal_hold"
+RESTORED_HOLD_NOTE = "バックアップ復元後に証跡ファイルから再設定（元の備考は書き出していません）"
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def legal_holds_export(*, stream: Any) -> int:
+    """Write every legal hold that names a customer as one JSON line (`"kind": "legal_hold"`), beside the
+    tombstones: a backup restored later must not forget a hold placed after it, or the next run would
+    erase what the hold protects. The customer is named by the tombstone key's hash of their id, as in a
+    tombstone; the free-text note is not written (it can hold anything). Staff are named by username."""
+    key = tombstone_key()
+    n = 0
+    for h in (
+        LegalHold.objects.filter(customer__isnull=False)
+        .select_related("placed_by", "released_by")
+        .order_by("pk")
+        .iterator(chunk_size=2000)
+    ):
+        row = {
+            "kind": HOLD_KIND,
+            "subject_hash": rules.subject_hash(key, h.customer_id),
+            "reason": h.reason,
+            "reference": h.reference,
+            "placed_by": h.placed_by.get_username(),
+            "placed_at": _iso(h.placed_at),
+            "until": _iso(h.until),
+            "released_at": _iso(h.released_at),
+            "released_by": h.released_by.get_username() if h.released_by else None,
+        }
+        stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def _staff_resolver(actor: AbstractBaseUser | None) -> Any:
+    """username → user of the restored database; a user missing there (created after the backup) is
+    replaced by `actor`, else by the earliest superuser, so that no hold is dropped for want of a user."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    cache: dict[str, Any] = {}
+
+    def resolve(username: str | None) -> Any:
+        if not username:
+            return None
+        if username not in cache:
+            found = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
+            if found is None:
+                found = actor or user_model.objects.filter(is_superuser=True).order_by("pk").first()
+            if found is None:
+                raise RetentionError(
+                    "保存義務を復元できません: 設定者が見つからず、代わりとなる管理者もいません。"
+                )
+            cache[username] = found
+        return cache[username]
+
+    return resolve
+
+
+def legal_holds_import(*, lines: Iterable[str], actor: AbstractBaseUser | None = None) -> Counter[str]:
+    """After a restore: put back every exported hold the restored database lacks (and the release of one
+    released since), before tombstones are re-applied, so that a restore never erases what a hold protects.
+
+    Holds are matched to restored customers by the keyed hash of their id (walking the customers, as
+    tombstones_reapply does) and to existing holds by (customer, reason, placed_at): running it twice adds
+    nothing. A hold whose customer is not in the restored database is counted as `unmatched` (the person is
+    not there to protect). Tombstone lines are ignored here. Returns counts only.
+    """
+    from django.utils.dateparse import parse_datetime
+
+    wanted: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        if d.get("kind") == HOLD_KIND:
+            wanted.setdefault(d["subject_hash"], []).append(d)
+    counts: Counter[str] = Counter()
+    if not wanted:
+        return counts
+    key = tombstone_key()
+    staff = _staff_resolver(actor)
+    matched: set[str] = set()
+    for ids in _customer_id_batches(5000):
+        hits = {rules.subject_hash(key, i): i for i in ids}
+        hits = {h: i for h, i in hits.items() if h in wanted}
+        if not hits:
+            continue
+        matched.update(hits)
+        with transaction.atomic():
+            # As legal_hold_place: the customers are locked so no batch erases one while its hold returns.
+            present = set(
+                Customer.objects.filter(pk__in=hits.values())
+                .order_by("pk")
+                .select_for_update(of=("self",))
+                .values_list("pk", flat=True)
+            )
+            created: list[LegalHold] = []
+            released: list[LegalHold] = []
+            for h, cid in hits.items():
+                if cid not in present:
+                    continue
+                for d in wanted[h]:
+                    placed_at = parse_datetime(d["placed_at"])
+                    released_at = parse_datetime(d["released_at"]) if d.get("released_at") else None
+                    existing = LegalHold.objects.filter(
+                        customer_id=cid, reason=d["reason"], placed_at=placed_at
+                    ).first()
+                    if existing is None:
+                        created.append(
+                            LegalHold(
+                                customer_id=cid,
+                                reason=d["reason"],
+                                reference=(d.get("reference") or "")[:64],
+                                note=RESTORED_HOLD_NOTE,
+                                placed_by=staff(d["placed_by"]),
+                                placed_at=placed_at,
+                                until=parse_datetime(d["until"]) if d.get("until") else None,
+                                released_at=released_at,
+                                released_by=staff(d.get("released_by")) if released_at else None,
+                            )
+                        )
+                    elif released_at and existing.released_at is None:
+                        existing.released_at = released_at
+                        existing.released_by = staff(d.get("released_by"))
+                        released.append(existing)
+                    else:
+                        counts["present"] += 1
+            LegalHold.objects.bulk_create(created)
+            LegalHold.objects.bulk_update(released, ["released_at", "released_by"])
+            _audit_hold(created, actor, "restored")
+            _audit_hold(released, actor, "release_restored")
+            counts["restored"] += len(created)
+            counts["release_restored"] += len(released)
+    counts["unmatched"] = sum(len(v) for h, v in wanted.items() if h not in matched)
+    return +counts
 
 
 def _customer_id_batches(size: int) -> Iterator[list[int]]:

@@ -70,8 +70,9 @@ def retention_run_due_policies() -> list[int]:
 
 
 @shared_task(name="crm.retention.resume_stalled")
-def retention_resume_stalled(stale_after_seconds: int = 300) -> int:
-    """Re-enqueue unfinished slices whose last batch is older than `stale_after_seconds` (beat, 5 min)."""
+def retention_resume_stalled(stale_after_seconds: int | None = None) -> int:
+    """Re-enqueue unfinished slices whose heartbeat is older than `stale_after_seconds` (default
+    RETENTION_HEARTBEAT_SECONDS; beat runs this every 30 seconds). Each stalled slice is claimed once."""
     from django.db import transaction
 
     from crm.retention import services

@@ -159,10 +159,10 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer
 
 
 def test_consent_trigger_without_the_consent_app_fails_the_run_clearly(make_policy, monkeypatch):
-    # given the consent selectors cannot be imported
-    import sys
+    # given no app has registered the source of the "consent withdrawn" trigger (consent not installed)
+    from crm.retention import participants
 
-    monkeypatch.setitem(sys.modules, "consent.selectors", None)
+    monkeypatch.setattr(participants, "_withdrawn_source", [])
     policy = make_policy(
         scope=Scope.MARKETING,
         trigger=Trigger.CONSENT_WITHDRAWN,

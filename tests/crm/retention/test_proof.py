@@ -14,7 +14,7 @@ from crm import services as crm_services
 from crm.classification import REDACTED, REGISTRY
 from crm.models import GENESIS_HASH, AuditEntry, Customer, CustomerEvent
 from crm.retention import rules, services
-from crm.retention.models import RetentionPolicy, RetentionRunSlice, Tombstone
+from crm.retention.models import LegalHold, RetentionPolicy, RetentionRunSlice, Tombstone
 from tests.crm.retention.conftest import add_history, jst, set_activity
 from tests.factories import CustomerFactory
 
@@ -209,3 +209,48 @@ def test_resume_stalled_reenqueues_unfinished_slices(
     # then each unfinished slice is sent again at its current cursor
     slices = list(run.slices.values_list("pk", "cursor"))
     assert n == len(slices) and sorted(sent) == sorted(slices)
+
+
+def test_a_restore_brings_back_the_legal_holds_placed_after_the_backup(team, privacy_officer, tmp_path):
+    # given a backup taken, then a hold placed on a customer (litigation) and another placed and released,
+    # and the export written beside the backups after that
+    held, freed = CustomerFactory(team=team), CustomerFactory(team=team)
+    (hold,) = services.legal_hold_place(
+        customer_ids=[held.pk], reason="litigation", placed_by=privacy_officer, reference="令和8年(ワ)第123号"
+    )
+    ended = services.legal_hold_place(customer_ids=[freed.pk], reason="dsar", placed_by=privacy_officer)
+    services.legal_hold_release(holds=ended, released_by=privacy_officer)
+    export = tmp_path / "tombstones.jsonl"
+    call_command("retention_export_tombstones", str(export), stdout=io.StringIO())
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    hold_lines = [d for d in lines if d.get("kind") == "legal_hold"]
+    # (the customers are named by keyed hashes only, like tombstones; no free-text note leaves the database)
+    assert len(hold_lines) == 2 and all(
+        set(d) >= {"subject_hash"} and "customer_id" not in d for d in hold_lines
+    )
+    assert all("note" not in d for d in hold_lines)
+    # and the backup is restored: it predates both holds
+    LegalHold.objects.all().delete()
+
+    # when the export is re-applied
+    out = io.StringIO()
+    call_command("retention_reapply_tombstones", "--import", str(export), stdout=out)
+
+    # then the hold protects the customer again, as it was placed
+    restored = LegalHold.objects.get(customer=held)
+    assert (restored.reason, restored.reference, restored.placed_at, restored.placed_by_id) == (
+        "litigation",
+        "令和8年(ワ)第123号",
+        hold.placed_at,
+        privacy_officer.pk,
+    )
+    assert restored.is_active()
+    # and the released hold comes back released (it no longer protects anybody)
+    assert not LegalHold.objects.get(customer=freed).is_active()
+    # so an erasure request after the restore leaves the held customer alone
+    outcome = services.customer_erase(customer_ids=[held.pk, freed.pk], reason="dsar:9", actor=None)
+    assert outcome.held == [held.pk] and outcome.acted == [freed.pk]
+    assert Customer.objects.filter(pk=held.pk).exists()
+    # and re-applying the same export again adds nothing
+    call_command("retention_reapply_tombstones", "--import", str(export), stdout=io.StringIO())
+    assert LegalHold.objects.filter(customer=held).count() == 1

@@ -42,8 +42,12 @@ def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
 
 
 def _start_worker() -> subprocess.Popen[bytes]:
+    return _start_worker_with({})
+
+
+def _start_worker_with(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
     # pytest-django's test database and the run's broker, embedded or not
-    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0")
+    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", **extra_env)
     celery = str(Path(sys.executable).with_name("celery"))
     return subprocess.Popen(
         [
@@ -214,3 +218,78 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
     _assert_nobody_half_erased()
     assert _digest() == expected
     assert set(LegalHold.objects.values_list("customer__member_no", flat=True)) == {f"W{i:05d}" for i in HELD}
+
+
+def _start_beat(tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """The one beat (DatabaseScheduler: the schedule rows of the test database)."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    return subprocess.Popen(
+        [celery, "-A", "config", "beat", "-l", "WARNING", "--max-interval", "1", "-s", str(tmp_path / "s")],
+        cwd=ROOT,
+        env=service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_a_slice_stalled_after_its_commit_is_resumed_by_beat_without_a_restart(settings, tmp_path):
+    # given the real Redis with an empty queue, a running worker, and a short heartbeat for the test
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+    from config.celery import app
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3)
+    broker.ping()
+    broker.flushdb()
+    settings.RETENTION_RUN_SLICES = 2
+    officer = UserFactory(username="stall-officer")
+    heartbeat = {"RETENTION_HEARTBEAT_SECONDS": "2"}
+    # and the state an uninterrupted run leaves (in-process, same data), with the batches it takes
+    policy = _build_dataset(officer)
+    services.retention_run_to_completion(
+        run=services.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+    )
+    expected = _digest()
+    expected_batches = sum(RetentionRun.objects.get().slices.values_list("batches", flat=True))
+    _reset_data()
+    policy = _build_dataset(officer)
+    # (the watchdog every second: the schedule follows the heartbeat, as the migration sets it to 30 s; the
+    # row is written here because a flush between transactional tests empties the migrations' rows)
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.filter(task="crm.retention.resume_stalled").delete()
+    PeriodicTask.objects.create(name="watchdog", task="crm.retention.resume_stalled", interval=every_second)
+    PeriodicTasks.update_changed()
+    worker = _start_worker_with(heartbeat)
+    beat = None
+    try:
+        _wait("the worker to answer", lambda: bool(app.control.ping(timeout=0.5)))
+        # (and to be done with its start-up resume, so that only beat can pick up what follows)
+        inspect = app.control.inspect(timeout=0.5)
+        _wait(
+            "the worker to be idle",
+            lambda: (
+                broker.llen("celery") == 0
+                and not any((inspect.active() or {}).values())
+                and not any((inspect.reserved() or {}).values())
+            ),
+        )
+        # when each slice's worker dies right after committing its first batch: committed, never enqueued
+        run = services.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+        for sl in run.slices.all():
+            services.retention_slice_advance(slice_id=sl.pk, expected_cursor=sl.cursor, enqueue=False)
+        # and beat keeps running its schedule; no worker restarts
+        beat = _start_beat(tmp_path, **heartbeat)
+        # then the stalled slices are picked up and the run completes
+        _wait(
+            "the run to complete",
+            lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING,
+        )
+    finally:
+        if beat is not None:
+            _kill(beat, signal.SIGTERM)
+        _kill(worker, signal.SIGTERM)
+    # with the same result as an uninterrupted run, every batch done exactly once
+    _assert_nobody_half_erased()
+    assert _digest() == expected
+    assert sum(run.slices.values_list("batches", flat=True)) == expected_batches

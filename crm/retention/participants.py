@@ -1,0 +1,66 @@
+"""What the apps above crm register with the retention engine (crm never imports them).
+
+- Erasure participants: data about a customer that deleting or unlinking the customer's rows cannot reach,
+  such as the consent ledger (append-only, no foreign key constraint to the customer, kept as proof). The
+  app registers a step in its AppConfig.ready(); `customer_erase` / `customer_anonymise` call every step in
+  their own transaction, with the ids they act on, before the customer's linked rows are deleted or
+  unlinked (a step can still follow those links). A step that raises rolls the whole erasure back: a
+  person is erased whole or not at all.
+- The source of the "consent withdrawn" trigger: the consent app tells which customers withdrew consent for
+  a purpose at least N days before an instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.db.models import QuerySet
+
+
+class ErasureStep(Protocol):
+    def __call__(
+        self, *, customer_ids: list[int], action: str, reason: str, actor: AbstractBaseUser | None
+    ) -> int:
+        """Make what the app holds about `customer_ids` unreadable for `action` ("erase"/"anonymise"),
+        inside the caller's transaction; return the number of rows changed (for logs and tests)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ErasureParticipant:
+    """One registered step: `name` identifies it (registering the same name again replaces it)."""
+
+    name: str
+    step: ErasureStep
+
+
+_participants: dict[str, ErasureParticipant] = {}
+
+
+def erasure_participant_register(name: str, step: ErasureStep) -> None:
+    """Register `step` under `name` (called from an AppConfig.ready(); idempotent)."""
+    _participants[name] = ErasureParticipant(name=name, step=step)
+
+
+def erasure_participants() -> list[ErasureParticipant]:
+    """The registered steps, in the order they were first registered (app order in INSTALLED_APPS)."""
+    return list(_participants.values())
+
+
+WithdrawnSource = Callable[[str, int, dt.datetime | None], "QuerySet[Any]"]
+_withdrawn_source: list[WithdrawnSource] = []
+
+
+def consent_withdrawn_source_register(source: WithdrawnSource) -> None:
+    """Register the function answering `(purpose_code, days, as_of) -> QuerySet of customer ids` whose
+    consent for the purpose was withdrawn at least `days` days before `as_of` (the consent app)."""
+    _withdrawn_source[:] = [source]
+
+
+def consent_withdrawn_source() -> WithdrawnSource | None:
+    return _withdrawn_source[0] if _withdrawn_source else None
