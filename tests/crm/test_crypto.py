@@ -946,3 +946,26 @@ def test_bound_as_keeps_a_renamed_column_readable(customer):
     # and a field belonging to no model binds nothing: it refuses to encrypt
     with pytest.raises(ValueError, match="belongs to a model"):
         EncryptedCharField(max_length=10).get_prep_value("x")
+
+
+@pytest.mark.django_db
+def test_rotate_keys_reports_a_swapped_token_as_unreadable_and_leaves_it(team):
+    # given a customer whose e-mail and phone tokens were swapped in SQL, and another customer left alone
+    swapped, intact = full_customer(team), full_customer(team, email="intact@example.com")
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [swapped.pk])
+    before = raw_tokens(Customer, swapped.pk)
+    # when rotate_keys counts, then runs
+    counted = io.StringIO()
+    with pytest.raises(CommandError, match="別の列から移された"):
+        call_command("rotate_keys", dry_run=True, model=["crm.Customer"], stdout=counted)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="開けないトークン"):
+        call_command("rotate_keys", model=["crm.Customer"], stdout=out)
+    # then both moved tokens are named by column and primary key, never re-sealed under the wrong column,
+    # and the rest counts as bound
+    for column in ("email", "phone"):
+        assert f"開けないトークン crm.Customer.{column}: 1 件（主キー {swapped.pk}）" in out.getvalue()
+    assert raw_tokens(Customer, swapped.pk) == before
+    assert "列に結び付いていないトークン: 0 件" in counted.getvalue()
+    assert Customer.objects.get(pk=intact.pk).email == "intact@example.com"
