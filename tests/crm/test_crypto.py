@@ -838,10 +838,12 @@ def test_rotate_keys_moves_unbound_tokens_to_the_bound_format(team):
             [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
         )
     # when the dry run counts
-    call_command("rotate_keys", dry_run=True, model=["crm.Customer"], stdout=io.StringIO())
+    before = io.StringIO()
+    call_command("rotate_keys", dry_run=True, stdout=before)
     counted = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
     # then the two unbound tokens are counted as to rotate, although the key is already the newest
     assert counted.additional_data["models"]["crm.Customer"]["unbound"] == 2
+    assert "列に結び付いていないトークン: 2 件（rotate_keys で結び付けます）" in before.getvalue()
     # when rotate_keys runs
     call_command("rotate_keys", model=["crm.Customer"], stdout=io.StringIO())
     # then both columns hold bound tokens (format 0x03) and read the same as before
@@ -849,6 +851,13 @@ def test_rotate_keys_moves_unbound_tokens_to_the_bound_format(team):
     assert {base64.urlsafe_b64decode(raw[f])[:1] for f in ("email", "phone")} == {b"\x03"}
     fresh = Customer.objects.get(pk=customer.pk)
     assert (fresh.email, fresh.phone) == ("taro@example.com", "+819012345678")
+    # and a full count finds none left, and says the setting may now be turned on
+    after = io.StringIO()
+    call_command("rotate_keys", dry_run=True, stdout=after)
+    assert (
+        "列に結び付いていないトークン: 0 件（FIELD_TOKENS_REQUIRE_BOUND を有効にできます）"
+        in after.getvalue()
+    )
     # and a swap of the rotated tokens is now refused
     with connection.cursor() as cur:
         cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [customer.pk])

@@ -134,7 +134,9 @@ class Command(BaseCommand):
                 report = self._walk(model, columns, batch_size, dry_run, opts["start_after"])
             reports.append(report)
 
-        self._summary(reports, keys, dry_run)
+        # Only a full count may say no unbound token is left (not a sample, one model or a resumed walk).
+        complete = not sample and not opts["model"] and opts["start_after"] is None
+        self._summary(reports, keys, dry_run, complete=complete)
         self._audit(reports, keys, dry_run=dry_run, sample=sample)
         unreadable = sum(r.unreadable_count for r in reports)
         if unreadable:
@@ -259,7 +261,7 @@ class Command(BaseCommand):
 
     # --- reporting ------------------------------------------------------------------------------------
 
-    def _summary(self, reports: list[TableReport], keys: list[str], dry_run: bool) -> None:
+    def _summary(self, reports: list[TableReport], keys: list[str], dry_run: bool, *, complete: bool) -> None:
         self.stdout.write("鍵ごとのトークン数" + ("（実行前）" if not dry_run else "") + ":")
         for report in reports:
             parts = [
@@ -283,9 +285,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"列に結び付いていないトークン: {unbound:,} 件"
                 + (
-                    "（FIELD_TOKENS_REQUIRE_BOUND を有効にできます）"
-                    if not unbound
-                    else "（rotate_keys で結び付けます）"
+                    "（rotate_keys で結び付けます）"
+                    if unbound
+                    else "（FIELD_TOKENS_REQUIRE_BOUND を有効にできます）"
+                    if complete
+                    else "（全件・全モデルを数えた結果ではありません）"
                 )
             )
             return
