@@ -75,6 +75,7 @@ class KeyConfigurationError(RuntimeError):
 
 VERSION = b"\x03"  # AES-256-GCM token bound to its column
 UNBOUND_VERSION = b"\x02"  # AES-256-GCM token of the earlier release, label not authenticated
+_FERNET_VERSION = b"\x80"  # the first release's Fernet tokens (unbound too)
 _HEADER = 5  # version + key id
 _NONCE = 12
 _TAG = 16
@@ -156,7 +157,9 @@ def _open(token: str, label: bytes, *, accept_unbound: bool) -> tuple[int, bytes
     except (binascii.Error, ValueError, UnicodeError) as exc:
         raise InvalidToken from exc
     version = raw[:1]
-    if version not in (VERSION, UNBOUND_VERSION):
+    if version not in (VERSION, UNBOUND_VERSION, _FERNET_VERSION):
+        raise InvalidToken
+    if version == _FERNET_VERSION:
         if not accept_unbound:
             raise _Unbound
         for i, key in enumerate(_keys()):  # legacy token: Fernet's own HMAC check picks the key

@@ -978,3 +978,13 @@ def test_rotate_keys_reports_a_swapped_token_as_unreadable_and_leaves_it(team):
     assert raw_tokens(Customer, swapped.pk) == before
     assert "列に結び付いていないトークン: 0 件" in counted.getvalue()
     assert Customer.objects.get(pk=intact.pk).email == "intact@example.com"
+
+
+def test_junk_is_refused_as_undecryptable_not_as_unbound():
+    # given values that are no token of any format, with FIELD_TOKENS_REQUIRE_BOUND on
+    with override_settings(FIELD_TOKENS_REQUIRE_BOUND=True):
+        for junk in ("not a token", "AQAAAAAA", base64.urlsafe_b64encode(b"\x04" + bytes(40)).decode()):
+            # then they are refused as undecryptable, not sent to rotate_keys as if they were old tokens
+            with pytest.raises(DecryptionError) as exc_info:
+                decrypt_str(junk, bound_to="crm.Customer.email")
+            assert not isinstance(exc_info.value, UnboundTokenError)
