@@ -104,10 +104,19 @@ def child_load(url: str, customers: int, matching: int) -> None:
 
     every = max(1, customers // matching)
     pool = 499  # distinct encrypted values per field, reused: the engine never reads most of them
-    names = [encrypt_str(f"山田{i}") for i in range(pool)]
-    emails = [encrypt_str(f"user{i}@example.com") for i in range(pool)]
-    addresses = [encrypt_str(f"東京都千代田区丸の内{i}-1-1") for i in range(pool)]
-    births = [encrypt_str((dt.date(1950, 1, 1) + dt.timedelta(days=37 * i)).isoformat()) for i in range(pool)]
+    # Each token is bound to the column it is written to (crm.crypto), as the field would bind it.
+    names = [encrypt_str(f"山田{i}", bound_to="crm.Customer.family_name") for i in range(pool)]
+    given = [encrypt_str(f"山田{i}", bound_to="crm.Customer.given_name") for i in range(pool)]
+    emails = [encrypt_str(f"user{i}@example.com", bound_to="crm.Customer.email") for i in range(pool)]
+    addresses = [
+        encrypt_str(f"東京都千代田区丸の内{i}-1-1", bound_to="crm.Customer.address") for i in range(pool)
+    ]
+    births = [
+        encrypt_str(
+            (dt.date(1950, 1, 1) + dt.timedelta(days=37 * i)).isoformat(), bound_to="crm.Customer.birth_date"
+        )
+        for i in range(pool)
+    ]
     bidx = [name_index(f"山田{i}") for i in range(pool)]
     t0 = time.monotonic()
     with connection.cursor() as cur:
@@ -134,7 +143,7 @@ def child_load(url: str, customers: int, matching: int) -> None:
                         "active",
                         f"B{i:09d}",
                         names[k],
-                        names[(k + 1) % pool],
+                        given[(k + 1) % pool],
                         "",
                         "",
                         emails[k],

@@ -78,6 +78,9 @@ SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS"
 # Newest first: the first key encrypts, all of them decrypt; `manage.py rotate_keys` moves data to the first.
 FIELD_ENCRYPTION_KEYS = [k.strip() for k in _secret("FIELD_ENCRYPTION_KEYS").split(",") if k.strip()]
 BLIND_INDEX_KEY = _secret("BLIND_INDEX_KEY")
+# Refuse field tokens not bound to their column (format 0x02, Fernet; crm.crypto). Off until
+# `manage.py rotate_keys --dry-run` counts 0 unbound tokens: turned on earlier, those rows stop reading.
+FIELD_TOKENS_REQUIRE_BOUND = env.bool("FIELD_TOKENS_REQUIRE_BOUND", default=False)
 AUDIT_CHAIN_KEY = _secret("AUDIT_CHAIN_KEY")
 if not FIELD_ENCRYPTION_KEYS or not all(_is_fernet_key(k) for k in FIELD_ENCRYPTION_KEYS):
     # The key itself is never put in the message.

@@ -24,6 +24,12 @@ _WRONG_KEY = (
     "暗号鍵が既存データを復号できません。起動を中止します。"
 )
 
+_UNBOUND = (
+    "FIELD_TOKENS_REQUIRE_BOUND is on but stored data still holds unbound tokens (written before tokens were "
+    "bound to their column). Turn it off, run `manage.py rotate_keys` until `--dry-run` counts 0 unbound, "
+    "then turn it on; refusing to start. 列に結び付いていない暗号トークンが残っています。起動を中止します。"
+)
+
 
 def verify_encryption_canary() -> None:
     """Decrypt the canary row with the configured keys; raise EncryptionKeyError if they cannot.
@@ -33,7 +39,7 @@ def verify_encryption_canary() -> None:
     """
     from django.db import connection
 
-    from crm.crypto import DecryptionError, KeyConfigurationError, check_key_configuration
+    from crm.crypto import DecryptionError, KeyConfigurationError, UnboundTokenError, check_key_configuration
     from crm.models import Customer, EncryptionCanary
 
     try:
@@ -48,6 +54,8 @@ def verify_encryption_canary() -> None:
         if canary is None:
             # Any encrypted column will do; family_name is required on every customer.
             Customer.objects.only("family_name").order_by("-pk").first()
+    except UnboundTokenError as exc:
+        raise EncryptionKeyError(_UNBOUND) from exc
     except DecryptionError as exc:
         raise EncryptionKeyError(_WRONG_KEY) from exc
     if canary is not None and canary.token != CANARY_VALUE:

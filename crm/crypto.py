@@ -4,19 +4,32 @@ Encryption: AES-256-GCM (authenticated encryption, `cryptography`'s AESGCM) unde
 FIELD_ENCRYPTION_KEYS, never from SECRET_KEY. Several keys can be live at once: the first encrypts, every key
 decrypts, and `rotate_token()` / `manage.py rotate_keys` re-encrypt under the first.
 
-A token is url-safe base64 of `version (1 byte, 0x02) | key id (4) | nonce (12) | ciphertext | tag (16)`:
+A token is url-safe base64 of `version (1 byte, 0x03) | key id (4) | nonce (12) | ciphertext | tag (16)`:
 
 - the AES key is derived from the configured key with HKDF-SHA256 (its own `info`), so the same configured
   key never serves two algorithms;
 - the key id (the first 4 bytes of a SHA-256 of the derived key) picks the key directly, instead of trying
-  each key in turn; the version and key id are authenticated as associated data;
+  each key in turn;
+- the associated data (authenticated, not stored) is `version | key id | label`, where the label names where
+  the token lives: "crm.Customer.email" for a model field (`_EncryptedMixin.encrypted_column_label`), a
+  purpose such as "crm.search_token" otherwise. A token copied into another column or table, or handed to
+  another purpose, fails its tag and raises DecryptionError naming the column that read it: never the other
+  column's value. Binding is to the column, not the row (the row id is not known before an INSERT, and
+  rotation, visitor links and bulk loads copy tokens within a column); a token moved to another row of the
+  same column still opens;
 - the nonce is 96 random bits per encryption (NIST SP 800-38D §8.2.2; far below 2^32 encryptions per key at
   this scale, and rotation starts a new key).
 
-Tokens written before this format (Fernet: AES-128-CBC + HMAC-SHA256, version byte 0x80) still decrypt
-through MultiFernet; `rotate_keys` rewrites them in the current format. Why the change: one Fernet decryption
-costs ~15 µs of Python around the cipher (a list page opens 200 values, an export millions); AES-GCM costs
-well under 1 µs, and its tokens are ~40 % shorter.
+Unbound tokens, written before the label was authenticated, still open until rotated: format 0x02 (same
+layout, associated data = version | key id) and the first release's Fernet tokens (AES-128-CBC +
+HMAC-SHA256, version byte 0x80, through each key's Fernet). `manage.py rotate_keys` rewrites both as bound
+tokens. While any is left, whoever can write SQL can plant one in any column (an unbound token carries no
+column to check), so once `rotate_keys --dry-run` counts none, set FIELD_TOKENS_REQUIRE_BOUND: reads then
+refuse unbound tokens (UnboundTokenError), and only rotation still opens them.
+
+Why AES-GCM rather than Fernet: one Fernet decryption costs ~15 µs of Python around the cipher (a list page
+opens 200 values, an export millions); AES-GCM costs well under 1 µs, and its tokens are ~40 % shorter.
+Authenticating the label adds its few bytes to GHASH (bench/crypto_bench.py).
 
 A token that no key opens raises `DecryptionError`: ciphertext is never returned as if it were data.
 
@@ -48,23 +61,31 @@ from django.dispatch import receiver
 
 
 class DecryptionError(RuntimeError):
-    """No configured key opens this token: wrong key set, or the data was tampered with."""
+    """No configured key opens this token as a value of this column: wrong key set, a token moved from
+    another column, or tampered data."""
+
+
+class UnboundTokenError(DecryptionError):
+    """An unbound token (format 0x02 or Fernet) was read while FIELD_TOKENS_REQUIRE_BOUND is on."""
 
 
 class KeyConfigurationError(RuntimeError):
     """FIELD_ENCRYPTION_KEYS is empty or holds a value that is not a 32-byte url-safe base64 key."""
 
 
-VERSION = b"\x02"  # AES-256-GCM token; legacy Fernet tokens start with 0x80
+VERSION = b"\x03"  # AES-256-GCM token bound to its column
+UNBOUND_VERSION = b"\x02"  # AES-256-GCM token of the earlier release, label not authenticated
+_FERNET_VERSION = b"\x80"  # the first release's Fernet tokens (unbound too)
 _HEADER = 5  # version + key id
 _NONCE = 12
-_HKDF_INFO = b"crm.field-encryption.aes-256-gcm.v2"
+_TAG = 16
+_HKDF_INFO = b"crm.field-encryption.aes-256-gcm.v2"  # unchanged for 0x03: the version byte is in the AAD
 
 
 class _Key:
     """One configured key: its AES-256-GCM cipher and id, and the legacy Fernet for old tokens."""
 
-    __slots__ = ("aead", "fernet", "header")
+    __slots__ = ("aead", "fernet", "header", "key_id")
 
     def __init__(self, configured: str | bytes) -> None:
         text = configured.decode("ascii") if isinstance(configured, bytes) else configured
@@ -74,7 +95,8 @@ class _Key:
         self.fernet = Fernet(text)
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(material)
         self.aead = AESGCM(derived)
-        self.header = VERSION + hashlib.sha256(b"crm.field-key-id\x00" + derived).digest()[:4]
+        self.key_id = hashlib.sha256(b"crm.field-key-id\x00" + derived).digest()[:4]
+        self.header = VERSION + self.key_id
 
 
 @lru_cache(maxsize=1)
@@ -93,8 +115,8 @@ def _keys() -> tuple[_Key, ...]:
 
 
 @lru_cache(maxsize=1)
-def _by_header() -> dict[bytes, tuple[int, _Key]]:
-    return {key.header: (i, key) for i, key in enumerate(_keys())}
+def _by_key_id() -> dict[bytes, tuple[int, _Key]]:
+    return {key.key_id: (i, key) for i, key in enumerate(_keys())}
 
 
 def check_key_configuration() -> None:
@@ -106,42 +128,75 @@ def check_key_configuration() -> None:
 def _reset_keys(*, setting: str, **kwargs: object) -> None:
     if setting in {"FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY"}:
         _keys.cache_clear()
-        _by_header.cache_clear()
+        _by_key_id.cache_clear()
         _index_key.cache_clear()
 
 
-def _seal(key: _Key, clear: bytes) -> str:
+def _label(bound_to: str) -> bytes:
+    # An empty label would bind nothing: refuse it rather than write a token any column accepts.
+    if not isinstance(bound_to, str) or not bound_to:
+        raise ValueError("A token is bound to a column label such as 'crm.Customer.email'.")
+    return bound_to.encode("utf-8")
+
+
+def _seal(key: _Key, clear: bytes, label: bytes) -> str:
     nonce = os.urandom(_NONCE)
-    sealed = key.aead.encrypt(nonce, clear, key.header)
+    # header and label are both authenticated; the header has a fixed length, so the split is unambiguous.
+    sealed = key.aead.encrypt(nonce, clear, key.header + label)
     return base64.urlsafe_b64encode(key.header + nonce + sealed).decode("ascii")
 
 
-def _open(token: str) -> tuple[int, bytes]:
+class _Unbound(InvalidToken):
+    """An unbound token met where only bound ones are accepted (not tried against any key)."""
+
+
+def _open(token: str, label: bytes, *, accept_unbound: bool) -> tuple[int, bytes]:
     """(index of the key that opened it, clear bytes); raises InvalidToken when none does."""
     try:
         raw = base64.urlsafe_b64decode(token.encode("ascii"))
     except (binascii.Error, ValueError, UnicodeError) as exc:
         raise InvalidToken from exc
-    if raw[:1] != VERSION:
+    version = raw[:1]
+    if version not in (VERSION, UNBOUND_VERSION, _FERNET_VERSION):
+        raise InvalidToken
+    if version == _FERNET_VERSION:
+        if not accept_unbound:
+            raise _Unbound
         for i, key in enumerate(_keys()):  # legacy token: Fernet's own HMAC check picks the key
             try:
                 return i, key.fernet.decrypt(token.encode("ascii"))
             except InvalidToken:
                 continue
         raise InvalidToken
-    found = _by_header().get(raw[:_HEADER])
-    if found is None or len(raw) < _HEADER + _NONCE + 16:
+    if version == UNBOUND_VERSION:
+        if not accept_unbound:
+            raise _Unbound
+        label = b""
+    found = _by_key_id().get(raw[1:_HEADER])
+    if found is None or len(raw) < _HEADER + _NONCE + _TAG:
         raise InvalidToken
     index, key = found
     try:
         nonce, sealed = raw[_HEADER : _HEADER + _NONCE], raw[_HEADER + _NONCE :]
-        return index, key.aead.decrypt(nonce, sealed, raw[:_HEADER])
+        return index, key.aead.decrypt(nonce, sealed, raw[:_HEADER] + label)
     except InvalidTag as exc:
         raise InvalidToken from exc
 
 
+def _unbound_accepted() -> bool:
+    return not getattr(settings, "FIELD_TOKENS_REQUIRE_BOUND", False)
+
+
+def is_bound(token: str) -> bool:
+    """True when the token is in the bound format (0x03), under whichever key."""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii"))[:1] == VERSION
+    except (binascii.Error, ValueError, UnicodeError):
+        return False
+
+
 def is_current(token: str) -> bool:
-    """True when the token is in the current format under the newest key (nothing for rotation to do)."""
+    """True when the token is in the bound format under the newest key (nothing for rotation to do)."""
     try:
         raw = base64.urlsafe_b64decode(token.encode("ascii"))
     except (binascii.Error, ValueError, UnicodeError):
@@ -149,53 +204,66 @@ def is_current(token: str) -> bool:
     return raw[:_HEADER] == _keys()[0].header
 
 
-def encrypt_str(value: str) -> str:
-    """Encrypt text under the newest key; returns the token as ASCII text."""
-    return _seal(_keys()[0], value.encode("utf-8"))
+def encrypt_str(value: str, *, bound_to: str) -> str:
+    """Encrypt text under the newest key, bound to `bound_to` (the column's label, "crm.Customer.email", or
+    a purpose's); returns the token as ASCII text. Only `decrypt_str(token, bound_to=<the same>)` opens it."""
+    return _seal(_keys()[0], value.encode("utf-8"), _label(bound_to))
 
 
-def decrypt_str(token: str, *, where: str = "") -> str:
-    """Decrypt a token produced by `encrypt_str` (or a legacy Fernet token) with any configured key, or
-    raise DecryptionError.
+def decrypt_str(token: str, *, bound_to: str, require_bound: bool | None = None) -> str:
+    """Decrypt a token of `bound_to` (or, unless FIELD_TOKENS_REQUIRE_BOUND or `require_bound`, an unbound
+    0x02 or Fernet token) with any configured key, or raise DecryptionError.
 
-    `where` names the column ("crm.Customer.email") for the operator; the token itself is never put in the
-    message, so a wrong key can neither show ciphertext as data nor leak it into logs.
+    The message names `bound_to` for the operator; the token itself is never put in it, so neither a wrong
+    key nor a token moved from another column can show ciphertext, or the other column's value, as data.
     """
+    accept_unbound = _unbound_accepted() if require_bound is None else not require_bound
     try:
-        return _open(token)[1].decode("utf-8")
+        return _open(token, _label(bound_to), accept_unbound=accept_unbound)[1].decode("utf-8")
+    except _Unbound as exc:
+        raise UnboundTokenError(
+            f"An encrypted value ({bound_to}) is an unbound token, refused because "
+            "FIELD_TOKENS_REQUIRE_BOUND is on; `manage.py rotate_keys` rewrites it bound to its column."
+        ) from exc
     except (InvalidToken, UnicodeError) as exc:
-        column = f" ({where})" if where else ""
         raise DecryptionError(
-            f"An encrypted field{column} could not be decrypted with any key in FIELD_ENCRYPTION_KEYS."
+            f"An encrypted value ({bound_to}) could not be decrypted: no key in FIELD_ENCRYPTION_KEYS opens "
+            "it as a value of this column (a wrong key, a token moved from another column, or tampering)."
         ) from exc
 
 
-def rotate_token(token: str) -> str:
-    """Re-encrypt a token under the newest key, in the current format."""
+def rotate_token(token: str, *, bound_to: str) -> str:
+    """Re-encrypt a token of `bound_to` (bound or not) under the newest key, in the bound format."""
+    label = _label(bound_to)
     try:
-        return _seal(_keys()[0], _open(token)[1])
+        return _seal(_keys()[0], _open(token, label, accept_unbound=True)[1], label)
     except InvalidToken as exc:
-        raise DecryptionError("A token could not be rotated: no configured key opens it.") from exc
+        raise DecryptionError(
+            f"A token ({bound_to}) could not be rotated: no configured key opens it."
+        ) from exc
 
 
-def token_key_index(token: str) -> int | None:
-    """Which configured key opens this token (0 = newest), or None. Used by the rotation report."""
+def token_key_index(token: str, *, bound_to: str) -> int | None:
+    """Which configured key opens this token as a value of `bound_to` (0 = newest), or None. Unbound tokens
+    count (they are what rotation is for). Used by the rotation report."""
     try:
-        return _open(token)[0]
+        return _open(token, _label(bound_to), accept_unbound=True)[0]
     except InvalidToken:
         return None
 
 
-def reencrypt_token(token: str) -> tuple[int | None, str | None]:
-    """(index of the key that opens `token`, the token under the newest key in the current format, or None
-    when it is already there). (None, None) when no key opens it."""
+def reencrypt_token(token: str, *, bound_to: str) -> tuple[int | None, str | None]:
+    """(index of the key that opens `token` as a value of `bound_to`, the token under the newest key bound to
+    it, or None when it is already there). (None, None) when no key opens it. Unbound tokens are opened
+    whatever FIELD_TOKENS_REQUIRE_BOUND says: rotation is how they become bound."""
+    label = _label(bound_to)
     try:
-        index, clear = _open(token)
+        index, clear = _open(token, label, accept_unbound=True)
     except InvalidToken:
         return None, None
     if index == 0 and is_current(token):
         return 0, None
-    return index, _seal(_keys()[0], clear)
+    return index, _seal(_keys()[0], clear, label)
 
 
 def key_fingerprint(index: int) -> str:

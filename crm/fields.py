@@ -7,7 +7,6 @@ ciphertext and are refused; exact search goes through the blind-index columns in
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from typing import Any
 
 from django.db import models
@@ -18,27 +17,48 @@ from crm.crypto import decrypt_str, encrypt_str
 class _EncryptedMixin:
     """Encrypt on the way in, decrypt on the way out; empty and NULL stay as they are.
 
+    Every token is bound to this column (`encrypted_column_label`, e.g. "crm.Customer.email", authenticated
+    by AES-GCM; see crm.crypto): a token copied here from another column or table does not decrypt. Renaming
+    the model or the field changes the label; pass the old one as `bound_as` so the stored tokens still open.
+
     `manage.py rotate_keys` finds every field carrying this mixin, in any installed app, and re-encrypts
-    its column under the newest key.
+    its column under the newest key, bound to this label.
     """
+
+    def __init__(self, *args: Any, bound_as: str | None = None, **kwargs: Any) -> None:
+        self.bound_as = bound_as
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()  # type: ignore[misc]
+        if self.bound_as:
+            kwargs["bound_as"] = self.bound_as
+        return name, path, args, kwargs
 
     def get_prep_value(self, value: Any) -> Any:
         value = self.to_python(value)  # type: ignore[attr-defined]
         if value is None or value == "":
             return value
-        return encrypt_str(self._serialise(value))
+        return encrypt_str(self._serialise(value), bound_to=self.encrypted_column_label)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None or value == "":
             return value
-        # Raises DecryptionError (naming the column, never the token) when no key opens the value.
-        return self._deserialise(decrypt_str(value, where=self.encrypted_column_label))
+        # Raises DecryptionError (naming the column, never the token) when no key opens the value as a value
+        # of this column: a wrong key, or a token moved here from another column.
+        return self._deserialise(decrypt_str(value, bound_to=self.encrypted_column_label))
 
-    @functools.cached_property
+    @property
     def encrypted_column_label(self) -> str:
+        """What this column's tokens are bound to: "app_label.Model.field" (the same for the historical
+        models of migrations), or `bound_as`."""
+        if self.bound_as:
+            return self.bound_as
         model = getattr(self, "model", None)
-        name = getattr(self, "name", "?")
-        return f"{model._meta.label}.{name}" if model is not None else str(name)
+        if model is None:
+            # Not attached to a model yet: nothing to bind to.
+            raise ValueError("An encrypted field encrypts only once it belongs to a model.")
+        return f"{model._meta.label}.{self.name}"  # type: ignore[attr-defined]
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name != "isnull":

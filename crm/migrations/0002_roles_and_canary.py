@@ -20,10 +20,12 @@ def create_canary(apps, schema_editor):
     from crm.crypto import encrypt_str
 
     canary_model = apps.get_model("crm", "EncryptionCanary")
-    # Historical models do not run the field's Python encryption reliably: write the token directly.
+    # Historical models do not run the field's Python encryption reliably: write the token directly, bound to
+    # its column as the field binds it (crm.fields._EncryptedMixin.encrypted_column_label). Databases migrated
+    # before binding hold an unbound canary, which reads until `manage.py rotate_keys` rewrites it.
     schema_editor.execute(
         "INSERT INTO crm_encryptioncanary (id, token) VALUES (1, %s) ON CONFLICT (id) DO NOTHING",
-        [encrypt_str(CANARY_VALUE)],
+        [encrypt_str(CANARY_VALUE, bound_to="crm.EncryptionCanary.token")],
     )
     assert canary_model.objects.filter(pk=1).exists()
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +21,9 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.checks import Error
 from django.core.management import call_command
@@ -30,6 +35,7 @@ from crm.checks import CANARY_VALUE, EncryptionKeyError, encryption_keys_check, 
 from crm.crypto import (
     DecryptionError,
     KeyConfigurationError,
+    UnboundTokenError,
     decrypt_str,
     email_index,
     encrypt_str,
@@ -41,6 +47,7 @@ from crm.crypto import (
 from crm.fields import _EncryptedMixin
 from crm.management.commands.rotate_keys import encrypted_models
 from crm.models import AuditEntry, Customer, EncryptionCanary
+from crm.search_token import open_search, seal_search
 from crm.selectors import customer_list
 from tests.factories import CustomerFactory
 from tests.services import service_env
@@ -132,8 +139,8 @@ def test_encrypted_field_round_trip_and_ciphertext_at_rest(team, field):
     serialised = clear.isoformat() if isinstance(clear, dt.date) else clear
     assert raw != serialised
     assert serialised not in raw
-    assert base64.urlsafe_b64decode(raw)[:1] == b"\x02"  # format version 2: AES-256-GCM
-    assert decrypt_str(raw) == serialised
+    assert base64.urlsafe_b64decode(raw)[:1] == b"\x03"  # format version 3: AES-256-GCM bound to the column
+    assert decrypt_str(raw, bound_to=f"crm.Customer.{field}") == serialised
 
 
 @pytest.mark.django_db
@@ -184,7 +191,7 @@ def test_reading_with_a_wrong_key_raises_and_never_returns_ciphertext(customer):
         with pytest.raises(DecryptionError):
             list(Customer.objects.filter(pk=customer.pk).values_list("email", flat=True))
         with pytest.raises(DecryptionError):
-            decrypt_str(tokens[0])
+            decrypt_str(raw_tokens(Customer, customer.pk)["family_name"], bound_to="crm.Customer.family_name")
     # and the error names the column but carries neither the token nor the value
     message = f"{exc_info.value} {exc_info.value!r}"
     assert "crm.Customer." in message
@@ -231,7 +238,7 @@ def test_malformed_key_raises_key_configuration_error(customer, bad):
     with override_settings(FIELD_ENCRYPTION_KEYS=bad):
         # then encryption refuses with KeyConfigurationError, without echoing the value
         with pytest.raises(KeyConfigurationError) as exc_info:
-            encrypt_str("山田")
+            encrypt_str("山田", bound_to="crm.Customer.family_name")
         assert not any(b in str(exc_info.value) for b in bad)
         # and start-up refuses too
         with pytest.raises(EncryptionKeyError) as start:
@@ -383,11 +390,11 @@ def test_rotate_keys_reencrypts_everything_under_the_new_key(team):
     # then every token of every model opens with the new key alone
     tokens = all_raw_tokens()
     assert len(tokens) == 5 * len(CLEAR_VALUES) + 1
-    for token in tokens.values():
+    for (label, _pk, name), token in tokens.items():
         with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
-            decrypt_str(token)  # raises DecryptionError if not
+            decrypt_str(token, bound_to=f"{label}.{name}")  # raises DecryptionError if not
         with override_settings(FIELD_ENCRYPTION_KEYS=[old]), pytest.raises(DecryptionError):
-            decrypt_str(token)
+            decrypt_str(token, bound_to=f"{label}.{name}")
     # and with only the new key configured, the data and the canary read as before
     with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
         verify_encryption_canary()
@@ -455,11 +462,11 @@ def test_rotate_keys_resumes_after_a_crash(team, monkeypatch):
     real = rotate_keys.reencrypt_token
     calls = {"n": 0}
 
-    def crash_in_second_batch(token: str) -> tuple[int | None, str | None]:
+    def crash_in_second_batch(token: str, *, bound_to: str) -> tuple[int | None, str | None]:
         calls["n"] += 1
         if calls["n"] > 2 * len(CLEAR_VALUES):  # the first batch (two rows) goes through
             raise RuntimeError("worker killed")
-        return real(token)
+        return real(token, bound_to=bound_to)
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
         # given a run that dies in its second batch
@@ -467,8 +474,8 @@ def test_rotate_keys_resumes_after_a_crash(team, monkeypatch):
         with pytest.raises(RuntimeError):
             call_command("rotate_keys", batch_size=2, stdout=io.StringIO())
         # then the first batch is done and the second was rolled back as a whole
-        done = [token_key_index(t) for t in raw_tokens(Customer, customers[0].pk).values() if t]
-        undone = [token_key_index(t) for t in raw_tokens(Customer, customers[2].pk).values() if t]
+        done = [token_key_index(t, bound_to=f"crm.Customer.{n}") for n, t in row_tokens(customers[0])]
+        undone = [token_key_index(t, bound_to=f"crm.Customer.{n}") for n, t in row_tokens(customers[2])]
         assert set(done) == {0}
         assert set(undone) == {1}
         # when it runs again
@@ -476,15 +483,20 @@ def test_rotate_keys_resumes_after_a_crash(team, monkeypatch):
         out = io.StringIO()
         call_command("rotate_keys", batch_size=2, stdout=out)
     # then it finishes the rest, counting the rows done before as already current
-    assert {token_key_index_under([new], t) for t in all_raw_tokens().values()} == {0}
+    assert {token_key_index_under([new], t, f"{m}.{n}") for (m, _, n), t in all_raw_tokens().items()} == {0}
     entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
     counts = entry.additional_data["models"]["crm.Customer"]["tokens_by_key"]
     assert counts == {"0": 2 * len(CLEAR_VALUES), "1": 2 * len(CLEAR_VALUES)}
 
 
-def token_key_index_under(keys: list[str], token: str) -> int | None:
+def token_key_index_under(keys: list[str], token: str, bound_to: str) -> int | None:
     with override_settings(FIELD_ENCRYPTION_KEYS=keys):
-        return token_key_index(token)
+        return token_key_index(token, bound_to=bound_to)
+
+
+def row_tokens(customer: Customer) -> list[tuple[str, str]]:
+    """(field name, token) of a customer's non-empty encrypted columns."""
+    return [(n, t) for n, t in raw_tokens(Customer, customer.pk).items() if t]
 
 
 @pytest.mark.django_db
@@ -528,7 +540,7 @@ def test_rotate_keys_reports_tokens_no_key_opens_and_fails(team):
         with pytest.raises(CommandError, match="開けないトークン"):
             call_command("rotate_keys", stdout=out)
     # then the readable rows were still rotated, and the unreadable one is named by id, not by value
-    assert {token_key_index_under([new], t) for t in raw_tokens(Customer, good.pk).values() if t} == {0}
+    assert {token_key_index_under([new], t, f"crm.Customer.{n}") for n, t in row_tokens(good)} == {0}
     assert f"主キー {orphan.pk}" in out.getvalue()
     assert "orphan@example.com" not in out.getvalue()
     entry = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
@@ -551,15 +563,15 @@ def test_rotate_keys_refuses_to_start_when_the_keys_cannot_open_the_canary(custo
 def test_rotate_token_moves_a_token_to_the_newest_key():
     old, new = new_key(), new_key()
     with override_settings(FIELD_ENCRYPTION_KEYS=[old]):
-        token = encrypt_str("山田")
+        token = encrypt_str("山田", bound_to="crm.Customer.family_name")
     with override_settings(FIELD_ENCRYPTION_KEYS=[new, old]):
-        assert token_key_index(token) == 1
-        rotated = rotate_token(token)
-        assert token_key_index(rotated) == 0
+        assert token_key_index(token, bound_to="crm.Customer.family_name") == 1
+        rotated = rotate_token(token, bound_to="crm.Customer.family_name")
+        assert token_key_index(rotated, bound_to="crm.Customer.family_name") == 0
     with override_settings(FIELD_ENCRYPTION_KEYS=[new]):
-        assert decrypt_str(rotated) == "山田"
+        assert decrypt_str(rotated, bound_to="crm.Customer.family_name") == "山田"
         with pytest.raises(DecryptionError):
-            rotate_token(token)
+            rotate_token(token, bound_to="crm.Customer.family_name")
 
 
 # --- the token format -----------------------------------------------------------------------------------
@@ -577,18 +589,18 @@ def _flip(token: str, at: int) -> str:
 )
 def test_a_token_changed_in_any_part_is_refused(part, at):
     # given a token of the current format (version | key id | nonce | ciphertext | tag)
-    token = encrypt_str("taro@example.com")
+    token = encrypt_str("taro@example.com", bound_to="crm.Customer.email")
     # when one bit of that part is flipped, then no key opens it: never a wrong clear value
     with pytest.raises(DecryptionError):
-        decrypt_str(_flip(token, at))
-    assert token_key_index(_flip(token, at)) is None
+        decrypt_str(_flip(token, at), bound_to="crm.Customer.email")
+    assert token_key_index(_flip(token, at), bound_to="crm.Customer.email") is None
 
 
 def test_tokens_are_not_base64_of_anything_else():
     # given values that are not tokens, then they are refused, not returned
     for junk in ("", "not a token", "AgAA", "山田"):
         with pytest.raises(DecryptionError):
-            decrypt_str(junk)
+            decrypt_str(junk, bound_to="crm.Customer.email")
 
 
 def test_legacy_fernet_tokens_still_open_and_rotation_rewrites_them_in_the_current_format(team):
@@ -602,16 +614,16 @@ def test_legacy_fernet_tokens_still_open_and_rotation_rewrites_them_in_the_curre
         with connection.cursor() as cur:
             cur.execute("UPDATE crm_customer SET email = %s WHERE id = %s", [legacy, customer.pk])
         # then it still reads as its clear value, and it counts as under the newest key
-        assert decrypt_str(legacy) == "taro@example.com"
+        assert decrypt_str(legacy, bound_to="crm.Customer.email") == "taro@example.com"
         assert Customer.objects.get(pk=customer.pk).email == "taro@example.com"
-        assert token_key_index(legacy) == 0
+        assert token_key_index(legacy, bound_to="crm.Customer.email") == 0
         # when rotate_keys runs with the same single key
         call_command("rotate_keys", stdout=io.StringIO())
         # then the column holds a current-format token of the same value
         token = raw_tokens(Customer, customer.pk)["email"]
         assert token != legacy
-        assert base64.urlsafe_b64decode(token)[:1] == b"\x02"
-        assert decrypt_str(token) == "taro@example.com"
+        assert base64.urlsafe_b64decode(token)[:1] == b"\x03"
+        assert decrypt_str(token, bound_to="crm.Customer.email") == "taro@example.com"
         # and a second run finds nothing left to do
         out = io.StringIO()
         call_command("rotate_keys", stdout=out)
@@ -622,15 +634,16 @@ def test_a_token_names_its_key_so_a_listed_key_never_needs_trying():
     # given two keys and a token under each
     a, b = new_key(), new_key()
     with override_settings(FIELD_ENCRYPTION_KEYS=[a]):
-        under_a = encrypt_str("x")
+        under_a = encrypt_str("x", bound_to="crm.Customer.notes")
     with override_settings(FIELD_ENCRYPTION_KEYS=[b]):
-        under_b = encrypt_str("x")
+        under_b = encrypt_str("x", bound_to="crm.Customer.notes")
     # then their key ids differ, and each opens under its own key in either order of the list
     assert base64.urlsafe_b64decode(under_a)[1:5] != base64.urlsafe_b64decode(under_b)[1:5]
     for keys in ([a, b], [b, a]):
         with override_settings(FIELD_ENCRYPTION_KEYS=keys):
-            assert decrypt_str(under_a) == decrypt_str(under_b) == "x"
-            assert token_key_index(under_a) == keys.index(a)
+            assert decrypt_str(under_a, bound_to="crm.Customer.notes") == "x"
+            assert decrypt_str(under_b, bound_to="crm.Customer.notes") == "x"
+            assert token_key_index(under_a, bound_to="crm.Customer.notes") == keys.index(a)
 
 
 # --- blind-index search through the selector ----------------------------------------------------------
@@ -737,3 +750,241 @@ def test_blind_indexes_depend_on_their_own_key_and_domain():
         assert (name_index("taro"), email_index("taro")) != base
     assert phone_index("090-1234-5678") == phone_index("+81 90 1234 5678")
     assert phone_index("not a phone") is None
+
+
+# --- tokens bound to their column -----------------------------------------------------------------------
+
+
+def unbound_token(key: str, clear: str) -> str:
+    """A token of format 0x02 (before tokens were bound to their column), built here from the format's
+    definition: AES-256-GCM under the HKDF-derived key, associated data = version + key id only."""
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"crm.field-encryption.aes-256-gcm.v2"
+    ).derive(base64.urlsafe_b64decode(key))
+    header = b"\x02" + hashlib.sha256(b"crm.field-key-id\x00" + derived).digest()[:4]
+    nonce = os.urandom(12)
+    return base64.urlsafe_b64encode(
+        header + nonce + AESGCM(derived).encrypt(nonce, clear.encode(), header)
+    ).decode()
+
+
+def fernet_token(key: str, clear: str) -> str:
+    """A token of the first release (Fernet, version byte 0x80)."""
+    return Fernet(key.encode()).encrypt(clear.encode()).decode("ascii")
+
+
+@pytest.mark.django_db
+def test_tokens_swapped_between_two_columns_of_a_row_are_refused_naming_the_column(team):
+    # given a customer whose e-mail and phone tokens are swapped in SQL (same row, same key)
+    customer = full_customer(team)
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [customer.pk])
+    # when the row, or one of the two columns alone, is read
+    with pytest.raises(DecryptionError) as whole:
+        Customer.objects.get(pk=customer.pk)
+    with pytest.raises(DecryptionError) as phone:
+        list(Customer.objects.filter(pk=customer.pk).values_list("phone", flat=True))
+    # then each read refuses, naming the column it read, and never shows the other column's value
+    assert "crm.Customer.email" in str(whole.value)
+    assert "crm.Customer.phone" in str(phone.value)
+    for message in (f"{whole.value!r}", f"{phone.value!r}"):
+        assert "taro@example.com" not in message
+        assert "+819012345678" not in message
+    # and the columns not touched still read
+    assert Customer.objects.only("family_name").get(pk=customer.pk).family_name == "山田"
+
+
+@pytest.mark.django_db
+def test_a_token_copied_into_another_tables_column_is_refused(team):
+    # given a customer's e-mail token copied into the encryption canary's column (another table)
+    customer = full_customer(team)
+    token = raw_tokens(Customer, customer.pk)["email"]
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_encryptioncanary SET token = %s WHERE id = 1", [token])
+    # when the canary is read
+    with pytest.raises(DecryptionError) as exc_info:
+        EncryptionCanary.objects.get(pk=1)
+    # then it is refused, naming the canary's column, without the e-mail address
+    assert "crm.EncryptionCanary.token" in str(exc_info.value)
+    assert "taro@example.com" not in repr(exc_info.value)
+    # and start-up refuses too: the canary no longer opens as itself
+    with pytest.raises(EncryptionKeyError):
+        verify_encryption_canary()
+
+
+@pytest.mark.django_db
+def test_unbound_tokens_still_read_before_rotation(team):
+    # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key
+    key = settings.FIELD_ENCRYPTION_KEYS[0]
+    customer = full_customer(team)
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
+            [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
+        )
+    # when the row is read, then both read as their values (FIELD_TOKENS_REQUIRE_BOUND is off by default)
+    fresh = Customer.objects.get(pk=customer.pk)
+    assert (fresh.email, fresh.phone) == ("taro@example.com", "+819012345678")
+
+
+@pytest.mark.django_db
+def test_rotate_keys_moves_unbound_tokens_to_the_bound_format(team):
+    # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key
+    key = settings.FIELD_ENCRYPTION_KEYS[0]
+    customer = full_customer(team)
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
+            [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
+        )
+    # when the dry run counts
+    before = io.StringIO()
+    call_command("rotate_keys", dry_run=True, stdout=before)
+    counted = AuditEntry.objects.filter(object_pk="rotate_keys").order_by("-pk").first()
+    # then the two unbound tokens are counted as to rotate, although the key is already the newest
+    assert counted.additional_data["models"]["crm.Customer"]["unbound"] == 2
+    assert "列に結び付いていないトークン: 2 件（rotate_keys で結び付けます）" in before.getvalue()
+    # when rotate_keys runs
+    call_command("rotate_keys", model=["crm.Customer"], stdout=io.StringIO())
+    # then both columns hold bound tokens (format 0x03) and read the same as before
+    raw = raw_tokens(Customer, customer.pk)
+    assert {base64.urlsafe_b64decode(raw[f])[:1] for f in ("email", "phone")} == {b"\x03"}
+    fresh = Customer.objects.get(pk=customer.pk)
+    assert (fresh.email, fresh.phone) == ("taro@example.com", "+819012345678")
+    # and a full count finds none left, and says the setting may now be turned on
+    after = io.StringIO()
+    call_command("rotate_keys", dry_run=True, stdout=after)
+    assert (
+        "列に結び付いていないトークン: 0 件（FIELD_TOKENS_REQUIRE_BOUND を有効にできます）"
+        in after.getvalue()
+    )
+    # and a swap of the rotated tokens is now refused
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [customer.pk])
+    with pytest.raises(DecryptionError, match=r"crm\.Customer\.email"):
+        Customer.objects.get(pk=customer.pk)
+
+
+@pytest.mark.django_db
+def test_the_canary_written_by_the_migration_is_bound_to_its_column():
+    # given the test database, built by the migrations
+    # then the canary's token is in the bound format and opens as the canary
+    raw = raw_tokens(EncryptionCanary, 1)["token"]
+    assert base64.urlsafe_b64decode(raw)[:1] == b"\x03"
+    assert EncryptionCanary.objects.get(pk=1).token == CANARY_VALUE
+
+
+@pytest.mark.django_db
+def test_a_search_token_is_bound_to_its_purpose_not_to_a_column(team):
+    # given a customer list search token (crm.search_token) and a customer's e-mail token
+    customer = full_customer(team)
+    email_token = raw_tokens(Customer, customer.pk)["email"]
+    search = seal_search("hanako@example.org")
+    # when the search token is written into the e-mail column
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = %s WHERE id = %s", [search, customer.pk])
+    # then it does not read as an e-mail address, and the e-mail token does not open as a search
+    with pytest.raises(DecryptionError, match=r"crm\.Customer\.email"):
+        Customer.objects.get(pk=customer.pk)
+    assert open_search(email_token) is None
+    assert open_search(search) == "hanako@example.org"
+
+
+@pytest.mark.django_db
+def test_require_bound_refuses_unbound_tokens_and_rotation_still_moves_them(team):
+    # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token
+    key = settings.FIELD_ENCRYPTION_KEYS[0]
+    customer = full_customer(team)
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
+            [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
+        )
+    with override_settings(FIELD_TOKENS_REQUIRE_BOUND=True):
+        # when the row is read with FIELD_TOKENS_REQUIRE_BOUND on
+        # then each unbound column is refused by name, with the way out, and without its value
+        with pytest.raises(UnboundTokenError, match=r"crm\.Customer\.email.*rotate_keys") as email:
+            Customer.objects.get(pk=customer.pk)
+        with pytest.raises(UnboundTokenError, match=r"crm\.Customer\.phone"):
+            list(Customer.objects.filter(pk=customer.pk).values_list("phone", flat=True))
+        assert "taro@example.com" not in repr(email.value)
+        # when rotate_keys runs (it opens unbound tokens whatever the setting: that is how they get bound)
+        call_command("rotate_keys", model=["crm.Customer"], stdout=io.StringIO())
+        # then the row reads again, as before
+        fresh = Customer.objects.get(pk=customer.pk)
+        assert (fresh.email, fresh.phone) == ("taro@example.com", "+819012345678")
+
+
+@pytest.mark.django_db
+def test_require_bound_with_an_unbound_canary_refuses_to_start_and_says_why():
+    # given a database migrated before binding: its canary is an unbound token
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE crm_encryptioncanary SET token = %s WHERE id = 1",
+            [unbound_token(settings.FIELD_ENCRYPTION_KEYS[0], CANARY_VALUE)],
+        )
+    # then it starts while unbound tokens are accepted
+    verify_encryption_canary()
+    # when FIELD_TOKENS_REQUIRE_BOUND is turned on before rotation
+    with override_settings(FIELD_TOKENS_REQUIRE_BOUND=True):
+        # then start-up refuses, naming the setting and the command, not a wrong key
+        with pytest.raises(EncryptionKeyError, match=r"FIELD_TOKENS_REQUIRE_BOUND.*rotate_keys"):
+            verify_encryption_canary()
+
+
+def test_a_search_token_must_be_bound_even_while_unbound_field_tokens_are_accepted():
+    # given a token of the search payload's shape in the unbound format, under today's key
+    payload = json.dumps({"q": "taro@example.com", "t": int(time.time())})
+    unbound = unbound_token(settings.FIELD_ENCRYPTION_KEYS[0], payload)
+    # then it searches for nothing, while a bound search token opens
+    assert open_search(unbound) is None
+    assert open_search(seal_search("taro@example.com")) == "taro@example.com"
+
+
+@pytest.mark.django_db
+def test_bound_as_keeps_a_renamed_column_readable(customer):
+    from crm.fields import EncryptedCharField
+
+    # given the stored e-mail token of a customer
+    token = raw_tokens(Customer, customer.pk)["email"]
+    # when a field (a renamed model's or field's) declares the old label it was bound to
+    renamed = EncryptedCharField(max_length=254, bound_as="crm.Customer.email")
+    # then it opens the stored token, and says so in its migration state
+    assert renamed.from_db_value(token, None, connection) == Customer.objects.get(pk=customer.pk).email
+    assert renamed.deconstruct()[3]["bound_as"] == "crm.Customer.email"
+    # and a field belonging to no model binds nothing: it refuses to encrypt
+    with pytest.raises(ValueError, match="belongs to a model"):
+        EncryptedCharField(max_length=10).get_prep_value("x")
+
+
+@pytest.mark.django_db
+def test_rotate_keys_reports_a_swapped_token_as_unreadable_and_leaves_it(team):
+    # given a customer whose e-mail and phone tokens were swapped in SQL, and another customer left alone
+    swapped, intact = full_customer(team), full_customer(team, email="intact@example.com")
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [swapped.pk])
+    before = raw_tokens(Customer, swapped.pk)
+    # when rotate_keys counts, then runs
+    counted = io.StringIO()
+    with pytest.raises(CommandError, match="別の列から移された"):
+        call_command("rotate_keys", dry_run=True, model=["crm.Customer"], stdout=counted)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="開けないトークン"):
+        call_command("rotate_keys", model=["crm.Customer"], stdout=out)
+    # then both moved tokens are named by column and primary key, never re-sealed under the wrong column,
+    # and the rest counts as bound
+    for column in ("email", "phone"):
+        assert f"開けないトークン crm.Customer.{column}: 1 件（主キー {swapped.pk}）" in out.getvalue()
+    assert raw_tokens(Customer, swapped.pk) == before
+    assert "列に結び付いていないトークン: 0 件" in counted.getvalue()
+    assert Customer.objects.get(pk=intact.pk).email == "intact@example.com"
+
+
+def test_junk_is_refused_as_undecryptable_not_as_unbound():
+    # given values that are no token of any format, with FIELD_TOKENS_REQUIRE_BOUND on
+    with override_settings(FIELD_TOKENS_REQUIRE_BOUND=True):
+        for junk in ("not a token", "AQAAAAAA", base64.urlsafe_b64encode(b"\x04" + bytes(40)).decode()):
+            # then they are refused as undecryptable, not sent to rotate_keys as if they were old tokens
+            with pytest.raises(DecryptionError) as exc_info:
+                decrypt_str(junk, bound_to="crm.Customer.email")
+            assert not isinstance(exc_info.value, UnboundTokenError)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Count
 
-from crm.crypto import normalise_phone
+from crm.crypto import DecryptionError, normalise_phone
 from crm.demo import demo_customers
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase, Team
 from crm.selectors import customer_list, customer_search_q
@@ -192,3 +194,20 @@ def test_seed_with_worker_processes_writes_every_batch_once():
     assert all(rows[m].email == v["email"] for m, v in expected.items())
     assert Customer.objects.values("team").distinct().count() <= 3
     assert AuditEntry.objects.filter(additional_data__customers=23).count() == 1
+
+
+@pytest.mark.django_db
+def test_seeded_tokens_are_bound_to_their_column():
+    # given customers loaded through COPY (each value encrypted by its field's get_prep_value)
+    _seed(count=3, batch=3)
+    customer = Customer.objects.order_by("pk").first()
+    # when a seeded row's raw e-mail and phone tokens are read
+    with connection.cursor() as cur:
+        cur.execute("SELECT email, phone FROM crm_customer WHERE id = %s", [customer.pk])
+        email, phone = cur.fetchone()
+    # then they are in the bound format, and swapping them makes the row unreadable instead of mixing values
+    assert {base64.urlsafe_b64decode(t)[:1] for t in (email, phone)} == {b"\x03"}
+    with connection.cursor() as cur:
+        cur.execute("UPDATE crm_customer SET email = phone, phone = email WHERE id = %s", [customer.pk])
+    with pytest.raises(DecryptionError, match=r"crm\.Customer\.email"):
+        Customer.objects.get(pk=customer.pk)

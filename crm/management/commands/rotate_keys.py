@@ -1,4 +1,4 @@
-"""Re-encrypt every encrypted column under the newest key of FIELD_ENCRYPTION_KEYS.
+"""Re-encrypt every encrypted column under the newest key of FIELD_ENCRYPTION_KEYS, bound to its column.
 
 Key rotation, step by step (see also `manage.py generate_keys --field-key`):
 
@@ -8,6 +8,12 @@ Key rotation, step by step (see also `manage.py generate_keys --field-key`):
    the newest key are only counted, and `--start-after ID` skips rows done by an interrupted run.
 3. `manage.py rotate_keys --dry-run` shows how many tokens each key still opens: 0 under the old keys.
 4. Remove the old keys from FIELD_ENCRYPTION_KEYS; restart.
+
+The same run moves unbound tokens (format 0x02 and Fernet, written before tokens were bound to their
+column; see crm.crypto) to the bound format, even under a key that is already the newest: they are counted
+as to rotate, and separately as "unbound". Once a run reports 0 unbound tokens, FIELD_TOKENS_REQUIRE_BOUND can
+be turned on. A token that opens under no key as a value of its own column (a wrong key, or a token moved
+from another column) is reported by column and primary key and left as it is.
 
 How: the columns are found, not listed (every field of every installed model that is an encrypted field,
 crm.fields._EncryptedMixin). Each table is walked by primary key (keyset, `id > last`), one batch per
@@ -29,7 +35,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 
-from crm.crypto import is_current, key_fingerprint, reencrypt_token, token_key_index
+from crm.crypto import is_bound, is_current, key_fingerprint, reencrypt_token, token_key_index
 from crm.fields import _EncryptedMixin
 
 UNREADABLE_SHOWN = 10  # ids listed per column when no key opens a token
@@ -55,7 +61,8 @@ class TableReport:
     rows: int = 0
     empty: int = 0
     rotated: int = 0
-    outdated: int = 0  # tokens not in the current format under the newest key (what a run rewrites)
+    outdated: int = 0  # tokens not in the bound format under the newest key (what a run rewrites)
+    unbound: int = 0  # of those, tokens not bound to their column (0x02, Fernet)
     by_key: Counter[int] = field(default_factory=Counter)
     unreadable: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -69,6 +76,7 @@ class TableReport:
             "tokens_by_key": {str(k): n for k, n in sorted(self.by_key.items())},
             "rotated": self.rotated,
             "empty": self.empty,
+            "unbound": self.unbound,
             "unreadable": self.unreadable_count,
         }
 
@@ -126,7 +134,9 @@ class Command(BaseCommand):
                 report = self._walk(model, columns, batch_size, dry_run, opts["start_after"])
             reports.append(report)
 
-        self._summary(reports, keys, dry_run)
+        # Only a full count may say no unbound token is left (not a sample, one model or a resumed walk).
+        complete = not sample and not opts["model"] and opts["start_after"] is None
+        self._summary(reports, keys, dry_run, complete=complete)
         self._audit(reports, keys, dry_run=dry_run, sample=sample)
         unreadable = sum(r.unreadable_count for r in reports)
         if unreadable:
@@ -134,6 +144,7 @@ class Command(BaseCommand):
                 f"どの鍵でも開けないトークンが {unreadable:,} 件あります"
                 "（上記の列と主キーを確認してください）。"
                 "それを暗号化した鍵を FIELD_ENCRYPTION_KEYS に加えて再実行してください。"
+                "鍵が正しければ、別の列から移された（列に結び付いた検証に失敗した）トークンです。"
             )
 
     # --- walking a table ------------------------------------------------------------------------------
@@ -190,16 +201,19 @@ class Command(BaseCommand):
             if token is None or token == "":
                 report.empty += 1
                 continue
+            label = column.encrypted_column_label
             if dry_run:
-                index, fresh = token_key_index(token), None
+                index, fresh = token_key_index(token, bound_to=label), None
             else:
-                index, fresh = reencrypt_token(token)
+                index, fresh = reencrypt_token(token, bound_to=label)
             if index is None:
                 report.unreadable.setdefault(column.name, []).append(pk_value)
                 continue
             report.by_key[index] += 1
             if not is_current(token):
                 report.outdated += 1
+            if not is_bound(token):
+                report.unbound += 1
             if fresh is not None:
                 tokens[i] = fresh
                 report.rotated += 1
@@ -247,7 +261,7 @@ class Command(BaseCommand):
 
     # --- reporting ------------------------------------------------------------------------------------
 
-    def _summary(self, reports: list[TableReport], keys: list[str], dry_run: bool) -> None:
+    def _summary(self, reports: list[TableReport], keys: list[str], dry_run: bool, *, complete: bool) -> None:
         self.stdout.write("鍵ごとのトークン数" + ("（実行前）" if not dry_run else "") + ":")
         for report in reports:
             parts = [
@@ -258,7 +272,7 @@ class Command(BaseCommand):
                 f"  {report.label}: {report.rows:,} 行 — "
                 + "、".join(parts)
                 + f"、空 {report.empty:,}"
-                + f"（うち旧形式・旧鍵 {report.outdated:,}）"
+                + f"（うち旧形式・旧鍵 {report.outdated:,}、列に未結合 {report.unbound:,}）"
             )
             for column, ids in report.unreadable.items():
                 shown = ", ".join(str(i) for i in ids[:UNREADABLE_SHOWN])
@@ -266,7 +280,18 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"    開けないトークン {report.label}.{column}: {len(ids):,} 件（主キー {shown}{more}）"
                 )
+        unbound = sum(r.unbound for r in reports)
         if dry_run:
+            self.stdout.write(
+                f"列に結び付いていないトークン: {unbound:,} 件"
+                + (
+                    "（rotate_keys で結び付けます）"
+                    if unbound
+                    else "（FIELD_TOKENS_REQUIRE_BOUND を有効にできます）"
+                    if complete
+                    else "（全件・全モデルを数えた結果ではありません）"
+                )
+            )
             return
         total_rotated = sum(r.rotated for r in reports)
         total = sum(sum(r.by_key.values()) for r in reports)
