@@ -137,7 +137,7 @@ def _readable(field: Any, raw: Any) -> str | None:
         return None
     if isinstance(field, _EncryptedMixin):
         try:
-            return decrypt_str(raw, where="probe")
+            return decrypt_str(raw, bound_to=field.encrypted_column_label)
         except DecryptionError:
             return None
     return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
