@@ -306,21 +306,23 @@ def test_change_page_is_masked_and_read_only_without_the_permission(client, requ
     assert not _leaks(html, CLEAR)
     form_fields = set(response.context["adminform"].form.fields)
     assert not form_fields & set(PERSONAL)
-    assert "status" in form_fields  # what they may change stays editable
+    assert "collection_channel" in form_fields  # what they may change stays editable
 
 
 @pytest.mark.django_db
 def test_masked_staff_cannot_overwrite_personal_values(client, owner, superuser, customer):
     # given the owner posting a form that carries personal fields anyway
     client.force_login(owner)
-    data = admin_form_data(superuser, customer, email="evil@example.com", family_name="偽名", status="closed")
+    data = admin_form_data(
+        superuser, customer, email="evil@example.com", family_name="偽名", collection_channel="store_pos"
+    )
     # when the change is saved
     response = client.post(reverse("admin:crm_customer_change", args=[customer.pk]), data)
     # then what they may change is saved, and the personal values they cannot see are untouched
     assert response.status_code == 302
     customer.refresh_from_db()
-    assert (customer.status, customer.email, customer.family_name) == (
-        "closed",
+    assert (customer.collection_channel, customer.email, customer.family_name) == (
+        "store_pos",
         "taro.yamada@example.com",
         "山田",
     )
