@@ -290,10 +290,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A refused page is logged as one line, without the PermissionDenied traceback (config/log_filters.py).
+    "filters": {"quiet_permission_denied": {"()": "config.log_filters.QuietPermissionDenied"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Django logs request bodies of failed requests nowhere, but SQL at DEBUG would carry values.
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["quiet_permission_denied"]},
     },
 }
 

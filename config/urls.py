@@ -11,3 +11,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+
+# The admin's refusals and missing pages in its own layout and the user's language (config/errors.py).
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"

@@ -14,16 +14,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
@@ -101,7 +100,10 @@ class PurposeAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("名称"))
     def title(self, obj: Purpose) -> str:
-        return obj.current_version.title_ja if obj.current_version else "-"
+        if not obj.current_version:
+            return "-"
+        english = translation.get_language() == "en"
+        return obj.current_version.title_en if english else obj.current_version.title_ja
 
     @admin.display(description=_("現行版"))
     def version_no(self, obj: Purpose) -> str:
@@ -402,9 +404,15 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         # Only what the page shows: no personal value is decrypted for a consent history.
-        customer = get_object_or_404(
-            Customer.objects.restrict(request.user, "view").only("id", "status", "team_id"), pk=customer_id
+        customer = (
+            Customer.objects.restrict(request.user, "view")
+            .only("id", "status", "team_id")
+            .filter(pk=customer_id)
+            .first()
         )
+        if customer is None:
+            # As the customer's change page does: another team's customer and a missing one look the same.
+            return object_not_found_redirect(request, Customer._meta, customer_id)
         may_record = (
             self.has_add_permission(request)
             and Customer.objects.restrict(request.user, "change").filter(pk=customer.pk).exists()

@@ -37,10 +37,11 @@ from django.utils.translation import gettext_lazy as _
 
 from crm import field_classes as _field_classes  # noqa: F401  (fills REGISTRY, see PERSONAL)
 from crm import services
-from crm.classification import REGISTRY, mask_value
+from crm.classification import REGISTRY, format_phone, mask_value
 from crm.models import AuditEntry, Customer, Team, TeamMembership
 from crm.paginators import EstimatedCountPaginator
 from crm.permissions import can_view_pii, preload_request_team_ids, team_ids_for, teams_for
+from crm.prefectures import prefecture_choices, prefecture_name
 from crm.retention import selectors as retention_selectors
 from crm.retention import services as retention_services
 from crm.search_token import MAX_TERM_LENGTH, SEARCH_TOKEN_VAR, open_search, seal_search
@@ -163,7 +164,7 @@ def object_not_found_redirect(request: HttpRequest, opts: Any, object_id: Any) -
     """A record that does not exist for this user (absent, or outside their teams): the admin index with
     the message Django's own change page gives, for every admin page of a record (change page, consent
     history, status and erasure pages), so that no page tells another team's record from a missing one."""
-    message = gettext("%(name)s with ID “%(key)s” doesn't exist. Perhaps it was deleted?") % {
+    message = gettext("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?") % {
         "name": opts.verbose_name,
         "key": object_id,
     }
@@ -249,10 +250,34 @@ class TeamListFilter(admin.SimpleListFilter):
         return queryset.filter(team_id=int(value)) if value and value.isdigit() else queryset
 
 
+def _age_band_label(value: str) -> str:
+    """An anonymised age band as stored ('30代', '90歳以上', '10歳未満') in the current language."""
+    import re
+
+    for pattern, text in (
+        (r"(\d+)代", gettext("%(age)d代")),
+        (r"(\d+)歳以上", gettext("%(age)d歳以上")),
+        (r"(\d+)歳未満", gettext("%(age)d歳未満")),
+    ):
+        match = re.fullmatch(pattern, value or "")
+        if match:
+            return text % {"age": int(match.group(1))}
+    return value
+
+
+# Clear values written the way people read them, the same in lists, on the page and masked (prefecture
+# by name, not its JIS code; phone numbers national for Japan, E.164 abroad).
+CLEAR_DISPLAY: dict[str, Callable[[Any], Any]] = {"prefecture": prefecture_name, "phone": format_phone}
+
+
 def _column(name: str, label: str, pii: bool) -> Callable[[Customer], Any]:
+    shown = CLEAR_DISPLAY.get(name)
+
     def show(obj: Customer) -> Any:
         value = getattr(obj, name)
-        return value if pii else mask_value(CUSTOMER, name, value)
+        if not pii:
+            return mask_value(CUSTOMER, name, value)
+        return shown(value) if shown is not None and value else value
 
     show.short_description = label  # type: ignore[attr-defined]
     show.__name__ = f"col_{name}"
@@ -261,10 +286,31 @@ def _column(name: str, label: str, pii: bool) -> Callable[[Customer], Any]:
 
 def _masked_reader(name: str) -> Callable[[Any, Customer], Any]:
     def read(self: Any, obj: Customer) -> Any:
-        return mask_value(CUSTOMER, name, getattr(obj, name)) if obj and obj.pk else "-"
+        shown = mask_value(CUSTOMER, name, getattr(obj, name)) if obj and obj.pk else None
+        # The admin prints a callable's None as "None": an empty value is "-" as for a field.
+        return "-" if shown is None or shown == "" or shown == {} else shown
 
     read.short_description = Customer._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
     return read
+
+
+def _clear_reader(name: str, shown: Callable[[Any], Any]) -> Callable[[Any, Customer], Any]:
+    """A clear value, read-only and written as CLEAR_DISPLAY says (for users who see but do not change)."""
+
+    def read(self: Any, obj: Customer) -> Any:
+        value = getattr(obj, name) if obj and obj.pk else None
+        return shown(value) if value else "-"
+
+    read.short_description = Customer._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+    return read
+
+
+class PhoneInput(forms.TextInput):
+    """The phone input shows the stored E.164 number as people write it; Customer.normalise() stores the
+    E.164 form again on save."""
+
+    def format_value(self, value: Any) -> Any:
+        return format_phone(value) if value else super().format_value(value)
 
 
 # Django date-format characters this fast path writes itself, each exactly as django.utils.dateformat does.
@@ -709,12 +755,34 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if obj is None:
             # A new customer is 有効; its status changes later, through the page's actions.
             return [(t, {"fields": [f for f in o["fields"] if f != "status_actions"]}) for t, o in FIELDSETS]
-        if can_view_pii(request.user):
-            return FIELDSETS
-        return [
-            (title, {"fields": [f"masked_{f}" if f in PERSONAL else f for f in opts["fields"]]})
-            for title, opts in FIELDSETS
-        ]
+        pii = can_view_pii(request.user)
+        changer = self.has_change_permission(request, obj)
+
+        def shown(name: str) -> str:
+            if name in PERSONAL and not pii:
+                return f"masked_{name}"
+            if name in CLEAR_DISPLAY and not changer:
+                return f"shown_{name}"
+            return "shown_age_band" if name == "age_band" else name
+
+        return [(title, {"fields": [shown(f) for f in opts["fields"]]}) for title, opts in FIELDSETS]
+
+    @admin.display(description=Customer._meta.get_field("age_band").verbose_name)
+    def shown_age_band(self, obj: Customer) -> str:
+        return _age_band_label(obj.age_band) or "-"
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "prefecture":
+            # A choice of names (the column holds the JIS code); built per request, in the user's language.
+            return forms.TypedChoiceField(
+                label=db_field.verbose_name,
+                required=False,
+                choices=[("", "---------"), *prefecture_choices()],
+                empty_value="",
+            )
+        if db_field.name == "phone":
+            kwargs["widget"] = PhoneInput
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         ro = list(self.readonly_fields)
@@ -723,6 +791,8 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             # inputs rewrote them on every save (a spurious audit diff), and an editable last activity
             # would move retention deadlines.
             ro += ["collected_at", "last_activity_at"]
+        if obj is not None:
+            ro += ["shown_age_band", *(f"shown_{f}" for f in CLEAR_DISPLAY)]
         if obj is not None and not can_view_pii(request.user):
             ro += [f"masked_{f}" for f in PERSONAL]
         if obj is not None and not self.has_change_permission(request, obj):
@@ -766,6 +836,9 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 # Masked readers for every personal field, for the change page of users without the permission.
 for _name in PERSONAL:
     setattr(CustomerAdmin, f"masked_{_name}", _masked_reader(_name))
+# Clear values shown read-only, formatted (users who see personal data but do not change the customer).
+for _name, _shown in CLEAR_DISPLAY.items():
+    setattr(CustomerAdmin, f"shown_{_name}", _clear_reader(_name, _shown))
 
 
 class MembershipInline(admin.TabularInline):
