@@ -912,6 +912,20 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
         term = search_term.strip()
         return (queryset.filter(object_pk=term), False) if term else (queryset, False)
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # auditlog's serialized_data has no verbose name (its label was the untranslatable "serialized
+        # data"): shown through a labelled reader, without a migration of the field.
+        fields = super().get_fields(request, obj)
+        return ["serialized_data_shown" if f == "serialized_data" else f for f in fields]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), "serialized_data_shown"]
+
+    @admin.display(description=_("Serialized data"))
+    def serialized_data_shown(self, obj: AuditEntry) -> Any:
+        return obj.serialized_data if obj.serialized_data is not None else "-"
+
+
+from crm import beat_admin as _beat_admin  # noqa: E402,F401
 from crm.integrations import admin as _integrations_admin  # noqa: E402,F401
 from crm.retention import admin as _retention_admin  # noqa: E402,F401
