@@ -81,3 +81,18 @@ def test_the_filter_keeps_the_traceback_of_a_real_error():
     # then it passes with its traceback
     assert kept is True
     assert record.exc_info == exc_info
+
+
+def test_the_admin_has_a_favicon(client, owner):
+    # given any admin page, the login page included
+    from django.contrib.staticfiles import finders
+
+    login = client.get(reverse("admin:login")).content.decode()
+    client.force_login(owner)
+    index = client.get(reverse("admin:index")).content.decode()
+    # then it names the icon, which exists, and /favicon.ico leads to it
+    for html in (login, index):
+        assert '<link rel="icon" href="/static/crm/favicon.svg"' in html
+    assert finders.find("crm/favicon.svg")
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response.url == "/static/crm/favicon.svg"
