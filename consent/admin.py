@@ -54,7 +54,8 @@ class PurposeForm(forms.ModelForm):
         current = self.instance.current_version if self.instance.pk else None
         if current is not None:
             for name in TEXT_FIELDS:
-                self.fields[name].initial = getattr(current, name)
+                if name in self.fields:  # not for those who only view (read-only readers instead)
+                    self.fields[name].initial = getattr(current, name)
             # The code is what the API and segments refer to: fixed once created.
             if "code" in self.fields:
                 self.fields["code"].disabled = True
@@ -113,6 +114,13 @@ class PurposeAdmin(admin.ModelAdmin):
         # Consents point at purposes and their versions: a purpose is unpublished, never deleted.
         return False
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # For those who only view: the current wording through the readers below (the form fields of the
+        # wording are not attributes of the purpose, and showed "None").
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [*super().get_readonly_fields(request, obj), *TEXT_FIELDS]
+        return super().get_readonly_fields(request, obj)
+
     def save_model(self, request: HttpRequest, obj: Purpose, form: Any, change: bool) -> None:
         texts = {name: form.cleaned_data[name] for name in TEXT_FIELDS}
         if not change:
@@ -142,6 +150,20 @@ class PurposeAdmin(admin.ModelAdmin):
             messages.info(
                 request, _("文面を変更したため、新しい版 v%(v)s を作成しました。") % {"v": version.version}
             )
+
+
+def _wording_reader(name: str, label: Any) -> Any:
+    @admin.display(description=label)
+    def read(self: Any, obj: Purpose | None) -> str:
+        version = obj.current_version if obj is not None else None
+        return getattr(version, name) if version is not None else "-"
+
+    return read
+
+
+for _name, _field in PurposeForm.base_fields.items():
+    if _name in TEXT_FIELDS:
+        setattr(PurposeAdmin, _name, _wording_reader(_name, _field.label))
 
 
 # --- recording consent from the admin -------------------------------------------------------------------
@@ -256,6 +278,23 @@ def _exact_subject_search(queryset: QuerySet[Any], term: str, visitor: bool) -> 
     return queryset.filter(visitor_id=term) if visitor else queryset.none()
 
 
+def purpose_label(purpose: Purpose) -> str:
+    """A purpose as a list shows it: its code and current title, in the user's language (its __str__, which
+    the audit trail keeps, is in Japanese)."""
+    version = purpose.current_version
+    if version is None:
+        return purpose.code
+    if translation.get_language() == "en":
+        return f"{purpose.code} ({version.title_en})"
+    return f"{purpose.code}（{version.title_ja}）"
+
+
+class PurposeColumnMixin:
+    @admin.display(description=_("利用目的"))
+    def purpose_shown(self, obj: Any) -> str:
+        return purpose_label(obj.purpose)
+
+
 def _history_link(customer_id: int | None) -> str:
     if not customer_id:
         return "-"
@@ -264,13 +303,13 @@ def _history_link(customer_id: int | None) -> str:
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
 
     list_display = (
         "id",
         "subject",
-        "purpose",
+        "purpose_shown",
         "version_no",
         "action",
         "method",
@@ -439,10 +478,10 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
+class ConsentStateAdmin(PurposeColumnMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
     """Current consent per customer × purpose, with the 同意を記録 / 同意を撤回 actions (GDPR Art. 7(3))."""
 
-    list_display = ("id", "customer_history", "purpose", "granted", "version", "channel", "occurred_at")
+    list_display = ("id", "customer_history", "purpose_shown", "granted", "version", "channel", "occurred_at")
     list_filter = (PurposeListFilter,)
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")
@@ -493,11 +532,11 @@ class SpecialCareForm(forms.Form):
 
 
 @admin.register(SpecialCareRecord)
-class SpecialCareRecordAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
 
-    list_display = ("id", "customer_history", "kind", "purpose", "created_at")
+    list_display = ("id", "customer_history", "kind", "purpose_shown", "created_at")
     ordering = ("-id",)
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")

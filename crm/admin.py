@@ -912,18 +912,25 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
         term = search_term.strip()
         return (queryset.filter(object_pk=term), False) if term else (queryset, False)
 
+    # auditlog's labels that cannot be shown as they are: serialized_data has no verbose name (its label was
+    # the untranslatable "serialized data"), and changes_text has the same label as changes ("change
+    # message", printed twice). Shown through labelled readers, without a migration of the fields.
+    RELABELLED = {"serialized_data": "serialized_data_shown", "changes_text": "changes_text_shown"}
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        # auditlog's serialized_data has no verbose name (its label was the untranslatable "serialized
-        # data"): shown through a labelled reader, without a migration of the field.
-        fields = super().get_fields(request, obj)
-        return ["serialized_data_shown" if f == "serialized_data" else f for f in fields]
+        fields = [self.RELABELLED.get(f, f) for f in super().get_fields(request, obj)]
+        return list(dict.fromkeys(fields))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), "serialized_data_shown"]
+        return [*super().get_readonly_fields(request, obj), *self.RELABELLED.values()]
 
     @admin.display(description=_("Serialized data"))
     def serialized_data_shown(self, obj: AuditEntry) -> Any:
         return obj.serialized_data if obj.serialized_data is not None else "-"
+
+    @admin.display(description=_("変更内容（テキスト）"))
+    def changes_text_shown(self, obj: AuditEntry) -> Any:
+        return obj.changes_text or "-"
 
 
 from crm import beat_admin as _beat_admin  # noqa: E402,F401

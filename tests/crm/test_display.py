@@ -122,3 +122,48 @@ def test_format_phone_writes_what_the_parser_writes():
             c for c in expected if not c.isdigit()
         ], value
     assert format_phone("call me") == "call me"
+
+
+def test_no_label_is_printed_twice_on_an_audit_entry(client, privacy_officer, customer):
+    # given an audit entry (django-auditlog labels two of its fields "change message")
+    from crm.models import AuditEntry
+
+    client.force_login(privacy_officer)
+    entry = AuditEntry.objects.order_by("id").first()
+    for language in ("ja", "en"):
+        client.cookies["django_language"] = language
+        html = client.get(reverse("admin:crm_auditentry_change", args=[entry.pk])).content.decode()
+        # then every label appears once
+        labels = [
+            re.sub("<[^>]+>", "", x).strip() for x in re.findall(r"<label[^>]*>(.*?)</label>", html, re.S)
+        ]
+        assert len(labels) > 10
+        assert sorted(labels) == sorted(set(labels)), language
+
+
+def test_a_viewer_of_a_purpose_reads_its_wording_not_none(client, teammate):
+    # given staff, who may view but not change purposes
+    from consent.models import Purpose
+
+    purpose = Purpose.objects.get(code="marketing_email")
+    client.force_login(teammate)
+    # when they open a purpose
+    html = client.get(reverse("admin:consent_purpose_change", args=[purpose.pk])).content.decode()
+    # then its current wording is shown under Japanese labels, and nothing reads "None"
+    assert purpose.current_version.title_ja in html
+    assert "名称（日本語）" in html and "Title ja" not in html
+    assert not re.search(r">\s*None\s*<", html)
+
+
+def test_consent_lists_name_the_purpose_in_the_users_language(client, support_agent, customer):
+    # given a recorded consent
+    from consent import services as consent_services
+
+    consent_services.consent_grant(customer=customer, purpose_code="marketing_email", channel="paper")
+    client.force_login(support_agent)
+    client.cookies["django_language"] = "en"
+    # when the ledger is read in English
+    html = client.get(reverse("admin:consent_consentevent_changelist")).content.decode()
+    # then the purpose is named in English
+    assert "marketing_email (Newsletters and promotional e-mail)" in html
+    assert "メールマガジン" not in html
