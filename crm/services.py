@@ -15,7 +15,7 @@ from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 def _acting(actor: AbstractBaseUser | None) -> Any:
@@ -237,7 +237,7 @@ def purchase_record(
 # removes the row (crm.retention.services.customer_anonymise / customer_erase).
 
 
-def may_change_status(user: AbstractBaseUser | Any, customer_id: int) -> bool:
+def may_change_status(user: AbstractBaseUser | AnonymousUser, customer_id: int) -> bool:
     """Whether `user` may stop, resume or close the customer: the one gate, for "change" (the team's staff)
     or for "delete" (team leads and the request desk, who carry out 利用停止 requests, APPI Art. 35)."""
     return (
