@@ -57,6 +57,7 @@ def test_the_seed_records_closing_through_its_service_and_numbers_continue():
     # then every closed customer has its closing time (written by customer_close), and seeding more
     # customers after erasures never reuses a member number
     assert all(c.closed_at is not None for c in closed)
+    assert Customer.objects.filter(status=Customer.Status.STOP_USE).count() == 1
     call_command("seed_demo", customers=Customer.objects.count() + 2)
     numbers = list(Customer.objects.values_list("member_no", flat=True))
     assert len(numbers) == len(set(numbers))

@@ -87,7 +87,8 @@ class Command(BaseCommand):
 
     def _records(self, teams: list[Team], actor: Any) -> None:
         """One of each record the admin lists, so that every page a role can open shows something: an API
-        client, a legal hold, an erasure answered by the request desk (its tombstone) and a retention run.
+        client, a legal hold, an erasure and a stop of use answered by the request desk (a tombstone, a
+        利用停止 customer) and a retention run.
         Each only once (seed_demo runs on every `./dev up`)."""
         from django.contrib.auth.models import User
 
@@ -113,9 +114,11 @@ class Command(BaseCommand):
                 reference="DEMO-2026-001",
                 note="デモ: 係争中の案件",
             )
+        desk = User.objects.get(username="support")
         if not Tombstone.objects.exists() and people.exists():
-            desk = User.objects.get(username="support")
             retention.customer_erase(customer_ids=[people[0].pk], reason="admin:request", actor=desk)
+        if not Customer.objects.filter(status=Customer.Status.STOP_USE).exists() and people.count() > 2:
+            services.customer_stop_use(customer=people[2], actor=desk)  # a 利用停止 request answered
         if not RetentionRun.objects.exists():
             policy = RetentionPolicy.objects.filter(trigger=RetentionPolicy.Trigger.ACCOUNT_CLOSED).first()
             if policy is not None:
