@@ -305,12 +305,23 @@ def _clear_reader(name: str, shown: Callable[[Any], Any]) -> Callable[[Any, Cust
     return read
 
 
-class PhoneInput(forms.TextInput):
+class PhoneInput(admin.widgets.AdminTextInputWidget):
     """The phone input shows the stored E.164 number as people write it; Customer.normalise() stores the
     E.164 form again on save."""
 
     def format_value(self, value: Any) -> Any:
         return format_phone(value) if value else super().format_value(value)
+
+
+class PhoneFormField(forms.CharField):
+    """Changed only when the number is: '090-1234-5678' posted back for a stored '+819012345678' is the
+    same number (no "changed 電話番号" in the page's history for a form saved as it was shown)."""
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        from crm.crypto import normalise_phone
+
+        posted = (data or "").strip()
+        return (normalise_phone(posted) or posted) != (initial or "") if posted else bool(initial)
 
 
 # Django date-format characters this fast path writes itself, each exactly as django.utils.dateformat does.
@@ -781,7 +792,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
                 empty_value="",
             )
         if db_field.name == "phone":
-            kwargs["widget"] = PhoneInput
+            kwargs.update(form_class=PhoneFormField, widget=PhoneInput)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:

@@ -167,3 +167,21 @@ def test_consent_lists_name_the_purpose_in_the_users_language(client, support_ag
     # then the purpose is named in English
     assert "marketing_email (Newsletters and promotional e-mail)" in html
     assert "メールマガジン" not in html
+
+
+def test_a_form_saved_as_shown_does_not_change_the_phone(client, superuser, customer):
+    # given the superuser's change form, posted exactly as shown (the phone in national format)
+    from django.contrib.admin.models import LogEntry
+
+    from tests.crm.adminforms import admin_form_data
+
+    client.force_login(superuser)
+    data = admin_form_data(superuser, customer, phone="090-1234-5678", collection_channel="store_pos")
+    # when it is saved
+    response = client.post(reverse("admin:crm_customer_change", args=[customer.pk]), data)
+    # then the history names the field that changed, not the phone, which is stored as before
+    assert response.status_code == 302
+    message = LogEntry.objects.filter(object_id=str(customer.pk)).latest("action_time").get_change_message()
+    assert "電話番号" not in message and "取得チャネル" in message
+    customer.refresh_from_db()
+    assert customer.phone == "+819012345678"
