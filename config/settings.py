@@ -313,14 +313,19 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"api_route_not_path": {"()": "config.log_filters.ApiRouteNotPath"}},
+    "filters": {
+        "api_route_not_path": {"()": "config.log_filters.ApiRouteNotPath"},
+        # A refused page is logged as one line, without the PermissionDenied traceback.
+        "quiet_permission_denied": {"()": "config.log_filters.QuietPermissionDenied"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # Django logs request bodies of failed requests nowhere, but SQL at DEBUG would carry values.
         "django.db.backends": {"level": "WARNING"},
-        # "<reason>: <path>" of every 4xx/5xx: API paths hold external ids, so the route name is logged.
-        "django.request": {"filters": ["api_route_not_path"]},
+        # "<reason>: <path>" of every 4xx/5xx: API paths hold external ids, so the route name is logged;
+        # a 403 without its traceback.
+        "django.request": {"filters": ["api_route_not_path", "quiet_permission_denied"]},
         # One line per new head of the audit chain (crm/audit/anchor.py): ship this stream off the host.
         "crm.audit.anchor": {"level": "INFO"},
     },

@@ -14,16 +14,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
@@ -55,7 +54,8 @@ class PurposeForm(forms.ModelForm):
         current = self.instance.current_version if self.instance.pk else None
         if current is not None:
             for name in TEXT_FIELDS:
-                self.fields[name].initial = getattr(current, name)
+                if name in self.fields:  # not for those who only view (read-only readers instead)
+                    self.fields[name].initial = getattr(current, name)
             # The code is what the API and segments refer to: fixed once created.
             if "code" in self.fields:
                 self.fields["code"].disabled = True
@@ -101,7 +101,10 @@ class PurposeAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("名称"))
     def title(self, obj: Purpose) -> str:
-        return obj.current_version.title_ja if obj.current_version else "-"
+        if not obj.current_version:
+            return "-"
+        english = translation.get_language() == "en"
+        return obj.current_version.title_en if english else obj.current_version.title_ja
 
     @admin.display(description=_("現行版"))
     def version_no(self, obj: Purpose) -> str:
@@ -110,6 +113,13 @@ class PurposeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Consents point at purposes and their versions: a purpose is unpublished, never deleted.
         return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # For those who only view: the current wording through the readers below (the form fields of the
+        # wording are not attributes of the purpose, and showed "None").
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [*super().get_readonly_fields(request, obj), *TEXT_FIELDS]
+        return super().get_readonly_fields(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Purpose, form: Any, change: bool) -> None:
         texts = {name: form.cleaned_data[name] for name in TEXT_FIELDS}
@@ -140,6 +150,20 @@ class PurposeAdmin(admin.ModelAdmin):
             messages.info(
                 request, _("文面を変更したため、新しい版 v%(v)s を作成しました。") % {"v": version.version}
             )
+
+
+def _wording_reader(name: str, label: Any) -> Any:
+    @admin.display(description=label)
+    def read(self: Any, obj: Purpose | None) -> str:
+        version = obj.current_version if obj is not None else None
+        return getattr(version, name) if version is not None else "-"
+
+    return read
+
+
+for _name, _field in PurposeForm.base_fields.items():
+    if _name in TEXT_FIELDS:
+        setattr(PurposeAdmin, _name, _wording_reader(_name, _field.label))
 
 
 # --- recording consent from the admin -------------------------------------------------------------------
@@ -254,6 +278,23 @@ def _exact_subject_search(queryset: QuerySet[Any], term: str, visitor: bool) -> 
     return queryset.filter(visitor_id=term) if visitor else queryset.none()
 
 
+def purpose_label(purpose: Purpose) -> str:
+    """A purpose as a list shows it: its code and current title, in the user's language (its __str__, which
+    the audit trail keeps, is in Japanese)."""
+    version = purpose.current_version
+    if version is None:
+        return purpose.code
+    if translation.get_language() == "en":
+        return f"{purpose.code} ({version.title_en})"
+    return f"{purpose.code}（{version.title_ja}）"
+
+
+class PurposeColumnMixin:
+    @admin.display(description=_("利用目的"))
+    def purpose_shown(self, obj: Any) -> str:
+        return purpose_label(obj.purpose)
+
+
 def _history_link(customer_id: int | None) -> str:
     if not customer_id:
         return "-"
@@ -262,13 +303,13 @@ def _history_link(customer_id: int | None) -> str:
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
 
     list_display = (
         "id",
         "subject",
-        "purpose",
+        "purpose_shown",
         "version_no",
         "action",
         "method",
@@ -404,9 +445,15 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         # Only what the page shows: no personal value is decrypted for a consent history.
-        customer = get_object_or_404(
-            Customer.objects.restrict(request.user, "view").only("id", "status", "team_id"), pk=customer_id
+        customer = (
+            Customer.objects.restrict(request.user, "view")
+            .only("id", "status", "team_id")
+            .filter(pk=customer_id)
+            .first()
         )
+        if customer is None:
+            # As the customer's change page does: another team's customer and a missing one look the same.
+            return object_not_found_redirect(request, Customer._meta, customer_id)
         may_record = (
             self.has_add_permission(request)
             and Customer.objects.restrict(request.user, "change").filter(pk=customer.pk).exists()
@@ -433,10 +480,10 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 
 
 @admin.register(ConsentState)
-class ConsentStateAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
+class ConsentStateAdmin(PurposeColumnMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
     """Current consent per customer × purpose, with the 同意を記録 / 同意を撤回 actions (GDPR Art. 7(3))."""
 
-    list_display = ("id", "customer_history", "purpose", "granted", "version", "channel", "occurred_at")
+    list_display = ("id", "customer_history", "purpose_shown", "granted", "version", "channel", "occurred_at")
     list_filter = (PurposeListFilter,)
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")
@@ -487,11 +534,11 @@ class SpecialCareForm(forms.Form):
 
 
 @admin.register(SpecialCareRecord)
-class SpecialCareRecordAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
 
-    list_display = ("id", "customer_history", "kind", "purpose", "created_at")
+    list_display = ("id", "customer_history", "kind", "purpose_shown", "created_at")
     ordering = ("-id",)
     search_fields = ("customer__id",)
     search_help_text = _("顧客ID（数字）で完全一致検索します。")

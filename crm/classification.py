@@ -109,7 +109,7 @@ def _e164(value: str) -> phonenumbers.PhoneNumber | None:
 
 
 def mask_phone(value: str) -> str:
-    """'+819012345678' → '090-****-5678' (national format for Japan, international otherwise).
+    """'+819012345678' → '090-****-5678' (national format for Japan, E.164 otherwise: format_phone's).
 
     At most the first three and last four digits show, and only when at least ten digits remain hidden
     behind them; a short number shows no more than a third of its digits.
@@ -126,16 +126,32 @@ def mask_phone(value: str) -> str:
     return _mask_formatted_phone(value)
 
 
+def _phone_format(number: phonenumbers.PhoneNumber) -> str:
+    """The one way a number is written, in clear and masked: national for Japan, E.164 for abroad."""
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if number.country_code == 81
+        else phonenumbers.PhoneNumberFormat.E164
+    )
+    return phonenumbers.format_number(number, fmt)
+
+
+def format_phone(value: str) -> str:
+    """A stored phone number as people read it, as mask_phone writes it before masking: '+819012345678' →
+    '090-1234-5678', '+442079460958' stays E.164; a value that is no number is returned unchanged."""
+    if len(value) == 13 and value.startswith(("+8170", "+8180", "+8190")) and not value.startswith("+81800"):
+        if value[3:].isdigit():  # the common Japanese mobile number, written without parsing (as mask_phone)
+            return f"0{value[3:5]}-{value[5:9]}-{value[9:]}"
+    try:
+        return _phone_format(_e164(value) or phonenumbers.parse(value, "JP"))
+    except phonenumbers.NumberParseException:
+        return value
+
+
 def _mask_formatted_phone(value: str) -> str:
     """mask_phone through phonenumbers' own formatting (every number the shortcut above does not take)."""
     try:
-        number = _e164(value) or phonenumbers.parse(value, "JP")
-        fmt = (
-            phonenumbers.PhoneNumberFormat.NATIONAL
-            if number.country_code == 81
-            else phonenumbers.PhoneNumberFormat.INTERNATIONAL
-        )
-        shown = phonenumbers.format_number(number, fmt)
+        shown = _phone_format(_e164(value) or phonenumbers.parse(value, "JP"))
     except phonenumbers.NumberParseException:
         return mask_full(value)  # not a phone number: nothing of it is known to be safe to show
     total = sum(c.isdigit() for c in shown)
@@ -165,7 +181,12 @@ def mask_full(value: Any) -> str:
 
 
 def mask_date(value: Any) -> str:
-    return f"{value.year // 10 * 10}年代" if isinstance(value, dt.date) else "****"
+    """A date as its decade ('1980年代' / '1980s' in the English UI)."""
+    from django.utils.translation import gettext
+
+    if not isinstance(value, dt.date):
+        return "****"
+    return gettext("%(decade)d年代") % {"decade": value.year // 10 * 10}
 
 
 MASKERS: dict[str, Callable[[Any], str]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from faker import Faker
@@ -81,3 +81,15 @@ def demo_customers(count: int, seed: int = 42, start: int = 1) -> Iterator[dict[
     rng = random.Random(seed + start)
     for n in range(start, start + count):
         yield demo_customer_fields(fake, rng, n)
+
+
+# Demo data of the apps above crm (consent ledger, special-care records …): each registers a seeder in its
+# AppConfig.ready(), so seed_demo fills every admin page without crm importing those apps. A seeder is called
+# with the demo's privacy officer (the actor of what it writes) and must be safe to run again.
+DEMO_SEEDERS: list[Callable[..., None]] = []
+
+
+def register_demo_seeder(seeder: Callable[..., None]) -> None:
+    """Called by a higher app's AppConfig.ready(): `seeder(actor=…)` runs at the end of seed_demo."""
+    if seeder not in DEMO_SEEDERS:
+        DEMO_SEEDERS.append(seeder)

@@ -15,7 +15,7 @@ from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 def _acting(actor: AbstractBaseUser | None) -> Any:
@@ -40,7 +40,10 @@ def customer_create(*, team: Team, actor: AbstractBaseUser | None = None, **fiel
 
 
 def customer_update(*, customer: Customer, actor: AbstractBaseUser | None = None, **changes: Any) -> Customer:
-    """Change fields of a customer; the whole change is refused if any field is invalid."""
+    """Change fields of a customer; the whole change is refused if any field is invalid. Not the status:
+    it changes only through the service that makes it true (customer_stop_use, customer_close …)."""
+    if "status" in changes:
+        raise ValueError("customer_update does not change the status; use the status services.")
     for name, value in changes.items():
         setattr(customer, name, value)
     return customer_save(customer=customer, actor=actor)
@@ -225,3 +228,71 @@ def purchase_record(
         purchase.save()
         _audit_created(purchase, fields=["order_no", "amount", "purchased_at"])
     return purchase
+
+
+# --- status: changed only by the service that makes it true ----------------------------------------------
+#
+# A status is a claim about the data (pitfalls: "a status field editable in a ModelAdmin form"): the admin
+# shows it read-only and offers the actions below. 匿名化済み is written only by anonymisation and erasure
+# removes the row (crm.retention.services.customer_anonymise / customer_erase).
+
+
+def may_change_status(user: AbstractBaseUser | AnonymousUser, customer_id: int) -> bool:
+    """Whether `user` may stop, resume or close the customer: the one gate, for "change" (the team's staff)
+    or for "delete" (team leads and the request desk, who carry out 利用停止 requests, APPI Art. 35)."""
+    return (
+        Customer.objects.restrict(user, "change").filter(pk=customer_id).exists()
+        or Customer.objects.restrict(user, "delete").filter(pk=customer_id).exists()
+    )
+
+
+def _status_set(
+    *, customer: Customer, actor: AbstractBaseUser, allowed_from: tuple[str, ...], to: str, **fields: Any
+) -> Customer:
+    """Move the customer from one of `allowed_from` to `to`, re-read under a row lock (a concurrent change
+    wins over the page the user saw), saved through the ORM so django-auditlog records who changed what."""
+    from django.core.exceptions import PermissionDenied, ValidationError
+    from django.utils.translation import gettext as _
+
+    with transaction.atomic(), _acting(actor):
+        if not may_change_status(actor, customer.pk):
+            raise PermissionDenied(_("この顧客の状態を変更する権限がありません。"))
+        locked = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        if locked.status not in allowed_from:
+            raise ValidationError(
+                _("現在の状態（%(status)s）からは変更できません。") % {"status": locked.get_status_display()}
+            )
+        locked.status = to
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=["status", *fields, "updated_at"])
+    return locked
+
+
+def customer_stop_use(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+    """利用停止 (APPI Art. 35; GDPR Art. 18): the customer's data stays held but is no longer used; consent
+    selections never return them and no behavioural event is recorded for them. Only from 有効."""
+    return _status_set(
+        customer=customer, actor=actor, allowed_from=(Customer.Status.ACTIVE,), to=Customer.Status.STOP_USE
+    )
+
+
+def customer_resume_use(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+    """End a 利用停止 (the ground no longer applies, or the person asks): back to 有効."""
+    return _status_set(
+        customer=customer, actor=actor, allowed_from=(Customer.Status.STOP_USE,), to=Customer.Status.ACTIVE
+    )
+
+
+def customer_close(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+    """退会: the person leaves; the closing time starts the retention policies' "退会からN日" clock. Only
+    from 有効 (a stopped customer stays stopped until the stop is lifted, so no use starts again)."""
+    from django.utils import timezone
+
+    return _status_set(
+        customer=customer,
+        actor=actor,
+        allowed_from=(Customer.Status.ACTIVE,),
+        to=Customer.Status.CLOSED,
+        closed_at=timezone.now(),
+    )

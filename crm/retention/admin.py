@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import ReadOnlyAdminMixin
@@ -63,15 +64,18 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
         if preview.unavailable_reason:
             return preview.unavailable_reason
         head = format_html(
-            "<p>処理対象: <strong>{}</strong> 人 ／ リーガルホールドにより除外: <strong>{}</strong> 人</p>",
-            preview.affected,
-            preview.held,
+            "<p>{}</p>",
+            format_html(
+                gettext("処理対象: {} 人 ／ リーガルホールドにより除外: {} 人"),
+                format_html("<strong>{}</strong>", preview.affected),
+                format_html("<strong>{}</strong>", preview.held),
+            ),
         )
         if not preview.sample:
             return head
         rows = format_html_join(
             "",
-            "<tr><td>顧客 #{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>#{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     r["id"],
@@ -84,11 +88,13 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
                 for r in preview.sample
             ),
         )
+        columns = [gettext(c) for c in ("ID", "氏名", "メール", "都道府県", "最終利用")]
         return format_html(
-            "{}<table><thead><tr><th>ID</th><th>氏名</th><th>メール</th><th>都道府県</th><th>最終利用</th>"
-            "</tr></thead><tbody>{}</tbody></table><p>（マスク表示の抜粋）</p>",
+            "{}<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p>{}</p>",
             head,
+            format_html_join("", "<th>{}</th>", ((c,) for c in columns)),
             rows,
+            gettext("（マスク表示の抜粋）"),
         )
 
     def change_view(
@@ -111,7 +117,8 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
             except services.RetentionError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
-                self.message_user(request, f"「{policy.name}」の実行 #{run.pk} を開始しました。")
+                started = gettext("「%(policy)s」の実行 #%(run)s を開始しました。")
+                self.message_user(request, started % {"policy": policy.name, "run": run.pk})
 
     def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("crm.run_retentionpolicy")
@@ -220,7 +227,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
     @admin.action(description=_("選択したリーガルホールドを解除する"), permissions=["change"])
     def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
         n = services.legal_hold_release(holds=list(queryset), released_by=request.user)
-        self.message_user(request, f"{n}件のリーガルホールドを解除しました。")
+        self.message_user(request, gettext("%(n)d件のリーガルホールドを解除しました。") % {"n": n})
 
 
 @admin.register(RetentionRun)
@@ -300,12 +307,12 @@ class RetentionRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("件数"))
     def counts_table(self, obj: RetentionRun) -> Any:
         labels = {
-            "examined": "確認",
-            "erased": "消去",
-            "anonymised": "匿名化",
-            "pseudonymised": "仮名化",
-            "skipped_hold": "リーガルホールドにより除外",
-            "failed": "失敗",
+            "examined": gettext("確認"),
+            "erased": gettext("消去"),
+            "anonymised": gettext("匿名化"),
+            "pseudonymised": gettext("仮名化"),
+            "skipped_hold": gettext("リーガルホールドにより除外"),
+            "failed": gettext("失敗"),
         }
         c = self._counts(obj)
         return format_html(

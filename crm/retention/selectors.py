@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.db import models
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from crm.classification import REGISTRY, mask_value
@@ -169,3 +170,73 @@ def retention_preview(
 def legal_holds_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[LegalHold]:
     """Holds `user` may see (the gate: holds on customers they may see)."""
     return LegalHold.objects.restrict(user, "view")
+
+
+@dataclass
+class RelatedFate:
+    """Rows of one related model and what erasure or anonymisation does to them."""
+
+    label: str  # the model's verbose name (plural)
+    count: int
+    removed: bool  # deleted with the customer; otherwise kept, no longer linked to the person
+    statutory: bool  # kept because a law says so (tax and accounting records)
+
+
+@dataclass
+class ErasurePreview:
+    """What `customer_erase` / `customer_anonymise` would do to one customer, for the confirmation page.
+    Field and model names and counts only: no personal value."""
+
+    action: str
+    removed_fields: list[str]
+    generalised: list[tuple[str, str]]  # (field removed, what is kept instead)
+    related: list[RelatedFate]
+    holds: list[LegalHold]
+
+    @property
+    def held(self) -> bool:
+        """A legal hold in force: the service leaves the customer untouched."""
+        return bool(self.holds)
+
+
+def customer_erasure_preview(
+    *, user: AbstractBaseUser | AnonymousUser, customer_id: int, action: str, as_of: dt.datetime
+) -> ErasurePreview | None:
+    """The confirmation page's list for one customer the user may erase ("delete" through the one gate):
+    None when the gate does not open the customer to the user."""
+    from crm.retention import services  # its description of the erasure path, read here for the page
+
+    customer = Customer.objects.restrict(user, "delete").filter(pk=customer_id).only("pk").first()
+    if customer is None:
+        return None
+    opts = Customer._meta
+    if action == Action.ERASE:
+        removed = [f for f in opts.concrete_fields if f.name in REGISTRY.personal_fields(opts.label)]
+        generalised: list[tuple[str, str]] = []
+    else:
+        generalised = [("birth_date", "age_band"), ("address", "prefecture")]
+        removed = [f for f in services._anonymise_fields() if f.name not in ("age_band", "prefecture")]
+    removed = [f for f in removed if f.editable]  # blind indexes go too, but are not something a user knows
+    related = []
+    for rel in services._reverse_relations():
+        model = rel.related_model
+        count = model.objects.filter(**{rel.field.name: customer.pk}).count()
+        if not count:
+            continue
+        # As services._follow does: erasure deletes what cascades; anonymisation unlinks what can be unlinked.
+        deleted = rel.on_delete is models.CASCADE and (action == Action.ERASE or not rel.field.null)
+        statutory = any(
+            spec.retention in services.STATUTORY_CATEGORIES
+            for spec in REGISTRY.models.get(model._meta.label, {}).values()
+        )
+        related.append(RelatedFate(str(model._meta.verbose_name_plural), count, deleted, statutory))
+    holds = list(LegalHold.objects.active(as_of).filter(customer_id=customer.pk).order_by("placed_at"))
+    return ErasurePreview(
+        action=action,
+        removed_fields=[str(f.verbose_name) for f in removed],
+        generalised=[
+            (str(opts.get_field(a).verbose_name), str(opts.get_field(b).verbose_name)) for a, b in generalised
+        ],
+        related=related,
+        holds=holds,
+    )

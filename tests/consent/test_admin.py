@@ -174,13 +174,18 @@ def test_customer_history_shows_state_and_every_row(client, owner, customer, gra
     assert "action=withdraw" in body and "action=grant" in body
 
 
-def test_customer_history_of_another_team_is_not_found(client, outsider, customer, grant):
-    # given a customer of the owner's team
+def test_customer_history_of_another_team_is_not_found(client, settings, outsider, customer, grant):
+    # given a customer of the owner's team, and the development setting that shows Django's technical pages
+    settings.DEBUG = True
     grant(customer)
     client.force_login(outsider)
-    # when an outsider opens their consent page
-    # then it does not exist for them
-    assert client.get(history(customer)).status_code == 404
+    # when an outsider opens their consent page, and the customer's change page
+    history_page = client.get(history(customer), follow=True)
+    change_page = client.get(reverse("admin:crm_customer_change", args=[customer.pk]), follow=True)
+    # then both behave alike: the admin index, with the same "does not exist" message
+    assert history_page.redirect_chain == change_page.redirect_chain == [(reverse("admin:index"), 302)]
+    shown = [[str(m) for m in page.context["messages"]] for page in (history_page, change_page)]
+    assert shown[0] == shown[1] and len(shown[0]) == 1
 
 
 def test_the_customer_page_links_to_the_consent_history(client, owner, customer):

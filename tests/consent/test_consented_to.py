@@ -27,10 +27,10 @@ def test_only_customers_with_a_current_grant_are_selected(customer, teammate_cus
     assert list(audience) == [customer]
 
 
-def test_a_stop_use_customer_is_never_selected(customer, grant):
+def test_a_stop_use_customer_is_never_selected(customer, owner, grant):
     # given a customer who granted, then asked to stop use (APPI Art. 35)
     grant(customer, when=at("2026-04-01 10:00"))
-    crm_services.customer_update(customer=customer, status=Customer.Status.STOP_USE)
+    crm_services.customer_stop_use(customer=customer, actor=owner)
     # when the audience is selected
     # then the customer is not in it, although the ledger still says granted
     assert not Customer.objects.consented_to("marketing_email").exists()

@@ -139,16 +139,17 @@ def test_customer_change_through_the_admin_names_the_user_and_address(client, su
 def test_masked_staff_change_through_the_admin_is_audited(client, teammate, customer):
     # given a teammate (change right, no 'view personal data') on the admin
     client.force_login(teammate)
-    data = admin_form_data(teammate, customer, status=Customer.Status.STOP_USE)
+    data = admin_form_data(teammate, customer, collection_channel="store_pos")
 
-    # when they set the customer to 利用停止
+    # when they change how the customer's data was acquired
     response = client.post(reverse("admin:crm_customer_change", args=[customer.pk]), data)
 
-    # then the entry names them and the status change is readable (not personal)
+    # then the entry names them and the change is readable (not personal)
     assert response.status_code == 302
     entry = _entries_for(customer)[-1]
     assert (entry.action, entry.actor, entry.remote_addr) == (Action.UPDATE, teammate, "127.0.0.1")
-    assert entry.changes == {"status": ["active", "stop_use"]}  # nothing else rewritten by the form
+    # nothing else rewritten by the form
+    assert entry.changes == {"collection_channel": ["web_form", "store_pos"]}
 
 
 @pytest.mark.django_db
@@ -470,8 +471,8 @@ def _verify(*args: str) -> str:
 def trail(customer, other_team, owner, teammate, outsider):
     """A trail of a dozen entries (teams, memberships, customers) plus a few updates."""
     _new_customer(other_team, outsider, member_no="M0100", email="o@example.com", phone="090-1111-0100")
-    for status in (Customer.Status.CLOSED, Customer.Status.ACTIVE):
-        services.customer_update(customer=customer, actor=owner, status=status)
+    for gender in ("female", ""):
+        services.customer_update(customer=customer, actor=owner, gender=gender)
     audit_seal_pending()
     return list(AuditEntry.objects.order_by("chain_seq"))
 
@@ -666,7 +667,7 @@ def test_an_empty_trail_verifies():
 def test_entries_are_chained_as_soon_as_their_writer_commits(team, owner):
     # given writes in one transaction (the test's): entries are pending, one seal waits for the commit
     customer = _new_customer(team, owner, member_no="M0900", email="c@example.com", phone="090-1111-0900")
-    services.customer_update(customer=customer, actor=owner, status=Customer.Status.CLOSED)
+    services.customer_update(customer=customer, actor=owner, collection_channel="store_pos")
     assert AuditEntry.objects.filter(chain_seq=None).exists()
     hooks = transaction.get_connection().run_on_commit
     seals = [cb for _sids, cb, _robust in hooks if cb is _seal_after_commit]

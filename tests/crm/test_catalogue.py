@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 PO = Path(settings.BASE_DIR) / "locale" / "en" / "LC_MESSAGES" / "django.po"
@@ -76,3 +77,109 @@ def test_the_compiled_catalogue_matches_the_source():
             assert compiled.pgettext(entry.parts["msgctxt"], entry.parts["msgid"]) == entry.parts["msgstr"]
         else:
             assert compiled.gettext(entry.parts["msgid"]) == entry.parts["msgstr"], entry.parts["msgid"]
+
+
+# --- what the admin shows, third-party apps included ------------------------------------------------------
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+LATIN = re.compile(r"[A-Za-z]")
+# The same in both languages: abbreviations and codes a Japanese UI writes in Latin letters too.
+SAME_IN_BOTH = {"ID", "URL", "API", "IP", "JSON", "cron"}
+
+
+def _admin_strings() -> list[tuple[str, str]]:
+    """(app label, text) of what each registered ModelAdmin shows: app and model names, the labels, help
+    texts and choices of the fields on its pages and forms, list columns and filters, actions, fieldset
+    titles. Choices of time-zone fields are IANA zone names (data, not text) and are left out."""
+    from django.apps import apps
+    from django.contrib import admin
+    from django.contrib.admin.utils import flatten_fieldsets, label_for_field
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import FieldDoesNotExist
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/admin/")
+    request.user = get_user_model()(username="catalogue", is_superuser=True, is_staff=True, is_active=True)
+    out: list[tuple[str, str]] = []
+    for model in apps.get_models():
+        if not admin.site.is_registered(model):
+            continue
+        model_admin = admin.site.get_model_admin(model)
+        opts = model._meta
+        app = opts.app_label
+        texts: list[object] = [opts.app_config.verbose_name, opts.verbose_name, opts.verbose_name_plural]
+        names = set(flatten_fieldsets(model_admin.get_fieldsets(request)))
+        names |= {n for n in model_admin.get_list_display(request) if isinstance(n, str) and n != "__str__"}
+        names |= {f for f in model_admin.get_list_filter(request) if isinstance(f, str)}
+        for name in sorted(names):
+            try:
+                field = opts.get_field(name)
+            except FieldDoesNotExist:
+                try:
+                    texts.append(label_for_field(name, model, model_admin))
+                except AttributeError:
+                    pass  # a form-only field (a password's confirmation): its form label is read below
+                continue
+            texts += [getattr(field, "verbose_name", ""), getattr(field, "help_text", "")]
+            if type(field).__name__ != "TimeZoneField":
+                texts += [label for _value, label in getattr(field, "flatchoices", None) or []]
+        for spec in model_admin.get_list_filter(request):
+            if isinstance(spec, type) and getattr(spec, "title", None):
+                texts.append(spec.title)
+        texts += [desc for _f, _n, desc in model_admin.get_actions(request).values()]
+        texts += [title for title, _o in model_admin.get_fieldsets(request) if title]
+        form = model_admin.get_form(request)
+        for field in form.base_fields.values():
+            texts += [field.label or "", field.help_text or ""]
+        out += [(app, str(t)) for t in texts if t and str(t).strip()]
+    return out
+
+
+def test_every_string_the_admin_shows_is_japanese_in_the_japanese_ui():
+    # given what every admin page shows, django-celery-beat's and django-auditlog's included
+    from django.utils import translation
+
+    with translation.override("ja"):
+        shown = _admin_strings()
+    # then, in Japanese, each is Japanese (the project catalogue translates what the apps leave in English)
+    english = sorted({(app, t) for app, t in shown if not JAPANESE.search(t) and t not in SAME_IN_BOTH})
+    assert len(shown) > 400
+    assert english == [], f"{len(english)} shown in English in the Japanese UI: {english[:8]}"
+    for app in ("django_celery_beat", "crm", "consent", "auth"):
+        assert any(a == app for a, _t in shown), app
+
+
+def test_no_string_the_admin_shows_is_japanese_only_in_the_english_ui():
+    # given what every admin page shows
+    from django.utils import translation
+
+    with translation.override("en"):
+        shown = _admin_strings()
+    # then, in English, none is Japanese only (legal terms may stay in Japanese beside their English)
+    japanese_only = sorted({(app, t) for app, t in shown if not LATIN.search(t)})
+    assert japanese_only == [], f"{len(japanese_only)} Japanese-only in the English UI: {japanese_only[:8]}"
+
+
+@pytest.mark.django_db
+def test_the_pages_named_in_the_issue_are_translated(client, superuser, teammate, customer):
+    # given the superuser on the admin index and an audit entry's page, in Japanese
+    from django.urls import reverse
+
+    from crm.models import AuditEntry
+
+    client.force_login(superuser)
+    index = client.get(reverse("admin:index")).content.decode()
+    beat = client.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
+    entry = AuditEntry.objects.order_by("id").first()
+    audit = client.get(reverse("admin:crm_auditentry_change", args=[entry.pk])).content.decode()
+    # then third-party labels are Japanese
+    assert "定期タスク" in index and "Periodic Tasks" not in index and "Crontabs" not in index
+    assert "選択したタスクを有効にする" in beat and "Enable selected tasks" not in beat
+    assert "相関ID" in audit and "シリアライズ済みデータ" in audit
+    assert "Correlation ID" not in audit and "Serialized data" not in audit
+    # and, in English, a masked customer page has no Japanese-only label or value from the issue
+    client.force_login(teammate)
+    client.cookies["django_language"] = "en"
+    page = client.get(reverse("admin:crm_customer_change", args=[customer.pk])).content.decode()
+    assert "Consent status and history" in page and "同意の状態と履歴" not in page
+    assert "年代" not in page

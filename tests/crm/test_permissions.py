@@ -246,14 +246,13 @@ def test_team_members_may_change_through_the_admin(client, request, customer, us
     # given a member of the customer's team
     user = request.getfixturevalue(user_name)
     client.force_login(user)
-    # when they set the customer to 退会
-    response = client.post(
-        _change_url(customer), admin_form_data(user, customer, status=Customer.Status.CLOSED)
-    )
+    # when they change how the customer's data was acquired
+    data = admin_form_data(user, customer, collection_channel="store_pos")
+    response = client.post(_change_url(customer), data)
     # then it is saved
     assert response.status_code == 302
     customer.refresh_from_db()
-    assert customer.status == Customer.Status.CLOSED
+    assert customer.collection_channel == "store_pos"
 
 
 @pytest.mark.django_db
@@ -265,13 +264,13 @@ def test_change_is_refused_to_those_who_may_not_change(
 ):
     # given a user who may not change the customer (other team, or a read-only role)
     client.force_login(request.getfixturevalue(user_name))
-    data = admin_form_data(superuser, customer, status=Customer.Status.CLOSED, email="evil@example.com")
+    data = admin_form_data(superuser, customer, collection_channel="store_pos", email="evil@example.com")
     # when they post a change anyway
     response = client.post(_change_url(customer), data)
     # then it is refused and nothing is written
     assert response.status_code == status_code
     customer.refresh_from_db()
-    assert (customer.status, customer.email) == (Customer.Status.ACTIVE, "taro.yamada@example.com")
+    assert (customer.collection_channel, customer.email) == ("web_form", "taro.yamada@example.com")
 
 
 @pytest.mark.django_db
@@ -326,14 +325,14 @@ def test_delete_view_is_refused_to_everyone(client, request, customer, user_name
 def test_history_page_follows_the_gate(client, owner, outsider, customer):
     # given the customer's change history (Django's admin log) after the owner changed it
     client.force_login(owner)
-    client.post(_change_url(customer), admin_form_data(owner, customer, status=Customer.Status.CLOSED))
+    client.post(_change_url(customer), admin_form_data(owner, customer, collection_channel="store_pos"))
     url = reverse("admin:crm_customer_history", args=[customer.pk])
 
     # when the owner opens it, then it shows the change without personal values
     own = client.get(url)
     html = own.content.decode()
     assert own.status_code == 200
-    assert "状態" in html  # the changed field is named
+    assert "取得チャネル" in html  # the changed field is named
     assert "taro.yamada" not in html
     assert "山田" not in html
 

@@ -81,7 +81,7 @@ def test_staff_with_personal_data_permission_sees_clear_values(live_server, new_
     assert page.input_value("#id_email") == "taro.yamada@example.com"
     assert page.input_value("#id_family_name") == "山田"
     assert page.input_value("#id_given_name") == "太郎"
-    assert page.input_value("#id_phone") == "+819012345678"
+    assert page.input_value("#id_phone") == "090-1234-5678"  # stored as E.164, written as people do
 
 
 def test_outsider_typing_the_change_url_gets_nothing(live_server, new_page, customer, outsider):
@@ -118,3 +118,26 @@ def test_language_switcher_turns_the_admin_english_and_back(live_server, new_pag
     # then it is Japanese again
     assert page.locator("html").get_attribute("lang") == "ja"
     assert page.locator("#login-form [type=submit]").get_attribute("value") == "ログイン"
+
+
+def test_team_lead_erases_a_customer_from_its_page(live_server, new_page, customer, owner):
+    # given the customer's team lead on the customer's page
+    from crm.models import Customer
+
+    page = new_page()
+    log_in(page, live_server.url, "owner")
+    page.goto(f"{live_server.url}/admin/crm/customer/{customer.pk}/change/")
+    # when they follow the page's erase action
+    page.get_by_role("link", name="消去", exact=True).click()
+    page.wait_for_url(f"{live_server.url}/admin/crm/customer/{customer.pk}/erase/")
+    # then the confirmation lists what will be removed, without a personal value
+    content = page.inner_text("#content")
+    assert "消去される項目" in content and "メールアドレス" in content
+    assert_no_clear_value(page.content())
+    # when they give the ground and confirm
+    page.select_option("#id_reason", "request")
+    page.click("input[name=confirm]")
+    # then they are on the customer list, told it is done, and the customer is gone
+    page.wait_for_url(f"{live_server.url}/admin/crm/customer/")
+    assert "消去しました" in page.inner_text(".messagelist")
+    assert not Customer.objects.filter(pk=customer.pk).exists()

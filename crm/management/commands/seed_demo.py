@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from crm import services
-from crm.demo import demo_customers
+from crm.demo import DEMO_SEEDERS, demo_customers
 from crm.models import Customer, Team, TeamMembership
 from crm.permissions import (
     ROLE_AUDITOR,
@@ -61,16 +61,69 @@ class Command(BaseCommand):
             self._print_logins()
             return
         teams = self._teams_and_logins()
-        have = Customer.objects.count()
-        if have >= customers:
-            self.stdout.write(f"demo customers already present: {have}")
-            return
         from django.contrib.auth.models import User
 
         actor = User.objects.get(username="privacy")
-        for i, fields in enumerate(demo_customers(customers - have, start=have + 1)):
-            services.customer_create(team=teams[i % len(teams)], actor=actor, **fields)
-        self.stdout.write(f"demo customers: {customers}")
+        have = Customer.objects.count()
+        if have >= customers:
+            self.stdout.write(f"demo customers already present: {have}")
+        else:
+            # Numbered after the highest member number: erasures (a retention run, the request desk) leave
+            # gaps, and a number is never given twice.
+            start = _highest_member_no() + 1
+            for i, fields in enumerate(demo_customers(customers - have, start=start)):
+                closed = fields.pop("status", None) == Customer.Status.CLOSED
+                closed_at = fields.pop("closed_at", None)
+                customer = services.customer_create(team=teams[i % len(teams)], actor=actor, **fields)
+                if closed:
+                    # 退会 through its service (a status is a fact), backdated to when the person left;
+                    # recorded by the request desk, who may change any customer's status.
+                    services.customer_close(customer=customer, actor=User.objects.get(username="support"))
+                    Customer.objects.filter(pk=customer.pk).update(closed_at=closed_at)
+            self.stdout.write(f"demo customers: {customers}")
+        self._records(teams, actor)
+        for seeder in DEMO_SEEDERS:
+            seeder(actor=actor)
+
+    def _records(self, teams: list[Team], actor: Any) -> None:
+        """One of each record the admin lists, so that every page a role can open shows something: an API
+        client, a legal hold, an erasure and a stop of use answered by the request desk (a tombstone, a
+        利用停止 customer) and a retention run.
+        Each only once (seed_demo runs on every `./dev up`)."""
+        from django.contrib.auth.models import User
+
+        from crm.integrations.models import ApiClient, ApiScope
+        from crm.integrations.services import api_client_create
+        from crm.retention import services as retention
+        from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
+
+        people = Customer.objects.filter(status=Customer.Status.ACTIVE).order_by("-pk")
+        if not ApiClient.objects.exists():
+            api_client_create(
+                name="demo-website",
+                team=teams[0],
+                scopes=[ApiScope.CUSTOMERS_WRITE, ApiScope.CONSENTS_WRITE, ApiScope.EVENTS_WRITE],
+                description="デモ: 自社ECサイトからの会員登録・同意・行動イベント",
+                actor=actor,
+            )
+        if not LegalHold.objects.exists() and people.exists():
+            retention.legal_hold_place(
+                customer_ids=[people[1].pk if people.count() > 1 else people[0].pk],
+                reason=LegalHold.Reason.LITIGATION,
+                placed_by=actor,
+                reference="DEMO-2026-001",
+                note="デモ: 係争中の案件",
+            )
+        desk = User.objects.get(username="support")
+        if not Tombstone.objects.exists() and people.exists():
+            retention.customer_erase(customer_ids=[people[0].pk], reason="admin:request", actor=desk)
+        if not Customer.objects.filter(status=Customer.Status.STOP_USE).exists() and people.count() > 2:
+            services.customer_stop_use(customer=people[2], actor=desk)  # a 利用停止 request answered
+        if not RetentionRun.objects.exists():
+            policy = RetentionPolicy.objects.filter(trigger=RetentionPolicy.Trigger.ACCOUNT_CLOSED).first()
+            if policy is not None:
+                run = retention.retention_run_start(policy=policy, actor=actor, enqueue=False)
+                retention.retention_run_to_completion(run=run)
 
     @transaction.atomic
     def _teams_and_logins(self) -> list[Team]:
@@ -112,6 +165,17 @@ class Command(BaseCommand):
                 data = "clear personal data" if pii else "masked personal data"
             self.stdout.write(f"  {username:<12} {_pad(ROLE_LABELS[role], 20)} {scope:<28} {data}")
         self.stdout.write(f"  {'admin':<12} {_pad('superuser', 20)} break-glass account")
+
+
+def _highest_member_no() -> int:
+    """The number of the highest demo member number (M000000123 → 123), 0 when there is none."""
+    last = (
+        Customer.objects.filter(member_no__startswith="M")
+        .order_by("-member_no")
+        .values_list("member_no", flat=True)
+        .first()
+    )
+    return int(last[1:]) if last and last[1:].isdigit() else 0
 
 
 def _pad(text: str, width: int) -> str:
