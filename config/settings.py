@@ -171,9 +171,6 @@ if not _database_url:
 DATABASES = {"default": env.db_url_config(_database_url)}
 if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
-# Django's PostgreSQL backend with a health check that polls the socket before it asks the server
-# (config/database/base.py): CONN_HEALTH_CHECKS without a `SELECT 1` round trip per request.
-DATABASES["default"]["ENGINE"] = "config.database"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The constant statements of the API's hot path (crm.rawsql) bind on the server and are prepared after this
@@ -198,7 +195,7 @@ if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 
 AUTHENTICATION_BACKENDS = [
-    "crm.auth.CrmModelBackend",  # ModelBackend with constant-SQL reads (crm/auth.py)
+    "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 GUARDIAN_RAISE_403 = True
@@ -254,6 +251,15 @@ if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         "REDIS_URL must be a redis://, rediss:// or unix:// URL (it is given to redis-py, not to Celery)."
     )
+# Django's own Redis cache on the app's Redis (redis-py URL: redis://, rediss:// or unix://): cached_db
+# sessions read from it.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "crm",
+    }
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -269,7 +275,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Security headers; strict in production.
-SESSION_ENGINE = "crm.sessions"  # database sessions, read by a constant statement (crm/sessions.py)
+# Django's cached database sessions: read from the app's Redis (CACHES), written through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
