@@ -16,10 +16,12 @@ class CrmConfig(AppConfig):
         from crm.models import Customer, Team, TeamMembership
         from crm.permissions import forget_permission_ids
         from crm.roles import roles_sync
+        from crm.signin import receivers as signin_receivers
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
         post_migrate.connect(forget_permission_ids, dispatch_uid="crm.forget_permission_ids")
+        signin_receivers.connect()
 
         for model in (Customer, Team, TeamMembership):
             label = model._meta.label

@@ -52,6 +52,34 @@ def _postgres_only() -> None:
     _ESTIMATES.clear()
 
 
+@pytest.fixture(autouse=True)
+def _force_login_includes_the_second_factor(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Client.force_login` stands for a whole sign-in: the password and, where the user needs one, the second
+    factor (crm.signin), as a recovery-code device verified in the session. Tests of the second factor itself
+    are marked `real_second_factor` and get Django's force_login as it is."""
+    if request.node.get_closest_marker("real_second_factor"):
+        return
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self: Client, user: object, backend: str | None = None) -> None:
+        original(self, user, backend)
+        from django_otp import DEVICE_ID_SESSION_KEY
+        from django_otp.plugins.otp_static.models import StaticDevice
+
+        device, _created = StaticDevice.objects.get_or_create(
+            user=user, name="tests", defaults={"confirmed": True}
+        )
+        session = self.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
 @pytest.fixture
 def team(db):
     return TeamFactory(code="tokyo-sales", name="東京営業部")
