@@ -38,7 +38,9 @@ def _close_every_connection_of_this_thread(django_db_setup: None) -> Iterator[No
     yield
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    for wrapper in [o for o in gc.get_objects() if isinstance(o, BaseDatabaseWrapper)]:
+    # type(), not isinstance(): isinstance evaluates lazy objects left in memory (django-csp's per-request
+    # nonce raises when evaluated after its response).
+    for wrapper in [o for o in gc.get_objects() if issubclass(type(o), BaseDatabaseWrapper)]:
         if wrapper.connection is not None and wrapper._thread_ident == threading.get_ident():
             wrapper.close()
 
