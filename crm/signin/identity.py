@@ -27,7 +27,7 @@ def account_for(typed: str | None) -> Any:
     if not typed:
         return None
     user_model = get_user_model()
-    return user_model._default_manager.filter(**{user_model.USERNAME_FIELD: typed}).first()
+    return user_model.objects.filter(**{user_model.USERNAME_FIELD: typed}).first()
 
 
 def typed_username(request: HttpRequest | None, credentials: dict[str, Any] | None) -> str | None:

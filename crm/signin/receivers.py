@@ -32,7 +32,7 @@ def on_user_pre_save(sender: Any, instance: Any, update_fields: Any = None, **kw
     """A user losing superuser, staff or active status loses every session (after the commit)."""
     if instance.pk is None or (update_fields is not None and not set(update_fields) & set(_ROLE_FLAGS)):
         return
-    before = sender._default_manager.filter(pk=instance.pk).values(*_ROLE_FLAGS).first()
+    before = sender.objects.filter(pk=instance.pk).values(*_ROLE_FLAGS).first()
     if before is None:
         return
     lost = [flag for flag in _ROLE_FLAGS if before[flag] and not getattr(instance, flag)]
@@ -50,9 +50,7 @@ def on_roles_changed(
     elif action == "pre_clear":
         if reverse:  # a group or permission cleared of all its users
             field = "groups" if sender is user_model.groups.through else "user_permissions"
-            user_ids = list(
-                user_model._default_manager.filter(**{field: instance}).values_list("pk", flat=True)
-            )
+            user_ids = list(user_model.objects.filter(**{field: instance}).values_list("pk", flat=True))
         else:
             user_ids = [instance.pk]
     else:

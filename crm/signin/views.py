@@ -6,6 +6,7 @@ Presentation only: the devices, codes and audit entries are written by crm.signi
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 from django.contrib import admin
@@ -51,7 +52,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
     if user.is_verified():  # type: ignore[union-attr]
         return HttpResponseRedirect(_next(request))
     if not second_factor_enrolled(user):
-        return HttpResponseRedirect(f"{reverse('signin:otp_enrol')}?next={_next(request)}")
+        return HttpResponseRedirect(f"{reverse('signin:otp_enrol')}?{urlencode({'next': _next(request)})}")
     form = TokenForm(request.POST or None)
     if request.method == "POST":
         device = None
@@ -81,7 +82,7 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
     recovery codes are shown, once."""
     user = request.user
     if second_factor_enrolled(user):
-        return HttpResponseRedirect(f"{reverse('signin:otp_verify')}?next={_next(request)}")
+        return HttpResponseRedirect(f"{reverse('signin:otp_verify')}?{urlencode({'next': _next(request)})}")
     device = services.second_factor_enrol_start(user=user)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
