@@ -224,6 +224,10 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_CALLABLE = "crm.signin.identity.axes_username"
+AXES_CLIENT_IP_CALLABLE = "crm.signin.identity.client_address"
+# Reverse proxies in front of the web server that append the client's address to X-Forwarded-For (0: none,
+# the connection's address counts). Behind a proxy, leaving it 0 would count every sign-in as the proxy's.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 AXES_DISABLE_ACCESS_LOG = True
 AXES_LOCKOUT_TEMPLATE = "admin/signin/locked_out.html"
 AXES_VERBOSE = False  # its log lines carry the login name and address
@@ -358,6 +362,8 @@ LOGGING = {
     "loggers": {
         # Django logs request bodies of failed requests nowhere, but SQL at DEBUG would carry values.
         "django.db.backends": {"level": "WARNING"},
+        # django-axes logs each failure with the login name and address; the audit trail keeps them instead.
+        "axes": {"level": "ERROR"},
     },
 }
 

@@ -49,3 +49,20 @@ def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | Non
     if account_for(typed) is not None:
         return typed
     return UNKNOWN_PREFIX + typed_username_hash(typed)
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """AXES_CLIENT_IP_CALLABLE: the address the lockout counts per.
+
+    With TRUSTED_PROXY_HOPS = 0 (the default) it is the connection's (REMOTE_ADDR) and X-Forwarded-For is
+    ignored: anyone can write that header. Behind N reverse proxies, each appending the address it received
+    from, the client is the N-th address from the right of X-Forwarded-For; anything left of it was written by
+    the client and is ignored, so a made-up address cannot dodge the lockout."""
+    from django.conf import settings
+
+    hops = int(getattr(settings, "TRUSTED_PROXY_HOPS", 0))
+    if hops > 0:
+        chain = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if len(chain) >= hops:
+            return chain[-hops]
+    return request.META.get("REMOTE_ADDR")

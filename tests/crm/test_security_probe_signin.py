@@ -209,3 +209,50 @@ def test_a_staff_user_without_a_role_gets_no_lockout_page(db):
     client = Client()
     client.force_login(nobody)
     assert client.get("/admin/axes/accessattempt/").status_code in (403, 302)
+
+
+# --- behind a reverse proxy ----------------------------------------------------------------------------------
+
+PROXY = "192.0.2.10"  # the reverse proxy's address, as REMOTE_ADDR of every request it forwards
+
+
+def through_proxy(client: Client, username: str, password: str, forwarded_for: str) -> object:
+    return client.post(
+        LOGIN,
+        {"username": username, "password": password, "next": "/admin/"},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR=forwarded_for,
+    )
+
+
+def test_behind_a_proxy_one_clients_failures_do_not_lock_out_the_others(settings, teammate, owner):
+    # given the CRM behind one reverse proxy, which appends the client's address to X-Forwarded-For
+    settings.TRUSTED_PROXY_HOPS = 1
+    # when one client fails as often as the limit allows
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        through_proxy(Client(), f"nobody{i}", "guess", forwarded_for="203.0.113.1")
+    # then another client, through the same proxy, still signs in
+    other = Client()
+    through_proxy(other, "owner", PASSWORD, forwarded_for="203.0.113.2")
+    assert logged_in(other)
+    # and the first client is locked out, even when it puts a made-up address in front of its own
+    attacker = Client()
+    response = through_proxy(attacker, "teammate", PASSWORD, forwarded_for="198.51.100.99, 203.0.113.1")
+    assert response.status_code == 429
+    assert not logged_in(attacker)
+
+
+def test_without_a_trusted_proxy_a_forwarded_for_header_is_ignored(teammate):
+    # given no proxy configured (the default), an attacker who makes up X-Forwarded-For on every try
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        attempt_client = Client()
+        attempt_client.post(
+            LOGIN,
+            {"username": f"nobody{i}", "password": "guess"},
+            REMOTE_ADDR="198.51.100.7",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+        )
+    # then the address is still the connection's: locked out
+    client = Client()
+    response = attempt(client, "teammate", PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
