@@ -211,7 +211,7 @@ def test_a_staff_user_without_a_role_gets_no_lockout_page(db):
     assert client.get("/admin/axes/accessattempt/").status_code in (403, 302)
 
 
-# --- behind a reverse proxy ----------------------------------------------------------------------------------
+# --- behind a reverse proxy ------------------------------------------------------------------------
 
 PROXY = "192.0.2.10"  # the reverse proxy's address, as REMOTE_ADDR of every request it forwards
 
