@@ -368,6 +368,10 @@ def up() -> int:
     try:
         services.start()
         os.environ.setdefault("DJANGO_ENV", "development")
+        if os.environ["DJANGO_ENV"] == "development":
+            # The demo logins sign in with the password only (development only: production settings refuse
+            # it). Set OTP_DEV_BYPASS=false to try the second factor's enrolment with ./dev up.
+            os.environ.setdefault("OTP_DEV_BYPASS", "true")
         _manage("migrate", "--noinput", "-v", "0")
         _manage("seed_demo", "--customers", os.environ.get("DEMO_CUSTOMERS", "300"))
         commands = process_commands(port)
@@ -382,6 +386,8 @@ def up() -> int:
             _say(f"CRM is running: {url}")
             _say("Ctrl-C stops web, worker, beat, the audit sealer and the embedded services started here.")
             _manage("seed_demo", "--print-logins")
+            if os.environ.get("OTP_DEV_BYPASS", "").lower() in {"1", "true", "yes", "on"}:
+                _say("second factor skipped for every login (OTP_DEV_BYPASS, development only)")
             print("=" * 78 + "\n", flush=True)
         elif not stop_requested:
             _say(f"the web server ({url}) or the worker did not come up; see the messages above.")

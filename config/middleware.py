@@ -19,6 +19,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
+from django_otp.middleware import OTPMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 API_PREFIX = "/api/"
@@ -54,4 +55,8 @@ class AuthenticationWebOnly(_WebOnly, AuthenticationMiddleware):
 
 
 class MessagesWebOnly(_WebOnly, MessageMiddleware):
+    pass
+
+
+class OTPWebOnly(_WebOnly, OTPMiddleware):
     pass

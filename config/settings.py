@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import os
 import warnings
 from pathlib import Path
@@ -122,6 +123,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "guardian",
     "auditlog",
+    # Before crm: its failed-login receiver runs first and marks a locked-out request (crm.signin.receivers).
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "django_celery_beat",
     "ninja",  # serves the API docs' Swagger UI from our static files, not from a CDN
     "crm",
@@ -135,15 +142,22 @@ MIDDLEWARE = [
     # First: sees every answer, including Django's own 404/500 pages, to give the API's its JSON shape.
     "config.api_errors.ApiErrorsAsJson",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.middleware.WhiteNoiseWebOnly",
     "config.middleware.SessionWebOnly",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "config.middleware.AuthenticationWebOnly",
+    "config.middleware.OTPWebOnly",  # request.user.is_verified() (django-otp)
     "config.middleware.MessagesWebOnly",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    # After the audit context: a sign-out by idle timeout is recorded with the request's address.
+    "crm.signin.middleware.AdminIdleTimeoutMiddleware",
+    "crm.signin.middleware.SecondFactorRequiredMiddleware",
+    # Last: turns a locked-out sign-in into the lockout page (django-axes).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -176,9 +190,6 @@ if not _database_url:
 DATABASES = {"default": env.db_url_config(_database_url)}
 if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
-# Django's PostgreSQL backend with a health check that polls the socket before it asks the server
-# (config/database/base.py): CONN_HEALTH_CHECKS without a `SELECT 1` round trip per request.
-DATABASES["default"]["ENGINE"] = "config.database"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The constant statements of the API's hot path (crm.rawsql) bind on the server and are prepared after this
@@ -203,10 +214,40 @@ if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 
 AUTHENTICATION_BACKENDS = [
-    "crm.auth.CrmModelBackend",  # ModelBackend with constant-SQL reads (crm/auth.py)
+    # First: refuses a locked-out username or address before any password is checked (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 GUARDIAN_RAISE_403 = True
+
+# Sign-in lockout (django-axes, crm/signin): after AXES_FAILURE_LIMIT failures within the cool-off period,
+# from one address or for one login name, sign-in is refused until the period has passed or the security role
+# removes the record in the admin (「アクセス試行」). Every attempt is in the audit trail (crm.signin), so
+# axes keeps no log of its own; a name that is no account is kept only as a keyed hash (crm.signin.identity).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "crm.signin.identity.axes_username"
+AXES_CLIENT_IP_CALLABLE = "crm.signin.identity.client_address"
+# Reverse proxies in front of the web server that append the client's address to X-Forwarded-For (0: none,
+# the connection's address counts). Behind a proxy, leaving it 0 would count every sign-in as the proxy's.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_TEMPLATE = "admin/signin/locked_out.html"
+AXES_VERBOSE = False  # its log lines carry the login name and address
+AXES_ENABLE_ADMIN = False  # crm.signin.admin registers its list, unlocking through the audited service
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# Second factor (django-otp, crm/signin): required for whoever sees personal data in clear or can erase
+# (crm.signin.selectors.second_factor_required); enrolment at the first sign-in. OTP_DEV_BYPASS skips it for
+# the demo logins of `./dev up`; refused in production.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CRM")
+OTP_DEV_BYPASS = env.bool("OTP_DEV_BYPASS", default=False)
+if PRODUCTION and OTP_DEV_BYPASS:
+    raise ImproperlyConfigured("OTP_DEV_BYPASS is for development only and is refused in production.")
+# Admin sessions end after this many minutes without a request (crm.signin.middleware).
+ADMIN_IDLE_TIMEOUT_MINUTES = env.int("ADMIN_IDLE_TIMEOUT_MINUTES", default=30)
 ANONYMOUS_USER_NAME = None  # no anonymous user row: nobody unauthenticated holds a permission
 
 LANGUAGE_CODE = "ja"
@@ -273,6 +314,15 @@ if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         "REDIS_URL must be a redis://, rediss:// or unix:// URL (it is given to redis-py, not to Celery)."
     )
+# Django's own Redis cache on the app's Redis (redis-py URL: redis://, rediss:// or unix://): cached_db
+# sessions read from it.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "crm",
+    }
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -293,10 +343,28 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 RETENTION_HEARTBEAT_SECONDS = env.int("RETENTION_HEARTBEAT_SECONDS", default=30)
 
 # Security headers; strict in production.
-SESSION_ENGINE = "crm.sessions"  # database sessions, read by a constant statement (crm/sessions.py)
+# Django's cached database sessions: read from the app's Redis (CACHES), written through to the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every answer: scripts, styles, fonts and images from this site only,
+# and no inline script or style anywhere (the admin's, the public privacy page, the API docs). Images may
+# also be data: URLs (the admin's and the API docs' icons). Nothing may frame a page or post a form elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
@@ -328,6 +396,8 @@ LOGGING = {
         "django.request": {"filters": ["api_route_not_path", "quiet_permission_denied"]},
         # One line per new head of the audit chain (crm/audit/anchor.py): ship this stream off the host.
         "crm.audit.anchor": {"level": "INFO"},
+        # django-axes logs each failure with the login name and address; the audit trail keeps them instead.
+        "axes": {"level": "ERROR"},
     },
 }
 

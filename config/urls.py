@@ -8,6 +8,7 @@ from config.api import api
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/signin/", include("crm.signin.urls")),  # second factor (crm.signin.views)
     path("admin/", admin.site.urls),
     path("privacy/", include("consent.urls")),
     path("api/v1/", api.urls),

@@ -944,3 +944,4 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
 from crm import beat_admin as _beat_admin  # noqa: E402,F401
 from crm.integrations import admin as _integrations_admin  # noqa: E402,F401
 from crm.retention import admin as _retention_admin  # noqa: E402,F401
+from crm.signin import admin as _signin_admin  # noqa: E402,F401

@@ -15,9 +15,11 @@ class CrmConfig(AppConfig):
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.models import Customer, Team, TeamMembership
         from crm.roles import roles_sync
+        from crm.signin import receivers as signin_receivers
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
+        signin_receivers.connect()
 
         for model in (Customer, Team, TeamMembership):
             label = model._meta.label

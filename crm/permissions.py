@@ -81,8 +81,15 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "crm.delete_teammembership",
         "crm.view_auditentry",
     ],
-    # Reads the audit and access logs; no customer data.
-    ROLE_SECURITY: ["crm.view_auditentry"],
+    # Reads the audit and access logs; no customer data. Unlocks sign-in lockouts and resets a user's second
+    # factor (crm.signin.admin).
+    ROLE_SECURITY: [
+        "crm.view_auditentry",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
+        "otp_totp.view_totpdevice",
+        "otp_totp.delete_totpdevice",
+    ],
     # Read-only logs.
     ROLE_AUDITOR: ["crm.view_auditentry"],
 }

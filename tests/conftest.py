@@ -40,7 +40,8 @@ def _close_every_connection_of_this_thread(django_db_setup: None) -> Iterator[No
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     # type(o), not isinstance: isinstance asks a lazy object for __class__, which evaluates it (the test
-    # client's lazy resolver_match of a 404 response raises Resolver404 then).
+    # client's lazy resolver_match of a 404 response raises Resolver404; django-csp's per-request nonce
+    # raises when evaluated after its response).
     for wrapper in [o for o in gc.get_objects() if issubclass(type(o), BaseDatabaseWrapper)]:
         if wrapper.connection is not None and wrapper._thread_ident == threading.get_ident():
             wrapper.close()
@@ -63,6 +64,34 @@ def _postgres_only() -> None:
     ContentType.objects.clear_cache()
     # Row estimates are kept per process (crm.paginators); a test's tables are not the previous test's.
     _ESTIMATES.clear()
+
+
+@pytest.fixture(autouse=True)
+def _force_login_includes_the_second_factor(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Client.force_login` stands for a whole sign-in: the password and, where the user needs one, the second
+    factor (crm.signin), as a recovery-code device verified in the session. Tests of the second factor itself
+    are marked `real_second_factor` and get Django's force_login as it is."""
+    if request.node.get_closest_marker("real_second_factor"):
+        return
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self: Client, user: object, backend: str | None = None) -> None:
+        original(self, user, backend)
+        from django_otp import DEVICE_ID_SESSION_KEY
+        from django_otp.plugins.otp_static.models import StaticDevice
+
+        device, _created = StaticDevice.objects.get_or_create(
+            user=user, name="tests", defaults={"confirmed": True}
+        )
+        session = self.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import APIKeyQuery, HttpBearer
 
-from crm.auth import CrmModelBackend
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.ratelimit import rate_limit_hit
 from crm.integrations.selectors import api_client_for_token
@@ -46,7 +46,7 @@ def _load_cached_permissions(client: ApiClient) -> None:
     now = time.monotonic()
     hit = _permission_cache.get(user.pk)
     if hit is None or now - hit[0] > PERMISSION_CACHE_SECONDS:
-        backend = CrmModelBackend()  # both permission sets from one statement
+        backend = ModelBackend()
         hit = (now, set(backend.get_user_permissions(user)), set(backend.get_group_permissions(user)))
         _permission_cache[user.pk] = hit
     user._user_perm_cache = set(hit[1])  # type: ignore[attr-defined]

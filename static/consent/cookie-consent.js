@@ -14,6 +14,8 @@
  *   `CrmCookieConsent.open()` so that withdrawing is as easy as giving (GDPR Art. 7(3)).
  * - Announces the choice as a `crm:cookie-consent` event ({detail: {code: true|false}}) for tag loading.
  * Text from the server is inserted with textContent only.
+ * Works under a strict Content-Security-Policy on the site: no inline script, no eval, no style attribute
+ * (the site's policy must allow this script's origin in script-src and the CRM's API in connect-src).
  */
 (function () {
   "use strict";
@@ -111,7 +113,12 @@
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
-    for (var name in attrs || {}) node.setAttribute(name, attrs[name]);
+    for (var name in attrs || {}) {
+      // Styles through the CSSOM, never as a style attribute: a site whose Content-Security-Policy allows no
+      // inline style (style-src without 'unsafe-inline') refuses the attribute but not the CSSOM.
+      if (name === "style") node.style.cssText = attrs[name];
+      else node.setAttribute(name, attrs[name]);
+    }
     if (text) node.textContent = text;
     return node;
   }

@@ -14,7 +14,14 @@ pytestmark = pytest.mark.django_db
 
 # Lists seed_demo leaves empty on purpose: the project schedules nothing by the sun or at one fixed time
 # (its beat schedules are a crontab and intervals).
-NOT_SEEDED = {"django_celery_beat.solarschedule", "django_celery_beat.clockedschedule"}
+# Sign-in lockouts exist only after real failed sign-ins, and a second-factor device is its user's own secret:
+# a seeded one would be a device nobody holds (the demo logins use the development bypass instead).
+NOT_SEEDED = {
+    "django_celery_beat.solarschedule",
+    "django_celery_beat.clockedschedule",
+    "axes.accessattempt",
+    "otp_totp.totpdevice",
+}
 # Lists no seed can fill for a role: legal holds are listed for the customers the user may view
 # (crm.retention.selectors.legal_holds_for, through the gate), and these log roles see no customer, although
 # crm/retention/models.py gives them the view permission (the page opens, always empty).

@@ -118,23 +118,51 @@ def browser(chromium_path: str) -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+# Run in every page before its own scripts (Playwright injects it outside the page's CSP): each violation of
+# the Content-Security-Policy is written to the console with this marker, where the fixture collects it.
+CSP_MARK = "CSP-VIOLATION"
+_REPORT_CSP = (
+    "document.addEventListener('securitypolicyviolation', function (e) {"
+    f"  console.error('{CSP_MARK} ' + e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile);"
+    "});"
+)
+
+
+@pytest.fixture(autouse=True)
+def _demo_second_factor_bypass(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The browser tests sign in with the password only, as the demo logins of `./dev up` do
+    (OTP_DEV_BYPASS); those of the second factor itself are marked `real_second_factor`."""
+    if not request.node.get_closest_marker("real_second_factor"):
+        settings.OTP_DEV_BYPASS = True
+
+
 @pytest.fixture
 def new_page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A factory of pages, each in its own browser context (own cookies = own login), Japanese locale.
 
+    Every Content-Security-Policy violation reported on any page the test opens fails the test (issue #13).
     On failure every page opened by the test is saved as a screenshot under the test's tmp_path.
     """
     contexts: list[Any] = []
     pages: list[Any] = []
+    violations: list[str] = []
+
+    def collect(message: Any) -> None:
+        text = message.text
+        if CSP_MARK in text or "Content Security Policy" in text:
+            violations.append(text)
 
     def make(locale: str = "ja-JP") -> Any:
         context = browser.new_context(locale=locale)
         context.set_default_timeout(10_000)
+        context.add_init_script(script=_REPORT_CSP)
         contexts.append(context)
         page = context.new_page()
+        page.on("console", collect)
         pages.append(page)
         return page
 
+    make.csp_violations = violations  # type: ignore[attr-defined]
     yield make
     call = getattr(request.node, "rep_call", None)
     if call is not None and call.failed:
@@ -147,6 +175,7 @@ def new_page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> It
                 print(f"could not save a screenshot: {exc}")
     for context in contexts:
         context.close()
+    assert violations == [], f"Content-Security-Policy violations reported by the browser: {violations}"
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""Admin pages of the sign-in area, for the security role: lockouts (django-axes) and second-factor devices
+(django-otp). Removing either goes through crm.signin.services, which records it in the audit trail.
+
+Imported by crm.admin, after django-axes and django-otp (installed before crm) have registered theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from crm.signin import services
+
+# django-otp's own admins show the TOTP keys and the recovery codes and let a device be added for anyone.
+for _model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+@admin.register(AccessAttempt)
+class LockoutAdmin(AccessAttemptAdmin):
+    """django-axes' list of sign-in failures; deleting rows (the bulk action) unlocks, through the service."""
+
+    actions = ["delete_selected"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.signin_lockout_clear(attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        services.signin_lockout_clear(attempts=queryset, actor=request.user)
+
+
+@admin.register(TOTPDevice)
+class SecondFactorAdmin(admin.ModelAdmin):
+    """Who has enrolled a second factor; the reset action removes a user's devices (lost phone), ends the
+    user's sessions and is recorded. Keys are never shown."""
+
+    list_display = ["user", "confirmed", "created_at", "last_used_at"]
+    list_filter = ["confirmed"]
+    search_fields = ["user__username"]
+    fields = ["user", "confirmed", "created_at", "last_used_at"]
+    readonly_fields = fields
+    actions = ["reset_second_factor"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # removal only through the reset (sessions ended, audited)
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.second_factor_reset(user=obj.user, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for user in {device.user for device in queryset.select_related("user")}:
+            services.second_factor_reset(user=user, actor=request.user)
+
+    @admin.action(description=_("二要素認証をリセット（次回ログイン時に再登録）"), permissions=["delete"])
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        users = {device.user for device in queryset.select_related("user")}
+        for user in users:
+            services.second_factor_reset(user=user, actor=request.user)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d人の二要素認証をリセットしました。",
+                "%(count)d人の二要素認証をリセットしました。",
+                len(users),
+            )
+            % {"count": len(users)},
+            messages.SUCCESS,
+        )
