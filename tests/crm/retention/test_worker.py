@@ -239,7 +239,7 @@ def test_a_slice_stalled_after_its_commit_is_resumed_by_beat_without_a_restart(s
 
     from config.celery import app
 
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3)
+    broker = redis.Redis.from_url(redis_py_url(settings.CELERY_BROKER_URL), socket_connect_timeout=3)
     broker.ping()
     broker.flushdb()
     settings.RETENTION_RUN_SLICES = 2
