@@ -45,8 +45,8 @@ def prepared_cursor(using: str = "default") -> Any:
     """Django's own cursor on the request's connection (client-side binding, like every Django query).
 
     The name is historical: these statements were bound and prepared on the server through a private method
-    of Django (DatabaseWrapper._prepare_cursor) until bench/cursor_bench.py found no difference in time for
-    the API's statements (bench/README.md, 2026-12-06).
+    of Django (DatabaseWrapper's `_prepare_cursor`) until bench/cursor_bench.py found no difference in time
+    for the API's statements (bench/README.md, 2026-12-06).
     """
     return connections[using].cursor()
 
@@ -74,7 +74,7 @@ class ConstantInsert(Model):
     through the same steps as in Django's insert compiler (each field's pre_save and get_db_prep_save, so
     auto_now and encryption apply; a db_default left unset is DEFAULT); a value only Django's compiler can
     write (an expression, a field with its own placeholder) is refused. save() is Django's own: an earlier
-    override of Model._do_insert that reused these statements for save() was dropped (a private name of
+    override of Model's `_do_insert` that reused these statements for save() was dropped (a private name of
     Django, for no difference the API bench could see: bench/README.md).
     """
 
