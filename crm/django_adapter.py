@@ -29,9 +29,9 @@ class AfterPreSave(models.Model):
     address in a pre_save receiver that `set_actor` (and its middleware) connects per request, i.e. after any
     receiver the project connects at start-up; receivers run in the order they were connected. Django has no
     public hook between the pre_save signal and the INSERT: an override of save() runs before the signal, a
-    receiver of ours before auditlog's. Signing before it would leave the address unsigned or refill it
-    after the signature (and an unparsable forwarded address, which `after_pre_save` drops, would make the
-    INSERT fail).
+    receiver of ours before auditlog's. Signed there, the entry would get its actor and address after the
+    signature (the chain then reports it as forged: tried, bench/README.md), and an unparsable forwarded
+    address, which AuditEntry.sign drops, would be put back and make the INSERT fail.
 
     Cost: `Model._save_table(raw, cls, force_insert, force_update, using, update_fields)` is private;
     save_base calls it after pre_save, for the model's own table (and once per concrete parent: the hook
