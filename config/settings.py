@@ -192,11 +192,6 @@ if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (DATABASE_URL must be postgres://…).")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# The constant statements of the API's hot path (crm.rawsql) bind on the server and are prepared after this
-# many executions on a connection; Django's own queries bind on the client and are never prepared.
-# Set DB_PREPARE_THRESHOLD=0 behind a connection pooler that cannot keep prepared statements.
-_prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
-DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = _prepare_threshold or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

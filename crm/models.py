@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from crm.django_adapter import AfterPreSave
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
 from crm.permissions import MODEL_PERMS, RestrictedQuerySet
 from crm.rawsql import ConstantInsert
@@ -432,7 +433,7 @@ _CHAIN_SCALARS = (
 )
 
 
-class AuditEntry(ConstantInsert, AbstractLogEntry):
+class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
     """django-auditlog's log entry, chained by keyed hash for tamper evidence.
 
     Two steps, so that no business transaction holds the chain lock:
@@ -536,25 +537,18 @@ class AuditEntry(ConstantInsert, AbstractLogEntry):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise RuntimeError("Audit entries are append-only.")
+        # The id is set before the insert (the MAC covers it): without force_insert Django would first try an
+        # UPDATE of a row with that id.
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
         from crm.audit.sealing import audit_seal_after_commit
 
         audit_seal_after_commit(using=self._state.db)
 
-    def _save_table(
-        self,
-        raw: bool = False,
-        cls: Any = None,
-        force_insert: Any = False,
-        force_update: bool = False,
-        using: str | None = None,
-        update_fields: Any = None,
-    ) -> Any:
-        # Runs after pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored.
-        self.sign(using=using or "default")
-        # The id is set before the insert (the MAC covers it): without force_insert Django would first try an
-        # UPDATE of a row with that id.
-        return super()._save_table(raw, cls, True, force_update, using, update_fields)
+    def after_pre_save(self, using: str) -> None:
+        # After pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored
+        # (crm.django_adapter.AfterPreSave says why this needs a private hook of Django).
+        self.sign(using=using)
 
     def sign(self, using: str = "default") -> None:
         """Normalise the unsaved entry to what PostgreSQL will hand back, give it its id, and set entry_mac

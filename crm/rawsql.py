@@ -13,7 +13,6 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import psycopg
 from django.db import connections
 from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
@@ -43,18 +42,13 @@ def load(model: type[M], row: Sequence[Any], start: int = 0, using: str = "defau
 
 
 def prepared_cursor(using: str = "default") -> Any:
-    """A cursor with server-side parameter binding on the request's own connection, wrapped as Django wraps
-    its cursors (query log, execute_wrapper, errors).
+    """Django's own cursor on the request's connection (client-side binding, like every Django query).
 
-    Django's cursors bind parameters on the client (psycopg ClientCursor), so PostgreSQL parses and plans
-    every statement anew. These constant statements run on every API call: bound on the server, psycopg
-    prepares each one after a few executions on a connection (prepare_threshold) and PostgreSQL reuses the
-    plan. Only for the statements of this module, whose placeholders are plain values.
+    The name is historical: these statements were bound and prepared on the server through a private method
+    of Django (DatabaseWrapper's `_prepare_cursor`) until bench/cursor_bench.py found no difference in time
+    for the API's statements (bench/README.md, 2026-12-06).
     """
-    connection = connections[using]
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    return connections[using].cursor()
 
 
 def fetch_one(sql: str, params: Any, using: str = "default") -> Sequence[Any] | None:
@@ -68,36 +62,34 @@ def _quoted(names: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def _insert_sql(
-    table: str, columns: tuple[str, ...], defaults: tuple[bool, ...], returning: tuple[str, ...]
-) -> str:
+def _insert_sql(table: str, columns: tuple[str, ...], defaults: tuple[bool, ...]) -> str:
     values = ", ".join("DEFAULT" if default else "%s" for default in defaults)
-    sql = f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES ({values})'  # noqa: S608
-    return sql + (f" RETURNING {_quoted(returning)}" if returning else "")
+    return f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES ({values})'  # noqa: S608
 
 
 class ConstantInsert(Model):
-    """Model mixin: save() inserts through one statement per column set, written once and kept.
+    """Model mixin: the INSERT of an unsaved instance as one statement, to run with others (insert_together).
 
-    For the rows written on every API call (ledger events, audit entries, idempotency records): Django's
-    insert compiler rebuilt the same INSERT each time. Values go through the same steps as there (each
-    field's pre_save and get_db_prep_save, so auto_now and encryption apply; a db_default left unset is
-    DEFAULT); anything else (an expression as a value, a field with its own placeholder) takes Django's path.
-    Signals and the rest of save() are untouched.
+    For the rows a consent write stores in one statement (ledger event, audit entry, stored answer). Values go
+    through the same steps as in Django's insert compiler (each field's pre_save and get_db_prep_save, so
+    auto_now and encryption apply; a db_default left unset is DEFAULT); a value only Django's compiler can
+    write (an expression, a field with its own placeholder) is refused. save() is Django's own: an earlier
+    override of Model's `_do_insert` that reused these statements for save() was dropped (a private name of
+    Django, for no difference the API bench could see: bench/README.md).
     """
 
     class Meta:
         abstract = True
 
     def insert_values(
-        self, fields: Any, *, raw: bool = False, using: str = "default"
+        self, fields: Any, *, using: str = "default"
     ) -> tuple[tuple[str, ...], tuple[bool, ...], list[Any]] | None:
         """(columns, which of them are DEFAULT, parameters) of this row's INSERT, or None when a value needs
         Django's own insert (an expression, a field with its own placeholder)."""
         connection = connections[using]
         columns, defaults, params = [], [], []
         for field in fields:
-            value = getattr(self, field.attname) if raw else field.pre_save(self, add=True)
+            value = field.pre_save(self, add=True)
             default = isinstance(value, DatabaseDefault)
             if (hasattr(value, "resolve_expression") and not default) or hasattr(field, "get_placeholder"):
                 return None
@@ -116,25 +108,7 @@ class ConstantInsert(Model):
         if parts is None:
             raise ValueError(f"{type(self).__name__}: a value needs Django's own insert")
         columns, defaults, params = parts
-        return _insert_sql(self._meta.db_table, columns, defaults, ()), params
-
-    def _do_insert(self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool) -> Any:
-        parts = self.insert_values(fields, raw=raw, using=using)
-        if parts is None:
-            return super()._do_insert(manager, using, fields, returning_fields, raw)
-        columns, defaults, params = parts
-        connection = connections[using]
-        returning = tuple(f.column for f in returning_fields or ())
-        sql = _insert_sql(self._meta.db_table, columns, defaults, returning)
-        with prepared_cursor(using) as cur:
-            cur.execute(sql, params)
-            if not returning:
-                return []
-            row = list(cur.fetchone())
-        for i, field in enumerate(returning_fields):
-            for convert in field.get_db_converters(connection):
-                row[i] = convert(row[i], field, connection)
-        return [tuple(row)]
+        return _insert_sql(self._meta.db_table, columns, defaults), params
 
 
 def insert_together(statements: Sequence[tuple[str, Sequence[Any]]], using: str = "default") -> None:
