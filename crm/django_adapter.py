@@ -58,3 +58,22 @@ class AfterPreSave(models.Model):
         if cls is None or cls._meta.concrete_model is self._meta.concrete_model:
             self.after_pre_save(using or "default")
         return super()._save_table(raw, cls, force_insert, force_update, using, update_fields)
+
+
+def prime_permission_caches(user: Any, *, user_perms: set[str], group_perms: set[str]) -> None:
+    """Give a freshly loaded user the model permissions ModelBackend would load, so that `has_perm` asks no
+    query (the integration API's service users, whose permissions crm.integrations.auth keeps per process
+    for PERMISSION_CACHE_SECONDS).
+
+    Why: ModelBackend loads a user's permissions with two queries on the first `has_perm` of every request
+    (the user object is new each time); on the API's busiest call that is two of five statements. Django
+    has no public way to hand it permissions it already knows.
+
+    Cost: ModelBackend's cache attributes `_user_perm_cache`, `_group_perm_cache` and `_perm_cache`
+    (django.contrib.auth.backends, `_get_permissions` / `get_all_permissions`) are private; a rename would
+    make the backend load them itself again (slower, still correct). tests/crm/test_django_adapter.py checks
+    the names and that a primed user's `has_perm` runs no query.
+    """
+    user._user_perm_cache = set(user_perms)
+    user._group_perm_cache = set(group_perms)
+    user._perm_cache = set(user_perms) | set(group_perms)

@@ -42,14 +42,6 @@ DYNAMIC = {"_user_perm_cache", "_group_perm_cache", "_perm_cache"}
 # Uses that other branches of issue #12 are removing (file, name): the lead deletes each line as its branch
 # merges. Nothing may be added here: a new internal goes into the library's adapter, with its tests.
 BEING_REMOVED = {
-    ("crm/auth.py", "_get_permissions"),  # crm/auth.py is being removed (Django's auth backend stays)
-    ("crm/auth.py", "_user_perm_cache"),
-    ("crm/auth.py", "_group_perm_cache"),
-    ("crm/sessions.py", "_get_session_from_db"),  # crm/sessions.py is being removed (Django's sessions)
-    ("crm/sessions.py", "_session_key"),
-    ("crm/integrations/auth.py", "_user_perm_cache"),  # imports crm/auth.py's backend: rewritten with it
-    ("crm/integrations/auth.py", "_group_perm_cache"),
-    ("crm/integrations/auth.py", "_perm_cache"),
     ("crm/admin.py", "_coerce_field_name"),  # the changelist rows' own renderer is being removed
     ("crm/admin.py", "_css"),  # the same code path (the admin's media rendered once per process)
     ("crm/admin.py", "_js"),

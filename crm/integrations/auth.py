@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import APIKeyQuery, HttpBearer
 
+from crm.django_adapter import prime_permission_caches
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.ratelimit import rate_limit_hit
 from crm.integrations.selectors import api_client_for_token
@@ -41,7 +42,7 @@ _permission_cache: dict[int, tuple[float, set[str], set[str]]] = {}
 
 
 def _load_cached_permissions(client: ApiClient) -> None:
-    """Fill Django's own per-user permission caches from the process cache (the backends read them)."""
+    """Fill Django's own per-user permission caches from the process cache (crm.django_adapter)."""
     user = client.user
     now = time.monotonic()
     hit = _permission_cache.get(user.pk)
@@ -49,9 +50,7 @@ def _load_cached_permissions(client: ApiClient) -> None:
         backend = ModelBackend()
         hit = (now, set(backend.get_user_permissions(user)), set(backend.get_group_permissions(user)))
         _permission_cache[user.pk] = hit
-    user._user_perm_cache = set(hit[1])  # type: ignore[attr-defined]
-    user._group_perm_cache = set(hit[2])  # type: ignore[attr-defined]
-    user._perm_cache = hit[1] | hit[2]  # type: ignore[attr-defined]
+    prime_permission_caches(user, user_perms=hit[1], group_perms=hit[2])
 
 
 def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:

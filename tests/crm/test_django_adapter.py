@@ -106,3 +106,29 @@ def test_the_hook_runs_once_per_save_and_the_entry_is_inserted_without_an_update
     statements = [q["sql"].lstrip().split(None, 1)[0].upper() for q in queries.captured_queries]
     assert "INSERT" in statements and "UPDATE" not in statements, statements
     assert AuditEntry.objects.get(pk=entry.pk).entry_mac_valid()
+
+
+@pytest.mark.django_db
+def test_a_primed_user_answers_has_perm_without_a_query_and_as_modelbackend_would(owner):
+    # given what ModelBackend loads for a user, handed to a fresh copy of that user
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.backends import ModelBackend
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from crm.django_adapter import prime_permission_caches
+
+    backend = ModelBackend()
+    loaded = get_user_model().objects.get(pk=owner.pk)
+    user_perms, group_perms = backend.get_user_permissions(loaded), backend.get_group_permissions(loaded)
+    assert group_perms  # the staff role's permissions come through its group
+    fresh = get_user_model().objects.get(pk=owner.pk)
+    prime_permission_caches(fresh, user_perms=set(user_perms), group_perms=set(group_perms))
+    # when it is asked for permissions
+    with CaptureQueriesContext(connection) as ctx:
+        answers = {p: fresh.has_perm(p) for p in sorted(group_perms)[:3]}
+        refused = fresh.has_perm("crm.erase_all_customers")
+    # then no query runs (ModelBackend read the primed caches), and the answers are ModelBackend's
+    assert ctx.captured_queries == []
+    assert all(answers.values())
+    assert refused is owner.has_perm("crm.erase_all_customers") is False
