@@ -86,6 +86,9 @@ def _category_fields(model: type[models.Model], category: str) -> list[models.Fi
     ]
 
 
+Predicate = tuple[str, tuple[Any, ...]]  # the acting statement's re-check: SQL of the ids still due, params
+
+
 def act(
     *,
     ids: list[int],
@@ -100,117 +103,30 @@ def act(
     trigger: str = "",
     days: int = 0,
 ) -> Outcome:
-    """Apply `action` on `scope` to the locked `ids` that still satisfy `predicate`; inside a transaction."""
+    """Apply `action` on `scope` to the locked `ids` that still satisfy `predicate`; inside a transaction.
+
+    One statement acts on the customers and re-checks the predicate itself; linked rows and participants
+    follow; then one tombstone per acted id and one summary audit entry naming the cleared fields."""
     out = Outcome()
     if not ids:
         return out
     # The predicate narrowed to these ids: the planner checks it row by row through the primary key instead
     # of evaluating it over the whole table once per batch.
-    pred_sql, pred_params = _predicate_sql(predicate.filter(pk__in=ids))
+    pred = _predicate_sql(predicate.filter(pk__in=ids))
     now = timezone.now()
-    cleared: list[str] = []
-    customers, c_id = table(Customer), pk(Customer)
-    updated_at = column(Customer, "updated_at")
     with connection.cursor() as cur:
         if scope == Scope.CUSTOMERS and action == Action.ERASE:
-            protected, names = protected_sql(Customer, "c")
-            extra = f" AND {protected}" if protected else ""
-            cur.execute(
-                f"DELETE FROM {customers} c WHERE c.{c_id} = ANY(%s) AND c.{c_id} IN ({pred_sql}){extra} "  # noqa: S608
-                f"RETURNING c.{c_id}",
-                [ids, *pred_params],
-            )
-            out.acted = sorted(r[0] for r in cur.fetchall())
-            if protected and len(out.acted) < len(ids):
-                # Which of the others a protecting relation kept (the rest no longer matched the predicate).
-                rest = sorted(set(ids) - set(out.acted))
-                cur.execute(
-                    f"SELECT count(*) FROM {customers} c WHERE c.{c_id} = ANY(%s) "  # noqa: S608
-                    f"AND c.{c_id} IN ({pred_sql}) AND NOT ({protected})",
-                    [rest, *pred_params],
-                )
-                n = cur.fetchone()[0]
-                if n:
-                    out.failures["protected_by:" + ",".join(names)] += n
-            _participants_erase(out.acted, action=action, reason=reason, actor=actor)
-            for rel in relations_to(Customer):
-                follow(rel, out.acted, unlink=False)
+            cleared = _customers_erase(cur, out, ids, pred, reason=reason, actor=actor)
         elif scope == Scope.CUSTOMERS:
-            fields = (
-                anonymise_fields(Customer) if action == Action.ANONYMISE else pseudonymise_fields(Customer)
+            cleared = _customers_anonymise(
+                cur, out, ids, pred, action=action, as_of=as_of, now=now, reason=reason, actor=actor
             )
-            cleared = [f.name for f in fields]
-            # What the cleared fields leave behind (birth date → age band …), computed in Python from the
-            # decrypted values and written by the same statement.
-            gens = generalisations(Customer, fields)
-            v_ids, v_columns = generalised_values(Customer, ids, gens, as_of.astimezone(rules.JST).date())
-            sets = clear_sets(fields, skip=frozenset(g.target.column for g in gens))
-            sets += [f"{quote(g.target.column)} = v.g{i}" for i, g in enumerate(gens)]
-            sets.append(f"{updated_at} = %s")
-            params: list[Any] = [now]
-            if action == Action.ANONYMISE:
-                sets.append(f"{column(Customer, 'status')} = %s")
-                params.append(Customer.Status.ANONYMISED)
-            arrays = [f"%s::{Customer._meta.pk.rel_db_type(connection)}[]"]
-            arrays += [f"%s::{g.target.db_type(connection)}[]" for g in gens]
-            aliases = ", ".join(["id", *(f"g{i}" for i in range(len(gens)))])
-            cur.execute(
-                f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
-                f"FROM unnest({', '.join(arrays)}) AS v({aliases}) "
-                f"WHERE c.{c_id} = v.id AND c.{c_id} IN ({pred_sql}) RETURNING c.{c_id}",
-                [*params, v_ids, *v_columns, *pred_params],
-            )
-            out.acted = sorted(r[0] for r in cur.fetchall())
-            if action == Action.ANONYMISE:
-                _participants_erase(out.acted, action=action, reason=reason, actor=actor)
-                # Purchases and events stay for analytics, no longer linked to a person.
-                for rel in relations_to(Customer):
-                    follow(rel, out.acted, unlink=True)
         elif scope == Scope.MARKETING:
-            fields = [Customer._meta.get_field(n) for n in selectors.marketing_fields()]
-            cleared = [f.name for f in fields]
-            sets = [*clear_sets(fields), f"{updated_at} = %s"]
-            cur.execute(
-                f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
-                f"WHERE c.{c_id} = ANY(%s) AND c.{c_id} IN ({pred_sql}) RETURNING c.{c_id}",
-                [now, ids, *pred_params],
-            )
-            out.acted = sorted(r[0] for r in cur.fetchall())
+            cleared = _marketing_erase(cur, out, ids, pred, now=now)
         elif scope == Scope.BEHAVIOURAL:
-            events, e_id = table(CustomerEvent), pk(CustomerEvent)
-            link_field = CustomerEvent._meta.get_field("customer")
-            link = quote(link_field.column)
-            age = ""
-            params = [ids, *pred_params]
-            if trigger == RetentionPolicy.Trigger.RECORD_AGE:
-                age = f" AND e.{column(CustomerEvent, 'occurred_at')} < %s"
-                params.append(rules.trigger_cutoff(as_of, days))
-            if action == Action.ERASE:
-                stmt = (
-                    f"DELETE FROM {events} e WHERE e.{link} = ANY(%s) "  # noqa: S608
-                    f"AND e.{link} IN ({pred_sql}){age} RETURNING e.{link}"
-                )
-            else:
-                # The CTE keeps the old link so the statement can say whose events it unlinked; the events
-                # lose what the registry says an unlinked row loses (their visitor id).
-                sets = unlink_sets(CustomerEvent, link_field.column, free_text=False)
-                stmt = (
-                    f"WITH old AS (SELECT e.{e_id} AS id, e.{link} AS customer_id FROM {events} e "  # noqa: S608
-                    f"WHERE e.{link} = ANY(%s) AND e.{link} IN ({pred_sql}){age} FOR UPDATE) "
-                    f"UPDATE {events} u SET {', '.join(sets)} FROM old WHERE u.{e_id} = old.id "
-                    "RETURNING old.customer_id"
-                )
-            cur.execute(stmt, params)
-            out.acted = sorted({r[0] for r in cur.fetchall() if r[0] is not None})
-            if trigger != RetentionPolicy.Trigger.RECORD_AGE and out.acted:
-                # The person's behavioural identifiers (the device id): the registry's "behavioural" category.
-                fields = _category_fields(Customer, Scope.BEHAVIOURAL)
-                cleared = [f.name for f in fields]
-                if fields:
-                    cur.execute(
-                        f"UPDATE {customers} SET {', '.join(clear_sets(fields))} WHERE {c_id} = ANY(%s)",  # noqa: S608
-                        [out.acted],
-                    )
+            cleared = _behavioural_act(
+                cur, out, ids, pred, action=action, trigger=trigger, as_of=as_of, days=days
+            )
         else:
             raise RetentionError(f"対象「{scope}」の処理は未導入です。")
     if out.acted:
@@ -226,6 +142,152 @@ def act(
             cleared=cleared,
         )
     return out
+
+
+def _customers_erase(
+    cur: Any, out: Outcome, ids: list[int], pred: Predicate, *, reason: str, actor: AbstractBaseUser | None
+) -> list[str]:
+    """Delete the customers still due (unless a protecting relation forbids it), then let the participants
+    erase what they hold and follow every relation (cascade or unlink)."""
+    pred_sql, pred_params = pred
+    customers, c_id = table(Customer), pk(Customer)
+    protected, names = protected_sql(Customer, "c")
+    extra = f" AND {protected}" if protected else ""
+    cur.execute(
+        f"DELETE FROM {customers} c WHERE c.{c_id} = ANY(%s) AND c.{c_id} IN ({pred_sql}){extra} "  # noqa: S608
+        f"RETURNING c.{c_id}",
+        [ids, *pred_params],
+    )
+    out.acted = sorted(r[0] for r in cur.fetchall())
+    if protected and len(out.acted) < len(ids):
+        # Which of the others a protecting relation kept (the rest no longer matched the predicate).
+        rest = sorted(set(ids) - set(out.acted))
+        cur.execute(
+            f"SELECT count(*) FROM {customers} c WHERE c.{c_id} = ANY(%s) "  # noqa: S608
+            f"AND c.{c_id} IN ({pred_sql}) AND NOT ({protected})",
+            [rest, *pred_params],
+        )
+        n = cur.fetchone()[0]
+        if n:
+            out.failures["protected_by:" + ",".join(names)] += n
+    _participants_erase(out.acted, action=Action.ERASE, reason=reason, actor=actor)
+    for rel in relations_to(Customer):
+        follow(rel, out.acted, unlink=False)
+    return []
+
+
+def _customers_anonymise(
+    cur: Any,
+    out: Outcome,
+    ids: list[int],
+    pred: Predicate,
+    *,
+    action: str,
+    as_of: dt.datetime,
+    now: dt.datetime,
+    reason: str,
+    actor: AbstractBaseUser | None,
+) -> list[str]:
+    """Anonymise or pseudonymise the customers still due: the registry's fields emptied and its declared
+    generalisations written, by one statement; anonymisation then unlinks the rows pointing at them."""
+    pred_sql, pred_params = pred
+    customers, c_id = table(Customer), pk(Customer)
+    fields = anonymise_fields(Customer) if action == Action.ANONYMISE else pseudonymise_fields(Customer)
+    # What the cleared fields leave behind (birth date → age band …), computed in Python from the decrypted
+    # values and written by the same statement.
+    gens = generalisations(Customer, fields)
+    v_ids, v_columns = generalised_values(Customer, ids, gens, as_of.astimezone(rules.JST).date())
+    sets = clear_sets(fields, skip=frozenset(g.target.column for g in gens))
+    sets += [f"{quote(g.target.column)} = v.g{i}" for i, g in enumerate(gens)]
+    sets.append(f"{column(Customer, 'updated_at')} = %s")
+    params: list[Any] = [now]
+    if action == Action.ANONYMISE:
+        sets.append(f"{column(Customer, 'status')} = %s")
+        params.append(Customer.Status.ANONYMISED)
+    arrays = [f"%s::{Customer._meta.pk.rel_db_type(connection)}[]"]
+    arrays += [f"%s::{g.target.db_type(connection)}[]" for g in gens]
+    aliases = ", ".join(["id", *(f"g{i}" for i in range(len(gens)))])
+    cur.execute(
+        f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
+        f"FROM unnest({', '.join(arrays)}) AS v({aliases}) "
+        f"WHERE c.{c_id} = v.id AND c.{c_id} IN ({pred_sql}) RETURNING c.{c_id}",
+        [*params, v_ids, *v_columns, *pred_params],
+    )
+    out.acted = sorted(r[0] for r in cur.fetchall())
+    if action == Action.ANONYMISE:
+        _participants_erase(out.acted, action=action, reason=reason, actor=actor)
+        # Purchases and events stay for analytics, no longer linked to a person.
+        for rel in relations_to(Customer):
+            follow(rel, out.acted, unlink=True)
+    return [f.name for f in fields]
+
+
+def _marketing_erase(
+    cur: Any, out: Outcome, ids: list[int], pred: Predicate, *, now: dt.datetime
+) -> list[str]:
+    """Empty the customers' marketing_preferences category (registry) where the predicate still holds."""
+    pred_sql, pred_params = pred
+    customers, c_id = table(Customer), pk(Customer)
+    fields = [Customer._meta.get_field(n) for n in selectors.marketing_fields()]
+    sets = [*clear_sets(fields), f"{column(Customer, 'updated_at')} = %s"]
+    cur.execute(
+        f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE c.{c_id} = ANY(%s) AND c.{c_id} IN ({pred_sql}) RETURNING c.{c_id}",
+        [now, ids, *pred_params],
+    )
+    out.acted = sorted(r[0] for r in cur.fetchall())
+    return [f.name for f in fields]
+
+
+def _behavioural_act(
+    cur: Any,
+    out: Outcome,
+    ids: list[int],
+    pred: Predicate,
+    *,
+    action: str,
+    trigger: str,
+    as_of: dt.datetime,
+    days: int,
+) -> list[str]:
+    """Delete (erase) or unlink (anonymise) the customers' behavioural events — only the old ones for the
+    record-age trigger — and, unless only old events went, their behavioural identifiers (registry)."""
+    pred_sql, pred_params = pred
+    events, e_id = table(CustomerEvent), pk(CustomerEvent)
+    link_field = CustomerEvent._meta.get_field("customer")
+    link = quote(link_field.column)
+    age = ""
+    params = [ids, *pred_params]
+    if trigger == RetentionPolicy.Trigger.RECORD_AGE:
+        age = f" AND e.{column(CustomerEvent, 'occurred_at')} < %s"
+        params.append(rules.trigger_cutoff(as_of, days))
+    if action == Action.ERASE:
+        stmt = (
+            f"DELETE FROM {events} e WHERE e.{link} = ANY(%s) "  # noqa: S608
+            f"AND e.{link} IN ({pred_sql}){age} RETURNING e.{link}"
+        )
+    else:
+        # The CTE keeps the old link so the statement can say whose events it unlinked; the events lose what
+        # the registry says an unlinked row loses (their visitor id).
+        sets = unlink_sets(CustomerEvent, link_field.column, free_text=False)
+        stmt = (
+            f"WITH old AS (SELECT e.{e_id} AS id, e.{link} AS customer_id FROM {events} e "  # noqa: S608
+            f"WHERE e.{link} = ANY(%s) AND e.{link} IN ({pred_sql}){age} FOR UPDATE) "
+            f"UPDATE {events} u SET {', '.join(sets)} FROM old WHERE u.{e_id} = old.id "
+            "RETURNING old.customer_id"
+        )
+    cur.execute(stmt, params)
+    out.acted = sorted({r[0] for r in cur.fetchall() if r[0] is not None})
+    if trigger == RetentionPolicy.Trigger.RECORD_AGE or not out.acted:
+        return []
+    # The person's behavioural identifiers (the device id): the registry's "behavioural" category.
+    fields = _category_fields(Customer, Scope.BEHAVIOURAL)
+    if fields:
+        cur.execute(
+            f"UPDATE {table(Customer)} SET {', '.join(clear_sets(fields))} WHERE {pk(Customer)} = ANY(%s)",  # noqa: S608
+            [out.acted],
+        )
+    return [f.name for f in fields]
 
 
 def _participants_erase(ids: list[int], *, action: str, reason: str, actor: AbstractBaseUser | None) -> None:
