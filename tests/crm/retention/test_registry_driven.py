@@ -168,6 +168,9 @@ def test_every_declared_generalisation_is_usable():
         assert model._meta.get_field(gen.into).concrete, (label, name)
         assert target is not None and target.data_class in (DataClass.ANONYMISED, DataClass.ATTRIBUTE)
         assert not target.free_text, (label, name)
+    # and no field is the trace of two others
+    targets = [(label, gen.into) for label, _name, gen in declared]
+    assert len(targets) == len(set(targets))
 
 
 def test_a_spec_without_metadata_is_neither_free_text_nor_generalised():
