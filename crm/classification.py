@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import phonenumbers
@@ -32,14 +32,32 @@ PERSONAL_CLASSES = frozenset({DataClass.DIRECT, DataClass.QUASI, DataClass.ATTRI
 
 
 @dataclass(frozen=True)
+class Generalisation:
+    """What a field leaves behind when anonymisation or pseudonymisation clears it: the value of the
+    generaliser `by` (a name in crm.retention.rules.GENERALISERS) written into the field `into` of the same
+    row, e.g. birth date → age band, address → prefecture. `into` must be a field those actions keep."""
+
+    into: str
+    by: str
+
+
+@dataclass(frozen=True)
 class FieldSpec:
-    """How one field is treated: its class, the purposes it serves and the retention category."""
+    """How one field is treated: its class, the purposes it serves and the retention category.
+
+    `free_text`: free-form content (a memo, a JSON document) that can name the person whatever the form asks:
+    anonymisation empties it, and so does unlinking a row from an erased customer, even when its class alone
+    (a structured attribute) would keep it. `generalise`: the trace the field leaves when it is cleared.
+    """
 
     data_class: DataClass
     purposes: tuple[str, ...] = ()
     retention: str = ""
     mask: str = "full"  # name of a masker in MASKERS
     description: str = ""
+    _: KW_ONLY
+    free_text: bool = False
+    generalise: Generalisation | None = None
 
     @property
     def personal(self) -> bool:

@@ -4,7 +4,7 @@ Purposes are the codes of the published purposes of use (consent app); retention
 the retention engine uses.
 """
 
-from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
+from crm.classification import REGISTRY, DataClass, FieldSpec, Generalisation, not_personal
 
 D, Q, A, X, DER = (
     DataClass.DIRECT,
@@ -30,18 +30,24 @@ REGISTRY.declare(
     email=FieldSpec(D, PROFILE + MARKETING, "customer_profile", "email", "メールアドレス"),
     phone=FieldSpec(D, PROFILE, "customer_profile", "phone", "電話番号"),
     postal_code=FieldSpec(D, PROFILE, "customer_profile", "postal", "郵便番号"),
-    address=FieldSpec(D, PROFILE, "customer_profile", "full", "住所"),
-    birth_date=FieldSpec(D, PROFILE, "customer_profile", "date", "生年月日"),
+    address=FieldSpec(
+        D, PROFILE, "customer_profile", "full", "住所", generalise=Generalisation("prefecture", "prefecture")
+    ),
+    birth_date=FieldSpec(
+        D, PROFILE, "customer_profile", "date", "生年月日", generalise=Generalisation("age_band", "age_band")
+    ),
     app_user_id=FieldSpec(Q, PROFILE, "customer_profile", "full", "アプリ利用者ID"),
     device_id=FieldSpec(Q, ("analytics",), "behavioural", "full", "端末ID"),
     pos_card_no=FieldSpec(Q, PROFILE, "customer_profile", "full", "ポイントカード番号"),
     prefecture=FieldSpec(A, (*PROFILE, "analytics"), "customer_profile", "full", "都道府県"),
     gender=FieldSpec(A, ("analytics",), "customer_profile", "full", "性別（任意）"),
-    preferences=FieldSpec(A, MARKETING, "marketing_preferences", "full", "嗜好・配信設定"),
-    notes=FieldSpec(D, ("customer_support",), "customer_profile", "full", "対応メモ（自由記述）"),
+    preferences=FieldSpec(A, MARKETING, "marketing_preferences", "full", "嗜好・配信設定", free_text=True),
+    notes=FieldSpec(
+        D, ("customer_support",), "customer_profile", "full", "対応メモ（自由記述）", free_text=True
+    ),
     collection_channel=not_personal("取得チャネル"),
     collected_at=not_personal("取得日時"),
-    acquisition_note=FieldSpec(A, PROFILE, "customer_profile", "full", "取得の経緯"),
+    acquisition_note=FieldSpec(A, PROFILE, "customer_profile", "full", "取得の経緯", free_text=True),
     age_band=FieldSpec(X, ("analytics",), "", "full", "年代（匿名化後）"),
     email_bidx=FieldSpec(DER, PROFILE, "customer_profile", "full", "メール検索用ハッシュ"),
     phone_bidx=FieldSpec(DER, PROFILE, "customer_profile", "full", "電話番号検索用ハッシュ"),
@@ -129,7 +135,7 @@ REGISTRY.declare(
     visitor_id=FieldSpec(Q, ("analytics",), "behavioural", "full", "Cookie等の訪問者ID（個人関連情報）"),
     kind=FieldSpec(A, ("analytics",), "behavioural", "full", "イベント種別"),
     occurred_at=FieldSpec(A, ("analytics",), "behavioural", "full", "発生日時"),
-    properties=FieldSpec(A, ("analytics",), "behavioural", "full", "イベント属性"),
+    properties=FieldSpec(A, ("analytics",), "behavioural", "full", "イベント属性", free_text=True),
     source=not_personal("送信元システム"),
     created_at=not_personal(),
 )

@@ -137,11 +137,12 @@ def team_member_remove(*, membership: TeamMembership, actor: AbstractBaseUser | 
 def _audit_created(instance: Any, **additional: Any) -> None:
     """One audit entry for a row of a model that auditlog does not watch (high-volume event tables).
 
-    Values are not copied into the entry: only which fields were set (personal ones redacted by name).
+    Values are not copied into the entry: only the names of the model's personal fields (classification
+    registry), each redacted.
     """
     from django.contrib.contenttypes.models import ContentType
 
-    from crm.classification import REDACTED
+    from crm.classification import REDACTED, audit_masked_fields
     from crm.models import AuditEntry
 
     AuditEntry.objects.create(
@@ -150,7 +151,7 @@ def _audit_created(instance: Any, **additional: Any) -> None:
         object_id=instance.pk,
         object_repr=str(instance),
         action=AuditEntry.Action.CREATE,
-        changes={name: ["None", REDACTED] for name in sorted(additional.pop("fields", []))},
+        changes={name: ["None", REDACTED] for name in sorted(audit_masked_fields(instance._meta.label))},
         additional_data=additional or None,
     )
 
@@ -198,7 +199,7 @@ def event_record(
     with transaction.atomic(), _acting(actor):
         event.full_clean()
         event.save()
-        _audit_created(event, fields=["kind", "occurred_at", "properties", "visitor_id"], source=source)
+        _audit_created(event, source=source)
     return event
 
 
@@ -226,7 +227,7 @@ def purchase_record(
     with transaction.atomic(), _acting(actor):
         purchase.full_clean()
         purchase.save()
-        _audit_created(purchase, fields=["order_no", "amount", "purchased_at"])
+        _audit_created(purchase)
     return purchase
 
 

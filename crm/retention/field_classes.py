@@ -29,7 +29,9 @@ REGISTRY.declare(
     customer=not_personal("顧客への参照（消去後はNULL）"),
     reason=not_personal("保存義務の理由"),
     reference=not_personal("事件・請求等の参照番号"),
-    note=FieldSpec(DataClass.ATTRIBUTE, ("legal_compliance",), "", "full", "備考（自由記述）"),
+    note=FieldSpec(
+        DataClass.ATTRIBUTE, ("legal_compliance",), "", "full", "備考（自由記述）", free_text=True
+    ),
     placed_by=not_personal("従業者"),
     placed_at=not_personal(),
     until=not_personal(),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.prefectures import PREFECTURE_CODES, PREFECTURES  # noqa: F401  (PREFECTURES re-exported)
@@ -70,6 +72,16 @@ def prefecture_of(address: str, known_code: str = "") -> str:
         if text.startswith(stem):
             return code
     return ""
+
+
+# Generalisers named by the registry's declarations (crm.classification.Generalisation.by): each maps the
+# value being cleared, the value its target field holds now and the JST day of the action to the value the
+# target keeps ('' when nothing can be said).
+Generaliser = Callable[[Any, Any, dt.date], str]
+GENERALISERS: dict[str, Generaliser] = {
+    "age_band": lambda value, kept, on: age_band(value, on),
+    "prefecture": lambda value, kept, on: prefecture_of(value or "", kept or ""),
+}
 
 
 def id_slices(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ from django.db import connection
 
 from crm.retention import services, tasks
 from crm.retention.models import RetentionPolicy, RetentionRunSlice
+from crm.retention.services import runs
 from tests.crm.retention.conftest import NOW, jst, set_activity, transactional_db_mark
 from tests.crm.retention.test_concurrency import in_threads
 from tests.factories import CustomerFactory, TeamFactory
@@ -39,7 +40,7 @@ def test_a_stall_is_picked_up_after_one_missed_heartbeat(
     # given the default heartbeat interval and a slice whose chain stopped after its last batch committed
     settings.RETENTION_RUN_SLICES = 1
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(services, "_enqueue_slices", lambda items: sent.extend(items))
+    monkeypatch.setattr(runs, "_enqueue_slices", lambda items: sent.extend(items))
     sl = _stalled_slice(make_policy)
     beat_at = sl.heartbeat_at
 
@@ -75,7 +76,7 @@ def test_two_watchdogs_at_once_resume_a_stalled_slice_exactly_once(make_policy, 
     # given a stalled slice whose heartbeat is two intervals old
     settings.RETENTION_RUN_SLICES = 1
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(services, "_enqueue_slices", lambda items: sent.extend(items))
+    monkeypatch.setattr(runs, "_enqueue_slices", lambda items: sent.extend(items))
     sl = _stalled_slice(make_policy)
     with connection.cursor() as cur:
         cur.execute(

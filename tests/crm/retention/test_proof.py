@@ -15,6 +15,7 @@ from crm.classification import REDACTED, REGISTRY
 from crm.models import GENESIS_HASH, AuditEntry, Customer, CustomerEvent
 from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRunSlice, Tombstone
+from crm.retention.services import runs
 from tests.crm.retention.conftest import add_history, jst, set_activity
 from tests.factories import CustomerFactory
 
@@ -202,7 +203,7 @@ def test_resume_stalled_reenqueues_unfinished_slices(
         set_activity(CustomerFactory(team=team), jst(2020, 1, 1))
     run = services.retention_run_start(policy=make_policy(batch_size=1), enqueue=False)
     sent = []
-    monkeypatch.setattr(services, "_enqueue_slices", lambda items: sent.extend(items))
+    monkeypatch.setattr(runs, "_enqueue_slices", lambda items: sent.extend(items))
     # when the watchdog runs
     with django_capture_on_commit_callbacks(execute=True):
         n = services.retention_resume_stalled(stale_after_seconds=0)

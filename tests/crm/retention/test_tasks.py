@@ -7,6 +7,7 @@ import pytest
 from crm.models import Customer, CustomerEvent
 from crm.retention import services
 from crm.retention.models import RetentionPolicy, RetentionRun, RetentionRunSlice
+from crm.retention.services import runs
 from crm.retention.tasks import (
     retention_resume_stalled,
     retention_run_batch,
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def sent(monkeypatch):
     """Batch messages the services would send after commit (captured instead of going to the broker)."""
     messages: list[tuple[int, int]] = []
-    monkeypatch.setattr(services, "_enqueue_slices", lambda items: messages.extend(items))
+    monkeypatch.setattr(runs, "_enqueue_slices", lambda items: messages.extend(items))
     return messages
 
 
