@@ -14,6 +14,7 @@ from crm.classification import REGISTRY, mask_value
 from crm.models import Customer, CustomerEvent
 from crm.retention import participants, rules
 from crm.retention.models import LegalHold, RetentionPolicy
+from crm.retention.services import cascade, clearing
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -204,29 +205,29 @@ def customer_erasure_preview(
 ) -> ErasurePreview | None:
     """The confirmation page's list for one customer the user may erase ("delete" through the one gate):
     None when the gate does not open the customer to the user."""
-    from crm.retention import services  # its description of the erasure path, read here for the page
-
     customer = Customer.objects.restrict(user, "delete").filter(pk=customer_id).only("pk").first()
     if customer is None:
         return None
     opts = Customer._meta
     if action == Action.ERASE:
         removed = [f for f in opts.concrete_fields if f.name in REGISTRY.personal_fields(opts.label)]
-        generalised: list[tuple[str, str]] = []
+        traces: list[clearing.Generalised] = []
     else:
-        generalised = [("birth_date", "age_band"), ("address", "prefecture")]
-        removed = [f for f in services._anonymise_fields() if f.name not in ("age_band", "prefecture")]
+        # As the engine anonymises: what the registry clears, and the traces its generalisations leave.
+        cleared = clearing.anonymise_fields(Customer)
+        traces = clearing.generalisations(Customer, cleared)
+        removed = [f for f in cleared if f.name not in {t.target.name for t in traces}]
     removed = [f for f in removed if f.editable]  # blind indexes go too, but are not something a user knows
     related = []
-    for rel in services._reverse_relations():
+    for rel in cascade.relations_to(Customer):
         model = rel.related_model
         count = model.objects.filter(**{rel.field.name: customer.pk}).count()
         if not count:
             continue
-        # As services._follow does: erasure deletes what cascades; anonymisation unlinks what can be unlinked.
+        # As cascade.follow does: erasure deletes what cascades; anonymisation unlinks what can be unlinked.
         deleted = rel.on_delete is models.CASCADE and (action == Action.ERASE or not rel.field.null)
         statutory = any(
-            spec.retention in services.STATUTORY_CATEGORIES
+            spec.retention in clearing.STATUTORY_CATEGORIES
             for spec in REGISTRY.models.get(model._meta.label, {}).values()
         )
         related.append(RelatedFate(str(model._meta.verbose_name_plural), count, deleted, statutory))
@@ -234,9 +235,7 @@ def customer_erasure_preview(
     return ErasurePreview(
         action=action,
         removed_fields=[str(f.verbose_name) for f in removed],
-        generalised=[
-            (str(opts.get_field(a).verbose_name), str(opts.get_field(b).verbose_name)) for a, b in generalised
-        ],
+        generalised=[(str(t.source.verbose_name), str(t.target.verbose_name)) for t in traces],
         related=related,
         holds=holds,
     )
