@@ -124,9 +124,9 @@ INSTALLED_APPS = [
     "guardian",
     "auditlog",
     # Before crm: its failed-login receiver runs first and marks a locked-out request (crm.signin.receivers).
-    "axes",
+    "crm.signin.apps.SigninLockoutConfig",  # django-axes, with a translatable name
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "crm.signin.apps.SecondFactorTotpConfig",  # django_otp.plugins.otp_totp, with a translatable name
     "django_otp.plugins.otp_static",
     "csp",
     "django_celery_beat",

@@ -35,6 +35,10 @@ class LockoutAdmin(AccessAttemptAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @admin.display(description=_("状態"))
+    def status(self, obj: AccessAttempt) -> Any:
+        return super().status(obj)
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         services.signin_lockout_clear(attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request.user)
 
@@ -42,17 +46,48 @@ class LockoutAdmin(AccessAttemptAdmin):
         services.signin_lockout_clear(attempts=queryset, actor=request.user)
 
 
+class ConfirmedFilter(admin.SimpleListFilter):
+    """django-otp's `confirmed` field has an English label only; the filter carries its own."""
+
+    title = _("登録完了")
+    parameter_name = "confirmed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("1", _("はい")), ("0", _("いいえ"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(confirmed=value == "1") if value in ("0", "1") else queryset
+
+
 @admin.register(TOTPDevice)
 class SecondFactorAdmin(admin.ModelAdmin):
     """Who has enrolled a second factor; the reset action removes a user's devices (lost phone), ends the
-    user's sessions and is recorded. Keys are never shown."""
+    user's sessions and is recorded. Keys are never shown. django-otp marks none of its field labels for
+    translation, so the columns are this admin's own, labelled in both languages."""
 
-    list_display = ["user", "confirmed", "created_at", "last_used_at"]
-    list_filter = ["confirmed"]
+    list_display = ["device_user", "device_confirmed", "device_created_at", "device_last_used_at"]
+    list_filter = [ConfirmedFilter]
     search_fields = ["user__username"]
-    fields = ["user", "confirmed", "created_at", "last_used_at"]
+    fields = list_display
     readonly_fields = fields
     actions = ["reset_second_factor"]
+
+    @admin.display(description=_("ユーザー"), ordering="user__username")
+    def device_user(self, obj: TOTPDevice) -> Any:
+        return obj.user
+
+    @admin.display(description=_("登録完了"), boolean=True)
+    def device_confirmed(self, obj: TOTPDevice) -> bool:
+        return bool(obj.confirmed)
+
+    @admin.display(description=_("登録日時"), ordering="created_at")
+    def device_created_at(self, obj: TOTPDevice) -> Any:
+        return obj.created_at
+
+    @admin.display(description=_("最終使用日時"), ordering="last_used_at")
+    def device_last_used_at(self, obj: TOTPDevice) -> Any:
+        return obj.last_used_at
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -85,6 +85,10 @@ JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
 # The same in both languages: abbreviations and codes a Japanese UI writes in Latin letters too.
 SAME_IN_BOTH = {"ID", "URL", "API", "IP", "JSON", "cron"}
+# Names no catalogue can translate: django-otp's TOTP model sets its verbose names as plain strings (not
+# marked for translation). Its app name, columns and filter are this project's own (crm.signin); renaming a
+# third-party model would mean editing its Meta, which its migrations record.
+UNTRANSLATABLE = {("otp_totp", "TOTP device"), ("otp_totp", "TOTP devices")}
 
 
 def _admin_strings() -> list[tuple[str, str]]:
@@ -142,7 +146,9 @@ def test_every_string_the_admin_shows_is_japanese_in_the_japanese_ui():
     with translation.override("ja"):
         shown = _admin_strings()
     # then, in Japanese, each is Japanese (the project catalogue translates what the apps leave in English)
-    english = sorted({(app, t) for app, t in shown if not JAPANESE.search(t) and t not in SAME_IN_BOTH})
+    english = sorted(
+        {(app, t) for app, t in shown if not JAPANESE.search(t) and t not in SAME_IN_BOTH} - UNTRANSLATABLE
+    )
     assert len(shown) > 400
     assert english == [], f"{len(english)} shown in English in the Japanese UI: {english[:8]}"
     for app in ("django_celery_beat", "crm", "consent", "auth"):
