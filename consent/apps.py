@@ -11,13 +11,24 @@ class ConsentConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from consent import field_classes  # noqa: F401  (registers classifications)
-        from consent.models import ConsentEvent, Purpose, PurposeVersion, SpecialCareRecord, VisitorLink
+        from consent.models import (
+            ConsentEvent,
+            Objection,
+            Purpose,
+            PurposeVersion,
+            SpecialCareRecord,
+            VisitorLink,
+        )
         from consent.roles import grant_consent_roles
+        from consent.selectors import withdrawn_since
         from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.retention.selectors import consent_withdrawn_source_register
 
         grant_consent_roles()
+        # The retention engine's "consent withdrawn" trigger: crm owns the registry, never imports consent.
+        consent_withdrawn_source_register(withdrawn_since)
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
-        for model in (Purpose, PurposeVersion, ConsentEvent, VisitorLink, SpecialCareRecord):
+        for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
             label = model._meta.label
             auditlog.register(
                 model,

@@ -1,12 +1,14 @@
 """Reads of the retention engine: the retention predicate (one definition for the dry run and the real run),
-the admin preview, and the consent-based trigger behind a lazy import of the consent app."""
+the admin preview, and the consent-based trigger the consent app registers (no import of consent)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from crm.classification import REGISTRY, mask_value
@@ -29,30 +31,33 @@ class ConsentUnavailable(RuntimeError):
     """The consent app (its ledger) is not installed yet: a consent-based trigger cannot be evaluated."""
 
 
+WithdrawnSince = Callable[..., QuerySet[Any]]
+_withdrawn_since: list[WithdrawnSince] = []
+
+
+def consent_withdrawn_source_register(source: WithdrawnSince) -> None:
+    """Register the consent app's "consent withdrawn" trigger (consent.apps.ConsentConfig.ready).
+
+    A registry, not an import: crm never imports consent (incidents -> consent -> crm, checked by
+    import-linter in CI). `source(purpose_code, days, as_of=...)` returns a QuerySet of customer ids and
+    raises ValidationError for an unknown purpose code. Registering again replaces the source.
+    """
+    _withdrawn_since[:] = [source]
+
+
 def consent_withdrawn_customer_ids(
     purpose_code: str, days: int, as_of: dt.datetime | None = None
 ) -> QuerySet[Any]:
     """Ids of customers whose consent for `purpose_code` was withdrawn at least `days` days before `as_of`.
 
-    Contract with the consent app: `consent.selectors.withdrawn_since(purpose_code, days)` returns a
-    QuerySet of customer ids; when it also takes `as_of`, the run's frozen instant is passed so that every
-    batch of a run sees the same cutoff. Imported lazily: crm never depends on consent at import time (the
-    dependency arrow points consent → crm). An unknown purpose code is ConsentUnavailable, with the reason.
+    Asks the source the consent app registered (consent_withdrawn_source_register), passing the run's frozen
+    instant so that every batch of a run sees the same cutoff. No source registered (the consent app not
+    installed) or an unknown purpose code is ConsentUnavailable, with the reason.
     """
-    import inspect
-
-    from django.core.exceptions import ValidationError
-
+    if not _withdrawn_since:
+        raise ConsentUnavailable("同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。")
     try:
-        from consent.selectors import withdrawn_since  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ConsentUnavailable(
-            "同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。"
-        ) from exc
-    try:
-        if as_of is not None and "as_of" in inspect.signature(withdrawn_since).parameters:
-            return withdrawn_since(purpose_code, days, as_of=as_of)
-        return withdrawn_since(purpose_code, days)
+        return _withdrawn_since[0](purpose_code, days, as_of=as_of)
     except ValidationError as exc:
         raise ConsentUnavailable(" ".join(exc.messages)) from exc
 
