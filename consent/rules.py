@@ -40,6 +40,20 @@ WITHDRAW_CONSENT, OBJECT, OBJECT_DIRECT_MARKETING, STOP_USE = (
 )
 
 
+BASIS_ARTICLE = {
+    CONSENT: "GDPR 6(1)(a); APPI 18(1), 20(2), 27(1), 28(1)",
+    CONTRACT: "GDPR 6(1)(b); APPI 17, 18",
+    LEGAL_OBLIGATION: "GDPR 6(1)(c); APPI 18(3)(i)",
+    LEGITIMATE_INTEREST: "GDPR 6(1)(f); APPI 17, 18",
+}
+RIGHT_ARTICLE = {
+    WITHDRAW_CONSENT: "GDPR 7(3)",
+    OBJECT: "GDPR 21(1)",
+    OBJECT_DIRECT_MARKETING: "GDPR 21(2), 21(3)",
+    STOP_USE: "APPI 35",
+}
+
+
 def is_direct_marketing(category: str) -> bool:
     """True when a purpose of this category is direct marketing (GDPR Art. 21(2))."""
     return category in DIRECT_MARKETING_CATEGORIES

@@ -218,6 +218,25 @@ def objections_standing(*, customer: Customer) -> list[Objection]:
     )
 
 
+def purpose_bases(*, customer: Customer) -> dict[str, dict[str, Any]]:
+    """Per published purpose: its lawful basis and article, whether a standing objection of the customer
+    covers it, and what the person can do about it (consent.rules.person_rights), each with its article."""
+    standing = objections_standing(customer=customer)
+    objected_purposes = {o.purpose_id for o in standing if o.scope == Objection.Scope.PURPOSE}
+    objected_marketing = any(o.scope == Objection.Scope.DIRECT_MARKETING for o in standing)
+    answer = {}
+    for purpose in Purpose.objects.filter(is_published=True).order_by("display_order", "code"):
+        marketing = rules.is_direct_marketing(purpose.category)
+        rights = rules.person_rights(basis=purpose.legal_basis, category=purpose.category)
+        answer[purpose.code] = {
+            "legal_basis": purpose.legal_basis,
+            "article": rules.BASIS_ARTICLE.get(purpose.legal_basis, ""),
+            "objected": purpose.pk in objected_purposes or (marketing and objected_marketing),
+            "rights": [{"code": r, "article": rules.RIGHT_ARTICLE[r]} for r in rights],
+        }
+    return answer
+
+
 # Statuses whose data is still kept for a legal obligation (held ones included: a legal hold keeps the
 # record; erased customers have no row, anonymised ones no person).
 _KEPT_FOR_OBLIGATION = (Customer.Status.ACTIVE, Customer.Status.CLOSED, Customer.Status.STOP_USE)
