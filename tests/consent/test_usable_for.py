@@ -53,14 +53,16 @@ BASIS_PURPOSE = {
     "legal_obligation": "tax_records",
 }
 
-# Worked answers, written out (not computed): is the customer in this state usable for a purpose of this basis?
+# Worked answers, written out (not computed): usable for a purpose of this basis in this state?
+# fmt: off
 EXPECTED = {
-    #                     granted withdrawn never  objected stop_use closed anonymised
-    "consent": (True, False, False, False, False, False, False),
-    "contract": (True, True, True, True, False, False, False),
-    "legitimate_interest": (True, True, True, False, False, False, False),
-    "legal_obligation": (True, True, True, True, True, True, False),
+    #                      granted withdrawn never  objected stop_use closed anonymised
+    "consent":             (True,  False,    False, False,   False,   False, False),
+    "contract":            (True,  True,     True,  True,    False,   False, False),
+    "legitimate_interest": (True,  True,     True,  False,   False,   False, False),
+    "legal_obligation":    (True,  True,     True,  True,    True,    True,  False),
 }
+# fmt: on
 STATES = ("granted", "withdrawn", "never_asked", "objected", "stop_use", "closed", "anonymised")
 
 
