@@ -52,6 +52,13 @@ class PurposeForm(forms.ModelForm):
     title_en = forms.CharField(label=_("名称（英語）"), max_length=200)
     description_ja = forms.CharField(label=_("説明（日本語）"), widget=forms.Textarea(attrs={"rows": 4}))
     description_en = forms.CharField(label=_("説明（英語）"), widget=forms.Textarea(attrs={"rows": 4}))
+    basis_change_reason = forms.CharField(
+        label=_("法的根拠の変更の判断"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("同意が記録されている利用目的の法的根拠を同意以外に変える場合の、記録された判断。"),
+    )
 
     class Meta:
         model = Purpose
@@ -66,6 +73,25 @@ class PurposeForm(forms.ModelForm):
             # The code is what the API and segments refer to: fixed once created.
             if "code" in self.fields:
                 self.fields["code"].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        # self.instance still holds the stored basis here (the form's values are applied after clean()).
+        new_basis = data.get("legal_basis")
+        if (
+            self.instance.pk
+            and new_basis
+            and not (data.get("basis_change_reason") or "").strip()
+            and selectors.basis_change_needs_decision(purpose=self.instance, new_basis=new_basis)
+        ):
+            self.add_error(
+                "basis_change_reason",
+                _(
+                    "同意が記録されている利用目的の法的根拠を同意以外に変更するには、"
+                    "判断の記録（理由）が必要です（GDPR第6条・第7条3項）。"
+                ),
+            )
+        return data
 
 
 class PurposeVersionInline(admin.TabularInline):
@@ -99,7 +125,7 @@ class PurposeAdmin(admin.ModelAdmin):
         (None, {"fields": ["code", "category", "legal_basis", "is_published", "display_order"]}),
         (
             _("文面（変更すると新しい版になります。過去の版はそのまま残ります）"),
-            {"fields": list(TEXT_FIELDS)},
+            {"fields": [*TEXT_FIELDS, "basis_change_reason"]},
         ),
     ]
 
@@ -141,7 +167,11 @@ class PurposeAdmin(admin.ModelAdmin):
         )
         before = obj.current_version_id
         version = services.purpose_revise(
-            purpose=obj, legal_basis=obj.legal_basis, actor=request.user, **texts
+            purpose=obj,
+            legal_basis=obj.legal_basis,
+            basis_change_reason=form.cleaned_data.get("basis_change_reason") or "",
+            actor=request.user,
+            **texts,
         )
         if version.pk != before:
             messages.info(

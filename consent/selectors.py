@@ -195,6 +195,15 @@ def standing_objections(*, purpose_id: int, direct_marketing: bool) -> QuerySet[
     )
 
 
+def basis_change_needs_decision(*, purpose: Purpose, new_basis: str) -> bool:
+    """True when moving `purpose` to `new_basis` leaves consent while consents to it stand: then the change
+    needs a recorded decision (services.purpose_revise, the purpose admin form)."""
+    return (
+        rules.basis_weakened(purpose.legal_basis, new_basis)
+        and ConsentState.objects.filter(purpose_id=purpose.pk, granted=True).exists()
+    )
+
+
 def standing_objection_of(*, customer_id: int, scope: str, purpose: Purpose | None) -> Objection | None:
     """The customer's standing (unanswered) objection of this scope and purpose, if any."""
     answered = Objection.objects.filter(answers_id=OuterRef("pk"), kind=Objection.Kind.COMPELLING_GROUNDS)

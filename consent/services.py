@@ -148,10 +148,8 @@ def purpose_revise(
         if not _texts_changed(locked.current_version, texts):
             return locked.current_version  # type: ignore[return-value]
         basis_change_reason = basis_change_reason.strip()
-        if (
-            rules.basis_weakened(locked.legal_basis, texts["legal_basis"])
-            and not basis_change_reason
-            and ConsentState.objects.filter(purpose_id=locked.pk, granted=True).exists()
+        if not basis_change_reason and selectors.basis_change_needs_decision(
+            purpose=locked, new_basis=texts["legal_basis"]
         ):
             raise ValidationError(
                 {
