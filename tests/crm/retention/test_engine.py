@@ -159,10 +159,9 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer
 
 
 def test_consent_trigger_without_the_consent_app_fails_the_run_clearly(make_policy, monkeypatch):
-    # given the consent selectors cannot be imported
-    import sys
-
-    monkeypatch.setitem(sys.modules, "consent.selectors", None)
+    # given no consent app registered its "consent withdrawn" source (crm never imports consent: the consent
+    # app registers into crm.retention.selectors in its ready())
+    monkeypatch.setattr(selectors, "_withdrawn_since", [])
     policy = make_policy(
         scope=Scope.MARKETING,
         trigger=Trigger.CONSENT_WITHDRAWN,
@@ -404,3 +403,28 @@ def test_defaults_and_schedule_are_created_by_the_migration(db):
     assert tasks["crm.retention.run_due_policies"] is True and tasks["crm.retention.resume_stalled"] is True
     daily = PeriodicTask.objects.get(task="crm.retention.run_due_policies").crontab
     assert (daily.minute, daily.hour, str(daily.timezone)) == ("0", "3", "Asia/Tokyo")
+
+
+def test_the_consent_app_registers_its_withdrawn_trigger_and_crm_never_imports_consent():
+    # given the apps loaded (consent's ready() has run)
+    # then the retention engine asks the consent app's own selector, reached through the registry
+    from consent.selectors import withdrawn_since
+
+    assert selectors._withdrawn_since == [withdrawn_since]
+    # and no module of crm imports consent or incidents, not even inside a function (the same rule
+    # import-linter checks in CI, .ci/run)
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in (Path(__file__).resolve().parents[3] / "crm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path}: {n}" for n in names if n.split(".")[0] in ("consent", "incidents", "config")
+            ]
+    assert offenders == []
