@@ -262,3 +262,19 @@ def test_a_legal_obligation_keeps_a_held_stop_use_customer(customer, tax_records
     # then the legal-obligation purpose still reaches both (GDPR 17(3)(b)), the contract one neither
     assert set(usable_for(Customer.objects.all(), "tax_records")) == {customer, closed}
     assert not usable_for(Customer.objects.all(), "customer_management").exists()
+
+
+def test_erasing_or_anonymising_an_objector_works_and_the_objection_outlives_them(customer, grant):
+    # given a customer who objected to direct marketing, and a teammate who objected to analytics
+    grant(customer)
+    services.objection_record(customer=customer, scope=DIRECT_MARKETING, source=ADMIN)
+    teammate = CustomerFactory(team=customer.team)
+    services.objection_record(customer=teammate, scope=PURPOSE, purpose_code="analytics", source=ADMIN)
+    # when the first is erased and the second anonymised
+    retention_services.customer_erase(customer_ids=[customer.pk], reason="テスト", actor=None)
+    retention_services.customer_anonymise(customer_ids=[teammate.pk], reason="テスト", actor=None)
+    # then both objections are still on the ledger (proof they were honoured) and nobody is selected
+    assert Objection.objects.filter(customer_id__in=[customer.pk, teammate.pk]).count() == 2
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+    for code in ("marketing_email", "analytics", "customer_management"):
+        assert not usable_for(Customer.objects.all(), code).exists()
