@@ -450,6 +450,8 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         purposes = list(selectors.published_purposes())
         rows = [(p, state.get(p.code)) for p in purposes]
         history = selectors.consent_history(user=request.user, customer_id=customer.pk)[:500]
+        objections = selectors.objection_history(user=request.user, customer_id=customer.pk)[:100]
+        may_object = may_record and request.user.has_perm("consent.add_objection")
         return TemplateResponse(
             request,
             "consent/admin/customer_history.html",
@@ -460,6 +462,8 @@ class ConsentEventAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
                 "rows": rows,
                 "history": history,
                 "may_record": may_record,
+                "objections": objections,
+                "objection_add_url": reverse("admin:consent_objection_add") if may_object else "",
                 "add_url": reverse("admin:consent_consentevent_add"),
                 "customer_url": reverse("admin:crm_customer_change", args=[customer.pk]),
                 "opts": self.model._meta,

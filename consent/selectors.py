@@ -323,6 +323,16 @@ def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int)
     )
 
 
+def objection_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[Objection]:
+    """A customer's objections and the decisions answering them, newest first, if `user` may view them."""
+    return (
+        Objection.objects.restrict(user, "view")
+        .filter(customer_id=customer_id)
+        .select_related("purpose", "operator")
+        .order_by("-occurred_at", "-id")
+    )
+
+
 def consent_events_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentEvent]:
     """Ledger rows `user` may view (the gate: rows about customers they may view; visitor-only rows and
     rows of erased customers belong to no team, so the all-customers roles only)."""

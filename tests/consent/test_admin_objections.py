@@ -122,3 +122,18 @@ def test_the_purpose_form_asks_for_a_decision_before_leaving_consent(
     assert done.status_code == 302
     assert purpose.legal_basis == "legitimate_interest"
     assert purpose.current_version.basis_change_reason == "方針決定 P-12"
+
+
+def test_the_customer_history_shows_objections_and_links_to_record_one(client, owner, outsider, customer):
+    # given an objection to direct marketing
+    services.objection_record(customer=customer, scope="direct_marketing", source=Objection.Source.ADMIN)
+    url = reverse("admin:consent_customer_history", args=[customer.pk])
+    # when the team's owner opens the customer's consent history
+    client.force_login(owner)
+    body = client.get(url).content.decode()
+    # then the objection is listed with a link to record another
+    assert "ダイレクトマーケティング全体" in body
+    assert reverse(ADD) in body
+    # and another team's user does not reach the page at all
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
