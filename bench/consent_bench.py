@@ -13,8 +13,13 @@ decrypts them). The seed is kept between runs (pass --reseed to start again).
 Measured, with p50/p95 over repeated runs:
 - state lookup for one random customer: `consent.selectors.consent_state` (current-state table, unique
   index) vs the baseline DISTINCT ON over that customer's ledger rows;
-- counting `Customer.objects.consented_to("marketing_email")` vs the baseline that derives every current
-  state from the ledger (DISTINCT ON over all rows) with no current-state table.
+- counting `consent.selectors.consented_to(customers, "marketing_email")` vs the baseline that derives every
+  current state from the ledger (DISTINCT ON over all rows) with no current-state table;
+- counting `consent.selectors.usable_for(customers, code)` — the lawful-basis rule (issue #17) — for a
+  legitimate-interest purpose ("analytics": active, no standing objection) and for a consent purpose
+  ("marketing_email": granted, and no objection to direct marketing), beside consented_to's count in the
+  same run. ~1% of customers object to analytics (a tenth of those answered by a compelling-grounds
+  decision) and ~0.5% to direct marketing; each count is checked against hand-written SQL.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from django.core.management import call_command, get_commands  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from consent import selectors, services  # noqa: E402
-from consent.models import ConsentEvent, Purpose  # noqa: E402
+from consent.models import ConsentEvent, Objection, Purpose  # noqa: E402
 from crm.models import Customer, Team  # noqa: E402
 
 DUMMY_TOKEN = "gAAAAAB" + "x" * 113  # the length of a Fernet token of a short name; never decrypted
@@ -173,6 +178,42 @@ def seed_ledger(customer_ids: list[int], per_customer: float, rng: random.Random
     return counter[0]
 
 
+def seed_objections(customer_ids: list[int], rng: random.Random) -> int:
+    """Objections (GDPR Art. 21) through COPY: ~1% of customers to analytics (every tenth answered by a
+    compelling-grounds decision) and ~0.5% to direct marketing. Ids are taken from the table's sequence so
+    decisions can point at their objection."""
+    analytics = Purpose.objects.get(code="analytics").pk
+    now = datetime.now(UTC).isoformat()
+    with connection.cursor() as cur:
+        cur.execute("SELECT coalesce(max(id), 0) FROM consent_objection")
+        next_id = cur.fetchone()[0] + 1
+    cols = ["id", "customer_id", "kind", "scope", "purpose_id", "answers_id", "source", "reason"]
+    cols += ["api_client_id", "operator_id", "occurred_at", "recorded_at"]
+    rows: list[str] = []
+    for cid in customer_ids:
+        draw = rng.random()
+        if draw < 0.01:
+            rows.append(
+                f"{next_id}\t{cid}\tobjection\tpurpose\t{analytics}\t\\N\tapi\t\t\\N\t\\N\t{now}\t{now}\n"
+            )
+            if rng.random() < 0.1:
+                rows.append(
+                    f"{next_id + 1}\t{cid}\tcompelling_grounds\tpurpose\t{analytics}\t{next_id}\tadmin\t"
+                    f"{DUMMY_TOKEN}\t\\N\t\\N\t{now}\t{now}\n"
+                )
+                next_id += 1
+            next_id += 1
+        elif draw < 0.015:
+            rows.append(
+                f"{next_id}\t{cid}\tobjection\tdirect_marketing\t\\N\t\\N\tapi\t\t\\N\t\\N\t{now}\t{now}\n"
+            )
+            next_id += 1
+    copy_text("consent_objection", cols, iter(rows))
+    with connection.cursor() as cur:
+        cur.execute("SELECT setval(pg_get_serial_sequence('consent_objection', 'id'), %s)", [next_id])
+    return len(rows)
+
+
 def seed(args: argparse.Namespace) -> None:
     rng = random.Random(20260401)
     have = Customer.objects.count()
@@ -197,7 +238,12 @@ def seed(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         built = services.consent_state_rebuild()
         log(f"  {built:,} state rows in {time.perf_counter() - start:.0f} s")
+    if not Objection.objects.exists():
+        ids = list(Customer.objects.order_by("id").values_list("id", flat=True)[: args.customers])
+        log(f"seeding objections for {len(ids):,} customers with COPY …")
+        log(f"  {seed_objections(ids, rng):,} objection rows")
     with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE consent_objection")
         cur.execute("VACUUM ANALYZE crm_customer")
         cur.execute("VACUUM ANALYZE consent_consentevent")
         cur.execute("VACUUM ANALYZE consent_consentstate")
@@ -221,6 +267,21 @@ JOIN (
     ORDER BY customer_id, occurred_at DESC, id DESC
 ) last ON last.customer_id = c.id
 WHERE last.action = 'grant' AND c.status = 'active'
+"""
+
+# Hand-written checks of usable_for's counts (not baselines to race: the same answer, written independently).
+CHECK_LEGITIMATE_INTEREST_SQL = """
+SELECT count(*) FROM crm_customer c WHERE c.status = 'active' AND NOT EXISTS (
+    SELECT 1 FROM consent_objection o WHERE o.customer_id = c.id AND o.kind = 'objection'
+    AND o.scope = 'purpose' AND o.purpose_id = %s
+    AND NOT EXISTS (SELECT 1 FROM consent_objection d WHERE d.answers_id = o.id))
+"""
+CHECK_MARKETING_SQL = """
+SELECT count(*) FROM crm_customer c
+JOIN consent_consentstate s ON s.customer_id = c.id AND s.purpose_id = %s AND s.granted
+WHERE c.status = 'active' AND NOT EXISTS (
+    SELECT 1 FROM consent_objection o WHERE o.customer_id = c.id AND o.kind = 'objection'
+    AND o.scope = 'direct_marketing')
 """
 
 
@@ -260,7 +321,7 @@ def bench(args: argparse.Namespace) -> None:
     # 2. consented_to(...).count()
     purpose_id = Purpose.objects.get(code="marketing_email").pk
     qs_count, n_ours = timed(
-        lambda: Customer.objects.consented_to("marketing_email").count(), args.count_runs
+        lambda: selectors.consented_to(Customer.objects.all(), "marketing_email").count(), args.count_runs
     )
 
     def baseline_count() -> int:
@@ -270,6 +331,19 @@ def bench(args: argparse.Namespace) -> None:
 
     base_count, n_base = timed(baseline_count, args.baseline_runs)
     assert n_ours == n_base, (n_ours, n_base)
+
+    # 3. usable_for(...).count(): the lawful-basis rule, same runs as consented_to's above.
+    li_count, n_li = timed(
+        lambda: selectors.usable_for(Customer.objects.all(), "analytics").count(), args.count_runs
+    )
+    mk_count, n_mk = timed(
+        lambda: selectors.usable_for(Customer.objects.all(), "marketing_email").count(), args.count_runs
+    )
+    with connection.cursor() as cur:
+        cur.execute(CHECK_LEGITIMATE_INTEREST_SQL, [Purpose.objects.get(code="analytics").pk])
+        assert n_li == cur.fetchone()[0], n_li
+        cur.execute(CHECK_MARKETING_SQL, [purpose_id])
+        assert n_mk == cur.fetchone()[0], n_mk
 
     def row(label: str, samples: list[float], target: str) -> str:
         return (
@@ -282,12 +356,21 @@ def bench(args: argparse.Namespace) -> None:
     log(row("state of one customer — DISTINCT ON ledger (baseline)", base, ""))
     log(row(f"consented_to('marketing_email').count() = {n_ours:,} (ours)", qs_count, "≤ 1000 ms"))
     log(row("same count from the ledger, DISTINCT ON (baseline)", base_count, ""))
-    log("\nplan of consented_to(...).count():")
-    with connection.cursor() as cur:
-        sql, params = Customer.objects.consented_to("marketing_email").order_by().query.sql_with_params()
-        cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT count(*) FROM ({sql}) q", params)
-        for (line,) in cur.fetchall():
-            log("  " + line)
+    log(row(f"usable_for('analytics').count() = {n_li:,} (legit. interest)", li_count, "≤ 1000 ms"))
+    log(row(f"usable_for('marketing_email').count() = {n_mk:,} (consent)", mk_count, "≤ 1000 ms"))
+    everyone = Customer.objects.all()
+    plans = [
+        ("consented_to('marketing_email')", selectors.consented_to(everyone, "marketing_email")),
+        ("usable_for('analytics')", selectors.usable_for(everyone, "analytics")),
+        ("usable_for('marketing_email')", selectors.usable_for(everyone, "marketing_email")),
+    ]
+    for label, qs in plans:
+        log(f"\nplan of {label}.count():")
+        with connection.cursor() as cur:
+            sql, params = qs.order_by().query.sql_with_params()
+            cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT count(*) FROM ({sql}) q", params)
+            for (line,) in cur.fetchall():
+                log("  " + line)
 
 
 def main() -> None:
@@ -311,7 +394,9 @@ def main() -> None:
         with transaction.atomic(), connection.cursor() as cur:
             # A scratch database: lift the TRUNCATE guard of the ledger (crm 0012) for this transaction.
             cur.execute("SET LOCAL crm.allow_truncate = on")
-            cur.execute("TRUNCATE consent_consentstate, consent_consentevent, crm_customer CASCADE")
+            cur.execute(
+                "TRUNCATE consent_objection, consent_consentstate, consent_consentevent, crm_customer CASCADE"
+            )
     seed(args)
     bench(args)
 

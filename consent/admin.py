@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone, translation
@@ -21,7 +22,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from consent import selectors, services
-from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
+from consent.models import (
+    ConsentEvent,
+    ConsentState,
+    Objection,
+    Purpose,
+    PurposeVersion,
+    SpecialCareRecord,
+)
 from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
 from crm.classification import mask_value
 from crm.models import Customer
@@ -44,6 +52,13 @@ class PurposeForm(forms.ModelForm):
     title_en = forms.CharField(label=_("名称（英語）"), max_length=200)
     description_ja = forms.CharField(label=_("説明（日本語）"), widget=forms.Textarea(attrs={"rows": 4}))
     description_en = forms.CharField(label=_("説明（英語）"), widget=forms.Textarea(attrs={"rows": 4}))
+    basis_change_reason = forms.CharField(
+        label=_("法的根拠の変更の判断"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("同意が記録されている利用目的の法的根拠を同意以外に変える場合の、記録された判断。"),
+    )
 
     class Meta:
         model = Purpose
@@ -59,6 +74,25 @@ class PurposeForm(forms.ModelForm):
             # The code is what the API and segments refer to: fixed once created.
             if "code" in self.fields:
                 self.fields["code"].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        # self.instance still holds the stored basis here (the form's values are applied after clean()).
+        new_basis = data.get("legal_basis")
+        if (
+            self.instance.pk
+            and new_basis
+            and not (data.get("basis_change_reason") or "").strip()
+            and selectors.basis_change_needs_decision(purpose=self.instance, new_basis=new_basis)
+        ):
+            self.add_error(
+                "basis_change_reason",
+                _(
+                    "同意が記録されている利用目的の法的根拠を同意以外に変更するには、"
+                    "判断の記録（理由）が必要です（GDPR第6条・第7条3項）。"
+                ),
+            )
+        return data
 
 
 class PurposeVersionInline(admin.TabularInline):
@@ -92,7 +126,7 @@ class PurposeAdmin(admin.ModelAdmin):
         (None, {"fields": ["code", "category", "legal_basis", "is_published", "display_order"]}),
         (
             _("文面（変更すると新しい版になります。過去の版はそのまま残ります）"),
-            {"fields": list(TEXT_FIELDS)},
+            {"fields": [*TEXT_FIELDS, "basis_change_reason"]},
         ),
     ]
 
@@ -144,7 +178,11 @@ class PurposeAdmin(admin.ModelAdmin):
         )
         before = obj.current_version_id
         version = services.purpose_revise(
-            purpose=obj, legal_basis=obj.legal_basis, actor=request.user, **texts
+            purpose=obj,
+            legal_basis=obj.legal_basis,
+            basis_change_reason=form.cleaned_data.get("basis_change_reason") or "",
+            actor=request.user,
+            **texts,
         )
         if version.pk != before:
             messages.info(
@@ -462,6 +500,8 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
         purposes = list(selectors.published_purposes())
         rows = [(p, state.get(p.code)) for p in purposes]
         history = selectors.consent_history(user=request.user, customer_id=customer.pk)[:500]
+        objections = selectors.objection_history(user=request.user, customer_id=customer.pk)[:100]
+        may_object = may_record and request.user.has_perm("consent.add_objection")
         return TemplateResponse(
             request,
             "consent/admin/customer_history.html",
@@ -472,6 +512,8 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
                 "rows": rows,
                 "history": history,
                 "may_record": may_record,
+                "objections": objections,
+                "objection_add_url": reverse("admin:consent_objection_add") if may_object else "",
                 "add_url": reverse("admin:consent_consentevent_add"),
                 "customer_url": reverse("admin:crm_customer_change", args=[customer.pk]),
                 "opts": self.model._meta,
@@ -607,3 +649,157 @@ class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSa
                 "opts": self.model._meta,
             },
         )
+
+
+# --- 異議（GDPR第21条） -----------------------------------------------------------------------------------
+
+
+class ObjectionForm(forms.Form):
+    """A person's objection taken by staff (GDPR Art. 21): to one legitimate-interest purpose, or to direct
+    marketing as a whole."""
+
+    customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
+    scope = forms.ChoiceField(label=_("対象"), choices=Objection.Scope.choices)
+    purpose = forms.ModelChoiceField(
+        label=_("利用目的"),
+        queryset=Purpose.objects.none(),
+        to_field_name="code",
+        required=False,
+        help_text=_("利用目的ごとの異議のとき: 正当な利益に基づく利用目的（GDPR第21条1項）。"),
+    )
+    occurred_at = forms.DateTimeField(
+        label=_("異議の日時"), required=False, help_text=_("空欄なら現在時刻。")
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["purpose"].queryset = selectors.published_purposes()
+
+
+class CompellingGroundsForm(forms.Form):
+    reason = forms.CharField(
+        label=_("やむを得ない正当な根拠（GDPR第21条1項）"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("本人の利益、権利及び自由に優越する根拠を記録します。記録は変更できません。"),
+    )
+
+
+@admin.register(Objection)
+class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+    """Objections (GDPR Art. 21) and compelling-grounds decisions: append-only, read-only for everyone;
+    "追加" records an objection via the service, "判断を記録" (privacy officer) answers one."""
+
+    list_display = (
+        "id",
+        "customer_history",
+        "kind",
+        "scope",
+        "purpose",
+        "source",
+        "occurred_at",
+        "recorded_at",
+    )
+    ordering = ("-id",)
+    search_fields = ("customer__id",)
+    search_help_text = _("顧客ID（数字）で完全一致検索します。")
+    list_select_related = ("purpose__current_version",)
+    actions = None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Objection]:
+        return Objection.objects.restrict(request.user, "view")
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        return _exact_subject_search(queryset, search_term, visitor=False), False
+
+    @admin.display(description=_("顧客"))
+    def customer_history(self, obj: Objection) -> str:
+        return _history_link(obj.customer_id)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        reason = "reason" if can_view_pii(request.user) else "reason_masked"
+        fields = ["customer_history", "kind", "scope", "purpose", "answers", "source", reason]
+        return [*fields, "operator", "api_client_id", "occurred_at", "recorded_at", "decide_link"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("判断の理由"))
+    def reason_masked(self, obj: Objection) -> str:
+        return mask_value(Objection._meta.label, "reason", obj.reason) or "-"
+
+    @admin.display(description=_("やむを得ない正当な根拠"))
+    def decide_link(self, obj: Objection) -> str:
+        if obj.kind != Objection.Kind.OBJECTION or obj.scope != Objection.Scope.PURPOSE:
+            return "-"
+        url = reverse("admin:consent_objection_decide", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("判断を記録（個人情報保護管理者）"))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:objection_id>/decide/",
+                self.admin_site.admin_view(self.decide_view),
+                name="consent_objection_decide",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def _render(self, request: HttpRequest, form: forms.Form, title: str) -> HttpResponse:
+        return TemplateResponse(
+            request,
+            "consent/admin/record_consent.html",
+            {**self.admin_site.each_context(request), "title": title, "form": form, "opts": self.model._meta},
+        )
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ObjectionForm(request.POST or None, initial={"customer_id": request.GET.get("customer_id")})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            customer = (
+                Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
+            )
+            if customer is None:
+                form.add_error("customer_id", _("この顧客の異議を記録する権限がないか、顧客が存在しません。"))
+            else:
+                try:
+                    services.objection_record(
+                        customer=customer,
+                        scope=data["scope"],
+                        purpose_code=data["purpose"].code if data["purpose"] else "",
+                        source=Objection.Source.ADMIN,
+                        occurred_at=data["occurred_at"] or timezone.now(),
+                        actor=request.user,
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, _errors(exc))
+                else:
+                    messages.success(request, _("異議を記録しました。"))
+                    return HttpResponseRedirect(reverse("admin:consent_objection_changelist"))
+        return self._render(request, form, str(_("異議を記録（GDPR第21条）")))
+
+    def decide_view(self, request: HttpRequest, objection_id: int) -> HttpResponse:
+        """The privacy officer's compelling-grounds decision on one objection (GDPR Art. 21(1))."""
+        if not request.user.has_perm("consent.decide_objection"):
+            raise PermissionDenied
+        objection = get_object_or_404(Objection.objects.restrict(request.user, "view"), pk=objection_id)
+        form = CompellingGroundsForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.objection_decide_compelling_grounds(
+                    objection=objection, reason=form.cleaned_data["reason"], actor=request.user
+                )
+            except ValidationError as exc:
+                form.add_error(None, _errors(exc))
+            else:
+                messages.success(request, _("判断を記録しました。"))
+                return HttpResponseRedirect(reverse("admin:consent_objection_changelist"))
+        return self._render(request, form, str(_("異議 #%(id)s への判断を記録") % {"id": objection.pk}))

@@ -18,7 +18,7 @@ from ninja import Router, Schema, Status
 from pydantic import ConfigDict, Field, StrictBool
 
 from consent import selectors, services
-from consent.models import ConsentEvent, Purpose, PurposeCategory
+from consent.models import ConsentEvent, Objection, Purpose, PurposeCategory
 from crm.api import (
     BODY,
     CreatedOut,
@@ -162,20 +162,41 @@ class PurposeStateOut(Schema):
     channel: str
 
 
+class RightOut(Schema):
+    code: str  # withdraw_consent | object | object_direct_marketing | stop_use
+    article: str
+
+
+class PurposeBasisOut(Schema):
+    legal_basis: str
+    article: str
+    objected: bool  # a standing objection covers this purpose (GDPR Art. 21)
+    rights: list[RightOut]  # what the person can do about it, with the article
+
+
 class ConsentStateOut(Schema):
     purposes: dict[str, PurposeStateOut]
+
+
+class CustomerConsentStateOut(ConsentStateOut):
+    basis: dict[str, PurposeBasisOut]
 
 
 @router.get(
     "/customers/{external_id}/consents",
     auth=TokenAuth(ApiScope.CONSENTS_READ),
-    response={200: ConsentStateOut, **errors(404, 422)},
+    response={200: CustomerConsentStateOut, **errors(404, 422)},
     summary="顧客の現在の同意状態",
 )
 def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any:  # type: ignore[valid-type]
-    """Current state per purpose code; purposes the customer never answered are absent (= not granted)."""
+    """Current state per purpose code; purposes the customer never answered are absent (= not granted).
+    `basis`: every published purpose's lawful basis, whether a standing objection covers it, and what the
+    person can do about it (withdraw consent, object, request stop-use), each with its article."""
     customer = customer_or_404(request.auth, external_id, action="view")  # type: ignore[arg-type]
-    return {"purposes": selectors.consent_state(customer=customer)}
+    return {
+        "purposes": selectors.consent_state(customer=customer),
+        "basis": selectors.purpose_bases(customer=customer),
+    }
 
 
 @router.get(
@@ -186,6 +207,69 @@ def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any
 )
 def visitor_consent_state(request: HttpRequest, visitor_id: VisitorId) -> Any:  # type: ignore[valid-type]
     return {"purposes": selectors.visitor_consent_state(visitor_id=visitor_id)}
+
+
+class ObjectionIn(Schema):
+    """An objection (GDPR Art. 21) of a customer of the client's team: to one legitimate-interest purpose
+    (`scope` "purpose", Art. 21(1)), or to direct marketing as a whole ("direct_marketing", Art. 21(2)–(3):
+    every marketing purpose at once, never overridden)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"external_id": "C-1001", "scope": "purpose", "purpose_code": "analytics"},
+                {"external_id": "C-1001", "scope": "direct_marketing"},
+            ]
+        },
+    )
+
+    external_id: ExternalId  # type: ignore[valid-type]
+    scope: Objection.Scope
+    purpose_code: Text(50) = ""  # type: ignore[valid-type]
+    occurred_at: Moment | None = None
+
+
+class ObjectionOut(Schema):
+    id: int
+    scope: str
+    purpose_code: str
+    occurred_at: dt.datetime
+
+
+@router.post(
+    "/objections",
+    auth=TokenAuth(ApiScope.CONSENTS_WRITE),
+    response={201: ObjectionOut, **errors(404, 422, *BODY)},
+    summary="異議（GDPR第21条）を記録",
+)
+def objection_create(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: ObjectionIn,
+    idempotency_key: str | None = IdempotencyKey,
+) -> Any:
+    """Append an objection to the objection ledger; the same standing objection again returns the first."""
+    client: ApiClient = request.auth  # type: ignore[attr-defined]
+
+    def compute() -> tuple[int, dict[str, Any]]:
+        customer = customer_or_404(client, payload.external_id)
+        objection = services.objection_record(
+            customer=customer,
+            scope=payload.scope,
+            purpose_code=payload.purpose_code,
+            source=Objection.Source.API,
+            occurred_at=payload.occurred_at,
+            api_client_id=client.pk,
+        )
+        return 201, {
+            "id": objection.pk,
+            "scope": objection.scope,
+            "purpose_code": payload.purpose_code if objection.purpose_id else "",
+            "occurred_at": objection.occurred_at.isoformat(),
+        }
+
+    return api_write(request, response, compute, idempotency_key=idempotency_key)
 
 
 class VisitorLinkIn(Schema):

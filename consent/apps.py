@@ -12,7 +12,14 @@ class ConsentConfig(AppConfig):
 
         from consent import field_classes  # noqa: F401  (registers classifications)
         from consent.demo import seed_consents
-        from consent.models import ConsentEvent, Purpose, PurposeVersion, SpecialCareRecord, VisitorLink
+        from consent.models import (
+            ConsentEvent,
+            Objection,
+            Purpose,
+            PurposeVersion,
+            SpecialCareRecord,
+            VisitorLink,
+        )
         from consent.roles import grant_consent_roles
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
@@ -21,7 +28,7 @@ class ConsentConfig(AppConfig):
         _register_with_retention()
         register_demo_seeder(seed_consents)
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
-        for model in (Purpose, PurposeVersion, ConsentEvent, VisitorLink, SpecialCareRecord):
+        for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
             label = model._meta.label
             auditlog.register(
                 model,

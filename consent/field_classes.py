@@ -21,6 +21,7 @@ REGISTRY.declare(
     description_en=not_personal("公表する利用目的の文面"),
     legal_basis=not_personal(),
     text_hash=not_personal(),
+    basis_change_reason=not_personal("法的根拠の変更についての社内の判断"),
     created_by=not_personal("従業者"),
     created_at=not_personal(),
 )
@@ -77,4 +78,19 @@ REGISTRY.declare(
     content=FieldSpec(SC, ("special_care_health",), "special_care", "full", "要配慮個人情報（暗号化）"),
     recorded_by=not_personal("従業者"),
     created_at=not_personal(),
+)
+REGISTRY.declare(
+    "consent.Objection",
+    id=not_personal(),
+    customer=not_personal("顧客への参照"),
+    kind=FieldSpec(A, LEDGER, "consent_evidence", "full", "異議・判断の別"),
+    scope=FieldSpec(A, LEDGER, "consent_evidence", "full", "異議の対象"),
+    purpose=not_personal(),
+    answers=not_personal(),
+    source=FieldSpec(A, LEDGER, "consent_evidence", "full", "異議の受付経路"),
+    reason=FieldSpec(A, LEDGER, "consent_evidence", "full", "やむを得ない正当な根拠の判断理由（暗号化）"),
+    operator=not_personal("記録した従業者"),
+    api_client_id=not_personal("連携システム"),
+    occurred_at=FieldSpec(A, LEDGER, "consent_evidence", "full", "異議・判断の日時"),
+    recorded_at=not_personal("記録日時"),
 )

@@ -121,6 +121,12 @@ class PurposeVersion(models.Model):
     description_en = models.TextField(_("説明（英語）"))
     legal_basis = models.CharField(_("法的根拠"), max_length=30, choices=LegalBasis.choices)
     text_hash = models.CharField(_("文面ハッシュ（SHA-256）"), max_length=64, editable=False)
+    basis_change_reason = models.TextField(
+        _("法的根拠の変更の判断"),
+        blank=True,
+        default="",
+        help_text=_("同意が記録されている利用目的の法的根拠を同意以外に変える場合の、記録された判断。"),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -425,3 +431,131 @@ class SpecialCareRecord(models.Model):
 
     def __str__(self) -> str:
         return f"要配慮個人情報 #{self.pk}"
+
+
+class ObjectionLedgerQuerySet(RestrictedQuerySet["Objection"]):
+    """Objections behind the gate (crm.permissions): rows about customers the user may see. Append-only, as
+    the consent ledger: the ORM refuses bulk changes, the database trigger refuses the rest."""
+
+    gate_customer = "customer"
+
+    def update(self, **kwargs: Any) -> int:
+        raise LedgerImmutableError("異議の記録は追記のみです。一括更新はできません。")
+
+    def delete(self) -> Any:
+        raise LedgerImmutableError("異議の記録は追記のみです。一括削除はできません。")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise LedgerImmutableError("異議の記録は追記のみです。一括更新はできません。")
+
+
+class Objection(models.Model):
+    """An objection (GDPR Art. 21) and the answers to it: an append-only ledger beside the consent ledger.
+
+    `kind=objection`: the person objects to one purpose (`scope=purpose`, legitimate interest, Art. 21(1)) or
+    to direct marketing as a whole (`scope=direct_marketing`, Art. 21(2)–(3): every marketing purpose at
+    once, and absolute). `kind=compelling_grounds`: the privacy officer's recorded decision that compelling
+    legitimate grounds override one purpose objection (`answers`, Art. 21(1) second sentence); a direct
+    marketing objection can never be answered so (services refuse). An objection stands while no decision
+    answers it; a later objection to the same purpose stands again. Nothing is ever updated: the selector
+    consent.selectors.usable_for reads the standing ones.
+    """
+
+    class Kind(models.TextChoices):
+        OBJECTION = "objection", _("異議（GDPR第21条）")
+        COMPELLING_GROUNDS = "compelling_grounds", _("やむを得ない正当な根拠の判断（GDPR第21条1項）")
+
+    class Scope(models.TextChoices):
+        PURPOSE = "purpose", _("利用目的ごと（GDPR第21条1項）")
+        DIRECT_MARKETING = "direct_marketing", _("ダイレクトマーケティング全体（GDPR第21条2項・3項）")
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", _("管理画面")
+        API = "api", _("API連携")
+        REQUEST_DESK = "request_desk", _("開示等請求窓口")
+
+    customer = models.ForeignKey(
+        "crm.Customer",
+        # As the consent ledger: the record outlives the customer (proof that the objection was honoured),
+        # and an append-only row could not be set to NULL anyway. No database constraint.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        verbose_name=_("顧客"),
+        db_index=False,  # covered by consent_objection_customer_idx
+    )
+    kind = models.CharField(_("種別"), max_length=20, choices=Kind.choices, default=Kind.OBJECTION)
+    scope = models.CharField(_("対象"), max_length=20, choices=Scope.choices)
+    purpose = models.ForeignKey(
+        Purpose,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("利用目的"),
+        db_index=False,
+    )
+    answers = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("判断の対象となる異議"),
+        db_index=False,  # covered by consent_objection_answers_idx
+    )
+    source = models.CharField(_("受付経路"), max_length=20, choices=Source.choices)
+    reason = EncryptedTextField(_("判断の理由"), blank=True, validators=[validate_no_my_number])
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("記録した従業者"),
+        db_index=False,
+    )
+    api_client_id = models.BigIntegerField(_("APIクライアントID"), null=True, blank=True)
+    occurred_at = models.DateTimeField(_("申出・判断の日時"))
+    recorded_at = models.DateTimeField(_("記録日時"), db_default=Now())
+
+    objects = ObjectionLedgerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("異議（GDPR第21条）")
+        verbose_name_plural = _("異議（GDPR第21条）")
+        ordering = ["-id"]
+        permissions = [
+            ("decide_objection", _("異議に対し、やむを得ない正当な根拠を判断できる（個人情報保護管理者）")),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "purpose"], name="consent_objection_customer_idx"),
+            models.Index(
+                fields=["answers"],
+                name="consent_objection_answers_idx",
+                condition=models.Q(answers__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(scope="purpose", purpose__isnull=False))
+                | models.Q(scope="direct_marketing", purpose__isnull=True),
+                name="consent_objection_scope_purpose",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind="objection", answers__isnull=True)
+                | models.Q(kind="compelling_grounds", answers__isnull=False, scope="purpose"),
+                name="consent_objection_decision_answers",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"異議 #{self.pk}" if self.pk else "異議（未保存）"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise LedgerImmutableError("異議の記録は追記のみです。記録済みの行は変更できません。")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise LedgerImmutableError("異議の記録は追記のみです。記録済みの行は削除できません。")

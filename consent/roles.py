@@ -18,6 +18,10 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_visitorlink",
         "consent.view_specialcarerecord",
         "consent.add_specialcarerecord",
+        # 異議（GDPR第21条）: records them, and alone decides compelling legitimate grounds (Art. 21(1)).
+        "consent.view_objection",
+        "consent.add_objection",
+        "consent.decide_objection",
     ],
     # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
     ROLE_STAFF: [
@@ -29,6 +33,9 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         # 要配慮個人情報 of their teams' customers, only with the consent on record (法第20条第2項).
         "consent.view_specialcarerecord",
         "consent.add_specialcarerecord",
+        # Objections of their teams' customers (GDPR Art. 21), as they record withdrawals.
+        "consent.view_objection",
+        "consent.add_objection",
     ],
     # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33), writes nothing.
     ROLE_SUPPORT: [
@@ -38,6 +45,7 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_consentstate",
         "consent.view_visitorlink",
         "consent.view_specialcarerecord",
+        "consent.view_objection",
     ],
 }
 

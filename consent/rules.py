@@ -22,6 +22,71 @@ GRANT, WITHDRAW = "grant", "withdraw"
 OPT_IN, OPT_OUT = "opt_in", "opt_out"
 
 
+# Direct marketing (GDPR Art. 21(2)–(3)): an objection to it covers every purpose of these categories at
+# once (profiling for marketing included) and can never be overridden.
+DIRECT_MARKETING_CATEGORIES = frozenset({"marketing_email", "personalisation"})
+
+CONSENT, CONTRACT, LEGAL_OBLIGATION, LEGITIMATE_INTEREST = (
+    "consent",
+    "contract",
+    "legal_obligation",
+    "legitimate_interest",
+)
+# What the person can do about a purpose, by its lawful basis (shown on the public page and by the API).
+WITHDRAW_CONSENT, OBJECT, OBJECT_DIRECT_MARKETING, STOP_USE = (
+    "withdraw_consent",
+    "object",
+    "object_direct_marketing",
+    "stop_use",
+)
+
+
+BASIS_ARTICLE = {
+    CONSENT: "GDPR 6(1)(a); APPI 18(1), 20(2), 27(1), 28(1)",
+    CONTRACT: "GDPR 6(1)(b); APPI 17, 18",
+    LEGAL_OBLIGATION: "GDPR 6(1)(c); APPI 18(3)(i)",
+    LEGITIMATE_INTEREST: "GDPR 6(1)(f); APPI 17, 18",
+}
+RIGHT_ARTICLE = {
+    WITHDRAW_CONSENT: "GDPR 7(3)",
+    OBJECT: "GDPR 21(1)",
+    OBJECT_DIRECT_MARKETING: "GDPR 21(2), 21(3)",
+    STOP_USE: "APPI 35",
+}
+
+
+def is_direct_marketing(category: str) -> bool:
+    """True when a purpose of this category is direct marketing (GDPR Art. 21(2))."""
+    return category in DIRECT_MARKETING_CATEGORIES
+
+
+def basis_weakened(old: str, new: str) -> bool:
+    """True when a purpose leaves consent for another basis: the people who consented did so under the
+    promise that withdrawing ends the use, which the new basis no longer keeps (a decision is required)."""
+    return old == CONSENT and new != CONSENT
+
+
+def person_rights(*, basis: str, category: str) -> list[str]:
+    """What the person can do about a purpose of this basis and category, in display order.
+
+    consent: withdraw (GDPR Art. 7(3)); legitimate interest: object (Art. 21(1)); direct marketing under any
+    basis but a legal obligation: object to direct marketing (Art. 21(2)–(3)); every basis but a legal
+    obligation: ask us to stop using (利用停止, APPI Art. 35). Data kept for a legal obligation is kept
+    whatever the request (GDPR Art. 17(3)(b)), so nothing is offered there.
+    """
+    if basis == LEGAL_OBLIGATION:
+        return []
+    rights = []
+    if basis == CONSENT:
+        rights.append(WITHDRAW_CONSENT)
+    if basis == LEGITIMATE_INTEREST:
+        rights.append(OBJECT)
+    if is_direct_marketing(category):
+        rights.append(OBJECT_DIRECT_MARKETING)
+    rights.append(STOP_USE)
+    return rights
+
+
 def opt_in_required(category: str) -> bool:
     """True when a grant for a purpose of this category is valid only as an express opt-in."""
     return category in OPT_IN_ONLY_CATEGORIES

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from consent import rules
-from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion
+from consent.models import ConsentEvent, ConsentState, Objection, Purpose, PurposeVersion
 from crm import rawsql
 from crm.models import Customer
 
@@ -151,21 +151,137 @@ def consent_state_at(*, customer: Customer, purpose_code: str, at: dt.datetime) 
     return last == ConsentEvent.Action.GRANT
 
 
-def customers_consented_to(qs: CustomerQuerySet, purpose_code: str) -> CustomerQuerySet:
-    """Narrow `qs` to customers who may be used for `purpose_code` right now (Customer.objects.consented_to).
-
-    Current state granted, purpose published, and the customer active: a customer in stop-use status (APPI
-    Art. 35), closed or anonymised is never returned whatever the ledger says. An unknown code is an error
-    (a typo must not silently select nobody).
-    """
-    purpose = Purpose.objects.filter(code=purpose_code).values_list("pk", "is_published").first()
-    if purpose is None:
+def _purpose_for_selection(purpose_code: str) -> tuple[int, bool, str, str]:
+    """(id, published, legal basis, category) of a purpose. An unknown code is an error: a typo in a segment
+    or a campaign must not silently select nobody."""
+    row = (
+        Purpose.objects.filter(code=purpose_code)
+        .values_list("pk", "is_published", "legal_basis", "category")
+        .first()
+    )
+    if row is None:
         raise ValidationError(f"利用目的「{purpose_code}」は登録されていません。")
-    purpose_id, published = purpose
+    return row
+
+
+def consented_to(qs: CustomerQuerySet, purpose_code: str) -> CustomerQuerySet:
+    """Narrow `qs` to customers whose current consent to `purpose_code` is granted — the consent-only
+    question, where consent itself is what is asked (proof of consent, 要配慮 acquisition, APPI 27/28).
+
+    To select people for a use (analytics, segments, exports, e-mail) ask usable_for, which applies the
+    purpose's lawful basis and the objections. Only active customers of a published purpose are returned:
+    a customer in stop-use (APPI Art. 35), closed or anonymised never is. Unknown code → ValidationError.
+    """
+    purpose_id, published, _basis, _category = _purpose_for_selection(purpose_code)
     if not published:
         return qs.none()
     granted = ConsentState.objects.filter(purpose_id=purpose_id, granted=True, customer_id=OuterRef("pk"))
     return qs.filter(status=Customer.Status.ACTIVE).filter(Exists(granted))
+
+
+def standing_objections(*, purpose_id: int, direct_marketing: bool) -> QuerySet[Objection]:
+    """Objections (GDPR Art. 21) that stand against using the outer customer for this purpose: to the
+    purpose itself, or — for a direct-marketing purpose — to direct marketing as a whole, with no recorded
+    compelling-grounds decision answering them (a direct-marketing objection is never answered so).
+    For an Exists() with OuterRef("pk") on customers."""
+    answered = Objection.objects.filter(answers_id=OuterRef("pk"), kind=Objection.Kind.COMPELLING_GROUNDS)
+    target = Q(scope=Objection.Scope.PURPOSE, purpose_id=purpose_id)
+    if direct_marketing:
+        target |= Q(scope=Objection.Scope.DIRECT_MARKETING)
+    return (
+        Objection.objects.filter(customer_id=OuterRef("pk"), kind=Objection.Kind.OBJECTION)
+        .filter(target)
+        .filter(~Exists(answered))
+    )
+
+
+def basis_change_needs_decision(*, purpose: Purpose, new_basis: str) -> bool:
+    """True when moving `purpose` to `new_basis` leaves consent while consents to it stand: then the change
+    needs a recorded decision (services.purpose_revise, the purpose admin form)."""
+    return (
+        rules.basis_weakened(purpose.legal_basis, new_basis)
+        and ConsentState.objects.filter(purpose_id=purpose.pk, granted=True).exists()
+    )
+
+
+def standing_objection_of(*, customer_id: int, scope: str, purpose: Purpose | None) -> Objection | None:
+    """The customer's standing (unanswered) objection of this scope and purpose, if any."""
+    answered = Objection.objects.filter(answers_id=OuterRef("pk"), kind=Objection.Kind.COMPELLING_GROUNDS)
+    return (
+        Objection.objects.filter(
+            customer_id=customer_id, kind=Objection.Kind.OBJECTION, scope=scope, purpose=purpose
+        )
+        .filter(~Exists(answered))
+        .order_by("-id")
+        .first()
+    )
+
+
+def objections_standing(*, customer: Customer) -> list[Objection]:
+    """Every standing objection of one customer (for the API's consent state), with its purpose."""
+    answered = Objection.objects.filter(answers_id=OuterRef("pk"), kind=Objection.Kind.COMPELLING_GROUNDS)
+    return list(
+        Objection.objects.filter(customer_id=customer.pk, kind=Objection.Kind.OBJECTION)
+        .filter(~Exists(answered))
+        .select_related("purpose")
+    )
+
+
+def purpose_bases(*, customer: Customer) -> dict[str, dict[str, Any]]:
+    """Per published purpose: its lawful basis and article, whether a standing objection of the customer
+    covers it, and what the person can do about it (consent.rules.person_rights), each with its article."""
+    standing = objections_standing(customer=customer)
+    objected_purposes = {o.purpose_id for o in standing if o.scope == Objection.Scope.PURPOSE}
+    objected_marketing = any(o.scope == Objection.Scope.DIRECT_MARKETING for o in standing)
+    answer = {}
+    for purpose in Purpose.objects.filter(is_published=True).order_by("display_order", "code"):
+        marketing = rules.is_direct_marketing(purpose.category)
+        rights = rules.person_rights(basis=purpose.legal_basis, category=purpose.category)
+        answer[purpose.code] = {
+            "legal_basis": purpose.legal_basis,
+            "article": rules.BASIS_ARTICLE.get(purpose.legal_basis, ""),
+            "objected": purpose.pk in objected_purposes or (marketing and objected_marketing),
+            "rights": [{"code": r, "article": rules.RIGHT_ARTICLE[r]} for r in rights],
+        }
+    return answer
+
+
+# Statuses whose data is still kept for a legal obligation (held ones included: a legal hold keeps the
+# record; erased customers have no row, anonymised ones no person).
+_KEPT_FOR_OBLIGATION = (Customer.Status.ACTIVE, Customer.Status.CLOSED, Customer.Status.STOP_USE)
+
+
+def usable_for(qs: CustomerQuerySet, purpose_code: str) -> CustomerQuerySet:
+    """Narrow `qs` to customers who may be used for `purpose_code` now, by the purpose's lawful basis.
+
+    The one rule every selection for use asks (analytics, segments, exports, e-mail); composes with
+    restrict() in either order.
+
+    - consent (GDPR 6(1)(a); APPI 18(1), 20(2), 27(1), 28(1) where consent is the basis): current consent
+      granted;
+    - contract (6(1)(b)): an active relationship (not closed, in stop-use or anonymised);
+    - legitimate interest (6(1)(f)): active, and no standing objection to the purpose (Art. 21(1));
+    - legal obligation (6(1)(c)): every customer whose data is kept for it, stop-use and closed ones
+      included (APPI 35 and GDPR 17(3)(b) do not reach it);
+    - whatever the basis, a direct-marketing purpose never selects someone who objected to direct
+      marketing (Art. 21(3)); stop-use (APPI 35) excludes from everything but a legal obligation;
+      anonymised and erased customers are never selected; an unpublished purpose selects nobody.
+    Unknown code → ValidationError.
+    """
+    purpose_id, published, basis, category = _purpose_for_selection(purpose_code)
+    if not published:
+        return qs.none()
+    if basis == rules.LEGAL_OBLIGATION:
+        return qs.filter(status__in=_KEPT_FOR_OBLIGATION)
+    qs = qs.filter(status=Customer.Status.ACTIVE)
+    if basis == rules.CONSENT:
+        granted = ConsentState.objects.filter(purpose_id=purpose_id, granted=True, customer_id=OuterRef("pk"))
+        qs = qs.filter(Exists(granted))
+    direct_marketing = rules.is_direct_marketing(category)
+    if basis == rules.LEGITIMATE_INTEREST or direct_marketing:
+        objected = standing_objections(purpose_id=purpose_id, direct_marketing=direct_marketing)
+        qs = qs.filter(~Exists(objected))
+    return qs
 
 
 def withdrawn_since(purpose_code: str, days: int, as_of: dt.datetime | None = None) -> QuerySet[Any]:
@@ -203,6 +319,16 @@ def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int)
         ConsentEvent.objects.restrict(user, "view")
         .filter(customer_id=customer_id)
         .select_related("purpose", "purpose_version", "operator")
+        .order_by("-occurred_at", "-id")
+    )
+
+
+def objection_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[Objection]:
+    """A customer's objections and the decisions answering them, newest first, if `user` may view them."""
+    return (
+        Objection.objects.restrict(user, "view")
+        .filter(customer_id=customer_id)
+        .select_related("purpose", "operator")
         .order_by("-occurred_at", "-id")
     )
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connection, transaction
 from django.db.models.signals import post_save
@@ -28,6 +28,7 @@ from consent.models import (
     ConsentEvent,
     ConsentState,
     LegalBasis,
+    Objection,
     Purpose,
     PurposeCategory,
     PurposeVersion,
@@ -57,7 +58,7 @@ def _texts_changed(version: PurposeVersion | None, texts: dict[str, str]) -> boo
 
 
 def _version_add(
-    *, purpose: Purpose, texts: dict[str, str], actor: AbstractBaseUser | None
+    *, purpose: Purpose, texts: dict[str, str], actor: AbstractBaseUser | None, basis_change_reason: str = ""
 ) -> PurposeVersion:
     for key, value in texts.items():
         if key != "legal_basis" and not value.strip():
@@ -68,6 +69,7 @@ def _version_add(
         version=(last.version + 1) if last else 1,
         text_hash=rules.purpose_text_hash(**texts),
         created_by=actor if getattr(actor, "pk", None) else None,
+        basis_change_reason=basis_change_reason,
         **{k: v.strip() if k != "legal_basis" else v for k, v in texts.items()},
     )
     version.save()
@@ -123,12 +125,16 @@ def purpose_revise(
     description_ja: str,
     description_en: str,
     legal_basis: str | None = None,
+    basis_change_reason: str = "",
     actor: AbstractBaseUser | None = None,
 ) -> PurposeVersion:
     """Change the wording (or legal basis) of a purpose: a new version when anything differs.
 
     The old versions stay as they were: consents given under them keep pointing at the text the person saw.
     Returns the current version (the new one, or the unchanged current one when nothing differs).
+    Moving a purpose from consent to another basis while consents to it stand is refused unless
+    `basis_change_reason` records the decision (kept on the new version): the people who consented were
+    told that withdrawing ends the use, which a weaker basis no longer promises.
     """
     texts = {
         "title_ja": title_ja.strip(),
@@ -147,7 +153,19 @@ def purpose_revise(
         )
         if not _texts_changed(locked.current_version, texts):
             return locked.current_version  # type: ignore[return-value]
-        version = _version_add(purpose=locked, texts=texts, actor=actor)
+        basis_change_reason = basis_change_reason.strip()
+        if not basis_change_reason and selectors.basis_change_needs_decision(
+            purpose=locked, new_basis=texts["legal_basis"]
+        ):
+            raise ValidationError(
+                {
+                    "basis_change_reason": "同意が記録されている利用目的の法的根拠を同意以外に変更するには、"
+                    "判断の記録（理由）が必要です（GDPR第6条・第7条3項）。"
+                }
+            )
+        version = _version_add(
+            purpose=locked, texts=texts, actor=actor, basis_change_reason=basis_change_reason
+        )
     purpose.refresh_from_db()
     return version
 
@@ -660,3 +678,134 @@ def special_care_record_create(
         record.full_clean()
         record.save()
     return record
+
+
+# --- objections (GDPR Art. 21) -------------------------------------------------------------------------
+
+
+def _moment(occurred_at: dt.datetime | None, label: str) -> dt.datetime:
+    now = timezone.now()
+    occurred_at = occurred_at or now
+    if timezone.is_naive(occurred_at):
+        raise ValidationError(f"{label}にはタイムゾーンを含めてください。")
+    if occurred_at > now + FUTURE_TOLERANCE:
+        raise ValidationError(f"{label}に未来の日時は指定できません。")
+    return occurred_at
+
+
+def objection_record(
+    *,
+    customer: Customer,
+    scope: str,
+    source: str,
+    purpose_code: str = "",
+    occurred_at: dt.datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+    api_client_id: int | None = None,
+) -> Objection:
+    """Record the person's objection (GDPR Art. 21): one append-only row; from then on usable_for leaves
+    them out of the purpose (`scope=purpose`, a legitimate-interest purpose, Art. 21(1)) or of every
+    direct-marketing purpose whatever its basis (`scope=direct_marketing`, Art. 21(2)–(3)).
+
+    Refused (ValidationError, nothing written): an objection to a consent purpose (withdraw the consent,
+    Art. 7(3)), to a contract or legal-obligation purpose (not open to objection; stop-use under APPI
+    Art. 35 is the request for those), an unknown purpose, an anonymised customer, a future time. Safe to
+    repeat: while the same objection stands, the standing row is returned and nothing is added.
+    """
+    _choice(scope, Objection.Scope.choices, "対象（scope）")
+    _choice(source, Objection.Source.choices, "受付経路（source）")
+    occurred_at = _moment(occurred_at, "異議の日時")
+    purpose = None
+    if scope == Objection.Scope.PURPOSE:
+        purpose = Purpose.objects.filter(code=purpose_code).first() if purpose_code else None
+        if purpose is None:
+            raise ValidationError({"purpose_code": f"利用目的「{purpose_code}」は登録されていません。"})
+        if purpose.legal_basis == LegalBasis.CONSENT:
+            raise ValidationError(
+                {
+                    "purpose_code": "同意に基づく利用目的には、異議ではなく同意の撤回で対応します"
+                    "（GDPR第7条3項）。"
+                }
+            )
+        if purpose.legal_basis != LegalBasis.LEGITIMATE_INTEREST:
+            raise ValidationError(
+                {
+                    "purpose_code": "異議の対象は正当な利益に基づく利用目的です（GDPR第21条1項）。"
+                    "この利用目的の停止は利用停止等の請求（法第35条）で受け付けます。"
+                }
+            )
+    elif purpose_code:
+        raise ValidationError(
+            {"purpose_code": "ダイレクトマーケティング全体への異議に利用目的は指定しません。"}
+        )
+    with transaction.atomic(), _acting(actor):
+        # Serialise objections of one customer, so that two identical requests leave one row.
+        locked = Customer.objects.select_for_update().filter(pk=customer.pk).values_list("status", flat=True)
+        status = locked.first()
+        if status is None:
+            raise ValidationError("顧客が見つかりません。")
+        if status == Customer.Status.ANONYMISED:
+            raise ValidationError("匿名化済みの顧客には異議を記録できません。")
+        standing = selectors.standing_objection_of(customer_id=customer.pk, scope=scope, purpose=purpose)
+        if standing is not None:
+            return standing
+        objection = Objection(
+            customer_id=customer.pk,
+            kind=Objection.Kind.OBJECTION,
+            scope=scope,
+            purpose=purpose,
+            source=source,
+            operator=actor if getattr(actor, "is_authenticated", False) else None,
+            api_client_id=api_client_id,
+            occurred_at=occurred_at,
+        )
+        objection.full_clean()
+        objection.save()
+    return objection
+
+
+def objection_decide_compelling_grounds(
+    *,
+    objection: Objection,
+    reason: str,
+    actor: AbstractBaseUser,
+    occurred_at: dt.datetime | None = None,
+) -> Objection:
+    """Record the privacy officer's decision that compelling legitimate grounds override an objection to one
+    purpose (GDPR Art. 21(1) second sentence): a new row answering it; the customer is usable for the purpose
+    again until they object anew. Needs consent.decide_objection (PermissionDenied otherwise) and a reason.
+    An objection to direct marketing cannot be overridden (Art. 21(3)); nor can a decision, or an objection
+    already answered (ValidationError, nothing written).
+    """
+    if not actor.has_perm("consent.decide_objection"):
+        raise PermissionDenied("異議への判断は個人情報保護管理者のみが記録できます。")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "やむを得ない正当な根拠の内容を記録してください（GDPR第21条1項）。"})
+    if len(reason) > 2000:
+        raise ValidationError({"reason": "理由は2000文字以内で記録してください。"})
+    occurred_at = _moment(occurred_at, "判断の日時")
+    with transaction.atomic(), _acting(actor):
+        target = Objection.objects.select_for_update().filter(pk=objection.pk).first()
+        if target is None or target.kind != Objection.Kind.OBJECTION:
+            raise ValidationError("判断の対象は記録済みの異議に限られます。")
+        if target.scope == Objection.Scope.DIRECT_MARKETING:
+            raise ValidationError(
+                "ダイレクトマーケティングへの異議は絶対的で、判断により覆すことはできません（GDPR第21条3項）。"
+            )
+        if Objection.objects.filter(answers=target).exists():
+            raise ValidationError("この異議には既に判断が記録されています。")
+        decision = Objection(
+            customer_id=target.customer_id,
+            kind=Objection.Kind.COMPELLING_GROUNDS,
+            scope=target.scope,
+            purpose_id=target.purpose_id,
+            answers=target,
+            source=Objection.Source.ADMIN,
+            reason=reason,
+            operator=actor,
+            occurred_at=occurred_at,
+        )
+        decision.full_clean()
+        decision.save()
+    return decision

@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
-from consent import selectors
-from consent.models import LegalBasis, PurposeVersion
+from consent import rules, selectors
+from consent.models import LegalBasis, Purpose, PurposeVersion
 
 LANGS = ("ja", "en")
 
@@ -18,6 +20,23 @@ BASIS_EN = {
     LegalBasis.LEGAL_OBLIGATION: "Legal obligation (GDPR Art. 6(1)(c))",
     LegalBasis.LEGITIMATE_INTEREST: "Legitimate interests (GDPR Art. 6(1)(f))",
 }
+
+
+# What the person can do about a purpose (consent.rules.person_rights), with the article.
+RIGHT_LABELS = {
+    rules.WITHDRAW_CONSENT: _("同意の撤回（GDPR第7条3項）"),
+    rules.OBJECT: _("異議の申出（GDPR第21条1項）"),
+    rules.OBJECT_DIRECT_MARKETING: _("ダイレクトマーケティングへの異議（GDPR第21条2項・3項）"),
+    rules.STOP_USE: _("利用停止等の請求（法第35条）"),
+}
+NO_RIGHT_LABEL = _("法令に基づき保存するため、利用停止・消去の対象外です（GDPR第17条3項(b)）")
+
+
+def _rights(purpose: Purpose, lang: str) -> list[str]:
+    """The person's options for this purpose, in the page's language (an explicit switch on the page)."""
+    codes = rules.person_rights(basis=purpose.legal_basis, category=purpose.category)
+    with translation.override(lang):
+        return [str(RIGHT_LABELS[c]) for c in codes] or [str(NO_RIGHT_LABEL)]
 
 
 def _lang(request: HttpRequest) -> str:
@@ -43,6 +62,7 @@ def privacy_notice(request: HttpRequest) -> HttpResponse:
             "code": p.code,
             "version": p.current_version.version,  # type: ignore[union-attr]
             "updated": p.current_version.created_at,  # type: ignore[union-attr]
+            "rights": _rights(p, lang),
             **_entry(p.current_version, lang),
         }
         for p in selectors.published_purposes()

@@ -105,14 +105,6 @@ class CustomerQuerySet(RestrictedQuerySet["Customer"]):
     def gate_scope_action(self, action: str) -> str:
         return action
 
-    def consented_to(self, purpose_code: str) -> CustomerQuerySet:
-        """Customers who may be used for `purpose_code` right now: current consent granted, never a
-        customer in stop-use status. The one way exports, segments and campaigns select people."""
-        # Imported here: crm never depends on consent at import time (consent → crm).
-        from consent.selectors import customers_consented_to
-
-        return customers_consented_to(self, purpose_code)
-
 
 class Customer(models.Model):
     """A person whose personal information the company holds (個人情報, APPI Art. 2(1)).

@@ -26,7 +26,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from consent import services as consent_services
-from consent.models import ConsentEvent, ConsentState, SpecialCareRecord
+from consent.models import ConsentEvent, ConsentState, Objection, SpecialCareRecord
 from crm import services
 from crm.classification import REGISTRY
 from crm.integrations import services as integration_services
@@ -95,6 +95,12 @@ def _special_care_record_of(team: Team) -> SpecialCareRecord:
     )
 
 
+def _objection_of(team: Team) -> Objection:
+    return consent_services.objection_record(
+        customer=_customer_of(team), scope=Objection.Scope.DIRECT_MARKETING, source=Objection.Source.ADMIN
+    )
+
+
 def _legal_hold_of(team: Team) -> LegalHold:
     placed_by = UserFactory(username=f"hold-{uuid.uuid4().hex[:8]}")
     return LegalHold.objects.create(
@@ -118,6 +124,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ConsentEvent": (_consent_event_of, ["crm.view_customer"], True),
     "consent.ConsentState": (_consent_state_of, ["crm.view_customer"], True),
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
+    "consent.Objection": (_objection_of, ["crm.view_customer"], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -229,6 +236,10 @@ API_CALLS: dict[tuple[str, str], tuple[ApiCall, int]] = {
         ),
         201,
     ),
+    ("post", "/objections"): (
+        lambda ext: ("POST", "/objections", {"external_id": ext, "scope": "direct_marketing"}),
+        201,
+    ),
     ("post", "/visitors/{visitor_id}/link"): (
         lambda ext: ("POST", f"/visitors/visitor-{uuid.uuid4().hex[:8]}/link", {"external_id": ext}),
         200,
@@ -286,6 +297,7 @@ def _customer_fingerprint(customer: Customer) -> tuple[Any, ...]:
         customer.events.count(),
         customer.purchases.count(),
         ConsentEvent.objects.filter(customer_id=customer.pk).count(),
+        Objection.objects.filter(customer_id=customer.pk).count(),
     )
 
 

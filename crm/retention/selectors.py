@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -41,8 +42,6 @@ def consent_withdrawn_customer_ids(
     a run sees the same cutoff. No source registered, or an unknown purpose code: ConsentUnavailable, with
     the reason.
     """
-    from django.core.exceptions import ValidationError
-
     source = participants.consent_withdrawn_source()
     if source is None:
         raise ConsentUnavailable("同意台帳（consentアプリ）が未導入のため、同意撤回の契機を評価できません。")

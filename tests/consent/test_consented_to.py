@@ -1,4 +1,5 @@
-"""Customer.objects.consented_to(code): the one way exports, segments and campaigns select people."""
+"""consent.selectors.consented_to(customers, code): the consent-only question (proof of consent); selections
+for use ask usable_for (tests/consent/test_usable_for.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from consent import services
 from consent.models import Purpose
+from consent.selectors import consented_to
 from crm import services as crm_services
 from crm.models import Customer
 from tests.consent.conftest import at
@@ -22,7 +24,7 @@ def test_only_customers_with_a_current_grant_are_selected(customer, teammate_cus
     withdraw(teammate_customer, when=at("2026-04-02 10:00"))
     CustomerFactory(team=customer.team, member_no="M-CONSENT-3")
     # when the marketing audience is selected
-    audience = Customer.objects.consented_to("marketing_email")
+    audience = consented_to(Customer.objects.all(), "marketing_email")
     # then only the first
     assert list(audience) == [customer]
 
@@ -33,15 +35,15 @@ def test_a_stop_use_customer_is_never_selected(customer, owner, grant):
     crm_services.customer_stop_use(customer=customer, actor=owner)
     # when the audience is selected
     # then the customer is not in it, although the ledger still says granted
-    assert not Customer.objects.consented_to("marketing_email").exists()
+    assert not consented_to(Customer.objects.all(), "marketing_email").exists()
 
 
 def test_a_consent_for_one_purpose_does_not_select_for_another(customer, grant):
     # given a consent to personalisation only
     grant(customer, code="personalisation")
     # then the newsletter audience is empty
-    assert not Customer.objects.consented_to("marketing_email").exists()
-    assert Customer.objects.consented_to("personalisation").get() == customer
+    assert not consented_to(Customer.objects.all(), "marketing_email").exists()
+    assert consented_to(Customer.objects.all(), "personalisation").get() == customer
 
 
 def test_composes_with_restrict_both_ways_round(customer, foreign_customer, owner, outsider, grant):
@@ -49,9 +51,9 @@ def test_composes_with_restrict_both_ways_round(customer, foreign_customer, owne
     grant(customer)
     grant(foreign_customer)
     # when each user selects their audience, in either order of the two filters
-    mine_a = set(Customer.objects.restrict(owner, "view").consented_to("marketing_email"))
-    mine_b = set(Customer.objects.consented_to("marketing_email").restrict(owner, "view"))
-    theirs = set(Customer.objects.restrict(outsider, "view").consented_to("marketing_email"))
+    mine_a = set(consented_to(Customer.objects.restrict(owner, "view"), "marketing_email"))
+    mine_b = set(consented_to(Customer.objects.all(), "marketing_email").restrict(owner, "view"))
+    theirs = set(consented_to(Customer.objects.restrict(outsider, "view"), "marketing_email"))
     # then each sees only their team's consenting customer
     assert mine_a == mine_b == {customer}
     assert theirs == {foreign_customer}
@@ -61,7 +63,7 @@ def test_an_unknown_purpose_code_is_an_error_not_an_empty_audience():
     # given a typo in a segment definition
     # then it fails loudly instead of silently selecting nobody
     with pytest.raises(ValidationError, match="登録されていません"):
-        Customer.objects.consented_to("marketing_emial")
+        consented_to(Customer.objects.all(), "marketing_emial")
 
 
 def test_an_unpublished_purpose_selects_nobody(customer, grant):
@@ -69,7 +71,7 @@ def test_an_unpublished_purpose_selects_nobody(customer, grant):
     grant(customer, code="personalisation")
     services.purpose_update_settings(purpose=Purpose.objects.get(code="personalisation"), is_published=False)
     # then nobody may be used for it
-    assert not Customer.objects.consented_to("personalisation").exists()
+    assert not consented_to(Customer.objects.all(), "personalisation").exists()
 
 
 def test_withdrawn_since_counts_the_period_from_the_next_day(customer, teammate_customer, grant, withdraw):

@@ -75,3 +75,33 @@ def test_the_page_refuses_writes(client):
     # when something is posted to it
     # then it is refused
     assert client.post("/privacy/").status_code == 405
+
+
+def _purpose_block(body: str, code: str) -> str:
+    start = body.index(f'<dt id="{code}">')
+    return body[start : body.index("</dd>", start)]
+
+
+@pytest.mark.parametrize(
+    ("lang", "code", "shown", "not_shown"),
+    [
+        (
+            "ja",
+            "marketing_email",
+            ["同意の撤回（GDPR第7条3項）", "第21条2項・3項", "法第35条"],
+            ["異議の申出"],
+        ),
+        ("ja", "analytics", ["異議の申出（GDPR第21条1項）", "法第35条"], ["同意の撤回"]),
+        ("ja", "customer_management", ["利用停止等の請求（法第35条）"], ["異議", "撤回"]),
+        ("en", "analytics", ["Object (GDPR Art. 21(1))", "APPI Art. 35"], ["Withdraw"]),
+    ],
+)
+def test_each_purpose_says_what_the_person_can_do_by_its_basis(client, lang, code, shown, not_shown):
+    # given the published purposes (consent, legitimate interest, contract)
+    # when the page is opened
+    block = _purpose_block(client.get(f"/privacy/?lang={lang}").content.decode(), code)
+    # then each purpose lists the person's options for its basis, with the article, and no other
+    for text in shown:
+        assert text in block
+    for text in not_shown:
+        assert text not in block

@@ -93,6 +93,8 @@ def _person(team, officer) -> tuple[Customer, set[str]]:
     consent_services.special_care_record_create(
         customer=customer, purpose_code="special_care_health", kind="medical_history", content=HEALTH
     )
+    # an objection to direct marketing (GDPR Art. 21(3)): the ledger row outlives them, naming nobody
+    consent_services.objection_record(customer=customer, scope="direct_marketing", source="admin")
     # a hold, since released, whose free-text note names the person (the form asks not to; people do)
     hold = retention.legal_hold_place(
         customer_ids=[customer.pk], reason="litigation", placed_by=officer, note=HOLD_NOTE

@@ -404,3 +404,36 @@ def test_defaults_and_schedule_are_created_by_the_migration(db):
     assert tasks["crm.retention.run_due_policies"] is True and tasks["crm.retention.resume_stalled"] is True
     daily = PeriodicTask.objects.get(task="crm.retention.run_due_policies").crontab
     assert (daily.minute, daily.hour, str(daily.timezone)) == ("0", "3", "Asia/Tokyo")
+
+
+def test_the_consent_app_registers_its_withdrawn_trigger_and_crm_never_imports_consent():
+    # given the apps loaded (consent's ready() has run)
+    # then the retention engine asks the consent app's own selector, reached through the registry
+    import datetime as _dt
+
+    from consent.selectors import withdrawn_since
+    from crm.retention import participants
+
+    source = participants.consent_withdrawn_source()
+    assert source is not None
+    as_of = _dt.datetime(2026, 4, 1, tzinfo=_dt.UTC)
+    assert str(source("marketing_email", 30, as_of).query) == str(
+        withdrawn_since("marketing_email", 30, as_of=as_of).query
+    )
+    # and no module of crm imports consent or incidents, not even inside a function (the same rule
+    # import-linter checks in CI, .ci/run)
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in (Path(__file__).resolve().parents[3] / "crm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path}: {n}" for n in names if n.split(".")[0] in ("consent", "incidents", "config")
+            ]
+    assert offenders == []
