@@ -6,3 +6,20 @@ class IncidentsConfig(AppConfig):
     name = "incidents"
     verbose_name = _("漏えい等事案")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from crm.classification import audit_excluded_fields, audit_masked_fields
+        from incidents import field_classes  # noqa: F401  (registers classifications)
+        from incidents.models import Incident, IncidentFiling, IncidentTimelineEntry
+        from incidents.roles import grant_incident_roles
+
+        grant_incident_roles()
+        for model in (Incident, IncidentTimelineEntry, IncidentFiling):
+            label = model._meta.label
+            auditlog.register(
+                model,
+                mask_fields=audit_masked_fields(label),
+                exclude_fields=audit_excluded_fields(label),
+            )

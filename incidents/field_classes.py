@@ -1,0 +1,73 @@
+"""Classification of every field of the incidents app's models (see crm.classification).
+
+An incident's own fields describe the event, never a person: its texts carry the instruction not to write
+personal data, and the people affected are held as references to customers (not copies of their data).
+"""
+
+from crm.classification import REGISTRY, not_personal
+
+REGISTRY.declare(
+    "incidents.Incident",
+    **{
+        name: not_personal()
+        for name in (
+            "id",
+            "kind",
+            "status",
+            "occurred_at",
+            "discovered_at",
+            "aware_at",
+            "processor_notified_at",
+            "systems",
+            "data_classes",
+            "encrypted",
+            "pseudonymised_only",
+            "gdpr_applies",
+            "special_care",
+            "financial_damage",
+            "unlawful_purpose",
+            "affected_count",
+            "created_at",
+            "updated_at",
+        )
+    },
+    title=not_personal("事案の件名（個人情報を書かない）"),
+    description=not_personal("事案の説明（個人情報を書かない）"),
+    created_by=not_personal("従業者"),
+    **{
+        name: not_personal("報告事項（規則8条1項、個人を特定しない記述）")
+        for name in (
+            "report_summary",
+            "report_items",
+            "report_persons",
+            "report_cause",
+            "report_secondary_damage",
+            "report_response_to_persons",
+            "report_publication",
+            "report_prevention",
+            "report_other",
+            "gdpr_late_reason",
+        )
+    },
+)
+REGISTRY.declare(
+    "incidents.IncidentTimelineEntry",
+    id=not_personal(),
+    incident=not_personal(),
+    at=not_personal(),
+    actor=not_personal("従業者"),
+    kind=not_personal(),
+    from_status=not_personal(),
+    to_status=not_personal(),
+    note=not_personal("対応記録（個人情報を書かない）"),
+)
+REGISTRY.declare(
+    "incidents.IncidentFiling",
+    id=not_personal(),
+    incident=not_personal(),
+    kind=not_personal(),
+    filed_at=not_personal(),
+    filed_by=not_personal("従業者"),
+    reference=not_personal("当局の受付番号"),
+    recorded_at=not_personal(),
+)
