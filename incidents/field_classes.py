@@ -27,6 +27,7 @@ REGISTRY.declare(
             "financial_damage",
             "unlawful_purpose",
             "affected_count",
+            "next_deadline_at",
             "created_at",
             "updated_at",
         )

@@ -10,6 +10,7 @@ everybody else reaches none. The rows hanging off an incident are reachable when
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from django.conf import settings
@@ -85,6 +86,22 @@ class IncidentPartQuerySet(RestrictedQuerySet[Any]):
             return self.none()
         visible = Incident.objects.restrict(user, "view").values("pk")
         return self.filter(**{f"{self.gate_incident}__in": visible})
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One clock of an incident as shown: which filing stops it, its label with the article, when it runs
+    out, and the filing once made."""
+
+    kind: str
+    label: str
+    due: dt.datetime
+    filing: IncidentFiling | None
+
+    def overdue(self, now: dt.datetime | None = None) -> bool:
+        if self.filing is not None:
+            return self.filing.filed_at > self.due
+        return (now or timezone.now()) > self.due
 
 
 class Incident(models.Model):
@@ -180,6 +197,11 @@ class Incident(models.Model):
         help_text=_("72時間以内に監督機関へ通知しなかった場合は必須"),
     )
 
+    # The nearest deadline not yet met by a filing (NULL once closed or nothing is due): what the list is
+    # sorted by. Written by the services from incidents.rules whenever the facts, filings or status change
+    # (deadlines move only with those, never with the clock on the wall), so the order is an indexed column.
+    next_deadline_at = models.DateTimeField(_("直近の期限"), null=True, blank=True, editable=False)
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("登録者")
     )
@@ -197,7 +219,10 @@ class Incident(models.Model):
             ("change_all_incidents", _("すべての漏えい等事案を変更できる")),
             ("delete_all_incidents", _("すべての漏えい等事案を削除できる")),
         ]
-        indexes = [models.Index(fields=["status", "aware_at"], name="incident_status_aware_idx")]
+        indexes = [
+            models.Index(fields=["status", "aware_at"], name="incident_status_aware_idx"),
+            models.Index(fields=["next_deadline_at"], name="incident_next_deadline_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"INC-{self.pk}"
@@ -218,6 +243,58 @@ class Incident(models.Model):
             encrypted=self.encrypted,
             pseudonymised_only=self.pseudonymised_only,
         )
+
+    def deadlines(self) -> list[Deadline]:
+        """The clocks that apply to this incident, in the order the page shows them: the PPC's two reports
+        only when reportable (規則7), GDPR's only when GDPR applies; each with its filing if made."""
+        clocks = self.clocks()
+        filed: dict[str, IncidentFiling] = {}
+        if self.pk is not None:
+            filed = {f.kind: f for f in self.filings.all()}
+        out: list[Deadline] = []
+        if clocks.appi_reportable:
+            prelim = filed.get(IncidentFiling.Kind.PPC_PRELIMINARY)
+            out.append(
+                Deadline(
+                    IncidentFiling.Kind.PPC_PRELIMINARY,
+                    _("速報（規則8条1項）目安3日"),
+                    clocks.appi_prelim_target,
+                    prelim,
+                )
+            )
+            out.append(
+                Deadline(
+                    IncidentFiling.Kind.PPC_PRELIMINARY,
+                    _("速報（規則8条1項）期限5日"),
+                    clocks.appi_prelim_limit,
+                    prelim,
+                )
+            )
+            out.append(
+                Deadline(
+                    IncidentFiling.Kind.PPC_FINAL,
+                    _("確報（規則8条2項）%(days)s日") % {"days": clocks.appi_final_days},
+                    clocks.appi_final_due,
+                    filed.get(IncidentFiling.Kind.PPC_FINAL),
+                )
+            )
+        if self.gdpr_applies:
+            out.append(
+                Deadline(
+                    IncidentFiling.Kind.GDPR_SA,
+                    _("GDPR第33条1項 72時間"),
+                    clocks.gdpr_sa_due,
+                    filed.get(IncidentFiling.Kind.GDPR_SA),
+                )
+            )
+        return out
+
+    def nearest_open_deadline(self) -> dt.datetime | None:
+        """The earliest deadline without its filing, while the incident is open."""
+        if self.status == Incident.Status.CLOSED:
+            return None
+        open_ = [d.due for d in self.deadlines() if d.filing is None]
+        return min(open_) if open_ else None
 
     def gdpr_late(self, now: dt.datetime | None = None) -> bool:
         """Whether GDPR's 72 hours ran out without a filing to the supervisory authority in time."""

@@ -96,6 +96,14 @@ def _log(
     )
 
 
+def _refresh_deadline(incident: Incident) -> None:
+    """Keep the list's sort key in step with the facts, filings and status (Incident.next_deadline_at)."""
+    nearest = incident.nearest_open_deadline()
+    if nearest != incident.next_deadline_at:
+        incident.next_deadline_at = nearest
+        incident.save(update_fields=["next_deadline_at"])
+
+
 def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
     """The incident locked for this transaction, when `actor` may change it; refused otherwise."""
     pk = incident.pk if isinstance(incident, Incident) else incident
@@ -117,6 +125,7 @@ def incident_create(*, actor: AbstractBaseUser, **facts: Any) -> Incident:
         _validate(incident)
         incident.save()
         _log(incident, actor, IncidentTimelineEntry.Kind.CREATED, to_status=incident.status)
+        _refresh_deadline(incident)
     return incident
 
 
@@ -133,6 +142,7 @@ def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **fact
             setattr(locked, name, value)
         _validate(locked)
         locked.save()
+        _refresh_deadline(locked)
     return locked
 
 
@@ -154,6 +164,7 @@ def incident_transition(
         locked.status = to
         locked.save(update_fields=["status", "updated_at"])
         _log(locked, actor, IncidentTimelineEntry.Kind.TRANSITION, note, from_status=current, to_status=to)
+        _refresh_deadline(locked)
     return locked
 
 
@@ -200,6 +211,7 @@ def incident_file(
         except IntegrityError as error:
             raise IncidentError(_("この報告はすでに記録されています。")) from error
         _log(locked, actor, IncidentTimelineEntry.Kind.FILING, IncidentFiling.Kind(kind).label)
+        _refresh_deadline(locked)
     return filing
 
 

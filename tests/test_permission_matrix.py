@@ -42,15 +42,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ("no_permission", "model_permission_only", "own_team", "other_team")
 
 
-def _user(case: str, perms: list[str], team: Team, other_team: Team) -> Any:
-    """A staff user for one case: `perms` are the model permissions the view needs (none for the first)."""
+def _user(case: str, perms: list[str], team: Team, other_team: Team, label: str = "", row: Any = None) -> Any:
+    """A staff user for one case: `perms` are the model permissions the view needs (none for the first).
+
+    For a row owned by something other than a customers' team (an incident: its response team), "own team"
+    joins the row's owner and "other team" the owner of another such row (MEMBERS)."""
     user = UserFactory(username=f"gate-{case}")
     if case != "no_permission":
         app_perms = [p.split(".", 1) for p in perms]
         user.user_permissions.add(
             *[Permission.objects.get(content_type__app_label=a, codename=c) for a, c in app_perms]
         )
-    if case in ("own_team", "other_team"):
+    if label in MEMBERS and case in ("own_team", "other_team"):
+        owned_row = row if case == "own_team" else GATE_ROWS[label][0](other_team)
+        MEMBERS[label](owned_row, user)
+    elif case in ("own_team", "other_team"):
         services.team_member_add(
             team=team if case == "own_team" else other_team, user=user, role=TeamMembership.Role.MEMBER
         )
@@ -108,6 +114,48 @@ def _tombstone(team: Team) -> Tombstone:
     )
 
 
+def _incident_of(team: Team) -> Any:
+    """An incident (customers' teams play no part: it belongs to its response team, see MEMBERS)."""
+    from incidents.models import Incident
+    from incidents.services import incident_create
+
+    actor = UserFactory(username=f"incident-{uuid.uuid4().hex[:8]}", is_superuser=True)
+    return incident_create(
+        actor=actor,
+        title="誤送信",
+        kind=Incident.Kind.MISDELIVERY,
+        discovered_at="2026-04-01T09:00:00+09:00",
+        aware_at="2026-04-01T10:00:00+09:00",
+    )
+
+
+def _incident_timeline_entry_of(team: Team) -> Any:
+    return _incident_of(team).timeline.get()
+
+
+def _incident_filing_of(team: Team) -> Any:
+    from incidents.services import incident_file
+
+    incident = _incident_of(team)
+    return incident_file(incident=incident, kind="ppc_prelim", actor=incident.created_by)
+
+
+def _incident_team_join(row: Any, user: Any) -> None:
+    from incidents.models import Incident
+    from incidents.services import incident_team_add
+
+    incident = row if isinstance(row, Incident) else row.incident
+    incident_team_add(incident=incident, user=user, actor=incident.created_by)
+
+
+# Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
+MEMBERS: dict[str, Callable[[Any, Any], None]] = {
+    "incidents.Incident": _incident_team_join,
+    "incidents.IncidentTimelineEntry": _incident_team_join,
+    "incidents.IncidentFiling": _incident_team_join,
+}
+
+
 # Model label → (how to make one row belonging to `team`, the permissions the admin page needs besides the
 # model's own view permission, whether the row belongs to a team at all). A row that belongs to no team
 # (a tombstone names nobody) is shown to every holder of the model permission.
@@ -118,6 +166,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ConsentEvent": (_consent_event_of, ["crm.view_customer"], True),
     "consent.ConsentState": (_consent_state_of, ["crm.view_customer"], True),
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
+    "incidents.Incident": (_incident_of, [], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -156,7 +205,9 @@ def test_admin_shows_a_row_exactly_to_whom_the_gate_opens_it(client, team, other
     row = make(team)
     model = type(row)
     opts = model._meta
-    user = _user(case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team)
+    user = _user(
+        case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team, label, row
+    )
     client.force_login(user)
     expected = {
         "no_permission": False,
@@ -378,6 +429,8 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "crm.CustomerEvent": (_event_of, ["crm.view_customer"], True),
     "consent.VisitorLink": (_visitor_link_of, ["crm.view_customer"], True),
     "crm.IdempotencyRecord": (_idempotency_record_of, ["crm.view_customer"], True),
+    "incidents.IncidentTimelineEntry": (_incident_timeline_entry_of, ["incidents.view_incident"], True),
+    "incidents.IncidentFiling": (_incident_filing_of, ["incidents.view_incident"], True),
 }
 
 
@@ -402,7 +455,9 @@ def test_restrict_opens_a_row_exactly_to_whom_it_belongs(team, other_team, label
     make, extra_perms, owned = GATE_ROWS[label]
     row = make(team)
     opts = type(row)._meta
-    user = _user(case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team)
+    user = _user(
+        case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team, label, row
+    )
     # when the gate is asked for the rows the user may view, change and delete
     visible = type(row).objects.restrict(user, "view").filter(pk=row.pk).exists()
     # then the row is there for its team's member (or, for a row of no team, for any holder of the model
@@ -453,8 +508,9 @@ FORBIDDEN = re.compile(
     r"|_all_customers",
     re.IGNORECASE,
 )
-# The gate; the models and migrations that define the tables; the classification of their fields.
-GATE_FILES = {"crm/permissions.py", "crm/models.py", "crm/field_classes.py"}
+# The gate; the models and migrations that define the tables; the classification of their fields; the
+# incidents' own rule (a subclass of the gate's queryset, beside its direct-FK permission tables).
+GATE_FILES = {"crm/permissions.py", "crm/models.py", "crm/field_classes.py", "incidents/models.py"}
 
 
 def test_no_module_but_the_gate_reads_guardians_tables_or_copies_the_rule():

@@ -1,0 +1,284 @@
+"""The incidents admin: presentation only. Reads go through restrict(), writes through incidents.services.
+
+The list is sorted by the nearest open deadline (Incident.next_deadline_at, kept by the services); an
+incident's page shows each clock that applies with its article and the time left, overdue ones in red.
+Status and filings change only through the actions (services), never through the form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from crm.admin import AccessLoggedAdminMixin
+from crm.classification import REGISTRY, DataClass
+from incidents import services
+from incidents.models import Incident, IncidentFiling, IncidentTimelineEntry
+from incidents.rules import JST
+
+EXEMPTIONS = {
+    "encrypted": _("高度な暗号化等の措置（規則7条柱書）"),
+    "pseudonymised": _("仮名加工情報のみ（法41条9項）"),
+}
+TRIGGERS = {
+    "special_care": _("要配慮個人情報（規則7条1号）"),
+    "financial_damage": _("財産的被害のおそれ（規則7条2号）"),
+    "unlawful_purpose": _("不正の目的によるおそれ（規則7条3号）"),
+    "over_1000": _("本人の数が1,000人を超える（規則7条4号）"),
+}
+
+
+def _time_left(due: dt.datetime, now: dt.datetime) -> str:
+    """Time left ("残り 2日 3時間") or past ("12時間 超過"), in whole hours: read at a glance."""
+    seconds = int((due - now).total_seconds())
+    hours = abs(seconds) // 3600
+    days, hours = divmod(hours, 24)
+    span = (
+        gettext("%(d)s日 %(h)s時間") % {"d": days, "h": hours}
+        if days
+        else gettext("%(h)s時間") % {"h": hours}
+    )
+    if seconds >= 0:
+        return gettext("残り %(span)s") % {"span": span}
+    return gettext("%(span)s 超過") % {"span": span}
+
+
+def _jst(moment: dt.datetime) -> str:
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
+class IncidentForm(forms.ModelForm):
+    """The facts of an incident; systems and data classes chosen from the classification registry."""
+
+    systems = forms.TypedMultipleChoiceField(label=_("関係するシステム・データ"), required=False, choices=())
+    data_classes = forms.TypedMultipleChoiceField(
+        label=_("関係するデータの分類"), required=False, choices=DataClass.choices
+    )
+
+    class Meta:
+        model = Incident
+        fields = list(services.FACT_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["systems"].choices = [(label, label) for label in sorted(REGISTRY.models)]
+        self.fields["systems"].widget = forms.CheckboxSelectMultiple(choices=self.fields["systems"].choices)
+        self.fields["data_classes"].widget = forms.CheckboxSelectMultiple(choices=DataClass.choices)
+
+
+class TimelineInline(admin.TabularInline):
+    """The timeline, read-only: it is append-only (the database refuses changes)."""
+
+    model = IncidentTimelineEntry
+    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("at", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
+        return IncidentTimelineEntry.objects.restrict(request.user, "view").select_related("actor")
+
+
+class FilingInline(TimelineInline):
+    """Filings made, read-only: recorded by the filing actions (incidents.services.incident_file)."""
+
+    model = IncidentFiling
+    fields = ("kind", "filed_at", "filed_by", "reference", "recorded_at")
+    readonly_fields = fields
+    ordering = ("filed_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:  # type: ignore[override]
+        return IncidentFiling.objects.restrict(request.user, "view").select_related("filed_by")
+
+
+def _transition_action(to: str, label: Any) -> Any:
+    def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                services.incident_transition(incident=incident, to=to, actor=request.user)
+            except services.IncidentError as error:
+                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+
+    action.__name__ = f"transition_{to}"
+    return admin.action(description=label, permissions=["change"])(action)
+
+
+def _filing_action(kind: str) -> Any:
+    label = IncidentFiling.Kind(kind).label
+
+    def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                services.incident_file(incident=incident, kind=kind, actor=request.user)
+            except services.IncidentError as error:
+                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+
+    action.__name__ = f"file_{kind}"
+    return admin.action(description=gettext("提出を記録（現在時刻）: %s") % label, permissions=["change"])(
+        action
+    )
+
+
+@admin.register(Incident)
+class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
+    """Breach response: the incidents the user may see (the gate), nearest deadline first."""
+
+    form = IncidentForm
+    list_display = ("__str__", "title", "kind", "status", "next_deadline_display", "aware_at")
+    list_filter = ("status", "kind")
+    search_fields = ("=id",)
+    show_facets = admin.ShowFacets.NEVER
+    inlines = [FilingInline, TimelineInline]
+    readonly_fields = ("status", "clocks_panel", "reportability", "created_by", "created_at")
+    fieldsets = [
+        (None, {"fields": ["title", "description", "kind", "status"]}),
+        (_("期限"), {"fields": ["clocks_panel", "reportability"]}),
+        (
+            _("日時"),
+            {"fields": ["occurred_at", "discovered_at", "aware_at", "processor_notified_at"]},
+        ),
+        (
+            _("影響と報告要件（規則7条）"),
+            {
+                "fields": [
+                    "systems",
+                    "data_classes",
+                    "special_care",
+                    "financial_damage",
+                    "unlawful_purpose",
+                    "affected_count",
+                    "encrypted",
+                    "pseudonymised_only",
+                    "gdpr_applies",
+                    "gdpr_late_reason",
+                ]
+            },
+        ),
+        (
+            _("報告事項（規則8条1項）"),
+            {
+                "fields": [
+                    "report_summary",
+                    "report_items",
+                    "report_persons",
+                    "report_cause",
+                    "report_secondary_damage",
+                    "report_response_to_persons",
+                    "report_publication",
+                    "report_prevention",
+                    "report_other",
+                ]
+            },
+        ),
+        (_("登録"), {"fields": ["created_by", "created_at"]}),
+    ]
+    actions = [
+        _transition_action(Incident.Status.CONTAINED, _("封じ込めた")),
+        _transition_action(Incident.Status.ASSESSED, _("評価した")),
+        _transition_action(Incident.Status.NOTIFIED, _("報告・通知した")),
+        _transition_action(Incident.Status.RECOVERED, _("復旧した")),
+        _transition_action(Incident.Status.CLOSED, _("終結する")),
+        _filing_action(IncidentFiling.Kind.PPC_PRELIMINARY),
+        _filing_action(IncidentFiling.Kind.PPC_FINAL),
+        _filing_action(IncidentFiling.Kind.GDPR_SA),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
+        return Incident.objects.restrict(request.user, "view").order_by(
+            F("next_deadline_at").asc(nulls_last=True), "-aware_at", "pk"
+        )
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        return [F("next_deadline_at").asc(nulls_last=True), "-aware_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or Incident.objects.restrict(request.user, "change").filter(pk=obj.pk).exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # an incident is evidence: closed, never deleted
+
+    def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
+        facts = {name: form.cleaned_data[name] for name in services.FACT_FIELDS if name in form.cleaned_data}
+        if change:
+            changed = {name: facts[name] for name in form.changed_data if name in facts}
+            if changed:
+                services.incident_update(incident=obj, actor=request.user, **changed)
+            return
+        created = services.incident_create(actor=request.user, **facts)
+        obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return None  # the inlines are read-only; nothing else hangs off the form
+
+    @admin.display(description=_("直近の期限"), ordering="next_deadline_at")
+    def next_deadline_display(self, obj: Incident) -> str:
+        if obj.next_deadline_at is None:
+            return "-"
+        now = timezone.now()
+        text = f"{_jst(obj.next_deadline_at)}（{_time_left(obj.next_deadline_at, now)}）"
+        if obj.next_deadline_at < now:
+            return format_html('<span class="incident-overdue" style="color:#ba2121">{}</span>', text)
+        return text
+
+    @admin.display(description=_("報告期限"))
+    def clocks_panel(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        deadlines = obj.deadlines()
+        if not deadlines:
+            return gettext("適用される報告期限はありません。")
+        now = timezone.now()
+        rows = []
+        for deadline in deadlines:
+            if deadline.filing is not None:
+                state = gettext("提出済み %(at)s") % {"at": _jst(deadline.filing.filed_at)}
+            else:
+                state = _time_left(deadline.due, now)
+            style = "color:#ba2121;font-weight:bold" if deadline.overdue(now) else ""
+            css = "incident-clock overdue" if deadline.overdue(now) else "incident-clock"
+            rows.append((css, style, str(deadline.label), _jst(deadline.due), state))
+        return format_html(
+            '<table class="incident-clocks">{}</table>',
+            format_html_join(
+                "",
+                '<tr class="{}" style="{}"><th>{}</th><td>{}</td><td>{}</td></tr>',
+                rows,
+            ),
+        )
+
+    @admin.display(description=_("報告対象の判定（法26条・規則7条）"))
+    def reportability(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        clocks = obj.clocks()
+        triggers = "、".join(str(TRIGGERS[t]) for t in clocks.appi_triggers) or gettext("なし")
+        if clocks.appi_reportable:
+            return gettext("個人情報保護委員会への報告対象（該当: %(t)s）") % {"t": triggers}
+        if clocks.appi_exemption:
+            return gettext("報告対象外（該当: %(t)s。ただし %(e)s）") % {
+                "t": triggers,
+                "e": EXEMPTIONS[clocks.appi_exemption],
+            }
+        return gettext("報告対象外（規則7条の事態に該当しない）")

@@ -1,0 +1,103 @@
+"""The incidents admin (issue #15, step 3): the clocks on the page, the list's order, actions via services."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import Incident, IncidentFiling
+from tests.incidents.conftest import make_incident
+
+pytestmark = pytest.mark.django_db
+
+
+def _page(client, user, incident) -> str:
+    client.force_login(user)
+    response = client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_a_reportable_incident_shows_the_ppc_clocks_with_their_articles(client, security_user):
+    # given an incident with a suspected unlawful purpose (規則7条3号), aware 2026-04-01 10:00 JST
+    incident = make_incident(security_user, unlawful_purpose=True)
+    # when its page is opened
+    html = _page(client, security_user, incident)
+    # then the 速報 and the 60-day 確報 are shown with their due times, overdue, and the trigger is named;
+    # GDPR's clock is not (GDPR does not apply)
+    assert "速報（規則8条1項）目安3日" in html
+    assert "2026-04-04 10:00:00 JST" in html
+    assert "速報（規則8条1項）期限5日" in html
+    assert "確報（規則8条2項）60日" in html
+    assert "2026-05-31 23:59:59 JST" in html
+    assert "不正の目的によるおそれ（規則7条3号）" in html
+    assert html.count('class="incident-clock overdue"') == 3
+    assert "GDPR第33条1項 72時間" not in html
+
+
+def test_an_unreportable_incident_shows_no_ppc_clock_and_names_the_exemption(client, security_user):
+    # given a triggered incident whose data was strongly encrypted
+    incident = make_incident(
+        security_user, special_care=True, encrypted=True, gdpr_applies=True, gdpr_late_reason="調査中"
+    )
+    html = _page(client, security_user, incident)
+    # then no PPC clock, the exemption is named, and GDPR's 72 hours are shown
+    assert "速報（規則8条1項）" not in html
+    assert "高度な暗号化等の措置（規則7条柱書）" in html
+    assert "GDPR第33条1項 72時間" in html
+    assert "2026-04-04 10:00:00 JST" in html
+
+
+def test_a_clock_in_time_is_not_red_and_shows_the_time_left(client, security_user):
+    aware = timezone.now() - dt.timedelta(hours=1)
+    incident = make_incident(security_user, gdpr_applies=True, discovered_at=aware, aware_at=aware)
+    html = _page(client, security_user, incident)
+    assert html.count('class="incident-clock"') == 1
+    assert "overdue" not in html.split('class="incident-clocks"')[1].split("</table>")[0]
+    assert "残り 2日 22時間" in html or "残り 2日 23時間" in html
+
+
+def test_a_filing_stops_its_clock_on_the_page(client, security_user):
+    incident = make_incident(security_user, financial_damage=True)
+    services.incident_file(incident=incident, kind=IncidentFiling.Kind.PPC_PRELIMINARY, actor=security_user)
+    html = _page(client, security_user, incident)
+    assert html.count("提出済み") == 2  # the target and the limit of the 速報, both stopped by it
+
+
+def test_the_list_is_sorted_by_the_nearest_open_deadline(client, security_user):
+    # given a GDPR incident due soon, a reportable one due later and one with no clock at all
+    now = timezone.now()
+    none = make_incident(security_user, title="対象外")
+    later = make_incident(security_user, title="後", special_care=True, discovered_at=now, aware_at=now)
+    soon = make_incident(
+        security_user,
+        title="先",
+        gdpr_applies=True,
+        discovered_at=now - dt.timedelta(hours=70),
+        aware_at=now - dt.timedelta(hours=70),
+    )
+    client.force_login(security_user)
+    # when the list is opened
+    response = client.get(reverse("admin:incidents_incident_changelist"))
+    # then the nearest deadline comes first and the incident without one last
+    assert [obj.pk for obj in response.context["cl"].result_list] == [soon.pk, later.pk, none.pk]
+
+
+def test_the_transition_action_calls_the_service_and_refuses_a_skipped_step(client, security_user, incident):
+    client.force_login(security_user)
+    url = reverse("admin:incidents_incident_changelist")
+    # when "close" is asked of a detected incident, then "contained"
+    client.post(url, {"action": "transition_closed", "_selected_action": [incident.pk]})
+    assert Incident.objects.get(pk=incident.pk).status == Incident.Status.DETECTED
+    client.post(url, {"action": "transition_contained", "_selected_action": [incident.pk]})
+    assert Incident.objects.get(pk=incident.pk).status == Incident.Status.CONTAINED
+
+
+def test_the_form_cannot_set_the_status(client, security_user, incident):
+    client.force_login(security_user)
+    html = _page(client, security_user, incident)
+    assert 'name="status"' not in html
