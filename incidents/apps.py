@@ -12,11 +12,17 @@ class IncidentsConfig(AppConfig):
 
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from incidents import field_classes  # noqa: F401  (registers classifications)
-        from incidents.models import Incident, IncidentFiling, IncidentTimelineEntry
+        from incidents.models import (
+            Incident,
+            IncidentAffected,
+            IncidentFiling,
+            IncidentScope,
+            IncidentTimelineEntry,
+        )
         from incidents.roles import grant_incident_roles
 
         grant_incident_roles()
-        for model in (Incident, IncidentTimelineEntry, IncidentFiling):
+        for model in (Incident, IncidentTimelineEntry, IncidentFiling, IncidentScope, IncidentAffected):
             label = model._meta.label
             auditlog.register(
                 model,

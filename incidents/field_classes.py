@@ -4,7 +4,7 @@ An incident's own fields describe the event, never a person: its texts carry the
 personal data, and the people affected are held as references to customers (not copies of their data).
 """
 
-from crm.classification import REGISTRY, not_personal
+from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
 
 REGISTRY.declare(
     "incidents.Incident",
@@ -71,4 +71,49 @@ REGISTRY.declare(
     filed_by=not_personal("従業者"),
     reference=not_personal("当局の受付番号"),
     recorded_at=not_personal(),
+)
+REGISTRY.declare(
+    "incidents.IncidentScope",
+    **{
+        name: not_personal()
+        for name in (
+            "id",
+            "incident",
+            "method",
+            "status",
+            "cursor",
+            "last_id",
+            "matched",
+            "unmatched",
+            "ambiguous",
+            "invalid",
+            "added",
+            "created_at",
+            "finished_at",
+        )
+    },
+    criteria=not_personal("チーム・取得チャネル・登録期間の条件"),
+    error=not_personal("エラーの種類（値を含めない）"),
+    created_by=not_personal("従業者"),
+)
+REGISTRY.declare(
+    "incidents.IncidentScopeKey",
+    id=not_personal(),
+    scope=not_personal(),
+    kind=not_personal(),
+    value=FieldSpec(
+        DataClass.DIRECT,
+        ("incident_response",),
+        "incident_scope",
+        "full",
+        "照合キー（ブラインドインデックス・会員番号）",
+    ),
+)
+REGISTRY.declare(
+    "incidents.IncidentAffected",
+    id=not_personal(),
+    incident=not_personal(),
+    customer=not_personal("顧客への参照"),
+    scope=not_personal(),
+    added_at=not_personal(),
 )

@@ -405,3 +405,125 @@ class IncidentFiling(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
+
+
+class IncidentScope(models.Model):
+    """One scoping of an incident's affected people: by a query over customers (teams, collection channel,
+    registered between two dates) or by an uploaded list of e-mails / phones / member numbers matched through
+    the blind indexes. Run in batches by a Celery task (incidents.tasks), its progress and counts kept here.
+    The uploaded values themselves are kept only as keys until matched (IncidentScopeKey), then removed."""
+
+    class Method(models.TextChoices):
+        QUERY = "query", _("条件で特定")
+        UPLOAD = "upload", _("ファイルで特定")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("待機中")
+        RUNNING = "running", _("実行中")
+        DONE = "done", _("完了")
+        FAILED = "failed", _("失敗")
+        CANCELLED = "cancelled", _("中止（事案の終結）")
+
+    incident = models.ForeignKey(
+        Incident, on_delete=models.PROTECT, related_name="scopes", verbose_name=_("漏えい等事案")
+    )
+    method = models.CharField(_("方法"), max_length=8, choices=Method.choices)
+    status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    # For a query: {"teams": [ids], "channel": "", "created_from": iso, "created_to": iso} (no personal data).
+    criteria = models.JSONField(_("条件"), default=dict, blank=True)
+    cursor = models.BigIntegerField(_("進捗位置"), default=0)
+    last_id = models.BigIntegerField(_("最終位置"), default=0)
+    matched = models.PositiveIntegerField(_("一致"), default=0)
+    unmatched = models.PositiveIntegerField(_("不一致"), default=0)
+    ambiguous = models.PositiveIntegerField(_("複数一致"), default=0)
+    invalid = models.PositiveIntegerField(_("形式不正"), default=0)
+    added = models.PositiveIntegerField(_("追加した本人"), default=0)
+    error = models.TextField(_("エラー"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("実施者")
+    )
+    created_at = models.DateTimeField(_("開始日時"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("終了日時"), null=True, blank=True)
+
+    objects = IncidentPartQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("影響範囲の特定")
+        verbose_name_plural = _("影響範囲の特定")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} #{self.pk}"
+
+    @property
+    def progress(self) -> int:
+        """Percent done (a query: how far through the customers' ids; an upload: matched at once)."""
+        if self.status == IncidentScope.Status.DONE:
+            return 100
+        if self.last_id <= 0:
+            return 0
+        return min(99, int(self.cursor * 100 / self.last_id))
+
+
+class IncidentScopeKeyQuerySet(IncidentPartQuerySet):
+    """Keys reach their incident through their scope."""
+
+    gate_incident = "scope__incident"
+
+
+class IncidentScopeKey(models.Model):
+    """One line of an uploaded list, as the key it is matched by: the blind index of an e-mail or phone
+    (crm.crypto), or a member number. Deleted when its scope has been matched: only the counts stay."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", _("メールアドレス")
+        PHONE = "phone", _("電話番号")
+        MEMBER_NO = "member_no", _("会員番号")
+
+    scope = models.ForeignKey(IncidentScope, on_delete=models.CASCADE, related_name="keys")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.CharField(max_length=128)
+
+    objects = IncidentScopeKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("照合キー")
+        verbose_name_plural = _("照合キー")
+        indexes = [models.Index(fields=["scope", "kind"], name="incident_scopekey_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+
+class IncidentAffected(models.Model):
+    """A customer affected by an incident (本人). While the incident is open the customer is under a legal
+    hold (crm.retention: reason "incident", reference INC-n) that closing the incident releases. The customer
+    reference becomes NULL if the customer is erased later, after the hold ended."""
+
+    incident = models.ForeignKey(
+        Incident, on_delete=models.PROTECT, related_name="affected", verbose_name=_("漏えい等事案")
+    )
+    customer = models.ForeignKey(
+        "crm.Customer",
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("顧客"),
+    )
+    scope = models.ForeignKey(
+        IncidentScope, on_delete=models.PROTECT, related_name="+", verbose_name=_("影響範囲の特定")
+    )
+    added_at = models.DateTimeField(_("追加日時"), default=timezone.now)
+
+    objects = IncidentPartQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("影響を受けた本人")
+        verbose_name_plural = _("影響を受けた本人")
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "customer"], name="incident_affected_once")
+        ]
+        indexes = [models.Index(fields=["customer"], name="incident_affected_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"INC-{self.incident_id} / #{self.pk}"

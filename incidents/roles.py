@@ -14,6 +14,9 @@ _RESPONDER = [
     "incidents.view_incidenttimelineentry",
     "incidents.view_incidentfiling",
     "incidents.add_incidentfiling",
+    "incidents.view_incidentscope",
+    "incidents.add_incidentscope",
+    "incidents.view_incidentaffected",
 ]
 
 INCIDENT_ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -9,20 +9,38 @@ when, what); auditlog records the row changes (incidents.apps).
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from crm.audit import audit_actor
 from crm.classification import REGISTRY, DataClass
-from incidents.models import Incident, IncidentFiling, IncidentTimelineEntry
+from crm.crypto import email_index, phone_index
+from crm.retention.models import LegalHold
+from crm.retention.services import legal_hold_place, legal_hold_release
+from incidents.models import (
+    Incident,
+    IncidentAffected,
+    IncidentFiling,
+    IncidentScope,
+    IncidentScopeKey,
+    IncidentTimelineEntry,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+
+
+# A member number as crm's search reads one (crm.selectors); a line of digits only is read as a phone first.
+MEMBER_NO = re.compile(r"[A-Za-z0-9\-]{4,20}")
+PHONE_LIKE = re.compile(r"[0-9+\-() ]+")
 
 
 class IncidentError(Exception):
@@ -165,6 +183,15 @@ def incident_transition(
         locked.save(update_fields=["status", "updated_at"])
         _log(locked, actor, IncidentTimelineEntry.Kind.TRANSITION, note, from_status=current, to_status=to)
         _refresh_deadline(locked)
+        if to == Incident.Status.CLOSED:
+            released = incident_holds_release(incident=locked, actor=actor)
+            if released:
+                _log(
+                    locked,
+                    actor,
+                    IncidentTimelineEntry.Kind.HOLD,
+                    _("リーガルホールドを解除（%(n)s件）") % {"n": released},
+                )
     return locked
 
 
@@ -244,3 +271,307 @@ def incident_team_remove(
         _log(
             locked, actor, IncidentTimelineEntry.Kind.TEAM, _("対応チームから削除: %s") % user.get_username()
         )
+
+
+# --- affected people: scoping, legal holds ----------------------------------------------------------------
+
+SCOPE_BATCH = 10_000  # customer ids per batch of a query scope: one short transaction each
+UPLOAD_MAX_LINES = 200_000
+UPLOAD_MAX_BYTES = 8 * 1024 * 1024
+
+
+def _hold_reference(incident: Incident) -> str:
+    return incident.reference
+
+
+def _key_of(line: str) -> tuple[str, str] | None:
+    """The match key of one uploaded line: an e-mail's or a phone's blind index, or a member number."""
+    term = unicodedata.normalize("NFKC", line).strip()
+    if not term:
+        return None
+    if "@" in term:
+        return IncidentScopeKey.Kind.EMAIL, email_index(term)
+    if PHONE_LIKE.fullmatch(term):
+        phone = phone_index(term)
+        if phone:
+            return IncidentScopeKey.Kind.PHONE, phone
+    if MEMBER_NO.fullmatch(term):
+        return IncidentScopeKey.Kind.MEMBER_NO, term
+    return None
+
+
+def _check_scoping(locked: Incident) -> None:
+    if locked.status == Incident.Status.CLOSED:
+        raise IncidentError(_("終結した漏えい等事案の影響範囲は変更できません。"))
+
+
+def incident_scope_by_query(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    team_ids: list[int] | None = None,
+    channel: str = "",
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
+    enqueue: bool = True,
+) -> IncidentScope:
+    """Start scoping the affected customers by a query (teams, collection channel, registered between two
+    moments), among the customers `actor` may see (the gate). Runs in batches (incident_scope_advance)."""
+    from crm.models import Customer
+
+    if channel and channel not in Customer.Channel.values:
+        raise IncidentError(_("不明な取得チャネルです。"))
+    if created_from and created_to and created_from >= created_to:
+        raise IncidentError(_("期間の開始は終了より前にしてください。"))
+    if not (team_ids or channel or created_from or created_to):
+        raise IncidentError(_("条件を一つ以上指定してください。"))
+    criteria = {
+        "teams": sorted({int(t) for t in team_ids or []}),
+        "channel": channel,
+        "created_from": created_from.isoformat() if created_from else "",
+        "created_to": created_to.isoformat() if created_to else "",
+    }
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        _check_scoping(locked)
+        last = Customer.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        scope = IncidentScope.objects.create(
+            incident=locked,
+            method=IncidentScope.Method.QUERY,
+            criteria=criteria,
+            last_id=last,
+            created_by=actor,
+        )
+        _log(locked, actor, IncidentTimelineEntry.Kind.SCOPE, _("条件で影響範囲の特定を開始"))
+        if enqueue:
+            _enqueue_scope(scope.pk)
+    return scope
+
+
+def incident_scope_by_upload(
+    *, incident: Incident | int, actor: AbstractBaseUser, data: bytes, enqueue: bool = True
+) -> IncidentScope:
+    """Start scoping the affected customers by an uploaded list (one e-mail, phone or member number per
+    line, UTF-8). Each line is kept only as its match key (blind index) until matched; lines that are none
+    of the three are counted as malformed."""
+    if len(data) > UPLOAD_MAX_BYTES:
+        raise IncidentError(_("ファイルが大きすぎます（8MBまで）。"))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise IncidentError(_("ファイルはUTF-8のテキストにしてください。")) from error
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise IncidentError(_("ファイルに行がありません。"))
+    if len(lines) > UPLOAD_MAX_LINES:
+        raise IncidentError(_("行数が多すぎます（200,000行まで）。"))
+    keys = [_key_of(line) for line in lines]
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        _check_scoping(locked)
+        scope = IncidentScope.objects.create(
+            incident=locked,
+            method=IncidentScope.Method.UPLOAD,
+            invalid=sum(1 for k in keys if k is None),
+            created_by=actor,
+        )
+        # Bulk insert: auditlog does not see it; the scope row (audited) and the timeline entry record it.
+        IncidentScopeKey.objects.bulk_create(
+            [IncidentScopeKey(scope=scope, kind=k[0], value=k[1]) for k in keys if k is not None],
+            batch_size=5_000,
+        )
+        _log(
+            locked,
+            actor,
+            IncidentTimelineEntry.Kind.SCOPE,
+            _("ファイルで影響範囲の特定を開始（%(n)s行）") % {"n": len(lines)},
+        )
+        if enqueue:
+            _enqueue_scope(scope.pk)
+    return scope
+
+
+def _enqueue_scope(scope_id: int) -> None:
+    from incidents.tasks import incident_scope_batch
+
+    transaction.on_commit(lambda: incident_scope_batch.delay(scope_id))
+
+
+def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    # Django's own compilation of an ORM query (every value a bound parameter), used inside INSERT … SELECT.
+    sql, params = qs.query.sql_with_params()
+    return sql, tuple(params)
+
+
+def _insert_affected(scope: IncidentScope, customers: QuerySet[Any]) -> list[int]:
+    """INSERT … SELECT the customers of `customers` as affected (once per incident); the ids added."""
+    select_sql, params = _sql(customers.values("pk"))
+    table = IncidentAffected._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (incident_id, customer_id, scope_id, added_at) "  # noqa: S608
+            f"SELECT %s, picked.id, %s, now() FROM ({select_sql}) AS picked(id) "
+            f"ON CONFLICT (incident_id, customer_id) DO NOTHING RETURNING customer_id",
+            (scope.incident_id, scope.pk, *params),
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+    if customer_ids:
+        legal_hold_place(
+            customer_ids=customer_ids,
+            reason=LegalHold.Reason.INCIDENT,
+            placed_by=actor,
+            reference=_hold_reference(incident),
+            note=_("漏えい等事案の調査中（法26条）"),
+        )
+
+
+def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[int], int]:
+    """One id range of a query scope: the customers matching the criteria among those `actor` may see."""
+    from crm.models import Customer
+
+    upper = scope.cursor + SCOPE_BATCH
+    qs = Customer.objects.restrict(actor, "view").filter(pk__gt=scope.cursor, pk__lte=upper)
+    criteria = scope.criteria
+    if criteria.get("teams"):
+        qs = qs.filter(team_id__in=criteria["teams"])
+    if criteria.get("channel"):
+        qs = qs.filter(collection_channel=criteria["channel"])
+    if criteria.get("created_from"):
+        qs = qs.filter(created_at__gte=dt.datetime.fromisoformat(criteria["created_from"]))
+    if criteria.get("created_to"):
+        qs = qs.filter(created_at__lt=dt.datetime.fromisoformat(criteria["created_to"]))
+    matched = qs.count()
+    return _insert_affected(scope, qs), matched
+
+
+def _upload_match(scope: IncidentScope, actor: AbstractBaseUser) -> list[int]:
+    """Match every key of an upload at once (set-based): one customer → matched and added; none →
+    unmatched; several → ambiguous (left for a person to decide, not added). The keys are then removed."""
+    from crm.models import Customer
+
+    visible_sql, visible_params = _sql(Customer.objects.restrict(actor, "view").values("pk"))
+    customers = Customer._meta.db_table
+    keys = IncidentScopeKey._meta.db_table
+    affected = IncidentAffected._meta.db_table
+    hits = f"""
+        WITH hits AS (
+            SELECT k.id AS key_id, c.id AS customer_id
+            FROM {keys} k JOIN {customers} c ON c.email_bidx = k.value
+            WHERE k.scope_id = %s AND k.kind = 'email'
+            UNION
+            SELECT k.id, c.id FROM {keys} k JOIN {customers} c ON c.phone_bidx = k.value
+            WHERE k.scope_id = %s AND k.kind = 'phone'
+            UNION
+            SELECT k.id, c.id FROM {keys} k JOIN {customers} c ON c.member_no = k.value
+            WHERE k.scope_id = %s AND k.kind = 'member_no'
+        ), visible_hits AS (
+            SELECT * FROM hits WHERE customer_id IN ({visible_sql})
+        ), per_key AS (
+            SELECT k.id, count(h.customer_id) AS n, min(h.customer_id) AS customer_id
+            FROM {keys} k LEFT JOIN visible_hits h ON h.key_id = k.id
+            WHERE k.scope_id = %s GROUP BY k.id
+        )"""  # noqa: S608  (table names from the models; values bound)
+    params = (scope.pk, scope.pk, scope.pk, *visible_params, scope.pk)
+    with connection.cursor() as cursor:
+        counts = (
+            " SELECT count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n = 0),"
+            " count(*) FILTER (WHERE n > 1) FROM per_key"
+        )
+        cursor.execute(hits + counts, params)
+        scope.matched, scope.unmatched, scope.ambiguous = cursor.fetchone()
+        insert = (
+            f" INSERT INTO {affected} (incident_id, customer_id, scope_id, added_at)"  # noqa: S608
+            " SELECT DISTINCT %s, customer_id, %s, now() FROM per_key WHERE n = 1"
+            " ON CONFLICT (incident_id, customer_id) DO NOTHING RETURNING customer_id"
+        )
+        cursor.execute(hits + insert, (*params, scope.incident_id, scope.pk))
+        added = [row[0] for row in cursor.fetchall()]
+    IncidentScopeKey.objects.filter(scope=scope).delete()
+    return added
+
+
+def incident_scope_advance(*, scope_id: int) -> bool:
+    """Do the next batch of a scope (a whole upload is one batch); True when more batches remain.
+
+    The scope and its incident are locked for the batch: a duplicate message waits and then finds the
+    cursor moved (it does the next batch, never the same one twice: ON CONFLICT keeps each person once), and
+    closing the incident is served before or after a batch, never during one. The affected customers of
+    the batch are put under the incident's legal hold in the same transaction. The affected count feeds
+    規則7(4) (never lowered: a person may have set a larger estimate)."""
+    with transaction.atomic():
+        scope = IncidentScope.objects.select_for_update().filter(pk=scope_id).first()
+        if scope is None or scope.status in (
+            IncidentScope.Status.DONE,
+            IncidentScope.Status.FAILED,
+            IncidentScope.Status.CANCELLED,
+        ):
+            return False
+        incident = Incident.objects.select_for_update().get(pk=scope.incident_id)
+        actor = scope.created_by
+        with audit_actor(actor):
+            if incident.status == Incident.Status.CLOSED:
+                scope.status = IncidentScope.Status.CANCELLED
+                scope.finished_at = timezone.now()
+                scope.save(update_fields=["status", "finished_at"])
+                return False
+            scope.status = IncidentScope.Status.RUNNING
+            if scope.method == IncidentScope.Method.UPLOAD:
+                added = _upload_match(scope, actor)
+                more = False
+            else:
+                added, matched = _query_batch(scope, actor)
+                scope.matched += matched
+                scope.cursor = min(scope.cursor + SCOPE_BATCH, max(scope.last_id, scope.cursor))
+                more = scope.cursor < scope.last_id
+            _hold(incident, added, actor)
+            scope.added += len(added)
+            if not more:
+                scope.status = IncidentScope.Status.DONE
+                scope.finished_at = timezone.now()
+            scope.save()
+            if added:
+                total = IncidentAffected.objects.filter(incident=incident).count()
+                if total > incident.affected_count:
+                    incident.affected_count = total
+                    incident.save(update_fields=["affected_count", "updated_at"])
+                    _refresh_deadline(incident)
+            if not more:
+                _log(
+                    incident,
+                    actor,
+                    IncidentTimelineEntry.Kind.SCOPE,
+                    _("影響範囲の特定が完了（一致 %(m)s、不一致 %(u)s、複数一致 %(a)s、追加 %(n)s）")
+                    % {"m": scope.matched, "u": scope.unmatched, "a": scope.ambiguous, "n": scope.added},
+                )
+        if more:
+            _enqueue_scope(scope.pk)
+    return more
+
+
+def incident_scope_fail(*, scope_id: int, error: BaseException) -> None:
+    """Mark a scope failed (the kind of error only: no value of the upload in it)."""
+    IncidentScope.objects.filter(pk=scope_id).exclude(status=IncidentScope.Status.DONE).update(
+        status=IncidentScope.Status.FAILED, error=type(error).__name__, finished_at=timezone.now()
+    )
+
+
+def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> int:
+    """Release the legal holds this incident placed (reason "incident", its own reference) and no other:
+    a hold of another incident or of litigation on the same customer stays."""
+    # The incident's own holds, found by what crm records as their owner (LegalHold.reference); the
+    # authority is the change permission on the incident, checked by the caller's lock (_locked).
+    own = LegalHold.objects.filter(
+        reason=LegalHold.Reason.INCIDENT, reference=_hold_reference(incident), released_at__isnull=True
+    )
+    released = 0
+    last = 0
+    while True:
+        batch = list(own.filter(pk__gt=last).order_by("pk")[:5_000])
+        if not batch:
+            break
+        released += legal_hold_release(holds=batch, released_by=actor)
+        last = batch[-1].pk
+    return released
