@@ -140,10 +140,36 @@ def _incident_filing_of(team: Team) -> Any:
     return incident_file(incident=incident, kind="ppc_prelim", actor=incident.created_by)
 
 
+def _incident_scope_of(team: Team) -> Any:
+    from incidents.services import incident_scope_by_upload
+
+    incident = _incident_of(team)
+    return incident_scope_by_upload(
+        incident=incident, actor=incident.created_by, data=b"x@example.com\n", enqueue=False
+    )
+
+
+def _incident_scope_key_of(team: Team) -> Any:
+    return _incident_scope_of(team).keys.get()
+
+
+def _incident_affected_of(team: Team) -> Any:
+    from incidents.models import IncidentAffected
+    from incidents.services import incident_scope_advance
+
+    customer = _customer_of(team)
+    scope = _incident_scope_of(team)
+    scope.keys.update(kind="member_no", value=customer.member_no)
+    incident_scope_advance(scope_id=scope.pk)
+    return IncidentAffected.objects.get(incident=scope.incident)
+
+
 def _incident_team_join(row: Any, user: Any) -> None:
-    from incidents.models import Incident
+    from incidents.models import Incident, IncidentScopeKey
     from incidents.services import incident_team_add
 
+    if isinstance(row, IncidentScopeKey):
+        row = row.scope
     incident = row if isinstance(row, Incident) else row.incident
     incident_team_add(incident=incident, user=user, actor=incident.created_by)
 
@@ -153,6 +179,9 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.Incident": _incident_team_join,
     "incidents.IncidentTimelineEntry": _incident_team_join,
     "incidents.IncidentFiling": _incident_team_join,
+    "incidents.IncidentScope": _incident_team_join,
+    "incidents.IncidentScopeKey": _incident_team_join,
+    "incidents.IncidentAffected": _incident_team_join,
 }
 
 
@@ -431,6 +460,9 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "crm.IdempotencyRecord": (_idempotency_record_of, ["crm.view_customer"], True),
     "incidents.IncidentTimelineEntry": (_incident_timeline_entry_of, ["incidents.view_incident"], True),
     "incidents.IncidentFiling": (_incident_filing_of, ["incidents.view_incident"], True),
+    "incidents.IncidentScope": (_incident_scope_of, ["incidents.view_incident"], True),
+    "incidents.IncidentScopeKey": (_incident_scope_key_of, ["incidents.view_incident"], True),
+    "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
 }
 
 
