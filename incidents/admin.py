@@ -12,8 +12,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import F, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
@@ -21,8 +25,10 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.admin import AccessLoggedAdminMixin
 from crm.classification import REGISTRY, DataClass
+from crm.models import Customer
+from crm.permissions import teams_open_to
 from incidents import services
-from incidents.models import Incident, IncidentFiling, IncidentTimelineEntry
+from incidents.models import Incident, IncidentFiling, IncidentScope, IncidentTimelineEntry
 from incidents.rules import JST
 
 EXEMPTIONS = {
@@ -107,6 +113,52 @@ class FilingInline(TimelineInline):
         return IncidentFiling.objects.restrict(request.user, "view").select_related("filed_by")
 
 
+class ScopeInline(TimelineInline):
+    """Scopings of the affected people, read-only: their progress and counts."""
+
+    model = IncidentScope
+    fields = (
+        "method",
+        "status",
+        "progress_display",
+        "matched",
+        "unmatched",
+        "ambiguous",
+        "invalid",
+        "added",
+        "created_by",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:  # type: ignore[override]
+        return IncidentScope.objects.restrict(request.user, "view").select_related("created_by")
+
+    @admin.display(description=_("進捗"))
+    def progress_display(self, obj: IncidentScope) -> str:
+        return f"{obj.progress}%"
+
+
+class ScopeQueryForm(forms.Form):
+    """Scoping by a query: teams, collection channel, registered between two moments (at least one)."""
+
+    teams = forms.TypedMultipleChoiceField(label=_("チーム"), required=False, coerce=int, choices=())
+    channel = forms.ChoiceField(
+        label=_("取得チャネル"), required=False, choices=[("", "---------"), *Customer.Channel.choices]
+    )
+    created_from = forms.DateTimeField(label=_("登録日時（から）"), required=False)
+    created_to = forms.DateTimeField(label=_("登録日時（まで、含まない）"), required=False)
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["teams"].choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+
+
+class ScopeUploadForm(forms.Form):
+    file = forms.FileField(label=_("ファイル"))
+
+
 def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
@@ -148,8 +200,15 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "kind")
     search_fields = ("=id",)
     show_facets = admin.ShowFacets.NEVER
-    inlines = [FilingInline, TimelineInline]
-    readonly_fields = ("status", "clocks_panel", "reportability", "created_by", "created_at")
+    inlines = [FilingInline, ScopeInline, TimelineInline]
+    readonly_fields = (
+        "status",
+        "clocks_panel",
+        "reportability",
+        "scope_link",
+        "created_by",
+        "created_at",
+    )
     fieldsets = [
         (None, {"fields": ["title", "description", "kind", "status"]}),
         (_("期限"), {"fields": ["clocks_panel", "reportability"]}),
@@ -167,6 +226,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     "financial_damage",
                     "unlawful_purpose",
                     "affected_count",
+                    "scope_link",
                     "encrypted",
                     "pseudonymised_only",
                     "gdpr_applies",
@@ -218,6 +278,73 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # an incident is evidence: closed, never deleted
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:incident_id>/scope/",
+                self.admin_site.admin_view(self.scope_view),
+                name="incidents_incident_scope",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def scope_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:
+        """Start scoping the affected people by a query or an uploaded list (incidents.services)."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        if not request.user.has_perm("incidents.add_incidentscope") and not request.user.is_superuser:
+            raise PermissionDenied
+        posted = request.method == "POST"
+        query_form = ScopeQueryForm(
+            request.POST if posted and "by_query" in request.POST else None, user=request.user
+        )
+        upload_form = ScopeUploadForm(
+            request.POST if posted and "by_upload" in request.POST else None,
+            request.FILES if posted and "by_upload" in request.POST else None,
+        )
+        try:
+            if query_form.is_bound and query_form.is_valid():
+                data = query_form.cleaned_data
+                services.incident_scope_by_query(
+                    incident=incident,
+                    actor=request.user,
+                    team_ids=data["teams"],
+                    channel=data["channel"],
+                    created_from=data["created_from"],
+                    created_to=data["created_to"],
+                )
+                return self._scope_started(request, incident)
+            if upload_form.is_bound and upload_form.is_valid():
+                upload = upload_form.cleaned_data["file"]
+                if upload.size > services.UPLOAD_MAX_BYTES:
+                    raise services.IncidentError(gettext("ファイルが大きすぎます（8MBまで）。"))
+                services.incident_scope_by_upload(incident=incident, actor=request.user, data=upload.read())
+                return self._scope_started(request, incident)
+        except services.IncidentError as error:
+            messages.error(request, str(error))
+        return TemplateResponse(
+            request,
+            "incidents/admin/scope.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": gettext("影響範囲の特定"),
+                "incident": incident,
+                "query_form": query_form,
+                "upload_form": upload_form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def _scope_started(self, request: HttpRequest, incident: Incident) -> HttpResponse:
+        messages.success(request, gettext("影響範囲の特定を開始しました。進捗はこの画面に表示されます。"))
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+
+    @admin.display(description=_("影響範囲の特定"))
+    def scope_link(self, obj: Incident) -> str:
+        if obj.pk is None or obj.status == Incident.Status.CLOSED:
+            return "-"
+        url = reverse("admin:incidents_incident_scope", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("条件またはファイルで特定する"))
 
     def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
         facts = {name: form.cleaned_data[name] for name in services.FACT_FIELDS if name in form.cleaned_data}

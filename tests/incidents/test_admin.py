@@ -101,3 +101,34 @@ def test_the_form_cannot_set_the_status(client, security_user, incident):
     client.force_login(security_user)
     html = _page(client, security_user, incident)
     assert 'name="status"' not in html
+
+
+def test_scoping_from_the_page_by_upload_shows_the_counts(client, privacy_officer, customer):
+    # given an incident the privacy officer works on
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from incidents.models import IncidentScope
+
+    incident = make_incident(privacy_officer)
+    client.force_login(privacy_officer)
+    url = reverse("admin:incidents_incident_scope", args=[incident.pk])
+    # when they upload a list of two lines (one known member number, one unknown e-mail)
+    upload = SimpleUploadedFile("list.txt", b"M000000001\nnobody@example.com\n", content_type="text/plain")
+    response = client.post(url, {"by_upload": "1", "file": upload})
+    assert response.status_code == 302
+    # and the worker runs the scope
+    scope = IncidentScope.objects.get(incident=incident)
+    services.incident_scope_advance(scope_id=scope.pk)
+    # then the incident's page shows the scope done with one matched and one unmatched line
+    html = _page(client, privacy_officer, incident)
+    assert "100%" in html
+    row = html.split('id="scopes-0"')[1].split("</tr>")[0]
+    # status, progress, matched, unmatched, ambiguous, malformed
+    cells = [cell.split(">")[-1] for cell in row.split("</p>")[2:8]]
+    assert cells == ["完了", "100%", "1", "1", "0", "0"]
+
+
+def test_the_scope_page_is_refused_to_staff_off_the_response_team(client, outsider, incident):
+    client.force_login(outsider)
+    response = client.get(reverse("admin:incidents_incident_scope", args=[incident.pk]))
+    assert response.status_code == 404
