@@ -11,10 +11,11 @@ import datetime as dt
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -28,7 +29,13 @@ from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
 from crm.permissions import teams_open_to
 from incidents import services
-from incidents.models import Incident, IncidentFiling, IncidentScope, IncidentTimelineEntry
+from incidents.models import (
+    Incident,
+    IncidentFiling,
+    IncidentNotice,
+    IncidentScope,
+    IncidentTimelineEntry,
+)
 from incidents.rules import JST
 
 EXEMPTIONS = {
@@ -41,6 +48,42 @@ TRIGGERS = {
     "unlawful_purpose": _("不正の目的によるおそれ（規則7条3号）"),
     "over_1000": _("本人の数が1,000人を超える（規則7条4号）"),
 }
+
+
+# 規則8(1)(i)–(ix): the report items in the order the PPC's form asks them.
+REPORT_ITEM_FIELDS = (
+    "report_summary",
+    "report_items",
+    "report_persons",
+    "report_cause",
+    "report_secondary_damage",
+    "report_response_to_persons",
+    "report_publication",
+    "report_prevention",
+    "report_other",
+)
+ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix")
+REPORT_FORMS = {
+    "ppc_prelim": (_("個人情報保護委員会への速報"), _("個人情報保護法第26条第1項、規則第8条第1項")),
+    "ppc_final": (_("個人情報保護委員会への確報"), _("個人情報保護法第26条第1項、規則第8条第2項")),
+    "gdpr": (_("監督機関への個人データ侵害の通知"), _("GDPR第33条第3項")),
+}
+
+
+def _gdpr_nature(incident: Incident) -> str:
+    classes = "、".join(str(DataClass(c).label) for c in incident.data_classes) or "—"
+    return "\n".join(
+        [
+            incident.report_summary,
+            gettext("データの分類: %(c)s") % {"c": classes},
+            gettext("本人の概数: %(n)s") % {"n": incident.affected_count},
+            incident.report_items,
+        ]
+    ).strip()
+
+
+def _gdpr_measures(incident: Incident) -> str:
+    return "\n".join(v for v in (incident.report_response_to_persons, incident.report_prevention) if v)
 
 
 def _time_left(due: dt.datetime, now: dt.datetime) -> str:
@@ -140,6 +183,22 @@ class ScopeInline(TimelineInline):
         return f"{obj.progress}%"
 
 
+class NoticeInline(TimelineInline):
+    """Notices to the affected people, read-only (status per person; no address shown)."""
+
+    model = IncidentNotice
+    fields = ("customer", "status", "claimed_at", "sent_at", "error")
+    readonly_fields = fields
+    ordering = ("pk",)
+    max_num = 0
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:  # type: ignore[override]
+        return IncidentNotice.objects.restrict(request.user, "view").only(
+            "pk", "incident_id", "customer_id", "status", "claimed_at", "sent_at", "error"
+        )
+
+
 class ScopeQueryForm(forms.Form):
     """Scoping by a query: teams, collection channel, registered between two moments (at least one)."""
 
@@ -200,18 +259,19 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "kind")
     search_fields = ("=id",)
     show_facets = admin.ShowFacets.NEVER
-    inlines = [FilingInline, ScopeInline, TimelineInline]
+    inlines = [FilingInline, ScopeInline, NoticeInline, TimelineInline]
     readonly_fields = (
         "status",
         "clocks_panel",
         "reportability",
+        "report_links",
         "scope_link",
         "created_by",
         "created_at",
     )
     fieldsets = [
         (None, {"fields": ["title", "description", "kind", "status"]}),
-        (_("期限"), {"fields": ["clocks_panel", "reportability"]}),
+        (_("期限"), {"fields": ["clocks_panel", "reportability", "report_links"]}),
         (
             _("日時"),
             {"fields": ["occurred_at", "discovered_at", "aware_at", "processor_notified_at"]},
@@ -261,7 +321,22 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         _filing_action(IncidentFiling.Kind.PPC_PRELIMINARY),
         _filing_action(IncidentFiling.Kind.PPC_FINAL),
         _filing_action(IncidentFiling.Kind.GDPR_SA),
+        "queue_notices",
     ]
+
+    @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
+    def queue_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                added = services.incident_notices_queue(incident=incident, actor=request.user)
+            except services.IncidentError as error:
+                self.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(i)s: 通知%(n)s件を送信待ちにしました。") % {"i": incident, "n": added},
+                    messages.SUCCESS,
+                )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return Incident.objects.restrict(request.user, "view").order_by(
@@ -285,7 +360,12 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 "<int:incident_id>/scope/",
                 self.admin_site.admin_view(self.scope_view),
                 name="incidents_incident_scope",
-            )
+            ),
+            path(
+                "<int:incident_id>/report/<str:form>/",
+                self.admin_site.admin_view(self.report_view),
+                name="incidents_incident_report",
+            ),
         ]
         return extra + super().get_urls()
 
@@ -335,9 +415,57 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
             },
         )
 
+    def report_view(self, request: HttpRequest, incident_id: int, form: str) -> HttpResponse:
+        """A printable report: PPC 速報 / 確報 with the nine items of 規則8(1) in their order, or the GDPR
+        Art. 33(3) notification. The reporter is the company (settings.CRM_COMPANY), not a staff member."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "view"), pk=incident_id)
+        if form not in REPORT_FORMS:
+            raise Http404
+        title, basis = REPORT_FORMS[form]
+        if form == "gdpr":
+            items = [
+                ("(a)", gettext("侵害の性質（本人・記録の種類と概数を含む）"), _gdpr_nature(incident)),
+                ("(b)", gettext("データ保護責任者等の連絡先"), settings.CRM_COMPANY["contact"]),
+                ("(c)", gettext("生じうる結果"), incident.report_secondary_damage),
+                ("(d)", gettext("講じた又は講じる予定の措置"), _gdpr_measures(incident)),
+            ]
+            if incident.gdpr_late():
+                items.append(("", gettext("遅延の理由（GDPR第33条1項）"), incident.gdpr_late_reason))
+        else:
+            items = [
+                (f"({roman})", str(Incident._meta.get_field(name).verbose_name), getattr(incident, name))
+                for roman, name in zip(ROMAN, REPORT_ITEM_FIELDS, strict=True)
+            ]
+        return TemplateResponse(
+            request,
+            "incidents/admin/report.html",
+            {
+                "title": title,
+                "basis": basis,
+                "incident": incident,
+                "company": settings.CRM_COMPANY,
+                "aware_at": _jst(incident.aware_at),
+                "items": items,
+                "printed_at": _jst(timezone.now()),
+            },
+        )
+
     def _scope_started(self, request: HttpRequest, incident: Incident) -> HttpResponse:
         messages.success(request, gettext("影響範囲の特定を開始しました。進捗はこの画面に表示されます。"))
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+
+    @admin.display(description=_("報告書（印刷用）"))
+    def report_links(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html_join(
+            " | ",
+            '<a href="{}" target="_blank">{}</a>',
+            [
+                (reverse("admin:incidents_incident_report", args=[obj.pk, form]), title)
+                for form, (title, _basis) in REPORT_FORMS.items()
+            ],
+        )
 
     @admin.display(description=_("影響範囲の特定"))
     def scope_link(self, obj: Incident) -> str:

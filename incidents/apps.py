@@ -16,13 +16,21 @@ class IncidentsConfig(AppConfig):
             Incident,
             IncidentAffected,
             IncidentFiling,
+            IncidentNotice,
             IncidentScope,
             IncidentTimelineEntry,
         )
         from incidents.roles import grant_incident_roles
 
         grant_incident_roles()
-        for model in (Incident, IncidentTimelineEntry, IncidentFiling, IncidentScope, IncidentAffected):
+        for model in (
+            Incident,
+            IncidentTimelineEntry,
+            IncidentFiling,
+            IncidentScope,
+            IncidentAffected,
+            IncidentNotice,
+        ):
             label = model._meta.label
             auditlog.register(
                 model,

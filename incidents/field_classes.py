@@ -117,3 +117,14 @@ REGISTRY.declare(
     scope=not_personal(),
     added_at=not_personal(),
 )
+REGISTRY.declare(
+    "incidents.IncidentNotice",
+    id=not_personal(),
+    incident=not_personal(),
+    customer=not_personal("顧客への参照"),
+    status=not_personal(),
+    claimed_at=not_personal(),
+    sent_at=not_personal(),
+    error=not_personal("エラーの種類（値を含めない）"),
+    created_at=not_personal(),
+)

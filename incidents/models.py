@@ -527,3 +527,41 @@ class IncidentAffected(models.Model):
 
     def __str__(self) -> str:
         return f"INC-{self.incident_id} / #{self.pk}"
+
+
+class IncidentNotice(models.Model):
+    """The notice to one affected person (APPI Art. 26(2), 規則10; GDPR Art. 34): one row per person and
+    incident (a unique constraint), so a person is never queued twice. A worker claims pending rows with
+    FOR UPDATE SKIP LOCKED and marks them "sending" in its own commit before the e-mail leaves; after
+    sending it marks them "sent". A worker that dies between the two leaves the row "sending": it is
+    shown for a person to check and never sent again by itself (at most once, never twice)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("送信待ち")
+        SENDING = "sending", _("送信中（要確認）")
+        SENT = "sent", _("送信済み")
+        NO_ADDRESS = "no_address", _("連絡先なし（公表で代替）")
+        FAILED = "failed", _("送信失敗")
+
+    incident = models.ForeignKey(
+        Incident, on_delete=models.PROTECT, related_name="notices", verbose_name=_("漏えい等事案")
+    )
+    customer = models.ForeignKey(
+        "crm.Customer", on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("顧客")
+    )
+    status = models.CharField(_("状態"), max_length=12, choices=Status.choices, default=Status.PENDING)
+    claimed_at = models.DateTimeField(_("送信開始"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("送信日時"), null=True, blank=True)
+    error = models.CharField(_("エラー"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    objects = IncidentPartQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("本人への通知")
+        verbose_name_plural = _("本人への通知")
+        constraints = [models.UniqueConstraint(fields=["incident", "customer"], name="incident_notice_once")]
+        indexes = [models.Index(fields=["incident", "status"], name="incident_notice_status_idx")]
+
+    def __str__(self) -> str:
+        return f"INC-{self.incident_id} / #{self.pk}"

@@ -17,6 +17,8 @@ _RESPONDER = [
     "incidents.view_incidentscope",
     "incidents.add_incidentscope",
     "incidents.view_incidentaffected",
+    "incidents.view_incidentnotice",
+    "incidents.add_incidentnotice",
 ]
 
 INCIDENT_ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -29,6 +29,7 @@ from incidents.models import (
     Incident,
     IncidentAffected,
     IncidentFiling,
+    IncidentNotice,
     IncidentScope,
     IncidentScopeKey,
     IncidentTimelineEntry,
@@ -575,3 +576,132 @@ def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> in
         released += legal_hold_release(holds=batch, released_by=actor)
         last = batch[-1].pk
     return released
+
+
+# --- individual notices (APPI Art. 26(2), 規則10; GDPR Art. 34) -------------------------------------------
+
+NOTICE_BATCH = 100
+
+
+def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True) -> int:
+    """Queue one notice per affected person not yet queued (INSERT … SELECT … ON CONFLICT DO NOTHING: a
+    person already queued, sent or not, is never queued again). Returns how many were added."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案からは通知できません。"))
+        notices = IncidentNotice._meta.db_table
+        affected = IncidentAffected._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {notices} (incident_id, customer_id, status, error, created_at) "  # noqa: S608
+                f"SELECT incident_id, customer_id, %s, '', now() FROM {affected} "
+                f"WHERE incident_id = %s AND customer_id IS NOT NULL "
+                f"ON CONFLICT (incident_id, customer_id) DO NOTHING",
+                (IncidentNotice.Status.PENDING, locked.pk),
+            )
+            added = cursor.rowcount
+        _log(
+            locked,
+            actor,
+            IncidentTimelineEntry.Kind.NOTE,
+            _("本人への通知を%(n)s件登録（法26条2項）") % {"n": added},
+        )
+        if enqueue and added:
+            _enqueue_notices(locked.pk)
+    return added
+
+
+def _enqueue_notices(incident_id: int) -> None:
+    from incidents.tasks import incident_notices_batch
+
+    transaction.on_commit(lambda: incident_notices_batch.delay(incident_id))
+
+
+def _notice_text(incident: Incident) -> tuple[str, str]:
+    """The notice's subject and body: the items of 規則10 (概要, 項目, 原因, 二次被害, その他)."""
+    from django.conf import settings
+
+    subject = _("個人データの漏えい等に関するお知らせ（%(ref)s）") % {"ref": incident.reference}
+    parts = [
+        (_("概要"), incident.report_summary),
+        (_("漏えい等が発生し又は発生したおそれがある個人データの項目"), incident.report_items),
+        (_("原因"), incident.report_cause),
+        (_("二次被害又はそのおそれの有無及びその内容"), incident.report_secondary_damage),
+        (_("その他参考となる事項"), incident.report_other),
+    ]
+    body = "\n\n".join(f"■ {label}\n{text or '—'}" for label, text in parts)
+    company = settings.CRM_COMPANY
+    body += f"\n\n{company['name']}\n{company['contact']}\n"
+    return subject, body
+
+
+def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
+    """Send the next batch of pending notices of an incident; the number handled (0: none left).
+
+    Claim (its own commit): pending rows FOR UPDATE SKIP LOCKED, marked "sending" — two workers never take
+    the same person. Send: one e-mail each, to the address decrypted only here. Mark: "sent" (or "failed"
+    when the mail server refused it, "no_address" without an address) in a second commit."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from crm.models import Customer
+
+    with transaction.atomic():
+        claimed = list(
+            IncidentNotice.objects.select_for_update(skip_locked=True)
+            .filter(incident_id=incident_id, status=IncidentNotice.Status.PENDING)
+            .order_by("pk")[:NOTICE_BATCH]
+        )
+        if not claimed:
+            return 0
+        IncidentNotice.objects.filter(pk__in=[n.pk for n in claimed]).update(
+            status=IncidentNotice.Status.SENDING, claimed_at=timezone.now()
+        )
+    incident = Incident.objects.get(pk=incident_id)
+    subject, body = _notice_text(incident)
+    emails = dict(Customer.objects.filter(pk__in=[n.customer_id for n in claimed]).values_list("pk", "email"))
+    outcome: dict[str, list[int]] = {"sent": [], "failed": [], "no_address": []}
+    for notice in claimed:
+        address = emails.get(notice.customer_id) or ""
+        if not address:
+            outcome["no_address"].append(notice.pk)
+            continue
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+        except Exception:
+            outcome["failed"].append(notice.pk)
+        else:
+            outcome["sent"].append(notice.pk)
+    now = timezone.now()
+    with transaction.atomic():
+        IncidentNotice.objects.filter(pk__in=outcome["sent"]).update(
+            status=IncidentNotice.Status.SENT, sent_at=now
+        )
+        IncidentNotice.objects.filter(pk__in=outcome["failed"]).update(
+            status=IncidentNotice.Status.FAILED, error="smtp"
+        )
+        IncidentNotice.objects.filter(pk__in=outcome["no_address"]).update(
+            status=IncidentNotice.Status.NO_ADDRESS
+        )
+        # Bulk updates bypass auditlog: one summary entry for the batch (ids only, no address).
+        _audit_notices(incident, outcome)
+        if enqueue:
+            _enqueue_notices(incident_id)
+    return len(claimed)
+
+
+def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    from crm.models import AuditEntry
+
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(IncidentNotice),
+        object_pk=f"incident-notice-batch:{incident.pk}",
+        object_repr=f"{incident.reference} 本人への通知",
+        action=AuditEntry.Action.UPDATE,
+        changes={},
+        actor=None,
+        additional_data={"incident_notices": {k: v for k, v in outcome.items() if v}},
+    )

@@ -31,3 +31,18 @@ def incident_scope_batch(self: Any, scope_id: int) -> bool:
     except Exception as exc:
         services.incident_scope_fail(scope_id=scope_id, error=exc)
         raise
+
+
+@shared_task(
+    name="incidents.notices_batch",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    max_retries=5,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def incident_notices_batch(incident_id: int) -> int:
+    """Send the next batch of an incident's notices (the service enqueues the next one, on commit)."""
+    from incidents import services
+
+    return services.incident_notices_send_batch(incident_id=incident_id)

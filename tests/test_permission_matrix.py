@@ -164,6 +164,14 @@ def _incident_affected_of(team: Team) -> Any:
     return IncidentAffected.objects.get(incident=scope.incident)
 
 
+def _incident_notice_of(team: Team) -> Any:
+    from incidents.services import incident_notices_queue
+
+    affected = _incident_affected_of(team)
+    incident_notices_queue(incident=affected.incident, actor=affected.incident.created_by, enqueue=False)
+    return affected.incident.notices.get()
+
+
 def _incident_team_join(row: Any, user: Any) -> None:
     from incidents.models import Incident, IncidentScopeKey
     from incidents.services import incident_team_add
@@ -182,6 +190,7 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.IncidentScope": _incident_team_join,
     "incidents.IncidentScopeKey": _incident_team_join,
     "incidents.IncidentAffected": _incident_team_join,
+    "incidents.IncidentNotice": _incident_team_join,
 }
 
 
@@ -463,6 +472,7 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.IncidentScope": (_incident_scope_of, ["incidents.view_incident"], True),
     "incidents.IncidentScopeKey": (_incident_scope_key_of, ["incidents.view_incident"], True),
     "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
+    "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
 }
 
 

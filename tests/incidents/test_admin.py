@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -131,4 +132,48 @@ def test_scoping_from_the_page_by_upload_shows_the_counts(client, privacy_office
 def test_the_scope_page_is_refused_to_staff_off_the_response_team(client, outsider, incident):
     client.force_login(outsider)
     response = client.get(reverse("admin:incidents_incident_scope", args=[incident.pk]))
+    assert response.status_code == 404
+
+
+def test_the_ppc_report_lays_out_the_nine_items_in_order_with_the_company_as_reporter(client, security_user):
+    # given an incident with every 規則8(1) item written
+    names = [
+        "report_summary",
+        "report_items",
+        "report_persons",
+        "report_cause",
+        "report_secondary_damage",
+        "report_response_to_persons",
+        "report_publication",
+        "report_prevention",
+        "report_other",
+    ]
+    incident = make_incident(security_user, **{name: f"本文{i}" for i, name in enumerate(names, 1)})
+    client.force_login(security_user)
+    # when the printable 速報 is opened
+    response = client.get(reverse("admin:incidents_incident_report", args=[incident.pk, "ppc_prelim"]))
+    html = response.content.decode()
+    # then the items come in the rule's order, each with its label, and the reporter is the company
+    assert response.status_code == 200
+    positions = [html.index(f"本文{i}<") for i in range(1, 10)]
+    assert positions == sorted(positions)
+    for label in ("概要", "原因", "再発防止のための措置", "その他参考となる事項"):
+        assert label in html
+    assert "規則第8条第1項" in html
+    assert settings.CRM_COMPANY["name"] in html
+
+
+def test_the_gdpr_report_has_the_four_items_of_article_33_3(client, security_user):
+    incident = make_incident(security_user, gdpr_applies=True, gdpr_late_reason="調査中", affected_count=12)
+    client.force_login(security_user)
+    html = client.get(reverse("admin:incidents_incident_report", args=[incident.pk, "gdpr"])).content.decode()
+    for number in ("(a)", "(b)", "(c)", "(d)"):
+        assert number in html
+    assert "本人の概数: 12" in html
+    assert "調査中" in html  # late: the reasons for the delay are part of the notification
+
+
+def test_the_report_is_refused_to_staff_off_the_response_team(client, outsider, incident):
+    client.force_login(outsider)
+    response = client.get(reverse("admin:incidents_incident_report", args=[incident.pk, "ppc_prelim"]))
     assert response.status_code == 404
