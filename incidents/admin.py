@@ -31,6 +31,7 @@ from crm.permissions import teams_open_to
 from incidents import services
 from incidents.models import (
     Incident,
+    IncidentCorrectiveAction,
     IncidentFiling,
     IncidentNotice,
     IncidentScope,
@@ -199,6 +200,41 @@ class NoticeInline(TimelineInline):
         )
 
 
+class CorrectiveActionInline(TimelineInline):
+    """Corrective actions, read-only here: added and completed through their own pages (services)."""
+
+    model = IncidentCorrectiveAction
+    fields = ("description", "owner", "due_on", "completed_at", "complete_link")
+    readonly_fields = fields
+    ordering = ("due_on", "pk")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:  # type: ignore[override]
+        return IncidentCorrectiveAction.objects.restrict(request.user, "view").select_related("owner")
+
+    @admin.display(description=_("操作"))
+    def complete_link(self, obj: IncidentCorrectiveAction) -> str:
+        if obj.pk is None or obj.completed_at is not None:
+            return "-"
+        url = reverse("admin:incidents_incident_action_complete", args=[obj.incident_id, obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("完了にする"))
+
+
+class CorrectiveActionForm(forms.Form):
+    description = forms.CharField(label=_("内容"), widget=forms.Textarea, max_length=5000)
+    owner = forms.ModelChoiceField(label=_("担当者"), queryset=None)
+    due_on = forms.DateField(label=_("期限"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from django.contrib.auth import get_user_model
+
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
+
+
+class ConfirmForm(forms.Form):
+    pass
+
+
 class ScopeQueryForm(forms.Form):
     """Scoping by a query: teams, collection channel, registered between two moments (at least one)."""
 
@@ -256,21 +292,22 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
 
     form = IncidentForm
     list_display = ("__str__", "title", "kind", "status", "next_deadline_display", "aware_at")
-    list_filter = ("status", "kind")
+    list_filter = ("status", "kind", "is_drill")
     search_fields = ("=id",)
     show_facets = admin.ShowFacets.NEVER
-    inlines = [FilingInline, ScopeInline, NoticeInline, TimelineInline]
+    inlines = [FilingInline, ScopeInline, NoticeInline, CorrectiveActionInline, TimelineInline]
     readonly_fields = (
         "status",
         "clocks_panel",
         "reportability",
         "report_links",
         "scope_link",
+        "action_link",
         "created_by",
         "created_at",
     )
     fieldsets = [
-        (None, {"fields": ["title", "description", "kind", "status"]}),
+        (None, {"fields": ["title", "description", "kind", "status", "is_drill"]}),
         (_("期限"), {"fields": ["clocks_panel", "reportability", "report_links"]}),
         (
             _("日時"),
@@ -306,6 +343,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     "report_response_to_persons",
                     "report_publication",
                     "report_prevention",
+                    "action_link",
                     "report_other",
                 ]
             },
@@ -362,6 +400,16 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 name="incidents_incident_scope",
             ),
             path(
+                "<int:incident_id>/actions/add/",
+                self.admin_site.admin_view(self.action_add_view),
+                name="incidents_incident_action_add",
+            ),
+            path(
+                "<int:incident_id>/actions/<int:action_id>/complete/",
+                self.admin_site.admin_view(self.action_complete_view),
+                name="incidents_incident_action_complete",
+            ),
+            path(
                 "<int:incident_id>/report/<str:form>/",
                 self.admin_site.admin_view(self.report_view),
                 name="incidents_incident_report",
@@ -415,6 +463,49 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
             },
         )
 
+    def _form_page(
+        self, request: HttpRequest, incident: Incident, form: Any, title: str, intro: str = ""
+    ) -> Any:
+        return TemplateResponse(
+            request,
+            "incidents/admin/form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "intro": intro,
+                "incident": incident,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def action_add_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:
+        """Record a corrective action (incidents.services.incident_action_add)."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        form = CorrectiveActionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.incident_action_add(incident=incident, actor=request.user, **form.cleaned_data)
+            except services.IncidentError as error:
+                messages.error(request, str(error))
+            else:
+                return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+        return self._form_page(request, incident, form, gettext("是正措置を登録"))
+
+    def action_complete_view(self, request: HttpRequest, incident_id: int, action_id: int) -> HttpResponse:
+        """Mark a corrective action done (services.incident_action_complete), after a confirmation."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        action = get_object_or_404(IncidentCorrectiveAction.objects.filter(incident=incident), pk=action_id)
+        if request.method == "POST":
+            try:
+                services.incident_action_complete(action=action, actor=request.user)
+            except services.IncidentError as error:
+                messages.error(request, str(error))
+            return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+        return self._form_page(
+            request, incident, ConfirmForm(), gettext("是正措置を完了にする"), action.description
+        )
+
     def report_view(self, request: HttpRequest, incident_id: int, form: str) -> HttpResponse:
         """A printable report: PPC 速報 / 確報 with the nine items of 規則8(1) in their order, or the GDPR
         Art. 33(3) notification. The reporter is the company (settings.CRM_COMPANY), not a staff member."""
@@ -422,6 +513,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         if form not in REPORT_FORMS:
             raise Http404
         title, basis = REPORT_FORMS[form]
+        if incident.is_drill:
+            title = gettext("【訓練】%(t)s（実際の報告ではありません）") % {"t": title}
         if form == "gdpr":
             items = [
                 ("(a)", gettext("侵害の性質（本人・記録の種類と概数を含む）"), _gdpr_nature(incident)),
@@ -466,6 +559,13 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 for form, (title, _basis) in REPORT_FORMS.items()
             ],
         )
+
+    @admin.display(description=_("是正措置"))
+    def action_link(self, obj: Incident) -> str:
+        if obj.pk is None or obj.status == Incident.Status.CLOSED:
+            return "-"
+        url = reverse("admin:incidents_incident_action_add", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("是正措置を登録する"))
 
     @admin.display(description=_("影響範囲の特定"))
     def scope_link(self, obj: Incident) -> str:

@@ -15,6 +15,7 @@ class IncidentsConfig(AppConfig):
         from incidents.models import (
             Incident,
             IncidentAffected,
+            IncidentCorrectiveAction,
             IncidentFiling,
             IncidentNotice,
             IncidentScope,
@@ -30,6 +31,7 @@ class IncidentsConfig(AppConfig):
             IncidentScope,
             IncidentAffected,
             IncidentNotice,
+            IncidentCorrectiveAction,
         ):
             label = model._meta.label
             auditlog.register(

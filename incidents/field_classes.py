@@ -27,6 +27,7 @@ REGISTRY.declare(
             "financial_damage",
             "unlawful_purpose",
             "affected_count",
+            "is_drill",
             "next_deadline_at",
             "created_at",
             "updated_at",
@@ -128,3 +129,23 @@ REGISTRY.declare(
     error=not_personal("エラーの種類（値を含めない）"),
     created_at=not_personal(),
 )
+REGISTRY.declare(
+    "incidents.IncidentCorrectiveAction",
+    id=not_personal(),
+    incident=not_personal(),
+    description=not_personal("是正措置（個人情報を書かない）"),
+    owner=not_personal("従業者"),
+    due_on=not_personal(),
+    completed_at=not_personal(),
+    created_by=not_personal("従業者"),
+    created_at=not_personal(),
+)
+for _label in ("incidents.IncidentUserObjectPermission", "incidents.IncidentGroupObjectPermission"):
+    REGISTRY.declare(
+        _label,
+        id=not_personal(),
+        permission=not_personal(),
+        content_object=not_personal(),
+        user=not_personal("従業者"),
+        group=not_personal(),
+    )

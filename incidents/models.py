@@ -191,6 +191,12 @@ class Incident(models.Model):
     report_prevention = models.TextField(_("再発防止のための措置"), blank=True)
     report_other = models.TextField(_("その他参考となる事項"), blank=True)
 
+    is_drill = models.BooleanField(
+        _("訓練"),
+        default=False,
+        help_text=_("訓練の事案：本人への通知は送信されず、報告書に訓練と表示されます。"),
+    )
+
     gdpr_late_reason = models.TextField(
         _("遅延の理由（GDPR第33条1項）"),
         blank=True,
@@ -562,6 +568,35 @@ class IncidentNotice(models.Model):
         verbose_name_plural = _("本人への通知")
         constraints = [models.UniqueConstraint(fields=["incident", "customer"], name="incident_notice_once")]
         indexes = [models.Index(fields=["incident", "status"], name="incident_notice_status_idx")]
+
+    def __str__(self) -> str:
+        return f"INC-{self.incident_id} / #{self.pk}"
+
+
+class IncidentCorrectiveAction(models.Model):
+    """A corrective action (再発防止策, 規則8(1)(viii)) with its owner and due date. The incident cannot be
+    closed while one is open (incident_transition)."""
+
+    incident = models.ForeignKey(
+        Incident, on_delete=models.PROTECT, related_name="actions", verbose_name=_("漏えい等事案")
+    )
+    description = models.TextField(_("内容"), help_text=_("個人情報を書かないでください。"))
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当者")
+    )
+    due_on = models.DateField(_("期限"))
+    completed_at = models.DateTimeField(_("完了日時"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("登録者")
+    )
+    created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
+
+    objects = IncidentPartQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("是正措置")
+        verbose_name_plural = _("是正措置")
+        ordering = ["due_on", "pk"]
 
     def __str__(self) -> str:
         return f"INC-{self.incident_id} / #{self.pk}"

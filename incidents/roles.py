@@ -19,6 +19,8 @@ _RESPONDER = [
     "incidents.view_incidentaffected",
     "incidents.view_incidentnotice",
     "incidents.add_incidentnotice",
+    "incidents.view_incidentcorrectiveaction",
+    "incidents.add_incidentcorrectiveaction",
 ]
 
 INCIDENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -33,6 +35,7 @@ INCIDENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.view_incidenttimelineentry",
         "incidents.view_incidentfiling",
         "incidents.add_incidentfiling",
+        "incidents.view_incidentcorrectiveaction",
     ],
 }
 

@@ -23,11 +23,13 @@ from guardian.shortcuts import assign_perm, remove_perm
 from crm.audit import audit_actor
 from crm.classification import REGISTRY, DataClass
 from crm.crypto import email_index, phone_index
+from crm.permissions import scope_kind
 from crm.retention.models import LegalHold
 from crm.retention.services import legal_hold_place, legal_hold_release
 from incidents.models import (
     Incident,
     IncidentAffected,
+    IncidentCorrectiveAction,
     IncidentFiling,
     IncidentNotice,
     IncidentScope,
@@ -62,6 +64,7 @@ FACT_FIELDS = (
     "encrypted",
     "pseudonymised_only",
     "gdpr_applies",
+    "is_drill",
     "special_care",
     "financial_damage",
     "unlawful_purpose",
@@ -180,6 +183,8 @@ def incident_transition(
                 _("「%(from)s」から「%(to)s」へは移れません。")
                 % {"from": Incident.Status(current).label, "to": Incident.Status(to).label}
             )
+        if to == Incident.Status.CLOSED and locked.actions.filter(completed_at__isnull=True).exists():
+            raise IncidentError(_("未完了の是正措置があるため終結できません。"))
         locked.status = to
         locked.save(update_fields=["status", "updated_at"])
         _log(locked, actor, IncidentTimelineEntry.Kind.TRANSITION, note, from_status=current, to_status=to)
@@ -301,9 +306,17 @@ def _key_of(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_scoping(locked: Incident) -> None:
+def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
     if locked.status == Incident.Status.CLOSED:
         raise IncidentError(_("終結した漏えい等事案の影響範囲は変更できません。"))
+    # Scoping reads customers through the gate as `actor`: a role that sees no customer (security) would
+    # find nobody and report "0 affected" as if it were a fact. Refused instead.
+    if scope_kind(actor, "view") is None:
+        raise IncidentError(
+            _(
+                "顧客を閲覧する権限がないため、影響範囲を特定できません（個人情報保護管理者に依頼してください）。"
+            )
+        )
 
 
 def incident_scope_by_query(
@@ -334,7 +347,7 @@ def incident_scope_by_query(
     }
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
-        _check_scoping(locked)
+        _check_scoping(locked, actor)
         last = Customer.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         scope = IncidentScope.objects.create(
             incident=locked,
@@ -369,7 +382,7 @@ def incident_scope_by_upload(
     keys = [_key_of(line) for line in lines]
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
-        _check_scoping(locked)
+        _check_scoping(locked, actor)
         scope = IncidentScope.objects.create(
             incident=locked,
             method=IncidentScope.Method.UPLOAD,
@@ -590,6 +603,8 @@ def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser,
         locked = _locked(incident, actor)
         if locked.status == Incident.Status.CLOSED:
             raise IncidentError(_("終結した漏えい等事案からは通知できません。"))
+        if locked.is_drill:
+            raise IncidentError(_("訓練の事案では本人へ通知しません。"))
         notices = IncidentNotice._meta.db_table
         affected = IncidentAffected._meta.db_table
         with connection.cursor() as cursor:
@@ -705,3 +720,40 @@ def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
         actor=None,
         additional_data={"incident_notices": {k: v for k, v in outcome.items() if v}},
     )
+
+
+# --- corrective actions ---------------------------------------------------------------------------------
+
+
+def incident_action_add(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    description: str,
+    owner: AbstractBaseUser,
+    due_on: dt.date,
+) -> IncidentCorrectiveAction:
+    """Record a corrective action (再発防止策) with its owner and due date."""
+    if not description.strip():
+        raise IncidentError(_("内容を入力してください。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案は変更できません。"))
+        action = IncidentCorrectiveAction.objects.create(
+            incident=locked, description=description.strip(), owner=owner, due_on=due_on, created_by=actor
+        )
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("是正措置を登録: #%(n)s") % {"n": action.pk})
+    return action
+
+
+def incident_action_complete(*, action: IncidentCorrectiveAction, actor: AbstractBaseUser) -> None:
+    """Mark a corrective action done (once)."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(action.incident_id, actor)
+        row = IncidentCorrectiveAction.objects.select_for_update().get(pk=action.pk, incident=locked)
+        if row.completed_at is not None:
+            raise IncidentError(_("この是正措置は完了しています。"))
+        row.completed_at = timezone.now()
+        row.save(update_fields=["completed_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("是正措置を完了: #%(n)s") % {"n": row.pk})

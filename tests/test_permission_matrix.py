@@ -172,6 +172,16 @@ def _incident_notice_of(team: Team) -> Any:
     return affected.incident.notices.get()
 
 
+def _incident_corrective_action_of(team: Team) -> Any:
+    from incidents.services import incident_action_add
+
+    incident = _incident_of(team)
+    actor = incident.created_by
+    return incident_action_add(
+        incident=incident, actor=actor, description="研修", owner=actor, due_on="2026-06-30"
+    )
+
+
 def _incident_team_join(row: Any, user: Any) -> None:
     from incidents.models import Incident, IncidentScopeKey
     from incidents.services import incident_team_add
@@ -191,6 +201,7 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.IncidentScopeKey": _incident_team_join,
     "incidents.IncidentAffected": _incident_team_join,
     "incidents.IncidentNotice": _incident_team_join,
+    "incidents.IncidentCorrectiveAction": _incident_team_join,
 }
 
 
@@ -473,6 +484,7 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.IncidentScopeKey": (_incident_scope_key_of, ["incidents.view_incident"], True),
     "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
     "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
+    "incidents.IncidentCorrectiveAction": (_incident_corrective_action_of, ["incidents.view_incident"], True),
 }
 
 
@@ -552,7 +564,13 @@ FORBIDDEN = re.compile(
 )
 # The gate; the models and migrations that define the tables; the classification of their fields; the
 # incidents' own rule (a subclass of the gate's queryset, beside its direct-FK permission tables).
-GATE_FILES = {"crm/permissions.py", "crm/models.py", "crm/field_classes.py", "incidents/models.py"}
+GATE_FILES = {
+    "crm/permissions.py",
+    "crm/models.py",
+    "crm/field_classes.py",
+    "incidents/models.py",
+    "incidents/field_classes.py",
+}
 
 
 def test_no_module_but_the_gate_reads_guardians_tables_or_copies_the_rule():

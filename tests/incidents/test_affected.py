@@ -233,3 +233,12 @@ def test_a_held_affected_customer_is_skipped_by_erasure(
     # then the customer is left untouched and reported as held
     assert outcome.held == [customer.pk]
     assert Customer.objects.filter(pk=customer.pk).exists()
+
+
+def test_a_role_that_sees_no_customer_cannot_scope(security_user, incident, customer):
+    # given the security role (audit logs, no customer data) on an incident
+    # when it asks to scope by a list naming a customer
+    with pytest.raises(IncidentError, match="顧客を閲覧する権限"):
+        services.incident_scope_by_upload(incident=incident, actor=security_user, data=b"M000000001\n")
+    # then it is refused rather than reporting nobody affected
+    assert not IncidentScope.objects.exists()
