@@ -585,7 +585,10 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         obj.pk = created.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        return None  # the inlines are read-only; nothing else hangs off the form
+        # The model form is never saved (save_model calls the services), so it has no save_m2m; the inlines
+        # are read-only, and saving them writes nothing but tells the change message so.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description=_("直近の期限"), ordering="next_deadline_at")
     def next_deadline_display(self, obj: Incident) -> str:

@@ -177,3 +177,67 @@ def test_the_report_is_refused_to_staff_off_the_response_team(client, outsider, 
     client.force_login(outsider)
     response = client.get(reverse("admin:incidents_incident_report", args=[incident.pk, "ppc_prelim"]))
     assert response.status_code == 404
+
+
+def test_an_incident_recorded_from_the_admin_goes_through_the_service(client, security_user):
+    # given the security role on the add page
+    client.force_login(security_user)
+    url = reverse("admin:incidents_incident_add")
+    data = {
+        "title": "USBメモリの紛失",
+        "kind": "loss_theft",
+        "discovered_at_0": "2026-04-01",
+        "discovered_at_1": "09:00:00",
+        "aware_at_0": "2026-04-01",
+        "aware_at_1": "10:00:00",
+        "systems": ["crm.Customer"],
+        "data_classes": ["direct"],
+        "special_care": "on",
+        "affected_count": "3",
+        "gdpr_late_reason": "",
+        **{
+            f"{prefix}-{k}": v
+            for prefix in ("filings", "scopes", "notices", "actions", "timeline")
+            for k, v in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+        },
+    }
+    # when the form is sent
+    response = client.post(url, data)
+    # then the incident exists, detected, with its "created" timeline entry by the user and its deadline key
+    assert response.status_code == 302, response.content.decode()[:2000]
+    incident = Incident.objects.get(title="USBメモリの紛失")
+    assert incident.status == Incident.Status.DETECTED
+    assert list(incident.timeline.values_list("kind", "actor")) == [("created", security_user.pk)]
+    assert incident.next_deadline_at == incident.clocks().appi_prelim_target
+
+
+def test_facts_changed_from_the_admin_go_through_the_service(client, security_user, incident):
+    # given the incident's page, as the browser would send it back with a new title
+    client.force_login(security_user)
+    url = reverse("admin:incidents_incident_change", args=[incident.pk])
+    page = client.get(url)
+    form = page.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        elif isinstance(value, list):
+            data[name] = value
+        elif hasattr(value, "astimezone"):
+            local = timezone.localtime(value)
+            data[f"{name}_0"], data[f"{name}_1"] = local.date().isoformat(), local.time().isoformat()
+        elif value is not None:
+            data[name] = value
+    for formset in page.context["inline_admin_formsets"]:
+        management = formset.formset.management_form
+        for key in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS"):
+            data[f"{management.prefix}-{key}"] = management.initial.get(key, 0)
+    data["title"] = "誤送信（訂正）"
+    # when it is sent
+    response = client.post(url, data)
+    # then the title changed, the status did not, and nothing was added to the timeline but through services
+    assert response.status_code == 302, response.content.decode()[:3000]
+    incident.refresh_from_db()
+    assert (incident.title, incident.status) == ("誤送信（訂正）", Incident.Status.DETECTED)
