@@ -1,4 +1,4 @@
-"""Demo consents and special-care records for `manage.py seed_demo` (registered in ConsentConfig.ready())."""
+"""Demo consents, objections and special-care records for `manage.py seed_demo` (ConsentConfig.ready())."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from consent import services
-from consent.models import ConsentEvent, SpecialCareRecord
+from consent.models import ConsentEvent, Objection, SpecialCareRecord
 from crm.models import Customer
 
 # Grants for about two customers in three, a withdrawal for some, and health data (with its consent) for a
@@ -57,5 +57,13 @@ def seed_consents(*, actor: Any, customers: int = 60) -> None:
                 purpose_code=SPECIAL_CARE_PURPOSE,
                 kind=SpecialCareRecord.Kind.HEALTH_CHECK,
                 content="健康診断の結果: 要経過観察（デモ）",
+                actor=actor,
+            )
+            # and, per team, one objection to direct marketing (GDPR Art. 21(3)): the objection list has rows
+            services.objection_record(
+                customer=customer,
+                scope=Objection.Scope.DIRECT_MARKETING,
+                source=Objection.Source.ADMIN,
+                occurred_at=when + dt.timedelta(days=60),
                 actor=actor,
             )

@@ -6,3 +6,39 @@ class IncidentsConfig(AppConfig):
     name = "incidents"
     verbose_name = _("漏えい等事案")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.demo import register_demo_seeder
+        from incidents import field_classes  # noqa: F401  (registers classifications)
+        from incidents.demo import seed_incidents
+        from incidents.models import (
+            Incident,
+            IncidentAffected,
+            IncidentCorrectiveAction,
+            IncidentFiling,
+            IncidentNotice,
+            IncidentScope,
+            IncidentTimelineEntry,
+        )
+        from incidents.roles import grant_incident_roles
+
+        grant_incident_roles()
+        register_demo_seeder(seed_incidents)
+        for model in (
+            Incident,
+            IncidentTimelineEntry,
+            IncidentFiling,
+            IncidentScope,
+            IncidentAffected,
+            IncidentNotice,
+            IncidentCorrectiveAction,
+        ):
+            label = model._meta.label
+            auditlog.register(
+                model,
+                mask_fields=audit_masked_fields(label),
+                exclude_fields=audit_excluded_fields(label),
+            )

@@ -42,15 +42,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ("no_permission", "model_permission_only", "own_team", "other_team")
 
 
-def _user(case: str, perms: list[str], team: Team, other_team: Team) -> Any:
-    """A staff user for one case: `perms` are the model permissions the view needs (none for the first)."""
+def _user(case: str, perms: list[str], team: Team, other_team: Team, label: str = "", row: Any = None) -> Any:
+    """A staff user for one case: `perms` are the model permissions the view needs (none for the first).
+
+    For a row owned by something other than a customers' team (an incident: its response team), "own team"
+    joins the row's owner and "other team" the owner of another such row (MEMBERS)."""
     user = UserFactory(username=f"gate-{case}")
     if case != "no_permission":
         app_perms = [p.split(".", 1) for p in perms]
         user.user_permissions.add(
             *[Permission.objects.get(content_type__app_label=a, codename=c) for a, c in app_perms]
         )
-    if case in ("own_team", "other_team"):
+    if label in MEMBERS and case in ("own_team", "other_team"):
+        owned_row = row if case == "own_team" else GATE_ROWS[label][0](other_team)
+        MEMBERS[label](owned_row, user)
+    elif case in ("own_team", "other_team"):
         services.team_member_add(
             team=team if case == "own_team" else other_team, user=user, role=TeamMembership.Role.MEMBER
         )
@@ -114,6 +120,97 @@ def _tombstone(team: Team) -> Tombstone:
     )
 
 
+def _incident_of(team: Team) -> Any:
+    """An incident (customers' teams play no part: it belongs to its response team, see MEMBERS)."""
+    from incidents.models import Incident
+    from incidents.services import incident_create
+
+    actor = UserFactory(username=f"incident-{uuid.uuid4().hex[:8]}", is_superuser=True)
+    return incident_create(
+        actor=actor,
+        title="誤送信",
+        kind=Incident.Kind.MISDELIVERY,
+        discovered_at="2026-04-01T09:00:00+09:00",
+        aware_at="2026-04-01T10:00:00+09:00",
+    )
+
+
+def _incident_timeline_entry_of(team: Team) -> Any:
+    return _incident_of(team).timeline.get()
+
+
+def _incident_filing_of(team: Team) -> Any:
+    from incidents.services import incident_file
+
+    incident = _incident_of(team)
+    return incident_file(incident=incident, kind="ppc_prelim", actor=incident.created_by)
+
+
+def _incident_scope_of(team: Team) -> Any:
+    from incidents.services import incident_scope_by_upload
+
+    incident = _incident_of(team)
+    return incident_scope_by_upload(
+        incident=incident, actor=incident.created_by, data=b"x@example.com\n", enqueue=False
+    )
+
+
+def _incident_scope_key_of(team: Team) -> Any:
+    return _incident_scope_of(team).keys.get()
+
+
+def _incident_affected_of(team: Team) -> Any:
+    from incidents.models import IncidentAffected
+    from incidents.services import incident_scope_advance
+
+    customer = _customer_of(team)
+    scope = _incident_scope_of(team)
+    scope.keys.update(kind="member_no", value=customer.member_no)
+    incident_scope_advance(scope_id=scope.pk)
+    return IncidentAffected.objects.get(incident=scope.incident)
+
+
+def _incident_notice_of(team: Team) -> Any:
+    from incidents.services import incident_notices_queue
+
+    affected = _incident_affected_of(team)
+    incident_notices_queue(incident=affected.incident, actor=affected.incident.created_by, enqueue=False)
+    return affected.incident.notices.get()
+
+
+def _incident_corrective_action_of(team: Team) -> Any:
+    from incidents.services import incident_action_add
+
+    incident = _incident_of(team)
+    actor = incident.created_by
+    return incident_action_add(
+        incident=incident, actor=actor, description="研修", owner=actor, due_on="2026-06-30"
+    )
+
+
+def _incident_team_join(row: Any, user: Any) -> None:
+    from incidents.models import Incident, IncidentScopeKey
+    from incidents.services import incident_team_add
+
+    if isinstance(row, IncidentScopeKey):
+        row = row.scope
+    incident = row if isinstance(row, Incident) else row.incident
+    incident_team_add(incident=incident, user=user, actor=incident.created_by)
+
+
+# Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
+MEMBERS: dict[str, Callable[[Any, Any], None]] = {
+    "incidents.Incident": _incident_team_join,
+    "incidents.IncidentTimelineEntry": _incident_team_join,
+    "incidents.IncidentFiling": _incident_team_join,
+    "incidents.IncidentScope": _incident_team_join,
+    "incidents.IncidentScopeKey": _incident_team_join,
+    "incidents.IncidentAffected": _incident_team_join,
+    "incidents.IncidentNotice": _incident_team_join,
+    "incidents.IncidentCorrectiveAction": _incident_team_join,
+}
+
+
 # Model label → (how to make one row belonging to `team`, the permissions the admin page needs besides the
 # model's own view permission, whether the row belongs to a team at all). A row that belongs to no team
 # (a tombstone names nobody) is shown to every holder of the model permission.
@@ -125,6 +222,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ConsentState": (_consent_state_of, ["crm.view_customer"], True),
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
     "consent.Objection": (_objection_of, ["crm.view_customer"], True),
+    "incidents.Incident": (_incident_of, [], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -163,7 +261,9 @@ def test_admin_shows_a_row_exactly_to_whom_the_gate_opens_it(client, team, other
     row = make(team)
     model = type(row)
     opts = model._meta
-    user = _user(case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team)
+    user = _user(
+        case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team, label, row
+    )
     client.force_login(user)
     expected = {
         "no_permission": False,
@@ -390,6 +490,13 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "crm.CustomerEvent": (_event_of, ["crm.view_customer"], True),
     "consent.VisitorLink": (_visitor_link_of, ["crm.view_customer"], True),
     "crm.IdempotencyRecord": (_idempotency_record_of, ["crm.view_customer"], True),
+    "incidents.IncidentTimelineEntry": (_incident_timeline_entry_of, ["incidents.view_incident"], True),
+    "incidents.IncidentFiling": (_incident_filing_of, ["incidents.view_incident"], True),
+    "incidents.IncidentScope": (_incident_scope_of, ["incidents.view_incident"], True),
+    "incidents.IncidentScopeKey": (_incident_scope_key_of, ["incidents.view_incident"], True),
+    "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
+    "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
+    "incidents.IncidentCorrectiveAction": (_incident_corrective_action_of, ["incidents.view_incident"], True),
 }
 
 
@@ -414,7 +521,9 @@ def test_restrict_opens_a_row_exactly_to_whom_it_belongs(team, other_team, label
     make, extra_perms, owned = GATE_ROWS[label]
     row = make(team)
     opts = type(row)._meta
-    user = _user(case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team)
+    user = _user(
+        case, [f"{opts.app_label}.view_{opts.model_name}", *extra_perms], team, other_team, label, row
+    )
     # when the gate is asked for the rows the user may view, change and delete
     visible = type(row).objects.restrict(user, "view").filter(pk=row.pk).exists()
     # then the row is there for its team's member (or, for a row of no team, for any holder of the model
@@ -465,8 +574,15 @@ FORBIDDEN = re.compile(
     r"|_all_customers",
     re.IGNORECASE,
 )
-# The gate; the models and migrations that define the tables; the classification of their fields.
-GATE_FILES = {"crm/permissions.py", "crm/models.py", "crm/field_classes.py"}
+# The gate; the models and migrations that define the tables; the classification of their fields; the
+# incidents' own rule (a subclass of the gate's queryset, beside its direct-FK permission tables).
+GATE_FILES = {
+    "crm/permissions.py",
+    "crm/models.py",
+    "crm/field_classes.py",
+    "incidents/models.py",
+    "incidents/field_classes.py",
+}
 
 
 def test_no_module_but_the_gate_reads_guardians_tables_or_copies_the_rule():

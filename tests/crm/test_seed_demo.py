@@ -26,6 +26,9 @@ NOT_SEEDED = {
 # (crm.retention.selectors.legal_holds_for, through the gate), and these log roles see no customer, although
 # crm/retention/models.py gives them the view permission (the page opens, always empty).
 GATED_EMPTY = {("security", "crm.legalhold"), ("auditor", "crm.legalhold")}
+# Incidents are seen by security, the privacy officer and each incident's response team only (issue #15):
+# the staff roles open the list and see none.
+GATED_EMPTY |= {(login, "incidents.incident") for login in ("staff", "staff_lead", "staff_osaka")}
 
 
 def _lists(client) -> list[tuple[str, str]]:

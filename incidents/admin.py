@@ -1,0 +1,642 @@
+"""The incidents admin: presentation only. Reads go through restrict(), writes through incidents.services.
+
+The list is sorted by the nearest open deadline (Incident.next_deadline_at, kept by the services); an
+incident's page shows each clock that applies with its article and the time left, overdue ones in red.
+Status and filings change only through the actions (services), never through the form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import F, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from crm.admin import AccessLoggedAdminMixin
+from crm.classification import REGISTRY, DataClass
+from crm.models import Customer
+from crm.permissions import teams_open_to
+from incidents import services
+from incidents.models import (
+    Incident,
+    IncidentCorrectiveAction,
+    IncidentFiling,
+    IncidentNotice,
+    IncidentScope,
+    IncidentTimelineEntry,
+)
+from incidents.rules import JST
+
+EXEMPTIONS = {
+    "encrypted": _("高度な暗号化等の措置（規則7条柱書）"),
+    "pseudonymised": _("仮名加工情報のみ（法41条9項）"),
+}
+TRIGGERS = {
+    "special_care": _("要配慮個人情報（規則7条1号）"),
+    "financial_damage": _("財産的被害のおそれ（規則7条2号）"),
+    "unlawful_purpose": _("不正の目的によるおそれ（規則7条3号）"),
+    "over_1000": _("本人の数が1,000人を超える（規則7条4号）"),
+}
+
+
+# 規則8(1)(i)–(ix): the report items in the order the PPC's form asks them.
+REPORT_ITEM_FIELDS = (
+    "report_summary",
+    "report_items",
+    "report_persons",
+    "report_cause",
+    "report_secondary_damage",
+    "report_response_to_persons",
+    "report_publication",
+    "report_prevention",
+    "report_other",
+)
+ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix")
+REPORT_FORMS = {
+    "ppc_prelim": (_("個人情報保護委員会への速報"), _("個人情報保護法第26条第1項、規則第8条第1項")),
+    "ppc_final": (_("個人情報保護委員会への確報"), _("個人情報保護法第26条第1項、規則第8条第2項")),
+    "gdpr": (_("監督機関への個人データ侵害の通知"), _("GDPR第33条第3項")),
+}
+
+
+def _gdpr_nature(incident: Incident) -> str:
+    classes = "、".join(str(DataClass(c).label) for c in incident.data_classes) or "—"
+    return "\n".join(
+        [
+            incident.report_summary,
+            gettext("データの分類: %(c)s") % {"c": classes},
+            gettext("本人の概数: %(n)s") % {"n": incident.affected_count},
+            incident.report_items,
+        ]
+    ).strip()
+
+
+def _gdpr_measures(incident: Incident) -> str:
+    return "\n".join(v for v in (incident.report_response_to_persons, incident.report_prevention) if v)
+
+
+def _time_left(due: dt.datetime, now: dt.datetime) -> str:
+    """Time left ("残り 2日 3時間") or past ("12時間 超過"), in whole hours: read at a glance."""
+    seconds = int((due - now).total_seconds())
+    hours = abs(seconds) // 3600
+    days, hours = divmod(hours, 24)
+    span = (
+        gettext("%(d)s日 %(h)s時間") % {"d": days, "h": hours}
+        if days
+        else gettext("%(h)s時間") % {"h": hours}
+    )
+    if seconds >= 0:
+        return gettext("残り %(span)s") % {"span": span}
+    return gettext("%(span)s 超過") % {"span": span}
+
+
+def _jst(moment: dt.datetime) -> str:
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
+class IncidentForm(forms.ModelForm):
+    """The facts of an incident; systems and data classes chosen from the classification registry."""
+
+    systems = forms.TypedMultipleChoiceField(label=_("関係するシステム・データ"), required=False, choices=())
+    data_classes = forms.TypedMultipleChoiceField(
+        label=_("関係するデータの分類"), required=False, choices=DataClass.choices
+    )
+
+    class Meta:
+        model = Incident
+        fields = list(services.FACT_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["systems"].choices = [(label, label) for label in sorted(REGISTRY.models)]
+        self.fields["systems"].widget = forms.CheckboxSelectMultiple(choices=self.fields["systems"].choices)
+        self.fields["data_classes"].widget = forms.CheckboxSelectMultiple(choices=DataClass.choices)
+
+
+class TimelineInline(admin.TabularInline):
+    """The timeline, read-only: it is append-only (the database refuses changes)."""
+
+    model = IncidentTimelineEntry
+    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("at", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
+        return IncidentTimelineEntry.objects.restrict(request.user, "view").select_related("actor")
+
+
+class FilingInline(TimelineInline):
+    """Filings made, read-only: recorded by the filing actions (incidents.services.incident_file)."""
+
+    model = IncidentFiling
+    fields = ("kind", "filed_at", "filed_by", "reference", "recorded_at")
+    readonly_fields = fields
+    ordering = ("filed_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:  # type: ignore[override]
+        return IncidentFiling.objects.restrict(request.user, "view").select_related("filed_by")
+
+
+class ScopeInline(TimelineInline):
+    """Scopings of the affected people, read-only: their progress and counts."""
+
+    model = IncidentScope
+    fields = (
+        "method",
+        "status",
+        "progress_display",
+        "matched",
+        "unmatched",
+        "ambiguous",
+        "invalid",
+        "added",
+        "created_by",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:  # type: ignore[override]
+        return IncidentScope.objects.restrict(request.user, "view").select_related("created_by")
+
+    @admin.display(description=_("進捗"))
+    def progress_display(self, obj: IncidentScope) -> str:
+        return f"{obj.progress}%"
+
+
+class NoticeInline(TimelineInline):
+    """Notices to the affected people, read-only (status per person; no address shown)."""
+
+    model = IncidentNotice
+    fields = ("customer", "status", "claimed_at", "sent_at", "error")
+    readonly_fields = fields
+    ordering = ("pk",)
+    max_num = 0
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:  # type: ignore[override]
+        return IncidentNotice.objects.restrict(request.user, "view").only(
+            "pk", "incident_id", "customer_id", "status", "claimed_at", "sent_at", "error"
+        )
+
+
+class CorrectiveActionInline(TimelineInline):
+    """Corrective actions, read-only here: added and completed through their own pages (services)."""
+
+    model = IncidentCorrectiveAction
+    fields = ("description", "owner", "due_on", "completed_at", "complete_link")
+    readonly_fields = fields
+    ordering = ("due_on", "pk")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:  # type: ignore[override]
+        return IncidentCorrectiveAction.objects.restrict(request.user, "view").select_related("owner")
+
+    @admin.display(description=_("操作"))
+    def complete_link(self, obj: IncidentCorrectiveAction) -> str:
+        if obj.pk is None or obj.completed_at is not None:
+            return "-"
+        url = reverse("admin:incidents_incident_action_complete", args=[obj.incident_id, obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("完了にする"))
+
+
+class CorrectiveActionForm(forms.Form):
+    description = forms.CharField(label=_("内容"), widget=forms.Textarea, max_length=5000)
+    owner = forms.ModelChoiceField(label=_("担当者"), queryset=None)
+    due_on = forms.DateField(label=_("期限"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from django.contrib.auth import get_user_model
+
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
+
+
+class ConfirmForm(forms.Form):
+    pass
+
+
+class ScopeQueryForm(forms.Form):
+    """Scoping by a query: teams, collection channel, registered between two moments (at least one)."""
+
+    teams = forms.TypedMultipleChoiceField(label=_("チーム"), required=False, coerce=int, choices=())
+    channel = forms.ChoiceField(
+        label=_("取得チャネル"), required=False, choices=[("", "---------"), *Customer.Channel.choices]
+    )
+    created_from = forms.DateTimeField(label=_("登録日時（から）"), required=False)
+    created_to = forms.DateTimeField(label=_("登録日時（まで、含まない）"), required=False)
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["teams"].choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+
+
+class ScopeUploadForm(forms.Form):
+    file = forms.FileField(label=_("ファイル"))
+
+
+def _transition_action(to: str, label: Any) -> Any:
+    def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                services.incident_transition(incident=incident, to=to, actor=request.user)
+            except services.IncidentError as error:
+                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+
+    action.__name__ = f"transition_{to}"
+    return admin.action(description=label, permissions=["change"])(action)
+
+
+def _filing_action(kind: str) -> Any:
+    label = IncidentFiling.Kind(kind).label
+
+    def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                services.incident_file(incident=incident, kind=kind, actor=request.user)
+            except services.IncidentError as error:
+                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+
+    action.__name__ = f"file_{kind}"
+    description = format_lazy("{}: {}", _("提出を記録（現在時刻）"), label)
+    return admin.action(description=description, permissions=["change"])(action)
+
+
+@admin.register(Incident)
+class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
+    """Breach response: the incidents the user may see (the gate), nearest deadline first."""
+
+    form = IncidentForm
+    list_display = ("__str__", "title", "kind", "status", "next_deadline_display", "aware_at")
+    list_filter = ("status", "kind", "is_drill")
+    search_fields = ("=id",)
+    show_facets = admin.ShowFacets.NEVER
+    inlines = [FilingInline, ScopeInline, NoticeInline, CorrectiveActionInline, TimelineInline]
+    readonly_fields = (
+        "status",
+        "clocks_panel",
+        "reportability",
+        "report_links",
+        "scope_link",
+        "action_link",
+        "created_by",
+        "created_at",
+    )
+    fieldsets = [
+        (None, {"fields": ["title", "description", "kind", "status", "is_drill"]}),
+        (_("期限"), {"fields": ["clocks_panel", "reportability", "report_links"]}),
+        (
+            _("日時"),
+            {"fields": ["occurred_at", "discovered_at", "aware_at", "processor_notified_at"]},
+        ),
+        (
+            _("影響と報告要件（規則7条）"),
+            {
+                "fields": [
+                    "systems",
+                    "data_classes",
+                    "special_care",
+                    "financial_damage",
+                    "unlawful_purpose",
+                    "affected_count",
+                    "scope_link",
+                    "encrypted",
+                    "pseudonymised_only",
+                    "gdpr_applies",
+                    "gdpr_late_reason",
+                ]
+            },
+        ),
+        (
+            _("報告事項（規則8条1項）"),
+            {
+                "fields": [
+                    "report_summary",
+                    "report_items",
+                    "report_persons",
+                    "report_cause",
+                    "report_secondary_damage",
+                    "report_response_to_persons",
+                    "report_publication",
+                    "report_prevention",
+                    "action_link",
+                    "report_other",
+                ]
+            },
+        ),
+        (_("登録"), {"fields": ["created_by", "created_at"]}),
+    ]
+    actions = [
+        _transition_action(Incident.Status.CONTAINED, _("封じ込めた")),
+        _transition_action(Incident.Status.ASSESSED, _("評価した")),
+        _transition_action(Incident.Status.NOTIFIED, _("報告・通知した")),
+        _transition_action(Incident.Status.RECOVERED, _("復旧した")),
+        _transition_action(Incident.Status.CLOSED, _("終結する")),
+        _filing_action(IncidentFiling.Kind.PPC_PRELIMINARY),
+        _filing_action(IncidentFiling.Kind.PPC_FINAL),
+        _filing_action(IncidentFiling.Kind.GDPR_SA),
+        "queue_notices",
+    ]
+
+    @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
+    def queue_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        for incident in queryset:
+            try:
+                added = services.incident_notices_queue(incident=incident, actor=request.user)
+            except services.IncidentError as error:
+                self.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(i)s: 通知%(n)s件を送信待ちにしました。") % {"i": incident, "n": added},
+                    messages.SUCCESS,
+                )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
+        return Incident.objects.restrict(request.user, "view").order_by(
+            F("next_deadline_at").asc(nulls_last=True), "-aware_at", "pk"
+        )
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        return [F("next_deadline_at").asc(nulls_last=True), "-aware_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or Incident.objects.restrict(request.user, "change").filter(pk=obj.pk).exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # an incident is evidence: closed, never deleted
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:incident_id>/scope/",
+                self.admin_site.admin_view(self.scope_view),
+                name="incidents_incident_scope",
+            ),
+            path(
+                "<int:incident_id>/actions/add/",
+                self.admin_site.admin_view(self.action_add_view),
+                name="incidents_incident_action_add",
+            ),
+            path(
+                "<int:incident_id>/actions/<int:action_id>/complete/",
+                self.admin_site.admin_view(self.action_complete_view),
+                name="incidents_incident_action_complete",
+            ),
+            path(
+                "<int:incident_id>/report/<str:form>/",
+                self.admin_site.admin_view(self.report_view),
+                name="incidents_incident_report",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def scope_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:
+        """Start scoping the affected people by a query or an uploaded list (incidents.services)."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        if not request.user.has_perm("incidents.add_incidentscope") and not request.user.is_superuser:
+            raise PermissionDenied
+        posted = request.method == "POST"
+        query_form = ScopeQueryForm(
+            request.POST if posted and "by_query" in request.POST else None, user=request.user
+        )
+        upload_form = ScopeUploadForm(
+            request.POST if posted and "by_upload" in request.POST else None,
+            request.FILES if posted and "by_upload" in request.POST else None,
+        )
+        try:
+            if query_form.is_bound and query_form.is_valid():
+                data = query_form.cleaned_data
+                services.incident_scope_by_query(
+                    incident=incident,
+                    actor=request.user,
+                    team_ids=data["teams"],
+                    channel=data["channel"],
+                    created_from=data["created_from"],
+                    created_to=data["created_to"],
+                )
+                return self._scope_started(request, incident)
+            if upload_form.is_bound and upload_form.is_valid():
+                upload = upload_form.cleaned_data["file"]
+                if upload.size > services.UPLOAD_MAX_BYTES:
+                    raise services.IncidentError(gettext("ファイルが大きすぎます（8MBまで）。"))
+                services.incident_scope_by_upload(incident=incident, actor=request.user, data=upload.read())
+                return self._scope_started(request, incident)
+        except services.IncidentError as error:
+            messages.error(request, str(error))
+        return TemplateResponse(
+            request,
+            "incidents/admin/scope.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": gettext("影響範囲の特定"),
+                "incident": incident,
+                "query_form": query_form,
+                "upload_form": upload_form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def _form_page(
+        self, request: HttpRequest, incident: Incident, form: Any, title: str, intro: str = ""
+    ) -> Any:
+        return TemplateResponse(
+            request,
+            "incidents/admin/form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "intro": intro,
+                "incident": incident,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def action_add_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:
+        """Record a corrective action (incidents.services.incident_action_add)."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        form = CorrectiveActionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.incident_action_add(incident=incident, actor=request.user, **form.cleaned_data)
+            except services.IncidentError as error:
+                messages.error(request, str(error))
+            else:
+                return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+        return self._form_page(request, incident, form, gettext("是正措置を登録"))
+
+    def action_complete_view(self, request: HttpRequest, incident_id: int, action_id: int) -> HttpResponse:
+        """Mark a corrective action done (services.incident_action_complete), after a confirmation."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "change"), pk=incident_id)
+        action = get_object_or_404(IncidentCorrectiveAction.objects.filter(incident=incident), pk=action_id)
+        if request.method == "POST":
+            try:
+                services.incident_action_complete(action=action, actor=request.user)
+            except services.IncidentError as error:
+                messages.error(request, str(error))
+            return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+        return self._form_page(
+            request, incident, ConfirmForm(), gettext("是正措置を完了にする"), action.description
+        )
+
+    def report_view(self, request: HttpRequest, incident_id: int, form: str) -> HttpResponse:
+        """A printable report: PPC 速報 / 確報 with the nine items of 規則8(1) in their order, or the GDPR
+        Art. 33(3) notification. The reporter is the company (settings.CRM_COMPANY), not a staff member."""
+        incident = get_object_or_404(Incident.objects.restrict(request.user, "view"), pk=incident_id)
+        if form not in REPORT_FORMS:
+            raise Http404
+        title, basis = REPORT_FORMS[form]
+        if incident.is_drill:
+            title = gettext("【訓練】%(t)s（実際の報告ではありません）") % {"t": title}
+        if form == "gdpr":
+            items = [
+                ("(a)", gettext("侵害の性質（本人・記録の種類と概数を含む）"), _gdpr_nature(incident)),
+                ("(b)", gettext("データ保護責任者等の連絡先"), settings.CRM_COMPANY["contact"]),
+                ("(c)", gettext("生じうる結果"), incident.report_secondary_damage),
+                ("(d)", gettext("講じた又は講じる予定の措置"), _gdpr_measures(incident)),
+            ]
+            if incident.gdpr_late():
+                items.append(("", gettext("遅延の理由（GDPR第33条1項）"), incident.gdpr_late_reason))
+        else:
+            items = [
+                (f"({roman})", str(Incident._meta.get_field(name).verbose_name), getattr(incident, name))
+                for roman, name in zip(ROMAN, REPORT_ITEM_FIELDS, strict=True)
+            ]
+        return TemplateResponse(
+            request,
+            "incidents/admin/report.html",
+            {
+                "title": title,
+                "basis": basis,
+                "incident": incident,
+                "company": settings.CRM_COMPANY,
+                "aware_at": _jst(incident.aware_at),
+                "items": items,
+                "printed_at": _jst(timezone.now()),
+            },
+        )
+
+    def _scope_started(self, request: HttpRequest, incident: Incident) -> HttpResponse:
+        messages.success(request, gettext("影響範囲の特定を開始しました。進捗はこの画面に表示されます。"))
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
+
+    @admin.display(description=_("報告書（印刷用）"))
+    def report_links(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html_join(
+            " | ",
+            '<a href="{}" target="_blank">{}</a>',
+            [
+                (reverse("admin:incidents_incident_report", args=[obj.pk, form]), title)
+                for form, (title, _basis) in REPORT_FORMS.items()
+            ],
+        )
+
+    @admin.display(description=_("是正措置"))
+    def action_link(self, obj: Incident) -> str:
+        if obj.pk is None or obj.status == Incident.Status.CLOSED:
+            return "-"
+        url = reverse("admin:incidents_incident_action_add", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("是正措置を登録する"))
+
+    @admin.display(description=_("影響範囲の特定"))
+    def scope_link(self, obj: Incident) -> str:
+        if obj.pk is None or obj.status == Incident.Status.CLOSED:
+            return "-"
+        url = reverse("admin:incidents_incident_scope", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, gettext("条件またはファイルで特定する"))
+
+    def save_model(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> None:
+        facts = {name: form.cleaned_data[name] for name in services.FACT_FIELDS if name in form.cleaned_data}
+        if change:
+            changed = {name: facts[name] for name in form.changed_data if name in facts}
+            if changed:
+                services.incident_update(incident=obj, actor=request.user, **changed)
+            return
+        created = services.incident_create(actor=request.user, **facts)
+        obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The model form is never saved (save_model calls the services), so it has no save_m2m; the inlines
+        # are read-only, and saving them writes nothing but tells the change message so.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    @admin.display(description=_("直近の期限"), ordering="next_deadline_at")
+    def next_deadline_display(self, obj: Incident) -> str:
+        if obj.next_deadline_at is None:
+            return "-"
+        now = timezone.now()
+        text = f"{_jst(obj.next_deadline_at)}（{_time_left(obj.next_deadline_at, now)}）"
+        if obj.next_deadline_at < now:
+            return format_html('<span class="incident-overdue" style="color:#ba2121">{}</span>', text)
+        return text
+
+    @admin.display(description=_("報告期限"))
+    def clocks_panel(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        deadlines = obj.deadlines()
+        if not deadlines:
+            return gettext("適用される報告期限はありません。")
+        now = timezone.now()
+        rows = []
+        for deadline in deadlines:
+            if deadline.filing is not None:
+                state = gettext("提出済み %(at)s") % {"at": _jst(deadline.filing.filed_at)}
+            else:
+                state = _time_left(deadline.due, now)
+            style = "color:#ba2121;font-weight:bold" if deadline.overdue(now) else ""
+            css = "incident-clock overdue" if deadline.overdue(now) else "incident-clock"
+            rows.append((css, style, str(deadline.label), _jst(deadline.due), state))
+        return format_html(
+            '<table class="incident-clocks">{}</table>',
+            format_html_join(
+                "",
+                '<tr class="{}" style="{}"><th>{}</th><td>{}</td><td>{}</td></tr>',
+                rows,
+            ),
+        )
+
+    @admin.display(description=_("報告対象の判定（法26条・規則7条）"))
+    def reportability(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        clocks = obj.clocks()
+        triggers = "、".join(str(TRIGGERS[t]) for t in clocks.appi_triggers) or gettext("なし")
+        if clocks.appi_reportable:
+            return gettext("個人情報保護委員会への報告対象（該当: %(t)s）") % {"t": triggers}
+        if clocks.appi_exemption:
+            return gettext("報告対象外（該当: %(t)s。ただし %(e)s）") % {
+                "t": triggers,
+                "e": EXEMPTIONS[clocks.appi_exemption],
+            }
+        return gettext("報告対象外（規則7条の事態に該当しない）")

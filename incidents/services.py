@@ -1,0 +1,759 @@
+"""Writes of breach response: every change of an incident, its status, its filings and its response team.
+
+Each service locks the incident through the gate (`restrict(actor, "change")`, SELECT … FOR UPDATE), so an
+actor who may not change the incident changes nothing, and two people moving the same incident at once are
+served one after the other (the second sees the first's status). Every step leaves a timeline entry (who,
+when, what); auditlog records the row changes (incidents.apps).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm, remove_perm
+
+from crm.audit import audit_actor
+from crm.classification import REGISTRY, DataClass
+from crm.crypto import email_index, phone_index
+from crm.permissions import scope_kind
+from crm.retention.models import LegalHold
+from crm.retention.services import legal_hold_place, legal_hold_release
+from incidents.models import (
+    Incident,
+    IncidentAffected,
+    IncidentCorrectiveAction,
+    IncidentFiling,
+    IncidentNotice,
+    IncidentScope,
+    IncidentScopeKey,
+    IncidentTimelineEntry,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+# A member number as crm's search reads one (crm.selectors); a line of digits only is read as a phone first.
+MEMBER_NO = re.compile(r"[A-Za-z0-9\-]{4,20}")
+PHONE_LIKE = re.compile(r"[0-9+\-() ]+")
+
+
+class IncidentError(Exception):
+    """A refused incident change; the message is for the user (Japanese, translated)."""
+
+
+# The facts of an incident a service may set; `status` is not among them (incident_transition only).
+FACT_FIELDS = (
+    "title",
+    "description",
+    "kind",
+    "occurred_at",
+    "discovered_at",
+    "aware_at",
+    "processor_notified_at",
+    "systems",
+    "data_classes",
+    "encrypted",
+    "pseudonymised_only",
+    "gdpr_applies",
+    "is_drill",
+    "special_care",
+    "financial_damage",
+    "unlawful_purpose",
+    "affected_count",
+    "report_summary",
+    "report_items",
+    "report_persons",
+    "report_cause",
+    "report_secondary_damage",
+    "report_response_to_persons",
+    "report_publication",
+    "report_prevention",
+    "report_other",
+    "gdpr_late_reason",
+)
+# The response team's object permissions on their incident.
+TEAM_OBJECT_PERMS = ("incidents.view_incident", "incidents.change_incident")
+
+
+def _check_classification(systems: list[str], data_classes: list[str]) -> None:
+    """Systems and data classes come from the classification registry, never a list typed here."""
+    unknown_systems = [s for s in systems if s not in REGISTRY.models]
+    unknown_classes = [c for c in data_classes if c not in DataClass.values]
+    if unknown_systems or unknown_classes:
+        raise IncidentError(_("分類台帳にないシステム・データ分類が指定されています。"))
+
+
+def _validate(incident: Incident) -> None:
+    _check_classification(list(incident.systems), list(incident.data_classes))
+    try:
+        incident.full_clean()
+    except ValidationError as error:
+        raise IncidentError(" ".join(error.messages)) from error
+
+
+def _log(
+    incident: Incident,
+    actor: AbstractBaseUser,
+    kind: str,
+    note: str = "",
+    from_status: str = "",
+    to_status: str = "",
+) -> IncidentTimelineEntry:
+    return IncidentTimelineEntry.objects.create(
+        incident=incident,
+        actor=actor,
+        kind=kind,
+        note=note,
+        from_status=from_status,
+        to_status=to_status,
+    )
+
+
+def _refresh_deadline(incident: Incident) -> None:
+    """Keep the list's sort key in step with the facts, filings and status (Incident.next_deadline_at)."""
+    nearest = incident.nearest_open_deadline()
+    if nearest != incident.next_deadline_at:
+        incident.next_deadline_at = nearest
+        incident.save(update_fields=["next_deadline_at"])
+
+
+def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
+    """The incident locked for this transaction, when `actor` may change it; refused otherwise."""
+    pk = incident.pk if isinstance(incident, Incident) else incident
+    found = Incident.objects.restrict(actor, "change").select_for_update().filter(pk=pk).first()
+    if found is None:
+        raise IncidentError(_("この漏えい等事案を変更する権限がありません。"))
+    return found
+
+
+def incident_create(*, actor: AbstractBaseUser, **facts: Any) -> Incident:
+    """Record a new incident (status 検知); the clocks start at `aware_at`."""
+    if not actor.has_perm("incidents.add_incident") and not actor.is_superuser:
+        raise IncidentError(_("漏えい等事案を登録する権限がありません。"))
+    unknown = set(facts) - set(FACT_FIELDS)
+    if unknown:
+        raise IncidentError(_("変更できない項目が指定されています。"))
+    with transaction.atomic(), audit_actor(actor):
+        incident = Incident(created_by=actor, **facts)
+        _validate(incident)
+        incident.save()
+        _log(incident, actor, IncidentTimelineEntry.Kind.CREATED, to_status=incident.status)
+        _refresh_deadline(incident)
+    return incident
+
+
+def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **facts: Any) -> Incident:
+    """Change the facts of an incident (never its status); the clocks follow the new facts."""
+    unknown = set(facts) - set(FACT_FIELDS)
+    if unknown:
+        raise IncidentError(_("変更できない項目が指定されています。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案は変更できません。"))
+        for name, value in facts.items():
+            setattr(locked, name, value)
+        _validate(locked)
+        locked.save()
+        _refresh_deadline(locked)
+    return locked
+
+
+def incident_transition(
+    *, incident: Incident | int, to: str, actor: AbstractBaseUser, note: str = ""
+) -> Incident:
+    """Move the incident one step along its lifecycle (Incident.TRANSITIONS); any other move is refused
+    and changes nothing. The step is a timeline entry."""
+    if to not in Incident.Status.values:
+        raise IncidentError(_("不明な状態です。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        current = locked.status
+        if to not in Incident.TRANSITIONS[current]:
+            raise IncidentError(
+                _("「%(from)s」から「%(to)s」へは移れません。")
+                % {"from": Incident.Status(current).label, "to": Incident.Status(to).label}
+            )
+        if to == Incident.Status.CLOSED and locked.actions.filter(completed_at__isnull=True).exists():
+            raise IncidentError(_("未完了の是正措置があるため終結できません。"))
+        locked.status = to
+        locked.save(update_fields=["status", "updated_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.TRANSITION, note, from_status=current, to_status=to)
+        _refresh_deadline(locked)
+        if to == Incident.Status.CLOSED:
+            released = incident_holds_release(incident=locked, actor=actor)
+            if released:
+                _log(
+                    locked,
+                    actor,
+                    IncidentTimelineEntry.Kind.HOLD,
+                    _("リーガルホールドを解除（%(n)s件）") % {"n": released},
+                )
+    return locked
+
+
+def incident_file(
+    *,
+    incident: Incident | int,
+    kind: str,
+    actor: AbstractBaseUser,
+    filed_at: dt.datetime | None = None,
+    reference: str = "",
+    late_reason: str = "",
+) -> IncidentFiling:
+    """Record that a report was filed (PPC 速報 / 確報, GDPR Art. 33): its clock stops. A GDPR filing after
+    the 72 hours needs the reasons for the delay (GDPR Art. 33(1)), kept on the incident."""
+    if kind not in IncidentFiling.Kind.values:
+        raise IncidentError(_("不明な報告の種類です。"))
+    filed_at = filed_at or timezone.now()
+    if filed_at > timezone.now():
+        raise IncidentError(_("提出日時に未来の日時は指定できません。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if filed_at < locked.aware_at:
+            raise IncidentError(_("提出日時は認識日時より前にできません。"))
+        if (
+            kind == IncidentFiling.Kind.PPC_FINAL
+            and not locked.filings.filter(kind=IncidentFiling.Kind.PPC_PRELIMINARY).exists()
+        ):
+            raise IncidentError(_("確報の前に速報を記録してください（規則8条）。"))
+        if kind == IncidentFiling.Kind.GDPR_SA:
+            if not locked.gdpr_applies:
+                raise IncidentError(_("この事案はGDPRの対象として登録されていません。"))
+            if filed_at > locked.clocks().gdpr_sa_due:
+                reason = late_reason.strip() or locked.gdpr_late_reason.strip()
+                if not reason:
+                    raise IncidentError(_("72時間を過ぎた通知には遅延の理由が必要です（GDPR第33条1項）。"))
+                if locked.gdpr_late_reason != reason:
+                    locked.gdpr_late_reason = reason
+                    locked.save(update_fields=["gdpr_late_reason", "updated_at"])
+        try:
+            with transaction.atomic():
+                filing = IncidentFiling.objects.create(
+                    incident=locked, kind=kind, filed_at=filed_at, filed_by=actor, reference=reference
+                )
+        except IntegrityError as error:
+            raise IncidentError(_("この報告はすでに記録されています。")) from error
+        _log(locked, actor, IncidentTimelineEntry.Kind.FILING, IncidentFiling.Kind(kind).label)
+        _refresh_deadline(locked)
+    return filing
+
+
+def incident_note(*, incident: Incident | int, actor: AbstractBaseUser, note: str) -> IncidentTimelineEntry:
+    """Add a note to the timeline (no personal data)."""
+    if not note.strip():
+        raise IncidentError(_("内容を入力してください。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        return _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, note.strip())
+
+
+def incident_team_add(*, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser) -> None:
+    """Put `user` on the incident's response team: they may see and work on this incident only."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        for perm in TEAM_OBJECT_PERMS:
+            assign_perm(perm, user, locked)
+        _log(locked, actor, IncidentTimelineEntry.Kind.TEAM, _("対応チームに追加: %s") % user.get_username())
+
+
+def incident_team_remove(
+    *, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser
+) -> None:
+    """Take `user` off the incident's response team."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        for perm in TEAM_OBJECT_PERMS:
+            remove_perm(perm, user, locked)
+        _log(
+            locked, actor, IncidentTimelineEntry.Kind.TEAM, _("対応チームから削除: %s") % user.get_username()
+        )
+
+
+# --- affected people: scoping, legal holds ----------------------------------------------------------------
+
+SCOPE_BATCH = 10_000  # customer ids per batch of a query scope: one short transaction each
+UPLOAD_MAX_LINES = 200_000
+UPLOAD_MAX_BYTES = 8 * 1024 * 1024
+
+
+def _hold_reference(incident: Incident) -> str:
+    return incident.reference
+
+
+def _key_of(line: str) -> tuple[str, str] | None:
+    """The match key of one uploaded line: an e-mail's or a phone's blind index, or a member number."""
+    term = unicodedata.normalize("NFKC", line).strip()
+    if not term:
+        return None
+    if "@" in term:
+        return IncidentScopeKey.Kind.EMAIL, email_index(term)
+    if PHONE_LIKE.fullmatch(term):
+        phone = phone_index(term)
+        if phone:
+            return IncidentScopeKey.Kind.PHONE, phone
+    if MEMBER_NO.fullmatch(term):
+        return IncidentScopeKey.Kind.MEMBER_NO, term
+    return None
+
+
+def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
+    if locked.status == Incident.Status.CLOSED:
+        raise IncidentError(_("終結した漏えい等事案の影響範囲は変更できません。"))
+    # Scoping reads customers through the gate as `actor`: a role that sees no customer (security) would
+    # find nobody and report "0 affected" as if it were a fact. Refused instead.
+    if scope_kind(actor, "view") is None:
+        raise IncidentError(
+            _(
+                "顧客を閲覧する権限がないため、影響範囲を特定できません（個人情報保護管理者に依頼してください）。"
+            )
+        )
+
+
+def incident_scope_by_query(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    team_ids: list[int] | None = None,
+    channel: str = "",
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
+    enqueue: bool = True,
+) -> IncidentScope:
+    """Start scoping the affected customers by a query (teams, collection channel, registered between two
+    moments), among the customers `actor` may see (the gate). Runs in batches (incident_scope_advance)."""
+    from crm.models import Customer
+
+    if channel and channel not in Customer.Channel.values:
+        raise IncidentError(_("不明な取得チャネルです。"))
+    if created_from and created_to and created_from >= created_to:
+        raise IncidentError(_("期間の開始は終了より前にしてください。"))
+    if not (team_ids or channel or created_from or created_to):
+        raise IncidentError(_("条件を一つ以上指定してください。"))
+    criteria = {
+        "teams": sorted({int(t) for t in team_ids or []}),
+        "channel": channel,
+        "created_from": created_from.isoformat() if created_from else "",
+        "created_to": created_to.isoformat() if created_to else "",
+    }
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        _check_scoping(locked, actor)
+        last = Customer.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        scope = IncidentScope.objects.create(
+            incident=locked,
+            method=IncidentScope.Method.QUERY,
+            criteria=criteria,
+            last_id=last,
+            created_by=actor,
+        )
+        _log(locked, actor, IncidentTimelineEntry.Kind.SCOPE, _("条件で影響範囲の特定を開始"))
+        if enqueue:
+            _enqueue_scope(scope.pk)
+    return scope
+
+
+def incident_scope_by_upload(
+    *, incident: Incident | int, actor: AbstractBaseUser, data: bytes, enqueue: bool = True
+) -> IncidentScope:
+    """Start scoping the affected customers by an uploaded list (one e-mail, phone or member number per
+    line, UTF-8). Each line is kept only as its match key (blind index) until matched; lines that are none
+    of the three are counted as malformed."""
+    if len(data) > UPLOAD_MAX_BYTES:
+        raise IncidentError(_("ファイルが大きすぎます（8MBまで）。"))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise IncidentError(_("ファイルはUTF-8のテキストにしてください。")) from error
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise IncidentError(_("ファイルに行がありません。"))
+    if len(lines) > UPLOAD_MAX_LINES:
+        raise IncidentError(_("行数が多すぎます（200,000行まで）。"))
+    keys = [_key_of(line) for line in lines]
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        _check_scoping(locked, actor)
+        scope = IncidentScope.objects.create(
+            incident=locked,
+            method=IncidentScope.Method.UPLOAD,
+            invalid=sum(1 for k in keys if k is None),
+            created_by=actor,
+        )
+        # Bulk insert: auditlog does not see it; the scope row (audited) and the timeline entry record it.
+        IncidentScopeKey.objects.bulk_create(
+            [IncidentScopeKey(scope=scope, kind=k[0], value=k[1]) for k in keys if k is not None],
+            batch_size=5_000,
+        )
+        _log(
+            locked,
+            actor,
+            IncidentTimelineEntry.Kind.SCOPE,
+            _("ファイルで影響範囲の特定を開始（%(n)s行）") % {"n": len(lines)},
+        )
+        if enqueue:
+            _enqueue_scope(scope.pk)
+    return scope
+
+
+def _enqueue_scope(scope_id: int) -> None:
+    from incidents.tasks import incident_scope_batch
+
+    transaction.on_commit(lambda: incident_scope_batch.delay(scope_id))
+
+
+def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    # Django's own compilation of an ORM query (every value a bound parameter), used inside INSERT … SELECT.
+    sql, params = qs.query.sql_with_params()
+    return sql, tuple(params)
+
+
+def _insert_affected(scope: IncidentScope, customers: QuerySet[Any]) -> list[int]:
+    """INSERT … SELECT the customers of `customers` as affected (once per incident); the ids added."""
+    select_sql, params = _sql(customers.values("pk"))
+    table = IncidentAffected._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (incident_id, customer_id, scope_id, added_at) "  # noqa: S608
+            f"SELECT %s, picked.id, %s, now() FROM ({select_sql}) AS picked(id) "
+            f"ON CONFLICT (incident_id, customer_id) DO NOTHING RETURNING customer_id",
+            (scope.incident_id, scope.pk, *params),
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+    if customer_ids:
+        legal_hold_place(
+            customer_ids=customer_ids,
+            reason=LegalHold.Reason.INCIDENT,
+            placed_by=actor,
+            reference=_hold_reference(incident),
+            note=_("漏えい等事案の調査中（法26条）"),
+        )
+
+
+def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[int], int]:
+    """One id range of a query scope: the customers matching the criteria among those `actor` may see."""
+    from crm.models import Customer
+
+    upper = scope.cursor + SCOPE_BATCH
+    qs = Customer.objects.restrict(actor, "view").filter(pk__gt=scope.cursor, pk__lte=upper)
+    criteria = scope.criteria
+    if criteria.get("teams"):
+        qs = qs.filter(team_id__in=criteria["teams"])
+    if criteria.get("channel"):
+        qs = qs.filter(collection_channel=criteria["channel"])
+    if criteria.get("created_from"):
+        qs = qs.filter(created_at__gte=dt.datetime.fromisoformat(criteria["created_from"]))
+    if criteria.get("created_to"):
+        qs = qs.filter(created_at__lt=dt.datetime.fromisoformat(criteria["created_to"]))
+    matched = qs.count()
+    return _insert_affected(scope, qs), matched
+
+
+def _upload_match(scope: IncidentScope, actor: AbstractBaseUser) -> list[int]:
+    """Match every key of an upload at once (set-based): one customer → matched and added; none →
+    unmatched; several → ambiguous (left for a person to decide, not added). The keys are then removed."""
+    from crm.models import Customer
+
+    visible_sql, visible_params = _sql(Customer.objects.restrict(actor, "view").values("pk"))
+    customers = Customer._meta.db_table
+    keys = IncidentScopeKey._meta.db_table
+    affected = IncidentAffected._meta.db_table
+    hits = f"""
+        WITH hits AS (
+            SELECT k.id AS key_id, c.id AS customer_id
+            FROM {keys} k JOIN {customers} c ON c.email_bidx = k.value
+            WHERE k.scope_id = %s AND k.kind = 'email'
+            UNION
+            SELECT k.id, c.id FROM {keys} k JOIN {customers} c ON c.phone_bidx = k.value
+            WHERE k.scope_id = %s AND k.kind = 'phone'
+            UNION
+            SELECT k.id, c.id FROM {keys} k JOIN {customers} c ON c.member_no = k.value
+            WHERE k.scope_id = %s AND k.kind = 'member_no'
+        ), visible_hits AS (
+            SELECT * FROM hits WHERE customer_id IN ({visible_sql})
+        ), per_key AS (
+            SELECT k.id, count(h.customer_id) AS n, min(h.customer_id) AS customer_id
+            FROM {keys} k LEFT JOIN visible_hits h ON h.key_id = k.id
+            WHERE k.scope_id = %s GROUP BY k.id
+        )"""  # noqa: S608  (table names from the models; values bound)
+    params = (scope.pk, scope.pk, scope.pk, *visible_params, scope.pk)
+    with connection.cursor() as cursor:
+        counts = (
+            " SELECT count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n = 0),"
+            " count(*) FILTER (WHERE n > 1) FROM per_key"
+        )
+        cursor.execute(hits + counts, params)
+        scope.matched, scope.unmatched, scope.ambiguous = cursor.fetchone()
+        insert = (
+            f" INSERT INTO {affected} (incident_id, customer_id, scope_id, added_at)"  # noqa: S608
+            " SELECT DISTINCT %s, customer_id, %s, now() FROM per_key WHERE n = 1"
+            " ON CONFLICT (incident_id, customer_id) DO NOTHING RETURNING customer_id"
+        )
+        cursor.execute(hits + insert, (*params, scope.incident_id, scope.pk))
+        added = [row[0] for row in cursor.fetchall()]
+    IncidentScopeKey.objects.filter(scope=scope).delete()
+    return added
+
+
+def incident_scope_advance(*, scope_id: int) -> bool:
+    """Do the next batch of a scope (a whole upload is one batch); True when more batches remain.
+
+    The scope and its incident are locked for the batch: a duplicate message waits and then finds the
+    cursor moved (it does the next batch, never the same one twice: ON CONFLICT keeps each person once), and
+    closing the incident is served before or after a batch, never during one. The affected customers of
+    the batch are put under the incident's legal hold in the same transaction. The affected count feeds
+    規則7(4) (never lowered: a person may have set a larger estimate)."""
+    with transaction.atomic():
+        scope = IncidentScope.objects.select_for_update().filter(pk=scope_id).first()
+        if scope is None or scope.status in (
+            IncidentScope.Status.DONE,
+            IncidentScope.Status.FAILED,
+            IncidentScope.Status.CANCELLED,
+        ):
+            return False
+        incident = Incident.objects.select_for_update().get(pk=scope.incident_id)
+        actor = scope.created_by
+        with audit_actor(actor):
+            if incident.status == Incident.Status.CLOSED:
+                scope.status = IncidentScope.Status.CANCELLED
+                scope.finished_at = timezone.now()
+                scope.save(update_fields=["status", "finished_at"])
+                return False
+            scope.status = IncidentScope.Status.RUNNING
+            if scope.method == IncidentScope.Method.UPLOAD:
+                added = _upload_match(scope, actor)
+                more = False
+            else:
+                added, matched = _query_batch(scope, actor)
+                scope.matched += matched
+                scope.cursor = min(scope.cursor + SCOPE_BATCH, max(scope.last_id, scope.cursor))
+                more = scope.cursor < scope.last_id
+            _hold(incident, added, actor)
+            scope.added += len(added)
+            if not more:
+                scope.status = IncidentScope.Status.DONE
+                scope.finished_at = timezone.now()
+            scope.save()
+            if added:
+                total = IncidentAffected.objects.filter(incident=incident).count()
+                if total > incident.affected_count:
+                    incident.affected_count = total
+                    incident.save(update_fields=["affected_count", "updated_at"])
+                    _refresh_deadline(incident)
+            if not more:
+                _log(
+                    incident,
+                    actor,
+                    IncidentTimelineEntry.Kind.SCOPE,
+                    _("影響範囲の特定が完了（一致 %(m)s、不一致 %(u)s、複数一致 %(a)s、追加 %(n)s）")
+                    % {"m": scope.matched, "u": scope.unmatched, "a": scope.ambiguous, "n": scope.added},
+                )
+        if more:
+            _enqueue_scope(scope.pk)
+    return more
+
+
+def incident_scope_fail(*, scope_id: int, error: BaseException) -> None:
+    """Mark a scope failed (the kind of error only: no value of the upload in it)."""
+    IncidentScope.objects.filter(pk=scope_id).exclude(status=IncidentScope.Status.DONE).update(
+        status=IncidentScope.Status.FAILED, error=type(error).__name__, finished_at=timezone.now()
+    )
+
+
+def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> int:
+    """Release the legal holds this incident placed (reason "incident", its own reference) and no other:
+    a hold of another incident or of litigation on the same customer stays."""
+    # The incident's own holds, found by what crm records as their owner (LegalHold.reference); the
+    # authority is the change permission on the incident, checked by the caller's lock (_locked).
+    own = LegalHold.objects.filter(
+        reason=LegalHold.Reason.INCIDENT, reference=_hold_reference(incident), released_at__isnull=True
+    )
+    released = 0
+    last = 0
+    while True:
+        batch = list(own.filter(pk__gt=last).order_by("pk")[:5_000])
+        if not batch:
+            break
+        released += legal_hold_release(holds=batch, released_by=actor)
+        last = batch[-1].pk
+    return released
+
+
+# --- individual notices (APPI Art. 26(2), 規則10; GDPR Art. 34) -------------------------------------------
+
+NOTICE_BATCH = 100
+
+
+def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True) -> int:
+    """Queue one notice per affected person not yet queued (INSERT … SELECT … ON CONFLICT DO NOTHING: a
+    person already queued, sent or not, is never queued again). Returns how many were added."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案からは通知できません。"))
+        if locked.is_drill:
+            raise IncidentError(_("訓練の事案では本人へ通知しません。"))
+        notices = IncidentNotice._meta.db_table
+        affected = IncidentAffected._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {notices} (incident_id, customer_id, status, error, created_at) "  # noqa: S608
+                f"SELECT incident_id, customer_id, %s, '', now() FROM {affected} "
+                f"WHERE incident_id = %s AND customer_id IS NOT NULL "
+                f"ON CONFLICT (incident_id, customer_id) DO NOTHING",
+                (IncidentNotice.Status.PENDING, locked.pk),
+            )
+            added = cursor.rowcount
+        _log(
+            locked,
+            actor,
+            IncidentTimelineEntry.Kind.NOTE,
+            _("本人への通知を%(n)s件登録（法26条2項）") % {"n": added},
+        )
+        if enqueue and added:
+            _enqueue_notices(locked.pk)
+    return added
+
+
+def _enqueue_notices(incident_id: int) -> None:
+    from incidents.tasks import incident_notices_batch
+
+    transaction.on_commit(lambda: incident_notices_batch.delay(incident_id))
+
+
+def _notice_text(incident: Incident) -> tuple[str, str]:
+    """The notice's subject and body: the items of 規則10 (概要, 項目, 原因, 二次被害, その他)."""
+    from django.conf import settings
+
+    subject = _("個人データの漏えい等に関するお知らせ（%(ref)s）") % {"ref": incident.reference}
+    parts = [
+        (_("概要"), incident.report_summary),
+        (_("漏えい等が発生し又は発生したおそれがある個人データの項目"), incident.report_items),
+        (_("原因"), incident.report_cause),
+        (_("二次被害又はそのおそれの有無及びその内容"), incident.report_secondary_damage),
+        (_("その他参考となる事項"), incident.report_other),
+    ]
+    body = "\n\n".join(f"■ {label}\n{text or '—'}" for label, text in parts)
+    company = settings.CRM_COMPANY
+    body += f"\n\n{company['name']}\n{company['contact']}\n"
+    return subject, body
+
+
+def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
+    """Send the next batch of pending notices of an incident; the number handled (0: none left).
+
+    Claim (its own commit): pending rows FOR UPDATE SKIP LOCKED, marked "sending" — two workers never take
+    the same person. Send: one e-mail each, to the address decrypted only here. Mark: "sent" (or "failed"
+    when the mail server refused it, "no_address" without an address) in a second commit."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from crm.models import Customer
+
+    with transaction.atomic():
+        claimed = list(
+            IncidentNotice.objects.select_for_update(skip_locked=True)
+            .filter(incident_id=incident_id, status=IncidentNotice.Status.PENDING)
+            .order_by("pk")[:NOTICE_BATCH]
+        )
+        if not claimed:
+            return 0
+        IncidentNotice.objects.filter(pk__in=[n.pk for n in claimed]).update(
+            status=IncidentNotice.Status.SENDING, claimed_at=timezone.now()
+        )
+    incident = Incident.objects.get(pk=incident_id)
+    subject, body = _notice_text(incident)
+    emails = dict(Customer.objects.filter(pk__in=[n.customer_id for n in claimed]).values_list("pk", "email"))
+    outcome: dict[str, list[int]] = {"sent": [], "failed": [], "no_address": []}
+    for notice in claimed:
+        address = emails.get(notice.customer_id) or ""
+        if not address:
+            outcome["no_address"].append(notice.pk)
+            continue
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+        except Exception:
+            outcome["failed"].append(notice.pk)
+        else:
+            outcome["sent"].append(notice.pk)
+    now = timezone.now()
+    with transaction.atomic():
+        IncidentNotice.objects.filter(pk__in=outcome["sent"]).update(
+            status=IncidentNotice.Status.SENT, sent_at=now
+        )
+        IncidentNotice.objects.filter(pk__in=outcome["failed"]).update(
+            status=IncidentNotice.Status.FAILED, error="smtp"
+        )
+        IncidentNotice.objects.filter(pk__in=outcome["no_address"]).update(
+            status=IncidentNotice.Status.NO_ADDRESS
+        )
+        # Bulk updates bypass auditlog: one summary entry for the batch (ids only, no address).
+        _audit_notices(incident, outcome)
+        if enqueue:
+            _enqueue_notices(incident_id)
+    return len(claimed)
+
+
+def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    from crm.models import AuditEntry
+
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(IncidentNotice),
+        object_pk=f"incident-notice-batch:{incident.pk}",
+        object_repr=f"{incident.reference} 本人への通知",
+        action=AuditEntry.Action.UPDATE,
+        changes={},
+        actor=None,
+        additional_data={"incident_notices": {k: v for k, v in outcome.items() if v}},
+    )
+
+
+# --- corrective actions ---------------------------------------------------------------------------------
+
+
+def incident_action_add(
+    *,
+    incident: Incident | int,
+    actor: AbstractBaseUser,
+    description: str,
+    owner: AbstractBaseUser,
+    due_on: dt.date,
+) -> IncidentCorrectiveAction:
+    """Record a corrective action (再発防止策) with its owner and due date."""
+    if not description.strip():
+        raise IncidentError(_("内容を入力してください。"))
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案は変更できません。"))
+        action = IncidentCorrectiveAction.objects.create(
+            incident=locked, description=description.strip(), owner=owner, due_on=due_on, created_by=actor
+        )
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("是正措置を登録: #%(n)s") % {"n": action.pk})
+    return action
+
+
+def incident_action_complete(*, action: IncidentCorrectiveAction, actor: AbstractBaseUser) -> None:
+    """Mark a corrective action done (once)."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(action.incident_id, actor)
+        row = IncidentCorrectiveAction.objects.select_for_update().get(pk=action.pk, incident=locked)
+        if row.completed_at is not None:
+            raise IncidentError(_("この是正措置は完了しています。"))
+        row.completed_at = timezone.now()
+        row.save(update_fields=["completed_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("是正措置を完了: #%(n)s") % {"n": row.pk})
