@@ -9,7 +9,7 @@ so "who may be used for this purpose right now" is one indexed lookup instead of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -21,25 +21,35 @@ from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import validate_no_my_number
 
+M = TypeVar("M", bound=models.Model)
+
 
 class LedgerImmutableError(RuntimeError):
     """An attempt to change or delete a ledger row (or a purpose version)."""
 
 
-class ConsentLedgerQuerySet(RestrictedQuerySet["ConsentEvent"]):
+class AppendOnlyQuerySet(RestrictedQuerySet[M]):
+    """An append-only ledger behind the gate: the ORM refuses bulk changes (the database trigger refuses the
+    rest). `ledger_name` names the ledger in the refusal."""
+
+    ledger_name: ClassVar[str] = "台帳"
+
+    def update(self, **kwargs: Any) -> int:
+        raise LedgerImmutableError(f"{self.ledger_name}は追記のみです。一括更新はできません。")
+
+    def delete(self) -> Any:
+        raise LedgerImmutableError(f"{self.ledger_name}は追記のみです。一括削除はできません。")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise LedgerImmutableError(f"{self.ledger_name}は追記のみです。一括更新はできません。")
+
+
+class ConsentLedgerQuerySet(AppendOnlyQuerySet["ConsentEvent"]):
     """The ledger behind the gate: rows about customers the user may see (crm.permissions); visitor-only rows
     and rows of erased customers belong to no team, so only the all-customers roles reach them."""
 
     gate_customer = "customer"
-
-    def update(self, **kwargs: Any) -> int:
-        raise LedgerImmutableError("同意台帳は追記のみです。一括更新はできません。")
-
-    def delete(self) -> Any:
-        raise LedgerImmutableError("同意台帳は追記のみです。一括削除はできません。")
-
-    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
-        raise LedgerImmutableError("同意台帳は追記のみです。一括更新はできません。")
+    ledger_name = "同意台帳"
 
 
 class LegalBasis(models.TextChoices):
@@ -433,20 +443,12 @@ class SpecialCareRecord(models.Model):
         return f"要配慮個人情報 #{self.pk}"
 
 
-class ObjectionLedgerQuerySet(RestrictedQuerySet["Objection"]):
+class ObjectionLedgerQuerySet(AppendOnlyQuerySet["Objection"]):
     """Objections behind the gate (crm.permissions): rows about customers the user may see. Append-only, as
-    the consent ledger: the ORM refuses bulk changes, the database trigger refuses the rest."""
+    the consent ledger."""
 
     gate_customer = "customer"
-
-    def update(self, **kwargs: Any) -> int:
-        raise LedgerImmutableError("異議の記録は追記のみです。一括更新はできません。")
-
-    def delete(self) -> Any:
-        raise LedgerImmutableError("異議の記録は追記のみです。一括削除はできません。")
-
-    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
-        raise LedgerImmutableError("異議の記録は追記のみです。一括更新はできません。")
+    ledger_name = "異議の記録"
 
 
 class Objection(models.Model):
