@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -146,7 +146,7 @@ def purpose_revise(
             .get(pk=purpose.pk)
         )
         if not _texts_changed(locked.current_version, texts):
-            return locked.current_version  # type: ignore[return-value]
+            return cast(PurposeVersion, locked.current_version)  # unchanged texts: a current version exists
         version = _version_add(purpose=locked, texts=texts, actor=actor)
     purpose.refresh_from_db()
     return version
@@ -334,7 +334,7 @@ def consent_record(
         raise ValidationError("同意・撤回の日時にはタイムゾーンを含めてください。")
     if occurred_at > now + FUTURE_TOLERANCE:
         raise ValidationError("同意・撤回の日時に未来の日時は指定できません。")
-    version: PurposeVersion = purpose.current_version  # type: ignore[assignment]
+    version = cast(PurposeVersion, purpose.current_version)  # a purpose is created with its first version
     proof = _evidence(evidence, version)
     if proof["operator"] is None and getattr(actor, "is_authenticated", False):
         # Staff-entered consent (paper, store, call centre, admin): the operator is the acting user.
