@@ -42,7 +42,9 @@ from crm.models import AuditEntry, Customer
 from crm.services import _acting
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
+
+    from crm.fields import EncryptedCharField
 
 EVIDENCE_KEYS = frozenset({"form_id", "text_hash", "source_ip", "user_agent", "operator_id"})
 # A device clock a little ahead is tolerated; a consent "given" tomorrow is not.
@@ -56,9 +58,7 @@ def _texts_changed(version: PurposeVersion | None, texts: dict[str, str]) -> boo
     return version is None or any(getattr(version, k) != v for k, v in texts.items())
 
 
-def _version_add(
-    *, purpose: Purpose, texts: dict[str, str], actor: AbstractBaseUser | None
-) -> PurposeVersion:
+def _version_add(*, purpose: Purpose, texts: dict[str, str], actor: User | None) -> PurposeVersion:
     for key, value in texts.items():
         if key != "legal_basis" and not value.strip():
             raise ValidationError({key: "利用目的の名称と説明は日本語・英語とも必須です。"})
@@ -88,7 +88,7 @@ def purpose_create(
     description_en: str,
     is_published: bool = True,
     display_order: int = 100,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Purpose:
     """Create a purpose of use with its first version. ValidationError (nothing written) on bad input."""
     with transaction.atomic(), _acting(actor):
@@ -123,7 +123,7 @@ def purpose_revise(
     description_ja: str,
     description_en: str,
     legal_basis: str | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> PurposeVersion:
     """Change the wording (or legal basis) of a purpose: a new version when anything differs.
 
@@ -158,7 +158,7 @@ def purpose_update_settings(
     category: str | None = None,
     is_published: bool | None = None,
     display_order: int | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Purpose:
     """Change the unversioned settings of a purpose (category, publication, order).
 
@@ -295,7 +295,7 @@ def consent_record(
     visitor_id: str = "",
     evidence: dict[str, Any] | None = None,
     occurred_at: dt.datetime | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     api_client_id: int | None = None,
     purpose: Purpose | None = None,
     event_id: int | None = None,
@@ -418,7 +418,7 @@ def consent_withdraw(*, customer: Customer, purpose_code: str, channel: str, **k
     )
 
 
-def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser | None = None) -> int:
+def visitor_link(*, visitor_id: str, customer: Customer, actor: User | None = None) -> int:
     """Link an anonymous visitor id to the identified customer and carry its consents over.
 
     The visitor's ledger rows are not touched: each is copied as a new row for the customer that points
@@ -435,7 +435,7 @@ def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser
             cur.execute(
                 "INSERT INTO consent_visitorlink (visitor_id, customer_id, linked_by_id, linked_at) "
                 "VALUES (%s, %s, %s, now()) ON CONFLICT (visitor_id) DO NOTHING",
-                [visitor_id, customer.pk, actor.pk if getattr(actor, "pk", None) else None],
+                [visitor_id, customer.pk, actor.pk if actor is not None and actor.pk else None],
             )
             inserted = cur.rowcount == 1
         link = VisitorLink.objects.select_for_update().get(visitor_id=visitor_id)
@@ -531,16 +531,14 @@ WHERE e.id = v.id AND e.erased_at IS NULL
 def _evidence_clear_value(field_name: str, stored: str) -> str:
     """The clear value of an encrypted evidence column; a token no key opens is hashed as it is stored
     (it is unreadable already, and the hash still pins what was there)."""
-    field = ConsentEvent._meta.get_field(field_name)
+    field = cast("EncryptedCharField", ConsentEvent._meta.get_field(field_name))  # an encrypted column
     try:
         return field.from_db_value(stored, None, connection) or ""
     except DecryptionError:
         return f"undecryptable:{stored}"
 
 
-def consent_evidence_erase(
-    *, customer_ids: list[int], action: str, reason: str, actor: AbstractBaseUser | None
-) -> int:
+def consent_evidence_erase(*, customer_ids: list[int], action: str, reason: str, actor: User | None) -> int:
     """Erase the personal evidence of the customers' ledger rows; the rows stay as proof of consent.
 
     The erasure participant of the consent app (registered in ConsentConfig.ready with the retention
@@ -595,7 +593,7 @@ def consent_evidence_erase(
 
 
 def _audit_evidence_erased(
-    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: AbstractBaseUser | None
+    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: User | None
 ) -> None:
     """One summary entry per call: set-based SQL is not seen by auditlog's signals."""
     AuditEntry.objects.create(
@@ -626,7 +624,7 @@ def special_care_record_create(
     purpose_code: str,
     kind: str,
     content: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> SpecialCareRecord:
     """Store 要配慮個人情報 about a customer — refused unless their current consent for the special-care
     purpose `purpose_code` is granted (APPI Art. 20(2): acquisition needs the person's prior consent)."""

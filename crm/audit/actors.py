@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from crm import auditlog_adapter
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 @contextmanager
 def audit_actor(
-    actor: AbstractBaseUser | None, *, remote_addr: str | None = None, replace: bool = False
+    actor: User | None, *, remote_addr: str | None = None, replace: bool = False
 ) -> Iterator[None]:
     """Attribute the audit entries written inside the block to `actor`.
 
