@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, Purpose, PurposeVersion, SpecialCareRecord
 from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
@@ -130,7 +131,7 @@ class PurposeAdmin(admin.ModelAdmin):
                 legal_basis=obj.legal_basis,
                 is_published=obj.is_published,
                 display_order=obj.display_order,
-                actor=request.user,
+                actor=request_user(request),
                 **texts,
             )
             obj.pk = created.pk
@@ -140,11 +141,11 @@ class PurposeAdmin(admin.ModelAdmin):
             category=obj.category,
             is_published=obj.is_published,
             display_order=obj.display_order,
-            actor=request.user,
+            actor=request_user(request),
         )
         before = obj.current_version_id
         version = services.purpose_revise(
-            purpose=obj, legal_basis=obj.legal_basis, actor=request.user, **texts
+            purpose=obj, legal_basis=obj.legal_basis, actor=request_user(request), **texts
         )
         if version.pk != before:
             messages.info(
@@ -225,7 +226,7 @@ def _record_many(
                         channel=form.cleaned_data["channel"],
                         customer=state.customer,
                         evidence={"form_id": form.cleaned_data["form_id"]},
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                     done += 1
                 except ValidationError as exc:
@@ -422,7 +423,7 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
                         customer=customer,
                         evidence={"form_id": data["form_id"]},
                         occurred_at=data["occurred_at"] or timezone.now(),
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                 except ValidationError as exc:
                     form.add_error(None, _errors(exc))
@@ -590,7 +591,7 @@ class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSa
                         purpose_code=data["purpose"].code,
                         kind=data["kind"],
                         content=data["content"],
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                 except ValidationError as exc:
                     form.add_error(None, _errors(exc))

@@ -24,7 +24,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def request_fingerprint(request: HttpRequest) -> str:
     """Keyed hash of what the request asks for: a stolen record does not let anyone test guesses of a body."""
-    value = b"\x1f".join([request.method.encode(), request.get_full_path().encode(), request.body])
+    method = request.method or ""  # typed Optional; a request being handled always has one
+    value = b"\x1f".join([method.encode(), request.get_full_path().encode(), request.body])
     return salted_hmac("crm.api.idempotency", value, algorithm="sha256").hexdigest()
 
 

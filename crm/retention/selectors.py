@@ -225,8 +225,7 @@ def customer_erasure_preview(
     related = []
     for rel in services._reverse_relations():
         model = cast(type[models.Model], rel.related_model)  # a reverse relation's model is resolved
-        # stub gap: django-stubs gives the base Model no `objects` (each concrete model declares its own)
-        count = model.objects.filter(**{rel.field.name: customer.pk}).count()  # type: ignore[attr-defined]
+        count = model.objects.filter(**{rel.field.name: customer.pk}).count()  # type: ignore[attr-defined]  # stub gap: Model has no objects
         if not count:
             continue
         # As services._follow does: erasure deletes what cascades; anonymisation unlinks what can be unlinked.

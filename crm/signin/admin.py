@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from crm.audit.actors import request_user
 from crm.signin import services
 
 # django-otp's own admins show the TOTP keys and the recovery codes and let a device be added for anyone.
@@ -36,10 +37,12 @@ class LockoutAdmin(AccessAttemptAdmin):
         return False
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.signin_lockout_clear(attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request.user)
+        services.signin_lockout_clear(
+            attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request_user(request)
+        )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        services.signin_lockout_clear(attempts=queryset, actor=request.user)
+        services.signin_lockout_clear(attempts=queryset, actor=request_user(request))
 
 
 @admin.register(TOTPDevice)
@@ -50,8 +53,7 @@ class SecondFactorAdmin(admin.ModelAdmin):
     list_display = ["user", "confirmed", "created_at", "last_used_at"]
     list_filter = ["confirmed"]
     search_fields = ["user__username"]
-    fields = ["user", "confirmed", "created_at", "last_used_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("user", "confirmed", "created_at", "last_used_at")
     actions = ["reset_second_factor"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -66,17 +68,17 @@ class SecondFactorAdmin(admin.ModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.second_factor_reset(user=obj.user, actor=request.user)
+        services.second_factor_reset(user=obj.user, actor=request_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for user in {device.user for device in queryset.select_related("user")}:
-            services.second_factor_reset(user=user, actor=request.user)
+            services.second_factor_reset(user=user, actor=request_user(request))
 
     @admin.action(description=_("二要素認証をリセット（次回ログイン時に再登録）"), permissions=["delete"])
     def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         users = {device.user for device in queryset.select_related("user")}
         for user in users:
-            services.second_factor_reset(user=user, actor=request.user)
+            services.second_factor_reset(user=user, actor=request_user(request))
         self.message_user(
             request,
             ngettext(
