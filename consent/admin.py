@@ -7,10 +7,11 @@ filters and searches on indexed columns only) and show only customers the user m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,6 +28,9 @@ from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 TEXT_FIELDS = ("title_ja", "title_en", "description_ja", "description_en")
 
@@ -191,7 +195,7 @@ class ConsentRecordForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose"].queryset = selectors.published_purposes()
+        cast(forms.ModelChoiceField, self.fields["purpose"]).queryset = selectors.published_purposes()
 
 
 class BulkConsentForm(forms.Form):
@@ -246,7 +250,7 @@ def _record_many(
             "form": form,
             "states": allowed.select_related("purpose__current_version")[:200],
             "action_name": request.POST.get("action", ""),
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "opts": ConsentState._meta,
         },
     )
@@ -334,14 +338,14 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
         return _exact_subject_search(queryset, search_term, visitor=True), False
 
     @admin.display(description=_("本人"))
-    def subject(self, obj: ConsentEvent) -> str:
+    def subject(self, obj: ConsentEvent) -> str | StrPromise:
         return _history_link(obj.customer_id) if obj.customer_id else _("訪問者（未特定）")
 
     @admin.display(description=_("版"))
     def version_no(self, obj: ConsentEvent) -> str:
         return f"v{obj.purpose_version.version}"
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Evidence that is personal data (visitor id, address, user agent) is masked without the permission.
         pii = can_view_pii(request.user)
         return [
@@ -365,7 +369,7 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
             "erased_at",
         ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
 
     @admin.display(description=_("顧客"))
@@ -531,7 +535,8 @@ class SpecialCareForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose"].queryset = selectors.published_purposes().filter(category="special_care")
+        purpose = cast(forms.ModelChoiceField, self.fields["purpose"])
+        purpose.queryset = selectors.published_purposes().filter(category="special_care")
 
 
 @admin.register(SpecialCareRecord)
@@ -556,11 +561,11 @@ class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSa
     def customer_history(self, obj: SpecialCareRecord) -> str:
         return _history_link(obj.customer_id)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         content = "content" if can_view_pii(request.user) else "content_masked"
         return ["customer_history", "purpose", "consent_event", "kind", content, "recorded_by", "created_at"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
 
     @admin.display(description=_("内容"))

@@ -9,7 +9,7 @@ CORS only for the key's allowed origins, and accept nothing but the published co
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +18,7 @@ from ninja import Router, Schema, Status
 from pydantic import ConfigDict, Field, StrictBool
 
 from consent import selectors, services
-from consent.models import ConsentEvent, Purpose, PurposeCategory
+from consent.models import ConsentEvent, Purpose, PurposeCategory, PurposeVersion
 from crm.api import (
     BODY,
     CreatedOut,
@@ -282,16 +282,19 @@ def cookie_categories(request: HttpRequest, response: HttpResponse, lang: Litera
     text hash its consent will be recorded against."""
     _cors(request, response)
     lang_en = lang == "en"
-    return [
-        {
-            "code": code,
-            "title": p.current_version.title_en if lang_en else p.current_version.title_ja,
-            "description": p.current_version.description_en if lang_en else p.current_version.description_ja,
-            "version": p.current_version.version,
-            "text_hash": p.current_version.text_hash,
-        }
-        for code, p in _cookie_purposes().items()
-    ]
+    categories = []
+    for code, p in _cookie_purposes().items():
+        version = cast(PurposeVersion, p.current_version)  # _cookie_purposes reads those with one
+        categories.append(
+            {
+                "code": code,
+                "title": version.title_en if lang_en else version.title_ja,
+                "description": version.description_en if lang_en else version.description_ja,
+                "version": version.version,
+                "text_hash": version.text_hash,
+            }
+        )
+    return categories
 
 
 @cookie_router.post(
