@@ -134,11 +134,11 @@ class ApiClientAdmin(admin.ModelAdmin):
                     actor=request_user(request),
                 )
                 obj.pk = client.pk
-                request._issued_token = (client, token)  # type: ignore[attr-defined]
+                request._issued_token = (client, token)  # type: ignore[attr-defined]  # stub gap: own request attribute
         except ValidationError as exc:
             # The form validated its own fields; service rules (e.g. publishable-only scope) land here.
             messages.error(request, " ".join(exc.messages))
-            request._service_error = True  # type: ignore[attr-defined]
+            request._service_error = True  # type: ignore[attr-defined]  # stub gap: own request attribute
 
     def response_add(
         self, request: HttpRequest, obj: ApiClient, post_url_continue: Any = None

@@ -49,6 +49,7 @@ def _load_cached_permissions(client: ApiClient) -> None:
         backend = ModelBackend()
         hit = (now, set(backend.get_user_permissions(user)), set(backend.get_group_permissions(user)))
         _permission_cache[user.pk] = hit
+    # stub gap: the stubs do not declare ModelBackend's per-user cache attributes.
     user._user_perm_cache = set(hit[1])  # type: ignore[attr-defined]
     user._group_perm_cache = set(hit[2])  # type: ignore[attr-defined]
     user._perm_cache = hit[1] | hit[2]  # type: ignore[attr-defined]
@@ -69,7 +70,7 @@ def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
         raise AuthorizationError(403, _("このトークンには %(scope)s の権限がありません。") % {"scope": scope})
     api_client_touch(client=client)
     _load_cached_permissions(client)
-    request.api_client = client  # type: ignore[attr-defined]
+    request.api_client = client  # type: ignore[attr-defined]  # stub gap: own request attribute
     return client
 
 

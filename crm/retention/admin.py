@@ -281,7 +281,7 @@ class RetentionRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 cached = obj.live_counts()
             else:
                 cached = {c: getattr(obj, c) for c in RetentionRun.COUNTERS}
-            obj._counts_cache = cached  # type: ignore[attr-defined]
+            obj._counts_cache = cached  # type: ignore[attr-defined]  # stub gap: a memo the model does not declare
         return cached
 
     @admin.display(description=_("進捗"))
