@@ -85,7 +85,7 @@ def _postgres_running(pgdata: Path) -> bool:
 def start_embedded_postgres() -> tuple[str, Callable[[], None] | None]:
     """Start (or reuse) the PostgreSQL under DATA_DIR/pg: its URL, and how to stop it (None if reused)."""
     import pgserver  # imported lazily: only needed when no DATABASE_URL is given
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # stub gap: made by setattr at import
 
     pgdata = DATA_DIR / "pg"
     DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ costs nothing). Security headers, language, clickjacking protection and the audi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
@@ -24,12 +24,20 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 API_PREFIX = "/api/"
 
+if TYPE_CHECKING:  # to mypy the mixin stands on a middleware (the class it is mixed into supplies __call__)
+
+    class _Middleware:
+        def __call__(self, request: HttpRequest) -> HttpResponse: ...
+
+else:
+    _Middleware = object
+
 
 def is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith(API_PREFIX)
 
 
-class _WebOnly:
+class _WebOnly(_Middleware):
     """Mixin: the middleware it is mixed into does nothing for the integration API's requests."""
 
     # WSGI only (config.wsgi); under ASGI Django runs it in a thread, as any sync-only middleware.
@@ -39,7 +47,7 @@ class _WebOnly:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if is_api(request):
             return self.get_response(request)
-        return super().__call__(request)  # type: ignore[misc]
+        return super().__call__(request)
 
 
 class WhiteNoiseWebOnly(_WebOnly, WhiteNoiseMiddleware):

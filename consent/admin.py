@@ -7,10 +7,11 @@ filters and searches on indexed columns only) and show only customers the user m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -31,9 +32,13 @@ from consent.models import (
     SpecialCareRecord,
 )
 from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
 from crm.permissions import can_view_pii
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 TEXT_FIELDS = ("title_ja", "title_en", "description_ja", "description_en")
 
@@ -76,7 +81,7 @@ class PurposeForm(forms.ModelForm):
                 self.fields["code"].disabled = True
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         # self.instance still holds the stored basis here (the form's values are applied after clean()).
         new_basis = data.get("legal_basis")
         if (
@@ -164,7 +169,7 @@ class PurposeAdmin(admin.ModelAdmin):
                 legal_basis=obj.legal_basis,
                 is_published=obj.is_published,
                 display_order=obj.display_order,
-                actor=request.user,
+                actor=request_user(request),
                 **texts,
             )
             obj.pk = created.pk
@@ -174,14 +179,14 @@ class PurposeAdmin(admin.ModelAdmin):
             category=obj.category,
             is_published=obj.is_published,
             display_order=obj.display_order,
-            actor=request.user,
+            actor=request_user(request),
         )
         before = obj.current_version_id
         version = services.purpose_revise(
             purpose=obj,
             legal_basis=obj.legal_basis,
             basis_change_reason=form.cleaned_data.get("basis_change_reason") or "",
-            actor=request.user,
+            actor=request_user(request),
             **texts,
         )
         if version.pk != before:
@@ -228,7 +233,7 @@ class ConsentRecordForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose"].queryset = selectors.published_purposes()
+        cast(forms.ModelChoiceField, self.fields["purpose"]).queryset = selectors.published_purposes()
 
 
 class BulkConsentForm(forms.Form):
@@ -263,7 +268,7 @@ def _record_many(
                         channel=form.cleaned_data["channel"],
                         customer=state.customer,
                         evidence={"form_id": form.cleaned_data["form_id"]},
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                     done += 1
                 except ValidationError as exc:
@@ -283,7 +288,7 @@ def _record_many(
             "form": form,
             "states": allowed.select_related("purpose__current_version")[:200],
             "action_name": request.POST.get("action", ""),
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "opts": ConsentState._meta,
         },
     )
@@ -371,14 +376,14 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
         return _exact_subject_search(queryset, search_term, visitor=True), False
 
     @admin.display(description=_("本人"))
-    def subject(self, obj: ConsentEvent) -> str:
+    def subject(self, obj: ConsentEvent) -> str | StrPromise:
         return _history_link(obj.customer_id) if obj.customer_id else _("訪問者（未特定）")
 
     @admin.display(description=_("版"))
     def version_no(self, obj: ConsentEvent) -> str:
         return f"v{obj.purpose_version.version}"
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Evidence that is personal data (visitor id, address, user agent) is masked without the permission.
         pii = can_view_pii(request.user)
         return [
@@ -402,7 +407,7 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
             "erased_at",
         ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
 
     @admin.display(description=_("顧客"))
@@ -460,7 +465,7 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
                         customer=customer,
                         evidence={"form_id": data["form_id"]},
                         occurred_at=data["occurred_at"] or timezone.now(),
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                 except ValidationError as exc:
                     form.add_error(None, _errors(exc))
@@ -572,7 +577,8 @@ class SpecialCareForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose"].queryset = selectors.published_purposes().filter(category="special_care")
+        purpose = cast(forms.ModelChoiceField, self.fields["purpose"])
+        purpose.queryset = selectors.published_purposes().filter(category="special_care")
 
 
 @admin.register(SpecialCareRecord)
@@ -597,11 +603,11 @@ class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSa
     def customer_history(self, obj: SpecialCareRecord) -> str:
         return _history_link(obj.customer_id)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         content = "content" if can_view_pii(request.user) else "content_masked"
         return ["customer_history", "purpose", "consent_event", "kind", content, "recorded_by", "created_at"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
 
     @admin.display(description=_("内容"))
@@ -632,7 +638,7 @@ class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSa
                         purpose_code=data["purpose"].code,
                         kind=data["kind"],
                         content=data["content"],
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                 except ValidationError as exc:
                     form.add_error(None, _errors(exc))
@@ -673,7 +679,7 @@ class ObjectionForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose"].queryset = selectors.published_purposes()
+        cast(forms.ModelChoiceField, self.fields["purpose"]).queryset = selectors.published_purposes()
 
 
 class CompellingGroundsForm(forms.Form):
@@ -716,7 +722,7 @@ class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     def customer_history(self, obj: Objection) -> str:
         return _history_link(obj.customer_id)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         reason = "reason" if can_view_pii(request.user) else "reason_masked"
         fields = ["customer_history", "kind", "scope", "purpose", "answers", "source", reason]
         return [*fields, "operator", "api_client_id", "occurred_at", "recorded_at", "decide_link"]
@@ -777,7 +783,7 @@ class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
                         purpose_code=data["purpose"].code if data["purpose"] else "",
                         source=Objection.Source.ADMIN,
                         occurred_at=data["occurred_at"] or timezone.now(),
-                        actor=request.user,
+                        actor=request_user(request),
                     )
                 except ValidationError as exc:
                     form.add_error(None, _errors(exc))
@@ -795,7 +801,7 @@ class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 services.objection_decide_compelling_grounds(
-                    objection=objection, reason=form.cleaned_data["reason"], actor=request.user
+                    objection=objection, reason=form.cleaned_data["reason"], actor=request_user(request)
                 )
             except ValidationError as exc:
                 form.add_error(None, _errors(exc))

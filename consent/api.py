@@ -9,7 +9,7 @@ CORS only for the key's allowed origins, and accept nothing but the published co
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +18,7 @@ from ninja import Router, Schema, Status
 from pydantic import ConfigDict, Field, StrictBool
 
 from consent import selectors, services
-from consent.models import ConsentEvent, Objection, Purpose, PurposeCategory
+from consent.models import ConsentEvent, Objection, Purpose, PurposeCategory, PurposeVersion
 from crm.api import (
     BODY,
     CreatedOut,
@@ -31,7 +31,7 @@ from crm.api import (
 )
 from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
 from crm.integrations.models import ApiClient, ApiScope
-from crm.integrations.schemas import Moment, Text
+from crm.integrations.schemas import Moment, TextLimit
 from crm.integrations.selectors import api_client_for_token
 from crm.integrations.services import AnswerRecord
 from crm.integrations.writes import api_write
@@ -39,8 +39,9 @@ from crm.integrations.writes import api_write
 router = Router(tags=["consents"])
 cookie_router = Router(tags=["cookie consent"])
 
-VisitorId = Text(64, min_length=8)
-Sha256Hex = Text(64)
+VisitorId = Annotated[str, TextLimit(64, min_length=8)]
+Sha256Hex = Annotated[str, TextLimit(64)]
+CategoryCode = Annotated[str, TextLimit(50, min_length=1)]
 
 
 class EvidenceIn(Schema):
@@ -48,10 +49,10 @@ class EvidenceIn(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    form_id: Text(100) = ""  # type: ignore[valid-type]
-    text_hash: Sha256Hex | None = None  # type: ignore[valid-type]
-    source_ip: Text(45) = ""  # type: ignore[valid-type]
-    user_agent: Text(500) = ""  # type: ignore[valid-type]
+    form_id: Annotated[str, TextLimit(100)] = ""
+    text_hash: Sha256Hex | None = None
+    source_ip: Annotated[str, TextLimit(45)] = ""
+    user_agent: Annotated[str, TextLimit(500)] = ""
 
 
 class ConsentIn(Schema):
@@ -75,12 +76,12 @@ class ConsentIn(Schema):
         },
     )
 
-    purpose_code: Text(50, min_length=1)  # type: ignore[valid-type]
+    purpose_code: Annotated[str, TextLimit(50, min_length=1)]
     action: ConsentEvent.Action
     method: ConsentEvent.Method = ConsentEvent.Method.OPT_IN
     channel: ConsentEvent.Channel = ConsentEvent.Channel.API
-    external_id: ExternalId | None = None  # type: ignore[valid-type]
-    visitor_id: VisitorId | None = None  # type: ignore[valid-type]
+    external_id: ExternalId | None = None
+    visitor_id: VisitorId | None = None
     evidence: EvidenceIn = Field(default_factory=EvidenceIn)
     occurred_at: Moment | None = None
 
@@ -109,7 +110,7 @@ def consent_create(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """Append one row to the consent ledger (and update the current state)."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
     if not payload.external_id and not payload.visitor_id:
         raise ValidationError({"external_id": _("external_id か visitor_id のどちらかを指定してください。")})
 
@@ -188,11 +189,11 @@ class CustomerConsentStateOut(ConsentStateOut):
     response={200: CustomerConsentStateOut, **errors(404, 422)},
     summary="顧客の現在の同意状態",
 )
-def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any:  # type: ignore[valid-type]
+def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any:
     """Current state per purpose code; purposes the customer never answered are absent (= not granted).
     `basis`: every published purpose's lawful basis, whether a standing objection covers it, and what the
     person can do about it (withdraw consent, object, request stop-use), each with its article."""
-    customer = customer_or_404(request.auth, external_id, action="view")  # type: ignore[arg-type]
+    customer = customer_or_404(request.auth, external_id, action="view")  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
     return {
         "purposes": selectors.consent_state(customer=customer),
         "basis": selectors.purpose_bases(customer=customer),
@@ -205,7 +206,7 @@ def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any
     response={200: ConsentStateOut, **errors(422)},
     summary="訪問者（Cookie ID）の現在の同意状態",
 )
-def visitor_consent_state(request: HttpRequest, visitor_id: VisitorId) -> Any:  # type: ignore[valid-type]
+def visitor_consent_state(request: HttpRequest, visitor_id: VisitorId) -> Any:
     return {"purposes": selectors.visitor_consent_state(visitor_id=visitor_id)}
 
 
@@ -224,9 +225,9 @@ class ObjectionIn(Schema):
         },
     )
 
-    external_id: ExternalId  # type: ignore[valid-type]
+    external_id: ExternalId
     scope: Objection.Scope
-    purpose_code: Text(50) = ""  # type: ignore[valid-type]
+    purpose_code: Annotated[str, TextLimit(50)] = ""
     occurred_at: Moment | None = None
 
 
@@ -275,7 +276,7 @@ def objection_create(
 class VisitorLinkIn(Schema):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"external_id": "C-1001"}]})
 
-    external_id: ExternalId  # type: ignore[valid-type]
+    external_id: ExternalId
 
 
 class VisitorLinkOut(Schema):
@@ -291,11 +292,11 @@ class VisitorLinkOut(Schema):
 def visitor_link(
     request: HttpRequest,
     response: HttpResponse,
-    visitor_id: VisitorId,  # type: ignore[valid-type]
+    visitor_id: VisitorId,
     payload: VisitorLinkIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id)
@@ -322,8 +323,8 @@ class CookieConsentIn(Schema):
         },
     )
 
-    visitor_id: VisitorId  # type: ignore[valid-type]
-    categories: dict[Text(50, min_length=1), StrictBool] = Field(min_length=1, max_length=20)  # type: ignore[valid-type]
+    visitor_id: VisitorId
+    categories: dict[CategoryCode, StrictBool] = Field(min_length=1, max_length=20)
 
 
 class CookieConsentOut(Schema):
@@ -365,16 +366,19 @@ def cookie_categories(request: HttpRequest, response: HttpResponse, lang: Litera
     text hash its consent will be recorded against."""
     _cors(request, response)
     lang_en = lang == "en"
-    return [
-        {
-            "code": code,
-            "title": p.current_version.title_en if lang_en else p.current_version.title_ja,
-            "description": p.current_version.description_en if lang_en else p.current_version.description_ja,
-            "version": p.current_version.version,
-            "text_hash": p.current_version.text_hash,
-        }
-        for code, p in _cookie_purposes().items()
-    ]
+    categories = []
+    for code, p in _cookie_purposes().items():
+        version = cast(PurposeVersion, p.current_version)  # _cookie_purposes reads those with one
+        categories.append(
+            {
+                "code": code,
+                "title": version.title_en if lang_en else version.title_ja,
+                "description": version.description_en if lang_en else version.description_ja,
+                "version": version.version,
+                "text_hash": version.text_hash,
+            }
+        )
+    return categories
 
 
 @cookie_router.post(
@@ -391,7 +395,7 @@ def cookie_consent_create(
 ) -> Any:
     """Record the visitor's choice for each cookie category. Anything but a published cookie category is
     refused as a whole (a publishable key must not be able to grant marketing e-mail consent)."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
     _cors(request, response)
     purposes = _cookie_purposes()
     unknown = sorted(code for code in payload.categories if code not in purposes)

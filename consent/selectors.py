@@ -18,7 +18,7 @@ from crm import rawsql
 from crm.models import Customer
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
     from crm.models import CustomerQuerySet
 
@@ -64,7 +64,7 @@ class ConsentSubjects(NamedTuple):
 
 def consent_subjects(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     team_id: int,
     external_id: str,
     purpose_code: str,
@@ -313,7 +313,7 @@ def purpose_versions(*, purpose: Purpose) -> QuerySet[PurposeVersion]:
     return PurposeVersion.objects.filter(purpose=purpose).order_by("-version")
 
 
-def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[ConsentEvent]:
+def consent_history(*, user: User | AnonymousUser, customer_id: int) -> QuerySet[ConsentEvent]:
     """A customer's ledger rows, newest first, if `user` may view them (else empty)."""
     return (
         ConsentEvent.objects.restrict(user, "view")
@@ -323,7 +323,7 @@ def consent_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int)
     )
 
 
-def objection_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: int) -> QuerySet[Objection]:
+def objection_history(*, user: User | AnonymousUser, customer_id: int) -> QuerySet[Objection]:
     """A customer's objections and the decisions answering them, newest first, if `user` may view them."""
     return (
         Objection.objects.restrict(user, "view")
@@ -333,12 +333,12 @@ def objection_history(*, user: AbstractBaseUser | AnonymousUser, customer_id: in
     )
 
 
-def consent_events_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentEvent]:
+def consent_events_visible(*, user: User | AnonymousUser) -> QuerySet[ConsentEvent]:
     """Ledger rows `user` may view (the gate: rows about customers they may view; visitor-only rows and
     rows of erased customers belong to no team, so the all-customers roles only)."""
     return ConsentEvent.objects.restrict(user, "view")
 
 
-def consent_states_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ConsentState]:
+def consent_states_visible(*, user: User | AnonymousUser) -> QuerySet[ConsentState]:
     """Current-state rows `user` may view."""
     return ConsentState.objects.restrict(user, "view")

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -43,7 +43,9 @@ from crm.models import AuditEntry, Customer
 from crm.services import _acting
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
+
+    from crm.fields import EncryptedCharField
 
 EVIDENCE_KEYS = frozenset({"form_id", "text_hash", "source_ip", "user_agent", "operator_id"})
 # A device clock a little ahead is tolerated; a consent "given" tomorrow is not.
@@ -58,7 +60,7 @@ def _texts_changed(version: PurposeVersion | None, texts: dict[str, str]) -> boo
 
 
 def _version_add(
-    *, purpose: Purpose, texts: dict[str, str], actor: AbstractBaseUser | None, basis_change_reason: str = ""
+    *, purpose: Purpose, texts: dict[str, str], actor: User | None, basis_change_reason: str = ""
 ) -> PurposeVersion:
     for key, value in texts.items():
         if key != "legal_basis" and not value.strip():
@@ -90,7 +92,7 @@ def purpose_create(
     description_en: str,
     is_published: bool = True,
     display_order: int = 100,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Purpose:
     """Create a purpose of use with its first version. ValidationError (nothing written) on bad input."""
     with transaction.atomic(), _acting(actor):
@@ -126,7 +128,7 @@ def purpose_revise(
     description_en: str,
     legal_basis: str | None = None,
     basis_change_reason: str = "",
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> PurposeVersion:
     """Change the wording (or legal basis) of a purpose: a new version when anything differs.
 
@@ -152,7 +154,7 @@ def purpose_revise(
             .get(pk=purpose.pk)
         )
         if not _texts_changed(locked.current_version, texts):
-            return locked.current_version  # type: ignore[return-value]
+            return cast(PurposeVersion, locked.current_version)  # unchanged texts: a current version exists
         basis_change_reason = basis_change_reason.strip()
         if not basis_change_reason and selectors.basis_change_needs_decision(
             purpose=locked, new_basis=texts["legal_basis"]
@@ -176,7 +178,7 @@ def purpose_update_settings(
     category: str | None = None,
     is_published: bool | None = None,
     display_order: int | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Purpose:
     """Change the unversioned settings of a purpose (category, publication, order).
 
@@ -313,7 +315,7 @@ def consent_record(
     visitor_id: str = "",
     evidence: dict[str, Any] | None = None,
     occurred_at: dt.datetime | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     api_client_id: int | None = None,
     purpose: Purpose | None = None,
     event_id: int | None = None,
@@ -352,7 +354,7 @@ def consent_record(
         raise ValidationError("同意・撤回の日時にはタイムゾーンを含めてください。")
     if occurred_at > now + FUTURE_TOLERANCE:
         raise ValidationError("同意・撤回の日時に未来の日時は指定できません。")
-    version: PurposeVersion = purpose.current_version  # type: ignore[assignment]
+    version = cast(PurposeVersion, purpose.current_version)  # a purpose is created with its first version
     proof = _evidence(evidence, version)
     if proof["operator"] is None and getattr(actor, "is_authenticated", False):
         # Staff-entered consent (paper, store, call centre, admin): the operator is the acting user.
@@ -436,7 +438,7 @@ def consent_withdraw(*, customer: Customer, purpose_code: str, channel: str, **k
     )
 
 
-def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser | None = None) -> int:
+def visitor_link(*, visitor_id: str, customer: Customer, actor: User | None = None) -> int:
     """Link an anonymous visitor id to the identified customer and carry its consents over.
 
     The visitor's ledger rows are not touched: each is copied as a new row for the customer that points
@@ -453,7 +455,7 @@ def visitor_link(*, visitor_id: str, customer: Customer, actor: AbstractBaseUser
             cur.execute(
                 "INSERT INTO consent_visitorlink (visitor_id, customer_id, linked_by_id, linked_at) "
                 "VALUES (%s, %s, %s, now()) ON CONFLICT (visitor_id) DO NOTHING",
-                [visitor_id, customer.pk, actor.pk if getattr(actor, "pk", None) else None],
+                [visitor_id, customer.pk, actor.pk if actor is not None and actor.pk else None],
             )
             inserted = cur.rowcount == 1
         link = VisitorLink.objects.select_for_update().get(visitor_id=visitor_id)
@@ -549,16 +551,14 @@ WHERE e.id = v.id AND e.erased_at IS NULL
 def _evidence_clear_value(field_name: str, stored: str) -> str:
     """The clear value of an encrypted evidence column; a token no key opens is hashed as it is stored
     (it is unreadable already, and the hash still pins what was there)."""
-    field = ConsentEvent._meta.get_field(field_name)
+    field = cast("EncryptedCharField", ConsentEvent._meta.get_field(field_name))  # an encrypted column
     try:
         return field.from_db_value(stored, None, connection) or ""
     except DecryptionError:
         return f"undecryptable:{stored}"
 
 
-def consent_evidence_erase(
-    *, customer_ids: list[int], action: str, reason: str, actor: AbstractBaseUser | None
-) -> int:
+def consent_evidence_erase(*, customer_ids: list[int], action: str, reason: str, actor: User | None) -> int:
     """Erase the personal evidence of the customers' ledger rows; the rows stay as proof of consent.
 
     The erasure participant of the consent app (registered in ConsentConfig.ready with the retention
@@ -613,7 +613,7 @@ def consent_evidence_erase(
 
 
 def _audit_evidence_erased(
-    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: AbstractBaseUser | None
+    *, ids: list[int], rows: int, events: int, action: str, reason: str, actor: User | None
 ) -> None:
     """One summary entry per call: set-based SQL is not seen by auditlog's signals."""
     AuditEntry.objects.create(
@@ -644,7 +644,7 @@ def special_care_record_create(
     purpose_code: str,
     kind: str,
     content: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> SpecialCareRecord:
     """Store 要配慮個人情報 about a customer — refused unless their current consent for the special-care
     purpose `purpose_code` is granted (APPI Art. 20(2): acquisition needs the person's prior consent)."""
@@ -700,7 +700,7 @@ def objection_record(
     source: str,
     purpose_code: str = "",
     occurred_at: dt.datetime | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     api_client_id: int | None = None,
 ) -> Objection:
     """Record the person's objection (GDPR Art. 21): one append-only row; from then on usable_for leaves
@@ -768,7 +768,7 @@ def objection_decide_compelling_grounds(
     *,
     objection: Objection,
     reason: str,
-    actor: AbstractBaseUser,
+    actor: User,
     occurred_at: dt.datetime | None = None,
 ) -> Objection:
     """Record the privacy officer's decision that compelling legitimate grounds override an objection to one

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -14,7 +16,7 @@ from consent.models import LegalBasis, Purpose, PurposeVersion
 
 LANGS = ("ja", "en")
 
-BASIS_EN = {
+BASIS_EN: dict[str, str] = {
     LegalBasis.CONSENT: "Consent (GDPR Art. 6(1)(a))",
     LegalBasis.CONTRACT: "Performance of a contract (GDPR Art. 6(1)(b))",
     LegalBasis.LEGAL_OBLIGATION: "Legal obligation (GDPR Art. 6(1)(c))",
@@ -49,24 +51,26 @@ def _entry(version: PurposeVersion, lang: str) -> dict[str, str]:
     if lang == "en":
         basis = BASIS_EN.get(version.legal_basis, version.legal_basis)
         return {"title": version.title_en, "description": version.description_en, "basis": basis}
-    basis = LegalBasis(version.legal_basis).label if version.legal_basis in LegalBasis.values else ""
-    return {"title": version.title_ja, "description": version.description_ja, "basis": str(basis)}
+    label = LegalBasis(version.legal_basis).label if version.legal_basis in LegalBasis.values else ""
+    return {"title": version.title_ja, "description": version.description_ja, "basis": str(label)}
 
 
 @require_GET
 def privacy_notice(request: HttpRequest) -> HttpResponse:
     """公表事項: company, purposes of use (current versions), request procedure, security, contact."""
     lang = _lang(request)
-    purposes = [
-        {
-            "code": p.code,
-            "version": p.current_version.version,  # type: ignore[union-attr]
-            "updated": p.current_version.created_at,  # type: ignore[union-attr]
-            "rights": _rights(p, lang),
-            **_entry(p.current_version, lang),
-        }
-        for p in selectors.published_purposes()
-    ]
+    purposes = []
+    for p in selectors.published_purposes():
+        version = cast(PurposeVersion, p.current_version)  # published purposes are those with one
+        purposes.append(
+            {
+                "code": p.code,
+                "version": version.version,
+                "updated": version.created_at,
+                "rights": _rights(p, lang),
+                **_entry(version, lang),
+            }
+        )
     return render(
         request,
         "consent/privacy.html",

@@ -6,7 +6,7 @@ crm.services, exactly as the admin does; answers carry ids only, never personal 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, StrictInt
 from crm import services
 from crm.integrations.auth import TokenAuth
 from crm.integrations.models import ApiClient, ApiScope
-from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, Text
+from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, TextLimit
 from crm.integrations.writes import api_write
 from crm.models import Customer, CustomerEvent
 from crm.permissions import team_open_to
@@ -27,7 +27,7 @@ from crm.selectors import customer_ref
 router = Router(tags=["customers"])
 events_router = Router(tags=["events"])
 
-ExternalId = Text(64, min_length=1)
+ExternalId = Annotated[str, TextLimit(64, min_length=1)]
 IdempotencyKey = Header(
     None,
     alias="Idempotency-Key",
@@ -72,25 +72,25 @@ class CustomerIn(Schema):
         },
     )
 
-    family_name: Text(50) | None = None  # type: ignore[valid-type]
-    given_name: Text(50) | None = None  # type: ignore[valid-type]
-    family_name_kana: Text(50) | None = None  # type: ignore[valid-type]
-    given_name_kana: Text(50) | None = None  # type: ignore[valid-type]
-    email: Text(254) | None = None  # type: ignore[valid-type]
-    phone: Text(32) | None = None  # type: ignore[valid-type]
-    postal_code: Text(8) | None = None  # type: ignore[valid-type]
+    family_name: Annotated[str, TextLimit(50)] | None = None
+    given_name: Annotated[str, TextLimit(50)] | None = None
+    family_name_kana: Annotated[str, TextLimit(50)] | None = None
+    given_name_kana: Annotated[str, TextLimit(50)] | None = None
+    email: Annotated[str, TextLimit(254)] | None = None
+    phone: Annotated[str, TextLimit(32)] | None = None
+    postal_code: Annotated[str, TextLimit(8)] | None = None
     prefecture: Prefecture | None = None
-    address: Text(300) | None = None  # type: ignore[valid-type]
+    address: Annotated[str, TextLimit(300)] | None = None
     birth_date: BirthDate | None = None
     gender: Literal["", "female", "male", "other"] | None = None
-    member_no: Text(20) | None = None  # type: ignore[valid-type]
-    app_user_id: Text(100) | None = None  # type: ignore[valid-type]
-    device_id: Text(100) | None = None  # type: ignore[valid-type]
-    pos_card_no: Text(30) | None = None  # type: ignore[valid-type]
+    member_no: Annotated[str, TextLimit(20)] | None = None
+    app_user_id: Annotated[str, TextLimit(100)] | None = None
+    device_id: Annotated[str, TextLimit(100)] | None = None
+    pos_card_no: Annotated[str, TextLimit(30)] | None = None
     preferences: JsonObject | None = None
     collection_channel: Customer.Channel | None = None
     collected_at: Moment | None = None
-    acquisition_note: Text(1000) | None = None  # type: ignore[valid-type]
+    acquisition_note: Annotated[str, TextLimit(1000)] | None = None
 
 
 class CustomerOut(Schema):
@@ -133,12 +133,12 @@ def customer_not_found() -> HttpError:
 def customer_upsert(
     request: HttpRequest,
     response: HttpResponse,
-    external_id: ExternalId,  # type: ignore[valid-type]
+    external_id: ExternalId,
     payload: CustomerIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """Create the customer with this external id in the client's team, or update the one it has."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
     fields = payload.model_dump(exclude_unset=True)
     # null means "not sent": encrypted text fields store "" for empty, never NULL.
     fields = {k: v for k, v in fields.items() if v is not None or k == "birth_date"}
@@ -185,10 +185,10 @@ class EventIn(Schema):
 
     kind: CustomerEvent.Kind
     occurred_at: Moment
-    external_id: ExternalId | None = None  # type: ignore[valid-type]
-    visitor_id: Text(64) | None = None  # type: ignore[valid-type]
+    external_id: ExternalId | None = None
+    visitor_id: Annotated[str, TextLimit(64)] | None = None
     properties: JsonObject = Field(default_factory=dict)
-    source: Text(64) = ""  # type: ignore[valid-type]
+    source: Annotated[str, TextLimit(64)] = ""
 
 
 class CreatedOut(Schema):
@@ -207,7 +207,7 @@ def event_create(
     payload: EventIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id) if payload.external_id else None
@@ -240,12 +240,12 @@ class PurchaseIn(Schema):
         },
     )
 
-    order_no: Text(40, min_length=1)  # type: ignore[valid-type]
+    order_no: Annotated[str, TextLimit(40, min_length=1)]
     amount: StrictInt = Field(ge=0, le=999_999_999_999)
     currency: Literal["JPY", "USD", "EUR"] = "JPY"
     channel: Customer.Channel
     purchased_at: Moment
-    external_id: ExternalId | None = None  # type: ignore[valid-type]
+    external_id: ExternalId | None = None
 
 
 @events_router.post(
@@ -260,7 +260,7 @@ def purchase_create(
     payload: PurchaseIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id) if payload.external_id else None

@@ -7,14 +7,22 @@ ciphertext and are refused; exact search goes through the blind-index columns in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
 from crm.crypto import decrypt_str, encrypt_str
 
+if TYPE_CHECKING:
+    from django import forms
 
-class _EncryptedMixin:
+    # To mypy the mixin is the Field it is mixed into (its super() calls reach Field's methods).
+    _FieldBase = models.Field[Any, Any]
+else:
+    _FieldBase = object
+
+
+class _EncryptedMixin(_FieldBase):
     """Encrypt on the way in, decrypt on the way out; empty and NULL stay as they are.
 
     Every token is bound to this column (`encrypted_column_label`, e.g. "crm.Customer.email", authenticated
@@ -30,13 +38,13 @@ class _EncryptedMixin:
         super().__init__(*args, **kwargs)
 
     def deconstruct(self) -> Any:
-        name, path, args, kwargs = super().deconstruct()  # type: ignore[misc]
+        name, path, args, kwargs = super().deconstruct()
         if self.bound_as:
             kwargs["bound_as"] = self.bound_as
         return name, path, args, kwargs
 
     def get_prep_value(self, value: Any) -> Any:
-        value = self.to_python(value)  # type: ignore[attr-defined]
+        value = self.to_python(value)
         if value is None or value == "":
             return value
         return encrypt_str(self._serialise(value), bound_to=self.encrypted_column_label)
@@ -58,12 +66,12 @@ class _EncryptedMixin:
         if model is None:
             # Not attached to a model yet: nothing to bind to.
             raise ValueError("An encrypted field encrypts only once it belongs to a model.")
-        return f"{model._meta.label}.{self.name}"  # type: ignore[attr-defined]
+        return f"{model._meta.label}.{self.name}"
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name != "isnull":
             raise TypeError(f"Encrypted fields do not support the '{lookup_name}' lookup; use a blind index.")
-        return super().get_lookup(lookup_name)  # type: ignore[misc]
+        return super().get_lookup(lookup_name)
 
     def _serialise(self, value: Any) -> str:
         return str(value)
@@ -92,16 +100,23 @@ class EncryptedCharField(_EncryptedMixin, models.TextField):
             kwargs["max_length"] = self.clear_max_length
         return name, path, args, kwargs
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
         from django import forms
 
         # No form-level max_length: the model checks the length of the normalised value (clean_fields), and
         # the typed form may be longer ("〒100-0005" is stored as "100-0005", which fits max_length=8).
-        defaults: dict[str, Any] = {"form_class": forms.CharField}
+        defaults: dict[str, Any] = {}
         if self.clear_max_length and self.clear_max_length > 200:
             defaults["widget"] = forms.Textarea(attrs={"rows": 3})
         defaults.update(kwargs)
-        return models.Field.formfield(self, **defaults)
+        return models.Field.formfield(
+            self, form_class=form_class or forms.CharField, choices_form_class=choices_form_class, **defaults
+        )
 
 
 class EncryptedTextField(_EncryptedMixin, models.TextField):
@@ -122,12 +137,17 @@ class EncryptedDateField(_EncryptedMixin, models.TextField):
     def _deserialise(self, text: str) -> Any:
         return dt.date.fromisoformat(text)
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
         from django import forms
 
-        defaults = {"form_class": forms.DateField}
-        defaults.update(kwargs)
-        return models.Field.formfield(self, **defaults)
+        return models.Field.formfield(
+            self, form_class=form_class or forms.DateField, choices_form_class=choices_form_class, **kwargs
+        )
 
     def value_to_string(self, obj: Any) -> str:
         value = self.value_from_object(obj)

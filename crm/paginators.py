@@ -31,12 +31,15 @@ import json
 import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import OperationalError, connections, transaction
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 CAP = 1_000
 TRUSTED_ESTIMATE = 10 * CAP
@@ -73,6 +76,7 @@ class EstimatedCountPaginator(Paginator):
         qs = self.object_list
         if not hasattr(qs, "query"):  # a plain list (never from the changelist, but Paginator allows it)
             return len(qs)
+        qs = cast("QuerySet[Any]", qs)  # it has a query: a queryset
         if not qs.query.where and not qs.query.is_sliced:
             table = qs.model._meta.db_table
             estimate = _remembered((qs.db, table), lambda: table_estimate(qs.db, table))

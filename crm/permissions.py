@@ -16,17 +16,17 @@ never a second spelling of the rule; elsewhere the rule runs as a subquery insid
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeGuard, TypeVar
 
 from django.db import models
 from django.db.models import Q, QuerySet
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth import models as auth_models
 
     from crm.models import Team
 
-    User = AbstractBaseUser | AnonymousUser
+    User = auth_models.User | auth_models.AnonymousUser
 
 M = TypeVar("M", bound=models.Model)
 
@@ -119,11 +119,14 @@ def _check_action(action: str) -> None:
         raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
 
 
-def _active(user: User) -> bool:
+def _active(user: User) -> TypeGuard[auth_models.User]:
+    """A signed-in, active user (to mypy: not the AnonymousUser)."""
     return bool(getattr(user, "is_authenticated", False) and user.is_active)
 
 
-def _team_permissions(user: User, actions: tuple[str, ...]) -> tuple[QuerySet[Any], QuerySet[Any]]:
+def _team_permissions(
+    user: auth_models.User, actions: tuple[str, ...]
+) -> tuple[QuerySet[Any], QuerySet[Any]]:
     """guardian's rows granting `user` the team permissions of `actions`: directly, and through a group."""
     from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
 
@@ -291,6 +294,6 @@ class RestrictedQuerySet(QuerySet[M]):
         return self.none()
 
 
-def can_view_pii(user: AbstractBaseUser | AnonymousUser) -> bool:
+def can_view_pii(user: User) -> bool:
     """The explicit 'view personal data' permission: without it, personal values are masked."""
     return bool(getattr(user, "is_authenticated", False) and user.has_perm("crm.view_customer_pii"))

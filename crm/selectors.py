@@ -18,7 +18,7 @@ from crm.models import Customer, CustomerQuerySet
 from crm.permissions import REMEMBERED_TEAM_IDS, TEAMS, scope_kind, teams_open_to
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 _MEMBER_NO = re.compile(r"^[A-Za-z0-9\-]{4,20}$")
 
@@ -78,9 +78,7 @@ def customer_search(qs: CustomerQuerySet, term: str) -> CustomerQuerySet:
     return qs.filter(RawSQL(f"{column} = ANY(%s)", [ids], output_field=BooleanField()))  # noqa: S611
 
 
-def customer_list(
-    *, user: AbstractBaseUser | AnonymousUser, search: str = "", action: str = "view"
-) -> CustomerQuerySet:
+def customer_list(*, user: User | AnonymousUser, search: str = "", action: str = "view") -> CustomerQuerySet:
     """Customers `user` may see, optionally narrowed by an exact search term."""
     qs = Customer.objects.restrict(user, action)
     return customer_search(qs, search) if search.strip() else qs
@@ -90,7 +88,7 @@ CUSTOMER_REF_FIELDS = ("id", "team_id", "status", "external_id")
 
 
 def customer_ref(
-    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
+    *, user: User | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> Customer | None:
     """The customer of team `team_id` with this external id if `user` may `action` it: ids, team and status
     only (nothing decrypted, the other fields deferred), for linking a record to it.
@@ -108,7 +106,7 @@ def customer_ref(
 
 
 def customer_ref_queryset(
-    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
+    *, user: User | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> QuerySet[Any]:
     """customer_ref as a queryset: the gate's own `Customer.objects.restrict(user, action)`, narrowed."""
     return (
@@ -128,7 +126,7 @@ _ref_statements: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
 
 
 def customer_ref_query(
-    *, user: AbstractBaseUser | AnonymousUser, team_id: int, external_id: str, action: str = "change"
+    *, user: User | AnonymousUser, team_id: int, external_id: str, action: str = "change"
 ) -> tuple[str, list[object]] | None:
     """customer_ref's statement and parameters (None when `user` may `action` no customer at all), for a
     caller that asks it together with another lookup in one round trip (consent.selectors).
@@ -186,12 +184,12 @@ def customer_ref_load(row: Sequence[Any]) -> Customer:
     return Customer.from_db("default", list(CUSTOMER_REF_FIELDS), list(row[: len(CUSTOMER_REF_FIELDS)]))
 
 
-def customer_get(*, user: AbstractBaseUser | AnonymousUser, pk: int, action: str = "view") -> Customer:
+def customer_get(*, user: User | AnonymousUser, pk: int, action: str = "view") -> Customer:
     """One customer if `user` may `action` it; Customer.DoesNotExist otherwise (no existence leak)."""
     return Customer.objects.restrict(user, action).get(pk=pk)
 
 
-def viewable_team_choices(user: AbstractBaseUser | AnonymousUser) -> list[tuple[int, str]]:
+def viewable_team_choices(user: User | AnonymousUser) -> list[tuple[int, str]]:
     """(id, name) of the teams whose customers `user` may view, by team code: the admin's team filter.
 
     The same scope as restrict(user, "view") (crm.permissions.teams_open_to), as one query on the team table.

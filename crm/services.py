@@ -15,17 +15,17 @@ from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
-def _acting(actor: AbstractBaseUser | None) -> Any:
+def _acting(actor: User | None) -> Any:
     """Attribute audit entries to `actor` unless a request (the auditlog middleware) already does."""
     from crm.audit import audit_actor
 
     return audit_actor(actor)
 
 
-def customer_save(*, customer: Customer, actor: AbstractBaseUser | None = None) -> Customer:
+def customer_save(*, customer: Customer, actor: User | None = None) -> Customer:
     """Validate (all field rules, My Number refusal, normalisation), refresh blind indexes and save."""
     with transaction.atomic(), _acting(actor):
         customer.full_clean()
@@ -34,12 +34,12 @@ def customer_save(*, customer: Customer, actor: AbstractBaseUser | None = None) 
     return customer
 
 
-def customer_create(*, team: Team, actor: AbstractBaseUser | None = None, **fields: Any) -> Customer:
+def customer_create(*, team: Team, actor: User | None = None, **fields: Any) -> Customer:
     """Create a customer owned by `team`. Raises ValidationError (nothing written) on bad input."""
     return customer_save(customer=Customer(team=team, **fields), actor=actor)
 
 
-def customer_update(*, customer: Customer, actor: AbstractBaseUser | None = None, **changes: Any) -> Customer:
+def customer_update(*, customer: Customer, actor: User | None = None, **changes: Any) -> Customer:
     """Change fields of a customer; the whole change is refused if any field is invalid. Not the status:
     it changes only through the service that makes it true (customer_stop_use, customer_close …)."""
     if "status" in changes:
@@ -49,7 +49,7 @@ def customer_update(*, customer: Customer, actor: AbstractBaseUser | None = None
     return customer_save(customer=customer, actor=actor)
 
 
-def access_record(*, instance: Any, actor: AbstractBaseUser | None = None) -> None:
+def access_record(*, instance: Any, actor: User | None = None) -> None:
     """Write an access entry (who looked at which record, when, from where) to the audit trail:
     django-auditlog's own, for a model registered with it (its object_repr carries no personal data)."""
     from auditlog.signals import accessed
@@ -62,7 +62,7 @@ def list_access_record(
     *,
     model: type[Any],
     object_ids: list[Any],
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     clear: bool,
     searched: bool,
     filters: dict[str, str],
@@ -110,9 +110,9 @@ def _sync_team_perms(membership: TeamMembership) -> None:
 def team_member_add(
     *,
     team: Team,
-    user: AbstractBaseUser,
+    user: User,
     role: str = TeamMembership.Role.MEMBER,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> TeamMembership:
     """Put `user` in `team` (or change their role) and grant the matching team object permissions."""
     with transaction.atomic(), _acting(actor):
@@ -126,7 +126,7 @@ def team_member_add(
     return membership
 
 
-def team_member_remove(*, membership: TeamMembership, actor: AbstractBaseUser | None = None) -> None:
+def team_member_remove(*, membership: TeamMembership, actor: User | None = None) -> None:
     """Take `user` out of the team and revoke every team object permission they held through it."""
     with transaction.atomic(), _acting(actor):
         for perm in TEAM_PERMS.values():
@@ -164,7 +164,7 @@ def event_record(
     visitor_id: str = "",
     properties: dict[str, Any] | None = None,
     source: str = "",
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> CustomerEvent:
     """Record a behavioural event (page view, purchase …) for a customer or an anonymous visitor.
 
@@ -212,7 +212,7 @@ def purchase_record(
     purchased_at: Any,
     customer: Customer | None = None,
     currency: str = "JPY",
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Purchase:
     """Record a purchase (kept for the tax retention periods). Refused when the order number exists."""
     purchase = Purchase(
@@ -238,7 +238,7 @@ def purchase_record(
 # removes the row (crm.retention.services.customer_anonymise / customer_erase).
 
 
-def may_change_status(user: AbstractBaseUser | AnonymousUser, customer_id: int) -> bool:
+def may_change_status(user: User | AnonymousUser, customer_id: int) -> bool:
     """Whether `user` may stop, resume or close the customer: the one gate, for "change" (the team's staff)
     or for "delete" (team leads and the request desk, who carry out 利用停止 requests, APPI Art. 35)."""
     return (
@@ -248,7 +248,7 @@ def may_change_status(user: AbstractBaseUser | AnonymousUser, customer_id: int) 
 
 
 def _status_set(
-    *, customer: Customer, actor: AbstractBaseUser, allowed_from: tuple[str, ...], to: str, **fields: Any
+    *, customer: Customer, actor: User, allowed_from: tuple[str, ...], to: str, **fields: Any
 ) -> Customer:
     """Move the customer from one of `allowed_from` to `to`, re-read under a row lock (a concurrent change
     wins over the page the user saw), saved through the ORM so django-auditlog records who changed what."""
@@ -270,7 +270,7 @@ def _status_set(
     return locked
 
 
-def customer_stop_use(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+def customer_stop_use(*, customer: Customer, actor: User) -> Customer:
     """利用停止 (APPI Art. 35; GDPR Art. 18): the customer's data stays held but is no longer used; consent
     selections never return them and no behavioural event is recorded for them. Only from 有効."""
     return _status_set(
@@ -278,14 +278,14 @@ def customer_stop_use(*, customer: Customer, actor: AbstractBaseUser) -> Custome
     )
 
 
-def customer_resume_use(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+def customer_resume_use(*, customer: Customer, actor: User) -> Customer:
     """End a 利用停止 (the ground no longer applies, or the person asks): back to 有効."""
     return _status_set(
         customer=customer, actor=actor, allowed_from=(Customer.Status.STOP_USE,), to=Customer.Status.ACTIVE
     )
 
 
-def customer_close(*, customer: Customer, actor: AbstractBaseUser) -> Customer:
+def customer_close(*, customer: Customer, actor: User) -> Customer:
     """退会: the person leaves; the closing time starts the retention policies' "退会からN日" clock. Only
     from 有効 (a stopped customer stays stopped until the stop is lifted, so no use starts again)."""
     from django.utils import timezone

@@ -27,6 +27,8 @@ from crm.permissions import RestrictedQuerySet
 from incidents.rules import BreachClocks, breach_clocks
 
 if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
     from crm.permissions import User
 
 
@@ -94,7 +96,7 @@ class Deadline:
     out, and the filing once made."""
 
     kind: str
-    label: str
+    label: StrOrPromise
     due: dt.datetime
     filing: IncidentFiling | None
 

@@ -10,8 +10,10 @@ and the UPDATE only touches rows still pending (when another process got there f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from typing import cast
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -89,7 +91,7 @@ def audit_seal_pending(
                             f"{len(rows) - cur.rowcount} of {len(rows)} rows were sealed meanwhile"
                         )
                 AuditChainHead.advance(seq=seq, chain_hash=previous)
-                transaction.on_commit(lambda s=seq, h=previous: _anchor_quietly(s, h), using=using)
+                transaction.on_commit(functools.partial(_anchor_quietly, seq, previous), using=using)
                 sealed += len(rows)
         if len(pending) < batch_size:
             return sealed
@@ -106,7 +108,8 @@ def _current_head(using: str) -> tuple[int, str]:
         .values_list("chain_seq", "chain_hash")
         .first()
     )
-    return last if last else (0, GENESIS_HASH)
+    # exclude(chain_seq=None): the seq of the row read is never None
+    return cast(tuple[int, str], last) if last else (0, GENESIS_HASH)
 
 
 # The sealer's look at the anchor before each append: the last few dozen lines hold the highest head.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from crm.audit.anchor import anchor_heads, anchor_path
 from crm.models import GENESIS_HASH, AuditChainHead, AuditEntry
@@ -89,8 +90,8 @@ def audit_chain_verify(
             if entry.chain_seq != expected:
                 return ChainReport(checked, expected - 1, previous, _gap(expected, entry))
             if not hmac.compare_digest(entry.compute_chain_hash(previous), entry.chain_hash):
-                problem = ChainBreak(EDITED, entry.chain_seq, entry.pk, "hash mismatch")
-                return ChainReport(checked, expected - 1, previous, problem)
+                broken = ChainBreak(EDITED, entry.chain_seq, entry.pk, "hash mismatch")
+                return ChainReport(checked, expected - 1, previous, broken)
             previous, expected, checked = entry.chain_hash, expected + 1, checked + 1
         if len(batch) < batch_size:
             break
@@ -122,7 +123,7 @@ def audit_chain_verify(
 
 
 def _gap(expected: int, found: AuditEntry) -> ChainBreak:
-    gap = _span(expected, found.chain_seq - 1)
+    gap = _span(expected, cast(int, found.chain_seq) - 1)  # found among the chained (chain_seq >= expected)
     return ChainBreak(MISSING, expected, None, f"seq {gap} missing before entry {found.pk}")
 
 

@@ -13,6 +13,7 @@ from django.template import RequestContext, Template
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from crm.audit.actors import request_user
 from crm.integrations import services
 from crm.integrations.models import ApiClient, ApiScope
 
@@ -57,7 +58,8 @@ class ApiClientForm(forms.ModelForm):
         return [line.strip() for line in self.cleaned_data["allowed_origins"].splitlines() if line.strip()]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns (typed Optional on Form.clean)
         if "scopes" in data and "allowed_origins" in data:
             try:
                 services.validate_client_scopes(data["scopes"], data["allowed_origins"])
@@ -115,7 +117,7 @@ class ApiClientAdmin(admin.ModelAdmin):
             if change:
                 services.api_client_update(
                     client=obj,
-                    actor=request.user,
+                    actor=request_user(request),
                     description=data["description"],
                     scopes=data["scopes"],
                     allowed_origins=data["allowed_origins"],
@@ -129,14 +131,14 @@ class ApiClientAdmin(admin.ModelAdmin):
                     description=data["description"],
                     allowed_origins=data["allowed_origins"],
                     rate_limit_per_minute=data["rate_limit_per_minute"],
-                    actor=request.user,
+                    actor=request_user(request),
                 )
                 obj.pk = client.pk
-                request._issued_token = (client, token)  # type: ignore[attr-defined]
+                request._issued_token = (client, token)  # type: ignore[attr-defined]  # stub gap: own request attribute
         except ValidationError as exc:
             # The form validated its own fields; service rules (e.g. publishable-only scope) land here.
             messages.error(request, " ".join(exc.messages))
-            request._service_error = True  # type: ignore[attr-defined]
+            request._service_error = True  # type: ignore[attr-defined]  # stub gap: own request attribute
 
     def response_add(
         self, request: HttpRequest, obj: ApiClient, post_url_continue: Any = None
@@ -155,7 +157,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     @admin.action(description=_("選択したクライアントを失効させる"), permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiClient]) -> None:
         for client in queryset:
-            services.api_client_revoke(client=client, actor=request.user)
+            services.api_client_revoke(client=client, actor=request_user(request))
         messages.success(request, _("%(n)d件のクライアントを失効させました。") % {"n": queryset.count()})
 
     @admin.action(description=_("トークンを再発行する（1件のみ）"), permissions=["change"])
@@ -165,7 +167,7 @@ class ApiClientAdmin(admin.ModelAdmin):
             return None
         client = queryset.get()
         try:
-            token = services.api_client_rotate(client=client, actor=request.user)
+            token = services.api_client_rotate(client=client, actor=request_user(request))
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return None

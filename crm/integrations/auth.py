@@ -68,7 +68,7 @@ def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
         raise AuthorizationError(403, _("このトークンには %(scope)s の権限がありません。") % {"scope": scope})
     api_client_touch(client=client)
     _load_cached_permissions(client)
-    request.api_client = client  # type: ignore[attr-defined]
+    request.api_client = client  # type: ignore[attr-defined]  # stub gap: own request attribute
     return client
 
 

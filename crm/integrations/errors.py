@@ -23,6 +23,8 @@ from crm.integrations.parser import BodyRefused
 from crm.integrations.services import IdempotencyKeyReused
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ninja import NinjaAPI
 
 
@@ -138,10 +140,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
             status=422,
         )
 
-    api.add_exception_handler(NinjaValidationError, validation)
-    api.add_exception_handler(DjangoValidationError, django_validation)
-    api.add_exception_handler(AuthenticationError, unauthenticated)
-    api.add_exception_handler(RateLimited, rate_limited)
-    api.add_exception_handler(HttpError, http_error)
-    api.add_exception_handler(RequestDataTooBig, too_big)
-    api.add_exception_handler(IdempotencyKeyReused, key_reused)
+    # Typed loosely: django-ninja annotates a handler as taking the exception or its class.
+    handlers: dict[type[Exception], Callable[..., HttpResponse]] = {
+        NinjaValidationError: validation,
+        DjangoValidationError: django_validation,
+        AuthenticationError: unauthenticated,
+        RateLimited: rate_limited,
+        HttpError: http_error,
+        RequestDataTooBig: too_big,
+        IdempotencyKeyReused: key_reused,
+    }
+    for exc_class, handler in handlers.items():
+        api.add_exception_handler(exc_class, handler)

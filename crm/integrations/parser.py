@@ -38,7 +38,7 @@ class StrictJsonParser(Parser):
     """`application/json` bodies only, decoded as strict UTF-8 JSON."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        charset = request.content_params.get("charset", "utf-8").lower()
+        charset = (request.content_params or {}).get("charset", "utf-8").lower()  # typed Optional, always set
         if request.content_type != JSON_MEDIA_TYPE or charset != "utf-8":
             raise BodyRefused(415, _("Content-Type は application/json（UTF-8）で送ってください。"))
         # Strict UTF-8: a BOM stays a character that json.loads(str) refuses (RFC 8259 section 8.1).

@@ -14,8 +14,11 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
+from annotated_types import GroupedMetadata
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from pydantic import (
@@ -58,11 +61,24 @@ def _storable(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class TextLimit(GroupedMetadata):
+    """`Annotated[str, TextLimit(n)]`: a str of at most `n` characters that PostgreSQL can store.
+
+    Metadata rather than a function returning the Annotated type, so that mypy reads the annotation
+    (pydantic unpacks grouped metadata exactly as if the two constraints were written out)."""
+
+    max_length: int
+    min_length: int = 0
+
+    def __iter__(self) -> Iterator[object]:
+        yield StringConstraints(max_length=self.max_length, min_length=self.min_length)
+        yield AfterValidator(_storable)
+
+
 def Text(max_length: int, min_length: int = 0) -> Any:
-    """A str of at most `max_length` characters that PostgreSQL can store."""
-    return Annotated[
-        str, StringConstraints(max_length=max_length, min_length=min_length), AfterValidator(_storable)
-    ]
+    """The same type built at run time; mypy cannot read it in an annotation, prefer `TextLimit`."""
+    return Annotated[str, TextLimit(max_length, min_length)]
 
 
 def _numbers_in(value: Any) -> list[float]:
@@ -164,5 +180,8 @@ def _prefecture(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 
 
 # "" clears the field; otherwise one of the 47 codes, as Customer.prefecture holds them (crm/prefectures.py).
-PrefectureCode = Literal[("", *PREFECTURE_CODES.values())]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal built from a dict at run time is not a static type: mypy sees its base, str
+    PrefectureCode: TypeAlias = str
+else:
+    PrefectureCode = Literal[("", *PREFECTURE_CODES.values())]
 Prefecture = Annotated[PrefectureCode, WrapValidator(_prefecture)]

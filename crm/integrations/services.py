@@ -24,7 +24,7 @@ from crm.permissions import ROLE_STAFF
 from crm.services import _acting, team_member_add
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 SERVICE_USER_PREFIX = "api:"
 # Last-use time is written at most this often per client, so authentication stays a read.
@@ -75,7 +75,7 @@ def api_client_create(
     description: str = "",
     allowed_origins: list[str] | None = None,
     rate_limit_per_minute: int | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> tuple[ApiClient, str]:
     """Issue a client and its token. The token is returned once and never stored; only its hash is kept.
 
@@ -118,7 +118,7 @@ def api_client_create(
 def api_client_update(
     *,
     client: ApiClient,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     **changes: Any,
 ) -> ApiClient:
     """Change description, scopes, allowed origins or rate limit (not the name, team or token)."""
@@ -145,7 +145,7 @@ def api_client_update(
     return client
 
 
-def api_client_rotate(*, client: ApiClient, actor: AbstractBaseUser | None = None) -> str:
+def api_client_rotate(*, client: ApiClient, actor: User | None = None) -> str:
     """Replace the token (the old one stops working at once); returns the new token, shown once."""
     if client.revoked_at is not None:
         raise ValidationError(_("失効したクライアントのトークンは再発行できません。"))
@@ -157,7 +157,7 @@ def api_client_rotate(*, client: ApiClient, actor: AbstractBaseUser | None = Non
     return token
 
 
-def api_client_revoke(*, client: ApiClient, actor: AbstractBaseUser | None = None) -> ApiClient:
+def api_client_revoke(*, client: ApiClient, actor: User | None = None) -> ApiClient:
     """Revoke the token for good and deactivate the service user (its past audit entries stay attributed)."""
     with transaction.atomic(), _acting(actor):
         if client.revoked_at is None:

@@ -24,7 +24,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def request_fingerprint(request: HttpRequest) -> str:
     """Keyed hash of what the request asks for: a stolen record does not let anyone test guesses of a body."""
-    value = b"\x1f".join([request.method.encode(), request.get_full_path().encode(), request.body])
+    method = request.method or ""  # typed Optional; a request being handled always has one
+    value = b"\x1f".join([method.encode(), request.get_full_path().encode(), request.body])
     return salted_hmac("crm.api.idempotency", value, algorithm="sha256").hexdigest()
 
 
@@ -44,7 +45,7 @@ def api_write(
     itself, so no transaction is opened around it; with a key it is handed `record` and puts the stored
     answer into that statement (crm.integrations.services.idempotent_single_statement).
     """
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise HttpError(422, _("Idempotency-Key は1〜255文字の英数字・記号で指定してください。"))
     # The client's service user replaces whatever the request's auditlog context names (swapped into that

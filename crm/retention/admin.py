@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import ReadOnlyAdminMixin
+from crm.audit.actors import request_user
 from crm.retention import selectors, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 
@@ -113,7 +114,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[RetentionPolicy]) -> None:
         for policy in queryset:
             try:
-                run = services.retention_run_start(policy=policy, actor=request.user)
+                run = services.retention_run_start(policy=policy, actor=request_user(request))
             except services.RetentionError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
@@ -202,7 +203,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
         holds = services.legal_hold_place(
             customer_ids=form.cleaned_data["customer_ids"],
             reason=obj.reason,
-            placed_by=request.user,
+            placed_by=request_user(request),
             until=obj.until,
             reference=obj.reference,
             note=obj.note,
@@ -226,7 +227,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("選択したリーガルホールドを解除する"), permissions=["change"])
     def release(self, request: HttpRequest, queryset: QuerySet[LegalHold]) -> None:
-        n = services.legal_hold_release(holds=list(queryset), released_by=request.user)
+        n = services.legal_hold_release(holds=list(queryset), released_by=request_user(request))
         self.message_user(request, gettext("%(n)d件のリーガルホールドを解除しました。") % {"n": n})
 
 
@@ -280,7 +281,7 @@ class RetentionRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 cached = obj.live_counts()
             else:
                 cached = {c: getattr(obj, c) for c in RetentionRun.COUNTERS}
-            obj._counts_cache = cached  # type: ignore[attr-defined]
+            obj._counts_cache = cached  # type: ignore[attr-defined]  # stub gap: a memo the model does not declare
         return cached
 
     @admin.display(description=_("進捗"))

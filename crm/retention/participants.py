@@ -18,14 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
     from django.db.models import QuerySet
 
 
 class ErasureStep(Protocol):
-    def __call__(
-        self, *, customer_ids: list[int], action: str, reason: str, actor: AbstractBaseUser | None
-    ) -> int:
+    def __call__(self, *, customer_ids: list[int], action: str, reason: str, actor: User | None) -> int:
         """Make what the app holds about `customer_ids` unreadable for `action` ("erase"/"anonymise"),
         inside the caller's transaction; return the number of rows changed (for logs and tests)."""
         ...

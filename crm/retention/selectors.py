@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -18,7 +18,7 @@ from crm.retention.models import LegalHold, RetentionPolicy
 from crm.retention.services import cascade, clearing
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 Scope = RetentionPolicy.Scope
 Trigger = RetentionPolicy.Trigger
@@ -137,7 +137,7 @@ SAMPLE_FIELDS = ("family_name", "given_name", "email", "prefecture")
 
 def retention_preview(
     *,
-    user: AbstractBaseUser | AnonymousUser,
+    user: User | AnonymousUser,
     policy: RetentionPolicy,
     as_of: dt.datetime,
     sample_size: int = 10,
@@ -167,7 +167,7 @@ def retention_preview(
     return PolicyPreview(n_affected, n_held, sample)
 
 
-def legal_holds_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[LegalHold]:
+def legal_holds_for(*, user: User | AnonymousUser) -> QuerySet[LegalHold]:
     """Holds `user` may see (the gate: holds on customers they may see)."""
     return LegalHold.objects.restrict(user, "view")
 
@@ -199,8 +199,13 @@ class ErasurePreview:
         return bool(self.holds)
 
 
+def _customer_field_label(name: str) -> str:
+    # get_field is typed to return relations too; the fields named here are Customer's own columns.
+    return str(cast(models.Field, Customer._meta.get_field(name)).verbose_name)
+
+
 def customer_erasure_preview(
-    *, user: AbstractBaseUser | AnonymousUser, customer_id: int, action: str, as_of: dt.datetime
+    *, user: User | AnonymousUser, customer_id: int, action: str, as_of: dt.datetime
 ) -> ErasurePreview | None:
     """The confirmation page's list for one customer the user may erase ("delete" through the one gate):
     None when the gate does not open the customer to the user."""
@@ -219,8 +224,8 @@ def customer_erasure_preview(
     removed = [f for f in removed if f.editable]  # blind indexes go too, but are not something a user knows
     related = []
     for rel in cascade.relations_to(Customer):
-        model = rel.related_model
-        count = model.objects.filter(**{rel.field.name: customer.pk}).count()
+        model = cast(type[models.Model], rel.related_model)  # a reverse relation's model is resolved
+        count = model._default_manager.filter(**{rel.field.name: customer.pk}).count()
         if not count:
             continue
         # As cascade.follow does: erasure deletes what cascades; anonymisation unlinks what can be unlinked.

@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from crm.audit.actors import request_user
 from crm.signin import services
 
 # django-otp's own admins show the TOTP keys and the recovery codes and let a device be added for anyone.
@@ -40,10 +41,12 @@ class LockoutAdmin(AccessAttemptAdmin):
         return super().status(obj)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.signin_lockout_clear(attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request.user)
+        services.signin_lockout_clear(
+            attempts=AccessAttempt.objects.filter(pk=obj.pk), actor=request_user(request)
+        )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        services.signin_lockout_clear(attempts=queryset, actor=request.user)
+        services.signin_lockout_clear(attempts=queryset, actor=request_user(request))
 
 
 class ConfirmedFilter(admin.SimpleListFilter):
@@ -66,11 +69,15 @@ class SecondFactorAdmin(admin.ModelAdmin):
     user's sessions and is recorded. Keys are never shown. django-otp marks none of its field labels for
     translation, so the columns are this admin's own, labelled in both languages."""
 
-    list_display = ["device_user", "device_confirmed", "device_created_at", "device_last_used_at"]
+    list_display: tuple[str, ...] = (
+        "device_user",
+        "device_confirmed",
+        "device_created_at",
+        "device_last_used_at",
+    )
     list_filter = [ConfirmedFilter]
     search_fields = ["user__username"]
-    fields = list_display
-    readonly_fields = fields
+    fields = readonly_fields = list_display
     actions = ["reset_second_factor"]
 
     @admin.display(description=_("ユーザー"), ordering="user__username")
@@ -101,17 +108,17 @@ class SecondFactorAdmin(admin.ModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.second_factor_reset(user=obj.user, actor=request.user)
+        services.second_factor_reset(user=obj.user, actor=request_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for user in {device.user for device in queryset.select_related("user")}:
-            services.second_factor_reset(user=user, actor=request.user)
+            services.second_factor_reset(user=user, actor=request_user(request))
 
     @admin.action(description=_("二要素認証をリセット（次回ログイン時に再登録）"), permissions=["delete"])
     def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         users = {device.user for device in queryset.select_related("user")}
         for user in users:
-            services.second_factor_reset(user=user, actor=request.user)
+            services.second_factor_reset(user=user, actor=request_user(request))
         self.message_user(
             request,
             ngettext(

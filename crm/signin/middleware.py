@@ -43,7 +43,8 @@ class AdminIdleTimeoutMiddleware:
             now = int(time.time())
             last = session.get(LAST_SEEN)
             if isinstance(last, int) and now - last > settings.ADMIN_IDLE_TIMEOUT_MINUTES * 60:
-                request.crm_idle_timeout = True  # type: ignore[attr-defined]  (read by the sign-out receiver)
+                # Read by the sign-out receiver.
+                request.crm_idle_timeout = True  # type: ignore[attr-defined]  # stub gap: own request attribute
                 logout(request)
                 messages.info(
                     request, _("一定時間操作がなかったため、ログアウトしました。再度ログインしてください。")

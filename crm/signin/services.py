@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 from crm.signin.identity import account_for, typed_username_hash
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
     from django.http import HttpRequest
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RECOVERY_CODES = 10
 
 
 def _record(
-    *, event: str, user_id: int | None, actor: AbstractBaseUser | None, details: dict[str, Any] | None = None
+    *, event: str, user_id: int | None, actor: User | None, details: dict[str, Any] | None = None
 ) -> None:
     from django.contrib.contenttypes.models import ContentType
 
@@ -70,17 +70,17 @@ def signin_failed_record(*, request: HttpRequest | None, typed: str | None) -> N
     _record(event="failed", user_id=account.pk if account else None, actor=None, details=details)
 
 
-def signin_succeeded_record(*, user: AbstractBaseUser) -> None:
+def signin_succeeded_record(*, user: User) -> None:
     """A sign-in whose password was accepted (the second factor, when required, is recorded after it)."""
     _record(event="succeeded", user_id=user.pk, actor=user)
 
 
-def signin_signed_out_record(*, user: AbstractBaseUser, idle: bool = False) -> None:
+def signin_signed_out_record(*, user: User, idle: bool = False) -> None:
     """A sign-out, by the user or by the idle timeout."""
     _record(event="idle_timeout" if idle else "signed_out", user_id=user.pk, actor=user)
 
 
-def user_sessions_end(*, user_id: int, reason: str, actor: AbstractBaseUser | None = None) -> None:
+def user_sessions_end(*, user_id: int, reason: str, actor: User | None = None) -> None:
     """End every session of the user (the next request of each finds no login), after the current
     transaction commits (at once outside one).
 
@@ -107,7 +107,7 @@ def user_sessions_end(*, user_id: int, reason: str, actor: AbstractBaseUser | No
     transaction.on_commit(end)
 
 
-def signin_lockout_clear(*, attempts: Any, actor: AbstractBaseUser) -> int:
+def signin_lockout_clear(*, attempts: Any, actor: User) -> int:
     """Remove lockout records (django-axes AccessAttempt rows) by the security role: each account named is
     recorded by id (or by the keyed hash of a name that is no account), with the address locked from."""
     from crm.signin.identity import UNKNOWN_PREFIX
@@ -134,17 +134,17 @@ def signin_lockout_clear(*, attempts: Any, actor: AbstractBaseUser) -> int:
 # --- second factor ------------------------------------------------------------------------------------------
 
 
-def second_factor_verified_record(*, user: AbstractBaseUser, device: Any) -> None:
+def second_factor_verified_record(*, user: User, device: Any) -> None:
     _record(
         event="second_factor_verified", user_id=user.pk, actor=user, details={"device": type(device).__name__}
     )
 
 
-def second_factor_failed_record(*, user: AbstractBaseUser) -> None:
+def second_factor_failed_record(*, user: User) -> None:
     _record(event="second_factor_failed", user_id=user.pk, actor=None)
 
 
-def second_factor_enrol_start(*, user: AbstractBaseUser) -> Any:
+def second_factor_enrol_start(*, user: User) -> Any:
     """The user's unconfirmed TOTP device (created once, kept until confirmed): its key is shown to the user
     as a QR code to scan; nothing counts until a code from it is confirmed."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -156,7 +156,7 @@ def second_factor_enrol_start(*, user: AbstractBaseUser) -> Any:
     return device
 
 
-def second_factor_enrol_confirm(*, user: AbstractBaseUser, device: Any, token: str) -> list[str] | None:
+def second_factor_enrol_confirm(*, user: User, device: Any, token: str) -> list[str] | None:
     """Confirm the TOTP device with a code from it; on success also issue the recovery codes (returned once,
     to be shown once) and record the enrolment. None when the code is wrong (nothing changes)."""
     from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -179,7 +179,7 @@ def second_factor_enrol_confirm(*, user: AbstractBaseUser, device: Any, token: s
     return codes
 
 
-def second_factor_reset(*, user: AbstractBaseUser, actor: AbstractBaseUser) -> int:
+def second_factor_reset(*, user: User, actor: User) -> int:
     """Remove every second-factor device of `user` (lost phone): the next sign-in enrols anew. Done by the
     security role; the user's sessions end, and the reset is recorded. Returns the devices removed."""
     from django_otp import devices_for_user

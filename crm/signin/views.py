@@ -22,6 +22,7 @@ from django.views.decorators.cache import never_cache
 from django_otp import devices_for_user
 from django_otp import login as otp_login
 
+from crm.audit.actors import request_user
 from crm.signin import services
 from crm.signin.forms import TokenForm
 from crm.signin.selectors import second_factor_enrolled
@@ -48,8 +49,8 @@ def _page(request: HttpRequest, template: str, title: str, **context: Any) -> Ht
 @login_required(login_url="admin:login")
 def otp_verify(request: HttpRequest) -> HttpResponse:
     """Ask for a code from the user's authenticator app (or a recovery code) after the password."""
-    user = request.user
-    if user.is_verified():  # type: ignore[union-attr]
+    user = request_user(request)
+    if user.is_verified():  # type: ignore[attr-defined]  # stub gap: django-otp's middleware adds it
         return HttpResponseRedirect(_next(request))
     if not second_factor_enrolled(user):
         return HttpResponseRedirect(f"{reverse('signin:otp_enrol')}?{urlencode({'next': _next(request)})}")
@@ -80,7 +81,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
 def otp_enrol(request: HttpRequest) -> HttpResponse:
     """First sign-in of a user who needs a second factor: scan the QR code, confirm with a code; then the
     recovery codes are shown, once."""
-    user = request.user
+    user = request_user(request)
     if second_factor_enrolled(user):
         return HttpResponseRedirect(f"{reverse('signin:otp_verify')}?{urlencode({'next': _next(request)})}")
     device = services.second_factor_enrol_start(user=user)

@@ -41,7 +41,7 @@ from crm.fields import _EncryptedMixin
 UNREADABLE_SHOWN = 10  # ids listed per column when no key opens a token
 
 
-def encrypted_models() -> list[tuple[type[models.Model], list[models.Field]]]:
+def encrypted_models() -> list[tuple[type[models.Model], list[_EncryptedMixin]]]:
     """Every concrete model with encrypted columns in its own table, and those columns, by label."""
     found = []
     for model in apps.get_models():
@@ -152,7 +152,7 @@ class Command(BaseCommand):
     def _walk(
         self,
         model: type[models.Model],
-        columns: list[models.Field],
+        columns: list[_EncryptedMixin],
         batch_size: int,
         dry_run: bool,
         start_after: Any,
@@ -192,7 +192,7 @@ class Command(BaseCommand):
         return report
 
     def _row(
-        self, row: tuple[Any, ...], columns: list[models.Field], report: TableReport, dry_run: bool
+        self, row: tuple[Any, ...], columns: list[_EncryptedMixin], report: TableReport, dry_run: bool
     ) -> list[Any] | None:
         """Count one row's tokens; the UPDATE parameters when any of them must move to the newest key."""
         pk_value, *tokens = row
@@ -220,7 +220,7 @@ class Command(BaseCommand):
                 changed = True
         return [*tokens, pk_value] if changed else None
 
-    def _sample(self, model: type[models.Model], columns: list[models.Field], size: int) -> TableReport:
+    def _sample(self, model: type[models.Model], columns: list[_EncryptedMixin], size: int) -> TableReport:
         """Dry run on about `size` random rows (TABLESAMPLE), for a quick look at a very large table."""
         qn = connection.ops.quote_name
         table = qn(model._meta.db_table)

@@ -141,7 +141,7 @@ class Command(BaseCommand):
                 user.set_password(DEMO_PASSWORD)
                 user.save()
             user.groups.add(Group.objects.get(name=role))
-            if team_code:
+            if team_code and team_role:
                 services.team_member_add(team=by_code[team_code], user=user, role=team_role)
             if pii and role == ROLE_STAFF:
                 user.user_permissions.add(Permission.objects.get(codename=pii_perm))
