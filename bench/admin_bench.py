@@ -9,10 +9,11 @@ middleware, templates rendered) and prints p50/p95 per scenario with the number 
 request. The baseline is a stock `ModelAdmin` on a separate AdminSite over the same Customer table:
 default paginator (COUNT(*)), full result count, `icontains` search on member_no, all columns loaded.
 
-With --compare-checkout PATH, the bench of another checkout of this project (an earlier commit) runs first,
-in its own process on the same database (its own `migrate` included), then this checkout migrates the database
-and runs its own; both tables are printed side by side. Run it before-then-after only once per database:
-this checkout's migrations are applied afterwards.
+With --compare-checkout PATH (repeatable), the bench of another checkout of this project (an earlier commit)
+runs first, in its own process on the same database (its own `migrate` included), then this checkout migrates
+the database and runs its own; the tables are printed side by side. Give the checkouts oldest first, and run
+that only once per database: the later checkouts' migrations stay applied. An earlier checkout whose own
+bench cannot sign in any more (the second factor came later) can be given a copy of this script.
 
 Users who see personal data in clear need a second factor (crm.signin): the bench gives its users a
 confirmed TOTP device and a session verified with it, as after a real sign-in (django-otp's session key).
@@ -240,7 +241,7 @@ def run_checkout(path: Path, args: argparse.Namespace) -> dict[tuple[str, str], 
     commit = subprocess.run(
         ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    print(f"=== before: {path} (commit {commit or '?'}) ===", flush=True)
+    print(f"=== earlier checkout: {path} (commit {commit or '?'}) ===", flush=True)
     command = [sys.executable, str(script), "--requests", str(args.requests)]
     command += ["--customers", str(args.customers), "--workers", str(args.workers)]
     proc = subprocess.Popen(command, cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -262,33 +263,39 @@ def run_checkout(path: Path, args: argparse.Namespace) -> dict[tuple[str, str], 
     return rows
 
 
-def print_comparison(before: dict[tuple[str, str], tuple[float, ...]], after: list[Result]) -> None:
+Summary = dict[tuple[str, str], tuple[float, ...]]
+
+
+def print_comparison(earlier: list[tuple[str, Summary]], after: list[Result]) -> None:
+    """p50/p95 of every scenario, for each earlier checkout (in the order run) and this one."""
     print()
-    print("before (other checkout) and after (this checkout), same database, one run:")
-    print(
-        f"{'scenario':<36}{'user':<9}{'before p50':>11}{'p95':>8}{'after p50':>11}{'p95':>8}"
-        f"{'queries b/a':>13}{'target':>8}  ok"
-    )
+    print("p50 / p95 ms per checkout, same database, one run (queries of one request in brackets):")
+    names = [name for name, _rows in earlier] + ["this checkout"]
+    print(f"{'scenario':<36}{'user':<9}" + "".join(f"{n[-22:]:>24}" for n in names) + f"{'target':>8}  ok")
     for r in after:
-        b = before.get((r.label, r.user))
-        b50, b95, bq = (f"{b[0]:.1f}", f"{b[1]:.1f}", f"{b[3]:.0f}") if b else ("-", "-", "-")
+        cells = []
+        for _name, rows in earlier:
+            b = rows.get((r.label, r.user))
+            cells.append(f"{b[0]:.1f} / {b[1]:.1f} ({b[3]:.0f})" if b else "-")
+        cells.append(f"{r.p50:.1f} / {r.p95:.1f} ({r.queries})")
         target = f"≤{r.target_ms:.0f}" if r.target_ms else "-"
         ok = "" if r.target_ms is None else ("yes" if r.p95 <= r.target_ms else "NO")
-        queries = f"{bq}/{r.queries}"
-        print(
-            f"{r.label:<36}{r.user:<9}{b50:>11}{b95:>8}{r.p50:>11.1f}{r.p95:>8.1f}{queries:>13}"
-            f"{target:>8}  {ok}"
-        )
+        print(f"{r.label:<36}{r.user:<9}" + "".join(f"{c:>24}" for c in cells) + f"{target:>8}  {ok}")
     stock = next(r for r in after if r.label == "STOCK list, first page")
-    b_stock = before.get(("STOCK list, first page", "privacy"))
     for user in ("staff", "privacy"):
         ours = next(r for r in after if r.label == "list, first page" and r.user == user)
-        b_ours = before.get(("list, first page", user))
-        earlier = f"before {b_stock[0] / b_ours[0]:.1f}×, " if b_stock and b_ours else ""
-        print(
-            f"stock/ours, list first page p50 ({user}): {earlier}after {stock.p50 / ours.p50:.1f}× "
-            f"(target ≥{RATIO_TARGET:.0f}×: {'yes' if stock.p50 / ours.p50 >= RATIO_TARGET else 'NO'})"
-        )
+        parts = []
+        for name, rows in earlier:
+            b_stock, b_ours = (
+                rows.get(("STOCK list, first page", "privacy")),
+                rows.get(("list, first page", user)),
+            )
+            if b_stock and b_ours:
+                parts.append(f"{name}: {b_stock[0] / b_ours[0]:.1f}×")
+        ratio = stock.p50 / ours.p50
+        verdict = "yes" if ratio >= RATIO_TARGET else "NO"
+        parts.append(f"this checkout: {ratio:.1f}× (target ≥{RATIO_TARGET:.0f}×: {verdict})")
+        print(f"stock/ours, list first page p50 ({user}): " + ", ".join(parts))
 
 
 def main() -> None:
@@ -302,12 +309,15 @@ def main() -> None:
         "--compare-checkout",
         type=Path,
         metavar="PATH",
-        help="another checkout (the code before a change): its bench runs first on the same database",
+        action="append",
+        default=[],
+        help="another checkout (the code before a change): its bench runs first on the same database; "
+        "repeatable, run in the order given",
     )
     args = parser.parse_args()
-    before = run_checkout(args.compare_checkout.resolve(), args) if args.compare_checkout else None
-    if before is not None:
-        print(f"=== after: {ROOT} ===", flush=True)
+    earlier = [(p.resolve().name, run_checkout(p.resolve(), args)) for p in args.compare_checkout]
+    if earlier:
+        print(f"=== this checkout: {ROOT} ===", flush=True)
 
     from django.conf import settings
 
@@ -406,8 +416,8 @@ def main() -> None:
         f"search by member number: stock p50 {stock_search.p50:.1f} ms / ours {ours_search.p50:.1f} ms"
         f" = {stock_search.p50 / ours_search.p50:.1f}× (p95: {stock_search.p95 / ours_search.p95:.1f}×)"
     )
-    if before is not None:
-        print_comparison(before, results)
+    if earlier:
+        print_comparison(earlier, results)
 
 
 if __name__ == "__main__":
