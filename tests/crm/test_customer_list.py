@@ -102,3 +102,28 @@ def test_the_team_filter_offers_exactly_the_teams_whose_customers_the_user_sees(
     assert team_filter.lookup_choices == [(str(t.pk), t.name) for t in expected]
     if who in ("owner", "outsider"):
         assert len(team_filter.lookup_choices) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["owner", "privacy_officer"])
+def test_the_rows_are_written_by_djangos_own_changelist_template(client, request, varied_customers, who):
+    # given a staff user (masked values) or the privacy officer (clear values)
+    client.force_login(request.getfixturevalue(who))
+
+    # when the list is shown
+    response = client.get("/admin/crm/customer/")
+
+    # then the rows come from Django's result_list template, one row per customer, linked to its page
+    assert response.status_code == 200
+    used = [t.name for t in response.templates]
+    assert "admin/change_list_results.html" in used
+    assert not any(name.startswith("admin/crm/customer_change_list_results") for name in used)
+    html = response.content.decode()
+    for customer in varied_customers:
+        assert f'href="/admin/crm/customer/{customer.pk}/change/' in html
+    # and the refused user is still refused
+    client.force_login(request.getfixturevalue("outsider"))
+    assert all(
+        f"/admin/crm/customer/{c.pk}/change/" not in client.get("/admin/crm/customer/").content.decode()
+        for c in varied_customers
+    )
