@@ -153,6 +153,16 @@ class PurposeAdmin(admin.ModelAdmin):
         # Consents point at purposes and their versions: a purpose is unpublished, never deleted.
         return False
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The reason for a change of basis is asked of those who may change the purpose; it is recorded on the
+        # new version, so a viewer has nothing to read there (it showed "None").
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [
+                (title, {"fields": [f for f in opts["fields"] if f != "basis_change_reason"]})
+                for title, opts in self.fieldsets
+            ]
+        return self.fieldsets
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # For those who only view: the current wording through the readers below (the form fields of the
         # wording are not attributes of the purpose, and showed "None").

@@ -11,8 +11,8 @@ seconds at 1 M rows, on every click. Instead:
   run under `SET LOCAL statement_timeout` (settings.ADMIN_COUNT_TIMEOUT_MS) so that a filter without a
   usable index cannot hold the page; past the cap or the timeout, the estimate.
 - An estimate can be wrong for correlated filters (a team whose customers all have one status). The
-  changelist (crm.admin.IndexedSortChangeList) corrects it from the rows themselves when the first page is
-  not full: then the count is exactly the rows shown.
+  changelist (crm.admin.changelist.IndexedSortChangeList) corrects it from the rows themselves when the
+  first page is not full: then the count is exactly the rows shown.
 
 The count is only used for "n 件" and the page links, where an estimate is honest enough; the rows on the
 page are always exact. Estimates (never exact counts) are kept per process for
@@ -22,7 +22,7 @@ on every click of a large list, for a figure that moves slowly. A count is not p
 Kept exception to "Django's defaults" (README, Architecture). Why: COUNT(*) over a million rows on every
 click (Django ticket #8408). What it costs to maintain: it reads PostgreSQL's catalogue and EXPLAIN output
 (PostgreSQL only), it overrides Paginator.count and the changelist's result count, so a Django upgrade that
-changes how the changelist counts must be checked against tests/crm/test_search.py and test_admin_rows.py.
+changes how the changelist counts must be checked against tests/crm/test_search.py and test_customer_list.py.
 """
 
 from __future__ import annotations

@@ -39,13 +39,9 @@ DOCUMENTED = {
 # Named at run time by django.contrib.auth.backends.ModelBackend ("_%s_perm_cache"), so no definition shows.
 DYNAMIC = {"_user_perm_cache", "_group_perm_cache", "_perm_cache"}
 
-# Uses that other branches of issue #12 are removing (file, name): the lead deletes each line as its branch
-# merges. Nothing may be added here: a new internal goes into the library's adapter, with its tests.
-BEING_REMOVED = {
-    ("crm/admin.py", "_coerce_field_name"),  # the changelist rows' own renderer is being removed
-    ("crm/admin.py", "_css"),  # the same code path (the admin's media rendered once per process)
-    ("crm/admin.py", "_js"),
-}
+# Uses that other branches of issue #12 were removing (file, name): all merged, so none is left. Nothing may
+# be added here: a new internal goes into the library's adapter, with its tests.
+BEING_REMOVED: set[tuple[str, str]] = set()
 
 
 def _private(name: str) -> bool:

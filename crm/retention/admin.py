@@ -1,5 +1,5 @@
-"""Admin pages of the retention engine (imported by crm.admin). Presentation only: writes go through
-crm.retention.services, reads through crm.retention.selectors."""
+"""Admin pages of the retention engine (registered at app loading, crm.apps). Presentation only: writes go
+through crm.retention.services, reads through crm.retention.selectors."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import ReadOnlyAdminMixin
+from crm.admin.mixins import ReadOnlyAdminMixin
 from crm.audit.actors import request_user
 from crm.retention import selectors, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone

@@ -1,7 +1,8 @@
 """Admin pages of the sign-in area, for the security role: lockouts (django-axes) and second-factor devices
 (django-otp). Removing either goes through crm.signin.services, which records it in the audit trail.
 
-Imported by crm.admin, after django-axes and django-otp (installed before crm) have registered theirs.
+Registered at app loading (crm.apps), after django-axes and django-otp have registered theirs (Django's
+autodiscover, in the admin app's ready(), runs before crm's).
 """
 
 from __future__ import annotations

@@ -1,0 +1,102 @@
+"""What every admin of a large table of personal data shares: the scale-safe defaults, the access log of
+list and record pages, read-only trails, and the not-found answer that tells no team's record from another's.
+
+A leaf module: the other apps' admins (consent, crm.retention) import it without loading crm's admin pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.translation import gettext
+
+from crm import services
+from crm.paginators import EstimatedCountPaginator
+from crm.permissions import can_view_pii
+
+
+class ScaleSafeAdmin(admin.ModelAdmin):
+    """Admin defaults for tables with millions of rows (see pitfalls: Django admin at 1–10 M rows)."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+
+
+class AccessLoggedAdminMixin:
+    """The access log of the admins of personal data (customers, 要配慮 records). Opening a record's page
+    writes django-auditlog's ACCESS entry (who looked at which record, when, from where), and so does every
+    page of the list (auditlog logs single-object views only). A refused page writes none."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
+        if cl is not None:
+            # After rendering: the rows were read by then (no second query), and a page that failed to
+            # render showed nobody.
+            response.add_post_render_callback(lambda _r: self._record_list_access(request, cl))
+        return response
+
+    def _record_list_access(self, request: HttpRequest, cl: ChangeList) -> None:
+        """The ids shown, whether in clear, whether searched and with which filters (never the term)."""
+        ids = [obj.pk for obj in cl.result_list]
+        if not ids and not cl.query:
+            return
+        allowed = {p for spec in cl.filter_specs for p in spec.expected_parameters()}
+        services.list_access_record(
+            model=cl.model,
+            object_ids=ids,
+            actor=request.user,
+            clear=can_view_pii(request.user),
+            searched=bool(cl.query),
+            filters={k: str(v) for k, v in cl.params.items() if k in allowed or k == ORDER_VAR},
+            page=cl.page_num,
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None and obj.pk:
+            services.access_record(instance=obj, actor=request.user)
+        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
+
+
+class ReadOnlyAdminMixin:
+    """A record nobody edits through the admin, superusers included (trails, proofs, derived state):
+    no add, change or delete, every field shown read-only."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        names = [f.name for f in self.model._meta.fields]  # type: ignore[attr-defined]
+        return [*self.readonly_fields, *(n for n in names if n not in self.readonly_fields)]  # type: ignore[attr-defined]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def object_not_found_redirect(request: HttpRequest, opts: Any, object_id: Any) -> HttpResponseRedirect:
+    """A record that does not exist for this user (absent, or outside their teams): the admin index with
+    the message Django's own change page gives, for every admin page of a record (change page, consent
+    history, status and erasure pages), so that no page tells another team's record from a missing one."""
+    message = gettext("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?") % {
+        "name": opts.verbose_name,
+        "key": object_id,
+    }
+    messages.warning(request, message)
+    return HttpResponseRedirect(reverse("admin:index"))
