@@ -268,7 +268,10 @@ class RestrictedQuerySet(QuerySet[M]):
         return "view"
 
     def restrict(self, user: User, action: str = "view") -> Self:
-        """The single permission gate: the rows `user` may `action` ("view", "change", "delete")."""
+        """The single permission gate: the rows `user` may `action` ("view", "change", "delete").
+
+        The same for every model: an active user, superusers see all, the row's own model permission for
+        the action first; then `restrict_rows`, how this model's rows reach their owner."""
         _check_action(action)
         if not _active(user):
             return self.none()
@@ -276,6 +279,12 @@ class RestrictedQuerySet(QuerySet[M]):
             return self.all()
         if not user.has_perm(self.gate_permission(action)):
             return self.none()
+        return self.restrict_rows(user, action)
+
+    def restrict_rows(self, user: User, action: str) -> Self:
+        """The rows of an active, non-superuser `user` who holds the model permission of `action`: by team,
+        by customer, or by the "all customers" permission (see the class docstring). A model whose rows
+        belong to something else (an incident) overrides this, never restrict()."""
         if self.gate_unowned_by_model_permission:
             return self.all()
         kind = scope_kind(user, self.gate_scope_action(action))
