@@ -7,7 +7,7 @@ filters and searches on indexed columns only) and show only customers the user m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -38,7 +38,7 @@ from crm.models import Customer
 from crm.permissions import can_view_pii
 
 if TYPE_CHECKING:
-    from django_stubs_ext import StrPromise
+    from django_stubs_ext import StrOrPromise, StrPromise
 
 TEXT_FIELDS = ("title_ja", "title_en", "description_ja", "description_en")
 
@@ -536,29 +536,38 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
         )
 
 
+class CustomerRecordAdminMixin:
+    """Admins of rows about one customer each (current consent, 要配慮 records, objections): exact search by
+    customer id, a link to the customer's consent history, and the rows the gate opens to the user."""
+
+    model: Any
+    # Annotated as ModelAdmin declares them, so the mixin's values satisfy the admin's own types.
+    search_fields: ClassVar[tuple[str, ...] | list[str]] = ("customer__id",)
+    search_help_text: ClassVar[StrOrPromise | None] = _("顧客ID（数字）で完全一致検索します。")
+    ordering: ClassVar[tuple[str, ...] | list[str] | None] = ("-id",)
+    list_select_related: ClassVar[bool | tuple[str, ...] | list[str]] = ("purpose__current_version",)
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return self.model.objects.restrict(request.user, "view")
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        return _exact_subject_search(queryset, search_term, visitor=False), False
+
+    @admin.display(description=_("顧客"))
+    def customer_history(self, obj: Any) -> str:
+        return _history_link(obj.customer_id)
+
+
 @admin.register(ConsentState)
-class ConsentStateAdmin(PurposeColumnMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
+class ConsentStateAdmin(CustomerRecordAdminMixin, PurposeColumnMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
     """Current consent per customer × purpose, with the 同意を記録 / 同意を撤回 actions (GDPR Art. 7(3))."""
 
     list_display = ("id", "customer_history", "purpose_shown", "granted", "version", "channel", "occurred_at")
     list_filter = (PurposeListFilter,)
-    search_fields = ("customer__id",)
-    search_help_text = _("顧客ID（数字）で完全一致検索します。")
-    ordering = ("-id",)
-    list_select_related = ("purpose__current_version",)
     actions = ["grant_selected", "withdraw_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ConsentState]:
         return selectors.consent_states_visible(user=request.user)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[ConsentState], search_term: str
-    ) -> tuple[QuerySet[ConsentState], bool]:
-        return _exact_subject_search(queryset, search_term, visitor=False), False
-
-    @admin.display(description=_("顧客"))
-    def customer_history(self, obj: ConsentState) -> str:
-        return _history_link(obj.customer_id)
 
     def has_record_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("consent.add_consentevent")
@@ -592,26 +601,14 @@ class SpecialCareForm(forms.Form):
 
 
 @admin.register(SpecialCareRecord)
-class SpecialCareRecordAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class SpecialCareRecordAdmin(
+    CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin
+):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
 
     list_display = ("id", "customer_history", "kind", "purpose_shown", "created_at")
-    ordering = ("-id",)
-    search_fields = ("customer__id",)
-    search_help_text = _("顧客ID（数字）で完全一致検索します。")
-    list_select_related = ("purpose__current_version",)
     actions = None
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[SpecialCareRecord]:
-        return SpecialCareRecord.objects.restrict(request.user, "view")
-
-    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
-        return _exact_subject_search(queryset, search_term, visitor=False), False
-
-    @admin.display(description=_("顧客"))
-    def customer_history(self, obj: SpecialCareRecord) -> str:
-        return _history_link(obj.customer_id)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         content = "content" if can_view_pii(request.user) else "content_masked"
@@ -702,7 +699,7 @@ class CompellingGroundsForm(forms.Form):
 
 
 @admin.register(Objection)
-class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """Objections (GDPR Art. 21) and compelling-grounds decisions: append-only, read-only for everyone;
     "追加" records an objection via the service, "判断を記録" (privacy officer) answers one."""
 
@@ -716,21 +713,7 @@ class ObjectionAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         "occurred_at",
         "recorded_at",
     )
-    ordering = ("-id",)
-    search_fields = ("customer__id",)
-    search_help_text = _("顧客ID（数字）で完全一致検索します。")
-    list_select_related = ("purpose__current_version",)
     actions = None
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Objection]:
-        return Objection.objects.restrict(request.user, "view")
-
-    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
-        return _exact_subject_search(queryset, search_term, visitor=False), False
-
-    @admin.display(description=_("顧客"))
-    def customer_history(self, obj: Objection) -> str:
-        return _history_link(obj.customer_id)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         reason = "reason" if can_view_pii(request.user) else "reason_masked"
