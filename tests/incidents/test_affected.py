@@ -76,6 +76,13 @@ def test_scoping_by_query_adds_the_matching_customers_and_holds_them(
     assert _holds(officer_incident) == ids
     officer_incident.refresh_from_db()
     assert officer_incident.affected_count == 3
+    # and each batch of the set-based insert left its audit entry, with the ids and no personal value
+    from crm.models import AuditEntry
+
+    entries = AuditEntry.objects.filter(additional_data__has_key="incident_affected")
+    audited = {i for e in entries for i in e.additional_data["incident_affected"]["customer_ids"]}
+    assert audited == ids
+    assert all(e.actor_id == privacy_officer.pk for e in entries)
 
 
 def test_scoping_twice_adds_each_person_once(privacy_officer, officer_incident, team):
