@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import json
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from auditlog.models import AbstractLogEntry
 from django.conf import settings
@@ -464,6 +464,22 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
     object_id = models.BigIntegerField(blank=True, null=True, verbose_name=_("object id"))
     cid = models.CharField(max_length=255, blank=True, null=True, verbose_name=_("Correlation ID"))
 
+    if TYPE_CHECKING:
+        # Declared by django-auditlog's AbstractLogEntry, which ships no type information: mypy's Django
+        # plugin cannot see them through the untyped base.
+        objects: ClassVar[models.Manager[AuditEntry]]
+        changes: Any
+        changes_text: str
+        remote_addr: str | None
+        remote_port: int | None
+        timestamp: dt.datetime | None
+        additional_data: Any
+        serialized_data: Any
+        action: int
+        object_repr: str
+        actor_id: int | None
+        actor_email: str | None
+
     class Meta(AbstractLogEntry.Meta):
         verbose_name = _("監査ログ")
         verbose_name_plural = _("監査ログ")
@@ -535,7 +551,7 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
         super().save(*args, **kwargs)
         from crm.audit.sealing import audit_seal_after_commit
 
-        audit_seal_after_commit(using=self._state.db)
+        audit_seal_after_commit(using=self._state.db or "default")
 
     def after_pre_save(self, using: str) -> None:
         # After pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored
@@ -556,8 +572,9 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
             self.timestamp = timezone.make_aware(self.timestamp)
         # Sign the column types, not what the caller passed: auditlog hands an integer pk to the
         # CharField object_pk, which comes back as text. The sealer recomputes this from the stored row.
+        columns = {f.name: f for f in self._meta.concrete_fields}
         for name in _CHAIN_SCALARS:
-            setattr(self, name, self._meta.get_field(name).to_python(getattr(self, name)))
+            setattr(self, name, columns[name].to_python(getattr(self, name)))
         # An unparsable forwarded address would make the insert fail; record no address instead.
         self.remote_addr = _canonical_ip(self.remote_addr)
         # Round-trip through JSON so the MAC sees what PostgreSQL will hand back.

@@ -36,7 +36,7 @@ def load(model: type[M], row: Sequence[Any], start: int = 0, using: str = "defau
     fields = model._meta.concrete_fields
     values = list(row[start : start + len(fields)])
     for i, field in enumerate(fields):
-        for convert in field.get_db_converters(connection):
+        for convert in field.get_db_converters(connection):  # type: ignore[attr-defined]  # stub gap: Django 5.2 Field has it
             values[i] = convert(values[i], field, connection)
     return model.from_db(using, [f.attname for f in fields], values)
 

@@ -6,7 +6,7 @@ import copy
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet
 from django.db.models import BooleanField, Q, QuerySet
@@ -54,7 +54,10 @@ def customer_search_q(term: str) -> Q:
 SEARCH_IDS_CAP = 5_000
 
 
-def customer_search(qs: CustomerQuerySet, term: str) -> CustomerQuerySet:
+CustomersT = TypeVar("CustomersT", bound=QuerySet[Customer])
+
+
+def customer_search(qs: CustomersT, term: str) -> CustomersT:
     """`qs` (already restricted) narrowed to the customers matching `term` exactly.
 
     The matches are found first, on their own: a BitmapOr over the blind-index columns that yields a handful

@@ -45,7 +45,9 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ScaleSafeAdmin):
     RELABELLED = {"serialized_data": "serialized_data_shown", "changes_text": "changes_text_shown"}
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = [self.RELABELLED.get(f, f) for f in super().get_fields(request, obj)]
+        fields = [
+            self.RELABELLED.get(f, f) if isinstance(f, str) else f for f in super().get_fields(request, obj)
+        ]
         return list(dict.fromkeys(fields))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import Customer
+from crm.paginators import EstimatedCountPaginator
 from crm.search_token import SEARCH_TOKEN_VAR, open_search
 from crm.selectors import viewable_team_choices
 
@@ -31,7 +32,7 @@ class TokenSearchForm(ChangeListSearchForm):
         super().__init__(data, *args, **kwargs)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.token_refused:
             raise forms.ValidationError(
                 _("検索条件の有効期限が切れたか、無効です。もう一度検索してください。"), code="search_token"
@@ -52,7 +53,7 @@ class IndexedSortChangeList(ChangeList):
         return lookup_params
 
     def get_ordering_field(self, field_name: Any) -> Any:
-        if field_name not in self.sortable_by:
+        if field_name not in (self.sortable_by or ()):
             return None
         return super().get_ordering_field(field_name)
 
@@ -65,6 +66,9 @@ class IndexedSortChangeList(ChangeList):
             super().get_results(request)
             return
         paginator = self.model_admin.get_paginator(request, self.queryset, self.list_per_page)
+        if not isinstance(paginator, EstimatedCountPaginator):
+            super().get_results(request)
+            return
         paginator.count_first = bool(self.query)  # an exact search: few rows, count before estimating
         rows = list(self.queryset[: self.list_per_page + 1])
         if len(rows) <= self.list_per_page:

@@ -31,9 +31,10 @@ from crm.admin.display import (
     age_band_label,
     clear_reader,
     column,
+    field_label,
     masked_reader,
 )
-from crm.admin.mixins import AccessLoggedAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.admin.mixins import AccessLoggedAdminMixin, ScaleSafeAdmin, acting_user, object_not_found_redirect
 from crm.models import Customer
 from crm.permissions import can_view_pii, remember_team_ids, teams_open_to
 from crm.prefectures import prefecture_choices
@@ -272,9 +273,9 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             "close": (services.customer_close, _("退会として記録しました。")),
         }
         if action in status_services:
-            service, done = status_services[action]
+            status_service, done = status_services[action]
             try:
-                service(customer=customer, actor=request.user)
+                status_service(customer=customer, actor=acting_user(request))
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages), messages.ERROR)
             else:
@@ -283,7 +284,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         erase = action == "erase"
         service = retention_services.customer_erase if erase else retention_services.customer_anonymise
         try:
-            out = service(customer_ids=[customer.pk], reason=f"admin:{reason}", actor=request.user)
+            out = service(customer_ids=[customer.pk], reason=f"admin:{reason}", actor=acting_user(request))
         except retention_services.ErasePermissionDenied as exc:
             raise PermissionDenied(str(exc)) from exc
         names = {"customer": customer}
@@ -337,8 +338,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
         pii = can_view_pii(request.user)
-        labels = {n: Customer._meta.get_field(n).verbose_name for n in LIST_COLUMNS}
-        cols = [column(n, labels[n], pii) for n in LIST_COLUMNS]
+        cols = [column(n, field_label(n), pii) for n in LIST_COLUMNS]
         return ["__str__", *cols, "team", "status", "last_activity_at"]
 
     def get_search_results(
@@ -425,7 +425,7 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
-        services.customer_save(customer=obj, actor=request.user)
+        services.customer_save(customer=obj, actor=acting_user(request))
 
 
 # Masked readers for every personal field, for the change page of users without the permission.

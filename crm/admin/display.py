@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib.admin.widgets import AdminTextInputWidget
 from django.utils.translation import gettext
 
 from crm import field_classes as _field_classes  # noqa: F401  (fills REGISTRY, see PERSONAL)
@@ -43,7 +43,12 @@ def age_band_label(value: str) -> str:
 CLEAR_DISPLAY: dict[str, Callable[[Any], Any]] = {"prefecture": prefecture_name, "phone": format_phone}
 
 
-def column(name: str, label: str, pii: bool) -> Callable[[Customer], Any]:
+def field_label(name: str) -> Any:
+    """The verbose name of the customer's field `name` (a column, never a reverse relation)."""
+    return next(f.verbose_name for f in Customer._meta.fields if f.name == name)
+
+
+def column(name: str, label: Any, pii: bool) -> Callable[[Customer], Any]:
     shown = CLEAR_DISPLAY.get(name)
 
     def show(obj: Customer) -> Any:
@@ -63,7 +68,7 @@ def masked_reader(name: str) -> Callable[[Any, Customer], Any]:
         # The admin prints a callable's None as "None": an empty value is "-" as for a field.
         return "-" if shown is None or shown == "" or shown == {} else shown
 
-    read.short_description = Customer._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+    read.short_description = field_label(name)  # type: ignore[attr-defined]  # the admin's display attribute
     return read
 
 
@@ -74,11 +79,11 @@ def clear_reader(name: str, shown: Callable[[Any], Any]) -> Callable[[Any, Custo
         value = getattr(obj, name) if obj and obj.pk else None
         return shown(value) if value else "-"
 
-    read.short_description = Customer._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+    read.short_description = field_label(name)  # type: ignore[attr-defined]  # the admin's display attribute
     return read
 
 
-class PhoneInput(admin.widgets.AdminTextInputWidget):
+class PhoneInput(AdminTextInputWidget):
     """The phone input shows the stored E.164 number as people write it; Customer.normalise() stores the
     E.164 form again on save."""
 

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from crm import services
+from crm.admin.mixins import acting_user
 from crm.models import Team, TeamMembership
 
 
@@ -45,12 +46,14 @@ class TeamMembershipAdmin(admin.ModelAdmin):
     raw_id_fields = ("user",)
 
     def save_model(self, request: HttpRequest, obj: TeamMembership, form: Any, change: bool) -> None:
-        saved = services.team_member_add(team=obj.team, user=obj.user, role=obj.role, actor=request.user)
+        saved = services.team_member_add(
+            team=obj.team, user=obj.user, role=obj.role, actor=acting_user(request)
+        )
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: TeamMembership) -> None:
-        services.team_member_remove(membership=obj, actor=request.user)
+        services.team_member_remove(membership=obj, actor=acting_user(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TeamMembership]) -> None:
         for membership in queryset:
-            services.team_member_remove(membership=membership, actor=request.user)
+            services.team_member_remove(membership=membership, actor=acting_user(request))

@@ -11,7 +11,7 @@ from crm.models import AuditEntry, Customer
 from crm.retention.models import RetentionPolicy, RetentionRun
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 Scope = RetentionPolicy.Scope
 Action = RetentionPolicy.Action
@@ -23,7 +23,7 @@ def batch_audit_write(
     scope: str,
     ids: list[int],
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None,
     run: RetentionRun | None,
     cleared: list[str],

@@ -7,20 +7,20 @@ the models' metadata.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db import connection, models
 from django.db.models.deletion import get_candidate_relations_to_delete
 
-from crm.retention.services.clearing import clear_sets, pk, quote, table, unlink_fields
+from crm.retention.services.clearing import clear_sets, pk, quote, related_model, table, unlink_fields
 
 
 def relations_to(model: type[models.Model]) -> list[models.ForeignObjectRel]:
     """Foreign keys pointing at `model` that a deletion must follow — hidden ones (related_name="+")
     included, exactly as Django's own deletion collector sees them."""
-    return [
-        rel
-        for rel in get_candidate_relations_to_delete(model._meta)
-        if rel.field.concrete and rel.on_delete is not models.DO_NOTHING
-    ]
+    # django-stubs types the candidates as fields; Django yields the reverse relations (ForeignObjectRel).
+    candidates = cast(list[models.ForeignObjectRel], list(get_candidate_relations_to_delete(model._meta)))
+    return [rel for rel in candidates if rel.field.concrete and rel.on_delete is not models.DO_NOTHING]
 
 
 def delete_rows(model: type[models.Model], column: str, ids: list[int]) -> None:
@@ -64,7 +64,7 @@ def follow(rel: models.ForeignObjectRel, ids: list[int], *, unlink: bool) -> Non
     link) unlinks them, CASCADE deletes them."""
     if not ids:
         return
-    model, column = rel.related_model, rel.field.column
+    model, column = related_model(rel), rel.field.column
     if rel.on_delete is models.SET_NULL or (unlink and rel.field.null):
         unlink_rows(model, column, ids, free_text=not unlink)
     elif rel.on_delete is models.CASCADE:
@@ -79,8 +79,8 @@ def protected_sql(model: type[models.Model], alias: str) -> tuple[str, list[str]
         if rel.on_delete in (models.CASCADE, models.SET_NULL):
             continue
         clauses.append(
-            f"NOT EXISTS (SELECT 1 FROM {table(rel.related_model)} p "  # noqa: S608
+            f"NOT EXISTS (SELECT 1 FROM {table(related_model(rel))} p "  # noqa: S608
             f"WHERE p.{quote(rel.field.column)} = {alias}.{pk(model)})"
         )
-        names.append(rel.related_model._meta.label)
+        names.append(related_model(rel)._meta.label)
     return " AND ".join(clauses), names

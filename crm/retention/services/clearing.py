@@ -31,9 +31,25 @@ def quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """Field `name` of `model`, which must be a column of its table (not a reverse relation)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise TypeError(f"{model._meta.label}.{name} is not a column")
+    return field
+
+
+def related_model(rel: models.ForeignObjectRel) -> type[models.Model]:
+    """The model holding the foreign key of `rel` (a class once the app registry is ready, never 'self')."""
+    model = rel.related_model
+    if isinstance(model, str):
+        raise TypeError(f"unresolved relation {rel}")
+    return model
+
+
 def column(model: type[models.Model], name: str) -> str:
     """The quoted column of field `name` of `model` (from its metadata, never written by hand)."""
-    return quote(model._meta.get_field(name).column)
+    return quote(str(concrete_field(model, name).column))
 
 
 def table(model: type[models.Model]) -> str:
@@ -118,7 +134,7 @@ def generalisations(model: type[models.Model], cleared: list[models.Field[Any, A
         spec = REGISTRY.spec(label, field.name)
         if spec is None or spec.generalise is None:
             continue
-        target = model._meta.get_field(spec.generalise.into)
+        target = concrete_field(model, spec.generalise.into)
         if any(g.target.name == target.name for g in out):
             raise ValueError(f"{label}.{target.name} is declared the generalisation of two fields")
         out.append(Generalised(field, target, rules.GENERALISERS[spec.generalise.by]))

@@ -37,6 +37,7 @@ from crm.retention.services.clearing import (
     anonymise_fields,
     clear_sets,
     column,
+    concrete_field,
     generalisations,
     generalised_values,
     pk,
@@ -51,7 +52,7 @@ from crm.retention.services.tombstones import tombstones_write
 if TYPE_CHECKING:
     import datetime as dt
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _predicate_sql(predicate: QuerySet[Customer]) -> tuple[str, tuple[Any, ...]]
 def _category_fields(model: type[models.Model], category: str) -> list[models.Field[Any, Any]]:
     """Fields of `model` the registry files under retention category `category`."""
     return [
-        model._meta.get_field(n)
+        concrete_field(model, n)
         for n, s in REGISTRY.models.get(model._meta.label, {}).items()
         if s.retention == category
     ]
@@ -97,7 +98,7 @@ def act(
     predicate: QuerySet[Customer],
     as_of: dt.datetime,
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None,
     run: RetentionRun | None,
     trigger: str = "",
@@ -145,7 +146,7 @@ def act(
 
 
 def _customers_erase(
-    cur: Any, out: Outcome, ids: list[int], pred: Predicate, *, reason: str, actor: AbstractBaseUser | None
+    cur: Any, out: Outcome, ids: list[int], pred: Predicate, *, reason: str, actor: User | None
 ) -> list[str]:
     """Delete the customers still due (unless a protecting relation forbids it), then let the participants
     erase what they hold and follow every relation (cascade or unlink)."""
@@ -186,7 +187,7 @@ def _customers_anonymise(
     as_of: dt.datetime,
     now: dt.datetime,
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
 ) -> list[str]:
     """Anonymise or pseudonymise the customers still due: the registry's fields emptied and its declared
     generalisations written, by one statement; anonymisation then unlinks the rows pointing at them."""
@@ -204,7 +205,7 @@ def _customers_anonymise(
     if action == Action.ANONYMISE:
         sets.append(f"{column(Customer, 'status')} = %s")
         params.append(Customer.Status.ANONYMISED)
-    arrays = [f"%s::{Customer._meta.pk.rel_db_type(connection)}[]"]
+    arrays = [f"%s::{concrete_field(Customer, 'id').db_type(connection)}[]"]
     arrays += [f"%s::{g.target.db_type(connection)}[]" for g in gens]
     aliases = ", ".join(["id", *(f"g{i}" for i in range(len(gens)))])
     cur.execute(
@@ -228,7 +229,7 @@ def _marketing_erase(
     """Empty the customers' marketing_preferences category (registry) where the predicate still holds."""
     pred_sql, pred_params = pred
     customers, c_id = table(Customer), pk(Customer)
-    fields = [Customer._meta.get_field(n) for n in selectors.marketing_fields()]
+    fields = [concrete_field(Customer, n) for n in selectors.marketing_fields()]
     sets = [*clear_sets(fields), f"{column(Customer, 'updated_at')} = %s"]
     cur.execute(
         f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
@@ -290,7 +291,7 @@ def _behavioural_act(
     return [f.name for f in fields]
 
 
-def _participants_erase(ids: list[int], *, action: str, reason: str, actor: AbstractBaseUser | None) -> None:
+def _participants_erase(ids: list[int], *, action: str, reason: str, actor: User | None) -> None:
     """Let every registered participant (crm.retention.participants; e.g. the consent ledger's evidence)
     erase what it holds about `ids`, in this transaction and before the linked rows are deleted/unlinked."""
     if not ids:
@@ -334,7 +335,7 @@ def _lock_for_request(customer_ids: Iterable[int]) -> list[int]:
     )
 
 
-def _require_erase_permission(actor: AbstractBaseUser | None, ids: list[int]) -> None:
+def _require_erase_permission(actor: User | None, ids: list[int]) -> None:
     """A person acting (not a scheduled run: actor None) erases only the customers the one gate opens to them
     for "delete" (crm.permissions): the whole call is refused, nothing written, when any one is outside."""
     if actor is None or not ids:
@@ -356,7 +357,7 @@ def _request_path(
     scope: str,
     action: str,
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None,
     run: RetentionRun | None,
 ) -> Outcome:
@@ -389,7 +390,7 @@ def customer_erase(
     *,
     customer_ids: Iterable[int],
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None = None,
     run: RetentionRun | None = None,
 ) -> Outcome:
@@ -411,7 +412,7 @@ def customer_anonymise(
     *,
     customer_ids: Iterable[int],
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None = None,
     run: RetentionRun | None = None,
 ) -> Outcome:
@@ -432,7 +433,7 @@ def customer_pseudonymise(
     *,
     customer_ids: Iterable[int],
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None = None,
     run: RetentionRun | None = None,
 ) -> Outcome:
@@ -453,7 +454,7 @@ def customer_category_erase(
     customer_ids: Iterable[int],
     scope: str,
     reason: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     policy: RetentionPolicy | None = None,
     run: RetentionRun | None = None,
 ) -> Outcome:

@@ -24,14 +24,14 @@ from crm.retention.services.tombstones import customer_id_batches, tombstone_key
 if TYPE_CHECKING:
     import datetime as dt
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 def legal_hold_place(
     *,
     customer_ids: Iterable[int],
     reason: str,
-    placed_by: AbstractBaseUser,
+    placed_by: User,
     until: dt.datetime | None = None,
     reference: str = "",
     note: str = "",
@@ -78,7 +78,7 @@ def legal_hold_place(
     return holds
 
 
-def legal_hold_release(*, holds: Iterable[LegalHold], released_by: AbstractBaseUser) -> int:
+def legal_hold_release(*, holds: Iterable[LegalHold], released_by: User) -> int:
     """End holds now. A released hold stops protecting the customer from the next run."""
     with transaction.atomic():
         pks = [h.pk for h in holds]
@@ -92,7 +92,7 @@ def legal_hold_release(*, holds: Iterable[LegalHold], released_by: AbstractBaseU
     return len(locked)
 
 
-def legal_hold_audit(holds: list[LegalHold], actor: AbstractBaseUser | None, what: str) -> None:
+def legal_hold_audit(holds: list[LegalHold], actor: User | None, what: str) -> None:
     """One audit entry for holds placed, released or restored together (ids and reason codes only)."""
     if not holds:
         return
@@ -132,14 +132,14 @@ def legal_holds_export(*, stream: Any) -> int:
     key = tombstone_key()
     n = 0
     for h in (
-        LegalHold.objects.filter(customer__isnull=False)
+        LegalHold.objects.filter(customer_id__isnull=False)
         .select_related("placed_by", "released_by")
         .order_by("pk")
         .iterator(chunk_size=2000)
     ):
         row = {
             "kind": HOLD_KIND,
-            "subject_hash": rules.subject_hash(key, h.customer_id),
+            "subject_hash": rules.subject_hash(key, int(h.customer_id or 0)),  # never 0: filtered above
             "reason": h.reason,
             "reference": h.reference,
             "placed_by": h.placed_by.get_username(),
@@ -153,7 +153,7 @@ def legal_holds_export(*, stream: Any) -> int:
     return n
 
 
-def _staff_resolver(actor: AbstractBaseUser | None) -> Any:
+def _staff_resolver(actor: User | None) -> Any:
     """username → user of the restored database; a user missing there (created after the backup) is
     replaced by `actor`, else by the earliest superuser, so that no hold is dropped for want of a user."""
     from django.contrib.auth import get_user_model
@@ -178,7 +178,7 @@ def _staff_resolver(actor: AbstractBaseUser | None) -> Any:
     return resolve
 
 
-def legal_holds_import(*, lines: Iterable[str], actor: AbstractBaseUser | None = None) -> Counter[str]:
+def legal_holds_import(*, lines: Iterable[str], actor: User | None = None) -> Counter[str]:
     """After a restore: put back every exported hold the restored database lacks (and the release of one
     released since), before tombstones are re-applied, so that a restore never erases what a hold protects.
 
@@ -223,6 +223,8 @@ def legal_holds_import(*, lines: Iterable[str], actor: AbstractBaseUser | None =
                     continue
                 for d in wanted[h]:
                     placed_at = parse_datetime(d["placed_at"])
+                    if placed_at is None:
+                        raise RetentionError("リーガルホールドの行に有効な placed_at がありません。")
                     released_at = parse_datetime(d["released_at"]) if d.get("released_at") else None
                     existing = LegalHold.objects.filter(
                         customer_id=cid, reason=d["reason"], placed_at=placed_at

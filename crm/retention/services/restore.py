@@ -20,7 +20,7 @@ from crm.retention.services.erasure import (
 from crm.retention.services.tombstones import customer_id_batches, tombstone_key
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 Scope = RetentionPolicy.Scope
 Action = RetentionPolicy.Action
@@ -35,7 +35,7 @@ _REAPPLY_ORDER = [
 ]
 
 
-def tombstones_reapply(*, actor: AbstractBaseUser | None = None, batch_size: int = 5000) -> Counter[str]:
+def tombstones_reapply(*, actor: User | None = None, batch_size: int = 5000) -> Counter[str]:
     """After a backup is restored: find the customers a tombstone names and apply the same action again.
 
     Walks the restored customers by id, hashes each id with the tombstone key and looks the hashes up, so no

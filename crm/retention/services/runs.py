@@ -28,7 +28,7 @@ from crm.retention.services.errors import RetentionRunActive
 if TYPE_CHECKING:
     import datetime as dt
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _slices_wanted() -> int:
 def retention_run_start(
     *,
     policy: RetentionPolicy,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     as_of: dt.datetime | None = None,
     enqueue: bool = True,
 ) -> RetentionRun:
@@ -176,7 +176,7 @@ def retention_slice_advance(*, slice_id: int, expected_cursor: int, enqueue: boo
             Action.ERASE: "erased",
             Action.ANONYMISE: "anonymised",
             Action.PSEUDONYMISE: "pseudonymised",
-        }[policy.action]
+        }[Action(policy.action)]
         setattr(sl, counter, getattr(sl, counter) + len(out.acted))
         failures = Counter(sl.failures or {})
         failures.update(out.failures)

@@ -70,8 +70,8 @@ def tombstones_export(*, stream: Any) -> int:
         .values("subject_hash", "scope", "action", "policy_id", "reason", "performed_at")
         .iterator(chunk_size=5000)
     ):
-        t["performed_at"] = t["performed_at"].isoformat()
-        stream.write(json.dumps(t, ensure_ascii=False) + "\n")
+        line = {**t, "performed_at": t["performed_at"].isoformat()}
+        stream.write(json.dumps(line, ensure_ascii=False) + "\n")
         n += 1
     return n
 
