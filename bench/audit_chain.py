@@ -42,7 +42,7 @@ from django.contrib.contenttypes.models import ContentType  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from crm.audit import audit_chain_verify  # noqa: E402
+from crm.audit.verification import audit_chain_verify  # noqa: E402
 from crm.models import GENESIS_HASH, AuditChainHead, AuditEntry, Customer  # noqa: E402
 
 

@@ -36,7 +36,7 @@ from consent.models import (
     VisitorLink,
 )
 from crm import rawsql
-from crm.audit import audit_create_draft
+from crm.audit.drafts import audit_create_draft
 from crm.classification import REDACTED
 from crm.crypto import DecryptionError
 from crm.models import AuditEntry, Customer

@@ -17,17 +17,19 @@ class CrmConfig(AppConfig):
         from importlib import import_module
 
         from auditlog.registry import auditlog
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_migrate, post_save
 
         from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
+        from crm.audit.sealing import audit_seal_after_save
         from crm.classification import audit_excluded_fields, audit_masked_fields
-        from crm.models import Customer, Team, TeamMembership
+        from crm.models import AuditEntry, Customer, Team, TeamMembership
         from crm.roles import roles_sync
         from crm.signin import receivers as signin_receivers
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
         signin_receivers.connect()
+        post_save.connect(audit_seal_after_save, sender=AuditEntry, dispatch_uid="crm.audit_seal_after_save")
 
         for model in (Customer, Team, TeamMembership):
             label = model._meta.label

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from crm.audit import identity, signing
 from crm.django_adapter import AfterPreSave
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
 from crm.permissions import MODEL_PERMS, RestrictedQuerySet
@@ -491,8 +492,6 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
         ]
 
     def chain_payload(self) -> dict[str, Any]:
-        from crm.audit import signing
-
         payload = {
             "seq": self.chain_seq,
             "content_type": self.content_type_id,
@@ -522,8 +521,6 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
         return payload
 
     def compute_entry_mac(self) -> str:
-        from crm.audit import signing
-
         payload = self.chain_payload()
         del payload["seq"]
         payload["id"] = self.pk
@@ -531,15 +528,11 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
 
     def entry_mac_valid(self) -> bool:
         """Whether the stored entry_mac is the key's MAC of this row, id included (what the sealer chains)."""
-        from crm.audit import signing
-
         return signing.covers_id(self.entry_mac) and hmac.compare_digest(
             self.entry_mac, self.compute_entry_mac()
         )
 
     def compute_chain_hash(self, previous: str) -> str:
-        from crm.audit import signing
-
         return signing.chain_hash(previous, self.chain_payload())
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -549,9 +542,8 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
         # UPDATE of a row with that id.
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
-        from crm.audit.sealing import audit_seal_after_commit
-
-        audit_seal_after_commit(using=self._state.db or "default")
+        # Sealed after commit where AUDIT_SEAL_ON_COMMIT says so: crm.apps connects crm.audit.sealing to
+        # post_save (that module reads these models; they do not import it back).
 
     def after_pre_save(self, using: str) -> None:
         # After pre_save, where auditlog's set_actor fills in the actor and address: sign what is stored
@@ -561,11 +553,9 @@ class AuditEntry(ConstantInsert, AfterPreSave, AbstractLogEntry):
     def sign(self, using: str = "default") -> None:
         """Normalise the unsaved entry to what PostgreSQL will hand back, give it its id, and set entry_mac
         over both."""
-        from crm.audit.identity import entry_id_reserve
-
         self.chain_seq, self.chain_hash = None, ""
         if self.pk is None:
-            self.pk = entry_id_reserve(using)
+            self.pk = identity.entry_id_reserve(using)
         if self.timestamp is None:
             self.timestamp = timezone.now()
         elif timezone.is_naive(self.timestamp):
@@ -615,8 +605,6 @@ class AuditChainHead(models.Model):
 
     @staticmethod
     def sign(seq: int, chain_hash: str) -> str:
-        from crm.audit import signing
-
         return signing.head_mac(seq, chain_hash)
 
     @classmethod

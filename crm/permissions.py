@@ -16,8 +16,9 @@ never a second spelling of the rule; elsewhere the rule runs as a subquery insid
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeGuard, TypeVar, cast
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Q, QuerySet
 
@@ -114,6 +115,16 @@ ALL_PERMS = {
 ALL = "all"
 
 
+def _crm_model(name: str) -> Any:
+    """A model of crm by name from Django's app registry: crm.models builds its querysets on this module, so
+    this module names the models (as a ForeignKey("crm.Team") does) instead of importing them back."""
+    return apps.get_model("crm", name)
+
+
+def _team_model() -> type[Team]:
+    return cast("type[Team]", _crm_model("Team"))
+
+
 def _check_action(action: str) -> None:
     if action not in ACTIONS:
         raise ValueError(f"Unknown action {action!r}; expected one of {ACTIONS}.")
@@ -128,12 +139,12 @@ def _team_permissions(
     user: auth_models.User, actions: tuple[str, ...]
 ) -> tuple[QuerySet[Any], QuerySet[Any]]:
     """guardian's rows granting `user` the team permissions of `actions`: directly, and through a group."""
-    from crm.models import TeamGroupObjectPermission, TeamUserObjectPermission
-
     codenames = [TEAM_PERMS[action].split(".", 1)[1] for action in actions]
     perm = {"permission__codename__in": codenames, "permission__content_type__app_label": "crm"}
-    direct = TeamUserObjectPermission.objects.filter(user_id=user.pk, **perm)
-    via_group = TeamGroupObjectPermission.objects.filter(group__in=user.groups.all().values("pk"), **perm)
+    direct = _crm_model("TeamUserObjectPermission").objects.filter(user_id=user.pk, **perm)
+    via_group = _crm_model("TeamGroupObjectPermission").objects.filter(
+        group__in=user.groups.all().values("pk"), **perm
+    )
     return direct, via_group
 
 
@@ -173,16 +184,15 @@ def teams_for(user: User, action: str = "view") -> QuerySet[Team]:
     that reads the rows. On a user object whose ids were read for its request (remember_team_ids), the
     ids themselves.
     """
-    from crm.models import Team
-
+    teams = _team_model().objects
     _check_action(action)
     if not _active(user):
-        return Team.objects.none()
+        return teams.none()
     remembered = getattr(user, REMEMBERED_TEAM_IDS, None)
     if remembered is not None:
-        return Team.objects.filter(pk__in=remembered[action])
+        return teams.filter(pk__in=remembered[action])
     direct, via_group = _team_permissions(user, (action,))
-    return Team.objects.filter(
+    return teams.filter(
         Q(pk__in=direct.values("content_object_id")) | Q(pk__in=via_group.values("content_object_id"))
     )
 
@@ -221,12 +231,11 @@ def scope_kind(user: User, action: str) -> str | None:
 def teams_open_to(user: User, action: str) -> QuerySet[Team]:
     """The teams whose customers `user` may `action` (every team, with the action's "all customers"
     permission): the team choices of a form, the teams a user may create customers in ("change")."""
-    from crm.models import Team
-
+    teams = _team_model().objects
     kind = scope_kind(user, action)
     if kind is None:
-        return Team.objects.none()
-    return Team.objects.all() if kind == ALL else teams_for(user, action)
+        return teams.none()
+    return teams.all() if kind == ALL else teams_for(user, action)
 
 
 def team_open_to(user: User, action: str, team_id: int) -> bool:
@@ -296,9 +305,7 @@ class RestrictedQuerySet(QuerySet[M]):
             teams = team_ids_filter(user, self.gate_scope_action(action))
             return self.filter(**{f"{self.gate_team}__in": teams})
         if self.gate_customer is not None:
-            from crm.models import Customer
-
-            visible = Customer.objects.restrict(user, "view").values("pk")
+            visible = _crm_model("Customer").objects.restrict(user, "view").values("pk")
             return self.filter(**{f"{self.gate_customer}__in": visible})
         return self.none()
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def _acting(actor: User | None) -> Any:
     """Attribute audit entries to `actor` unless a request (the auditlog middleware) already does."""
-    from crm.audit import audit_actor
+    from crm.audit.actors import audit_actor
 
     return audit_actor(actor)
 

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from celery import current_app
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -21,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
-from crm.audit import audit_actor
+from crm.audit.actors import audit_actor
 from crm.classification import REGISTRY, DataClass
 from crm.crypto import email_index, phone_index
 from crm.models import AuditEntry
@@ -407,10 +408,13 @@ def incident_scope_by_upload(
     return scope
 
 
-def _enqueue_scope(scope_id: int) -> None:
-    from incidents.tasks import incident_scope_batch
+# The tasks (incidents.tasks) import these services; the services send them by name rather than import back.
+SCOPE_BATCH_TASK = "incidents.scope_batch"
+NOTICES_BATCH_TASK = "incidents.notices_batch"
 
-    transaction.on_commit(lambda: incident_scope_batch.delay(scope_id))
+
+def _enqueue_scope(scope_id: int) -> None:
+    transaction.on_commit(lambda: current_app.send_task(SCOPE_BATCH_TASK, args=(scope_id,)))
 
 
 def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
@@ -654,9 +658,7 @@ def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser,
 
 
 def _enqueue_notices(incident_id: int) -> None:
-    from incidents.tasks import incident_notices_batch
-
-    transaction.on_commit(lambda: incident_notices_batch.delay(incident_id))
+    transaction.on_commit(lambda: current_app.send_task(NOTICES_BATCH_TASK, args=(incident_id,)))
 
 
 def _notice_text(incident: Incident) -> tuple[str, str]:

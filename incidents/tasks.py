@@ -7,9 +7,11 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from incidents import services
+
 
 @shared_task(
-    name="incidents.scope_batch",
+    name=services.SCOPE_BATCH_TASK,
     bind=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
@@ -20,8 +22,6 @@ from django.db import InterfaceError, OperationalError
 )
 def incident_scope_batch(self: Any, scope_id: int) -> bool:
     """Do the next batch of scope `scope_id` (the service enqueues the one after, on commit)."""
-    from incidents import services
-
     try:
         return services.incident_scope_advance(scope_id=scope_id)
     except (OperationalError, InterfaceError):
@@ -34,7 +34,7 @@ def incident_scope_batch(self: Any, scope_id: int) -> bool:
 
 
 @shared_task(
-    name="incidents.notices_batch",
+    name=services.NOTICES_BATCH_TASK,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
     max_retries=5,
@@ -43,6 +43,4 @@ def incident_scope_batch(self: Any, scope_id: int) -> bool:
 )
 def incident_notices_batch(incident_id: int) -> int:
     """Send the next batch of an incident's notices (the service enqueues the next one, on commit)."""
-    from incidents import services
-
     return services.incident_notices_send_batch(incident_id=incident_id)

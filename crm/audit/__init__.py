@@ -10,43 +10,8 @@
 - maintenance:  lifting the database guard, for a role the application does not have.
 
 auditlog's internals are reached only through crm.auditlog_adapter.
+
+Import from the module (`from crm.audit.sealing import audit_seal_pending`): this package imports none of
+them, so crm.models can use signing and identity (which do not read the models) without a cycle through the
+modules that do.
 """
-
-from crm.audit.actors import audit_actor
-from crm.audit.drafts import AuditDraft, audit_create_draft
-from crm.audit.maintenance import MAINTENANCE_ROLE, audit_maintenance
-from crm.audit.sealing import ChainBusy, audit_seal_after_commit, audit_seal_pending, audit_sealer_run
-from crm.audit.verification import (
-    ANCHOR,
-    DEFAULT_BATCH_SIZE,
-    EDITED,
-    HEAD,
-    KIND_LABELS,
-    MISSING,
-    UNCHAINED,
-    ChainBreak,
-    ChainReport,
-    audit_chain_verify,
-)
-
-__all__ = [
-    "ANCHOR",
-    "DEFAULT_BATCH_SIZE",
-    "EDITED",
-    "HEAD",
-    "KIND_LABELS",
-    "MAINTENANCE_ROLE",
-    "MISSING",
-    "UNCHAINED",
-    "AuditDraft",
-    "ChainBreak",
-    "ChainBusy",
-    "ChainReport",
-    "audit_actor",
-    "audit_chain_verify",
-    "audit_create_draft",
-    "audit_maintenance",
-    "audit_seal_after_commit",
-    "audit_seal_pending",
-    "audit_sealer_run",
-]

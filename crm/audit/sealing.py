@@ -179,6 +179,12 @@ def audit_seal_after_commit(*, using: str = "default") -> None:
     transaction.on_commit(_seal_after_commit, using=using)
 
 
+def audit_seal_after_save(sender: object, instance: AuditEntry, created: bool, **kwargs: object) -> None:
+    """post_save of AuditEntry (connected in crm.apps): a saved entry is sealed after commit, as above."""
+    if created:
+        audit_seal_after_commit(using=instance._state.db or "default")
+
+
 # --- the sealer process ----------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from ninja import Status
 from ninja.errors import HttpError
 
-from crm.audit import audit_actor
+from crm.audit.actors import audit_actor
 from crm.integrations.models import ApiClient
 from crm.integrations.services import idempotent_call, idempotent_single_statement
 

@@ -10,7 +10,11 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+
+from crm.retention import services
+from crm.retention.models import RetentionPolicy
+from crm.retention.services.runs import RUN_BATCH_TASK
 
 __all__ = [
     "retention_resume_stalled",
@@ -21,7 +25,7 @@ __all__ = [
 
 
 @shared_task(
-    name="crm.retention.run_batch",
+    name=RUN_BATCH_TASK,
     bind=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
@@ -33,8 +37,6 @@ __all__ = [
 )
 def retention_run_batch(self: Any, slice_id: int, cursor: int) -> int | None:
     """Process the batch of slice `slice_id` that starts after `cursor`; a stale duplicate does nothing."""
-    from crm.retention import services
-
     try:
         return services.retention_slice_advance(slice_id=slice_id, expected_cursor=cursor)
     except (OperationalError, InterfaceError):
@@ -49,9 +51,6 @@ def retention_run_batch(self: Any, slice_id: int, cursor: int) -> int | None:
 @shared_task(name="crm.retention.run_policy")
 def retention_run_policy(policy_id: int) -> int | None:
     """Start a run of one policy (no-op when it is already running)."""
-    from crm.retention import services
-    from crm.retention.models import RetentionPolicy
-
     policy = RetentionPolicy.objects.filter(pk=policy_id).first()
     if policy is None:
         return None
@@ -64,8 +63,6 @@ def retention_run_policy(policy_id: int) -> int | None:
 @shared_task(name="crm.retention.run_due_policies")
 def retention_run_due_policies() -> list[int]:
     """Celery beat entry point: start every enabled policy that is not running."""
-    from crm.retention import services
-
     return [run.pk for run in services.retention_run_due_policies()]
 
 
@@ -73,10 +70,6 @@ def retention_run_due_policies() -> list[int]:
 def retention_resume_stalled(stale_after_seconds: int | None = None) -> int:
     """Re-enqueue unfinished slices whose heartbeat is older than `stale_after_seconds` (default
     RETENTION_HEARTBEAT_SECONDS; beat runs this every 30 seconds). Each stalled slice is claimed once."""
-    from django.db import transaction
-
-    from crm.retention import services
-
     with transaction.atomic():
         return services.retention_resume_stalled(stale_after_seconds=stale_after_seconds)
 

@@ -45,7 +45,7 @@ def _record(
 ) -> None:
     from django.contrib.contenttypes.models import ContentType
 
-    from crm.audit import audit_actor
+    from crm.audit.actors import audit_actor
     from crm.models import AuditEntry
 
     with translation.override("ja"), audit_actor(actor):

@@ -375,7 +375,7 @@ def asthma_record(customer, grant):
 def _record_access_entries_of(model, object_pk):
     from django.contrib.contenttypes.models import ContentType
 
-    from crm.audit import audit_seal_pending
+    from crm.audit.sealing import audit_seal_pending
     from crm.models import AuditEntry
 
     audit_seal_pending()

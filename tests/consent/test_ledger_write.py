@@ -13,7 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from consent import services
 from consent.models import ConsentEvent, ConsentState, Purpose
-from crm.audit import audit_actor, audit_chain_verify, audit_seal_pending
+from crm.audit.actors import audit_actor
+from crm.audit.sealing import audit_seal_pending
+from crm.audit.verification import audit_chain_verify
 from crm.models import AuditEntry
 from tests.consent.conftest import at
 

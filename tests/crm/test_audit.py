@@ -16,17 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import services
-from crm.audit import (
-    ANCHOR,
-    EDITED,
-    HEAD,
-    MISSING,
-    audit_actor,
-    audit_chain_verify,
-    audit_maintenance,
-    audit_seal_pending,
-)
-from crm.audit.sealing import _seal_after_commit
+from crm.audit.actors import audit_actor
+from crm.audit.maintenance import audit_maintenance
+from crm.audit.sealing import _seal_after_commit, audit_seal_pending
+from crm.audit.verification import ANCHOR, EDITED, HEAD, MISSING, audit_chain_verify
 from crm.classification import REDACTED
 from crm.models import AuditChainHead, AuditEntry, Customer, Team, TeamMembership
 from tests.crm.adminforms import admin_form_data

@@ -14,9 +14,15 @@ from django.db import connections, transaction
 
 from config.launcher import process_commands
 from crm import services
-from crm.audit import ChainBusy, audit_chain_verify, audit_seal_pending, audit_sealer_run
 from crm.audit.anchor import anchor_read, anchor_write
-from crm.audit.sealing import _seal_after_commit, anchor_catch_up
+from crm.audit.sealing import (
+    ChainBusy,
+    _seal_after_commit,
+    anchor_catch_up,
+    audit_seal_pending,
+    audit_sealer_run,
+)
+from crm.audit.verification import audit_chain_verify
 from crm.models import AUDIT_CHAIN_LOCK, AuditChainHead, AuditEntry, Customer
 from tests.marks import transactional_all_apps
 from tests.services import database_conninfo

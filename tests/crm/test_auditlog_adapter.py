@@ -11,7 +11,7 @@ from auditlog.context import disable_auditlog, set_actor
 from django.db.models.signals import pre_save
 
 from crm import auditlog_adapter
-from crm.audit import audit_actor
+from crm.audit.actors import audit_actor
 from crm.models import AuditEntry, Team
 
 

@@ -19,7 +19,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
 from crm import services
-from crm.audit import audit_seal_pending
+from crm.audit.sealing import audit_seal_pending
 from crm.models import AuditEntry, Customer
 
 # Every column of an entry but its identity and its place in the chain: what INSERT … SELECT copies.

@@ -20,8 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crm.audit import audit_seal_pending, audit_sealer_run
-from crm.audit.sealing import anchor_catch_up
+from crm.audit.sealing import anchor_catch_up, audit_seal_pending, audit_sealer_run
 
 
 class Command(BaseCommand):

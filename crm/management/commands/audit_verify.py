@@ -39,7 +39,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crm.audit import DEFAULT_BATCH_SIZE, KIND_LABELS, audit_chain_verify
+from crm.audit.verification import DEFAULT_BATCH_SIZE, KIND_LABELS, audit_chain_verify
 
 _HEAD = re.compile(r"^(\d+):([0-9a-f]{64})$")
 

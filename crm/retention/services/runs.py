@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min
@@ -90,11 +91,14 @@ def retention_run_start(
     return run
 
 
-def _enqueue_slices(items: list[tuple[int, int]]) -> None:
-    from crm.retention.tasks import retention_run_batch
+# The task that advances a slice (crm.retention.tasks), sent by name: the tasks import these services, so
+# the services do not import the tasks back.
+RUN_BATCH_TASK = "crm.retention.run_batch"
 
+
+def _enqueue_slices(items: list[tuple[int, int]]) -> None:
     for slice_id, cursor in items:
-        retention_run_batch.delay(slice_id, cursor)
+        current_app.send_task(RUN_BATCH_TASK, args=(slice_id, cursor))
 
 
 def _run_close(run: RetentionRun, status: str, note: str) -> RetentionRun:
