@@ -143,8 +143,10 @@ class Customer(models.Model):
     status = models.CharField(_("状態"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
 
     # Quasi-identifiers: kept in clear for exact lookup, masked in lists.
+    # Unique per team like the external id (uniq_customer_team_member_no): a client writing one team's
+    # customers must not learn from a refusal that another team has someone with this member number.
     member_no = models.CharField(
-        _("会員番号"), max_length=20, unique=True, null=True, blank=True, validators=[validate_no_my_number]
+        _("会員番号"), max_length=20, null=True, blank=True, validators=[validate_no_my_number]
     )
     # Unique per team, not across teams (uniq_customer_team_external_id): an API client names its own team's
     # customers, so another team's use of the same id can neither block it nor tell it that such a customer
@@ -231,7 +233,9 @@ class Customer(models.Model):
         ]
         constraints = [
             # external_id first: the admin search looks it up alone, the API with its team.
-            models.UniqueConstraint(fields=["external_id", "team"], name="uniq_customer_team_external_id")
+            models.UniqueConstraint(fields=["external_id", "team"], name="uniq_customer_team_external_id"),
+            # member_no first: the search looks it up alone.
+            models.UniqueConstraint(fields=["member_no", "team"], name="uniq_customer_team_member_no"),
         ]
         indexes = [
             models.Index(fields=["team", "-id"], name="customer_team_id_idx"),

@@ -164,6 +164,22 @@ def test_another_teams_external_id_answers_as_an_unused_one(api, team, other_tea
     assert created.exists() is (taken.status_code == 201)
 
 
+def test_another_teams_member_number_answers_as_an_unused_one(api, team, other_team):
+    # given a customer of another team with member number M900000001 (which the client must not learn of)
+    foreign = CustomerFactory(team=other_team, member_no="M900000001")
+    # when the client creates customers giving that number, and a number nobody uses
+    taken = api.put("/customers/EXT-31", {**NEW, "member_no": "M900000001"})
+    unused = api.put("/customers/EXT-32", {**NEW, "member_no": "M900000002"})
+    # then both are created alike: member numbers are unique per team, so nothing tells of the other team's
+    assert (taken.status_code, unused.status_code) == (201, 201)
+    assert Customer.objects.filter(member_no="M900000001", team=team).exists()
+    foreign.refresh_from_db()
+    assert foreign.team == other_team
+    # and within the client's own team the number stays unique
+    again = api.put("/customers/EXT-33", {**NEW, "member_no": "M900000001"})
+    assert again.status_code == 422
+
+
 def test_a_customers_external_id_is_unique_within_its_team(team, other_team):
     # given a customer of `team` with external id EXT-30
     CustomerFactory(team=team, external_id="EXT-30")
