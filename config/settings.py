@@ -152,7 +152,8 @@ MIDDLEWARE = [
     "config.middleware.OTPWebOnly",  # request.user.is_verified() (django-otp)
     "config.middleware.MessagesWebOnly",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",
+    # django-auditlog's, recording the client address as the lockout counts it (not made-up X-Forwarded-For).
+    "crm.signin.middleware.AuditlogTrustedAddressMiddleware",
     # After the audit context: a sign-out by idle timeout is recorded with the request's address.
     "crm.signin.middleware.AdminIdleTimeoutMiddleware",
     "crm.signin.middleware.SecondFactorRequiredMiddleware",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -14,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from crm.signin.identity import client_address
 from crm.signin.selectors import second_factor_enrolled, second_factor_required
 
 LAST_SEEN = "crm_last_seen"  # session key: when the session last served a request (epoch seconds)
@@ -79,3 +81,18 @@ class SecondFactorRequiredMiddleware:
         ):
             return _to("signin:otp_verify" if second_factor_enrolled(user) else "signin:otp_enrol", request)
         return self.get_response(request)
+
+
+class AuditlogTrustedAddressMiddleware(AuditlogMiddleware):
+    """django-auditlog's middleware, recording the address the sign-in lockout counts (client_address).
+
+    auditlog takes the leftmost X-Forwarded-For entry, which any client can write: an audit entry would name
+    whatever address the caller made up. Here the address is the connection's, or the one the nearest trusted
+    proxy saw (TRUSTED_PROXY_HOPS), and X-Forwarded-Port (as freely written) is kept only behind a proxy."""
+
+    def get_extra_data(self, request: HttpRequest) -> dict[str, object]:
+        data: dict[str, object] = super().get_extra_data(request)
+        data["remote_addr"] = None if settings.AUDITLOG_DISABLE_REMOTE_ADDR else client_address(request)
+        if int(getattr(settings, "TRUSTED_PROXY_HOPS", 0)) == 0:
+            data["remote_port"] = None
+        return data

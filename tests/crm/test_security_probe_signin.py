@@ -256,3 +256,32 @@ def test_without_a_trusted_proxy_a_forwarded_for_header_is_ignored(teammate):
     client = Client()
     response = attempt(client, "teammate", PASSWORD, address="198.51.100.7")
     assert response.status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded_for", "recorded"),
+    [
+        (0, "203.0.113.66", "192.0.2.10"),  # no proxy configured: the header is the caller's invention
+        (1, "198.51.100.99, 203.0.113.5", "203.0.113.5"),  # one proxy: the address it saw
+    ],
+)
+def test_the_audit_trail_records_the_address_the_lockout_counts(
+    settings, owner, customer, hops, forwarded_for, recorded
+):
+    # given a signed-in team lead, and the CRM behind `hops` trusted proxies
+    settings.TRUSTED_PROXY_HOPS = hops
+    client = Client()
+    client.force_login(owner)
+    # when they open a customer's page through a request carrying a made-up X-Forwarded-For in front
+    response = client.get(
+        f"/admin/crm/customer/{customer.pk}/change/",
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR=forwarded_for,
+        HTTP_X_FORWARDED_PORT="4444",
+    )
+    assert response.status_code == 200
+    # then the access entry names the connection's address (or the trusted proxy's view), never the invention
+    entries = AuditEntry.objects.filter(object_pk=str(customer.pk), action=AuditEntry.Action.ACCESS)
+    entry = entries.latest("pk")
+    assert entry.remote_addr == recorded
+    assert entry.remote_port == (None if hops == 0 else 4444)
