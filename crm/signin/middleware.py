@@ -92,7 +92,7 @@ class AuditlogTrustedAddressMiddleware(AuditlogMiddleware):
 
     def get_extra_data(self, request: HttpRequest) -> dict[str, object]:
         data: dict[str, object] = super().get_extra_data(request)
-        data["remote_addr"] = None if settings.AUDITLOG_DISABLE_REMOTE_ADDR else client_address(request)
+        data["remote_addr"] = data["remote_addr"] and client_address(request)  # None: addresses disabled
         if int(getattr(settings, "TRUSTED_PROXY_HOPS", 0)) == 0:
             data["remote_port"] = None
         return data
