@@ -35,6 +35,7 @@ from crm.integrations.schemas import Moment, TextLimit
 from crm.integrations.selectors import api_client_for_token
 from crm.integrations.services import AnswerRecord
 from crm.integrations.writes import api_write
+from crm.signin.identity import client_address
 
 router = Router(tags=["consents"])
 cookie_router = Router(tags=["cookie consent"])
@@ -407,7 +408,7 @@ def cookie_consent_create(
             }
         )
     evidence = {
-        "source_ip": request.META.get("REMOTE_ADDR", ""),
+        "source_ip": client_address(request) or "",
         "user_agent": (request.headers.get("User-Agent") or "")[:500],
         "form_id": "cookie-banner",
     }

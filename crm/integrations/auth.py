@@ -21,6 +21,7 @@ from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.ratelimit import rate_limit_hit
 from crm.integrations.selectors import api_client_for_token
 from crm.integrations.services import api_client_touch
+from crm.signin.identity import client_address
 
 
 class RateLimited(HttpError):
@@ -60,7 +61,7 @@ def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
     if client.is_publishable:
         # Anyone can copy a public key: a per-address budget keeps one abuser from using up the site's.
         per_address = int(getattr(settings, "API_PUBLIC_RATE_LIMIT_PER_ADDRESS", 60))
-        address = request.META.get("REMOTE_ADDR", "")
+        address = client_address(request) or ""
         decision = rate_limit_hit(bucket=f"{client.pk}:{address}", limit=per_address)
         if not decision.allowed:
             raise RateLimited(decision.retry_after, decision.limit)

@@ -16,6 +16,7 @@ from ninja.errors import HttpError
 from crm.audit.actors import audit_actor
 from crm.integrations.models import ApiClient
 from crm.integrations.services import idempotent_call, idempotent_single_statement
+from crm.signin.identity import client_address
 
 # Visible ASCII, as the IETF Idempotency-Key draft and common practice (UUIDs, ULIDs) expect.
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -50,7 +51,7 @@ def api_write(
         raise HttpError(422, _("Idempotency-Key は1〜255文字の英数字・記号で指定してください。"))
     # The client's service user replaces whatever the request's auditlog context names (swapped into that
     # context, never a nested one: crm.audit.actors).
-    with audit_actor(client.user, remote_addr=request.META.get("REMOTE_ADDR"), replace=True):
+    with audit_actor(client.user, remote_addr=client_address(request), replace=True):
         if idempotency_key is None:
             if single_statement:
                 return Status(*compute())

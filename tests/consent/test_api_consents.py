@@ -354,3 +354,25 @@ def test_public_key_has_a_per_address_budget(publishable_client, settings, froze
     # then the third call of the first address is refused, and the other address is not affected
     assert codes == [201, 201, 429]
     assert other.status_code == 201
+
+
+def test_behind_a_proxy_the_per_address_budget_is_the_clients(publishable_client, settings, frozen_window):
+    # given one trusted reverse proxy (every request arrives from its address) and a budget of 2 per address
+    settings.TRUSTED_PROXY_HOPS = 1
+    settings.API_PUBLIC_RATE_LIMIT_PER_ADDRESS = 2
+    _client, key = publishable_client
+    body = {"visitor_id": "visitor-0007", "categories": {"cookies_analytics": True}}
+
+    def via_proxy(forwarded_for):
+        return Client(REMOTE_ADDR="192.0.2.10", HTTP_X_FORWARDED_FOR=forwarded_for).post(
+            f"/api/v1/cookie-consents?key={key}",
+            data=body,
+            content_type="application/json",
+            headers={"Origin": ORIGIN},
+        )
+
+    # when one visitor calls three times, the third with a made-up address in front of its own
+    codes = [via_proxy(f).status_code for f in ("203.0.113.1", "203.0.113.1", "198.51.100.9, 203.0.113.1")]
+    # then that visitor is refused the third time, and another visitor behind the same proxy is not
+    assert codes == [201, 201, 429]
+    assert via_proxy("203.0.113.2").status_code == 201
