@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from config.redis_url import redis_py_url
+from config.redis_url import app_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CRM_DATA_DIR", BASE_DIR / ".data")).resolve()
@@ -217,7 +217,7 @@ class Services:
             lines.append(f"CELERY_BROKER_URL={url}")
             if not os.environ.get("REDIS_URL"):
                 # The same server in redis-py's dialect, for the application's own use (rate limits).
-                redis_url = redis_py_url(url)
+                redis_url = app_redis_url(url)
                 os.environ["REDIS_URL"] = redis_url
                 lines.append(f"REDIS_URL={redis_url}")
             self._stops += [stop] if stop else []

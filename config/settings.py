@@ -17,7 +17,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.redis_url import redis_py_url
+from config.redis_url import app_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -303,9 +303,10 @@ if not CELERY_BROKER_URL:
         raise ImproperlyConfigured("CELERY_BROKER_URL must be set in production.")
     CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
-# The application's own Redis (rate-limit counters): a redis-py URL, never handed to kombu. `./dev` writes it
-# beside the broker's URL for the embedded Redis; unset, it is the broker's Redis in redis-py's dialect.
-REDIS_URL = env.str("REDIS_URL", default="").strip() or redis_py_url(CELERY_BROKER_URL)
+# The application's own Redis (rate-limit counters, cache, sessions): a redis-py URL, never handed to kombu.
+# `./dev` writes it beside the broker's URL for the embedded Redis; unset, it is the broker's Redis in
+# redis-py's dialect on the next database number (a cache.clear() must not flush the queued tasks).
+REDIS_URL = env.str("REDIS_URL", default="").strip() or app_redis_url(CELERY_BROKER_URL)
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         "REDIS_URL must be a redis://, rediss:// or unix:// URL (it is given to redis-py, not to Celery)."

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import time_machine
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
@@ -18,6 +19,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.test import Client
 from django.utils import timezone
 
+from config.redis_url import app_redis_url, redis_py_url
 from crm.models import AuditEntry
 from crm.permissions import ROLE_SUPPORT
 
@@ -206,11 +208,34 @@ def test_djangos_redis_cache_works_on_a_unix_socket_url(tmp_path: Path):
         deadline = time.monotonic() + 10
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.02)  # polling for the socket file, bounded by the deadline
-        # when Django's RedisCache is given a unix:// URL
-        cache = RedisCache(f"unix://{sock}?db=0", {})
+        # when Django's RedisCache is given the app's URL derived from the broker's (as ./dev derives it)
+        broker_url = f"redis+socket://{sock}"
+        cache = RedisCache(app_redis_url(broker_url), {})
         cache.set("k", "値", 30)
         # then it stores and reads through it
         assert cache.get("k") == "値"
+        # and clearing the cache (FLUSHDB) leaves a message queued on the broker's database
+        broker = redis.Redis.from_url(redis_py_url(broker_url))
+        broker.lpush("celery", "a queued task")
+        cache.clear()
+        assert cache.get("k") is None
+        assert broker.llen("celery") == 1
+        broker.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("broker", "app"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1"),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/1"),
+        ("rediss://:secret@cache.internal:6380/4", "rediss://:secret@cache.internal:6380/5"),
+        ("redis+socket:///srv/crm/redis.sock", "unix:///srv/crm/redis.sock?db=1"),
+        ("unix:///srv/crm/redis.sock?db=2", "unix:///srv/crm/redis.sock?db=3"),
+        ("amqp://guest@rabbit//", ""),
+    ],
+)
+def test_the_apps_redis_is_the_brokers_next_database(broker, app):
+    assert app_redis_url(broker) == app

@@ -83,8 +83,8 @@ def test_embedded_redis_serves_the_applications_own_redis_url(data_dir, monkeypa
 @pytest.mark.parametrize(
     ("broker", "redis_url", "expected"),
     [
-        ("redis+socket:///d/redis.sock", "", "unix:///d/redis.sock"),
-        ("redis://10.0.0.5:6379/2", "", "redis://10.0.0.5:6379/2"),
+        ("redis+socket:///d/redis.sock", "", "unix:///d/redis.sock?db=1"),
+        ("redis://10.0.0.5:6379/2", "", "redis://10.0.0.5:6379/3"),
         ("redis+socket:///d/redis.sock", "redis://cache:6379/1", "redis://cache:6379/1"),
     ],
 )
@@ -104,7 +104,7 @@ def test_settings_give_redis_py_its_own_url(broker, redis_url, expected):
         timeout=60,
         check=False,
     )
-    # then REDIS_URL is in redis-py's dialect, the explicit one winning
+    # then REDIS_URL is in redis-py's dialect on the broker's next database, the explicit one winning
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
 
