@@ -81,6 +81,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "crm.change_teammembership",
         "crm.delete_teammembership",
         "crm.view_auditentry",
+        # The membership form's user lookup (raw_id_fields) lists staff accounts: without it the privacy
+        # officer, who manages memberships, could only type a user's id.
+        "auth.view_user",
     ],
     # Reads the audit and access logs; no customer data. Unlocks sign-in lockouts and resets a user's second
     # factor (crm.signin.admin).

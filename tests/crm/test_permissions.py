@@ -379,3 +379,16 @@ def test_customer_ref_statement_is_the_gates_own_compilation(
         assert query == (sql, list(params))
         found = customer_ref(user=user, team_id=team_id, external_id="REF-1", action=action)
         assert (found.pk if found else None) == (expected.pk if expected else None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("user_name", "status"), [("privacy_officer", 200), ("owner", 403), ("support_agent", 403)]
+)
+def test_only_the_privacy_officer_looks_up_users_for_a_membership(client, request, user_name, status):
+    # given the membership form's user lookup (raw_id_fields opens the user list as a popup)
+    client.force_login(request.getfixturevalue(user_name))
+    # when it is opened
+    response = client.get("/admin/auth/user/?_to_field=id&_popup=1")
+    # then the privacy officer, who manages memberships, gets the list; others are refused
+    assert response.status_code == status
