@@ -15,7 +15,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -164,7 +170,7 @@ class RecipientAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def provide_view(self, request: HttpRequest, recipient_id: int) -> HttpResponse:
+    def provide_view(self, request: HttpRequest, recipient_id: int) -> HttpResponseBase:
         """Export customers' data to this recipient: the provision record first (services.provision_export),
         then the CSV. Refusals (no basis, no consent …) are shown on the form; nothing leaves."""
         if not request.user.has_perm("consent.add_provisionrecord"):
@@ -178,7 +184,7 @@ class RecipientAdmin(admin.ModelAdmin):
                     actor=request_user(request),
                     recipient=recipient,
                     customer_ids=data["customer_ids"],
-                    fields=data["fields"],
+                    fields=data["items"],
                     basis=data["basis"],
                     purpose_code=data["purpose"].code if data["purpose"] else "",
                     opt_out_notified_on=data["opt_out_notified_on"],
@@ -240,15 +246,15 @@ class CustomerIdsField(forms.CharField):
 def customer_field_choices() -> list[tuple[str, str]]:
     label = Customer._meta.label
     return [
-        (name, str(Customer._meta.get_field(name).verbose_name))
-        for name in REGISTRY.personal_fields(label)
-        if name in {f.name for f in Customer._meta.concrete_fields}
+        (f.name, str(f.verbose_name))
+        for f in Customer._meta.concrete_fields
+        if f.name in REGISTRY.personal_fields(label)
     ]
 
 
 class ProvideForm(forms.Form):
     customer_ids = CustomerIdsField(label=_("顧客ID"), help_text=_("空白・カンマ・改行で区切って入力"))
-    fields = forms.MultipleChoiceField(
+    items = forms.MultipleChoiceField(
         label=_("提供する項目"), choices=customer_field_choices, widget=forms.CheckboxSelectMultiple
     )
     basis = forms.ChoiceField(label=_("根拠"), choices=ProvisionBasis.choices)
@@ -263,7 +269,9 @@ class ProvideForm(forms.Form):
 
     def __init__(self, *args: Any, recipient: Recipient, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["contract"].queryset = recipient.contracts.all()  # type: ignore[attr-defined]
+        contract = self.fields["contract"]
+        assert isinstance(contract, forms.ModelChoiceField)
+        contract.queryset = recipient.contracts.all()
 
 
 def csv_response(filename: str, rows: Iterable[Iterable[str]]) -> StreamingHttpResponse:
@@ -501,7 +509,7 @@ class DataSystemAdmin(admin.ModelAdmin):
             },
         )
 
-    def ropa_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def ropa_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         self._require_view(request)
         rows = [list(ropa.ROPA_HEADER), *ropa.ropa_csv_rows(ropa.ropa_entries(user=request.user))]
         return csv_response("ropa.csv", rows)
@@ -521,7 +529,7 @@ class DataSystemAdmin(admin.ModelAdmin):
             },
         )
 
-    def dictionary_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def dictionary_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         rows = [
             list(dictionary.DICTIONARY_HEADER),
             *dictionary.dictionary_csv_rows(dictionary.dictionary_rows()),

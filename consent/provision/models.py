@@ -322,7 +322,7 @@ class ProvisionRecord(models.Model):
         verbose_name=_("作成者"),
     )
     created_at = models.DateTimeField(_("記録日時"), db_default=Now())
-    customers = models.ManyToManyField(
+    customers: models.ManyToManyField[Customer, ProvisionSubject] = models.ManyToManyField(
         "crm.Customer", through="ProvisionSubject", related_name="+", verbose_name=_("本人")
     )
 
@@ -382,7 +382,7 @@ class ReceiptRecord(models.Model):
         verbose_name=_("作成者"),
     )
     created_at = models.DateTimeField(_("記録日時"), db_default=Now())
-    customers = models.ManyToManyField(
+    customers: models.ManyToManyField[Customer, ReceiptSubject] = models.ManyToManyField(
         "crm.Customer", through="ReceiptSubject", related_name="+", verbose_name=_("本人")
     )
 

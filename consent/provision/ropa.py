@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from consent.models import Purpose, PurposeCategory
 from consent.provision import selectors
@@ -21,12 +22,12 @@ if TYPE_CHECKING:
 # The CRM's own technical and organisational measures (Art. 32), as built (README: "How personal data is
 # protected"); each system of the data map adds its own.
 CRM_SECURITY_MEASURES = (
-    "直接識別子の暗号化（AES-256-GCM、鍵はSECRET_KEYと別管理・ローテーション可）",
-    "完全一致検索はブラインドインデックス（HMAC-SHA256）",
-    "チーム単位のアクセス制御（一つのゲート）、個人データの表示はマスキング",
-    "改ざん検知可能な監査ログ（ハッシュチェーン、外部アンカー）",
-    "二要素認証、ログイン試行の制限、セッションの自動終了",
-    "保存期間ポリシーによる消去・匿名化、リーガルホールド",
+    gettext_lazy("直接識別子の暗号化（AES-256-GCM、鍵はSECRET_KEYと別管理・ローテーション可）"),
+    gettext_lazy("完全一致検索はブラインドインデックス（HMAC-SHA256）"),
+    gettext_lazy("チーム単位のアクセス制御（一つのゲート）、個人データの表示はマスキング"),
+    gettext_lazy("改ざん検知可能な監査ログ（ハッシュチェーン、外部アンカー）"),
+    gettext_lazy("二要素認証、ログイン試行の制限、セッションの自動終了"),
+    gettext_lazy("保存期間ポリシーによる消去・匿名化、リーガルホールド"),
 )
 
 
@@ -81,7 +82,7 @@ def ropa_entries(*, user: User | AnonymousUser) -> list[RopaEntry]:
     """Every purpose of use with its Art. 30(1)(b)–(g) items."""
     recipients = list(Recipient.objects.restrict(user, "view").prefetch_related("purposes"))
     erasure = _erasure_limits()
-    security = list(CRM_SECURITY_MEASURES) + [
+    security = [str(m) for m in CRM_SECURITY_MEASURES] + [
         f"{s.name}: {s.security_measures}"
         for s in DataSystem.objects.restrict(user, "view").exclude(security_measures="")
     ]

@@ -186,7 +186,7 @@ def test_a_consent_basis_needs_each_persons_cross_border_consent(officer, team):
 def _provide_form(customers, **extra):
     return {
         "customer_ids": " ".join(str(c.pk) for c in customers),
-        "fields": ["email", "family_name"],
+        "items": ["email", "family_name"],
         "basis": "opt_out",
         "opt_out_notified_on": "2026-01-05",
         **extra,
