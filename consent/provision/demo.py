@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from consent.models import Purpose
-from consent.provision import rules, selectors
+from consent.provision import rules, selectors, services
 from consent.provision.models import (
     CrossBorderBasis,
     DataFlow,
@@ -18,6 +18,7 @@ from consent.provision.models import (
     Recipient,
 )
 from crm.classification import DataClass
+from crm.models import Customer
 
 ALL_CLAUSES = {name: True for name in rules.CONTRACT_CLAUSES}
 
@@ -139,3 +140,30 @@ def seed_provision(*, actor: Any) -> None:
                 purpose=purposes[code],
                 frequency=frequency,
             )
+    # A provision to the partner (opt-out, notified to the PPC) and a receipt from a list provider, for the
+    # first few customers: the record lists and the disclosure selector have rows.
+    people = list(
+        Customer.objects.filter(status=Customer.Status.ACTIVE).order_by("pk").values_list("pk", flat=True)[:6]
+    )
+    if not people:
+        return
+    services.provision_record(
+        actor=actor,
+        recipient=partner,
+        customer_ids=people[:3],
+        data_items=["crm.Customer.family_name", "crm.Customer.email"],
+        basis=rules.BASIS_OPT_OUT,
+        opt_out_notified_on=today - dt.timedelta(days=90),
+        on=today - dt.timedelta(days=30),
+    )
+    services.receipt_record(
+        actor=actor,
+        provider_name="名簿提供株式会社",
+        provider_address="東京都港区芝公園一丁目1番1号",
+        provider_representative="代表取締役 佐藤 花子",
+        acquisition="提供者の運営する懸賞サイトで、第三者提供への同意を得て取得（デモ）",
+        customer_ids=people[3:],
+        data_items=["crm.Customer.family_name", "crm.Customer.phone"],
+        basis=rules.BASIS_CONSENT,
+        received_on=today - dt.timedelta(days=60),
+    )

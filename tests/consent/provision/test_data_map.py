@@ -125,3 +125,9 @@ def test_the_dictionary_page_searches(client, teammate):
     html = client.get(reverse("admin:consent_data_dictionary"), {"q": "email"}).content.decode()
     assert "crm.Customer" in html and "<code>email</code>" in html
     assert "<code>birth_date</code>" not in html
+
+
+def test_every_admin_page_links_the_dictionary_for_staff(client, teammate):
+    client.force_login(teammate)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert f'href="{reverse("admin:consent_data_dictionary")}"' in html
