@@ -148,12 +148,13 @@ class RecipientAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Recipient]:
-        self._on = selectors.today()
-        return selectors.with_flag_facts(Recipient.objects.restrict(request.user, "view"), on=self._on)
+        return selectors.with_flag_facts(
+            Recipient.objects.restrict(request.user, "view"), on=selectors.today()
+        )
 
     @admin.display(description=_("要対応"))
     def flag_list(self, obj: Recipient) -> str:
-        flags = selectors.flags_of(obj, on=getattr(self, "_on", selectors.today()))
+        flags = selectors.flags_of(obj, on=selectors.today())
         if not flags:
             return "-"
         return format_html_join(
