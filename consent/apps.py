@@ -14,6 +14,9 @@ class ConsentConfig(AppConfig):
         from consent.demo import seed_consents
         from consent.models import (
             ConsentEvent,
+            CrossBorderBasis,
+            DataFlow,
+            DataSystem,
             Objection,
             ProcessorAudit,
             ProcessorContract,
@@ -38,8 +41,16 @@ class ConsentConfig(AppConfig):
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately; the people of a
         # provision or receipt record are bulk-linked with their own audit entry (consent.provision.services).
         audited = (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord)
-        provision = (Recipient, ProcessorContract, ProcessorAudit, ProvisionRecord, ReceiptRecord)
-        for model in (*audited, *provision):
+        provision = (
+            Recipient,
+            ProcessorContract,
+            ProcessorAudit,
+            CrossBorderBasis,
+            ProvisionRecord,
+            ReceiptRecord,
+        )
+        data_map = (DataSystem, DataFlow)
+        for model in (*audited, *provision, *data_map):
             label = model._meta.label
             auditlog.register(
                 model,

@@ -293,6 +293,24 @@ def provision_export(
         batch=batch,
     )
     ids = sorted(set(customer_ids))
+    # The export is a read of personal data in clear: one access entry (ids, fields, record), as a list page
+    # writes (django-auditlog logs single-object views only).
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(Customer),
+        object_pk=f"provision:{record.pk}",
+        object_repr=f"顧客 {len(ids)}件を提供先へ書き出し（提供記録 #{record.pk}）",
+        action=AuditEntry.Action.ACCESS,
+        actor=actor,
+        additional_data={
+            "export": {
+                "record": record.pk,
+                "recipient": recipient.pk,
+                "ids": ids,
+                "fields": names,
+                "clear": True,
+            }
+        },
+    )
 
     def rows() -> Iterator[list[str]]:
         yield ["id", *names]

@@ -19,6 +19,7 @@ from consent.provision.models import (
     Recipient,
 )
 from consent.provision.services import ProvisionRefused
+from crm.models import AuditEntry
 from crm.permissions import ROLE_PRIVACY
 from tests.factories import CustomerFactory, UserFactory
 
@@ -230,6 +231,10 @@ def test_export_writes_the_record_before_the_data(client, officer, partner, cust
     record = ProvisionRecord.objects.get()
     assert list(record.subjects.values_list("customer_id", flat=True)) == [customer.pk]
     assert record.data_items == ["crm.Customer.email", "crm.Customer.family_name"]
+    # and the read in clear is in the audit trail, by ids only
+    entry = AuditEntry.objects.get(object_pk=f"provision:{record.pk}", action=AuditEntry.Action.ACCESS)
+    assert entry.additional_data["export"]["ids"] == [customer.pk]
+    assert "yamada" not in str(entry.additional_data).lower()
 
 
 def test_staff_cannot_export_to_a_recipient(client, pii_staff, partner, customer):
