@@ -44,7 +44,7 @@ from consent.provision.models import (
     Recipient,
 )
 from consent.provision.svg import graph_svg
-from crm.admin import ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY
 from crm.models import Customer
@@ -307,7 +307,7 @@ class SubjectCountMixin:
 
 
 @admin.register(ProvisionRecord)
-class ProvisionRecordAdmin(SubjectCountMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
+class ProvisionRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
     """Provision records are written by services.provision_record only (before data leaves): read-only."""
 
     list_display = (
@@ -340,7 +340,7 @@ class ReceiptForm(forms.Form):
 
 
 @admin.register(ReceiptRecord)
-class ReceiptRecordAdmin(SubjectCountMixin, ScaleSafeAdmin):
+class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
     """Receipt records (APPI 30): "追加" is their own form, which calls services.receipt_record; a written
     record is never edited."""
 

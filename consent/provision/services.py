@@ -24,7 +24,7 @@ from consent.provision.models import (
     Recipient,
 )
 from crm.audit import audit_actor
-from crm.classification import REGISTRY
+from crm.classification import REGISTRY, DataClass
 from crm.models import AuditEntry, Customer
 
 if TYPE_CHECKING:
@@ -49,6 +49,12 @@ def _data_items(items: Iterable[str]) -> list[str]:
     if not out:
         raise ProvisionRefused("提供する項目を選んでください（法第29条、規則20）。")
     return sorted(set(out))
+
+
+def _is_special_care(item: str) -> bool:
+    label, _dot, name = item.rpartition(".")
+    spec = REGISTRY.spec(label, name)
+    return spec is not None and spec.data_class == DataClass.SPECIAL_CARE
 
 
 def _subjects(actor: User, customer_ids: Iterable[int]) -> list[int]:
@@ -77,6 +83,7 @@ def provision_check(
     *,
     recipient: Recipient,
     customer_ids: list[int],
+    data_items: list[str],
     basis: str,
     on: dt.date,
     purpose: Purpose | None = None,
@@ -92,7 +99,19 @@ def provision_check(
     - contract as record (規則19(3)): a contract of this recipient;
     - entrustment (27(5)(i)): a processor with a contract in force on `on`;
     - joint use (27(5)(iii)): a joint user whose items were published on or before `on`.
+    Whatever the basis, nobody in stop-use (利用停止・第三者提供の停止, APPI 35) or anonymised is provided
+    (a closed account still may be, to a processor keeping its records), and special-care data
+    (要配慮個人情報) never by opt-out (27(2) proviso).
     """
+    stopped = (
+        Customer.objects.filter(pk__in=customer_ids)
+        .exclude(status__in=(Customer.Status.ACTIVE, Customer.Status.CLOSED))
+        .count()
+    )
+    if stopped:
+        raise ProvisionRefused(f"利用停止中または匿名化済みの顧客が{stopped}人含まれています（法第35条）。")
+    if basis == rules.BASIS_OPT_OUT and any(_is_special_care(item) for item in data_items):
+        raise ProvisionRefused("要配慮個人情報はオプトアウトで提供できません（法第27条2項ただし書）。")
     if recipient.foreign:
         xb = selectors.transfer_basis(recipient=recipient, on=on)
         if xb is None:
@@ -176,6 +195,7 @@ def provision_record(
         provision_check(
             recipient=recipient,
             customer_ids=ids,
+            data_items=items,
             basis=basis,
             on=on,
             purpose=purpose,

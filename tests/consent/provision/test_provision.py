@@ -19,7 +19,7 @@ from consent.provision.models import (
     Recipient,
 )
 from consent.provision.services import ProvisionRefused
-from crm.models import AuditEntry
+from crm.models import AuditEntry, Customer
 from crm.permissions import ROLE_PRIVACY
 from tests.factories import CustomerFactory, UserFactory
 
@@ -101,6 +101,28 @@ def test_consent_based_provision_needs_everyones_consent(officer, partner, team)
     # and the one who consented may be provided
     record = _provide(officer, partner, [yes], basis="consent", purpose_code="third_party_provision")
     assert list(record.subjects.values_list("customer_id", flat=True)) == [yes.pk]
+
+
+def test_a_person_in_stop_use_is_never_provided(officer, partner, team):
+    # given a customer who asked to stop use and third-party provision (APPI 35)
+    stopped = CustomerFactory(team=team, status=Customer.Status.STOP_USE)
+    with pytest.raises(ProvisionRefused, match="法第35条"):
+        _provide(officer, partner, [CustomerFactory(team=team), stopped])
+    assert not ProvisionRecord.objects.exists()
+
+
+def test_special_care_data_is_never_provided_by_opt_out(officer, partner, customer):
+    with pytest.raises(ProvisionRefused, match="法第27条2項"):
+        services.provision_record(
+            actor=officer,
+            recipient=partner,
+            customer_ids=[customer.pk],
+            data_items=["consent.SpecialCareRecord.content"],
+            basis="opt_out",
+            opt_out_notified_on=NOTIFIED,
+            on=dt.date(2026, 4, 1),
+        )
+    assert not ProvisionRecord.objects.exists()
 
 
 def test_repeated_provision_is_recorded_in_batch(officer, partner, team):
