@@ -125,6 +125,7 @@ class RecipientAdmin(admin.ModelAdmin):
     flags_of) computes them, so the list and a compliance checklist say the same."""
 
     form = RecipientForm
+    show_facets = admin.ShowFacets.NEVER
     list_display = ("name", "kind", "country", "flag_list")
     list_filter = ("kind",)
     search_fields = ("name",)

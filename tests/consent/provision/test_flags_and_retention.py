@@ -213,3 +213,15 @@ def test_a_record_policy_with_a_customer_trigger_fails_naming_why(officer):
     run = retention_services.retention_run_start(policy=policy, as_of=dt.datetime(2027, 1, 1, tzinfo=JST))
     assert run.status == RetentionRun.Status.FAILED
     assert "規則21" in run.note
+
+
+def test_the_records_policy_is_installed_disabled(officer, customer, partner):
+    # given the policy the migration creates (disabled until the privacy officer has checked its dry run)
+    policy = RetentionPolicy.objects.get(scope=RetentionPolicy.Scope.PROVISION_RECORDS)
+    assert (policy.trigger, policy.days, policy.enabled) == ("period_ended", 0, False)
+    # then its dry run counts the records past their period
+    _record(officer, customer, partner, "opt_out", dt.date(2026, 4, 1))
+    assert (
+        retention_preview(user=officer, policy=policy, as_of=dt.datetime(2029, 4, 2, tzinfo=JST)).affected
+        == 1
+    )
