@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -271,8 +271,7 @@ class ProvideForm(forms.Form):
 
     def __init__(self, *args: Any, recipient: Recipient, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        contract = self.fields["contract"]
-        assert isinstance(contract, forms.ModelChoiceField)
+        contract = cast(forms.ModelChoiceField, self.fields["contract"])  # declared so on the class
         contract.queryset = recipient.contracts.all()
 
 

@@ -3,7 +3,7 @@ recipients on the right, one arrow per flow. Drawn on the server so that the ima
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
+from html import escape
 
 from consent.provision.selectors import Graph
 
