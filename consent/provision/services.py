@@ -118,7 +118,11 @@ def provision_check(
             raise ProvisionRefused(
                 f"外国にある第三者（{recipient.country}）への提供の根拠が登録されていません（法第28条）。"
             )
-        if xb.kind == rules.XB_CONSENT and xb.purpose is not None:
+        if xb.kind == rules.XB_CONSENT:
+            if xb.purpose is None:
+                raise ProvisionRefused(
+                    "同意による外国移転の根拠に利用目的が登録されていません（法第28条1項）。"
+                )
             _all_consented(customer_ids, xb.purpose, "外国にある第三者への提供（法第28条1項）")
     if basis == rules.BASIS_CONSENT:
         if purpose is None:

@@ -203,6 +203,19 @@ def test_a_consent_basis_needs_each_persons_cross_border_consent(officer, team):
     assert _provide(officer, us, [person]).pk
 
 
+def test_a_consent_basis_without_its_purpose_refuses(officer, customer):
+    us = Recipient.objects.create(name="US Partner", kind=Recipient.Kind.THIRD_PARTY, country="US")
+    CrossBorderBasis.objects.create(  # written past the form's check (clean), e.g. by a script
+        recipient=us,
+        kind="consent",
+        country_regime="州法",
+        recipient_measures="契約",
+        effective_on=dt.date(2026, 1, 1),
+    )
+    with pytest.raises(ProvisionRefused, match="利用目的が登録されていません"):
+        _provide(officer, us, [customer])
+
+
 # --- the export to a recipient (admin) --------------------------------------------------------------------
 
 
