@@ -802,3 +802,7 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
                 messages.success(request, _("判断を記録しました。"))
                 return HttpResponseRedirect(reverse("admin:consent_objection_changelist"))
         return self._render(request, form, str(_("異議 #%(id)s への判断を記録") % {"id": objection.pk}))
+
+
+# Recipients, provision records and the data map (consent.provision) register their admins on import.
+from consent.provision import admin as _provision_admin  # noqa: E402, F401  (registers its admins)

@@ -14,12 +14,22 @@ class ConsentConfig(AppConfig):
         from consent.demo import seed_consents
         from consent.models import (
             ConsentEvent,
+            CrossBorderBasis,
+            DataFlow,
+            DataSystem,
             Objection,
+            ProcessorAudit,
+            ProcessorContract,
+            ProvisionRecord,
             Purpose,
             PurposeVersion,
+            ReceiptRecord,
+            Recipient,
             SpecialCareRecord,
             VisitorLink,
         )
+        from consent.provision import field_classes as provision_field_classes  # noqa: F401
+        from consent.provision.demo import seed_provision
         from consent.roles import grant_consent_roles
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
@@ -27,8 +37,20 @@ class ConsentConfig(AppConfig):
         grant_consent_roles()
         _register_with_retention()
         register_demo_seeder(seed_consents)
-        # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
-        for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
+        register_demo_seeder(seed_provision)
+        # ConsentState is derived from the ledger (raw upsert) and is not audited separately; the people of a
+        # provision or receipt record are bulk-linked with their own audit entry (consent.provision.services).
+        audited = (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord)
+        provision = (
+            Recipient,
+            ProcessorContract,
+            ProcessorAudit,
+            CrossBorderBasis,
+            ProvisionRecord,
+            ReceiptRecord,
+        )
+        data_map = (DataSystem, DataFlow)
+        for model in (*audited, *provision, *data_map):
             label = model._meta.label
             auditlog.register(
                 model,
@@ -41,9 +63,17 @@ def _register_with_retention() -> None:
     """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
     erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
     from consent import selectors, services
-    from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
+    from consent.provision import selectors as provision_selectors
+    from crm.retention.models import RetentionPolicy
+    from crm.retention.participants import (
+        consent_withdrawn_source_register,
+        erasure_participant_register,
+        record_scope_register,
+    )
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )
+    # Provision and receipt records (規則21・24) are removed by a policy of this scope, not by code of ours.
+    record_scope_register(RetentionPolicy.Scope.PROVISION_RECORDS, provision_selectors.records_due)

@@ -561,3 +561,43 @@ class Objection(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise LedgerImmutableError("異議の記録は追記のみです。記録済みの行は削除できません。")
+
+
+# Third-party provision, processors and the data map (issue #16) live in consent.provision; imported here so
+# that they are consent's models with its one migration history.
+from consent.provision.models import (  # noqa: E402
+    CrossBorderBasis,
+    DataFlow,
+    DataSystem,
+    ProcessorAudit,
+    ProcessorContract,
+    ProvisionRecord,
+    ProvisionSubject,
+    ReceiptRecord,
+    ReceiptSubject,
+    Recipient,
+)
+
+__all__ = [
+    "AppendOnlyQuerySet",
+    "ConsentEvent",
+    "ConsentState",
+    "CrossBorderBasis",
+    "DataFlow",
+    "DataSystem",
+    "LedgerImmutableError",
+    "LegalBasis",
+    "Objection",
+    "ProcessorAudit",
+    "ProcessorContract",
+    "ProvisionRecord",
+    "ProvisionSubject",
+    "Purpose",
+    "PurposeCategory",
+    "PurposeVersion",
+    "ReceiptRecord",
+    "ReceiptSubject",
+    "Recipient",
+    "SpecialCareRecord",
+    "VisitorLink",
+]

@@ -5,6 +5,27 @@ from __future__ import annotations
 from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT
 from crm.roles import grant_role_permissions
 
+PROVISION_PRIVACY_PERMISSIONS = [
+    *(
+        f"consent.{action}_{model}"
+        for model in (
+            "recipient",
+            "processorcontract",
+            "processoraudit",
+            "crossborderbasis",
+            "datasystem",
+            "dataflow",
+        )
+        for action in ("view", "add", "change", "delete")
+    ),
+    "consent.view_provisionrecord",
+    "consent.add_provisionrecord",
+    "consent.view_provisionsubject",
+    "consent.view_receiptrecord",
+    "consent.add_receiptrecord",
+    "consent.view_receiptsubject",
+]
+
 CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
     # 個人情報保護管理者: keeps the purposes of use and their wording; reads every ledger row.
     ROLE_PRIVACY: [
@@ -22,6 +43,9 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_objection",
         "consent.add_objection",
         "consent.decide_objection",
+        # Recipients, processors' contracts and audits, cross-border bases and the data map: the privacy
+        # officer alone edits them (consent.provision); provision records are written by the export service.
+        *PROVISION_PRIVACY_PERMISSIONS,
     ],
     # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
     ROLE_STAFF: [
@@ -46,6 +70,11 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_visitorlink",
         "consent.view_specialcarerecord",
         "consent.view_objection",
+        # Provision and receipt records go into the disclosure package (APPI 33(5)).
+        "consent.view_provisionrecord",
+        "consent.view_provisionsubject",
+        "consent.view_receiptrecord",
+        "consent.view_receiptsubject",
     ],
 }
 

@@ -13,6 +13,7 @@ module but the gate reads guardian's tables or keeps a copy of the rule.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,16 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from consent import services as consent_services
-from consent.models import ConsentEvent, ConsentState, Objection, SpecialCareRecord
+from consent.models import ConsentEvent, ConsentState, Objection, Purpose, SpecialCareRecord
+from consent.provision import services as provision_services
+from consent.provision.models import (
+    CrossBorderBasis,
+    DataFlow,
+    DataSystem,
+    ProcessorAudit,
+    ProcessorContract,
+    Recipient,
+)
 from crm import services
 from crm.classification import REGISTRY
 from crm.integrations import services as integration_services
@@ -104,6 +114,69 @@ def _special_care_record_of(team: Team) -> SpecialCareRecord:
 def _objection_of(team: Team) -> Objection:
     return consent_services.objection_record(
         customer=_customer_of(team), scope=Objection.Scope.DIRECT_MARKETING, source=Objection.Source.ADMIN
+    )
+
+
+def _recipient(team: Team | None = None) -> Any:
+    return Recipient.objects.create(name=f"提供先-{uuid.uuid4().hex[:8]}", kind=Recipient.Kind.THIRD_PARTY)
+
+
+def _provision_record_of(team: Team) -> Any:
+    actor = UserFactory(username=f"provision-{uuid.uuid4().hex[:8]}", is_superuser=True)
+    return provision_services.provision_record(
+        actor=actor,
+        recipient=_recipient(),
+        customer_ids=[_customer_of(team).pk],
+        data_items=["crm.Customer.email"],
+        basis="opt_out",
+        opt_out_notified_on=dt.date(2026, 1, 5),
+    )
+
+
+def _receipt_record_of(team: Team) -> Any:
+    actor = UserFactory(username=f"receipt-{uuid.uuid4().hex[:8]}", is_superuser=True)
+    return provision_services.receipt_record(
+        actor=actor,
+        provider_name="提供元株式会社",
+        provider_address="東京都港区1-1",
+        acquisition="自社の会員登録で取得（同意あり）",
+        customer_ids=[_customer_of(team).pk],
+        data_items=["crm.Customer.email"],
+        basis="consent",
+        received_on=dt.date(2026, 4, 1),
+    )
+
+
+def _contract(team: Team) -> Any:
+    return ProcessorContract.objects.create(
+        recipient=_recipient(), signed_on="2026-01-01", document_ref="CT-1"
+    )
+
+
+def _audit(team: Team) -> Any:
+    return ProcessorAudit.objects.create(
+        recipient=_recipient(), audited_on="2026-01-01", result="satisfactory", next_due_on="2027-01-01"
+    )
+
+
+def _basis(team: Team) -> Any:
+    return CrossBorderBasis.objects.create(
+        recipient=_recipient(), kind="designated_country", effective_on="2026-01-01"
+    )
+
+
+def _system(team: Team) -> Any:
+    return DataSystem.objects.create(
+        name=f"system-{uuid.uuid4().hex[:8]}", location="東京", data_owner="部長"
+    )
+
+
+def _flow(team: Team) -> Any:
+    return DataFlow.objects.create(
+        source=_system(team),
+        target_recipient=_recipient(),
+        purpose=Purpose.objects.first(),
+        frequency="daily",
     )
 
 
@@ -222,6 +295,8 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ConsentState": (_consent_state_of, ["crm.view_customer"], True),
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
     "consent.Objection": (_objection_of, ["crm.view_customer"], True),
+    "consent.ProvisionRecord": (_provision_record_of, ["crm.view_customer"], True),
+    "consent.ReceiptRecord": (_receipt_record_of, ["crm.view_customer"], True),
     "incidents.Incident": (_incident_of, [], True),
 }
 
@@ -234,6 +309,9 @@ NOT_PERSONAL_ADMINS = {
     "crm.RetentionPolicy": "rules (trigger × action × scope)",
     "crm.RetentionRun": "progress counts of a run",
     "consent.Purpose": "published purposes of use",
+    "consent.Recipient": "organisations data is given to, their contracts, audits and transfer bases",
+    "consent.DataSystem": "systems of the data map (names, places, owners)",
+    "consent.DataFlow": "flows between systems and recipients (purpose, frequency)",
 }
 
 REGISTERED = sorted(
@@ -497,6 +575,18 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
     "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
     "incidents.IncidentCorrectiveAction": (_incident_corrective_action_of, ["incidents.view_incident"], True),
+    "consent.ProvisionSubject": (
+        lambda t: _provision_record_of(t).subjects.get(),
+        ["crm.view_customer"],
+        True,
+    ),
+    "consent.ReceiptSubject": (lambda t: _receipt_record_of(t).subjects.get(), ["crm.view_customer"], True),
+    "consent.Recipient": (_recipient, [], False),
+    "consent.ProcessorContract": (_contract, [], False),
+    "consent.ProcessorAudit": (_audit, [], False),
+    "consent.CrossBorderBasis": (_basis, [], False),
+    "consent.DataSystem": (_system, [], False),
+    "consent.DataFlow": (_flow, [], False),
 }
 
 

@@ -35,12 +35,14 @@ class RetentionPolicy(models.Model):
         BEHAVIOURAL = "behavioural", _("行動データ（行動イベント・端末ID）")
         ACCESS_LOGS = "access_logs", _("アクセスログ")
         DSAR_PACKAGES = "dsar_packages", _("完了した開示等請求の開示データ")
+        PROVISION_RECORDS = "provision_records", _("第三者提供・受領の記録（規則21・24）")
 
     class Trigger(models.TextChoices):
         INACTIVE = "inactive", _("最終利用からN日経過")
         CONSENT_WITHDRAWN = "consent_withdrawn", _("利用目的への同意撤回からN日経過")
         ACCOUNT_CLOSED = "account_closed", _("退会からN日経過")
         RECORD_AGE = "record_age", _("記録の作成からN日経過")
+        PERIOD_ENDED = "period_ended", _("記録ごとの法定保存期間の満了からN日経過")
 
     class Action(models.TextChoices):
         ERASE = "erase", _("消去")

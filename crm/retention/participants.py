@@ -8,6 +8,10 @@
   person is erased whole or not at all.
 - The source of the "consent withdrawn" trigger: the consent app tells which customers withdrew consent for
   a purpose at least N days before an instant.
+- Record scopes: records of an app above crm that a retention policy removes whole (not customers), such as
+  the third-party provision records consent keeps for the period 規則21 sets. The app registers, for a
+  policy scope, the querysets of rows due at an instant; a run of a policy of that scope deletes them in
+  batches (crm.retention.services.runs), with the same runs, dry run and audit as every policy.
 """
 
 from __future__ import annotations
@@ -62,3 +66,28 @@ def consent_withdrawn_source_register(source: WithdrawnSource) -> None:
 
 def consent_withdrawn_source() -> WithdrawnSource | None:
     return _withdrawn_source[0] if _withdrawn_source else None
+
+
+RecordsDue = Callable[[str, int, dt.datetime], "list[QuerySet[Any]]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordScope:
+    """A policy scope whose rows are records of an app above crm: `due(trigger, days, as_of)` gives, per
+    model, the rows a policy of that trigger and number of days removes at `as_of` (an unknown trigger
+    raises ValueError, and the run fails naming it)."""
+
+    scope: str
+    due: RecordsDue
+
+
+_record_scopes: dict[str, RecordScope] = {}
+
+
+def record_scope_register(scope: str, due: RecordsDue) -> None:
+    """Register the records of `scope` (called from an AppConfig.ready(); idempotent)."""
+    _record_scopes[scope] = RecordScope(scope=scope, due=due)
+
+
+def record_scope(scope: str) -> RecordScope | None:
+    return _record_scopes.get(scope)

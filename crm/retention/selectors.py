@@ -51,6 +51,16 @@ def consent_withdrawn_customer_ids(
         raise ConsentUnavailable(" ".join(exc.messages)) from exc
 
 
+def records_due(policy: RetentionPolicy, as_of: dt.datetime) -> list[QuerySet[Any]]:
+    """The rows a policy of a record scope removes at `as_of`, per model, asked of the app that registered
+    the scope (crm.retention.participants). ValueError for a scope nobody registered or a trigger the
+    scope does not know."""
+    scope = participants.record_scope(policy.scope)
+    if scope is None:
+        raise ValueError(f"scope {policy.scope!r} has no registered records")
+    return scope.due(policy.trigger, policy.days, as_of)
+
+
 def held_q(as_of: dt.datetime) -> Exists:
     """Customers under a legal hold in force at `as_of`."""
     return Exists(LegalHold.objects.active(as_of).filter(customer_id=OuterRef("pk")))
@@ -147,6 +157,12 @@ def retention_preview(
     The counts come from the same predicate the run re-checks in its acting statement (`actionable`), so for
     a user who sees every customer (個人情報保護管理者) they equal what a run started at `as_of` does.
     """
+    if participants.record_scope(policy.scope) is not None:
+        # Records name no customer by themselves: counts only (the run deletes exactly these rows).
+        try:
+            return PolicyPreview(sum(qs.count() for qs in records_due(policy, as_of)), 0, [])
+        except ValueError as exc:
+            return PolicyPreview(0, 0, [], str(exc))
     if policy.scope not in CUSTOMER_SCOPES:
         return PolicyPreview(0, 0, [], "この対象の処理は未導入です（担当アプリの導入後に有効になります）。")
     base = Customer.objects.restrict(user, "view")

@@ -20,7 +20,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from crm.models import Customer
-from crm.retention import rules, selectors
+from crm.retention import participants, rules, selectors
 from crm.retention.models import RetentionPolicy, RetentionRun, RetentionRunSlice
 from crm.retention.services.clearing import column, pk, table
 from crm.retention.services.erasure import act
@@ -71,6 +71,8 @@ def retention_run_start(
             consent_purpose=policy.consent_purpose,
             batch_size=policy.batch_size,
         )
+        if participants.record_scope(policy.scope) is not None:
+            return _records_run_start(run, policy, as_of, enqueue)
         if policy.scope not in selectors.CUSTOMER_SCOPES:
             return _run_close(run, RetentionRun.Status.UNSUPPORTED, "この対象の処理は未導入です。")
         if policy.trigger == RetentionPolicy.Trigger.CONSENT_WITHDRAWN:
@@ -89,6 +91,44 @@ def retention_run_start(
             transaction.on_commit(lambda: _enqueue_slices([(s.pk, s.cursor) for s in slices]))
     log.info("retention run %s of policy %s started with %d slices", run.pk, policy.pk, len(slices))
     return run
+
+
+def _records_run_start(
+    run: RetentionRun, policy: RetentionPolicy, as_of: dt.datetime, enqueue: bool
+) -> RetentionRun:
+    """A run over the records of an app above crm (participants.record_scope): one slice whose cursor
+    counts its batches; each batch deletes up to batch_size due rows (retention_slice_advance)."""
+    try:
+        selectors.records_due(policy, as_of)
+    except ValueError as exc:
+        return _run_close(run, RetentionRun.Status.FAILED, str(exc))
+    sl = RetentionRunSlice.objects.create(run=run, lo=0, hi=1, cursor=0)
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue_slices([(sl.pk, sl.cursor)]))
+    return run
+
+
+def _records_batch(sl: RetentionRunSlice, policy: RetentionPolicy, as_of: dt.datetime) -> bool:
+    """Delete the next batch of due records of a record scope; True when more may be left. The predicate
+    is the statement's own filter; rows another transaction holds are skipped (SKIP LOCKED), and the next
+    run sees them again. The deletions are audited by the ORM (one entry per row, ids only)."""
+    left = policy.batch_size
+    for due in selectors.records_due(policy, as_of):
+        if left <= 0:
+            break
+        ids = list(
+            due.select_for_update(skip_locked=True, of=("self",))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:left]
+        )
+        if not ids:
+            continue
+        _total, per_model = due.filter(pk__in=ids).delete()
+        gone = per_model.get(due.model._meta.label, 0)
+        sl.examined += gone
+        sl.erased += gone
+        left -= gone
+    return left <= 0
 
 
 # The task that advances a slice (crm.retention.tasks), sent by name: the tasks import these services, so
@@ -143,6 +183,9 @@ def retention_slice_advance(*, slice_id: int, expected_cursor: int, enqueue: boo
         run = sl.run
         policy = run.frozen_policy()
         as_of = run.as_of
+        if participants.record_scope(policy.scope) is not None:
+            more = _records_batch(sl, policy, as_of)
+            return _slice_step(sl, sl.cursor + 1, not more, enqueue)
         in_range = Customer.objects.filter(pk__gt=sl.cursor, pk__lte=sl.hi)
         # Keyset walk: the window ends at the batch_size-th due customer (or at the slice end).
         due_ids = list(
@@ -188,19 +231,26 @@ def retention_slice_advance(*, slice_id: int, expected_cursor: int, enqueue: boo
             failures["skipped_locked"] += skipped_locked
         sl.failed += out.failed
         sl.failures = dict(failures)
-        sl.cursor = end
-        sl.done = end >= sl.hi
-        sl.batches += 1
-        sl.heartbeat_at = timezone.now()
-        sl.save()
-        if sl.done:
-            run = RetentionRun.objects.select_for_update().get(pk=run.pk)
-            if run.status == RetentionRun.Status.RUNNING and not run.slices.filter(done=False).exists():
-                _run_close(run, RetentionRun.Status.COMPLETED, "")
-            return None
-        if enqueue:
-            transaction.on_commit(lambda: _enqueue_slices([(slice_id, end)]))
-        return end
+        return _slice_step(sl, end, end >= sl.hi, enqueue)
+
+
+def _slice_step(sl: RetentionRunSlice, cursor: int, done: bool, enqueue: bool) -> int | None:
+    """Record a batch of a slice (inside its transaction) and enqueue the next one, or close the run when
+    this was the last slice's last batch. Returns the new cursor when more is left."""
+    sl.cursor = cursor
+    sl.done = done
+    sl.batches += 1
+    sl.heartbeat_at = timezone.now()
+    sl.save()
+    if sl.done:
+        run = RetentionRun.objects.select_for_update().get(pk=sl.run_id)
+        if run.status == RetentionRun.Status.RUNNING and not run.slices.filter(done=False).exists():
+            _run_close(run, RetentionRun.Status.COMPLETED, "")
+        return None
+    slice_id = sl.pk
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue_slices([(slice_id, cursor)]))
+    return cursor
 
 
 def retention_slice_fail(*, slice_id: int, error: BaseException) -> None:

@@ -1,0 +1,67 @@
+"""Every path by which data leaves the system as a file or a download, and where it goes (issue #16).
+
+A path that sends customers' personal data to a recipient (委託先, 第三者, 共同利用, group company) must
+call `consent.provision.services.provision_record` (or `provision_export`, built on it) before anything
+leaves. tests/consent/provision/test_exports.py finds the paths in the code (a download response, a CSV
+writer, an `*_export(` call, a management command writing a file) and every API read, and fails for one
+not listed here, or for a path listed as going to a recipient whose code does not call the service. A new
+export is added here with its destination, and the reason when it is not a recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TO_RECIPIENT = "recipient"  # personal data to a recipient: provision record first (APPI 29)
+INTERNAL = "internal"  # stays within the company (its own systems, backups)
+NO_PERSONAL_DATA = "no_personal_data"  # names nobody (aggregates, metadata, keyed hashes)
+
+
+@dataclass(frozen=True)
+class ExportPath:
+    destination: str
+    reason: str
+
+
+# "<file>:<function>" of the code that builds the download, or "api:<METHOD> <path>" of an API read.
+EXPORT_PATHS: dict[str, ExportPath] = {
+    "consent/provision/admin.py:provide_view": ExportPath(
+        TO_RECIPIENT, "customers' fields for a recipient: services.provision_export writes the record first"
+    ),
+    "consent/provision/services.py:provision_export": ExportPath(
+        TO_RECIPIENT, "the export to a recipient itself: provision_record before the first row is read"
+    ),
+    "consent/provision/admin.py:csv_response": ExportPath(
+        NO_PERSONAL_DATA, "the CSV writer the views above use; each caller is listed with its destination"
+    ),
+    "consent/provision/admin.py:ropa_csv_view": ExportPath(
+        NO_PERSONAL_DATA, "the record of processing: purposes, categories, recipients, policies"
+    ),
+    "consent/provision/admin.py:dictionary_csv_view": ExportPath(
+        NO_PERSONAL_DATA, "the data dictionary: field names, classes, purposes"
+    ),
+    "consent/provision/admin.py:map_svg_view": ExportPath(NO_PERSONAL_DATA, "the data map: systems, flows"),
+    "crm/retention/services/tombstones.py:tombstones_export": ExportPath(
+        INTERNAL, "keyed hashes of erased customers, kept by the company beside its backups"
+    ),
+    "crm/retention/services/holds.py:legal_holds_export": ExportPath(
+        INTERNAL, "legal holds named by keyed hashes, kept by the company beside its backups"
+    ),
+    "crm/management/commands/retention_export_tombstones.py:handle": ExportPath(
+        INTERNAL, "writes the two files above for the operator (restore after a backup)"
+    ),
+    # The integration API answers the company's own systems (API clients, each a system of the data map). A
+    # client operated by a processor is a DataSystem with its `recipient`, and its flow is on the map
+    # (entrustment, APPI 27(5)(i)); a provision to a third party never goes through these reads.
+    "api:GET /customers/{external_id}/consents": ExportPath(
+        INTERNAL, "a customer's consent state for the company's own integrated system"
+    ),
+    "api:GET /visitors/{visitor_id}/consents": ExportPath(
+        INTERNAL, "a visitor's cookie choices, for the company's own website"
+    ),
+    "api:GET /cookie-consents/categories": ExportPath(NO_PERSONAL_DATA, "published cookie categories"),
+    "api:GET /health": ExportPath(NO_PERSONAL_DATA, "liveness"),
+}
+
+# Names whose call sends the data to a recipient only after the provision record is written.
+PROVISION_CALLS = frozenset({"provision_record", "provision_export"})
