@@ -38,7 +38,7 @@ from incidents.models import (
     IncidentScope,
     IncidentTimelineEntry,
 )
-from incidents.rules import JST
+from incidents.rules import JST, drill_overdue
 
 EXEMPTIONS = {
     "encrypted": _("高度な暗号化等の措置（規則7条柱書）"),
@@ -126,6 +126,13 @@ class IncidentForm(forms.ModelForm):
         self.fields["data_classes"].widget = forms.CheckboxSelectMultiple(choices=DataClass.choices)
 
 
+NOTICE_FOLLOW_UP = (
+    IncidentNotice.Status.NO_ADDRESS,
+    IncidentNotice.Status.FAILED,
+    IncidentNotice.Status.UNKNOWN,
+)
+
+
 class TimelineInline(admin.TabularInline):
     """The timeline, read-only: it is append-only (the database refuses changes)."""
 
@@ -186,18 +193,23 @@ class ScopeInline(TimelineInline):
 
 
 class NoticeInline(TimelineInline):
-    """Notices to the affected people, read-only (status per person; no address shown)."""
+    """The notices a person must follow up, read-only: no address (to reach by post or phone, or by the public
+    notice), failed, or unknown (a sender died and the backend could not say whether the e-mail left). The
+    sent and pending ones are counted in the progress field, not listed (there may be 100,000)."""
 
     model = IncidentNotice
-    fields = ("customer", "status", "claimed_at", "sent_at", "error")
+    verbose_name_plural = _("要対応の通知（郵送・電話・確認）")
+    fields = ("customer", "status", "claimed_at", "message_id", "error")
     readonly_fields = fields
     ordering = ("pk",)
     max_num = 0
     show_change_link = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:  # type: ignore[override]
-        return IncidentNotice.objects.restrict(request.user, "view").only(
-            "pk", "incident_id", "customer_id", "status", "claimed_at", "sent_at", "error"
+        return (
+            IncidentNotice.objects.restrict(request.user, "view")
+            .filter(status__in=NOTICE_FOLLOW_UP)
+            .only("pk", "incident_id", "customer_id", "status", "claimed_at", "message_id", "error")
         )
 
 
@@ -205,12 +217,18 @@ class CorrectiveActionInline(TimelineInline):
     """Corrective actions, read-only here: added and completed through their own pages (services)."""
 
     model = IncidentCorrectiveAction
-    fields = ("description", "owner", "due_on", "completed_at", "complete_link")
+    fields = ("description", "owner", "due_on", "overdue_flag", "completed_at", "complete_link")
     readonly_fields = fields
     ordering = ("due_on", "pk")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:  # type: ignore[override]
         return IncidentCorrectiveAction.objects.restrict(request.user, "view").select_related("owner")
+
+    @admin.display(description=_("期限超過"))
+    def overdue_flag(self, obj: IncidentCorrectiveAction) -> str:
+        if obj.pk is None or not obj.overdue():
+            return "-"
+        return format_html('<strong class="incident-overdue">{}</strong>', gettext("期限超過"))
 
     @admin.display(description=_("操作"))
     def complete_link(self, obj: IncidentCorrectiveAction) -> str:
@@ -291,6 +309,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     """Breach response: the incidents the user may see (the gate), nearest deadline first."""
 
     form = IncidentForm
+    change_list_template = "incidents/admin/change_list.html"
     list_display = ("__str__", "title", "kind", "status", "next_deadline_display", "aware_at")
     list_filter = ("status", "kind", "is_drill")
     search_fields = ("=id",)
@@ -303,11 +322,12 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         "report_links",
         "scope_link",
         "action_link",
+        "notice_progress",
         "created_by",
         "created_at",
     )
     fieldsets = [
-        (None, {"fields": ["title", "description", "kind", "status", "is_drill"]}),
+        (None, {"fields": ["title", "description", "kind", "status", "is_drill", "drill_findings"]}),
         (_("期限"), {"fields": ["clocks_panel", "reportability", "report_links"]}),
         (
             _("日時"),
@@ -348,6 +368,10 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            _("本人への通知（法26条2項・規則10条）"),
+            {"fields": ["notice_progress", "public_notice_at", "public_notice_where"]},
+        ),
         (_("登録"), {"fields": ["created_by", "created_at"]}),
     ]
     actions = [
@@ -360,6 +384,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         _filing_action(IncidentFiling.Kind.PPC_FINAL),
         _filing_action(IncidentFiling.Kind.GDPR_SA),
         "queue_notices",
+        "pause_notices",
+        "resume_notices",
     ]
 
     @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
@@ -375,6 +401,67 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     gettext("%(i)s: 通知%(n)s件を送信待ちにしました。") % {"i": incident, "n": added},
                     messages.SUCCESS,
                 )
+
+    @admin.action(description=_("本人への通知を一時停止する"), permissions=["change"])
+    def pause_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._each(request, queryset, services.incident_notices_pause, gettext("通知を一時停止しました。"))
+
+    @admin.action(description=_("本人への通知を再開する"), permissions=["change"])
+    def resume_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._each(request, queryset, services.incident_notices_resume, gettext("通知を再開しました。"))
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Incident], service: Any, done: str) -> None:
+        for incident in queryset:
+            try:
+                service(incident=incident, actor=request.user)
+            except services.IncidentError as error:
+                self.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{incident}: {done}", messages.SUCCESS)
+
+    @admin.display(description=_("送信状況"))
+    def notice_progress(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        counts = obj.notice_counts()
+        total = sum(counts.values())
+        if not total:
+            return gettext("通知は登録されていません。")
+        open_ = counts.get(IncidentNotice.Status.PENDING, 0) + counts.get(IncidentNotice.Status.SENDING, 0)
+        done = total - open_
+        parts = format_html_join(
+            "、",
+            "{}: {}",
+            [(label, counts[value]) for value, label in IncidentNotice.Status.choices if counts.get(value)],
+        )
+        state = gettext("一時停止中") if obj.notices_paused else ""
+        return format_html(
+            '<progress class="incident-notice-progress" max="{}" value="{}"></progress> {}% {}（{}）',
+            total,
+            done,
+            done * 100 // total,
+            state,
+            parts,
+        )
+
+    class Media:
+        css = {"all": ("incidents/admin.css",)}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list, with the last drill and a warning once twelve months have passed without one."""
+        last = (
+            Incident.objects.restrict(request.user, "view")
+            .filter(is_drill=True)
+            .order_by("-aware_at")
+            .values_list("aware_at", flat=True)
+            .first()
+        )
+        context = {
+            **(extra_context or {}),
+            "last_drill": _jst(last) if last else None,
+            "drill_overdue": drill_overdue(last, timezone.now()),
+        }
+        return super().changelist_view(request, extra_context=context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return Incident.objects.restrict(request.user, "view").order_by(
@@ -597,7 +684,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         now = timezone.now()
         text = f"{_jst(obj.next_deadline_at)}（{_time_left(obj.next_deadline_at, now)}）"
         if obj.next_deadline_at < now:
-            return format_html('<span class="incident-overdue" style="color:#ba2121">{}</span>', text)
+            return format_html('<span class="incident-overdue">{}</span>', text)
         return text
 
     @admin.display(description=_("報告期限"))
@@ -614,16 +701,11 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 state = gettext("提出済み %(at)s") % {"at": _jst(deadline.filing.filed_at)}
             else:
                 state = _time_left(deadline.due, now)
-            style = "color:#ba2121;font-weight:bold" if deadline.overdue(now) else ""
             css = "incident-clock overdue" if deadline.overdue(now) else "incident-clock"
-            rows.append((css, style, str(deadline.label), _jst(deadline.due), state))
+            rows.append((css, str(deadline.label), _jst(deadline.due), state))
         return format_html(
             '<table class="incident-clocks">{}</table>',
-            format_html_join(
-                "",
-                '<tr class="{}" style="{}"><th>{}</th><td>{}</td><td>{}</td></tr>',
-                rows,
-            ),
+            format_html_join("", '<tr class="{}"><th>{}</th><td>{}</td><td>{}</td></tr>', rows),
         )
 
     @admin.display(description=_("報告対象の判定（法26条・規則7条）"))

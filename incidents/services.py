@@ -11,10 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -81,6 +85,9 @@ FACT_FIELDS = (
     "report_prevention",
     "report_other",
     "gdpr_late_reason",
+    "public_notice_at",
+    "public_notice_where",
+    "drill_findings",
 )
 # The response team's object permissions on their incident.
 TEAM_OBJECT_PERMS = ("incidents.view_incident", "incidents.change_incident")
@@ -618,8 +625,29 @@ def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> in
 
 
 # --- individual notices (APPI Art. 26(2), 規則10; GDPR Art. 34) -------------------------------------------
+#
+# Each person gets their notice exactly once, even when a worker is killed mid-batch (README "Individual
+# notices"). How:
+#
+# 1. One sender per incident at a time: a batch runs only while its database session holds the advisory lock
+#    (NOTICE_SENDER_LOCK, incident id). PostgreSQL releases it when the session ends, so a killed worker
+#    gives it up by itself, and a "sending" row seen by the holder can only belong to a sender that died.
+# 2. Claim, then send, then mark, one notice at a time, each step its own commit: the claim is a
+#    conditional update pending → sending that records the notice's Message-ID, fixed by the row
+#    (<incident-I.notice-N@domain>). It is the idempotency key, written before the e-mail leaves.
+# 3. The next holder first resolves the dead sender's "sending" row (at most one per death, as claims are
+#    one at a time) by asking the e-mail backend whether that Message-ID left (incidents.mail:
+#    `delivered_message_ids`): yes → sent; no → pending again (sent later, same Message-ID); a backend that
+#    cannot tell (SMTP) → unknown, shown for a person to check and never sent again by itself.
+#
+# So nobody is mailed twice, and with a backend that can answer nobody is left out either.
 
 NOTICE_BATCH = 100
+NOTICE_SENDER_LOCK = 0x1526  # advisory lock class of "the sender of an incident's notices" (with its id)
+
+
+class NoticeSenderBusy(Exception):
+    """Another worker holds the incident's sender lock: this batch waits its turn (the task retries)."""
 
 
 def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True) -> int:
@@ -635,22 +663,49 @@ def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser,
         affected = IncidentAffected._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {notices} (incident_id, customer_id, status, error, created_at) "  # noqa: S608
-                f"SELECT incident_id, customer_id, %s, '', now() FROM {affected} "
+                f"INSERT INTO {notices} (incident_id, customer_id, status, message_id, error, created_at) "  # noqa: S608
+                f"SELECT incident_id, customer_id, %s, '', '', now() FROM {affected} "
                 f"WHERE incident_id = %s AND customer_id IS NOT NULL "
                 f"ON CONFLICT (incident_id, customer_id) DO NOTHING",
                 (IncidentNotice.Status.PENDING, locked.pk),
             )
             added = cursor.rowcount
+        _audit_notices_queued(locked, added, actor)
         _log(
             locked,
             actor,
             IncidentTimelineEntry.Kind.NOTE,
             _("本人への通知を%(n)s件登録（法26条2項）") % {"n": added},
         )
-        if enqueue and added:
+        if enqueue and added and not locked.notices_paused:
             _enqueue_notices(locked.pk)
     return added
+
+
+def incident_notices_pause(*, incident: Incident | int, actor: AbstractBaseUser) -> None:
+    """Pause the sending of an incident's notices: the batch at work stops after the notice in hand."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.notices_paused:
+            raise IncidentError(_("通知はすでに一時停止しています。"))
+        locked.notices_paused = True
+        locked.save(update_fields=["notices_paused", "updated_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("本人への通知を一時停止"))
+
+
+def incident_notices_resume(
+    *, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True
+) -> None:
+    """Resume sending (after a pause, or after a worker died): the next batch first resolves what a dead
+    sender left "sending", then sends the pending notices."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.notices_paused:
+            locked.notices_paused = False
+            locked.save(update_fields=["notices_paused", "updated_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("本人への通知を再開"))
+        if enqueue:
+            _enqueue_notices(locked.pk)
 
 
 def _enqueue_notices(incident_id: int) -> None:
@@ -661,8 +716,6 @@ def _enqueue_notices(incident_id: int) -> None:
 
 def _notice_text(incident: Incident) -> tuple[str, str]:
     """The notice's subject and body: the items of 規則10 (概要, 項目, 原因, 二次被害, その他)."""
-    from django.conf import settings
-
     subject = _("個人データの漏えい等に関するお知らせ（%(ref)s）") % {"ref": incident.reference}
     parts = [
         (_("概要"), incident.report_summary),
@@ -677,70 +730,156 @@ def _notice_text(incident: Incident) -> tuple[str, str]:
     return subject, body
 
 
+def notice_message_id(incident_id: int, notice_id: int) -> str:
+    """The Message-ID of a notice: fixed by the row, so a resend after a lost "sent" is the same message."""
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >") or "localhost"
+    return f"<incident-{incident_id}.notice-{notice_id}@{domain}>"
+
+
+@contextmanager
+def _sender_lock(incident_id: int) -> Iterator[bool]:
+    """Hold the incident's sender lock (session-level: it outlives the small commits of the batch and dies
+    with the session of a killed worker); False when another session holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (NOTICE_SENDER_LOCK, incident_id))
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (NOTICE_SENDER_LOCK, incident_id))
+
+
+def _notice_move(incident: Incident, pk: int, customer_id: int | None, to: str, **fields: Any) -> bool:
+    """Move one notice out of its current state (conditional: pending → sending, sending → the outcome) in its
+    own short transaction with its audit entry (ids only); False when another step moved it first."""
+    expected = IncidentNotice.Status.PENDING if to in _FROM_PENDING else IncidentNotice.Status.SENDING
+    with transaction.atomic():
+        # SKIP LOCKED: a row another session holds (a sender that is not ours) is left to it, not waited for.
+        mine = IncidentNotice.objects.select_for_update(skip_locked=True).filter(pk=pk, status=expected)
+        moved = bool(list(mine.values_list("pk", flat=True)))
+        if moved:
+            IncidentNotice.objects.filter(pk=pk).update(status=to, **fields)
+            AuditEntry.objects.create(
+                content_type=ContentType.objects.get_for_model(IncidentNotice),
+                object_pk=str(pk),
+                object_repr=f"{incident.reference} 本人への通知 #{pk}",
+                action=AuditEntry.Action.UPDATE,
+                changes={"status": [expected, to]},
+                actor=None,
+                additional_data={"incident_notice": {"incident": incident.pk, "customer": customer_id}},
+            )
+    return moved
+
+
+_FROM_PENDING = (IncidentNotice.Status.SENDING, IncidentNotice.Status.NO_ADDRESS)
+
+
+def _notices_reap(incident: Incident, backend: Any) -> None:
+    """Resolve the "sending" rows of a sender that died (called with the sender lock held, so no live sender
+    owns them) by asking the backend whether their Message-IDs left."""
+    stuck = list(
+        IncidentNotice.objects.filter(incident=incident, status=IncidentNotice.Status.SENDING).values_list(
+            "pk", "customer_id", "message_id"
+        )
+    )
+    if not stuck:
+        return
+    ask = getattr(backend, "delivered_message_ids", None)
+    delivered = ask([m for _pk, _c, m in stuck]) if ask is not None else None
+    for pk, customer_id, message_id in stuck:
+        if delivered is None:
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.UNKNOWN, error="worker_lost")
+        elif message_id in delivered:
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.SENT, sent_at=timezone.now())
+        else:
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.PENDING)
+
+
 def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
-    """Send the next batch of pending notices of an incident; the number handled (0: none left).
+    """Send the next batch of an incident's pending notices; the number handled (0: none left, or paused).
 
-    Claim (its own commit): pending rows FOR UPDATE SKIP LOCKED, marked "sending" — two workers never take
-    the same person. Send: one e-mail each, to the address decrypted only here. Mark: "sent" (or "failed"
-    when the mail server refused it, "no_address" without an address) in a second commit."""
-    from django.conf import settings
-    from django.core.mail import send_mail
-
+    Called outside a transaction: each claim and each outcome is its own commit (see the comment above
+    NOTICE_BATCH). Raises NoticeSenderBusy while another worker sends this incident's notices."""
     from crm.models import Customer
 
-    with transaction.atomic():
-        claimed = list(
-            IncidentNotice.objects.select_for_update(skip_locked=True)
-            .filter(incident_id=incident_id, status=IncidentNotice.Status.PENDING)
-            .order_by("pk")[:NOTICE_BATCH]
-        )
-        if not claimed:
+    with _sender_lock(incident_id) as mine:
+        if not mine:
+            raise NoticeSenderBusy(incident_id)
+        incident = Incident.objects.filter(pk=incident_id).first()
+        if incident is None or incident.notices_paused:
             return 0
-        IncidentNotice.objects.filter(pk__in=[n.pk for n in claimed]).update(
-            status=IncidentNotice.Status.SENDING, claimed_at=timezone.now()
+        backend = get_connection()
+        _notices_reap(incident, backend)
+        batch = list(
+            IncidentNotice.objects.filter(incident=incident, status=IncidentNotice.Status.PENDING)
+            .order_by("pk")
+            .values_list("pk", "customer_id")[:NOTICE_BATCH]
         )
-    incident = Incident.objects.get(pk=incident_id)
-    subject, body = _notice_text(incident)
-    emails = dict(Customer.objects.filter(pk__in=[n.customer_id for n in claimed]).values_list("pk", "email"))
-    outcome: dict[str, list[int]] = {"sent": [], "failed": [], "no_address": []}
-    for notice in claimed:
-        address = emails.get(notice.customer_id) or ""
-        if not address:
-            outcome["no_address"].append(notice.pk)
-            continue
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
-        except Exception:
-            outcome["failed"].append(notice.pk)
-        else:
-            outcome["sent"].append(notice.pk)
-    now = timezone.now()
-    with transaction.atomic():
-        IncidentNotice.objects.filter(pk__in=outcome["sent"]).update(
-            status=IncidentNotice.Status.SENT, sent_at=now
-        )
-        IncidentNotice.objects.filter(pk__in=outcome["failed"]).update(
-            status=IncidentNotice.Status.FAILED, error="smtp"
-        )
-        IncidentNotice.objects.filter(pk__in=outcome["no_address"]).update(
-            status=IncidentNotice.Status.NO_ADDRESS
-        )
-        # Bulk updates bypass auditlog: one summary entry for the batch (ids only, no address).
-        _audit_notices(incident, outcome)
-        if enqueue:
-            _enqueue_notices(incident_id)
-    return len(claimed)
+        if not batch:
+            return 0
+        subject, body = _notice_text(incident)
+        emails = dict(Customer.objects.filter(pk__in=[c for _pk, c in batch]).values_list("pk", "email"))
+        handled = 0
+        with backend:
+            for pk, customer_id in batch:
+                if Incident.objects.filter(pk=incident_id, notices_paused=True).exists():
+                    break
+                handled += 1
+                address = emails.get(customer_id) or ""
+                if not address:
+                    _notice_move(incident, pk, customer_id, IncidentNotice.Status.NO_ADDRESS)
+                    continue
+                message_id = notice_message_id(incident_id, pk)
+                if not _notice_move(
+                    incident,
+                    pk,
+                    customer_id,
+                    IncidentNotice.Status.SENDING,
+                    claimed_at=timezone.now(),
+                    message_id=message_id,
+                ):
+                    continue
+                message = EmailMessage(
+                    subject,
+                    body,
+                    settings.DEFAULT_FROM_EMAIL,
+                    [address],
+                    headers={"Message-ID": message_id},
+                    connection=backend,
+                )
+                try:
+                    message.send()
+                except Exception as error:  # the kind only: the address must not reach the row or the log
+                    _notice_move(
+                        incident,
+                        pk,
+                        customer_id,
+                        IncidentNotice.Status.FAILED,
+                        error=type(error).__name__[:100],
+                    )
+                else:
+                    _notice_move(
+                        incident, pk, customer_id, IncidentNotice.Status.SENT, sent_at=timezone.now()
+                    )
+    if enqueue and handled:
+        _enqueue_notices(incident_id)
+    return handled
 
 
-def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
+def _audit_notices_queued(incident: Incident, added: int, actor: AbstractBaseUser) -> None:
+    """The INSERT … SELECT of the queue is invisible to auditlog: one entry with the count."""
+    if not added:
+        return
     AuditEntry.objects.create(
         content_type=ContentType.objects.get_for_model(IncidentNotice),
-        object_pk=f"incident-notice-batch:{incident.pk}",
-        object_repr=f"{incident.reference} 本人への通知",
-        action=AuditEntry.Action.UPDATE,
+        object_pk=f"incident-notice-queue:{incident.pk}",
+        object_repr=f"{incident.reference} 本人への通知 {added}件",
+        action=AuditEntry.Action.CREATE,
         changes={},
-        actor=None,
-        additional_data={"incident_notices": {k: v for k, v in outcome.items() if v}},
+        actor=actor,
+        additional_data={"incident_notices_queued": {"incident": incident.pk, "count": added}},
     )
 
 
