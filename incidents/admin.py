@@ -263,10 +263,20 @@ class ScopeQueryForm(forms.Form):
     )
     created_from = forms.DateTimeField(label=_("登録日時（から）"), required=False)
     created_to = forms.DateTimeField(label=_("登録日時（まで、含まない）"), required=False)
+    active_from = forms.DateTimeField(label=_("最終利用日時（から）"), required=False)
+    active_to = forms.DateTimeField(label=_("最終利用日時（まで、含まない）"), required=False)
+    data_classes = forms.MultipleChoiceField(
+        label=_("保有するデータの分類（いずれか）"),
+        required=False,
+        choices=(),
+        widget=forms.CheckboxSelectMultiple,
+    )
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["teams"].choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+        held = services.held_classes()
+        self.fields["data_classes"].choices = [(c, label) for c, label in DataClass.choices if c in held]
 
 
 class ScopeUploadForm(forms.Form):
@@ -527,6 +537,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     channel=data["channel"],
                     created_from=data["created_from"],
                     created_to=data["created_to"],
+                    active_from=data["active_from"],
+                    active_to=data["active_to"],
+                    data_classes=data["data_classes"],
                 )
                 return self._scope_started(request, incident)
             if upload_form.is_bound and upload_form.is_valid():

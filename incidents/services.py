@@ -9,18 +9,20 @@ when, what); auditlog records the row changes (incidents.apps).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
@@ -29,7 +31,7 @@ from crm.audit import audit_actor
 from crm.classification import REGISTRY, DataClass
 from crm.crypto import email_index, phone_index
 from crm.integrations.models import ApiClient, ApiScope
-from crm.models import AuditEntry
+from crm.models import AuditEntry, Customer
 from crm.permissions import scope_kind
 from crm.retention.models import LegalHold
 from crm.retention.services import legal_hold_place, legal_hold_release
@@ -340,6 +342,27 @@ def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
         )
 
 
+@functools.cache
+def held_classes() -> dict[str, list[type[Model]]]:
+    """Personal data class → the models (from the classification registry) whose rows about a customer hold
+    a field of that class (a purchase: attributes; a 要配慮 record: special care). A customer "holds" a class
+    when a row of one of them points to them; every customer holds its own identifiers, so the customer
+    model itself is not asked."""
+    found: dict[str, list[type[Model]]] = {}
+    for label in sorted(REGISTRY.models):
+        model = apps.get_model(label)
+        if model is Customer:
+            continue
+        field = next((f for f in model._meta.get_fields() if f.name == "customer"), None)
+        if field is None or getattr(field, "related_model", None) is not Customer:
+            continue
+        for name in REGISTRY.personal_fields(label):
+            spec = REGISTRY.spec(label, name)
+            if spec is not None and model not in found.setdefault(spec.data_class, []):
+                found[spec.data_class].append(model)
+    return found
+
+
 def incident_scope_by_query(
     *,
     incident: Incident | int,
@@ -348,23 +371,35 @@ def incident_scope_by_query(
     channel: str = "",
     created_from: dt.datetime | None = None,
     created_to: dt.datetime | None = None,
+    active_from: dt.datetime | None = None,
+    active_to: dt.datetime | None = None,
+    data_classes: list[str] | None = None,
     enqueue: bool = True,
 ) -> IncidentScope:
-    """Start scoping the affected customers by a query (teams, collection channel, registered between two
-    moments), among the customers `actor` may see (the gate). Runs in batches (incident_scope_advance)."""
-    from crm.models import Customer
-
+    """Start scoping the affected customers by a query (teams, collection channel, registered or last active
+    between two moments, classes of data held), among the customers `actor` may see (the gate). Runs in
+    batches (incident_scope_advance)."""
     if channel and channel not in Customer.Channel.values:
         raise IncidentError(_("不明な取得チャネルです。"))
-    if created_from and created_to and created_from >= created_to:
-        raise IncidentError(_("期間の開始は終了より前にしてください。"))
-    if not (team_ids or channel or created_from or created_to):
+    for start, end in ((created_from, created_to), (active_from, active_to)):
+        if start and end and start >= end:
+            raise IncidentError(_("期間の開始は終了より前にしてください。"))
+    classes = sorted(set(data_classes or []))
+    if any(c not in held_classes() for c in classes):
+        raise IncidentError(_("分類台帳にないシステム・データ分類が指定されています。"))
+    if not (team_ids or channel or created_from or created_to or active_from or active_to or classes):
         raise IncidentError(_("条件を一つ以上指定してください。"))
+    moments = {
+        "created_from": created_from,
+        "created_to": created_to,
+        "active_from": active_from,
+        "active_to": active_to,
+    }
     criteria = {
         "teams": sorted({int(t) for t in team_ids or []}),
         "channel": channel,
-        "created_from": created_from.isoformat() if created_from else "",
-        "created_to": created_to.isoformat() if created_to else "",
+        **{name: moment.isoformat() if moment else "" for name, moment in moments.items()},
+        "data_classes": classes,
     }
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -488,7 +523,6 @@ def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) 
 
 def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[int], int]:
     """One id range of a query scope: the customers matching the criteria among those `actor` may see."""
-    from crm.models import Customer
 
     upper = scope.cursor + SCOPE_BATCH
     qs = Customer.objects.restrict(actor, "view").filter(pk__gt=scope.cursor, pk__lte=upper)
@@ -497,10 +531,20 @@ def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[in
         qs = qs.filter(team_id__in=criteria["teams"])
     if criteria.get("channel"):
         qs = qs.filter(collection_channel=criteria["channel"])
-    if criteria.get("created_from"):
-        qs = qs.filter(created_at__gte=dt.datetime.fromisoformat(criteria["created_from"]))
-    if criteria.get("created_to"):
-        qs = qs.filter(created_at__lt=dt.datetime.fromisoformat(criteria["created_to"]))
+    for name, lookup in (
+        ("created_from", "created_at__gte"),
+        ("created_to", "created_at__lt"),
+        ("active_from", "last_activity_at__gte"),
+        ("active_to", "last_activity_at__lt"),
+    ):
+        if criteria.get(name):
+            qs = qs.filter(**{lookup: dt.datetime.fromisoformat(criteria[name])})
+    if criteria.get("data_classes"):
+        holds_any = Q()
+        for data_class in criteria["data_classes"]:
+            for model in held_classes()[data_class]:
+                holds_any |= Exists(model.objects.filter(customer_id=OuterRef("pk")))
+        qs = qs.filter(holds_any)
     matched = qs.count()
     return _insert_affected(scope, qs), matched
 
@@ -814,8 +858,6 @@ def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> in
 
     Called outside a transaction: each claim and each outcome is its own commit (see the comment above
     NOTICE_BATCH). Raises NoticeSenderBusy while another worker sends this incident's notices."""
-    from crm.models import Customer
-
     with _sender_lock(incident_id) as mine:
         if not mine:
             raise NoticeSenderBusy(incident_id)
