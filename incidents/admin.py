@@ -8,13 +8,14 @@ Status and filings change only through the actions (services), never through the
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, QuerySet
+from django.db.models import F, Field, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,6 +27,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import AccessLoggedAdminMixin
+from crm.audit.actors import request_user
 from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
 from crm.permissions import teams_open_to
@@ -121,8 +123,9 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["systems"].choices = [(label, label) for label in sorted(REGISTRY.models)]
-        self.fields["systems"].widget = forms.CheckboxSelectMultiple(choices=self.fields["systems"].choices)
+        systems = cast(forms.TypedMultipleChoiceField, self.fields["systems"])
+        systems.choices = [(label, label) for label in sorted(REGISTRY.models)]
+        systems.widget = forms.CheckboxSelectMultiple(choices=systems.choices)
         self.fields["data_classes"].widget = forms.CheckboxSelectMultiple(choices=DataClass.choices)
 
 
@@ -133,15 +136,11 @@ NOTICE_FOLLOW_UP = (
 )
 
 
-class TimelineInline(admin.TabularInline):
-    """The timeline, read-only: it is append-only (the database refuses changes)."""
+class ReadOnlyInline(admin.TabularInline):
+    """An inline of rows the incident page shows but never edits: they change only through the services."""
 
-    model = IncidentTimelineEntry
-    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
-    readonly_fields = fields
     extra = 0
     can_delete = False
-    ordering = ("at", "pk")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -149,11 +148,20 @@ class TimelineInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+
+class TimelineInline(ReadOnlyInline):
+    """The timeline, read-only: it is append-only (the database refuses changes)."""
+
+    model = IncidentTimelineEntry
+    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
+    readonly_fields = fields
+    ordering = ("at", "pk")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
         return IncidentTimelineEntry.objects.restrict(request.user, "view").select_related("actor")
 
 
-class FilingInline(TimelineInline):
+class FilingInline(ReadOnlyInline):
     """Filings made, read-only: recorded by the filing actions (incidents.services.incident_file)."""
 
     model = IncidentFiling
@@ -161,11 +169,11 @@ class FilingInline(TimelineInline):
     readonly_fields = fields
     ordering = ("filed_at",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:
         return IncidentFiling.objects.restrict(request.user, "view").select_related("filed_by")
 
 
-class ScopeInline(TimelineInline):
+class ScopeInline(ReadOnlyInline):
     """Scopings of the affected people, read-only: their progress and counts."""
 
     model = IncidentScope
@@ -184,7 +192,7 @@ class ScopeInline(TimelineInline):
     readonly_fields = fields
     ordering = ("-created_at",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:
         return IncidentScope.objects.restrict(request.user, "view").select_related("created_by")
 
     @admin.display(description=_("進捗"))
@@ -192,7 +200,7 @@ class ScopeInline(TimelineInline):
         return f"{obj.progress}%"
 
 
-class NoticeInline(TimelineInline):
+class NoticeInline(ReadOnlyInline):
     """The notices a person must follow up, read-only: no address (to reach by post or phone, or by the public
     notice), failed, or unknown (a sender died and the backend could not say whether the e-mail left). The
     sent and pending ones are counted in the progress field, not listed (there may be 100,000)."""
@@ -205,7 +213,7 @@ class NoticeInline(TimelineInline):
     max_num = 0
     show_change_link = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:
         return (
             IncidentNotice.objects.restrict(request.user, "view")
             .filter(status__in=NOTICE_FOLLOW_UP)
@@ -213,7 +221,7 @@ class NoticeInline(TimelineInline):
         )
 
 
-class CorrectiveActionInline(TimelineInline):
+class CorrectiveActionInline(ReadOnlyInline):
     """Corrective actions, read-only here: added and completed through their own pages (services)."""
 
     model = IncidentCorrectiveAction
@@ -221,7 +229,7 @@ class CorrectiveActionInline(TimelineInline):
     readonly_fields = fields
     ordering = ("due_on", "pk")
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:
         return IncidentCorrectiveAction.objects.restrict(request.user, "view").select_related("owner")
 
     @admin.display(description=_("期限超過"))
@@ -240,14 +248,13 @@ class CorrectiveActionInline(TimelineInline):
 
 class CorrectiveActionForm(forms.Form):
     description = forms.CharField(label=_("内容"), widget=forms.Textarea, max_length=5000)
-    owner = forms.ModelChoiceField(label=_("担当者"), queryset=None)
+    owner: forms.ModelChoiceField[Any] = forms.ModelChoiceField(label=_("担当者"), queryset=None)
     due_on = forms.DateField(label=_("期限"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from django.contrib.auth import get_user_model
-
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
+        owner = cast(forms.ModelChoiceField, self.fields["owner"])
+        owner.queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
 
 
 class ConfirmForm(forms.Form):
@@ -274,9 +281,11 @@ class ScopeQueryForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["teams"].choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+        teams = cast(forms.TypedMultipleChoiceField, self.fields["teams"])
+        teams.choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
         held = services.held_classes()
-        self.fields["data_classes"].choices = [(c, label) for c, label in DataClass.choices if c in held]
+        classes = cast(forms.MultipleChoiceField, self.fields["data_classes"])
+        classes.choices = [(c, label) for c, label in DataClass.choices if c in held]
 
 
 class ScopeUploadForm(forms.Form):
@@ -287,7 +296,7 @@ def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                services.incident_transition(incident=incident, to=to, actor=request.user)
+                services.incident_transition(incident=incident, to=to, actor=request_user(request))
             except services.IncidentError as error:
                 modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -303,7 +312,7 @@ def _filing_action(kind: str) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                services.incident_file(incident=incident, kind=kind, actor=request.user)
+                services.incident_file(incident=incident, kind=kind, actor=request_user(request))
             except services.IncidentError as error:
                 modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -402,7 +411,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     def queue_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                added = services.incident_notices_queue(incident=incident, actor=request.user)
+                added = services.incident_notices_queue(incident=incident, actor=request_user(request))
             except services.IncidentError as error:
                 self.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -423,7 +432,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     def _each(self, request: HttpRequest, queryset: QuerySet[Incident], service: Any, done: str) -> None:
         for incident in queryset:
             try:
-                service(incident=incident, actor=request.user)
+                service(incident=incident, actor=request_user(request))
             except services.IncidentError as error:
                 self.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -532,7 +541,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 data = query_form.cleaned_data
                 services.incident_scope_by_query(
                     incident=incident,
-                    actor=request.user,
+                    actor=request_user(request),
                     team_ids=data["teams"],
                     channel=data["channel"],
                     created_from=data["created_from"],
@@ -546,7 +555,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 upload = upload_form.cleaned_data["file"]
                 if upload.size > services.UPLOAD_MAX_BYTES:
                     raise services.IncidentError(gettext("ファイルが大きすぎます（8MBまで）。"))
-                services.incident_scope_by_upload(incident=incident, actor=request.user, data=upload.read())
+                services.incident_scope_by_upload(
+                    incident=incident, actor=request_user(request), data=upload.read()
+                )
                 return self._scope_started(request, incident)
         except services.IncidentError as error:
             messages.error(request, str(error))
@@ -585,7 +596,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         form = CorrectiveActionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                services.incident_action_add(incident=incident, actor=request.user, **form.cleaned_data)
+                services.incident_action_add(
+                    incident=incident, actor=request_user(request), **form.cleaned_data
+                )
             except services.IncidentError as error:
                 messages.error(request, str(error))
             else:
@@ -598,7 +611,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         action = get_object_or_404(IncidentCorrectiveAction.objects.filter(incident=incident), pk=action_id)
         if request.method == "POST":
             try:
-                services.incident_action_complete(action=action, actor=request.user)
+                services.incident_action_complete(action=action, actor=request_user(request))
             except services.IncidentError as error:
                 messages.error(request, str(error))
             return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
@@ -612,7 +625,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         incident = get_object_or_404(Incident.objects.restrict(request.user, "view"), pk=incident_id)
         if form not in REPORT_FORMS:
             raise Http404
-        title, basis = REPORT_FORMS[form]
+        title_label, basis = REPORT_FORMS[form]
+        title = str(title_label)
         if incident.is_drill:
             title = gettext("【訓練】%(t)s（実際の報告ではありません）") % {"t": title}
         if form == "gdpr":
@@ -626,7 +640,11 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 items.append(("", gettext("遅延の理由（GDPR第33条1項）"), incident.gdpr_late_reason))
         else:
             items = [
-                (f"({roman})", str(Incident._meta.get_field(name).verbose_name), getattr(incident, name))
+                (
+                    f"({roman})",
+                    str(cast("Field[Any, Any]", Incident._meta.get_field(name)).verbose_name),
+                    getattr(incident, name),
+                )
                 for roman, name in zip(ROMAN, REPORT_ITEM_FIELDS, strict=True)
             ]
         return TemplateResponse(
@@ -679,9 +697,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         if change:
             changed = {name: facts[name] for name in form.changed_data if name in facts}
             if changed:
-                services.incident_update(incident=obj, actor=request.user, **changed)
+                services.incident_update(incident=obj, actor=request_user(request), **changed)
             return
-        created = services.incident_create(actor=request.user, **facts)
+        created = services.incident_create(actor=request_user(request), **facts)
         obj.pk = created.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

@@ -47,7 +47,7 @@ from incidents.models import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 # A member number as crm's search reads one (crm.selectors); a line of digits only is read as a phone first.
@@ -114,7 +114,7 @@ def _validate(incident: Incident) -> None:
 
 def _log(
     incident: Incident,
-    actor: AbstractBaseUser,
+    actor: User,
     kind: str,
     note: str = "",
     from_status: str = "",
@@ -138,7 +138,7 @@ def _refresh_deadline(incident: Incident) -> None:
         incident.save(update_fields=["next_deadline_at"])
 
 
-def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
+def _locked(incident: Incident | int, actor: User) -> Incident:
     """The incident locked for this transaction, when `actor` may change it; refused otherwise."""
     pk = incident.pk if isinstance(incident, Incident) else incident
     found = Incident.objects.restrict(actor, "change").select_for_update().filter(pk=pk).first()
@@ -147,9 +147,7 @@ def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
     return found
 
 
-def incident_create(
-    *, actor: AbstractBaseUser, api_client: ApiClient | None = None, **facts: Any
-) -> Incident:
+def incident_create(*, actor: User, api_client: ApiClient | None = None, **facts: Any) -> Incident:
     """Record a new incident (status 検知); the clocks start at `aware_at`.
 
     The authority is the actor's permission to add incidents, or, for a monitoring system calling the API,
@@ -174,7 +172,7 @@ def incident_create(
     return incident
 
 
-def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **facts: Any) -> Incident:
+def incident_update(*, incident: Incident | int, actor: User, **facts: Any) -> Incident:
     """Change the facts of an incident (never its status); the clocks follow the new facts."""
     unknown = set(facts) - set(FACT_FIELDS)
     if unknown:
@@ -191,9 +189,7 @@ def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **fact
     return locked
 
 
-def incident_transition(
-    *, incident: Incident | int, to: str, actor: AbstractBaseUser, note: str = ""
-) -> Incident:
+def incident_transition(*, incident: Incident | int, to: str, actor: User, note: str = "") -> Incident:
     """Move the incident one step along its lifecycle (Incident.TRANSITIONS); any other move is refused
     and changes nothing. The step is a timeline entry."""
     if to not in Incident.Status.values:
@@ -228,7 +224,7 @@ def incident_file(
     *,
     incident: Incident | int,
     kind: str,
-    actor: AbstractBaseUser,
+    actor: User,
     filed_at: dt.datetime | None = None,
     reference: str = "",
     late_reason: str = "",
@@ -266,12 +262,12 @@ def incident_file(
                 )
         except IntegrityError as error:
             raise IncidentError(_("この報告はすでに記録されています。")) from error
-        _log(locked, actor, IncidentTimelineEntry.Kind.FILING, IncidentFiling.Kind(kind).label)
+        _log(locked, actor, IncidentTimelineEntry.Kind.FILING, str(IncidentFiling.Kind(kind).label))
         _refresh_deadline(locked)
     return filing
 
 
-def incident_note(*, incident: Incident | int, actor: AbstractBaseUser, note: str) -> IncidentTimelineEntry:
+def incident_note(*, incident: Incident | int, actor: User, note: str) -> IncidentTimelineEntry:
     """Add a note to the timeline (no personal data)."""
     if not note.strip():
         raise IncidentError(_("内容を入力してください。"))
@@ -280,7 +276,7 @@ def incident_note(*, incident: Incident | int, actor: AbstractBaseUser, note: st
         return _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, note.strip())
 
 
-def incident_team_add(*, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser) -> None:
+def incident_team_add(*, incident: Incident | int, user: User, actor: User) -> None:
     """Put `user` on the incident's response team: they may see and work on this incident only."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -289,9 +285,7 @@ def incident_team_add(*, incident: Incident | int, user: AbstractBaseUser, actor
         _log(locked, actor, IncidentTimelineEntry.Kind.TEAM, _("対応チームに追加: %s") % user.get_username())
 
 
-def incident_team_remove(
-    *, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser
-) -> None:
+def incident_team_remove(*, incident: Incident | int, user: User, actor: User) -> None:
     """Take `user` off the incident's response team."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -329,7 +323,7 @@ def _key_of(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
+def _check_scoping(locked: Incident, actor: User) -> None:
     if locked.status == Incident.Status.CLOSED:
         raise IncidentError(_("終結した漏えい等事案の影響範囲は変更できません。"))
     # Scoping reads customers through the gate as `actor`: a role that sees no customer (security) would
@@ -366,7 +360,7 @@ def held_classes() -> dict[str, list[type[Model]]]:
 def incident_scope_by_query(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     team_ids: list[int] | None = None,
     channel: str = "",
     created_from: dt.datetime | None = None,
@@ -419,7 +413,7 @@ def incident_scope_by_query(
 
 
 def incident_scope_by_upload(
-    *, incident: Incident | int, actor: AbstractBaseUser, data: bytes, enqueue: bool = True
+    *, incident: Incident | int, actor: User, data: bytes, enqueue: bool = True
 ) -> IncidentScope:
     """Start scoping the affected customers by an uploaded list (one e-mail, phone or member number per
     line, UTF-8). Each line is kept only as its match key (blind index) until matched; lines that are none
@@ -487,7 +481,7 @@ def _insert_affected(scope: IncidentScope, customers: QuerySet[Any]) -> list[int
         return [row[0] for row in cursor.fetchall()]
 
 
-def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: User) -> None:
     """One audit entry per batch of affected people: the rows are written by set-based SQL, which
     django-auditlog's signals do not see (pitfalls: bulk code writes its own entry). Ids and counts only."""
     if not customer_ids:
@@ -510,7 +504,7 @@ def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: 
     )
 
 
-def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+def _hold(incident: Incident, customer_ids: list[int], actor: User) -> None:
     if customer_ids:
         legal_hold_place(
             customer_ids=customer_ids,
@@ -521,7 +515,7 @@ def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) 
         )
 
 
-def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[int], int]:
+def _query_batch(scope: IncidentScope, actor: User) -> tuple[list[int], int]:
     """One id range of a query scope: the customers matching the criteria among those `actor` may see."""
 
     upper = scope.cursor + SCOPE_BATCH
@@ -543,13 +537,14 @@ def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[in
         holds_any = Q()
         for data_class in criteria["data_classes"]:
             for model in held_classes()[data_class]:
-                holds_any |= Exists(model.objects.filter(customer_id=OuterRef("pk")))
+                rows = model._default_manager.filter(customer_id=OuterRef("pk"))
+                holds_any |= Q(Exists(rows))
         qs = qs.filter(holds_any)
     matched = qs.count()
     return _insert_affected(scope, qs), matched
 
 
-def _upload_match(scope: IncidentScope, actor: AbstractBaseUser) -> list[int]:
+def _upload_match(scope: IncidentScope, actor: User) -> list[int]:
     """Match every key of an upload at once (set-based): one customer → matched and added; none →
     unmatched; several → ambiguous (left for a person to decide, not added). The keys are then removed."""
     from crm.models import Customer
@@ -661,7 +656,7 @@ def incident_scope_fail(*, scope_id: int, error: BaseException) -> None:
     )
 
 
-def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> int:
+def incident_holds_release(*, incident: Incident, actor: User) -> int:
     """Release the legal holds this incident placed (reason "incident", its own reference) and no other:
     a hold of another incident or of litigation on the same customer stays."""
     # The incident's own holds, found by what crm records as their owner (LegalHold.reference); the
@@ -706,7 +701,7 @@ class NoticeSenderBusy(Exception):
     """Another worker holds the incident's sender lock: this batch waits its turn (the task retries)."""
 
 
-def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True) -> int:
+def incident_notices_queue(*, incident: Incident | int, actor: User, enqueue: bool = True) -> int:
     """Queue one notice per affected person not yet queued (INSERT … SELECT … ON CONFLICT DO NOTHING: a
     person already queued, sent or not, is never queued again). Returns how many were added."""
     with transaction.atomic(), audit_actor(actor):
@@ -738,7 +733,7 @@ def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser,
     return added
 
 
-def incident_notices_pause(*, incident: Incident | int, actor: AbstractBaseUser) -> None:
+def incident_notices_pause(*, incident: Incident | int, actor: User) -> None:
     """Pause the sending of an incident's notices: the batch at work stops after the notice in hand."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -749,9 +744,7 @@ def incident_notices_pause(*, incident: Incident | int, actor: AbstractBaseUser)
         _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("本人への通知を一時停止"))
 
 
-def incident_notices_resume(
-    *, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True
-) -> None:
+def incident_notices_resume(*, incident: Incident | int, actor: User, enqueue: bool = True) -> None:
     """Resume sending (after a pause, or after a worker died): the next batch first resolves what a dead
     sender left "sending", then sends the pending notices."""
     with transaction.atomic(), audit_actor(actor):
@@ -922,7 +915,7 @@ def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> in
     return handled
 
 
-def _audit_notices_queued(incident: Incident, added: int, actor: AbstractBaseUser) -> None:
+def _audit_notices_queued(incident: Incident, added: int, actor: User) -> None:
     """The INSERT … SELECT of the queue is invisible to auditlog: one entry with the count."""
     if not added:
         return
@@ -943,9 +936,9 @@ def _audit_notices_queued(incident: Incident, added: int, actor: AbstractBaseUse
 def incident_action_add(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     description: str,
-    owner: AbstractBaseUser,
+    owner: User,
     due_on: dt.date,
 ) -> IncidentCorrectiveAction:
     """Record a corrective action (再発防止策) with its owner and due date."""
@@ -962,7 +955,7 @@ def incident_action_add(
     return action
 
 
-def incident_action_complete(*, action: IncidentCorrectiveAction, actor: AbstractBaseUser) -> None:
+def incident_action_complete(*, action: IncidentCorrectiveAction, actor: User) -> None:
     """Mark a corrective action done (once)."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(action.incident_id, actor)
