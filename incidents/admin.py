@@ -8,6 +8,7 @@ Status and filings change only through the actions (services), never through the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, cast
 
 from django import forms
@@ -405,6 +406,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         "queue_notices",
         "pause_notices",
         "resume_notices",
+        "unknown_notices_left",
+        "unknown_notices_resend",
     ]
 
     @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
@@ -428,6 +431,26 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("本人への通知を再開する"), permissions=["change"])
     def resume_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         self._each(request, queryset, services.incident_notices_resume, gettext("通知を再開しました。"))
+
+    @admin.action(description=_("送信状況不明の通知：送信済みと確認した"), permissions=["change"])
+    def unknown_notices_left(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        """A person found the Message-IDs in the mail server's log: the notices are marked sent."""
+        self._each(
+            request,
+            queryset,
+            functools.partial(services.incident_notices_resolve_unknown, left=True),
+            gettext("送信状況不明の通知を送信済みにしました。"),
+        )
+
+    @admin.action(description=_("送信状況不明の通知：未送信と確認したので再送する"), permissions=["change"])
+    def unknown_notices_resend(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        """A person found the Message-IDs absent from the mail server's log: the notices are sent again."""
+        self._each(
+            request,
+            queryset,
+            functools.partial(services.incident_notices_resolve_unknown, left=False),
+            gettext("送信状況不明の通知を再送します。"),
+        )
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Incident], service: Any, done: str) -> None:
         for incident in queryset:

@@ -757,6 +757,35 @@ def incident_notices_resume(*, incident: Incident | int, actor: User, enqueue: b
             _enqueue_notices(locked.pk)
 
 
+def incident_notices_resolve_unknown(
+    *, incident: Incident | int, actor: User, left: bool, enqueue: bool = True
+) -> int:
+    """A person's answer for the notices whose sender died where the backend could not tell (status
+    unknown): they found the Message-IDs in the mail server's log (`left`: marked sent), or found them
+    absent (queued again, to be sent under the same Message-ID). Returns how many were resolved."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        unknown = list(
+            IncidentNotice.objects.filter(incident=locked, status=IncidentNotice.Status.UNKNOWN).values_list(
+                "pk", "customer_id"
+            )
+        )
+        for pk, customer_id in unknown:
+            to = IncidentNotice.Status.SENT if left else IncidentNotice.Status.PENDING
+            fields = {"sent_at": timezone.now()} if left else {}
+            _notice_move(locked, pk, customer_id, to, start=IncidentNotice.Status.UNKNOWN, **fields)
+        if unknown:
+            note = (
+                _("送信状況不明の通知%(n)s件を送信済みと確認")
+                if left
+                else _("送信状況不明の通知%(n)s件を再送")
+            )
+            _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, note % {"n": len(unknown)})
+            if enqueue and not left:
+                _enqueue_notices(locked.pk)
+    return len(unknown)
+
+
 def _enqueue_notices(incident_id: int) -> None:
     from incidents.tasks import incident_notices_batch
 
@@ -800,10 +829,13 @@ def _sender_lock(incident_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (NOTICE_SENDER_LOCK, incident_id))
 
 
-def _notice_move(incident: Incident, pk: int, customer_id: int | None, to: str, **fields: Any) -> bool:
-    """Move one notice out of its current state (conditional: pending → sending, sending → the outcome) in its
-    own short transaction with its audit entry (ids only); False when another step moved it first."""
-    expected = IncidentNotice.Status.PENDING if to in _FROM_PENDING else IncidentNotice.Status.SENDING
+def _notice_move(
+    incident: Incident, pk: int, customer_id: int | None, to: str, start: str = "", **fields: Any
+) -> bool:
+    """Move one notice out of its current state (conditional: pending → sending, sending → the outcome, or
+    from `start`) in its own short transaction with its audit entry (ids only); False when another step moved
+    it first."""
+    expected = start or _FROM.get(to, IncidentNotice.Status.SENDING)
     with transaction.atomic():
         # SKIP LOCKED: a row another session holds (a sender that is not ours) is left to it, not waited for.
         mine = IncidentNotice.objects.select_for_update(skip_locked=True).filter(pk=pk, status=expected)
@@ -822,7 +854,12 @@ def _notice_move(incident: Incident, pk: int, customer_id: int | None, to: str, 
     return moved
 
 
-_FROM_PENDING = (IncidentNotice.Status.SENDING, IncidentNotice.Status.NO_ADDRESS)
+# The state a move starts from unless told (a person's answer starts from unknown): a claim or a missing
+# address from pending; every other move (an outcome, a dead sender's row back to pending) from sending.
+_FROM: dict[str, str] = {
+    IncidentNotice.Status.SENDING: IncidentNotice.Status.PENDING,
+    IncidentNotice.Status.NO_ADDRESS: IncidentNotice.Status.PENDING,
+}
 
 
 def _notices_reap(incident: Incident, backend: Any) -> None:

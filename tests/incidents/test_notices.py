@@ -226,3 +226,28 @@ def test_pause_and_resume_need_the_change_permission(scoped, outsider):
         services.incident_notices_pause(incident=scoped, actor=outsider)
     with pytest.raises(IncidentError):
         services.incident_notices_resume(incident=scoped, actor=outsider, enqueue=False)
+
+
+@pytest.mark.parametrize("left", [True, False], ids=["found-in-the-log", "not-found"])
+def test_a_person_resolves_the_unknown_notices(scoped, privacy_officer, customer, left):
+    # given a notice left unknown by a dead sender (a backend that could not tell), the other one sent
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    notice = IncidentNotice.objects.get(incident=scoped, customer=customer)
+    IncidentNotice.objects.filter(pk=notice.pk).update(status="sending", message_id="<x@example>")
+    _run_batches(scoped)
+    assert IncidentNotice.objects.get(pk=notice.pk).status == IncidentNotice.Status.UNKNOWN
+    # when a person answers from the mail server's log, and the sender runs again
+    assert services.incident_notices_resolve_unknown(
+        incident=scoped, actor=privacy_officer, left=left, enqueue=False
+    )
+    _run_batches(scoped)
+    # then found: marked sent, never mailed again; not found: mailed once now
+    assert IncidentNotice.objects.get(pk=notice.pk).status == IncidentNotice.Status.SENT
+    assert sorted(m.to[0] for m in mail.outbox) == (
+        ["hanako@example.com"] if left else ["hanako@example.com", "taro.yamada@example.com"]
+    )
+
+
+def test_resolving_unknown_notices_needs_the_change_permission(scoped, outsider):
+    with pytest.raises(IncidentError):
+        services.incident_notices_resolve_unknown(incident=scoped, actor=outsider, left=True, enqueue=False)
