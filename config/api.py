@@ -19,6 +19,7 @@ from crm.api import events_router
 from crm.api import router as customers_router
 from crm.integrations.errors import install_error_handlers
 from crm.integrations.parser import StrictJsonParser
+from incidents.api import router as incidents_router
 
 api = NinjaAPI(
     urls_namespace="api_v1",
@@ -52,3 +53,4 @@ api.add_router("", customers_router)
 api.add_router("", events_router)
 api.add_router("", consent_router)
 api.add_router("", cookie_router)
+api.add_router("", incidents_router)

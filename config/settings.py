@@ -409,6 +409,16 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=6000)
 API_PUBLIC_RATE_LIMIT_PER_ADDRESS = env.int("API_PUBLIC_RATE_LIMIT_PER_ADDRESS", default=60)
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 
+# E-mail (the incident notices, incidents.services): Django's backends. The file backend of incidents.mail
+# (with EMAIL_FILE_PATH) can say which Message-IDs it has written, so a notice whose worker died is resolved
+# without a second letter; with SMTP such a notice is shown for a person to check (README "Individual
+# notices").
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or None
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="privacy@example.co.jp")
+
 CRM_COMPANY = {
     "name": env.str("CRM_COMPANY_NAME", default="株式会社サンプル"),
     "address": env.str("CRM_COMPANY_ADDRESS", default="東京都千代田区丸の内一丁目1番1号"),

@@ -19,7 +19,11 @@ class CrmConfig(AppConfig):
         from auditlog.registry import auditlog
         from django.db.models.signals import post_migrate, post_save
 
-        from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
+        from crm import (  # noqa: F401  (registers checks and classifications)
+            checks,
+            field_classes,
+            tasks,
+        )
         from crm.audit.sealing import audit_seal_after_save
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.models import AuditEntry, Customer, Team, TeamMembership

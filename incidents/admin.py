@@ -8,13 +8,15 @@ Status and filings change only through the actions (services), never through the
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import functools
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, QuerySet
+from django.db.models import F, Field, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,6 +28,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin import AccessLoggedAdminMixin
+from crm.audit.actors import request_user
 from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
 from crm.permissions import teams_open_to
@@ -38,7 +41,7 @@ from incidents.models import (
     IncidentScope,
     IncidentTimelineEntry,
 )
-from incidents.rules import JST
+from incidents.rules import JST, drill_overdue
 
 EXEMPTIONS = {
     "encrypted": _("高度な暗号化等の措置（規則7条柱書）"),
@@ -121,20 +124,24 @@ class IncidentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["systems"].choices = [(label, label) for label in sorted(REGISTRY.models)]
-        self.fields["systems"].widget = forms.CheckboxSelectMultiple(choices=self.fields["systems"].choices)
+        systems = cast(forms.TypedMultipleChoiceField, self.fields["systems"])
+        systems.choices = [(label, label) for label in sorted(REGISTRY.models)]
+        systems.widget = forms.CheckboxSelectMultiple(choices=systems.choices)
         self.fields["data_classes"].widget = forms.CheckboxSelectMultiple(choices=DataClass.choices)
 
 
-class TimelineInline(admin.TabularInline):
-    """The timeline, read-only: it is append-only (the database refuses changes)."""
+NOTICE_FOLLOW_UP = (
+    IncidentNotice.Status.NO_ADDRESS,
+    IncidentNotice.Status.FAILED,
+    IncidentNotice.Status.UNKNOWN,
+)
 
-    model = IncidentTimelineEntry
-    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
-    readonly_fields = fields
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline of rows the incident page shows but never edits: they change only through the services."""
+
     extra = 0
     can_delete = False
-    ordering = ("at", "pk")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -142,11 +149,20 @@ class TimelineInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+
+class TimelineInline(ReadOnlyInline):
+    """The timeline, read-only: it is append-only (the database refuses changes)."""
+
+    model = IncidentTimelineEntry
+    fields = ("at", "actor", "kind", "from_status", "to_status", "note")
+    readonly_fields = fields
+    ordering = ("at", "pk")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
         return IncidentTimelineEntry.objects.restrict(request.user, "view").select_related("actor")
 
 
-class FilingInline(TimelineInline):
+class FilingInline(ReadOnlyInline):
     """Filings made, read-only: recorded by the filing actions (incidents.services.incident_file)."""
 
     model = IncidentFiling
@@ -154,11 +170,11 @@ class FilingInline(TimelineInline):
     readonly_fields = fields
     ordering = ("filed_at",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:
         return IncidentFiling.objects.restrict(request.user, "view").select_related("filed_by")
 
 
-class ScopeInline(TimelineInline):
+class ScopeInline(ReadOnlyInline):
     """Scopings of the affected people, read-only: their progress and counts."""
 
     model = IncidentScope
@@ -177,7 +193,7 @@ class ScopeInline(TimelineInline):
     readonly_fields = fields
     ordering = ("-created_at",)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:
         return IncidentScope.objects.restrict(request.user, "view").select_related("created_by")
 
     @admin.display(description=_("進捗"))
@@ -185,32 +201,43 @@ class ScopeInline(TimelineInline):
         return f"{obj.progress}%"
 
 
-class NoticeInline(TimelineInline):
-    """Notices to the affected people, read-only (status per person; no address shown)."""
+class NoticeInline(ReadOnlyInline):
+    """The notices a person must follow up, read-only: no address (to reach by post or phone, or by the public
+    notice), failed, or unknown (a sender died and the backend could not say whether the e-mail left). The
+    sent and pending ones are counted in the progress field, not listed (there may be 100,000)."""
 
     model = IncidentNotice
-    fields = ("customer", "status", "claimed_at", "sent_at", "error")
+    verbose_name_plural = _("要対応の通知（郵送・電話・確認）")
+    fields = ("customer", "status", "claimed_at", "message_id", "error")
     readonly_fields = fields
     ordering = ("pk",)
     max_num = 0
     show_change_link = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:  # type: ignore[override]
-        return IncidentNotice.objects.restrict(request.user, "view").only(
-            "pk", "incident_id", "customer_id", "status", "claimed_at", "sent_at", "error"
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentNotice]:
+        return (
+            IncidentNotice.objects.restrict(request.user, "view")
+            .filter(status__in=NOTICE_FOLLOW_UP)
+            .only("pk", "incident_id", "customer_id", "status", "claimed_at", "message_id", "error")
         )
 
 
-class CorrectiveActionInline(TimelineInline):
+class CorrectiveActionInline(ReadOnlyInline):
     """Corrective actions, read-only here: added and completed through their own pages (services)."""
 
     model = IncidentCorrectiveAction
-    fields = ("description", "owner", "due_on", "completed_at", "complete_link")
+    fields = ("description", "owner", "due_on", "overdue_flag", "completed_at", "complete_link")
     readonly_fields = fields
     ordering = ("due_on", "pk")
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:  # type: ignore[override]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:
         return IncidentCorrectiveAction.objects.restrict(request.user, "view").select_related("owner")
+
+    @admin.display(description=_("期限超過"))
+    def overdue_flag(self, obj: IncidentCorrectiveAction) -> str:
+        if obj.pk is None or not obj.overdue():
+            return "-"
+        return format_html('<strong class="incident-overdue">{}</strong>', gettext("期限超過"))
 
     @admin.display(description=_("操作"))
     def complete_link(self, obj: IncidentCorrectiveAction) -> str:
@@ -222,14 +249,13 @@ class CorrectiveActionInline(TimelineInline):
 
 class CorrectiveActionForm(forms.Form):
     description = forms.CharField(label=_("内容"), widget=forms.Textarea, max_length=5000)
-    owner = forms.ModelChoiceField(label=_("担当者"), queryset=None)
+    owner: forms.ModelChoiceField[Any] = forms.ModelChoiceField(label=_("担当者"), queryset=None)
     due_on = forms.DateField(label=_("期限"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from django.contrib.auth import get_user_model
-
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
+        owner = cast(forms.ModelChoiceField, self.fields["owner"])
+        owner.queryset = get_user_model().objects.filter(is_active=True, is_staff=True)
 
 
 class ConfirmForm(forms.Form):
@@ -245,10 +271,22 @@ class ScopeQueryForm(forms.Form):
     )
     created_from = forms.DateTimeField(label=_("登録日時（から）"), required=False)
     created_to = forms.DateTimeField(label=_("登録日時（まで、含まない）"), required=False)
+    active_from = forms.DateTimeField(label=_("最終利用日時（から）"), required=False)
+    active_to = forms.DateTimeField(label=_("最終利用日時（まで、含まない）"), required=False)
+    data_classes = forms.MultipleChoiceField(
+        label=_("保有するデータの分類（いずれか）"),
+        required=False,
+        choices=(),
+        widget=forms.CheckboxSelectMultiple,
+    )
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["teams"].choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+        teams = cast(forms.TypedMultipleChoiceField, self.fields["teams"])
+        teams.choices = [(t.pk, t.name) for t in teams_open_to(user, "view").order_by("name")]
+        held = services.held_classes()
+        classes = cast(forms.MultipleChoiceField, self.fields["data_classes"])
+        classes.choices = [(c, label) for c, label in DataClass.choices if c in held]
 
 
 class ScopeUploadForm(forms.Form):
@@ -259,7 +297,7 @@ def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                services.incident_transition(incident=incident, to=to, actor=request.user)
+                services.incident_transition(incident=incident, to=to, actor=request_user(request))
             except services.IncidentError as error:
                 modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -275,7 +313,7 @@ def _filing_action(kind: str) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                services.incident_file(incident=incident, kind=kind, actor=request.user)
+                services.incident_file(incident=incident, kind=kind, actor=request_user(request))
             except services.IncidentError as error:
                 modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -291,6 +329,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     """Breach response: the incidents the user may see (the gate), nearest deadline first."""
 
     form = IncidentForm
+    change_list_template = "incidents/admin/change_list.html"
     list_display = ("__str__", "title", "kind", "status", "next_deadline_display", "aware_at")
     list_filter = ("status", "kind", "is_drill")
     search_fields = ("=id",)
@@ -303,11 +342,12 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         "report_links",
         "scope_link",
         "action_link",
+        "notice_progress",
         "created_by",
         "created_at",
     )
     fieldsets = [
-        (None, {"fields": ["title", "description", "kind", "status", "is_drill"]}),
+        (None, {"fields": ["title", "description", "kind", "status", "is_drill", "drill_findings"]}),
         (_("期限"), {"fields": ["clocks_panel", "reportability", "report_links"]}),
         (
             _("日時"),
@@ -348,6 +388,10 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            _("本人への通知（法26条2項・規則10条）"),
+            {"fields": ["notice_progress", "public_notice_at", "public_notice_where"]},
+        ),
         (_("登録"), {"fields": ["created_by", "created_at"]}),
     ]
     actions = [
@@ -360,13 +404,17 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         _filing_action(IncidentFiling.Kind.PPC_FINAL),
         _filing_action(IncidentFiling.Kind.GDPR_SA),
         "queue_notices",
+        "pause_notices",
+        "resume_notices",
+        "unknown_notices_left",
+        "unknown_notices_resend",
     ]
 
     @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
     def queue_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         for incident in queryset:
             try:
-                added = services.incident_notices_queue(incident=incident, actor=request.user)
+                added = services.incident_notices_queue(incident=incident, actor=request_user(request))
             except services.IncidentError as error:
                 self.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
@@ -375,6 +423,87 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     gettext("%(i)s: 通知%(n)s件を送信待ちにしました。") % {"i": incident, "n": added},
                     messages.SUCCESS,
                 )
+
+    @admin.action(description=_("本人への通知を一時停止する"), permissions=["change"])
+    def pause_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._each(request, queryset, services.incident_notices_pause, gettext("通知を一時停止しました。"))
+
+    @admin.action(description=_("本人への通知を再開する"), permissions=["change"])
+    def resume_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._each(request, queryset, services.incident_notices_resume, gettext("通知を再開しました。"))
+
+    @admin.action(description=_("送信状況不明の通知：送信済みと確認した"), permissions=["change"])
+    def unknown_notices_left(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        """A person found the Message-IDs in the mail server's log: the notices are marked sent."""
+        self._each(
+            request,
+            queryset,
+            functools.partial(services.incident_notices_resolve_unknown, left=True),
+            gettext("送信状況不明の通知を送信済みにしました。"),
+        )
+
+    @admin.action(description=_("送信状況不明の通知：未送信と確認したので再送する"), permissions=["change"])
+    def unknown_notices_resend(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        """A person found the Message-IDs absent from the mail server's log: the notices are sent again."""
+        self._each(
+            request,
+            queryset,
+            functools.partial(services.incident_notices_resolve_unknown, left=False),
+            gettext("送信状況不明の通知を再送します。"),
+        )
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Incident], service: Any, done: str) -> None:
+        for incident in queryset:
+            try:
+                service(incident=incident, actor=request_user(request))
+            except services.IncidentError as error:
+                self.message_user(request, f"{incident}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{incident}: {done}", messages.SUCCESS)
+
+    @admin.display(description=_("送信状況"))
+    def notice_progress(self, obj: Incident) -> str:
+        if obj.pk is None:
+            return "-"
+        counts = obj.notice_counts()
+        total = sum(counts.values())
+        if not total:
+            return gettext("通知は登録されていません。")
+        open_ = counts.get(IncidentNotice.Status.PENDING, 0) + counts.get(IncidentNotice.Status.SENDING, 0)
+        done = total - open_
+        parts = format_html_join(
+            "、",
+            "{}: {}",
+            [(label, counts[value]) for value, label in IncidentNotice.Status.choices if counts.get(value)],
+        )
+        state = gettext("一時停止中") if obj.notices_paused else ""
+        return format_html(
+            '<progress class="incident-notice-progress" max="{}" value="{}"></progress> {}% {}（{}）',
+            total,
+            done,
+            done * 100 // total,
+            state,
+            parts,
+        )
+
+    class Media:
+        css = {"all": ("incidents/admin.css",)}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list, with the last drill and a warning once twelve months have passed without one."""
+        last = (
+            Incident.objects.restrict(request.user, "view")
+            .filter(is_drill=True)
+            .order_by("-aware_at")
+            .values_list("aware_at", flat=True)
+            .first()
+        )
+        context = {
+            **(extra_context or {}),
+            "last_drill": _jst(last) if last else None,
+            "drill_overdue": drill_overdue(last, timezone.now()),
+        }
+        return super().changelist_view(request, extra_context=context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
         return Incident.objects.restrict(request.user, "view").order_by(
@@ -435,18 +564,23 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 data = query_form.cleaned_data
                 services.incident_scope_by_query(
                     incident=incident,
-                    actor=request.user,
+                    actor=request_user(request),
                     team_ids=data["teams"],
                     channel=data["channel"],
                     created_from=data["created_from"],
                     created_to=data["created_to"],
+                    active_from=data["active_from"],
+                    active_to=data["active_to"],
+                    data_classes=data["data_classes"],
                 )
                 return self._scope_started(request, incident)
             if upload_form.is_bound and upload_form.is_valid():
                 upload = upload_form.cleaned_data["file"]
                 if upload.size > services.UPLOAD_MAX_BYTES:
                     raise services.IncidentError(gettext("ファイルが大きすぎます（8MBまで）。"))
-                services.incident_scope_by_upload(incident=incident, actor=request.user, data=upload.read())
+                services.incident_scope_by_upload(
+                    incident=incident, actor=request_user(request), data=upload.read()
+                )
                 return self._scope_started(request, incident)
         except services.IncidentError as error:
             messages.error(request, str(error))
@@ -485,7 +619,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         form = CorrectiveActionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                services.incident_action_add(incident=incident, actor=request.user, **form.cleaned_data)
+                services.incident_action_add(
+                    incident=incident, actor=request_user(request), **form.cleaned_data
+                )
             except services.IncidentError as error:
                 messages.error(request, str(error))
             else:
@@ -498,7 +634,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         action = get_object_or_404(IncidentCorrectiveAction.objects.filter(incident=incident), pk=action_id)
         if request.method == "POST":
             try:
-                services.incident_action_complete(action=action, actor=request.user)
+                services.incident_action_complete(action=action, actor=request_user(request))
             except services.IncidentError as error:
                 messages.error(request, str(error))
             return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
@@ -512,7 +648,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         incident = get_object_or_404(Incident.objects.restrict(request.user, "view"), pk=incident_id)
         if form not in REPORT_FORMS:
             raise Http404
-        title, basis = REPORT_FORMS[form]
+        title_label, basis = REPORT_FORMS[form]
+        title = str(title_label)
         if incident.is_drill:
             title = gettext("【訓練】%(t)s（実際の報告ではありません）") % {"t": title}
         if form == "gdpr":
@@ -526,7 +663,11 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 items.append(("", gettext("遅延の理由（GDPR第33条1項）"), incident.gdpr_late_reason))
         else:
             items = [
-                (f"({roman})", str(Incident._meta.get_field(name).verbose_name), getattr(incident, name))
+                (
+                    f"({roman})",
+                    str(cast("Field[Any, Any]", Incident._meta.get_field(name)).verbose_name),
+                    getattr(incident, name),
+                )
                 for roman, name in zip(ROMAN, REPORT_ITEM_FIELDS, strict=True)
             ]
         return TemplateResponse(
@@ -579,9 +720,9 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         if change:
             changed = {name: facts[name] for name in form.changed_data if name in facts}
             if changed:
-                services.incident_update(incident=obj, actor=request.user, **changed)
+                services.incident_update(incident=obj, actor=request_user(request), **changed)
             return
-        created = services.incident_create(actor=request.user, **facts)
+        created = services.incident_create(actor=request_user(request), **facts)
         obj.pk = created.pk
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -597,7 +738,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         now = timezone.now()
         text = f"{_jst(obj.next_deadline_at)}（{_time_left(obj.next_deadline_at, now)}）"
         if obj.next_deadline_at < now:
-            return format_html('<span class="incident-overdue" style="color:#ba2121">{}</span>', text)
+            return format_html('<span class="incident-overdue">{}</span>', text)
         return text
 
     @admin.display(description=_("報告期限"))
@@ -614,16 +755,11 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 state = gettext("提出済み %(at)s") % {"at": _jst(deadline.filing.filed_at)}
             else:
                 state = _time_left(deadline.due, now)
-            style = "color:#ba2121;font-weight:bold" if deadline.overdue(now) else ""
             css = "incident-clock overdue" if deadline.overdue(now) else "incident-clock"
-            rows.append((css, style, str(deadline.label), _jst(deadline.due), state))
+            rows.append((css, str(deadline.label), _jst(deadline.due), state))
         return format_html(
             '<table class="incident-clocks">{}</table>',
-            format_html_join(
-                "",
-                '<tr class="{}" style="{}"><th>{}</th><td>{}</td><td>{}</td></tr>',
-                rows,
-            ),
+            format_html_join("", '<tr class="{}"><th>{}</th><td>{}</td><td>{}</td></tr>', rows),
         )
 
     @admin.display(description=_("報告対象の判定（法26条・規則7条）"))

@@ -12,7 +12,10 @@ class IncidentsConfig(AppConfig):
 
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
-        from incidents import field_classes  # noqa: F401  (registers classifications)
+        from incidents import (
+            field_classes,  # noqa: F401  (registers classifications)
+            tasks,  # noqa: F401  (registers the Celery tasks the services queue by name)
+        )
         from incidents.demo import seed_incidents
         from incidents.models import (
             Incident,

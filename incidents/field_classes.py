@@ -28,6 +28,8 @@ REGISTRY.declare(
             "unlawful_purpose",
             "affected_count",
             "is_drill",
+            "notices_paused",
+            "public_notice_at",
             "next_deadline_at",
             "created_at",
             "updated_at",
@@ -49,6 +51,8 @@ REGISTRY.declare(
             "report_prevention",
             "report_other",
             "gdpr_late_reason",
+            "public_notice_where",
+            "drill_findings",
         )
     },
 )
@@ -126,6 +130,7 @@ REGISTRY.declare(
     status=not_personal(),
     claimed_at=not_personal(),
     sent_at=not_personal(),
+    message_id=not_personal("通知ごとの識別子（事案と通知の番号のみ）"),
     error=not_personal("エラーの種類（値を含めない）"),
     created_at=not_personal(),
 )

@@ -24,7 +24,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.classification import DataClass
 from crm.permissions import RestrictedQuerySet
-from incidents.rules import BreachClocks, breach_clocks
+from incidents.rules import JST, BreachClocks, breach_clocks
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -184,6 +184,23 @@ class Incident(models.Model):
         help_text=_("訓練の事案：本人への通知は送信されず、報告書に訓練と表示されます。"),
     )
 
+    # 公表 (APPI 26(2) ただし書, 規則10; GDPR Art. 34(3)(c)): when individual notice is impossible or would
+    # take disproportionate effort, the public notice made instead — when and where.
+    public_notice_at = models.DateTimeField(_("公表日時"), null=True, blank=True)
+    public_notice_where = models.TextField(
+        _("公表の方法・掲載場所"),
+        blank=True,
+        help_text=_(
+            "本人への通知が困難な場合の代替措置（法26条2項ただし書）。例：自社ウェブサイトのお知らせ"
+        ),
+    )
+    drill_findings = models.TextField(
+        _("訓練で判明した事項"), blank=True, help_text=_("訓練の場合：判明した課題（対応は是正措置に登録）")
+    )
+    # Sending of the individual notices stopped by a person (incident_notices_pause); a batch that finds it
+    # set stops after the notice in hand. Changed only by the pause / resume services.
+    notices_paused = models.BooleanField(_("通知の一時停止"), default=False, editable=False)
+
     gdpr_late_reason = models.TextField(
         _("遅延の理由（GDPR第33条1項）"),
         blank=True,
@@ -288,6 +305,11 @@ class Incident(models.Model):
             return None
         open_ = [d.due for d in self.deadlines() if d.filing is None]
         return min(open_) if open_ else None
+
+    def notice_counts(self) -> dict[str, int]:
+        """How many of this incident's individual notices are in each state (the progress of the sending)."""
+        rows = self.notices.order_by().values_list("status").annotate(n=models.Count("pk"))
+        return {status: n for status, n in rows}
 
     def gdpr_late(self, now: dt.datetime | None = None) -> bool:
         """Whether GDPR's 72 hours ran out without a filing to the supervisory authority in time."""
@@ -524,17 +546,23 @@ class IncidentAffected(models.Model):
 
 class IncidentNotice(models.Model):
     """The notice to one affected person (APPI Art. 26(2), 規則10; GDPR Art. 34): one row per person and
-    incident (a unique constraint), so a person is never queued twice. A worker claims pending rows with
-    FOR UPDATE SKIP LOCKED and marks them "sending" in its own commit before the e-mail leaves; after
-    sending it marks them "sent". A worker that dies between the two leaves the row "sending": it is
-    shown for a person to check and never sent again by itself (at most once, never twice)."""
+    incident (a unique constraint), so a person is never queued twice.
+
+    Sent exactly once per person (incidents.services.incident_notices_send_batch): one sender per incident
+    at a time (a PostgreSQL advisory lock its session holds), each notice claimed by a conditional update
+    pending → sending that records its Message-ID (the idempotency key, deterministic from the row) in its own
+    commit before the e-mail leaves, then marked sent. A "sending" row found by the next sender belongs to a
+    sender that died; it is resolved by asking the e-mail backend whether that Message-ID left: yes → sent,
+    no → pending (sent later with the same Message-ID), the backend cannot tell → unknown, for a person to
+    check (never sent twice by itself)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("送信待ち")
-        SENDING = "sending", _("送信中（要確認）")
+        SENDING = "sending", _("送信中")
         SENT = "sent", _("送信済み")
-        NO_ADDRESS = "no_address", _("連絡先なし（公表で代替）")
+        NO_ADDRESS = "no_address", _("連絡先なし（郵送・電話または公表）")
         FAILED = "failed", _("送信失敗")
+        UNKNOWN = "unknown", _("送信状況不明（要確認）")
 
     incident = models.ForeignKey(
         Incident, on_delete=models.PROTECT, related_name="notices", verbose_name=_("漏えい等事案")
@@ -545,6 +573,7 @@ class IncidentNotice(models.Model):
     status = models.CharField(_("状態"), max_length=12, choices=Status.choices, default=Status.PENDING)
     claimed_at = models.DateTimeField(_("送信開始"), null=True, blank=True)
     sent_at = models.DateTimeField(_("送信日時"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=200, blank=True)
     error = models.CharField(_("エラー"), max_length=100, blank=True)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
@@ -587,3 +616,8 @@ class IncidentCorrectiveAction(models.Model):
 
     def __str__(self) -> str:
         return f"INC-{self.incident_id} / #{self.pk}"
+
+    def overdue(self, now: dt.datetime | None = None) -> bool:
+        """Not done and its due date (a day in JST, the whole day allowed) has passed."""
+        today = (now or timezone.now()).astimezone(JST).date()
+        return self.completed_at is None and today > self.due_on

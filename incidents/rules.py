@@ -98,3 +98,19 @@ def breach_clocks(
         appi_final_days=final_days,
         gdpr_sa_due=_after(aware_at, dt.timedelta(hours=GDPR_SA_HOURS)),
     )
+
+
+DRILL_INTERVAL_MONTHS = 12
+
+
+def drill_overdue(last_drill: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether twelve months have passed since the last drill (or there was none): the drill's day in JST plus
+    twelve calendar months (29 February → 28 February), overdue from the day after."""
+    if last_drill is None:
+        return True
+    day = last_drill.astimezone(JST).date()
+    try:
+        anniversary = day.replace(year=day.year + DRILL_INTERVAL_MONTHS // 12)
+    except ValueError:  # 29 February in a year without one
+        anniversary = day.replace(year=day.year + 1, day=28)
+    return now.astimezone(JST).date() > anniversary

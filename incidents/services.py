@@ -9,15 +9,20 @@ when, what); auditlog records the row changes (incidents.apps).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from celery import current_app
+from django.apps import apps
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
@@ -25,8 +30,10 @@ from guardian.shortcuts import assign_perm, remove_perm
 from crm.audit.actors import audit_actor
 from crm.classification import REGISTRY, DataClass
 from crm.crypto import email_index, phone_index
-from crm.models import AuditEntry
+from crm.integrations.models import ApiClient, ApiScope
+from crm.models import AuditEntry, Customer
 from crm.permissions import scope_kind
+from crm.queue import task_enqueue
 from crm.retention.models import LegalHold
 from crm.retention.services import legal_hold_place, legal_hold_release
 from incidents.models import (
@@ -41,7 +48,7 @@ from incidents.models import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 # A member number as crm's search reads one (crm.selectors); a line of digits only is read as a phone first.
@@ -82,6 +89,9 @@ FACT_FIELDS = (
     "report_prevention",
     "report_other",
     "gdpr_late_reason",
+    "public_notice_at",
+    "public_notice_where",
+    "drill_findings",
 )
 # The response team's object permissions on their incident.
 TEAM_OBJECT_PERMS = ("incidents.view_incident", "incidents.change_incident")
@@ -105,7 +115,7 @@ def _validate(incident: Incident) -> None:
 
 def _log(
     incident: Incident,
-    actor: AbstractBaseUser,
+    actor: User,
     kind: str,
     note: str = "",
     from_status: str = "",
@@ -129,7 +139,7 @@ def _refresh_deadline(incident: Incident) -> None:
         incident.save(update_fields=["next_deadline_at"])
 
 
-def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
+def _locked(incident: Incident | int, actor: User) -> Incident:
     """The incident locked for this transaction, when `actor` may change it; refused otherwise."""
     pk = incident.pk if isinstance(incident, Incident) else incident
     found = Incident.objects.restrict(actor, "change").select_for_update().filter(pk=pk).first()
@@ -138,9 +148,18 @@ def _locked(incident: Incident | int, actor: AbstractBaseUser) -> Incident:
     return found
 
 
-def incident_create(*, actor: AbstractBaseUser, **facts: Any) -> Incident:
-    """Record a new incident (status 検知); the clocks start at `aware_at`."""
-    if not actor.has_perm("incidents.add_incident") and not actor.is_superuser:
+def incident_create(*, actor: User, api_client: ApiClient | None = None, **facts: Any) -> Incident:
+    """Record a new incident (status 検知); the clocks start at `aware_at`.
+
+    The authority is the actor's permission to add incidents, or, for a monitoring system calling the API,
+    its client's `incidents:write` scope (`api_client`, whose service user is `actor`). Opening an incident
+    gives that service user nothing to see: it is on no response team."""
+    by_scope = (
+        api_client is not None
+        and api_client.user_id == actor.pk
+        and api_client.has_scope(ApiScope.INCIDENTS_WRITE)
+    )
+    if not by_scope and not actor.has_perm("incidents.add_incident") and not actor.is_superuser:
         raise IncidentError(_("漏えい等事案を登録する権限がありません。"))
     unknown = set(facts) - set(FACT_FIELDS)
     if unknown:
@@ -154,7 +173,7 @@ def incident_create(*, actor: AbstractBaseUser, **facts: Any) -> Incident:
     return incident
 
 
-def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **facts: Any) -> Incident:
+def incident_update(*, incident: Incident | int, actor: User, **facts: Any) -> Incident:
     """Change the facts of an incident (never its status); the clocks follow the new facts."""
     unknown = set(facts) - set(FACT_FIELDS)
     if unknown:
@@ -171,9 +190,7 @@ def incident_update(*, incident: Incident | int, actor: AbstractBaseUser, **fact
     return locked
 
 
-def incident_transition(
-    *, incident: Incident | int, to: str, actor: AbstractBaseUser, note: str = ""
-) -> Incident:
+def incident_transition(*, incident: Incident | int, to: str, actor: User, note: str = "") -> Incident:
     """Move the incident one step along its lifecycle (Incident.TRANSITIONS); any other move is refused
     and changes nothing. The step is a timeline entry."""
     if to not in Incident.Status.values:
@@ -208,7 +225,7 @@ def incident_file(
     *,
     incident: Incident | int,
     kind: str,
-    actor: AbstractBaseUser,
+    actor: User,
     filed_at: dt.datetime | None = None,
     reference: str = "",
     late_reason: str = "",
@@ -246,12 +263,12 @@ def incident_file(
                 )
         except IntegrityError as error:
             raise IncidentError(_("この報告はすでに記録されています。")) from error
-        _log(locked, actor, IncidentTimelineEntry.Kind.FILING, IncidentFiling.Kind(kind).label)
+        _log(locked, actor, IncidentTimelineEntry.Kind.FILING, str(IncidentFiling.Kind(kind).label))
         _refresh_deadline(locked)
     return filing
 
 
-def incident_note(*, incident: Incident | int, actor: AbstractBaseUser, note: str) -> IncidentTimelineEntry:
+def incident_note(*, incident: Incident | int, actor: User, note: str) -> IncidentTimelineEntry:
     """Add a note to the timeline (no personal data)."""
     if not note.strip():
         raise IncidentError(_("内容を入力してください。"))
@@ -260,7 +277,7 @@ def incident_note(*, incident: Incident | int, actor: AbstractBaseUser, note: st
         return _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, note.strip())
 
 
-def incident_team_add(*, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser) -> None:
+def incident_team_add(*, incident: Incident | int, user: User, actor: User) -> None:
     """Put `user` on the incident's response team: they may see and work on this incident only."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -269,9 +286,7 @@ def incident_team_add(*, incident: Incident | int, user: AbstractBaseUser, actor
         _log(locked, actor, IncidentTimelineEntry.Kind.TEAM, _("対応チームに追加: %s") % user.get_username())
 
 
-def incident_team_remove(
-    *, incident: Incident | int, user: AbstractBaseUser, actor: AbstractBaseUser
-) -> None:
+def incident_team_remove(*, incident: Incident | int, user: User, actor: User) -> None:
     """Take `user` off the incident's response team."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -309,7 +324,7 @@ def _key_of(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
+def _check_scoping(locked: Incident, actor: User) -> None:
     if locked.status == Incident.Status.CLOSED:
         raise IncidentError(_("終結した漏えい等事案の影響範囲は変更できません。"))
     # Scoping reads customers through the gate as `actor`: a role that sees no customer (security) would
@@ -322,31 +337,64 @@ def _check_scoping(locked: Incident, actor: AbstractBaseUser) -> None:
         )
 
 
+@functools.cache
+def held_classes() -> dict[str, list[type[Model]]]:
+    """Personal data class → the models (from the classification registry) whose rows about a customer hold
+    a field of that class (a purchase: attributes; a 要配慮 record: special care). A customer "holds" a class
+    when a row of one of them points to them; every customer holds its own identifiers, so the customer
+    model itself is not asked."""
+    found: dict[str, list[type[Model]]] = {}
+    for label in sorted(REGISTRY.models):
+        model = apps.get_model(label)
+        if model is Customer:
+            continue
+        field = next((f for f in model._meta.get_fields() if f.name == "customer"), None)
+        if field is None or getattr(field, "related_model", None) is not Customer:
+            continue
+        for name in REGISTRY.personal_fields(label):
+            spec = REGISTRY.spec(label, name)
+            if spec is not None and model not in found.setdefault(spec.data_class, []):
+                found[spec.data_class].append(model)
+    return found
+
+
 def incident_scope_by_query(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     team_ids: list[int] | None = None,
     channel: str = "",
     created_from: dt.datetime | None = None,
     created_to: dt.datetime | None = None,
+    active_from: dt.datetime | None = None,
+    active_to: dt.datetime | None = None,
+    data_classes: list[str] | None = None,
     enqueue: bool = True,
 ) -> IncidentScope:
-    """Start scoping the affected customers by a query (teams, collection channel, registered between two
-    moments), among the customers `actor` may see (the gate). Runs in batches (incident_scope_advance)."""
-    from crm.models import Customer
-
+    """Start scoping the affected customers by a query (teams, collection channel, registered or last active
+    between two moments, classes of data held), among the customers `actor` may see (the gate). Runs in
+    batches (incident_scope_advance)."""
     if channel and channel not in Customer.Channel.values:
         raise IncidentError(_("不明な取得チャネルです。"))
-    if created_from and created_to and created_from >= created_to:
-        raise IncidentError(_("期間の開始は終了より前にしてください。"))
-    if not (team_ids or channel or created_from or created_to):
+    for start, end in ((created_from, created_to), (active_from, active_to)):
+        if start and end and start >= end:
+            raise IncidentError(_("期間の開始は終了より前にしてください。"))
+    classes = sorted(set(data_classes or []))
+    if any(c not in held_classes() for c in classes):
+        raise IncidentError(_("分類台帳にないシステム・データ分類が指定されています。"))
+    if not (team_ids or channel or created_from or created_to or active_from or active_to or classes):
         raise IncidentError(_("条件を一つ以上指定してください。"))
+    moments = {
+        "created_from": created_from,
+        "created_to": created_to,
+        "active_from": active_from,
+        "active_to": active_to,
+    }
     criteria = {
         "teams": sorted({int(t) for t in team_ids or []}),
         "channel": channel,
-        "created_from": created_from.isoformat() if created_from else "",
-        "created_to": created_to.isoformat() if created_to else "",
+        **{name: moment.isoformat() if moment else "" for name, moment in moments.items()},
+        "data_classes": classes,
     }
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
@@ -366,7 +414,7 @@ def incident_scope_by_query(
 
 
 def incident_scope_by_upload(
-    *, incident: Incident | int, actor: AbstractBaseUser, data: bytes, enqueue: bool = True
+    *, incident: Incident | int, actor: User, data: bytes, enqueue: bool = True
 ) -> IncidentScope:
     """Start scoping the affected customers by an uploaded list (one e-mail, phone or member number per
     line, UTF-8). Each line is kept only as its match key (blind index) until matched; lines that are none
@@ -408,13 +456,13 @@ def incident_scope_by_upload(
     return scope
 
 
-# The tasks (incidents.tasks) import these services; the services send them by name rather than import back.
+# The tasks (incidents.tasks) import these services; the services queue them by name (crm.queue).
 SCOPE_BATCH_TASK = "incidents.scope_batch"
 NOTICES_BATCH_TASK = "incidents.notices_batch"
 
 
 def _enqueue_scope(scope_id: int) -> None:
-    transaction.on_commit(lambda: current_app.send_task(SCOPE_BATCH_TASK, args=(scope_id,)))
+    transaction.on_commit(lambda: task_enqueue(SCOPE_BATCH_TASK, scope_id))
 
 
 def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
@@ -437,7 +485,7 @@ def _insert_affected(scope: IncidentScope, customers: QuerySet[Any]) -> list[int
         return [row[0] for row in cursor.fetchall()]
 
 
-def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: User) -> None:
     """One audit entry per batch of affected people: the rows are written by set-based SQL, which
     django-auditlog's signals do not see (pitfalls: bulk code writes its own entry). Ids and counts only."""
     if not customer_ids:
@@ -460,7 +508,7 @@ def _audit_affected_added(scope: IncidentScope, customer_ids: list[int], actor: 
     )
 
 
-def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) -> None:
+def _hold(incident: Incident, customer_ids: list[int], actor: User) -> None:
     if customer_ids:
         legal_hold_place(
             customer_ids=customer_ids,
@@ -471,9 +519,8 @@ def _hold(incident: Incident, customer_ids: list[int], actor: AbstractBaseUser) 
         )
 
 
-def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[int], int]:
+def _query_batch(scope: IncidentScope, actor: User) -> tuple[list[int], int]:
     """One id range of a query scope: the customers matching the criteria among those `actor` may see."""
-    from crm.models import Customer
 
     upper = scope.cursor + SCOPE_BATCH
     qs = Customer.objects.restrict(actor, "view").filter(pk__gt=scope.cursor, pk__lte=upper)
@@ -482,15 +529,26 @@ def _query_batch(scope: IncidentScope, actor: AbstractBaseUser) -> tuple[list[in
         qs = qs.filter(team_id__in=criteria["teams"])
     if criteria.get("channel"):
         qs = qs.filter(collection_channel=criteria["channel"])
-    if criteria.get("created_from"):
-        qs = qs.filter(created_at__gte=dt.datetime.fromisoformat(criteria["created_from"]))
-    if criteria.get("created_to"):
-        qs = qs.filter(created_at__lt=dt.datetime.fromisoformat(criteria["created_to"]))
+    for name, lookup in (
+        ("created_from", "created_at__gte"),
+        ("created_to", "created_at__lt"),
+        ("active_from", "last_activity_at__gte"),
+        ("active_to", "last_activity_at__lt"),
+    ):
+        if criteria.get(name):
+            qs = qs.filter(**{lookup: dt.datetime.fromisoformat(criteria[name])})
+    if criteria.get("data_classes"):
+        holds_any = Q()
+        for data_class in criteria["data_classes"]:
+            for model in held_classes()[data_class]:
+                rows = model._default_manager.filter(customer_id=OuterRef("pk"))
+                holds_any |= Q(Exists(rows))
+        qs = qs.filter(holds_any)
     matched = qs.count()
     return _insert_affected(scope, qs), matched
 
 
-def _upload_match(scope: IncidentScope, actor: AbstractBaseUser) -> list[int]:
+def _upload_match(scope: IncidentScope, actor: User) -> list[int]:
     """Match every key of an upload at once (set-based): one customer → matched and added; none →
     unmatched; several → ambiguous (left for a person to decide, not added). The keys are then removed."""
     from crm.models import Customer
@@ -602,7 +660,7 @@ def incident_scope_fail(*, scope_id: int, error: BaseException) -> None:
     )
 
 
-def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> int:
+def incident_holds_release(*, incident: Incident, actor: User) -> int:
     """Release the legal holds this incident placed (reason "incident", its own reference) and no other:
     a hold of another incident or of litigation on the same customer stays."""
     # The incident's own holds, found by what crm records as their owner (LegalHold.reference); the
@@ -622,11 +680,32 @@ def incident_holds_release(*, incident: Incident, actor: AbstractBaseUser) -> in
 
 
 # --- individual notices (APPI Art. 26(2), 規則10; GDPR Art. 34) -------------------------------------------
+#
+# Each person gets their notice exactly once, even when a worker is killed mid-batch (README "Individual
+# notices"). How:
+#
+# 1. One sender per incident at a time: a batch runs only while its database session holds the advisory lock
+#    (NOTICE_SENDER_LOCK, incident id). PostgreSQL releases it when the session ends, so a killed worker
+#    gives it up by itself, and a "sending" row seen by the holder can only belong to a sender that died.
+# 2. Claim, then send, then mark, one notice at a time, each step its own commit: the claim is a
+#    conditional update pending → sending that records the notice's Message-ID, fixed by the row
+#    (<incident-I.notice-N@domain>). It is the idempotency key, written before the e-mail leaves.
+# 3. The next holder first resolves the dead sender's "sending" row (at most one per death, as claims are
+#    one at a time) by asking the e-mail backend whether that Message-ID left (incidents.mail:
+#    `delivered_message_ids`): yes → sent; no → pending again (sent later, same Message-ID); a backend that
+#    cannot tell (SMTP) → unknown, shown for a person to check and never sent again by itself.
+#
+# So nobody is mailed twice, and with a backend that can answer nobody is left out either.
 
 NOTICE_BATCH = 100
+NOTICE_SENDER_LOCK = 0x1526  # advisory lock class of "the sender of an incident's notices" (with its id)
 
 
-def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser, enqueue: bool = True) -> int:
+class NoticeSenderBusy(Exception):
+    """Another worker holds the incident's sender lock: this batch waits its turn (the task retries)."""
+
+
+def incident_notices_queue(*, incident: Incident | int, actor: User, enqueue: bool = True) -> int:
     """Queue one notice per affected person not yet queued (INSERT … SELECT … ON CONFLICT DO NOTHING: a
     person already queued, sent or not, is never queued again). Returns how many were added."""
     with transaction.atomic(), audit_actor(actor):
@@ -639,32 +718,84 @@ def incident_notices_queue(*, incident: Incident | int, actor: AbstractBaseUser,
         affected = IncidentAffected._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {notices} (incident_id, customer_id, status, error, created_at) "  # noqa: S608
-                f"SELECT incident_id, customer_id, %s, '', now() FROM {affected} "
+                f"INSERT INTO {notices} (incident_id, customer_id, status, message_id, error, created_at) "  # noqa: S608
+                f"SELECT incident_id, customer_id, %s, '', '', now() FROM {affected} "
                 f"WHERE incident_id = %s AND customer_id IS NOT NULL "
                 f"ON CONFLICT (incident_id, customer_id) DO NOTHING",
                 (IncidentNotice.Status.PENDING, locked.pk),
             )
             added = cursor.rowcount
+        _audit_notices_queued(locked, added, actor)
         _log(
             locked,
             actor,
             IncidentTimelineEntry.Kind.NOTE,
             _("本人への通知を%(n)s件登録（法26条2項）") % {"n": added},
         )
-        if enqueue and added:
+        if enqueue and added and not locked.notices_paused:
             _enqueue_notices(locked.pk)
     return added
 
 
+def incident_notices_pause(*, incident: Incident | int, actor: User) -> None:
+    """Pause the sending of an incident's notices: the batch at work stops after the notice in hand."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.notices_paused:
+            raise IncidentError(_("通知はすでに一時停止しています。"))
+        locked.notices_paused = True
+        locked.save(update_fields=["notices_paused", "updated_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("本人への通知を一時停止"))
+
+
+def incident_notices_resume(*, incident: Incident | int, actor: User, enqueue: bool = True) -> None:
+    """Resume sending (after a pause, or after a worker died): the next batch first resolves what a dead
+    sender left "sending", then sends the pending notices."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.notices_paused:
+            locked.notices_paused = False
+            locked.save(update_fields=["notices_paused", "updated_at"])
+        _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, _("本人への通知を再開"))
+        if enqueue:
+            _enqueue_notices(locked.pk)
+
+
+def incident_notices_resolve_unknown(
+    *, incident: Incident | int, actor: User, left: bool, enqueue: bool = True
+) -> int:
+    """A person's answer for the notices whose sender died where the backend could not tell (status
+    unknown): they found the Message-IDs in the mail server's log (`left`: marked sent), or found them
+    absent (queued again, to be sent under the same Message-ID). Returns how many were resolved."""
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        unknown = list(
+            IncidentNotice.objects.filter(incident=locked, status=IncidentNotice.Status.UNKNOWN).values_list(
+                "pk", "customer_id"
+            )
+        )
+        for pk, customer_id in unknown:
+            to = IncidentNotice.Status.SENT if left else IncidentNotice.Status.PENDING
+            fields = {"sent_at": timezone.now()} if left else {}
+            _notice_move(locked, pk, customer_id, to, start=IncidentNotice.Status.UNKNOWN, **fields)
+        if unknown:
+            note = (
+                _("送信状況不明の通知%(n)s件を送信済みと確認")
+                if left
+                else _("送信状況不明の通知%(n)s件を再送")
+            )
+            _log(locked, actor, IncidentTimelineEntry.Kind.NOTE, note % {"n": len(unknown)})
+            if enqueue and not left:
+                _enqueue_notices(locked.pk)
+    return len(unknown)
+
+
 def _enqueue_notices(incident_id: int) -> None:
-    transaction.on_commit(lambda: current_app.send_task(NOTICES_BATCH_TASK, args=(incident_id,)))
+    transaction.on_commit(lambda: task_enqueue(NOTICES_BATCH_TASK, incident_id))
 
 
 def _notice_text(incident: Incident) -> tuple[str, str]:
     """The notice's subject and body: the items of 規則10 (概要, 項目, 原因, 二次被害, その他)."""
-    from django.conf import settings
-
     subject = _("個人データの漏えい等に関するお知らせ（%(ref)s）") % {"ref": incident.reference}
     parts = [
         (_("概要"), incident.report_summary),
@@ -679,70 +810,162 @@ def _notice_text(incident: Incident) -> tuple[str, str]:
     return subject, body
 
 
-def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
-    """Send the next batch of pending notices of an incident; the number handled (0: none left).
+def notice_message_id(incident_id: int, notice_id: int) -> str:
+    """The Message-ID of a notice: fixed by the row, so a resend after a lost "sent" is the same message."""
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >") or "localhost"
+    return f"<incident-{incident_id}.notice-{notice_id}@{domain}>"
 
-    Claim (its own commit): pending rows FOR UPDATE SKIP LOCKED, marked "sending" — two workers never take
-    the same person. Send: one e-mail each, to the address decrypted only here. Mark: "sent" (or "failed"
-    when the mail server refused it, "no_address" without an address) in a second commit."""
-    from django.conf import settings
-    from django.core.mail import send_mail
 
-    from crm.models import Customer
+@contextmanager
+def _sender_lock(incident_id: int) -> Iterator[bool]:
+    """Hold the incident's sender lock (session-level: it outlives the small commits of the batch and dies
+    with the session of a killed worker); False when another session holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (NOTICE_SENDER_LOCK, incident_id))
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (NOTICE_SENDER_LOCK, incident_id))
 
+
+def _notice_move(
+    incident: Incident, pk: int, customer_id: int | None, to: str, start: str = "", **fields: Any
+) -> bool:
+    """Move one notice out of its current state (conditional: pending → sending, sending → the outcome, or
+    from `start`) in its own short transaction with its audit entry (ids only); False when another step moved
+    it first."""
+    expected = start or _FROM.get(to, IncidentNotice.Status.SENDING)
     with transaction.atomic():
-        claimed = list(
-            IncidentNotice.objects.select_for_update(skip_locked=True)
-            .filter(incident_id=incident_id, status=IncidentNotice.Status.PENDING)
-            .order_by("pk")[:NOTICE_BATCH]
+        # SKIP LOCKED: a row another session holds (a sender that is not ours) is left to it, not waited for.
+        mine = IncidentNotice.objects.select_for_update(skip_locked=True).filter(pk=pk, status=expected)
+        moved = bool(list(mine.values_list("pk", flat=True)))
+        if moved:
+            IncidentNotice.objects.filter(pk=pk).update(status=to, **fields)
+            AuditEntry.objects.create(
+                content_type=ContentType.objects.get_for_model(IncidentNotice),
+                object_pk=str(pk),
+                object_repr=f"{incident.reference} 本人への通知 #{pk}",
+                action=AuditEntry.Action.UPDATE,
+                changes={"status": [expected, to]},
+                actor=None,
+                additional_data={"incident_notice": {"incident": incident.pk, "customer": customer_id}},
+            )
+    return moved
+
+
+# The state a move starts from unless told (a person's answer starts from unknown): a claim or a missing
+# address from pending; every other move (an outcome, a dead sender's row back to pending) from sending.
+_FROM: dict[str, str] = {
+    IncidentNotice.Status.SENDING: IncidentNotice.Status.PENDING,
+    IncidentNotice.Status.NO_ADDRESS: IncidentNotice.Status.PENDING,
+}
+
+
+def _notices_reap(incident: Incident, backend: Any) -> None:
+    """Resolve the "sending" rows of a sender that died (called with the sender lock held, so no live sender
+    owns them) by asking the backend whether their Message-IDs left."""
+    stuck = list(
+        IncidentNotice.objects.filter(incident=incident, status=IncidentNotice.Status.SENDING).values_list(
+            "pk", "customer_id", "message_id"
         )
-        if not claimed:
-            return 0
-        IncidentNotice.objects.filter(pk__in=[n.pk for n in claimed]).update(
-            status=IncidentNotice.Status.SENDING, claimed_at=timezone.now()
-        )
-    incident = Incident.objects.get(pk=incident_id)
-    subject, body = _notice_text(incident)
-    emails = dict(Customer.objects.filter(pk__in=[n.customer_id for n in claimed]).values_list("pk", "email"))
-    outcome: dict[str, list[int]] = {"sent": [], "failed": [], "no_address": []}
-    for notice in claimed:
-        address = emails.get(notice.customer_id) or ""
-        if not address:
-            outcome["no_address"].append(notice.pk)
-            continue
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
-        except Exception:
-            outcome["failed"].append(notice.pk)
+    )
+    if not stuck:
+        return
+    ask = getattr(backend, "delivered_message_ids", None)
+    delivered = ask([m for _pk, _c, m in stuck]) if ask is not None else None
+    for pk, customer_id, message_id in stuck:
+        if delivered is None:
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.UNKNOWN, error="worker_lost")
+        elif message_id in delivered:
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.SENT, sent_at=timezone.now())
         else:
-            outcome["sent"].append(notice.pk)
-    now = timezone.now()
-    with transaction.atomic():
-        IncidentNotice.objects.filter(pk__in=outcome["sent"]).update(
-            status=IncidentNotice.Status.SENT, sent_at=now
-        )
-        IncidentNotice.objects.filter(pk__in=outcome["failed"]).update(
-            status=IncidentNotice.Status.FAILED, error="smtp"
-        )
-        IncidentNotice.objects.filter(pk__in=outcome["no_address"]).update(
-            status=IncidentNotice.Status.NO_ADDRESS
-        )
-        # Bulk updates bypass auditlog: one summary entry for the batch (ids only, no address).
-        _audit_notices(incident, outcome)
-        if enqueue:
-            _enqueue_notices(incident_id)
-    return len(claimed)
+            _notice_move(incident, pk, customer_id, IncidentNotice.Status.PENDING)
 
 
-def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
+def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
+    """Send the next batch of an incident's pending notices; the number handled (0: none left, or paused).
+
+    Called outside a transaction: each claim and each outcome is its own commit (see the comment above
+    NOTICE_BATCH). Raises NoticeSenderBusy while another worker sends this incident's notices."""
+    with _sender_lock(incident_id) as mine:
+        if not mine:
+            raise NoticeSenderBusy(incident_id)
+        incident = Incident.objects.filter(pk=incident_id).first()
+        if incident is None or incident.notices_paused:
+            return 0
+        backend = get_connection()
+        _notices_reap(incident, backend)
+        batch = list(
+            IncidentNotice.objects.filter(incident=incident, status=IncidentNotice.Status.PENDING)
+            .order_by("pk")
+            .values_list("pk", "customer_id")[:NOTICE_BATCH]
+        )
+        if not batch:
+            return 0
+        subject, body = _notice_text(incident)
+        emails = dict(Customer.objects.filter(pk__in=[c for _pk, c in batch]).values_list("pk", "email"))
+        handled = 0
+        with backend:
+            for pk, customer_id in batch:
+                if Incident.objects.filter(pk=incident_id, notices_paused=True).exists():
+                    break
+                handled += 1
+                address = emails.get(customer_id) or ""
+                if not address:
+                    _notice_move(incident, pk, customer_id, IncidentNotice.Status.NO_ADDRESS)
+                    continue
+                message_id = notice_message_id(incident_id, pk)
+                if not _notice_move(
+                    incident,
+                    pk,
+                    customer_id,
+                    IncidentNotice.Status.SENDING,
+                    claimed_at=timezone.now(),
+                    message_id=message_id,
+                ):
+                    continue
+                message = EmailMessage(
+                    subject,
+                    body,
+                    settings.DEFAULT_FROM_EMAIL,
+                    [address],
+                    headers={"Message-ID": message_id},
+                    connection=backend,
+                )
+                try:
+                    message.send()
+                except Exception as error:  # the kind only: the address must not reach the row or the log
+                    _notice_move(
+                        incident,
+                        pk,
+                        customer_id,
+                        IncidentNotice.Status.FAILED,
+                        error=type(error).__name__[:100],
+                    )
+                else:
+                    _notice_move(
+                        incident, pk, customer_id, IncidentNotice.Status.SENT, sent_at=timezone.now()
+                    )
+    if enqueue and handled:
+        _enqueue_notices(incident_id)
+    return handled
+
+
+def _audit_notices_queued(incident: Incident, added: int, actor: User) -> None:
+    """The INSERT … SELECT of the queue is invisible to auditlog: one entry with the count."""
+    if not added:
+        return
     AuditEntry.objects.create(
         content_type=ContentType.objects.get_for_model(IncidentNotice),
-        object_pk=f"incident-notice-batch:{incident.pk}",
-        object_repr=f"{incident.reference} 本人への通知",
-        action=AuditEntry.Action.UPDATE,
+        object_pk=f"incident-notice-queue:{incident.pk}",
+        object_repr=f"{incident.reference} 本人への通知 {added}件",
+        action=AuditEntry.Action.CREATE,
         changes={},
-        actor=None,
-        additional_data={"incident_notices": {k: v for k, v in outcome.items() if v}},
+        actor=actor,
+        additional_data={"incident_notices_queued": {"incident": incident.pk, "count": added}},
     )
 
 
@@ -752,9 +975,9 @@ def _audit_notices(incident: Incident, outcome: dict[str, list[int]]) -> None:
 def incident_action_add(
     *,
     incident: Incident | int,
-    actor: AbstractBaseUser,
+    actor: User,
     description: str,
-    owner: AbstractBaseUser,
+    owner: User,
     due_on: dt.date,
 ) -> IncidentCorrectiveAction:
     """Record a corrective action (再発防止策) with its owner and due date."""
@@ -771,7 +994,7 @@ def incident_action_add(
     return action
 
 
-def incident_action_complete(*, action: IncidentCorrectiveAction, actor: AbstractBaseUser) -> None:
+def incident_action_complete(*, action: IncidentCorrectiveAction, actor: User) -> None:
     """Mark a corrective action done (once)."""
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(action.incident_id, actor)

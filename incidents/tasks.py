@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from incidents import services
+from incidents.services import NoticeSenderBusy
 
 
 @shared_task(
@@ -35,12 +36,14 @@ def incident_scope_batch(self: Any, scope_id: int) -> bool:
 
 @shared_task(
     name=services.NOTICES_BATCH_TASK,
-    autoretry_for=(OperationalError, InterfaceError),
+    # NoticeSenderBusy: another worker is sending this incident's notices; try again once it may be done.
+    autoretry_for=(OperationalError, InterfaceError, NoticeSenderBusy),
     retry_backoff=2,
-    max_retries=5,
+    max_retries=8,
     soft_time_limit=240,
     time_limit=300,
 )
 def incident_notices_batch(incident_id: int) -> int:
-    """Send the next batch of an incident's notices (the service enqueues the next one, on commit)."""
+    """Send the next batch of an incident's notices (the service enqueues the next one). Safe to run twice:
+    one sender per incident at a time, each notice claimed once (incidents.services)."""
     return services.incident_notices_send_batch(incident_id=incident_id)

@@ -431,6 +431,10 @@ NO_CUSTOMER_ENDPOINTS = {
     ("get", "/cookie-consents/categories"): "published cookie categories",
     ("post", "/cookie-consents"): "an anonymous visitor's cookie choices (publishable key)",
     ("options", "/cookie-consents"): "CORS preflight",
+    ("post", "/incidents"): (
+        "opens a breach incident (incidents:write): names no customer, answers no personal data, and its "
+        "service user gains no view of incidents (tests/incidents/test_api.py)"
+    ),
 }
 
 

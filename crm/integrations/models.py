@@ -32,6 +32,8 @@ class ApiScope(models.TextChoices):
     EVENTS_WRITE = "events:write", _("行動イベント・購買の記録（events:write）")
     REQUESTS_WRITE = "requests:write", _("開示等請求の受付（requests:write）")
     COOKIES_WRITE = "cookies:write", _("Cookie同意の記録・公開キー専用（cookies:write）")
+    # A monitoring system opening a breach incident (漏えい等事案) the moment it detects one (incidents.api).
+    INCIDENTS_WRITE = "incidents:write", _("漏えい等事案の登録・監視システム用（incidents:write）")
 
 
 class ApiClient(models.Model):

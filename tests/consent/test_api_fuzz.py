@@ -71,7 +71,10 @@ def fuzz_clients(team, clean_rate_limits, settings):
     """A server client with every scope (and no practical rate limit), a publishable key, and a customer the
     generated requests can hit by external id."""
     server, token = integration_services.api_client_create(
-        name="fuzz", team=team, scopes=SERVER_SCOPES, rate_limit_per_minute=1_000_000
+        name="fuzz",
+        team=team,
+        scopes=[*SERVER_SCOPES, ApiScope.INCIDENTS_WRITE],
+        rate_limit_per_minute=1_000_000,
     )
     publishable, key = integration_services.api_client_create(
         name="fuzz-banner",

@@ -241,3 +241,41 @@ def test_facts_changed_from_the_admin_go_through_the_service(client, security_us
     assert response.status_code == 302, response.content.decode()[:3000]
     incident.refresh_from_db()
     assert (incident.title, incident.status) == ("誤送信（訂正）", Incident.Status.DETECTED)
+
+
+def test_the_page_shows_the_notices_progress_and_lists_those_to_follow_up(client, privacy_officer, team):
+    from incidents.models import IncidentNotice
+    from tests.factories import CustomerFactory
+
+    # given an incident with two notices sent, one without an address, one pending
+    people = [CustomerFactory(team=team) for _ in range(4)]
+    incident = make_incident(privacy_officer)
+    scope = services.incident_scope_by_upload(
+        incident=incident,
+        actor=privacy_officer,
+        data="\n".join(c.member_no for c in people).encode(),
+        enqueue=False,
+    )
+    services.incident_scope_advance(scope_id=scope.pk)
+    services.incident_notices_queue(incident=incident, actor=privacy_officer, enqueue=False)
+    rows = list(IncidentNotice.objects.filter(incident=incident).order_by("pk"))
+    IncidentNotice.objects.filter(pk__in=[rows[0].pk, rows[1].pk]).update(status="sent")
+    IncidentNotice.objects.filter(pk=rows[2].pk).update(status="no_address")
+    # when its page is opened
+    html = _page(client, privacy_officer, incident)
+    # then the progress counts each state, and only the one without an address is listed
+    assert '<progress class="incident-notice-progress" max="4" value="3">' in html
+    assert "送信済み: 2" in html and "送信待ち: 1" in html
+    assert "要対応の通知" in html
+    assert html.count("連絡先なし（郵送・電話または公表）") >= 2  # the count and the listed row
+
+
+def test_pause_and_resume_from_the_admin(client, privacy_officer, incident):
+    client.force_login(privacy_officer)
+    url = reverse("admin:incidents_incident_changelist")
+    client.post(url, {"action": "pause_notices", "_selected_action": [incident.pk]})
+    incident.refresh_from_db()
+    assert incident.notices_paused
+    client.post(url, {"action": "resume_notices", "_selected_action": [incident.pk]})
+    incident.refresh_from_db()
+    assert not incident.notices_paused

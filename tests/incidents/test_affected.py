@@ -249,3 +249,86 @@ def test_a_role_that_sees_no_customer_cannot_scope(security_user, incident, cust
         services.incident_scope_by_upload(incident=incident, actor=security_user, data=b"M000000001\n")
     # then it is refused rather than reporting nobody affected
     assert not IncidentScope.objects.exists()
+
+
+def test_scoping_by_last_activity_and_a_class_of_data_held(privacy_officer, officer_incident, team):
+    from tests.crm.retention.conftest import add_history, jst, set_activity
+
+    # given a buyer active in March, a customer active in March who never bought, a buyer active in May
+    buyer = set_activity(CustomerFactory(team=team), jst(2026, 3, 10))
+    add_history(buyer, purchases=1, events=0)
+    set_activity(CustomerFactory(team=team), jst(2026, 3, 11))
+    late = set_activity(CustomerFactory(team=team), jst(2026, 5, 1))
+    add_history(late, purchases=1, events=0)
+    # when the privacy officer scopes those last active in March holding purchase data (準識別子: purchases)
+    scope = _run(
+        services.incident_scope_by_query(
+            incident=officer_incident,
+            actor=privacy_officer,
+            active_from=jst(2026, 3, 1),
+            active_to=jst(2026, 4, 1),
+            data_classes=["quasi"],
+            enqueue=False,
+        )
+    )
+    # then only the March buyer is affected
+    assert _affected(officer_incident) == {buyer.pk}
+    assert scope.criteria["data_classes"] == ["quasi"] and scope.criteria["active_from"].startswith(
+        "2026-03-01"
+    )
+
+
+def test_a_class_no_model_holds_per_customer_is_refused(privacy_officer, officer_incident):
+    with pytest.raises(IncidentError):
+        services.incident_scope_by_query(
+            incident=officer_incident, actor=privacy_officer, data_classes=["not_personal"], enqueue=False
+        )
+    assert not IncidentScope.objects.exists()
+
+
+def test_the_scope_page_offers_last_activity_and_the_classes_held(client, privacy_officer, officer_incident):
+    from django.urls import reverse
+
+    client.force_login(privacy_officer)
+    html = client.get(reverse("admin:incidents_incident_scope", args=[officer_incident.pk])).content.decode()
+    assert 'name="active_from"' in html and 'name="data_classes" value="special_care"' in html
+
+
+def test_a_retention_run_skips_the_affected_until_the_incident_closes(
+    privacy_officer, officer_incident, team
+):
+    from crm.retention import services as retention
+    from crm.retention.models import RetentionPolicy, RetentionRun
+    from tests.crm.retention.conftest import NOW, jst, set_activity
+
+    # given two customers inactive for six years, one of them affected by the open incident
+    affected = set_activity(CustomerFactory(team=team), jst(2020, 1, 1))
+    other = set_activity(CustomerFactory(team=team), jst(2020, 1, 1))
+    _run(
+        services.incident_scope_by_upload(
+            incident=officer_incident,
+            actor=privacy_officer,
+            data=f"{affected.member_no}\n".encode(),
+            enqueue=False,
+        )
+    )
+    policy = RetentionPolicy.objects.create(
+        name="inactive-3y", trigger="inactive", days=1095, action="erase", legal_basis="test", batch_size=10
+    )
+    # when the retention policy runs, then the affected customer is skipped as held, the other erased
+    retention.retention_run_to_completion(
+        run=retention.retention_run_start(policy=policy, as_of=NOW, enqueue=False)
+    )
+    assert set(Customer.objects.filter(pk__in=[affected.pk, other.pk]).values_list("pk", flat=True)) == {
+        affected.pk
+    }
+    assert RetentionRun.objects.get().skipped_hold == 1
+    # when the incident closes (its hold released) and the policy runs after, then the customer is erased
+    for step in (S.CONTAINED, S.ASSESSED, S.NOTIFIED, S.RECOVERED, S.CLOSED):
+        services.incident_transition(incident=officer_incident, to=step, actor=privacy_officer)
+    assert _holds(officer_incident) == set()
+    run = retention.retention_run_start(policy=policy, as_of=timezone.now(), enqueue=False)
+    retention.retention_run_to_completion(run=run)
+    run.refresh_from_db()
+    assert (run.erased, run.skipped_hold) == (1, 0)
+    assert not Customer.objects.filter(pk=affected.pk).exists()

@@ -92,3 +92,162 @@ def test_a_closed_incident_queues_no_notice(scoped, privacy_officer):
     with pytest.raises(IncidentError):
         services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
     assert not IncidentNotice.objects.exists()
+
+
+# --- exactly once: a sender that died is resolved through the Message-ID (incidents.mail) -----------------
+
+
+def _file_backend(settings, tmp_path):
+    settings.EMAIL_BACKEND = "incidents.mail.FileBasedEmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+
+
+def _messages(tmp_path) -> list[str]:
+    """The recipients of every message the file backend wrote (one per message)."""
+    out = []
+    for path in sorted(tmp_path.iterdir()):
+        for line in path.read_text().splitlines():
+            if line.startswith("To: "):
+                out.append(line[4:])
+    return out
+
+
+def _run_batches(incident) -> None:
+    for _ in range(10):
+        if not services.incident_notices_send_batch(incident_id=incident.pk, enqueue=False):
+            return
+
+
+def _die_after_claim(incident, customer, *, sent: bool, tmp_path) -> IncidentNotice:
+    """As a sender killed after claiming `customer`'s notice: the row "sending" with its Message-ID, the
+    e-mail written (sent=True) or not yet."""
+    from django.core.mail import EmailMessage, get_connection
+
+    notice = IncidentNotice.objects.get(incident=incident, customer=customer)
+    message_id = services.notice_message_id(incident.pk, notice.pk)
+    IncidentNotice.objects.filter(pk=notice.pk).update(status="sending", message_id=message_id)
+    if sent:
+        EmailMessage(
+            "s",
+            "b",
+            "x@example.co.jp",
+            [customer.email],
+            headers={"Message-ID": message_id},
+            connection=get_connection(),
+        ).send()
+    return notice
+
+
+@pytest.mark.parametrize("sent", [True, False], ids=["mail-left", "mail-not-left"])
+def test_a_notice_left_sending_by_a_dead_sender_is_resolved_without_a_second_letter(
+    settings, tmp_path, scoped, privacy_officer, customer, sent
+):
+    # given the file backend, queued notices, and a sender that died holding the standing customer's notice
+    _file_backend(settings, tmp_path)
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    notice = _die_after_claim(scoped, customer, sent=sent, tmp_path=tmp_path)
+    # when the next sender runs
+    _run_batches(scoped)
+    # then each person has exactly one message, and every notice is "sent"
+    assert sorted(_messages(tmp_path)) == ["hanako@example.com", "taro.yamada@example.com"]
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"sent"}
+    notice.refresh_from_db()
+    assert notice.message_id == services.notice_message_id(scoped.pk, notice.pk)
+
+
+def test_a_backend_that_cannot_tell_leaves_the_notice_for_a_person(scoped, privacy_officer, customer):
+    # given Django's in-memory backend (like SMTP, it cannot say what it sent) and a dead sender's notice
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    notice = IncidentNotice.objects.get(incident=scoped, customer=customer)
+    IncidentNotice.objects.filter(pk=notice.pk).update(status="sending", message_id="<x@example>")
+    # when the next sender runs
+    _run_batches(scoped)
+    # then that notice is "unknown" for a person to check, never sent again; the other is sent
+    notice.refresh_from_db()
+    assert notice.status == IncidentNotice.Status.UNKNOWN
+    assert [m.to[0] for m in mail.outbox] == ["hanako@example.com"]
+
+
+def test_each_notice_carries_its_own_message_id(scoped, privacy_officer):
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    _run_batches(scoped)
+    expected = {
+        services.notice_message_id(scoped.pk, pk)
+        for pk in IncidentNotice.objects.filter(incident=scoped).values_list("pk", flat=True)
+    }
+    assert {m.extra_headers["Message-ID"] for m in mail.outbox} == expected
+    assert set(IncidentNotice.objects.values_list("message_id", flat=True)) == expected
+
+
+def test_paused_notices_wait_and_resume(scoped, privacy_officer):
+    # given queued notices, paused
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    services.incident_notices_pause(incident=scoped, actor=privacy_officer)
+    # when a batch runs, then nothing is sent
+    assert services.incident_notices_send_batch(incident_id=scoped.pk, enqueue=False) == 0
+    assert mail.outbox == []
+    # when resumed, then everyone is sent their notice once
+    services.incident_notices_resume(incident=scoped, actor=privacy_officer, enqueue=False)
+    _run_batches(scoped)
+    assert len(mail.outbox) == 2
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_person_without_an_address_is_listed_for_post_or_phone(privacy_officer, team):
+    quiet = CustomerFactory(team=team, email="")
+    incident = make_incident(privacy_officer)
+    scope = services.incident_scope_by_upload(
+        incident=incident, actor=privacy_officer, data=f"{quiet.member_no}\n".encode(), enqueue=False
+    )
+    services.incident_scope_advance(scope_id=scope.pk)
+    services.incident_notices_queue(incident=incident, actor=privacy_officer, enqueue=False)
+    _run_batches(incident)
+    assert mail.outbox == []
+    assert IncidentNotice.objects.get(incident=incident).status == IncidentNotice.Status.NO_ADDRESS
+
+
+def test_a_second_sender_of_the_same_incident_waits_its_turn(scoped, privacy_officer, django_db_blocker):
+    # given another session holding the incident's sender lock
+    import psycopg
+
+    from tests.services import database_conninfo
+
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    with psycopg.connect(database_conninfo(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", (services.NOTICE_SENDER_LOCK, scoped.pk))
+        # when this worker runs a batch, then it is told to wait and sends nothing
+        with pytest.raises(services.NoticeSenderBusy):
+            services.incident_notices_send_batch(incident_id=scoped.pk, enqueue=False)
+    assert mail.outbox == []
+
+
+def test_pause_and_resume_need_the_change_permission(scoped, outsider):
+    with pytest.raises(IncidentError):
+        services.incident_notices_pause(incident=scoped, actor=outsider)
+    with pytest.raises(IncidentError):
+        services.incident_notices_resume(incident=scoped, actor=outsider, enqueue=False)
+
+
+@pytest.mark.parametrize("left", [True, False], ids=["found-in-the-log", "not-found"])
+def test_a_person_resolves_the_unknown_notices(scoped, privacy_officer, customer, left):
+    # given a notice left unknown by a dead sender (a backend that could not tell), the other one sent
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    notice = IncidentNotice.objects.get(incident=scoped, customer=customer)
+    IncidentNotice.objects.filter(pk=notice.pk).update(status="sending", message_id="<x@example>")
+    _run_batches(scoped)
+    assert IncidentNotice.objects.get(pk=notice.pk).status == IncidentNotice.Status.UNKNOWN
+    # when a person answers from the mail server's log, and the sender runs again
+    assert services.incident_notices_resolve_unknown(
+        incident=scoped, actor=privacy_officer, left=left, enqueue=False
+    )
+    _run_batches(scoped)
+    # then found: marked sent, never mailed again; not found: mailed once now
+    assert IncidentNotice.objects.get(pk=notice.pk).status == IncidentNotice.Status.SENT
+    assert sorted(m.to[0] for m in mail.outbox) == (
+        ["hanako@example.com"] if left else ["hanako@example.com", "taro.yamada@example.com"]
+    )
+
+
+def test_resolving_unknown_notices_needs_the_change_permission(scoped, outsider):
+    with pytest.raises(IncidentError):
+        services.incident_notices_resolve_unknown(incident=scoped, actor=outsider, left=True, enqueue=False)

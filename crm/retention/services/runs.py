@@ -13,13 +13,13 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
 from crm.models import Customer
+from crm.queue import task_enqueue
 from crm.retention import participants, rules, selectors
 from crm.retention.models import RetentionPolicy, RetentionRun, RetentionRunSlice
 from crm.retention.services.clearing import column, pk, table
@@ -131,14 +131,14 @@ def _records_batch(sl: RetentionRunSlice, policy: RetentionPolicy, as_of: dt.dat
     return left <= 0
 
 
-# The task that advances a slice (crm.retention.tasks), sent by name: the tasks import these services, so
-# the services do not import the tasks back.
+# The task that advances a slice (crm.retention.tasks), queued by name (crm.queue): the tasks import these
+# services, so the services do not import the tasks back.
 RUN_BATCH_TASK = "crm.retention.run_batch"
 
 
 def _enqueue_slices(items: list[tuple[int, int]]) -> None:
     for slice_id, cursor in items:
-        current_app.send_task(RUN_BATCH_TASK, args=(slice_id, cursor))
+        task_enqueue(RUN_BATCH_TASK, slice_id, cursor)
 
 
 def _run_close(run: RetentionRun, status: str, note: str) -> RetentionRun:
