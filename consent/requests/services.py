@@ -139,9 +139,11 @@ def request_create(
     requester_member_no: str = "",
     details: str = "",
     handler: User | None = None,
+    customer: Customer | None = None,
 ) -> DataSubjectRequest:
     """A request received by phone, letter, counter, e-mail or the integration API: it enters the queue at
-    once, its clocks running from `received_at`. Validated whole (nothing written on an error)."""
+    once, its clocks running from `received_at`. Validated whole (nothing written on an error). `customer`:
+    one the caller's gate already opened to it (the API's client naming a customer of its team)."""
     request = DataSubjectRequest(
         kind=kind,
         channel=channel,
@@ -155,6 +157,7 @@ def request_create(
         requester_member_no=requester_member_no,
         details=details,
         handler=handler,
+        customer=customer,
     )
     with transaction.atomic(), _acting(actor):
         request.full_clean(exclude=["state"])
