@@ -11,7 +11,7 @@ class ConsentConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from consent import field_classes  # noqa: F401  (registers classifications)
-        from consent.demo import seed_consents
+        from consent.demo import seed_consents, seed_requests
         from consent.models import (
             ConsentEvent,
             DataSubjectRequest,
@@ -31,6 +31,7 @@ class ConsentConfig(AppConfig):
         grant_consent_roles()
         _register_with_retention()
         register_demo_seeder(seed_consents)
+        register_demo_seeder(seed_requests)
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         # The request desk: every transition of a request is a save of its state, recorded here.
         request_desk = (DataSubjectRequest, IdentityVerification, RequestMessage, RequestCompletion)
