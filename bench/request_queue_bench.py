@@ -121,6 +121,7 @@ def load_requests(n_open: int, n_closed: int, handlers: list[object]) -> None:
     def make(state: str) -> DataSubjectRequest:
         received = now - dt.timedelta(days=rng.randint(0, 44), minutes=rng.randint(0, 1440))
         request = DataSubjectRequest(
+            state=state,  # the protected field's first value, given when the object is made
             kind=rng.choice(kinds),
             jurisdiction=rng.choice(["appi", "gdpr", "both"]),
             channel=rng.choice(["phone", "letter", "email", "web_form", "api"]),
@@ -130,7 +131,6 @@ def load_requests(n_open: int, n_closed: int, handlers: list[object]) -> None:
             customer_id=rng.randint(1, max_customer) if rng.random() < 0.7 and max_customer else None,
         )
         request.refresh_due_dates()
-        request.__dict__["state"] = state  # protected field: bulk data only, never in the application
         return request
 
     batch: list[DataSubjectRequest] = []

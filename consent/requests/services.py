@@ -181,6 +181,8 @@ def request_submit_public(
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     request = DataSubjectRequest(
+        # Created unconfirmed: the protected state field takes its first value when the object is made.
+        state=RequestState.UNCONFIRMED,
         kind=kind,
         channel="web_form",
         received_at=now,
@@ -194,9 +196,6 @@ def request_submit_public(
         request.refresh_due_dates()
         _log(request, "submitted", channel="web_form")
         request.save()
-        # Created unconfirmed: the protected state field is set once, before the row exists.
-        DataSubjectRequest.objects.filter(pk=request.pk).update(state=RequestState.UNCONFIRMED)
-        request.refresh_from_db()
         send_on_commit(
             request,
             RequestMessage.Kind.CONFIRMATION,
