@@ -448,7 +448,6 @@ def request_erase(*, request: DataSubjectRequest, actor: User) -> DataSubjectReq
                 subject_hash=subject,
                 kept=["purchases"],
             )
-        locked.refresh_from_db(fields=["customer"])
         locked.save()
     return locked
 
@@ -508,11 +507,19 @@ def _close(request: DataSubjectRequest, actor: User, note: str, kind: str) -> No
         recorded_by=actor,
     )
     request.save()
-    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_erased(request))
+    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_customer_gone(request))
 
 
 def _erased(request: DataSubjectRequest) -> bool:
     return any(s["action"] in ("erased", "anonymised") for s in request.work_log)
+
+
+def _customer_gone(request: DataSubjectRequest) -> bool:
+    """The person's data was erased (by this request, or by another path while it was open): once the answer
+    is sent, the request forgets the requester too."""
+    if _erased(request):
+        return True
+    return request.customer_id is not None and not Customer.objects.filter(pk=request.customer_id).exists()
 
 
 def request_complete(*, request: DataSubjectRequest, actor: User, note: str = "") -> DataSubjectRequest:

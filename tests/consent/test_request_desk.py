@@ -324,7 +324,7 @@ def test_erasure_needs_a_second_person_who_is_not_the_handler(handler, colleague
     assert record.summary["erased"][0]["action"] == "erased"
     assert record.summary["kept"][0]["what"] == "purchases"
     assert len(record.subject_hash) == 64
-    assert request.customer_id is None and request.requester_email == ""
+    assert request.customer_id == customer.pk and request.requester_email == ""  # a number naming nobody
     assert "taro" not in str(record.summary).lower()
     assert [m.kind for m in request.messages.all()] == [RequestMessage.Kind.RESULT]
 
@@ -434,3 +434,24 @@ def test_an_appi_only_request_is_not_extended(handler):
     request = _request(handler, jurisdiction="appi")
     with pytest.raises(services.RequestError):
         services.request_extend(request=request, reason="調査", actor=handler)
+
+
+@pytest.mark.django_db
+def test_erasing_the_customer_by_another_path_clears_the_requester_from_answered_requests(
+    handler, customer, support_agent
+):
+    from crm.retention.services import customer_erase
+
+    answered = _request(handler, kind="disclosure")
+    services.request_link_customer(request=answered, customer=customer, actor=handler)
+    services.request_reject(request=answered, actor=handler, ground="gdpr_12_5", explanation="説明")
+    still_open = _request(handler, kind="correction")
+    services.request_link_customer(request=still_open, customer=customer, actor=handler)
+    # when a retention run or the desk erases the customer
+    customer_erase(customer_ids=[customer.pk], reason="test", actor=support_agent)
+    # then the answered request keeps its record but not the requester's address; the open one keeps it
+    answered.refresh_from_db()
+    still_open.refresh_from_db()
+    assert answered.requester_email == ""
+    assert RequestCompletion.objects.filter(request=answered).exists()
+    assert still_open.requester_email == "taro.yamada@example.com"
