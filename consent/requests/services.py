@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ from crm.retention.services import customer_anonymise, customer_erase, tombstone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+log = logging.getLogger(__name__)
 
 CONFIRMATION_HOURS = 48
 
@@ -584,11 +587,17 @@ def send_on_commit(
     """Send the message `kind` to the requester once the transaction commits (never for a change that was
     rolled back), and record it on the request; `then_forget` clears the requester's identifiers after."""
     request_id, actor_id = request.pk, (actor.pk if actor is not None else None)
-    transaction.on_commit(
-        lambda: message_send(
-            request_id=request_id, kind=kind, actor_id=actor_id, context=context, then_forget=then_forget
-        )
-    )
+
+    def send() -> None:
+        try:
+            message_send(
+                request_id=request_id, kind=kind, actor_id=actor_id, context=context, then_forget=then_forget
+            )
+        except Exception as exc:  # the change is committed: a mail outage must not turn it into an error page
+            # The class only: an SMTP error's text can hold the address.
+            log.warning("request %s: %s message not sent (%s)", request_id, kind, type(exc).__name__)
+
+    transaction.on_commit(send)
 
 
 def message_send(

@@ -455,3 +455,20 @@ def test_erasing_the_customer_by_another_path_clears_the_requester_from_answered
     assert answered.requester_email == ""
     assert RequestCompletion.objects.filter(request=answered).exists()
     assert still_open.requester_email == "taro.yamada@example.com"
+
+
+@pytest.mark.django_db
+def test_a_mail_outage_keeps_the_change_and_logs_no_address(handler, committed, monkeypatch, caplog):
+    import smtplib
+
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPRecipientsRefused({"taro.yamada@example.com": (550, b"no")})
+
+    monkeypatch.setattr(services, "send_mail", refuse)
+    request = _request(handler)
+    with committed():
+        services.request_reject(request=request, actor=handler, ground="gdpr_12_5", explanation="説明")
+    request.refresh_from_db()
+    assert request.state == RequestState.REJECTED
+    assert not request.messages.exists()  # the page shows no message sent: the handler can see it
+    assert "SMTPRecipientsRefused" in caplog.text and "taro" not in caplog.text
