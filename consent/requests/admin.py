@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from consent.models import Objection
 from consent.requests import selectors, services
 from consent.requests.models import (
     FEE_KINDS,
@@ -222,6 +223,16 @@ class CorrectForm(forms.Form):
         self.fields["field"].choices = labels  # type: ignore[attr-defined]  # stub gap: ChoiceField.choices
 
 
+class ObjectionForm(forms.Form):
+    scope = forms.ChoiceField(label=_("対象"), choices=Objection.Scope.choices)
+    purpose_code = forms.CharField(
+        label=_("利用目的コード"),
+        max_length=50,
+        required=False,
+        help_text=_("利用目的ごとの異議の場合に指定します（正当な利益に基づく利用目的）。"),
+    )
+
+
 class ApprovalAskForm(forms.Form):
     erasure_action = forms.ChoiceField(label=_("消去の方法"), choices=ErasureAction.choices)
 
@@ -309,6 +320,14 @@ ACTIONS: dict[str, tuple[StrOrPromise, type[forms.Form], Act, tuple[str, ...]]] 
         lambda r, u, d: services.request_stop_use(request=r, actor=u),
         (RequestState.IN_PROGRESS,),
     ),
+    "objection": (
+        _("異議を記録する（GDPR第21条）"),
+        ObjectionForm,
+        lambda r, u, d: services.request_record_objection(
+            request=r, actor=u, scope=d["scope"], purpose_code=d["purpose_code"]
+        ),
+        (RequestState.IN_PROGRESS,),
+    ),
     "ask_approval": (
         _("消去の承認を依頼する"),
         ApprovalAskForm,
@@ -357,6 +376,8 @@ def _offered(name: str, request: DataSubjectRequest) -> bool:
         return request.kind in services.CORRECTION_KINDS
     if name == "stop_use":
         return request.kind in services.STOP_USE_KINDS
+    if name == "objection":
+        return request.kind in services.OBJECTION_KINDS
     if name in ("ask_approval", "erase"):
         if request.kind not in services.ERASURE_KINDS:
             return False

@@ -25,6 +25,8 @@ from django.utils.translation import gettext as _
 from django_fsm import TransitionNotAllowed
 
 from consent import rules
+from consent import services as consent_services
+from consent.models import Objection
 from consent.requests import mail
 from consent.requests.models import (
     FEE_KINDS,
@@ -53,7 +55,8 @@ CONFIRMATION_HOURS = 48
 
 # Kinds each fulfilment serves.
 CORRECTION_KINDS = (RequestKind.CORRECTION,)
-STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION, RequestKind.OBJECTION)
+STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION)
+OBJECTION_KINDS = (RequestKind.OBJECTION,)
 ERASURE_KINDS = (RequestKind.STOP_USE_ERASURE,)
 
 
@@ -385,6 +388,27 @@ def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
         _log(locked, "stopped_use")
         locked.save()
     return stopped
+
+
+def request_record_objection(
+    *, request: DataSubjectRequest, actor: User, scope: str, purpose_code: str = ""
+) -> Objection:
+    """異議 (GDPR Art. 21) through the objection ledger, its source the request desk: to direct marketing it
+    is absolute and effective at once for every marketing purpose (consent.selectors.usable_for)."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, OBJECTION_KINDS)
+        customer = _linked_customer(locked, actor)
+        objection = consent_services.objection_record(
+            customer=customer,
+            scope=scope,
+            purpose_code=purpose_code,
+            source=Objection.Source.REQUEST_DESK,
+            actor=actor,
+        )
+        _log(locked, "objection_recorded", scope=scope, purpose_code=purpose_code)
+        locked.save()
+    return objection
 
 
 def request_ask_erasure_approval(

@@ -472,3 +472,17 @@ def test_a_mail_outage_keeps_the_change_and_logs_no_address(handler, committed, 
     assert request.state == RequestState.REJECTED
     assert not request.messages.exists()  # the page shows no message sent: the handler can see it
     assert "SMTPRecipientsRefused" in caplog.text and "taro" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_an_objection_to_direct_marketing_is_recorded_and_honoured_at_once(handler, customer, grant):
+    from consent.models import Objection
+
+    grant(customer, code="marketing_email")
+    request = _verified(handler, kind="objection", jurisdiction="gdpr")
+    services.request_link_customer(request=request, customer=customer, actor=handler)
+    services.request_record_objection(request=request, actor=handler, scope="direct_marketing")
+    objection = Objection.objects.get(customer_id=customer.pk)
+    assert objection.source == Objection.Source.REQUEST_DESK
+    everyone = Customer.objects.all()
+    assert not consent_selectors.usable_for(everyone, "marketing_email").filter(pk=customer.pk).exists()
