@@ -392,6 +392,18 @@ ARTICLES = {
 }
 
 
+QUEUE_ONLY = (
+    "id",
+    "kind",
+    "state",
+    "handler",
+    "handler__username",
+    "received_at",
+    "due_on",
+    "jurisdiction",
+)
+
+
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The queue of 開示等請求 (due, due within 3 days, overdue; nearest deadline first) and each request."""
@@ -406,8 +418,16 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     search_fields = ("=id",)
     search_help_text = _("受付番号で検索します。")
 
+    # Sorted only by indexed columns: (due_on, id) and id.
+    sortable_by = ("number", "due_display")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[DataSubjectRequest]:
-        return selectors.requests_visible(user=request.user)
+        qs = selectors.requests_visible(user=request.user)
+        match = getattr(request, "resolver_match", None)
+        if match and match.url_name == "consent_datasubjectrequest_changelist":
+            # The queue shows no requester data: nothing personal is read (or decrypted) for it.
+            qs = qs.only(*QUEUE_ONLY)
+        return qs
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
         term = search_term.strip().lstrip("#")
