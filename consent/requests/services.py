@@ -377,6 +377,23 @@ def request_correct(*, request: DataSubjectRequest, actor: User, changes: dict[s
     return updated
 
 
+DISCLOSURE_KINDS = (RequestKind.PURPOSE_NOTICE, RequestKind.DISCLOSURE, RequestKind.PORTABILITY)
+
+
+def request_record_disclosed(
+    *, request: DataSubjectRequest, actor: User, what: list[str], reference: str = ""
+) -> DataSubjectRequest:
+    """Record what was disclosed (names of the parts, e.g. the package's tables, and a reference such as the
+    package's id; never values) for the completion record. For the disclosure package to call when it is
+    handed over; refused before the identity is verified."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, DISCLOSURE_KINDS)
+        _log(locked, "disclosed", what=sorted(str(w)[:100] for w in what)[:200], reference=reference[:100])
+        locked.save()
+    return locked
+
+
 def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
     """利用停止 (APPI Art. 35, GDPR Arts. 18/21) through crm's stop-use state: effective at once for every
     selection (consent.selectors.usable_for, consented_to)."""

@@ -486,3 +486,17 @@ def test_an_objection_to_direct_marketing_is_recorded_and_honoured_at_once(handl
     assert objection.source == Objection.Source.REQUEST_DESK
     everyone = Customer.objects.all()
     assert not consent_selectors.usable_for(everyone, "marketing_email").filter(pk=customer.pk).exists()
+
+
+@pytest.mark.django_db
+def test_what_was_disclosed_goes_to_the_completion_record(handler):
+    request = _request(handler, kind="disclosure")
+    with pytest.raises(services.RequestError):
+        services.request_record_disclosed(request=request, actor=handler, what=["crm.Customer"])
+    services.request_verify_identity(request=request, actor=handler, method="member_login")
+    services.request_record_disclosed(
+        request=request, actor=handler, what=["crm.Customer", "consent.ConsentEvent"]
+    )
+    services.request_complete(request=request, actor=handler)
+    disclosed = RequestCompletion.objects.get(request=request).summary["disclosed"]
+    assert [d["what"] for d in disclosed] == [["consent.ConsentEvent", "crm.Customer"]]
