@@ -409,6 +409,10 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The queue of 開示等請求 (due, due within 3 days, overdue; nearest deadline first) and each request."""
 
     form = RequestAddForm
+
+    class Media:
+        css = {"all": ("consent/request_desk.css",)}
+
     list_display = ("number", "kind", "state", "handler", "received_on", "due_display", "jurisdiction")
     list_display_links = ("number",)
     list_filter = (StateFilter, DueFilter, "kind", HandlerFilter)
