@@ -568,7 +568,12 @@ def _close(request: DataSubjectRequest, actor: User, note: str, kind: str) -> No
         recorded_by=actor,
     )
     request.save()
-    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_customer_gone(request))
+    # The legal holds that kept data from an erasure are named in the answer (GDPR 17(3), APPI 35).
+    holds = sorted(
+        {h for step in request.work_log if step["action"] == "erasure_held" for h in step["holds"]}
+    )
+    context = {"note": note, "hold_codes": holds, "kept_purchases": _erased(request)}
+    send_on_commit(request, kind, actor=actor, context=context, then_forget=_customer_gone(request))
 
 
 def _erased(request: DataSubjectRequest) -> bool:

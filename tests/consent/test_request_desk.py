@@ -327,18 +327,24 @@ def test_erasure_needs_a_second_person_who_is_not_the_handler(handler, colleague
     assert request.customer_id == customer.pk and request.requester_email == ""  # a number naming nobody
     assert "taro" not in str(record.summary).lower()
     assert [m.kind for m in request.messages.all()] == [RequestMessage.Kind.RESULT]
+    assert "法人税法" in mail.outbox[-1].body  # what was kept, and why, is in the answer
 
 
 @pytest.mark.django_db
-def test_a_legal_hold_keeps_the_customer_and_is_named_in_the_record(handler, lead, customer, privacy_officer):
+def test_a_legal_hold_keeps_the_customer_and_is_named_in_the_record(
+    handler, lead, customer, privacy_officer, committed
+):
     LegalHold.objects.create(customer=customer, reason=LegalHold.Reason.LITIGATION, placed_by=privacy_officer)
     request = _erasure_request(handler, customer)
     services.request_approve_erasure(request=request, approver=lead)
     services.request_erase(request=request, actor=handler)
     assert Customer.objects.filter(pk=customer.pk).exists()
-    services.request_complete(request=request, actor=handler)
+    with committed():
+        services.request_complete(request=request, actor=handler)
     record = RequestCompletion.objects.get(request=request)
     assert record.summary["kept"] == [{"what": "customer", "why": "litigation"}]
+    # and the answer to the person names the hold
+    assert "訴訟・紛争（GDPR第17条第3項(e)）" in mail.outbox[-1].body
 
 
 @pytest.mark.django_db
