@@ -409,14 +409,23 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=6000)
 API_PUBLIC_RATE_LIMIT_PER_ADDRESS = env.int("API_PUBLIC_RATE_LIMIT_PER_ADDRESS", default=60)
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 
-# E-mail (the incident notices, incidents.services): Django's backends. The file backend of incidents.mail
-# (with EMAIL_FILE_PATH) can say which Message-IDs it has written, so a notice whose worker died is resolved
-# without a second letter; with SMTP such a notice is shown for a person to check (README "Individual
-# notices").
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
-EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or None
-EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
-EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+# The request desk (consent/requests): the internal APPI limit (calendar days from the day after receipt; the
+# person may sue two weeks after the request, APPI Art. 39) and the public form's budgets per minute, per
+# e-mail address (by keyed hash) and per source address (counters in REDIS_URL, as the API's).
+APPI_REQUEST_DAYS = env.int("APPI_REQUEST_DAYS", default=14)
+REQUEST_FORM_RATE_LIMIT_PER_ADDRESS = env.int("REQUEST_FORM_RATE_LIMIT_PER_ADDRESS", default=3)
+REQUEST_FORM_RATE_LIMIT_PER_SOURCE = env.int("REQUEST_FORM_RATE_LIMIT_PER_SOURCE", default=10)
+
+# E-mail (the request desk's messages to requesters, the incident notices) through Django's e-mail backend:
+# EMAIL_URL as django-environ reads it (smtp+tls://user:password@host:587, consolemail://, filemail:///path);
+# by default the console in development, memory (locmem) in tests, SMTP on localhost in production.
+_email_default = {"test": "memorymail://", "development": "consolemail://"}.get(DJANGO_ENV, "smtp://localhost:25")
+vars().update(env.email_url("EMAIL_URL", default=_email_default))
+# An explicit backend class wins over EMAIL_URL's: incidents.mail.FileBasedEmailBackend (with EMAIL_FILE_PATH)
+# can say which Message-IDs it has written, so an incident notice whose worker died is resolved without a
+# second letter; with SMTP such a notice is shown for a person to check (README "Individual notices").
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=vars()["EMAIL_BACKEND"])
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=vars().get("EMAIL_FILE_PATH") or "") or None
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="privacy@example.co.jp")
 
 CRM_COMPANY = {

@@ -806,3 +806,6 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
 
 # Recipients, provision records and the data map (consent.provision) register their admins on import.
 from consent.provision import admin as _provision_admin  # noqa: E402, F401  (registers its admins)
+
+# The request desk's admin (開示等請求) registers itself on import.
+from consent.requests import admin as request_desk_admin  # noqa: E402, F401

@@ -11,12 +11,14 @@ class ConsentConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from consent import field_classes  # noqa: F401  (registers classifications)
-        from consent.demo import seed_consents
+        from consent.demo import seed_consents, seed_requests
         from consent.models import (
             ConsentEvent,
             CrossBorderBasis,
             DataFlow,
+            DataSubjectRequest,
             DataSystem,
+            IdentityVerification,
             Objection,
             ProcessorAudit,
             ProcessorContract,
@@ -25,6 +27,8 @@ class ConsentConfig(AppConfig):
             PurposeVersion,
             ReceiptRecord,
             Recipient,
+            RequestCompletion,
+            RequestMessage,
             SpecialCareRecord,
             VisitorLink,
         )
@@ -38,6 +42,7 @@ class ConsentConfig(AppConfig):
         _register_with_retention()
         register_demo_seeder(seed_consents)
         register_demo_seeder(seed_provision)
+        register_demo_seeder(seed_requests)
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately; the people of a
         # provision or receipt record are bulk-linked with their own audit entry (consent.provision.services).
         audited = (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord)
@@ -50,7 +55,9 @@ class ConsentConfig(AppConfig):
             ReceiptRecord,
         )
         data_map = (DataSystem, DataFlow)
-        for model in (*audited, *provision, *data_map):
+        # The request desk: every transition of a request is a save of its state, recorded here.
+        request_desk = (DataSubjectRequest, IdentityVerification, RequestMessage, RequestCompletion)
+        for model in (*audited, *provision, *data_map, *request_desk):
             label = model._meta.label
             auditlog.register(
                 model,
@@ -64,6 +71,7 @@ def _register_with_retention() -> None:
     erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
     from consent import selectors, services
     from consent.provision import selectors as provision_selectors
+    from consent.requests import services as request_services
     from crm.retention.models import RetentionPolicy
     from crm.retention.participants import (
         consent_withdrawn_source_register,
@@ -72,6 +80,7 @@ def _register_with_retention() -> None:
     )
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
+    erasure_participant_register("consent.request_desk", request_services.requests_erasure_step)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )

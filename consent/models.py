@@ -578,13 +578,23 @@ from consent.provision.models import (  # noqa: E402
     Recipient,
 )
 
+# The request desk's models live in their sub-package; imported here so consent keeps one migration history.
+from consent.requests.models import (  # noqa: E402
+    DataSubjectRequest,
+    IdentityVerification,
+    RequestCompletion,
+    RequestMessage,
+)
+
 __all__ = [
     "AppendOnlyQuerySet",
     "ConsentEvent",
     "ConsentState",
     "CrossBorderBasis",
     "DataFlow",
+    "DataSubjectRequest",
     "DataSystem",
+    "IdentityVerification",
     "LedgerImmutableError",
     "LegalBasis",
     "Objection",
@@ -598,6 +608,8 @@ __all__ = [
     "ReceiptRecord",
     "ReceiptSubject",
     "Recipient",
+    "RequestCompletion",
+    "RequestMessage",
     "SpecialCareRecord",
     "VisitorLink",
 ]

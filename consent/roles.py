@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT
+from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT, ROLE_SUPPORT_LEAD
 from crm.roles import grant_role_permissions
 
 PROVISION_PRIVACY_PERMISSIONS = [
@@ -25,6 +25,18 @@ PROVISION_PRIVACY_PERMISSIONS = [
     "consent.add_receiptrecord",
     "consent.view_receiptsubject",
 ]
+# The request desk (開示等請求): handlers take requests, record identity checks and fulfil them; which
+# requests each one sees is the gate's business (consent.requests.models.RequestQuerySet: their own, or
+# every request with consent.oversee_datasubjectrequest).
+REQUEST_DESK_PERMISSIONS = [
+    "consent.view_datasubjectrequest",
+    "consent.add_datasubjectrequest",
+    "consent.change_datasubjectrequest",
+    "consent.view_identityverification",
+    "consent.add_identityverification",
+    "consent.view_requestmessage",
+    "consent.view_requestcompletion",
+]
 
 CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
     # 個人情報保護管理者: keeps the purposes of use and their wording; reads every ledger row.
@@ -46,6 +58,8 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         # Recipients, processors' contracts and audits, cross-border bases and the data map: the privacy
         # officer alone edits them (consent.provision); provision records are written by the export service.
         *PROVISION_PRIVACY_PERMISSIONS,
+        *REQUEST_DESK_PERMISSIONS,
+        "consent.oversee_datasubjectrequest",
     ],
     # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
     ROLE_STAFF: [
@@ -61,7 +75,8 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_objection",
         "consent.add_objection",
     ],
-    # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33), writes nothing.
+    # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33); works the requests assigned
+    # to them.
     ROLE_SUPPORT: [
         "consent.view_purpose",
         "consent.view_purposeversion",
@@ -75,8 +90,14 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_provisionsubject",
         "consent.view_receiptrecord",
         "consent.view_receiptsubject",
+        *REQUEST_DESK_PERMISSIONS,
     ],
 }
+# 開示等請求責任者: the desk's rights, every request, and the second pair of eyes on an erasure.
+CONSENT_ROLE_PERMISSIONS[ROLE_SUPPORT_LEAD] = [
+    *CONSENT_ROLE_PERMISSIONS[ROLE_SUPPORT],
+    "consent.oversee_datasubjectrequest",
+]
 
 
 def grant_consent_roles() -> None:

@@ -271,6 +271,46 @@ def _incident_team_join(row: Any, user: Any) -> None:
     incident_team_add(incident=incident, user=user, actor=incident.created_by)
 
 
+def _request_of(team: Team) -> Any:
+    """A request of the desk (customers' teams play no part: it belongs to its handler, see MEMBERS)."""
+    from consent.requests.models import DataSubjectRequest
+
+    return DataSubjectRequest.objects.create(
+        kind="disclosure", channel="phone", received_at="2026-04-01T10:00:00+09:00", due_on="2026-04-15"
+    )
+
+
+def _request_part_of(part: str) -> Callable[[Team], Any]:
+    def make(team: Team) -> Any:
+        from consent.requests.models import IdentityVerification, RequestCompletion, RequestMessage
+
+        request = _request_of(team)
+        when = "2026-04-02T10:00:00+09:00"
+        if part == "verification":
+            return IdentityVerification.objects.create(
+                request=request, method="id_document", verified_at=when
+            )
+        if part == "message":
+            return RequestMessage.objects.create(
+                request=request,
+                kind="result",
+                language="ja",
+                subject="x",
+                recipient_hash="0" * 64,
+                sent_at=when,
+            )
+        return RequestCompletion.objects.create(request=request, subject_hash="0" * 64, outcome="completed")
+
+    return make
+
+
+def _request_handler_join(row: Any, user: Any) -> None:
+    from consent.requests.models import DataSubjectRequest
+
+    request_id = row.pk if isinstance(row, DataSubjectRequest) else row.request_id
+    DataSubjectRequest.objects.filter(pk=request_id).update(handler=user)
+
+
 # Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
 MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.Incident": _incident_team_join,
@@ -281,6 +321,10 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.IncidentAffected": _incident_team_join,
     "incidents.IncidentNotice": _incident_team_join,
     "incidents.IncidentCorrectiveAction": _incident_team_join,
+    "consent.DataSubjectRequest": _request_handler_join,
+    "consent.IdentityVerification": _request_handler_join,
+    "consent.RequestMessage": _request_handler_join,
+    "consent.RequestCompletion": _request_handler_join,
 }
 
 
@@ -298,6 +342,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ProvisionRecord": (_provision_record_of, ["crm.view_customer"], True),
     "consent.ReceiptRecord": (_receipt_record_of, ["crm.view_customer"], True),
     "incidents.Incident": (_incident_of, [], True),
+    "consent.DataSubjectRequest": (_request_of, [], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -416,6 +461,10 @@ API_CALLS: dict[tuple[str, str], tuple[ApiCall, int]] = {
     ),
     ("post", "/objections"): (
         lambda ext: ("POST", "/objections", {"external_id": ext, "scope": "direct_marketing"}),
+        201,
+    ),
+    ("post", "/requests"): (
+        lambda ext: ("POST", "/requests", {"kind": "disclosure", "requester": {}, "external_id": ext}),
         201,
     ),
     ("post", "/visitors/{visitor_id}/link"): (
@@ -591,6 +640,13 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.CrossBorderBasis": (_basis, [], False),
     "consent.DataSystem": (_system, [], False),
     "consent.DataFlow": (_flow, [], False),
+    "consent.IdentityVerification": (
+        _request_part_of("verification"),
+        ["consent.view_datasubjectrequest"],
+        True,
+    ),
+    "consent.RequestMessage": (_request_part_of("message"), ["consent.view_datasubjectrequest"], True),
+    "consent.RequestCompletion": (_request_part_of("completion"), ["consent.view_datasubjectrequest"], True),
 }
 
 
