@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.utils import translation
 
 from crm import services
 from crm.models import TeamMembership
@@ -55,6 +57,14 @@ def _maintenance_role(django_db_setup: None, django_db_blocker: object) -> None:
         cur.execute("SELECT pg_has_role(current_user, 'crm_maintenance', 'MEMBER')")
         if not cur.fetchone()[0]:
             cur.execute("GRANT crm_maintenance TO CURRENT_USER")
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Every test starts in the default language (Japanese), whatever an earlier test left active in this
+    thread: a request in English activates English (LocaleMiddleware) and nothing switches it back."""
+    with translation.override(settings.LANGUAGE_CODE):
+        yield
 
 
 @pytest.fixture(autouse=True)

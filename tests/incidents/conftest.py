@@ -7,7 +7,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.utils import translation
 
 from crm.permissions import ROLE_STAFF
 from incidents import services
@@ -39,11 +38,3 @@ def responder(incident, security_user):
     user = UserFactory(username="responder", roles=[ROLE_STAFF])
     services.incident_team_add(incident=incident, user=user, actor=security_user)
     return type(user).objects.get(pk=user.pk)
-
-
-@pytest.fixture(autouse=True)
-def _japanese():
-    """The services' messages are asserted in Japanese (the source language), whatever an earlier test of the
-    run left active in this thread (a request in English does)."""
-    with translation.override("ja"):
-        yield
