@@ -12,6 +12,7 @@ class ConsentConfig(AppConfig):
 
         from consent import field_classes  # noqa: F401  (registers classifications)
         from consent.demo import seed_consents
+        from consent.disclosure import sections as disclosure_sections
         from consent.models import (
             ConsentEvent,
             Objection,
@@ -27,6 +28,7 @@ class ConsentConfig(AppConfig):
         grant_consent_roles()
         _register_with_retention()
         register_demo_seeder(seed_consents)
+        disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
             label = model._meta.label

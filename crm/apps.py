@@ -21,6 +21,7 @@ class CrmConfig(AppConfig):
 
         from crm import checks, field_classes  # noqa: F401  (registers checks and classifications)
         from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.disclosure import sections as disclosure_sections
         from crm.models import Customer, Team, TeamMembership
         from crm.roles import roles_sync
         from crm.signin import receivers as signin_receivers
@@ -39,3 +40,4 @@ class CrmConfig(AppConfig):
 
         for module in self.part_admins:
             import_module(module)
+        disclosure_sections.register()

@@ -12,7 +12,10 @@ class IncidentsConfig(AppConfig):
 
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
-        from incidents import field_classes  # noqa: F401  (registers classifications)
+        from incidents import (
+            disclosure,
+            field_classes,  # noqa: F401  (registers classifications)
+        )
         from incidents.demo import seed_incidents
         from incidents.models import (
             Incident,
@@ -27,6 +30,7 @@ class IncidentsConfig(AppConfig):
 
         grant_incident_roles()
         register_demo_seeder(seed_incidents)
+        disclosure.register()
         for model in (
             Incident,
             IncidentTimelineEntry,
