@@ -15,9 +15,13 @@ class ConsentConfig(AppConfig):
         from consent.disclosure import sections as disclosure_sections
         from consent.models import (
             ConsentEvent,
+            DataSubjectRequest,
+            IdentityVerification,
             Objection,
             Purpose,
             PurposeVersion,
+            RequestCompletion,
+            RequestMessage,
             SpecialCareRecord,
             VisitorLink,
         )
@@ -30,7 +34,17 @@ class ConsentConfig(AppConfig):
         register_demo_seeder(seed_consents)
         disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
-        for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
+        # The request desk: every transition of a request is a save of its state, recorded here.
+        request_desk = (DataSubjectRequest, IdentityVerification, RequestMessage, RequestCompletion)
+        for model in (
+            Purpose,
+            PurposeVersion,
+            ConsentEvent,
+            Objection,
+            VisitorLink,
+            SpecialCareRecord,
+            *request_desk,
+        ):
             label = model._meta.label
             auditlog.register(
                 model,

@@ -94,3 +94,82 @@ REGISTRY.declare(
     occurred_at=FieldSpec(A, LEDGER, "consent_evidence", "full", "異議・判断の日時"),
     recorded_at=not_personal("記録日時"),
 )
+
+# --- the request desk (開示等請求) ---------------------------------------------------------------------
+D = DataClass.DIRECT
+DESK = ("request_desk",)
+REQUEST = "request_desk"
+REGISTRY.declare(
+    "consent.DataSubjectRequest",
+    **{
+        name: not_personal()
+        for name in (
+            "id",
+            "kind",
+            "jurisdiction",
+            "channel",
+            "language",
+            "disclosure_method",
+            "fee_amount",
+            "fee_charged_at",
+            "state",
+            "confirmation_token_hash",
+            "confirmation_expires_at",
+            "confirmed_at",
+            "identity_verified_at",
+            "appi_due",
+            "gdpr_due",
+            "gdpr_extended_due",
+            "due_on",
+            "approved_at",
+            "rejection_ground",
+            "closed_at",
+            "created_at",
+            "updated_at",
+        )
+    },
+    received_at=not_personal("請求の受付日時"),
+    requester_name=FieldSpec(D, DESK, REQUEST, "name", "請求者の氏名（暗号化）"),
+    requester_email=FieldSpec(D, DESK, REQUEST, "email", "請求者のメールアドレス（暗号化）"),
+    requester_phone=FieldSpec(D, DESK, REQUEST, "phone", "請求者の電話番号（暗号化）"),
+    requester_member_no=FieldSpec(D, DESK, REQUEST, "full", "請求者が申告した会員番号"),
+    details=FieldSpec(A, DESK, REQUEST, "full", "請求の内容（暗号化）", free_text=True),
+    customer=not_personal("顧客への参照"),
+    handler=not_personal("担当の従業者"),
+    approval_requested_by=not_personal("従業者"),
+    approved_by=not_personal("従業者"),
+    extension_reason=not_personal("延長の理由（社内の判断）"),
+    extension_notice_sent_at=not_personal(),
+    rejection_explanation=not_personal("本人への説明（法第36条）"),
+)
+REGISTRY.declare(
+    "consent.IdentityVerification",
+    id=not_personal(),
+    request=not_personal(),
+    method=FieldSpec(A, DESK, REQUEST, "full", "本人確認の方法"),
+    evidence_reference=FieldSpec(A, DESK, REQUEST, "full", "本人確認の証跡の参照", free_text=True),
+    completes=not_personal(),
+    verified_by=not_personal("従業者"),
+    verified_at=not_personal(),
+)
+REGISTRY.declare(
+    "consent.RequestMessage",
+    id=not_personal(),
+    request=not_personal(),
+    kind=not_personal(),
+    language=not_personal(),
+    subject=not_personal("定型の件名"),
+    recipient_hash=FieldSpec(DataClass.DERIVED, DESK, REQUEST, "full", "宛先の鍵付きハッシュ"),
+    sent_by=not_personal("従業者"),
+    sent_at=not_personal(),
+)
+REGISTRY.declare(
+    "consent.RequestCompletion",
+    id=not_personal(),
+    request=not_personal(),
+    subject_hash=FieldSpec(DataClass.DERIVED, DESK, REQUEST, "full", "本人の鍵付きハッシュ（消去後の証明）"),
+    outcome=not_personal(),
+    summary=not_personal("対応の記録（項目名・件数・日付のみ）"),
+    recorded_by=not_personal("従業者"),
+    recorded_at=not_personal(),
+)

@@ -561,3 +561,10 @@ class Objection(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise LedgerImmutableError("異議の記録は追記のみです。記録済みの行は削除できません。")
+
+
+# The request desk's models live in their sub-package; imported here so consent keeps one migration history.
+from consent.requests.models import DataSubjectRequest as DataSubjectRequest  # noqa: E402
+from consent.requests.models import IdentityVerification as IdentityVerification  # noqa: E402
+from consent.requests.models import RequestCompletion as RequestCompletion  # noqa: E402
+from consent.requests.models import RequestMessage as RequestMessage  # noqa: E402

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT
+from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, ROLE_SUPPORT, ROLE_SUPPORT_LEAD
 from crm.roles import grant_role_permissions
+
+# The request desk (開示等請求): handlers take requests, record identity checks and fulfil them; which
+# requests each one sees is the gate's business (consent.requests.models.RequestQuerySet: their own, or
+# every request with consent.oversee_datasubjectrequest).
+REQUEST_DESK_PERMISSIONS = [
+    "consent.view_datasubjectrequest",
+    "consent.add_datasubjectrequest",
+    "consent.change_datasubjectrequest",
+    "consent.view_identityverification",
+    "consent.add_identityverification",
+    "consent.view_requestmessage",
+    "consent.view_requestcompletion",
+]
 
 CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
     # 個人情報保護管理者: keeps the purposes of use and their wording; reads every ledger row.
@@ -22,6 +35,8 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_objection",
         "consent.add_objection",
         "consent.decide_objection",
+        *REQUEST_DESK_PERMISSIONS,
+        "consent.oversee_datasubjectrequest",
     ],
     # 営業・CS: records consents and withdrawals for their teams' customers (restrict() decides which).
     ROLE_STAFF: [
@@ -37,7 +52,8 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_objection",
         "consent.add_objection",
     ],
-    # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33), writes nothing.
+    # 開示等請求対応: reads consents for disclosure requests (APPI Art. 33); works the requests assigned
+    # to them.
     ROLE_SUPPORT: [
         "consent.view_purpose",
         "consent.view_purposeversion",
@@ -46,8 +62,14 @@ CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {
         "consent.view_visitorlink",
         "consent.view_specialcarerecord",
         "consent.view_objection",
+        *REQUEST_DESK_PERMISSIONS,
     ],
 }
+# 開示等請求責任者: the desk's rights, every request, and the second pair of eyes on an erasure.
+CONSENT_ROLE_PERMISSIONS[ROLE_SUPPORT_LEAD] = [
+    *CONSENT_ROLE_PERMISSIONS[ROLE_SUPPORT],
+    "consent.oversee_datasubjectrequest",
+]
 
 
 def grant_consent_roles() -> None:

@@ -35,6 +35,7 @@ ACTIONS = ("view", "change", "delete")
 # Role groups, created by migration crm/0002_roles. name → (Japanese label, model permissions).
 ROLE_STAFF = "staff"
 ROLE_SUPPORT = "support_desk"
+ROLE_SUPPORT_LEAD = "support_lead"
 ROLE_PRIVACY = "privacy_officer"
 ROLE_SECURITY = "security"
 ROLE_AUDITOR = "auditor"
@@ -42,6 +43,7 @@ ROLE_AUDITOR = "auditor"
 ROLE_LABELS = {
     ROLE_STAFF: "営業・CS",
     ROLE_SUPPORT: "開示等請求対応",
+    ROLE_SUPPORT_LEAD: "開示等請求責任者",
     ROLE_PRIVACY: "個人情報保護管理者",
     ROLE_SECURITY: "セキュリティ",
     ROLE_AUDITOR: "監査",
@@ -60,6 +62,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Answers 開示等請求 for anyone: must find every customer and see clear values, and carries out erasure
     # and stop-use (利用停止・消去, APPI Art. 35; GDPR Art. 17) for anyone. Changes no customer by hand.
     ROLE_SUPPORT: [
+        "crm.view_customer",
+        "crm.view_all_customers",
+        "crm.view_customer_pii",
+        "crm.erase_customer",
+        "crm.erase_all_customers",
+        "crm.view_team",
+    ],
+    # 開示等請求責任者 (support lead): the support desk's rights, plus (consent.roles) every request of the
+    # desk and the second pair of eyes on an erasure.
+    ROLE_SUPPORT_LEAD: [
         "crm.view_customer",
         "crm.view_all_customers",
         "crm.view_customer_pii",

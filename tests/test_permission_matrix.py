@@ -198,6 +198,46 @@ def _incident_team_join(row: Any, user: Any) -> None:
     incident_team_add(incident=incident, user=user, actor=incident.created_by)
 
 
+def _request_of(team: Team) -> Any:
+    """A request of the desk (customers' teams play no part: it belongs to its handler, see MEMBERS)."""
+    from consent.requests.models import DataSubjectRequest
+
+    return DataSubjectRequest.objects.create(
+        kind="disclosure", channel="phone", received_at="2026-04-01T10:00:00+09:00", due_on="2026-04-15"
+    )
+
+
+def _request_part_of(part: str) -> Callable[[Team], Any]:
+    def make(team: Team) -> Any:
+        from consent.requests.models import IdentityVerification, RequestCompletion, RequestMessage
+
+        request = _request_of(team)
+        when = "2026-04-02T10:00:00+09:00"
+        if part == "verification":
+            return IdentityVerification.objects.create(
+                request=request, method="id_document", verified_at=when
+            )
+        if part == "message":
+            return RequestMessage.objects.create(
+                request=request,
+                kind="result",
+                language="ja",
+                subject="x",
+                recipient_hash="0" * 64,
+                sent_at=when,
+            )
+        return RequestCompletion.objects.create(request=request, subject_hash="0" * 64, outcome="completed")
+
+    return make
+
+
+def _request_handler_join(row: Any, user: Any) -> None:
+    from consent.requests.models import DataSubjectRequest
+
+    request_id = row.pk if isinstance(row, DataSubjectRequest) else row.request_id
+    DataSubjectRequest.objects.filter(pk=request_id).update(handler=user)
+
+
 # Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
 MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.Incident": _incident_team_join,
@@ -208,6 +248,10 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.IncidentAffected": _incident_team_join,
     "incidents.IncidentNotice": _incident_team_join,
     "incidents.IncidentCorrectiveAction": _incident_team_join,
+    "consent.DataSubjectRequest": _request_handler_join,
+    "consent.IdentityVerification": _request_handler_join,
+    "consent.RequestMessage": _request_handler_join,
+    "consent.RequestCompletion": _request_handler_join,
 }
 
 
@@ -497,6 +541,14 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
     "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
     "incidents.IncidentCorrectiveAction": (_incident_corrective_action_of, ["incidents.view_incident"], True),
+    "consent.DataSubjectRequest": (_request_of, [], True),
+    "consent.IdentityVerification": (
+        _request_part_of("verification"),
+        ["consent.view_datasubjectrequest"],
+        True,
+    ),
+    "consent.RequestMessage": (_request_part_of("message"), ["consent.view_datasubjectrequest"], True),
+    "consent.RequestCompletion": (_request_part_of("completion"), ["consent.view_datasubjectrequest"], True),
 }
 
 
