@@ -8,6 +8,8 @@ class ConsentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from importlib import import_module
+
         from auditlog.registry import auditlog
 
         from consent import field_classes  # noqa: F401  (registers classifications)
@@ -16,6 +18,7 @@ class ConsentConfig(AppConfig):
         from consent.models import (
             ConsentEvent,
             DataSubjectRequest,
+            DisclosurePackage,
             IdentityVerification,
             Objection,
             Purpose,
@@ -31,6 +34,7 @@ class ConsentConfig(AppConfig):
 
         grant_consent_roles()
         _register_with_retention()
+        import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
         register_demo_seeder(seed_consents)
         disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
@@ -44,6 +48,7 @@ class ConsentConfig(AppConfig):
             VisitorLink,
             SpecialCareRecord,
             *request_desk,
+            DisclosurePackage,
         ):
             label = model._meta.label
             auditlog.register(

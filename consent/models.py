@@ -564,6 +564,7 @@ class Objection(models.Model):
 
 
 # The request desk's models live in their sub-package; imported here so consent keeps one migration history.
+from consent.disclosure.models import DisclosurePackage as DisclosurePackage  # noqa: E402
 from consent.requests.models import DataSubjectRequest as DataSubjectRequest  # noqa: E402
 from consent.requests.models import IdentityVerification as IdentityVerification  # noqa: E402
 from consent.requests.models import RequestCompletion as RequestCompletion  # noqa: E402

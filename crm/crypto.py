@@ -48,7 +48,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import BinaryIO
+from typing import IO
 
 import jaconv
 import phonenumbers
@@ -293,7 +293,7 @@ def _chunk_aad(header: bytes, label: bytes, index: int, final: bool) -> bytes:
 
 
 def encrypt_stream(
-    src: BinaryIO, dst: BinaryIO, *, bound_to: str, chunk_size: int = FILE_CHUNK
+    src: IO[bytes], dst: IO[bytes], *, bound_to: str, chunk_size: int = FILE_CHUNK
 ) -> tuple[int, str]:
     """Read `src` to its end and write it sealed to `dst` under the newest key, bound to `bound_to` (e.g.
     "consent.DisclosurePackage:12"). Returns the clear size and its SHA-256 (hex), computed on the way."""
@@ -317,7 +317,7 @@ def encrypt_stream(
         current, index = following, index + 1
 
 
-def decrypt_stream(src: BinaryIO, *, bound_to: str) -> Iterator[bytes]:
+def decrypt_stream(src: IO[bytes], *, bound_to: str) -> Iterator[bytes]:
     """The clear chunks of a file written by encrypt_stream for `bound_to`; raises DecryptionError (naming
     the label, never the content) on a wrong key, another file's content, tampering or truncation."""
     label = _label(bound_to)

@@ -91,6 +91,13 @@ def register() -> None:
             order_by=("occurred_at", "pk"),
         ),
         ModelSection(
+            "consent.requests",
+            _("開示等請求（お客様からのご請求）"),
+            "consent.DataSubjectRequest",
+            context=("id", "kind", "channel", "received_at", "state", "closed_at"),
+            order_by=("received_at", "pk"),
+        ),
+        ModelSection(
             "consent.visitor_links",
             _("訪問者IDの紐付け"),
             "consent.VisitorLink",

@@ -27,7 +27,7 @@ import json
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -138,7 +138,7 @@ def _copy(zf: zipfile.ZipFile, name: str, when: dt.datetime, src: IO[bytes]) -> 
 
 def disclosure_package_write(
     *,
-    out: BinaryIO,
+    out: IO[bytes],
     customer_id: int | None,
     language: str,
     as_of: dt.datetime,

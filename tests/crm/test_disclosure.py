@@ -18,6 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from consent import services as consent_services
+from consent.requests.models import DataSubjectRequest
 from crm.classification import REGISTRY, DataClass, FieldSpec
 from crm.disclosure import ModelSection, disclosure_sections, json_value
 from crm.disclosure.package import disclosure_package_write
@@ -71,6 +72,11 @@ def _person(team: Any, officer: Any) -> Customer:
     retention.legal_hold_place(
         customer_ids=[customer.pk], reason="litigation", placed_by=officer, note="備考"
     )
+    DataSubjectRequest.objects.create(
+        kind="disclosure", channel="email", received_at=WHEN, customer=customer, requester_name="山田 花子",
+        requester_email="hanako@example.com", requester_phone="+819011112222", requester_member_no="M1",
+        details="全部見せてください",
+    )  # fmt: skip
     return customer
 
 
