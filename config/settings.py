@@ -417,6 +417,20 @@ API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=6000)
 API_PUBLIC_RATE_LIMIT_PER_ADDRESS = env.int("API_PUBLIC_RATE_LIMIT_PER_ADDRESS", default=60)
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 
+# The request desk (consent/requests): the internal APPI limit (calendar days from the day after receipt; the
+# person may sue two weeks after the request, APPI Art. 39) and the public form's budgets per minute, per
+# e-mail address (by keyed hash) and per source address (counters in REDIS_URL, as the API's).
+APPI_REQUEST_DAYS = env.int("APPI_REQUEST_DAYS", default=14)
+REQUEST_FORM_RATE_LIMIT_PER_ADDRESS = env.int("REQUEST_FORM_RATE_LIMIT_PER_ADDRESS", default=3)
+REQUEST_FORM_RATE_LIMIT_PER_SOURCE = env.int("REQUEST_FORM_RATE_LIMIT_PER_SOURCE", default=10)
+
+# E-mail to requesters (confirmation, extension notice, result, rejection) through Django's e-mail backend:
+# EMAIL_URL as django-environ reads it (smtp+tls://user:password@host:587, consolemail://, filemail:///path);
+# the console in development, memory (locmem) in tests.
+_email_default = {"test": "memorymail://", "development": "consolemail://"}.get(DJANGO_ENV, "consolemail://")
+vars().update(env.email_url("EMAIL_URL", default=_email_default))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="privacy@example.co.jp")
+
 CRM_COMPANY = {
     "name": env.str("CRM_COMPANY_NAME", default="株式会社サンプル"),
     "address": env.str("CRM_COMPANY_ADDRESS", default="東京都千代田区丸の内一丁目1番1号"),

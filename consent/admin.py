@@ -802,3 +802,7 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
                 messages.success(request, _("判断を記録しました。"))
                 return HttpResponseRedirect(reverse("admin:consent_objection_changelist"))
         return self._render(request, form, str(_("異議 #%(id)s への判断を記録") % {"id": objection.pk}))
+
+
+# The request desk's admin (開示等請求) registers itself on import.
+from consent.requests import admin as request_desk_admin  # noqa: E402, F401

@@ -62,9 +62,11 @@ def _register_with_retention() -> None:
     """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
     erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
     from consent import selectors, services
+    from consent.requests import services as request_services
     from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
+    erasure_participant_register("consent.request_desk", request_services.requests_erasure_step)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )

@@ -122,6 +122,7 @@ REGISTRY.declare(
             "gdpr_extended_due",
             "due_on",
             "approved_at",
+            "erasure_action",
             "rejection_ground",
             "closed_at",
             "created_at",
@@ -141,6 +142,7 @@ REGISTRY.declare(
     extension_reason=not_personal("延長の理由（社内の判断）"),
     extension_notice_sent_at=not_personal(),
     rejection_explanation=not_personal("本人への説明（法第36条）"),
+    work_log=not_personal("対応の経過（項目名・件数・日付のみ）"),
 )
 REGISTRY.declare(
     "consent.IdentityVerification",

@@ -280,6 +280,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
     "consent.Objection": (_objection_of, ["crm.view_customer"], True),
     "incidents.Incident": (_incident_of, [], True),
+    "consent.DataSubjectRequest": (_request_of, [], True),
     "consent.DisclosurePackage": (_disclosure_package_of, ["consent.view_datasubjectrequest"], True),
 }
 
@@ -584,7 +585,6 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.IncidentAffected": (_incident_affected_of, ["incidents.view_incident"], True),
     "incidents.IncidentNotice": (_incident_notice_of, ["incidents.view_incident"], True),
     "incidents.IncidentCorrectiveAction": (_incident_corrective_action_of, ["incidents.view_incident"], True),
-    "consent.DataSubjectRequest": (_request_of, [], True),
     "consent.IdentityVerification": (
         _request_part_of("verification"),
         ["consent.view_datasubjectrequest"],

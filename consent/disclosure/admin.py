@@ -52,6 +52,9 @@ class DisclosurePackageInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DisclosurePackage]:
+        return selectors.disclosure_packages_for(request_user(request))
+
     @admin.display(description=_("開示データ"))
     def package_link(self, obj: DisclosurePackage) -> str:
         url = reverse("admin:consent_disclosurepackage_change", args=[obj.pk])

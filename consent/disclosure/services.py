@@ -26,6 +26,8 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F, JSONField, Value
+from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from consent.disclosure.models import DisclosurePackage
@@ -236,6 +238,19 @@ def _build(package: DisclosurePackage, now: dt.datetime) -> str:
                 os.replace(partial, directory / final)
                 _fsync_dir(directory)
                 _audit(package, "ready", size=size, rows=sum(contents.rows.values()))
+                # The request's work log, which its completion record is made from (consent.requests):
+                # what was disclosed, by section names and counts.
+                step = {
+                    "action": "disclosed",
+                    "at": now.isoformat(),
+                    "package": package.pk,
+                    "sha256": digest,
+                    "has_data": contents.has_data,
+                    "rows": contents.rows,
+                }
+                DataSubjectRequest.objects.filter(pk=request.pk).update(
+                    work_log=CombinedExpression(F("work_log"), "||", Value([step], output_field=JSONField()))
+                )
     finally:
         partial.unlink(missing_ok=True)
     return (

@@ -70,7 +70,7 @@ class RequestKind(models.TextChoices):
 
 
 # APPI Art. 38: a fee only for a notice of purposes and for disclosure.
-FEE_KINDS = frozenset({RequestKind.PURPOSE_NOTICE, RequestKind.DISCLOSURE})
+FEE_KINDS = (RequestKind.PURPOSE_NOTICE, RequestKind.DISCLOSURE)
 
 
 class RequestState(models.TextChoices):
@@ -93,7 +93,7 @@ OPEN_STATES = (
 
 class Jurisdiction(models.TextChoices):
     APPI = "appi", _("個人情報保護法")
-    GDPR = "gdpr", _("GDPR")
+    GDPR = "gdpr", _("EU一般データ保護規則（GDPR）")
     BOTH = "both", _("個人情報保護法・GDPRの両方")
 
 
@@ -123,6 +123,11 @@ class RejectionGround(models.TextChoices):
     GDPR_17_3_B = "gdpr_17_3_b", _("法的義務の遵守のための処理（GDPR第17条3項(b)）")
     GDPR_17_3_E = "gdpr_17_3_e", _("法的請求の立証・行使・防御（GDPR第17条3項(e)）")
     IDENTITY_NOT_CONFIRMED = "identity", _("本人確認ができない")
+
+
+class ErasureAction(models.TextChoices):
+    ERASE = "erase", _("消去")
+    ANONYMISE = "anonymise", _("匿名化")
 
 
 class Language(models.TextChoices):
@@ -244,6 +249,13 @@ class DataSubjectRequest(FSMModelMixin, models.Model):
         verbose_name=_("承認者"),
     )
     approved_at = models.DateTimeField(_("承認日時"), null=True, blank=True)
+
+    erasure_action = models.CharField(
+        _("消去の方法"), max_length=10, choices=ErasureAction.choices, blank=True, default=""
+    )
+    # What was done, for the completion record: actions, field names, counts, hold reasons and dates, never
+    # values (services append to it; nothing else writes it).
+    work_log = models.JSONField(_("対応の経過"), default=list, blank=True)
 
     rejection_ground = models.CharField(
         _("不対応の理由"), max_length=20, choices=RejectionGround.choices, blank=True, default=""
@@ -437,7 +449,6 @@ class RequestMessage(models.Model):
 
     class Kind(models.TextChoices):
         CONFIRMATION = "confirmation", _("受付の確認（確認リンク）")
-        ACKNOWLEDGEMENT = "acknowledgement", _("受付のお知らせ")
         EXTENSION = "extension", _("期限の延長の通知（GDPR第12条3項）")
         RESULT = "result", _("対応結果の通知")
         REJECTION = "rejection", _("不対応の通知と理由（法第36条）")

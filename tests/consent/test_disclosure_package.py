@@ -4,10 +4,12 @@ audited."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import zipfile
+from unittest import mock
 
 import pytest
 import time_machine
@@ -55,6 +57,13 @@ def _request(
             identity_verified_at=WHEN, state=RequestState.IN_PROGRESS
         )
     return DataSubjectRequest.objects.get(pk=dsr.pk)
+
+
+@contextlib.contextmanager
+def _no_broker():
+    """The build is enqueued after commit; these tests build in-process instead."""
+    with mock.patch.object(services, "_enqueue"):
+        yield
 
 
 def _files():
@@ -240,3 +249,38 @@ def test_a_tampered_file_is_never_sent(client, team, handler):
     client.force_login(handler)
     answer = client.get(_link(package, handler))
     assert answer.status_code == 302
+
+
+def test_the_request_page_orders_the_package_and_shows_its_progress(client, team, handler):
+    # given a verified disclosure request, on its handler's page
+    dsr = _request(handler, CustomerFactory(team=team))
+    client.force_login(handler)
+    page = client.get(reverse("admin:consent_datasubjectrequest_change", args=[dsr.pk]))
+    order = reverse("admin:consent_datasubjectrequest_act", args=[dsr.pk, "package"])
+    assert order in page.content.decode()
+    # when they order the package there
+    with _no_broker():
+        answer = client.post(order, {})
+    # then it is building, and the request's page shows it with its progress
+    assert answer.status_code == 302
+    package = DisclosurePackage.objects.get(request=dsr)
+    assert package.state == DisclosurePackage.State.BUILDING
+    page = client.get(reverse("admin:consent_datasubjectrequest_change", args=[dsr.pk])).content.decode()
+    assert f"開示データ #{package.pk}" in page and '<progress value="0" max="100">' in page
+    # and once built, the request's work log says what was disclosed (names and counts only)
+    services.disclosure_package_build(package_id=package.pk)
+    dsr.refresh_from_db()
+    step = next(s for s in dsr.work_log if s["action"] == "disclosed")
+    assert step["package"] == package.pk and step["rows"]["crm.customer"] == 1
+
+
+def test_the_request_page_offers_no_package_before_verification(client, team, handler):
+    # given a request whose identity verification is not done
+    dsr = _request(handler, CustomerFactory(team=team), verified=False)
+    client.force_login(handler)
+    # when its page is opened, and the order is posted anyway
+    page = client.get(reverse("admin:consent_datasubjectrequest_change", args=[dsr.pk])).content.decode()
+    answer = client.post(reverse("admin:consent_datasubjectrequest_act", args=[dsr.pk, "package"]), {})
+    # then no order is offered, the posted one is refused, and no package exists
+    assert "/act/package/" not in page
+    assert answer.status_code == 200 and not DisclosurePackage.objects.exists()

@@ -1,0 +1,90 @@
+"""Reads of the request desk. Everything starts from `DataSubjectRequest.objects.restrict(user, action)`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+from django.utils import timezone
+
+from consent.requests.models import DataSubjectRequest, RequestQuerySet
+from consent.rules import JST
+from crm.crypto import email_index, name_index, phone_index
+from crm.models import Customer
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+# The queue's "due soon" window.
+DUE_SOON_DAYS = 3
+MATCHES_SHOWN = 20
+
+
+def requests_visible(*, user: User | AnonymousUser, action: str = "view") -> RequestQuerySet:
+    return DataSubjectRequest.objects.restrict(user, action)
+
+
+def today_jst() -> dt.date:
+    return timezone.now().astimezone(JST).date()
+
+
+def due_bucket(request: DataSubjectRequest, today: dt.date | None = None) -> str:
+    """ "overdue", "soon" (within DUE_SOON_DAYS days) or "due" for an open request; "" for a closed one."""
+    if not request.is_open or request.due_on is None:
+        return ""
+    today = today or today_jst()
+    if request.due_on < today:
+        return "overdue"
+    if request.due_on <= today + dt.timedelta(days=DUE_SOON_DAYS):
+        return "soon"
+    return "due"
+
+
+def due_bucket_q(bucket: str, today: dt.date | None = None) -> Q:
+    """The queue filter of one bucket, on the indexed due date."""
+    today = today or today_jst()
+    soon = today + dt.timedelta(days=DUE_SOON_DAYS)
+    return {
+        "overdue": Q(due_on__lt=today),
+        "soon": Q(due_on__gte=today, due_on__lte=soon),
+        "due": Q(due_on__gt=soon),
+    }[bucket]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One customer matching what the requester gave, and by which identifiers (names only)."""
+
+    customer: Customer
+    by: tuple[str, ...]
+
+
+def request_matches(*, request: DataSubjectRequest, user: User | AnonymousUser) -> list[Match]:
+    """Customers matching the requester's identifiers through the blind indexes (exact, indexed): zero, one
+    or several, shown to the handler, who links the right one. Only customers the user may see."""
+    keys: dict[str, Q] = {}
+    if request.requester_email:
+        keys["email"] = Q(email_bidx=email_index(request.requester_email))
+    phone = phone_index(request.requester_phone) if request.requester_phone else None
+    if phone:
+        keys["phone"] = Q(phone_bidx=phone)
+    if request.requester_name:
+        name = name_index(request.requester_name)
+        keys["name"] = Q(name_bidx=name) | Q(kana_bidx=name)
+    if request.requester_member_no:
+        keys["member_no"] = Q(member_no=request.requester_member_no)
+    if not keys:
+        return []
+    any_key = Q()
+    for q in keys.values():
+        any_key |= q
+    visible = Customer.objects.restrict(user, "view")
+    found = list(visible.filter(any_key).order_by("pk")[:MATCHES_SHOWN])
+    matches = []
+    for customer in found:
+        by = tuple(k for k, q in keys.items() if visible.filter(q, pk=customer.pk).exists())
+        matches.append(Match(customer=customer, by=by))
+    # The strongest first: more identifiers agreeing.
+    return sorted(matches, key=lambda m: -len(m.by))
