@@ -85,8 +85,12 @@ def seed(events: int, consents: int) -> Customer:
     CustomerEvent.objects.bulk_create(
         (
             CustomerEvent(
-                customer=customer, visitor_id=f"v-{i % 7}", kind="page_view", source="web",
-                occurred_at=EPOCH + dt.timedelta(minutes=i), properties={"path": f"/items/{i}", "ref": "bench"},
+                customer=customer,
+                visitor_id=f"v-{i % 7}",
+                kind="page_view",
+                source="web",
+                occurred_at=EPOCH + dt.timedelta(minutes=i),
+                properties={"path": f"/items/{i}", "ref": "bench"},
             )  # fmt: skip
             for i in range(events)
         ),
@@ -94,7 +98,11 @@ def seed(events: int, consents: int) -> Customer:
     )
     Purchase.objects.bulk_create(
         Purchase(
-            customer=customer, team=team, order_no=f"{MARK}-{i}", amount=1000 + i, channel="web_form",
+            customer=customer,
+            team=team,
+            order_no=f"{MARK}-{i}",
+            amount=1000 + i,
+            channel="web_form",
             purchased_at=EPOCH + dt.timedelta(days=i),
         )  # fmt: skip
         for i in range(50)
@@ -108,10 +116,17 @@ def seed(events: int, consents: int) -> Customer:
             occurred_at=EPOCH + dt.timedelta(hours=i),
         )  # fmt: skip
     consent_services.consent_record(
-        purpose_code="special_care_health", action="grant", method="opt_in", channel="web_form", customer=customer
+        purpose_code="special_care_health",
+        action="grant",
+        method="opt_in",
+        channel="web_form",
+        customer=customer,
     )
     consent_services.special_care_record_create(
-        customer=customer, purpose_code="special_care_health", kind="medical_history", content="小麦アレルギー"
+        customer=customer,
+        purpose_code="special_care_health",
+        kind="medical_history",
+        content="小麦アレルギー",
     )
     consent_services.objection_record(customer=customer, scope="direct_marketing", source="admin")
     retention.legal_hold_place(customer_ids=[customer.pk], reason="litigation", placed_by=officer)
@@ -146,6 +161,7 @@ def naive(customer_id: int) -> bytes:
 
 def timed(fn: Callable[[], object], runs: int) -> tuple[list[float], int]:
     fn()  # warm-up
+    connection.queries_log.clear()  # (a deque of 9,000: the baseline alone fills it)
     with CaptureQueriesContext(connection) as queries:
         fn()
     samples = []
@@ -170,8 +186,12 @@ def main() -> None:
     log(f"seeded in {time.perf_counter() - started:.1f} s (customer #{customer.pk})")
     settings.DISCLOSURE_PACKAGE_DIR = tempfile.mkdtemp(prefix="package-bench-")
     now = timezone.now()
-    dsr = DataSubjectRequest.objects.create(kind="disclosure", channel="email", received_at=now, customer=customer)
-    DataSubjectRequest.objects.filter(pk=dsr.pk).update(identity_verified_at=now, state=RequestState.IN_PROGRESS)
+    dsr = DataSubjectRequest.objects.create(
+        kind="disclosure", channel="email", received_at=now, customer=customer
+    )
+    DataSubjectRequest.objects.filter(pk=dsr.pk).update(
+        identity_verified_at=now, state=RequestState.IN_PROGRESS
+    )
     size = {}
 
     def writer() -> None:
@@ -188,7 +208,9 @@ def main() -> None:
     def baseline() -> None:
         size["naive"] = len(naive(customer.pk))
 
-    results = {name: timed(fn, args.runs) for name, fn in (("writer", writer), ("build", build), ("naive", baseline))}
+    results = {
+        name: timed(fn, args.runs) for name, fn in (("writer", writer), ("build", build), ("naive", baseline))
+    }
     log(
         f"\ncustomer with {args.events:,} events and {args.consents:,} consent rows: "
         f"{size['rows']:,} rows in the package, ZIP {size['zip'] / 1e6:.1f} MB "

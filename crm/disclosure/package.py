@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import html
 import io
 import json
 import tempfile
@@ -31,7 +32,6 @@ from typing import IO, Any
 
 from django.template.loader import render_to_string
 from django.utils import translation
-from django.utils.html import escape
 from django.utils.translation import gettext
 
 from crm.disclosure.registry import (
@@ -61,6 +61,11 @@ class PackageContents:
     has_data: bool
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_ROW = json.JSONEncoder(ensure_ascii=False)
+EMPTY = "-"
+
+
 def _text(value: Any) -> str:
     """A JSON-ready value as one CSV cell."""
     if value is None:
@@ -68,14 +73,14 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return _JSON.encode(value)
     return str(value)
 
 
 def display(column: Column, value: Any) -> str:
-    """A value as the readable page shows it, in the active language."""
+    """A value as the readable page shows it, in the active language (not yet escaped)."""
     if value is None or value == "" or value == {} or value == []:
-        return "-"
+        return EMPTY
     if column.choices:
         labels = dict(column.choices)
         if value in labels:
@@ -87,10 +92,36 @@ def display(column: Column, value: Any) -> str:
     if column.kind == DATE and isinstance(value, dt.date):
         return value.isoformat()
     if column.kind == JSON or isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return _JSON.encode(value)
     if column.kind == NUMBER and isinstance(value, int):
         return f"{value:,}"
     return str(json_value(value))
+
+
+def _cell(column: Column) -> Callable[[Any], str]:
+    """The escaped page cell of one column's value. Coded values (choices, yes/no) are translated and
+    escaped once per section and value, not once per row: a section of 10,000 events repeats a few kinds."""
+    if column.kind == DATETIME:
+
+        def instant(value: Any) -> str:
+            text = display(column, value)
+            return text if isinstance(value, dt.datetime) else html.escape(text)
+
+        return instant
+    if column.choices or column.kind == BOOL:
+        seen: dict[Any, str] = {}
+
+        def coded(value: Any) -> str:
+            try:
+                return seen[value]
+            except KeyError:
+                seen[value] = html.escape(display(column, value))
+                return seen[value]
+            except TypeError:  # an unhashable value in a coded column: shown as it is
+                return html.escape(display(column, value))
+
+        return coded
+    return lambda value: html.escape(display(column, value))
 
 
 class _SectionWriter:
@@ -99,22 +130,23 @@ class _SectionWriter:
     def __init__(self, section: Section, columns: list[Column]) -> None:
         self.section = section
         self.columns = columns
+        self.names = [c.name for c in columns]
+        self.cells = [_cell(c) for c in columns]
         self.count = 0
         self.csv_file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         self._csv_text = io.TextIOWrapper(self.csv_file, encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._csv_text)
-        self._csv.writerow([c.name for c in columns])
+        self._csv.writerow(self.names)
         self.html: IO[str] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8")
 
-    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+    def row(self, values: Sequence[Any]) -> str:
+        """Write the row's CSV line and page row; return its JSON object."""
         self.count += 1
-        record = {c.name: json_value(v) for c, v in zip(self.columns, values, strict=True)}
-        self._csv.writerow([_text(record[c.name]) for c in self.columns])
-        cells = "".join(
-            f"<td>{escape(display(c, v))}</td>" for c, v in zip(self.columns, values, strict=True)
-        )
-        self.html.write(f"<tr>{cells}</tr>\n")
-        return record
+        plain = [json_value(v) for v in values]
+        self._csv.writerow([_text(v) for v in plain])
+        self.html.write("<tr><td>" + "</td><td>".join(f(v) for f, v in zip(self.cells, values, strict=True)))
+        self.html.write("</td></tr>\n")
+        return _ROW.encode(dict(zip(self.names, plain, strict=True)))
 
     def close(self) -> None:
         self._csv_text.flush()
@@ -170,7 +202,7 @@ def disclosure_package_write(
                 js.write(', "rows": [')
                 for values in section.rows(ctx):
                     record = writer.row(values)
-                    js.write(("," if writer.count > 1 else "") + json.dumps(record, ensure_ascii=False))
+                    js.write(("," if writer.count > 1 else "") + record)
                 js.write(f'], "count": {writer.count}}}')
                 writer.close()
                 writers.append(writer)
