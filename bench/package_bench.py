@@ -91,7 +91,7 @@ def seed(events: int, consents: int) -> Customer:
                 source="web",
                 occurred_at=EPOCH + dt.timedelta(minutes=i),
                 properties={"path": f"/items/{i}", "ref": "bench"},
-            )  # fmt: skip
+            )
             for i in range(events)
         ),
         batch_size=2000,
@@ -104,7 +104,7 @@ def seed(events: int, consents: int) -> Customer:
             amount=1000 + i,
             channel="web_form",
             purchased_at=EPOCH + dt.timedelta(days=i),
-        )  # fmt: skip
+        )
         for i in range(50)
     )
     codes = ["marketing_email", "analytics", "personalisation"]
