@@ -60,13 +60,25 @@ class ConsentConfig(AppConfig):
 
 def _register_with_retention() -> None:
     """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
-    erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
+    erasure of ledger evidence, the customers behind the "consent withdrawn" trigger, and the disclosure
+    packages a retention policy removes."""
     from consent import selectors, services
+    from consent.disclosure import services as disclosure_services
     from consent.requests import services as request_services
-    from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
+    from crm.retention.participants import (
+        consent_withdrawn_source_register,
+        erasure_participant_register,
+        retention_scope_register,
+    )
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     erasure_participant_register("consent.request_desk", request_services.requests_erasure_step)
+    # Disclosure packages past their period, removed by the policy of scope "dsar_packages".
+    retention_scope_register(
+        "dsar_packages",
+        due=disclosure_services.disclosure_packages_due,
+        remove=disclosure_services.disclosure_packages_remove,
+    )
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )

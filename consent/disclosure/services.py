@@ -26,7 +26,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, JSONField, Value
+from django.db.models import F, JSONField, Q, QuerySet, Value
 from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
@@ -295,3 +295,72 @@ def disclosure_packages_resume() -> int:
         _enqueue(package_id)
         resumed += 1
     return resumed
+
+
+# --- removal by the retention engine (policy scope "dsar_packages", crm.retention.participants) -----------
+
+
+def _removable(cutoff: dt.datetime) -> QuerySet[DisclosurePackage]:
+    """Packages past the policy's period: ready ones counted from their download deadline, failed ones
+    from when they were ordered. Their rows stay, as the record of what was disclosed (counts, hash)."""
+    return DisclosurePackage.objects.filter(
+        Q(state=State.READY, expires_at__lt=cutoff) | Q(state=State.FAILED, created_at__lt=cutoff)
+    )
+
+
+def disclosure_packages_due(*, cutoff: dt.datetime) -> int:
+    """How many packages a run of the policy would remove (its dry run)."""
+    return _removable(cutoff).count()
+
+
+def disclosure_packages_remove(*, cutoff: dt.datetime, limit: int, actor: User | None) -> int:
+    """Mark up to `limit` packages past the period expired, in the caller's transaction (rows a download
+    or a build holds are skipped: the next run takes them); their files are deleted after commit."""
+    ids = list(
+        _removable(cutoff)
+        .select_for_update(skip_locked=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    removed = DisclosurePackage.objects.filter(pk__in=ids).update(
+        state=State.EXPIRED, file_name="", removed_at=timezone.now()
+    )
+    AuditEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(DisclosurePackage),
+        object_pk=f"disclosure-packages-expired:{ids[0]}-{ids[-1]}",
+        object_repr=f"開示データ {removed}件を期限切れとして削除",
+        action=AuditEntry.Action.UPDATE,
+        changes={"state": ["ready", State.EXPIRED]},
+        actor=actor if getattr(actor, "pk", None) else None,
+        additional_data={"disclosure_packages_expired": {"ids": ids, "count": removed}},
+    )
+    transaction.on_commit(disclosure_package_files_sweep)
+    return removed
+
+
+def disclosure_package_files_sweep() -> int:
+    """Delete every file in DISCLOSURE_PACKAGE_DIR whose package is no longer building or ready (expired,
+    or gone): what removal left when its process stopped between the commit and the deletion too."""
+    directory = package_dir()
+    if not directory.is_dir():
+        return 0
+    by_id: dict[int, list[Path]] = {}
+    for path in directory.iterdir():
+        number = path.name.lstrip(".").removeprefix("disclosure-").split("-", 1)[0]
+        if number.isdigit():
+            by_id.setdefault(int(number), []).append(path)
+    live = set(
+        DisclosurePackage.objects.filter(pk__in=by_id, state__in=[State.BUILDING, State.READY]).values_list(
+            "pk", flat=True
+        )
+    )
+    deleted = 0
+    for package_id, paths in by_id.items():
+        if package_id in live:
+            continue
+        for path in paths:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
