@@ -157,8 +157,8 @@ class DisclosurePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return object_not_found_redirect(request, self.model._meta, object_id)
         try:
             selectors.package_verify(package)
-        except (DecryptionError, OSError):
-            services.log.exception("disclosure package %s does not open", package.pk)
+        except (DecryptionError, OSError) as exc:
+            services.log.error("disclosure package %s does not open: %s", package.pk, type(exc).__name__)
             messages.error(request, gettext("開示データを読み出せません。再作成してください。"))
             return HttpResponseRedirect(reverse("admin:consent_disclosurepackage_change", args=[object_id]))
         access_record(instance=package, actor=user)

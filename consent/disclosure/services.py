@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -30,6 +29,7 @@ from django.db.models import F, JSONField, Q, QuerySet, Value
 from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
+from consent.disclosure import tasks
 from consent.disclosure.models import DisclosurePackage
 from consent.requests.models import DataSubjectRequest, RequestKind, RequestState
 from crm.crypto import encrypt_stream
@@ -117,12 +117,8 @@ def disclosure_package_rebuild(*, package: DisclosurePackage, actor: User, enque
     return bool(moved)
 
 
-BUILD_TASK = "consent.disclosure.build"
-
-
 def _enqueue(package_id: int) -> None:
-    # By name: the task module imports this one.
-    current_app.send_task(BUILD_TASK, args=[package_id])
+    tasks.disclosure_package_build.delay(package_id)
 
 
 @contextlib.contextmanager
@@ -196,7 +192,8 @@ def disclosure_package_build(*, package_id: int, now: dt.datetime | None = None)
             raise  # the task retries; the package stays "building"
         except Exception as exc:
             _finish_failed(package_id, type(exc).__name__)
-            log.exception("disclosure package %s failed", package_id)
+            # The exception's name only: its message may quote a value read for the package.
+            log.error("disclosure package %s failed: %s", package_id, type(exc).__name__)
             return State.FAILED
 
 

@@ -8,13 +8,11 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import InterfaceError, OperationalError
 
-from consent.disclosure import services
-
 __all__ = ["disclosure_package_build", "disclosure_packages_resume"]
 
 
 @shared_task(
-    name=services.BUILD_TASK,
+    name="consent.disclosure.build",
     bind=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
@@ -26,12 +24,16 @@ __all__ = ["disclosure_package_build", "disclosure_packages_resume"]
 )
 def disclosure_package_build(self: Any, package_id: int) -> str:
     """Build one disclosure package; a duplicate message, or one for a package already built, does nothing."""
+    from consent.disclosure import services  # (the services enqueue this task)
+
     return services.disclosure_package_build(package_id=package_id)
 
 
 @shared_task(name="consent.disclosure.resume")
 def disclosure_packages_resume() -> int:
     """Re-send the builds a killed worker left behind (no build holds them)."""
+    from consent.disclosure import services
+
     return services.disclosure_packages_resume()
 
 

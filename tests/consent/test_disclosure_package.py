@@ -284,3 +284,24 @@ def test_the_request_page_offers_no_package_before_verification(client, team, ha
     # then no order is offered, the posted one is refused, and no package exists
     assert "/act/package/" not in page
     assert answer.status_code == 200 and not DisclosurePackage.objects.exists()
+
+
+def test_a_failed_package_is_built_again_from_its_page(client, team, handler):
+    # given a package whose build failed
+    package = services.disclosure_package_order(
+        request=_request(handler, CustomerFactory(team=team)), actor=handler, enqueue=False
+    )
+    with mock.patch.object(services, "disclosure_package_write", side_effect=RuntimeError("boom")):
+        assert services.disclosure_package_build(package_id=package.pk) == "failed"
+    package.refresh_from_db()
+    assert (package.state, package.error) == (DisclosurePackage.State.FAILED, "RuntimeError")
+    assert _files() == []
+    # when its handler asks for it again on its page
+    client.force_login(handler)
+    with _no_broker():
+        answer = client.post(reverse("admin:consent_disclosurepackage_rebuild", args=[package.pk]))
+    assert answer.status_code == 302
+    # then it builds again, and the build succeeds
+    package.refresh_from_db()
+    assert package.state == DisclosurePackage.State.BUILDING and package.error == ""
+    assert services.disclosure_package_build(package_id=package.pk) == "ready"
