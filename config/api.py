@@ -15,6 +15,7 @@ from ninja import NinjaAPI, Schema
 
 from consent.api import cookie_router
 from consent.api import router as consent_router
+from consent.requests.api import router as requests_router
 from crm.api import events_router
 from crm.api import router as customers_router
 from crm.integrations.errors import install_error_handlers
@@ -52,3 +53,4 @@ api.add_router("", customers_router)
 api.add_router("", events_router)
 api.add_router("", consent_router)
 api.add_router("", cookie_router)
+api.add_router("", requests_router)

@@ -13,7 +13,7 @@ class ConsentConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from consent import field_classes  # noqa: F401  (registers classifications)
-        from consent.demo import seed_consents
+        from consent.demo import seed_consents, seed_requests
         from consent.disclosure import sections as disclosure_sections
         from consent.models import (
             ConsentEvent,
@@ -36,6 +36,7 @@ class ConsentConfig(AppConfig):
         _register_with_retention()
         import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
         register_demo_seeder(seed_consents)
+        register_demo_seeder(seed_requests)
         disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         # The request desk: every transition of a request is a save of its state, recorded here.

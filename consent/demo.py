@@ -67,3 +67,69 @@ def seed_consents(*, actor: Any, customers: int = 60) -> None:
                 occurred_at=when + dt.timedelta(days=60),
                 actor=actor,
             )
+
+
+def seed_requests(*, actor: Any) -> None:
+    """Data-subject requests in each state of the desk, assigned to the demo support login, so the queue
+    (nearest deadline first, overdue and due-soon flagged) is not empty; one unassigned for the support lead.
+    Does nothing when requests exist."""
+    from django.contrib.auth import get_user_model
+
+    from consent.requests import services as desk
+    from consent.requests.models import DataSubjectRequest
+
+    if DataSubjectRequest.objects.exists():
+        return
+    users = get_user_model().objects
+    handler = users.filter(username="support").first()
+    lead = users.filter(username="support_lead").first()
+    if handler is None or lead is None:
+        return
+    now = timezone.now()
+    # Not the newest few: seed_demo erases, holds and stops those (crm seed_demo._records).
+    people = list(Customer.objects.filter(status=Customer.Status.ACTIVE).order_by("-pk")[5:11])
+    if len(people) < 4:
+        return
+
+    def received(kind: str, days_ago: int, jurisdiction: str = "appi", who: Customer | None = None) -> Any:
+        return desk.request_create(
+            kind=kind,
+            channel="email",
+            received_at=now - dt.timedelta(days=days_ago, hours=2),
+            jurisdiction=jurisdiction,
+            requester_name=f"{who.family_name} {who.given_name}" if who else "デモ 請求者",
+            requester_email=who.email if who else "requester@example.jp",
+            actor=handler,
+            handler=handler,
+        )
+
+    received("disclosure", 12)  # due within 3 days
+    checking = received("portability", 3, "gdpr", people[0])
+    desk.request_start_verification(request=checking, actor=handler)
+    correcting = received("correction", 20, "both", people[1])  # overdue
+    desk.request_link_customer(request=correcting, customer=people[1], actor=handler)
+    desk.request_verify_identity(
+        request=correcting, actor=handler, method="id_document", evidence_reference="DOC-1"
+    )
+    erasing = received("stop_use_erasure", 5, "appi", people[2])
+    desk.request_link_customer(request=erasing, customer=people[2], actor=handler)
+    desk.request_verify_identity(request=erasing, actor=handler, method="call_back")
+    desk.request_ask_erasure_approval(request=erasing, action="erase", actor=handler)
+    done = received("purpose_notice", 30, "appi", people[3])
+    desk.request_verify_identity(request=done, actor=handler, method="member_login")
+    desk.request_complete(request=done, actor=handler, note="利用目的を通知しました（デモ）。")
+    refused = received("disclosure", 40)
+    desk.request_reject(
+        request=refused,
+        actor=handler,
+        ground="identity",
+        explanation="本人確認書類のご提出がありませんでした（デモ）。",
+    )
+    desk.request_create(
+        kind="objection",
+        channel="api",
+        received_at=now - dt.timedelta(days=1),
+        jurisdiction="gdpr",
+        requester_email="api-requester@example.jp",
+        actor=lead,
+    )

@@ -20,6 +20,7 @@ SERVER_SCOPES = [
     ApiScope.CONSENTS_WRITE,
     ApiScope.CONSENTS_READ,
     ApiScope.EVENTS_WRITE,
+    ApiScope.REQUESTS_WRITE,
 ]
 ORIGIN = "https://www.example.co.jp"
 

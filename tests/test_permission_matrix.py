@@ -428,6 +428,10 @@ API_CALLS: dict[tuple[str, str], tuple[ApiCall, int]] = {
         lambda ext: ("POST", "/objections", {"external_id": ext, "scope": "direct_marketing"}),
         201,
     ),
+    ("post", "/requests"): (
+        lambda ext: ("POST", "/requests", {"kind": "disclosure", "requester": {}, "external_id": ext}),
+        201,
+    ),
     ("post", "/visitors/{visitor_id}/link"): (
         lambda ext: ("POST", f"/visitors/visitor-{uuid.uuid4().hex[:8]}/link", {"external_id": ext}),
         200,

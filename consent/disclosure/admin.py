@@ -52,6 +52,10 @@ class DisclosurePackageInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Only on an existing request's page: the add form has no packages (and posts no inline formset).
+        return obj is not None and super().has_view_permission(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[DisclosurePackage]:
         return selectors.disclosure_packages_for(request_user(request))
 

@@ -501,7 +501,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             rows.append((obj.gdpr_due.isoformat(), ARTICLES["gdpr"]))
             if obj.extension_notice_sent_at and obj.gdpr_extended_due:
                 rows.append((obj.gdpr_extended_due.isoformat(), ARTICLES["gdpr_extended"]))
-        listing = format_html_join("", "<li>{} — {}</li>", rows)
+        listing = format_html_join("", "<div>{} — {}</div>", rows)
         extra = ""
         if obj.extension_notice_sent_at:
             extra = format_html(
@@ -510,7 +510,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
                 _local(obj.extension_notice_sent_at),
                 obj.extension_reason,
             )
-        return format_html("<ul>{}</ul>{}", listing, extra)
+        return format_html("{}{}", listing, extra)
 
     @admin.display(description=_("本人確認の記録"))
     def verifications(self, obj: DataSubjectRequest) -> str:
@@ -527,7 +527,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             )
             for s in steps
         ]
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} {} / {} / {} {}</li>", rows))
+        return format_html_join("", "<div>{} {} / {} / {} {}</div>", rows)
 
     @admin.display(description=_("消去の承認（二者確認）"))
     def approval(self, obj: DataSubjectRequest) -> str:
@@ -548,7 +548,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if not sent:
             return "-"
         rows = [(_local(m.sent_at), m.get_kind_display(), m.subject) for m in sent]
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} {}: {}</li>", rows))
+        return format_html_join("", "<div>{} {}: {}</div>", rows)
 
     @admin.display(description=_("対応完了記録"))
     def completion_display(self, obj: DataSubjectRequest) -> str:

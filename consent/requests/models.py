@@ -194,8 +194,12 @@ class DataSubjectRequest(FSMModelMixin, models.Model):
 
     customer = models.ForeignKey(
         "crm.Customer",
-        # Erasure of the customer leaves the request (the proof that it was answered) unlinked.
-        on_delete=models.SET_NULL,
+        # The request outlives the customer: it is the proof that the person's request was answered. Erasing
+        # the customer leaves a bare number here that names nobody (no database constraint, as the consent
+        # ledger), and the request desk's erasure participant (services.requests_erasure_step) decides what
+        # the request keeps: the requester's identifiers go once the answer has been sent, not before.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         null=True,
         blank=True,
         related_name="+",

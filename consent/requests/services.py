@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ from crm.retention.services import customer_anonymise, customer_erase, tombstone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+log = logging.getLogger(__name__)
 
 CONFIRMATION_HOURS = 48
 
@@ -139,9 +142,11 @@ def request_create(
     requester_member_no: str = "",
     details: str = "",
     handler: User | None = None,
+    customer: Customer | None = None,
 ) -> DataSubjectRequest:
     """A request received by phone, letter, counter, e-mail or the integration API: it enters the queue at
-    once, its clocks running from `received_at`. Validated whole (nothing written on an error)."""
+    once, its clocks running from `received_at`. Validated whole (nothing written on an error). `customer`:
+    one the caller's gate already opened to it (the API's client naming a customer of its team)."""
     request = DataSubjectRequest(
         kind=kind,
         channel=channel,
@@ -155,6 +160,7 @@ def request_create(
         requester_member_no=requester_member_no,
         details=details,
         handler=handler,
+        customer=customer,
     )
     with transaction.atomic(), _acting(actor):
         request.full_clean(exclude=["state"])
@@ -178,6 +184,8 @@ def request_submit_public(
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     request = DataSubjectRequest(
+        # Created unconfirmed: the protected state field takes its first value when the object is made.
+        state=RequestState.UNCONFIRMED,
         kind=kind,
         channel="web_form",
         received_at=now,
@@ -191,9 +199,6 @@ def request_submit_public(
         request.refresh_due_dates()
         _log(request, "submitted", channel="web_form")
         request.save()
-        # Created unconfirmed: the protected state field is set once, before the row exists.
-        DataSubjectRequest.objects.filter(pk=request.pk).update(state=RequestState.UNCONFIRMED)
-        request.refresh_from_db()
         send_on_commit(
             request,
             RequestMessage.Kind.CONFIRMATION,
@@ -446,7 +451,6 @@ def request_erase(*, request: DataSubjectRequest, actor: User) -> DataSubjectReq
                 subject_hash=subject,
                 kept=["purchases"],
             )
-        locked.refresh_from_db(fields=["customer"])
         locked.save()
     return locked
 
@@ -506,11 +510,19 @@ def _close(request: DataSubjectRequest, actor: User, note: str, kind: str) -> No
         recorded_by=actor,
     )
     request.save()
-    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_erased(request))
+    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_customer_gone(request))
 
 
 def _erased(request: DataSubjectRequest) -> bool:
     return any(s["action"] in ("erased", "anonymised") for s in request.work_log)
+
+
+def _customer_gone(request: DataSubjectRequest) -> bool:
+    """The person's data was erased (by this request, or by another path while it was open): once the answer
+    is sent, the request forgets the requester too."""
+    if _erased(request):
+        return True
+    return request.customer_id is not None and not Customer.objects.filter(pk=request.customer_id).exists()
 
 
 def request_complete(*, request: DataSubjectRequest, actor: User, note: str = "") -> DataSubjectRequest:
@@ -575,11 +587,17 @@ def send_on_commit(
     """Send the message `kind` to the requester once the transaction commits (never for a change that was
     rolled back), and record it on the request; `then_forget` clears the requester's identifiers after."""
     request_id, actor_id = request.pk, (actor.pk if actor is not None else None)
-    transaction.on_commit(
-        lambda: message_send(
-            request_id=request_id, kind=kind, actor_id=actor_id, context=context, then_forget=then_forget
-        )
-    )
+
+    def send() -> None:
+        try:
+            message_send(
+                request_id=request_id, kind=kind, actor_id=actor_id, context=context, then_forget=then_forget
+            )
+        except Exception as exc:  # the change is committed: a mail outage must not turn it into an error page
+            # The class only: an SMTP error's text can hold the address.
+            log.warning("request %s: %s message not sent (%s)", request_id, kind, type(exc).__name__)
+
+    transaction.on_commit(send)
 
 
 def message_send(

@@ -324,7 +324,7 @@ def test_erasure_needs_a_second_person_who_is_not_the_handler(handler, colleague
     assert record.summary["erased"][0]["action"] == "erased"
     assert record.summary["kept"][0]["what"] == "purchases"
     assert len(record.subject_hash) == 64
-    assert request.customer_id is None and request.requester_email == ""
+    assert request.customer_id == customer.pk and request.requester_email == ""  # a number naming nobody
     assert "taro" not in str(record.summary).lower()
     assert [m.kind for m in request.messages.all()] == [RequestMessage.Kind.RESULT]
 
@@ -359,3 +359,116 @@ def test_erasure_is_refused_to_a_handler_the_gate_does_not_open_it_to(lead, cust
     with pytest.raises(PermissionDenied):
         services.request_ask_erasure_approval(request=request, action="erase", actor=weak)
     assert Customer.objects.filter(pk=customer.pk).exists()
+
+
+# --- intake in the admin, matching, linking --------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_request_taken_by_phone_enters_the_queue_through_the_service(handler, lead, client):
+    client.force_login(lead)
+    answer = client.post(
+        "/admin/consent/datasubjectrequest/add/",
+        {
+            "kind": "disclosure",
+            "jurisdiction": "appi",
+            "channel": "phone",
+            "received_at_0": "2026-04-01",
+            "received_at_1": "10:00:00",
+            "language": "ja",
+            "disclosure_method": "paper",
+            "requester_name": "山田 太郎",
+            "requester_email": "taro.yamada@example.com",
+            "requester_phone": "",
+            "requester_member_no": "",
+            "details": "",
+            "handler": str(handler.pk),
+        },
+    )
+    assert answer.status_code == 302, answer.content
+    request = DataSubjectRequest.objects.get()
+    assert (request.state, request.handler, request.appi_due) == (
+        RequestState.RECEIVED,
+        handler,
+        dt.date(2026, 4, 15),
+    )
+    assert request.work_log[0]["action"] == "received"
+
+
+@pytest.mark.django_db
+def test_the_handler_sees_zero_one_or_several_matches_and_links_one(handler, client, team, customer):
+    from tests.factories import CustomerFactory
+
+    client.force_login(handler)
+    nobody = _request(handler, email="nobody@example.net")
+    page = client.get(f"/admin/consent/datasubjectrequest/{nobody.pk}/change/")
+    assert page.context["dsr_matches"] == []
+    # one match by e-mail (as the requester typed it, any case), one more by the name only
+    CustomerFactory(team=team, family_name="山田", given_name="太郎", email="other@example.org")
+    request = _request(handler, email="TARO.YAMADA@example.com", requester_name="山田 太郎")
+    matches = client.get(f"/admin/consent/datasubjectrequest/{request.pk}/change/").context["dsr_matches"]
+    assert matches[0]["id"] == customer.pk
+    assert len(matches) == 2 and "email" in matches[0]["by"]
+    # the handler links the right one through the action page
+    answer = client.post(
+        f"/admin/consent/datasubjectrequest/{request.pk}/act/link/", {"customer_id": str(customer.pk)}
+    )
+    assert answer.status_code == 302
+    request.refresh_from_db()
+    assert request.customer_id == customer.pk
+
+
+@pytest.mark.django_db
+def test_a_fee_only_for_purpose_notices_and_disclosure(handler):
+    correction = _request(handler, kind="correction")
+    with pytest.raises(services.RequestError):
+        services.request_record_fee(request=correction, amount=800, actor=handler)
+    disclosure = _request(handler)
+    services.request_record_fee(request=disclosure, amount=800, actor=handler)
+    disclosure.refresh_from_db()
+    assert disclosure.fee_amount == 800 and disclosure.fee_charged_at is not None
+
+
+@pytest.mark.django_db
+def test_an_appi_only_request_is_not_extended(handler):
+    request = _request(handler, jurisdiction="appi")
+    with pytest.raises(services.RequestError):
+        services.request_extend(request=request, reason="調査", actor=handler)
+
+
+@pytest.mark.django_db
+def test_erasing_the_customer_by_another_path_clears_the_requester_from_answered_requests(
+    handler, customer, support_agent
+):
+    from crm.retention.services import customer_erase
+
+    answered = _request(handler, kind="disclosure")
+    services.request_link_customer(request=answered, customer=customer, actor=handler)
+    services.request_reject(request=answered, actor=handler, ground="gdpr_12_5", explanation="説明")
+    still_open = _request(handler, kind="correction")
+    services.request_link_customer(request=still_open, customer=customer, actor=handler)
+    # when a retention run or the desk erases the customer
+    customer_erase(customer_ids=[customer.pk], reason="test", actor=support_agent)
+    # then the answered request keeps its record but not the requester's address; the open one keeps it
+    answered.refresh_from_db()
+    still_open.refresh_from_db()
+    assert answered.requester_email == ""
+    assert RequestCompletion.objects.filter(request=answered).exists()
+    assert still_open.requester_email == "taro.yamada@example.com"
+
+
+@pytest.mark.django_db
+def test_a_mail_outage_keeps_the_change_and_logs_no_address(handler, committed, monkeypatch, caplog):
+    import smtplib
+
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPRecipientsRefused({"taro.yamada@example.com": (550, b"no")})
+
+    monkeypatch.setattr(services, "send_mail", refuse)
+    request = _request(handler)
+    with committed():
+        services.request_reject(request=request, actor=handler, ground="gdpr_12_5", explanation="説明")
+    request.refresh_from_db()
+    assert request.state == RequestState.REJECTED
+    assert not request.messages.exists()  # the page shows no message sent: the handler can see it
+    assert "SMTPRecipientsRefused" in caplog.text and "taro" not in caplog.text

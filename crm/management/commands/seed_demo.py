@@ -26,6 +26,7 @@ from crm.permissions import (
     ROLE_SECURITY,
     ROLE_STAFF,
     ROLE_SUPPORT,
+    ROLE_SUPPORT_LEAD,
 )
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 — development only; the command refuses to run in production
@@ -41,6 +42,7 @@ LOGINS = {
     "staff_lead": (ROLE_STAFF, "tokyo-sales", TeamMembership.Role.LEAD, True),
     "staff_osaka": (ROLE_STAFF, "osaka-sales", TeamMembership.Role.MEMBER, False),
     "support": (ROLE_SUPPORT, None, None, True),
+    "support_lead": (ROLE_SUPPORT_LEAD, None, None, True),
     "privacy": (ROLE_PRIVACY, None, None, True),
     "security": (ROLE_SECURITY, None, None, False),
     "auditor": (ROLE_AUDITOR, None, None, False),

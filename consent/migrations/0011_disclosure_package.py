@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consent', '0009_request_work_log'),
+        ('consent', '0010_request_outlives_customer'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,109 @@
+"""The request desk in a real headless Chromium: a request from the public form, confirmed through the link of
+the e-mail (read from the live server's locmem outbox), assigned by a support lead, identity verified by the
+handler, completed with the result e-mailed.
+
+Each step is a function taking the page, so a step can be put between two others (the disclosure package's
+download goes between verification and completion).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from consent.requests.models import DataSubjectRequest, RequestMessage, RequestState
+from crm.permissions import ROLE_SUPPORT, ROLE_SUPPORT_LEAD
+from tests.e2e.conftest import PASSWORD, TRANSACTIONAL_DB
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
+
+ADDRESS = "taro.requester@example.com"
+QUEUE = "/admin/consent/datasubjectrequest/"
+
+
+def log_in(page: Any, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form [type=submit]")
+    page.wait_for_url(f"{base_url}/admin/")
+
+
+def submit_public_form(page: Any, base_url: str, kind: str = "disclosure") -> None:
+    """The requester, signed in nowhere, asks on /privacy/requests/."""
+    page.goto(f"{base_url}/privacy/requests/")
+    page.fill("#id_email", ADDRESS)
+    page.select_option("#id_kind", kind)
+    page.click("form.request-form button[type=submit]")
+    assert "メールをご確認ください" in page.inner_text("h1")
+
+
+def confirm_from_email(page: Any) -> DataSubjectRequest:
+    """The requester opens the link of the confirmation e-mail and presses the button."""
+    sent = [m for m in mail.outbox if m.to == [ADDRESS]]
+    assert len(sent) == 1, [m.subject for m in mail.outbox]
+    link = re.search(r"https?://\S+", sent[0].body).group(0)
+    page.goto(link)
+    page.click("#confirm-request")
+    page.wait_for_selector("#request-confirmed")
+    request = DataSubjectRequest.objects.get(state=RequestState.RECEIVED)
+    assert str(request.pk) in page.inner_text("body")
+    return request
+
+
+def run_action(page: Any, base_url: str, request: DataSubjectRequest, action: str, **fields: str) -> None:
+    """Open the request page, click the action's button, fill its form and run it."""
+    page.goto(f"{base_url}{QUEUE}{request.pk}/change/")
+    page.click(f"a.button[href$='/act/{action}/']")
+    for selector, value in fields.items():
+        element = page.locator(f"#id_{selector}")
+        if element.evaluate("e => e.tagName") == "SELECT":
+            element.select_option(value)
+        else:
+            element.fill(value)
+    page.click("#content form input[type=submit]")
+    page.wait_for_url(re.compile(rf".*{QUEUE}{request.pk}/change/$"))
+
+
+def test_a_public_request_is_confirmed_verified_and_completed(live_server, new_page):
+    # given a handler of the desk and a support lead
+    handler = UserFactory(username="desk", roles=[ROLE_SUPPORT])
+    UserFactory(username="desk_lead", roles=[ROLE_SUPPORT_LEAD])
+    requester = new_page()
+
+    # when a person asks for disclosure on the public form and confirms through the e-mailed link
+    submit_public_form(requester, live_server.url)
+    request = confirm_from_email(requester)
+
+    # then the request is in the support lead's queue, who gives it to the handler
+    lead = new_page()
+    log_in(lead, live_server.url, "desk_lead")
+    lead.goto(f"{live_server.url}{QUEUE}")
+    assert f"#{request.pk}" in lead.inner_text("#result_list")
+    run_action(lead, live_server.url, request, "assign", handler=str(handler.pk))
+
+    # and the handler finds it in their queue, records the identity check, and the request is in progress
+    desk = new_page()
+    log_in(desk, live_server.url, "desk")
+    desk.goto(f"{live_server.url}{QUEUE}")
+    assert f"#{request.pk}" in desk.inner_text("#result_list")
+    run_action(desk, live_server.url, request, "verify", method="id_document", evidence_reference="DOC-42")
+    assert "DOC-42" in desk.inner_text("body")
+    request.refresh_from_db()
+    assert request.state == RequestState.IN_PROGRESS
+
+    # when the handler completes it with an answer
+    run_action(desk, live_server.url, request, "complete", note="保有個人データを開示しました。")
+
+    # then it is completed, the completion record is on the page, and the result went to the requester
+    request.refresh_from_db()
+    assert request.state == RequestState.COMPLETED
+    assert "対応完了記録" in desk.inner_text("body")
+    result = [m for m in mail.outbox if m.to == [ADDRESS]][-1]
+    assert "対応が完了しました" in result.body and "保有個人データを開示しました。" in result.body
+    kinds = list(request.messages.values_list("kind", flat=True))
+    assert kinds == [RequestMessage.Kind.CONFIRMATION, RequestMessage.Kind.RESULT]
