@@ -39,6 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# As in production, the audit sealer is its own process: no chain sealing inside the measured commits.
+os.environ.setdefault("AUDIT_SEAL_ON_COMMIT", "false")
 
 import django
 

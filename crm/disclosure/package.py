@@ -41,6 +41,7 @@ from crm.disclosure.registry import (
     JSON,
     JST,
     NUMBER,
+    TEXT,
     Column,
     Section,
     SectionContext,
@@ -99,15 +100,9 @@ def display(column: Column, value: Any) -> str:
 
 
 def _cell(column: Column) -> Callable[[Any], str]:
-    """The escaped page cell of one column's value. Coded values (choices, yes/no) are translated and
-    escaped once per section and value, not once per row: a section of 10,000 events repeats a few kinds."""
-    if column.kind == DATETIME:
-
-        def instant(value: Any) -> str:
-            text = display(column, value)
-            return text if isinstance(value, dt.datetime) else html.escape(text)
-
-        return instant
+    """The escaped page cell of one column's value, specialised by the column's kind once per section (the
+    writer calls it for every cell). Coded values (choices, yes/no) are translated and escaped once per
+    section and value, not once per row: a section of 10,000 events repeats a few kinds."""
     if column.choices or column.kind == BOOL:
         seen: dict[Any, str] = {}
 
@@ -121,7 +116,26 @@ def _cell(column: Column) -> Callable[[Any], str]:
                 return html.escape(display(column, value))
 
         return coded
+    if column.kind == TEXT:
+        return lambda value: (
+            html.escape(value) if isinstance(value, str) and value else html.escape(display(column, value))
+        )
+    if column.kind == DATETIME:
+
+        def instant(value: Any) -> str:
+            text = display(column, value)
+            return text if isinstance(value, dt.datetime) else html.escape(text)
+
+        return instant
     return lambda value: html.escape(display(column, value))
+
+
+def _plain(column: Column) -> Callable[[Any], Any]:
+    """How one column's values become JSON values: as they are for text, JSON documents and booleans (what
+    the database gives those is JSON already), through json_value for the rest."""
+    if column.kind in (TEXT, JSON, BOOL) and not column.choices:
+        return lambda value: value
+    return json_value
 
 
 class _SectionWriter:
@@ -132,6 +146,7 @@ class _SectionWriter:
         self.columns = columns
         self.names = [c.name for c in columns]
         self.cells = [_cell(c) for c in columns]
+        self.plains = [_plain(c) for c in columns]
         self.count = 0
         self.csv_file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         self._csv_text = io.TextIOWrapper(self.csv_file, encoding="utf-8-sig", newline="")
@@ -142,7 +157,7 @@ class _SectionWriter:
     def row(self, values: Sequence[Any]) -> str:
         """Write the row's CSV line and page row; return its JSON object."""
         self.count += 1
-        plain = [json_value(v) for v in values]
+        plain = [f(v) for f, v in zip(self.plains, values, strict=True)]
         self._csv.writerow([_text(v) for v in plain])
         self.html.write("<tr><td>" + "</td><td>".join(f(v) for f, v in zip(self.cells, values, strict=True)))
         self.html.write("</td></tr>\n")
