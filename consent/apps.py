@@ -15,6 +15,7 @@ class ConsentConfig(AppConfig):
         from consent import field_classes  # noqa: F401  (registers classifications)
         from consent.demo import seed_consents, seed_requests
         from consent.disclosure import sections as disclosure_sections
+        from consent.disclosure.demo import seed_packages
         from consent.models import (
             ConsentEvent,
             DataSubjectRequest,
@@ -37,6 +38,7 @@ class ConsentConfig(AppConfig):
         import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
         register_demo_seeder(seed_consents)
         register_demo_seeder(seed_requests)
+        register_demo_seeder(seed_packages)
         disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         # The request desk: every transition of a request is a save of its state, recorded here.
