@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, JSONField, Q, QuerySet, Value
 from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from consent.disclosure import tasks
 from consent.disclosure.models import DisclosurePackage
@@ -61,11 +62,11 @@ def fulfilment_refusal(request: DataSubjectRequest) -> str:
     """Why a package may not be made for `request` now, or "" when it may: a disclosure or portability
     request, in progress, its requester's identity verified (the desk's recorded step)."""
     if request.kind not in PACKAGE_KINDS:
-        return "開示データは、開示またはデータポータビリティの請求に限り作成できます。"
+        return str(_("開示データは、開示またはデータポータビリティの請求に限り作成できます。"))
     if request.identity_verified_at is None:
-        return "本人確認が完了していないため、開示データを作成できません。"
+        return str(_("本人確認が完了していないため、開示データを作成できません。"))
     if request.state != RequestState.IN_PROGRESS:
-        return "対応中の請求に限り、開示データを作成できます。"
+        return str(_("対応中の請求に限り、開示データを作成できます。"))
     return ""
 
 
@@ -83,7 +84,7 @@ def disclosure_package_order(
             .first()
         )
         if locked is None:
-            raise PermissionDenied("この開示等請求を操作する権限がありません。")
+            raise PermissionDenied(_("この開示等請求を操作する権限がありません。"))
         refusal = fulfilment_refusal(locked)
         if refusal:
             raise PackageRefused(refusal)
@@ -101,19 +102,22 @@ def disclosure_package_order(
 def disclosure_package_rebuild(*, package: DisclosurePackage, actor: User, enqueue: bool = True) -> bool:
     """Build a failed package again (or re-send the build of one left "building" by a dead worker)."""
     if not DisclosurePackage.objects.restrict(actor, "view").filter(pk=package.pk).exists():
-        raise PermissionDenied("この開示データを操作する権限がありません。")
+        raise PermissionDenied(_("この開示データを操作する権限がありません。"))
     request = DataSubjectRequest.objects.restrict(actor, "change").filter(pk=package.request_id).first()
     if request is None:
-        raise PermissionDenied("この開示等請求を操作する権限がありません。")
+        raise PermissionDenied(_("この開示等請求を操作する権限がありません。"))
     refusal = fulfilment_refusal(request)
     if refusal:
         raise PackageRefused(refusal)
-    with transaction.atomic():
-        moved = DisclosurePackage.objects.filter(
-            pk=package.pk, state__in=[State.FAILED, State.BUILDING]
-        ).update(state=State.BUILDING, error="", progress=0)
-        if moved and enqueue:
-            transaction.on_commit(lambda: _enqueue(package.pk))
+    try:
+        with transaction.atomic():
+            moved = DisclosurePackage.objects.filter(
+                pk=package.pk, state__in=[State.FAILED, State.BUILDING]
+            ).update(state=State.BUILDING, error="", progress=0)
+            if moved and enqueue:
+                transaction.on_commit(lambda: _enqueue(package.pk))
+    except IntegrityError as exc:  # consent_package_one_building: another package of the request builds
+        raise PackageRefused(_("この請求の別の開示データを作成中です。")) from exc
     return bool(moved)
 
 

@@ -305,3 +305,14 @@ def test_a_failed_package_is_built_again_from_its_page(client, team, handler):
     package.refresh_from_db()
     assert package.state == DisclosurePackage.State.BUILDING and package.error == ""
     assert services.disclosure_package_build(package_id=package.pk) == "ready"
+
+
+def test_a_failed_package_is_not_rebuilt_while_another_of_its_request_builds(team, handler):
+    # given a failed package, and a newer one of the same request being built
+    dsr = _request(handler, CustomerFactory(team=team))
+    failed = services.disclosure_package_order(request=dsr, actor=handler, enqueue=False)
+    DisclosurePackage.objects.filter(pk=failed.pk).update(state=DisclosurePackage.State.FAILED)
+    services.disclosure_package_order(request=dsr, actor=handler, enqueue=False)
+    # when the failed one is asked for again, then it is refused with the reason, not an error
+    with pytest.raises(services.PackageRefused, match="作成中"):
+        services.disclosure_package_rebuild(package=failed, actor=handler, enqueue=False)
