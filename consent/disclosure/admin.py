@@ -166,6 +166,7 @@ class DisclosurePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             messages.error(request, gettext("開示データを読み出せません。再作成してください。"))
             return HttpResponseRedirect(reverse("admin:consent_disclosurepackage_change", args=[object_id]))
         access_record(instance=package, actor=user)
+        services.disclosure_package_handed_over(package=package, actor=user)
         response = StreamingHttpResponse(selectors.package_chunks(package), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="disclosure-REQ-{package.request_id}.zip"'
         response["Content-Length"] = str(package.size)

@@ -25,13 +25,13 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, JSONField, Q, QuerySet, Value
-from django.db.models.expressions import CombinedExpression
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from consent.disclosure import tasks
 from consent.disclosure.models import DisclosurePackage
+from consent.requests import services as request_services
 from consent.requests.models import DataSubjectRequest, RequestKind, RequestState
 from crm.crypto import encrypt_stream
 from crm.disclosure.package import disclosure_package_write
@@ -119,6 +119,25 @@ def disclosure_package_rebuild(*, package: DisclosurePackage, actor: User, enque
     except IntegrityError as exc:  # consent_package_one_building: another package of the request builds
         raise PackageRefused(_("この請求の別の開示データを作成中です。")) from exc
     return bool(moved)
+
+
+def disclosure_package_handed_over(*, package: DisclosurePackage, actor: User) -> bool:
+    """Record on the request, through the desk's own service, that the package was handed over (its
+    handler downloaded it): the sections it holds rows of and its reference, never values, for the request's
+    completion record. False when the request no longer takes the record (it is closed: a later copy) or the
+    user may only read it."""
+    rows = (package.contents or {}).get("rows", {})
+    what = [key for key, count in rows.items() if count] or ["no_data"]
+    try:
+        request_services.request_record_disclosed(
+            request=package.request,
+            actor=actor,
+            what=what,
+            reference=f"package:{package.pk} sha256:{package.sha256[:16]}",
+        )
+    except (ValidationError, PermissionDenied):
+        return False
+    return True
 
 
 def _enqueue(package_id: int) -> None:
@@ -239,19 +258,6 @@ def _build(package: DisclosurePackage, now: dt.datetime) -> str:
                 os.replace(partial, directory / final)
                 _fsync_dir(directory)
                 _audit(package, "ready", size=size, rows=sum(contents.rows.values()))
-                # The request's work log, which its completion record is made from (consent.requests):
-                # what was disclosed, by section names and counts.
-                step = {
-                    "action": "disclosed",
-                    "at": now.isoformat(),
-                    "package": package.pk,
-                    "sha256": digest,
-                    "has_data": contents.has_data,
-                    "rows": contents.rows,
-                }
-                DataSubjectRequest.objects.filter(pk=request.pk).update(
-                    work_log=CombinedExpression(F("work_log"), "||", Value([step], output_field=JSONField()))
-                )
     finally:
         partial.unlink(missing_ok=True)
     return (

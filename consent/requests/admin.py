@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.disclosure import services as package_services
 from consent.disclosure.admin import DisclosurePackageInline
+from consent.models import Objection
 from consent.requests import selectors, services
 from consent.requests.models import (
     FEE_KINDS,
@@ -224,6 +225,16 @@ class CorrectForm(forms.Form):
         self.fields["field"].choices = labels  # type: ignore[attr-defined]  # stub gap: ChoiceField.choices
 
 
+class ObjectionForm(forms.Form):
+    scope = forms.ChoiceField(label=_("対象"), choices=Objection.Scope.choices)
+    purpose_code = forms.CharField(
+        label=_("利用目的コード"),
+        max_length=50,
+        required=False,
+        help_text=_("利用目的ごとの異議の場合に指定します（正当な利益に基づく利用目的）。"),
+    )
+
+
 class ApprovalAskForm(forms.Form):
     erasure_action = forms.ChoiceField(label=_("消去の方法"), choices=ErasureAction.choices)
 
@@ -311,6 +322,14 @@ ACTIONS: dict[str, tuple[StrOrPromise, type[forms.Form], Act, tuple[str, ...]]] 
         lambda r, u, d: services.request_stop_use(request=r, actor=u),
         (RequestState.IN_PROGRESS,),
     ),
+    "objection": (
+        _("異議を記録する（GDPR第21条）"),
+        ObjectionForm,
+        lambda r, u, d: services.request_record_objection(
+            request=r, actor=u, scope=d["scope"], purpose_code=d["purpose_code"]
+        ),
+        (RequestState.IN_PROGRESS,),
+    ),
     "ask_approval": (
         _("消去の承認を依頼する"),
         ApprovalAskForm,
@@ -367,6 +386,8 @@ def _offered(name: str, request: DataSubjectRequest) -> bool:
         return request.kind in services.STOP_USE_KINDS
     if name == "package":
         return request.kind in package_services.PACKAGE_KINDS
+    if name == "objection":
+        return request.kind in services.OBJECTION_KINDS
     if name in ("ask_approval", "erase"):
         if request.kind not in services.ERASURE_KINDS:
             return False
@@ -381,12 +402,28 @@ ARTICLES = {
 }
 
 
+QUEUE_ONLY = (
+    "id",
+    "kind",
+    "state",
+    "handler",
+    "handler__username",
+    "received_at",
+    "due_on",
+    "jurisdiction",
+)
+
+
 @admin.register(DataSubjectRequest)
 class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The queue of 開示等請求 (due, due within 3 days, overdue; nearest deadline first) and each request."""
 
     form = RequestAddForm
     inlines = (DisclosurePackageInline,)  # the request's packages and their progress (consent.disclosure)
+
+    class Media:
+        css = {"all": ("consent/request_desk.css",)}
+
     list_display = ("number", "kind", "state", "handler", "received_on", "due_display", "jurisdiction")
     list_display_links = ("number",)
     list_filter = (StateFilter, DueFilter, "kind", HandlerFilter)
@@ -396,8 +433,16 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     search_fields = ("=id",)
     search_help_text = _("受付番号で検索します。")
 
+    # Sorted only by indexed columns: (due_on, id) and id.
+    sortable_by = ("number", "due_display")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[DataSubjectRequest]:
-        return selectors.requests_visible(user=request.user)
+        qs = selectors.requests_visible(user=request.user)
+        match = getattr(request, "resolver_match", None)
+        if match and match.url_name == "consent_datasubjectrequest_changelist":
+            # The queue shows no requester data: nothing personal is read (or decrypted) for it.
+            qs = qs.only(*QUEUE_ONLY)
+        return qs
 
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
         term = search_term.strip().lstrip("#")

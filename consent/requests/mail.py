@@ -14,6 +14,7 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from consent.requests.models import DataSubjectRequest, RequestMessage
+from crm.models import LegalHold
 
 SUBJECTS = {
     RequestMessage.Kind.CONFIRMATION: _("【確認のお願い】開示等のご請求の受付"),
@@ -34,6 +35,7 @@ def render(request: DataSubjectRequest, kind: str, context: dict[str, Any]) -> t
                 "request": request,
                 "kind": request.get_kind_display(),
                 "ground": request.get_rejection_ground_display(),
+                "holds": [str(LegalHold.Reason(code).label) for code in context.get("hold_codes", [])],
                 "company": settings.CRM_COMPANY,
                 **context,
             },

@@ -25,6 +25,8 @@ from django.utils.translation import gettext as _
 from django_fsm import TransitionNotAllowed
 
 from consent import rules
+from consent import services as consent_services
+from consent.models import Objection
 from consent.requests import mail
 from consent.requests.models import (
     FEE_KINDS,
@@ -53,7 +55,8 @@ CONFIRMATION_HOURS = 48
 
 # Kinds each fulfilment serves.
 CORRECTION_KINDS = (RequestKind.CORRECTION,)
-STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION, RequestKind.OBJECTION)
+STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION)
+OBJECTION_KINDS = (RequestKind.OBJECTION,)
 ERASURE_KINDS = (RequestKind.STOP_USE_ERASURE,)
 
 
@@ -242,6 +245,23 @@ def request_confirm(*, token: str) -> DataSubjectRequest | None:
     return request
 
 
+def requests_unconfirmed_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete form requests whose confirmation link expired unused (data minimisation: an address someone
+    typed, perhaps not their own, is kept no longer than the link lives). Each deletion is audited by the
+    ORM; the confirmation message rows go with their request. Safe to run twice."""
+    now = now or timezone.now()
+    expired = DataSubjectRequest.objects.filter(
+        state=RequestState.UNCONFIRMED, confirmation_expires_at__lt=now
+    ).order_by("pk")
+    deleted = 0
+    with _acting(None):
+        for request in expired[:1000]:
+            with transaction.atomic():
+                request.delete()
+            deleted += 1
+    return deleted
+
+
 # --- workflow ----------------------------------------------------------------------------------------------
 
 
@@ -374,6 +394,23 @@ def request_correct(*, request: DataSubjectRequest, actor: User, changes: dict[s
     return updated
 
 
+DISCLOSURE_KINDS = (RequestKind.PURPOSE_NOTICE, RequestKind.DISCLOSURE, RequestKind.PORTABILITY)
+
+
+def request_record_disclosed(
+    *, request: DataSubjectRequest, actor: User, what: list[str], reference: str = ""
+) -> DataSubjectRequest:
+    """Record what was disclosed (names of the parts, e.g. the package's tables, and a reference such as the
+    package's id; never values) for the completion record. For the disclosure package to call when it is
+    handed over; refused before the identity is verified."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, DISCLOSURE_KINDS)
+        _log(locked, "disclosed", what=sorted(str(w)[:100] for w in what)[:200], reference=reference[:100])
+        locked.save()
+    return locked
+
+
 def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
     """利用停止 (APPI Art. 35, GDPR Arts. 18/21) through crm's stop-use state: effective at once for every
     selection (consent.selectors.usable_for, consented_to)."""
@@ -385,6 +422,27 @@ def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
         _log(locked, "stopped_use")
         locked.save()
     return stopped
+
+
+def request_record_objection(
+    *, request: DataSubjectRequest, actor: User, scope: str, purpose_code: str = ""
+) -> Objection:
+    """異議 (GDPR Art. 21) through the objection ledger, its source the request desk: to direct marketing it
+    is absolute and effective at once for every marketing purpose (consent.selectors.usable_for)."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, OBJECTION_KINDS)
+        customer = _linked_customer(locked, actor)
+        objection = consent_services.objection_record(
+            customer=customer,
+            scope=scope,
+            purpose_code=purpose_code,
+            source=Objection.Source.REQUEST_DESK,
+            actor=actor,
+        )
+        _log(locked, "objection_recorded", scope=scope, purpose_code=purpose_code)
+        locked.save()
+    return objection
 
 
 def request_ask_erasure_approval(
@@ -510,7 +568,12 @@ def _close(request: DataSubjectRequest, actor: User, note: str, kind: str) -> No
         recorded_by=actor,
     )
     request.save()
-    send_on_commit(request, kind, actor=actor, context={"note": note}, then_forget=_customer_gone(request))
+    # The legal holds that kept data from an erasure are named in the answer (GDPR 17(3), APPI 35).
+    holds = sorted(
+        {h for step in request.work_log if step["action"] == "erasure_held" for h in step["holds"]}
+    )
+    context = {"note": note, "hold_codes": holds, "kept_purchases": _erased(request)}
+    send_on_commit(request, kind, actor=actor, context=context, then_forget=_customer_gone(request))
 
 
 def _erased(request: DataSubjectRequest) -> bool:

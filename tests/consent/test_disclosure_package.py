@@ -15,7 +15,7 @@ import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from consent.disclosure import selectors, services
 from consent.disclosure.models import DisclosurePackage
@@ -79,7 +79,7 @@ def test_fulfilment_is_refused_before_the_identity_verification_is_done(team, ha
     # given a disclosure request whose requester's identity is not verified yet
     dsr = _request(handler, CustomerFactory(team=team), verified=False)
     # when its handler orders the package, then it is refused and nothing is made
-    with pytest.raises(services.PackageRefused, match="本人確認が完了していない"):
+    with translation.override("ja"), pytest.raises(services.PackageRefused, match="本人確認が完了していない"):
         services.disclosure_package_order(request=dsr, actor=handler, enqueue=False)
     assert not DisclosurePackage.objects.exists()
     # and a request of another kind is refused too, verified or not
@@ -267,11 +267,13 @@ def test_the_request_page_orders_the_package_and_shows_its_progress(client, team
     assert package.state == DisclosurePackage.State.BUILDING
     page = client.get(reverse("admin:consent_datasubjectrequest_change", args=[dsr.pk])).content.decode()
     assert f"開示データ #{package.pk}" in page and '<progress value="0" max="100">' in page
-    # and once built, the request's work log says what was disclosed (names and counts only)
+    # and once built and downloaded, the request's work log says what was handed over (names only)
     services.disclosure_package_build(package_id=package.pk)
+    package.refresh_from_db()
+    assert client.get(_link(package, handler)).status_code == 200
     dsr.refresh_from_db()
     step = next(s for s in dsr.work_log if s["action"] == "disclosed")
-    assert step["package"] == package.pk and step["rows"]["crm.customer"] == 1
+    assert "crm.customer" in step["what"] and step["reference"].startswith(f"package:{package.pk} ")
 
 
 def test_the_request_page_offers_no_package_before_verification(client, team, handler):
@@ -314,5 +316,5 @@ def test_a_failed_package_is_not_rebuilt_while_another_of_its_request_builds(tea
     DisclosurePackage.objects.filter(pk=failed.pk).update(state=DisclosurePackage.State.FAILED)
     services.disclosure_package_order(request=dsr, actor=handler, enqueue=False)
     # when the failed one is asked for again, then it is refused with the reason, not an error
-    with pytest.raises(services.PackageRefused, match="作成中"):
+    with translation.override("ja"), pytest.raises(services.PackageRefused, match="作成中"):
         services.disclosure_package_rebuild(package=failed, actor=handler, enqueue=False)

@@ -327,18 +327,24 @@ def test_erasure_needs_a_second_person_who_is_not_the_handler(handler, colleague
     assert request.customer_id == customer.pk and request.requester_email == ""  # a number naming nobody
     assert "taro" not in str(record.summary).lower()
     assert [m.kind for m in request.messages.all()] == [RequestMessage.Kind.RESULT]
+    assert "法人税法" in mail.outbox[-1].body  # what was kept, and why, is in the answer
 
 
 @pytest.mark.django_db
-def test_a_legal_hold_keeps_the_customer_and_is_named_in_the_record(handler, lead, customer, privacy_officer):
+def test_a_legal_hold_keeps_the_customer_and_is_named_in_the_record(
+    handler, lead, customer, privacy_officer, committed
+):
     LegalHold.objects.create(customer=customer, reason=LegalHold.Reason.LITIGATION, placed_by=privacy_officer)
     request = _erasure_request(handler, customer)
     services.request_approve_erasure(request=request, approver=lead)
     services.request_erase(request=request, actor=handler)
     assert Customer.objects.filter(pk=customer.pk).exists()
-    services.request_complete(request=request, actor=handler)
+    with committed():
+        services.request_complete(request=request, actor=handler)
     record = RequestCompletion.objects.get(request=request)
     assert record.summary["kept"] == [{"what": "customer", "why": "litigation"}]
+    # and the answer to the person names the hold
+    assert "訴訟・紛争（GDPR第17条第3項(e)）" in mail.outbox[-1].body
 
 
 @pytest.mark.django_db
@@ -472,3 +478,31 @@ def test_a_mail_outage_keeps_the_change_and_logs_no_address(handler, committed, 
     assert request.state == RequestState.REJECTED
     assert not request.messages.exists()  # the page shows no message sent: the handler can see it
     assert "SMTPRecipientsRefused" in caplog.text and "taro" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_an_objection_to_direct_marketing_is_recorded_and_honoured_at_once(handler, customer, grant):
+    from consent.models import Objection
+
+    grant(customer, code="marketing_email")
+    request = _verified(handler, kind="objection", jurisdiction="gdpr")
+    services.request_link_customer(request=request, customer=customer, actor=handler)
+    services.request_record_objection(request=request, actor=handler, scope="direct_marketing")
+    objection = Objection.objects.get(customer_id=customer.pk)
+    assert objection.source == Objection.Source.REQUEST_DESK
+    everyone = Customer.objects.all()
+    assert not consent_selectors.usable_for(everyone, "marketing_email").filter(pk=customer.pk).exists()
+
+
+@pytest.mark.django_db
+def test_what_was_disclosed_goes_to_the_completion_record(handler):
+    request = _request(handler, kind="disclosure")
+    with pytest.raises(services.RequestError):
+        services.request_record_disclosed(request=request, actor=handler, what=["crm.Customer"])
+    services.request_verify_identity(request=request, actor=handler, method="member_login")
+    services.request_record_disclosed(
+        request=request, actor=handler, what=["crm.Customer", "consent.ConsentEvent"]
+    )
+    services.request_complete(request=request, actor=handler)
+    disclosed = RequestCompletion.objects.get(request=request).summary["disclosed"]
+    assert [d["what"] for d in disclosed] == [["consent.ConsentEvent", "crm.Customer"]]

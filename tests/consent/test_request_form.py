@@ -121,3 +121,29 @@ def test_the_form_and_the_mail_speak_english_when_asked(
     _submit(client, django_capture_on_commit_callbacks, lang="en")
     assert "To confirm the request" in mail.outbox[0].body
     assert DataSubjectRequest.objects.get().language == "en"
+
+
+@pytest.mark.django_db
+def test_requests_never_confirmed_are_deleted_once_their_link_expired(
+    client, django_capture_on_commit_callbacks, clean_rate_limits
+):
+    from django_celery_beat.models import PeriodicTask
+
+    from consent.requests import tasks
+
+    # given two form requests of 1 April, the second confirmed an hour later
+    with time_machine.travel(at("2026-04-01 10:00"), tick=False):
+        _submit(client, django_capture_on_commit_callbacks)
+        _submit(client, django_capture_on_commit_callbacks, email="other@example.net")
+    path = "/" + _link(mail.outbox[1]).split("://", 1)[1].split("/", 1)[1]
+    with time_machine.travel(at("2026-04-01 11:00"), tick=False):
+        assert client.post(path).status_code == 200
+    # when the hourly task runs before and after the first one's link expired (48 hours)
+    with time_machine.travel(at("2026-04-03 09:59"), tick=False):
+        assert tasks.unconfirmed_purge() == 0
+    with time_machine.travel(at("2026-04-03 10:01"), tick=False):
+        assert tasks.unconfirmed_purge() == 1
+        assert tasks.unconfirmed_purge() == 0
+    # then only the confirmed request is left, and beat has the schedule
+    assert list(DataSubjectRequest.objects.values_list("state", flat=True)) == [RequestState.RECEIVED]
+    assert PeriodicTask.objects.filter(task="consent.requests.unconfirmed_purge").exists()

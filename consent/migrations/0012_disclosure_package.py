@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consent', '0010_request_outlives_customer'),
+        ('consent', '0011_request_purge_schedule'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
