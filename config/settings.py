@@ -339,6 +339,16 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # 30 seconds (schedule under 「定期タスク」; keep it at most this interval).
 RETENTION_HEARTBEAT_SECONDS = env.int("RETENTION_HEARTBEAT_SECONDS", default=30)
 
+# Disclosure packages (consent.disclosure): sealed files under the field keys, in a directory every web and
+# worker process reaches (a private volume, never served by the web server); downloadable for
+# DISCLOSURE_PACKAGE_DAYS after they are built, through links valid DISCLOSURE_LINK_SECONDS for the handler
+# who asked for them. The retention policy 「完了した開示等請求の開示データ消去」 removes expired ones.
+DISCLOSURE_PACKAGE_DIR = env.str(
+    "DISCLOSURE_PACKAGE_DIR", default=str(BASE_DIR / ".data" / "disclosure-packages")
+)
+DISCLOSURE_PACKAGE_DAYS = env.int("DISCLOSURE_PACKAGE_DAYS", default=30)
+DISCLOSURE_LINK_SECONDS = env.int("DISCLOSURE_LINK_SECONDS", default=900)
+
 # Security headers; strict in production.
 # Django's cached database sessions: read from the app's Redis (CACHES), written through to the database.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

@@ -8,16 +8,24 @@ class ConsentConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from importlib import import_module
+
         from auditlog.registry import auditlog
 
-        from consent import field_classes  # noqa: F401  (registers classifications)
+        from consent import (
+            field_classes,  # noqa: F401  (registers classifications)
+            tasks,  # noqa: F401  (registers the Celery tasks the services queue by name)
+        )
         from consent.demo import seed_consents, seed_requests
+        from consent.disclosure import sections as disclosure_sections
+        from consent.disclosure.demo import seed_packages
         from consent.models import (
             ConsentEvent,
             CrossBorderBasis,
             DataFlow,
             DataSubjectRequest,
             DataSystem,
+            DisclosurePackage,
             IdentityVerification,
             Objection,
             ProcessorAudit,
@@ -40,9 +48,12 @@ class ConsentConfig(AppConfig):
 
         grant_consent_roles()
         _register_with_retention()
+        import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
         register_demo_seeder(seed_consents)
         register_demo_seeder(seed_provision)
         register_demo_seeder(seed_requests)
+        register_demo_seeder(seed_packages)
+        disclosure_sections.register()
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately; the people of a
         # provision or receipt record are bulk-linked with their own audit entry (consent.provision.services).
         audited = (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord)
@@ -57,7 +68,7 @@ class ConsentConfig(AppConfig):
         data_map = (DataSystem, DataFlow)
         # The request desk: every transition of a request is a save of its state, recorded here.
         request_desk = (DataSubjectRequest, IdentityVerification, RequestMessage, RequestCompletion)
-        for model in (*audited, *provision, *data_map, *request_desk):
+        for model in (*audited, *provision, *data_map, *request_desk, DisclosurePackage):
             label = model._meta.label
             auditlog.register(
                 model,
@@ -68,8 +79,10 @@ class ConsentConfig(AppConfig):
 
 def _register_with_retention() -> None:
     """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
-    erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
+    erasure of ledger evidence, the customers behind the "consent withdrawn" trigger, and the disclosure
+    packages a retention policy removes."""
     from consent import selectors, services
+    from consent.disclosure import services as disclosure_services
     from consent.provision import selectors as provision_selectors
     from consent.requests import services as request_services
     from crm.retention.models import RetentionPolicy
@@ -77,10 +90,17 @@ def _register_with_retention() -> None:
         consent_withdrawn_source_register,
         erasure_participant_register,
         record_scope_register,
+        retention_scope_register,
     )
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     erasure_participant_register("consent.request_desk", request_services.requests_erasure_step)
+    # Disclosure packages past their period, removed by the policy of scope "dsar_packages".
+    retention_scope_register(
+        "dsar_packages",
+        due=disclosure_services.disclosure_packages_due,
+        remove=disclosure_services.disclosure_packages_remove,
+    )
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )

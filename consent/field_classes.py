@@ -175,3 +175,29 @@ REGISTRY.declare(
     recorded_by=not_personal("従業者"),
     recorded_at=not_personal(),
 )
+
+# --- disclosure packages (the ZIP itself is an encrypted file; the row holds counts and hashes only) ------
+REGISTRY.declare(
+    "consent.DisclosurePackage",
+    **{
+        name: not_personal("開示データの管理情報（件数・ハッシュのみ）")
+        for name in (
+            "id",
+            "request",
+            "state",
+            "language",
+            "progress",
+            "attempts",
+            "file_name",
+            "size",
+            "sha256",
+            "contents",
+            "error",
+            "requested_by",
+            "created_at",
+            "ready_at",
+            "expires_at",
+            "removed_at",
+        )
+    },
+)

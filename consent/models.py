@@ -565,6 +565,8 @@ class Objection(models.Model):
 
 # Third-party provision, processors and the data map (issue #16) live in consent.provision; imported here so
 # that they are consent's models with its one migration history.
+# The request desk's models live in their sub-package; imported here so consent keeps one migration history.
+from consent.disclosure.models import DisclosurePackage  # noqa: E402
 from consent.provision.models import (  # noqa: E402
     CrossBorderBasis,
     DataFlow,
@@ -577,8 +579,6 @@ from consent.provision.models import (  # noqa: E402
     ReceiptSubject,
     Recipient,
 )
-
-# The request desk's models live in their sub-package; imported here so consent keeps one migration history.
 from consent.requests.models import (  # noqa: E402
     DataSubjectRequest,
     IdentityVerification,
@@ -594,6 +594,7 @@ __all__ = [
     "DataFlow",
     "DataSubjectRequest",
     "DataSystem",
+    "DisclosurePackage",
     "IdentityVerification",
     "LedgerImmutableError",
     "LegalBasis",

@@ -36,6 +36,8 @@ REQUEST_DESK_PERMISSIONS = [
     "consent.add_identityverification",
     "consent.view_requestmessage",
     "consent.view_requestcompletion",
+    # The disclosure package of a request they see (consent.disclosure), ordered and downloaded by them.
+    "consent.view_disclosurepackage",
 ]
 
 CONSENT_ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -26,6 +26,7 @@ class CrmConfig(AppConfig):
         )
         from crm.audit.sealing import audit_seal_after_save
         from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.disclosure import sections as disclosure_sections
         from crm.models import AuditEntry, Customer, Team, TeamMembership
         from crm.roles import roles_sync
         from crm.signin import receivers as signin_receivers
@@ -45,3 +46,4 @@ class CrmConfig(AppConfig):
 
         for module in self.part_admins:
             import_module(module)
+        disclosure_sections.register()

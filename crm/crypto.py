@@ -46,7 +46,9 @@ import hmac
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import IO
 
 import jaconv
 import phonenumbers
@@ -270,6 +272,80 @@ def key_fingerprint(index: int) -> str:
     """A short, non-secret name for a configured key (first 8 hex of SHA-256), for reports and audit."""
     key = settings.FIELD_ENCRYPTION_KEYS[index]
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).hexdigest()[:8]
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+# A file too large to seal in one piece (a disclosure package) is sealed in chunks under the same keys: the
+# STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015, as Tink's and age's streaming AEAD): each
+# chunk is its own AES-256-GCM message whose associated data binds the file header, the label, the chunk's
+# index and whether it is the last one, so chunks cannot be reordered, dropped, repeated, moved to another
+# file or cut off at a chunk boundary without the reader raising DecryptionError.
+#   file  = magic (5) | key id (4) | chunk size (4, big-endian) | chunk*
+#   chunk = nonce (12) | ciphertext | tag (16)      (every chunk but the last holds `chunk size` clear bytes)
+FILE_MAGIC = b"CRMF\x01"
+_FILE_HEADER = len(FILE_MAGIC) + 4 + 4
+FILE_CHUNK = 1 << 20
+
+
+def _chunk_aad(header: bytes, label: bytes, index: int, final: bool) -> bytes:
+    return header + label + b"\x00" + index.to_bytes(8, "big") + (b"\x01" if final else b"\x00")
+
+
+def encrypt_stream(
+    src: IO[bytes], dst: IO[bytes], *, bound_to: str, chunk_size: int = FILE_CHUNK
+) -> tuple[int, str]:
+    """Read `src` to its end and write it sealed to `dst` under the newest key, bound to `bound_to` (e.g.
+    "consent.DisclosurePackage:12"). Returns the clear size and its SHA-256 (hex), computed on the way."""
+    key = _keys()[0]
+    label = _label(bound_to)
+    header = FILE_MAGIC + key.key_id + chunk_size.to_bytes(4, "big")
+    dst.write(header)
+    digest = hashlib.sha256()
+    size = 0
+    current = src.read(chunk_size)
+    index = 0
+    while True:
+        following = src.read(chunk_size) if len(current) == chunk_size else b""
+        final = not following
+        digest.update(current)
+        size += len(current)
+        nonce = os.urandom(_NONCE)
+        dst.write(nonce + key.aead.encrypt(nonce, current, _chunk_aad(header, label, index, final)))
+        if final:
+            return size, digest.hexdigest()
+        current, index = following, index + 1
+
+
+def decrypt_stream(src: IO[bytes], *, bound_to: str) -> Iterator[bytes]:
+    """The clear chunks of a file written by encrypt_stream for `bound_to`; raises DecryptionError (naming
+    the label, never the content) on a wrong key, another file's content, tampering or truncation."""
+    label = _label(bound_to)
+    header = src.read(_FILE_HEADER)
+    found = _by_key_id().get(header[len(FILE_MAGIC) : len(FILE_MAGIC) + 4])
+    if len(header) != _FILE_HEADER or not header.startswith(FILE_MAGIC) or found is None:
+        raise DecryptionError(f"An encrypted file ({bound_to}) has no header a configured key opens.")
+    key = found[1]
+    block = int.from_bytes(header[-4:], "big") + _NONCE + _TAG
+    current = src.read(block)
+    index = 0
+    while True:
+        following = src.read(block) if len(current) == block else b""
+        final = not following
+        if len(current) < _NONCE + _TAG:
+            raise DecryptionError(f"An encrypted file ({bound_to}) is truncated.")
+        try:
+            yield key.aead.decrypt(
+                current[:_NONCE], current[_NONCE:], _chunk_aad(header, label, index, final)
+            )
+        except InvalidTag as exc:
+            raise DecryptionError(
+                f"An encrypted file ({bound_to}) could not be decrypted: a wrong key, another file's "
+                "content, tampering or truncation."
+            ) from exc
+        if final:
+            return
+        current, index = following, index + 1
 
 
 # --- blind indexes ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ class IncidentsConfig(AppConfig):
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
         from incidents import (
+            disclosure,
             field_classes,  # noqa: F401  (registers classifications)
             tasks,  # noqa: F401  (registers the Celery tasks the services queue by name)
         )
@@ -30,6 +31,7 @@ class IncidentsConfig(AppConfig):
 
         grant_incident_roles()
         register_demo_seeder(seed_incidents)
+        disclosure.register()
         for model in (
             Incident,
             IncidentTimelineEntry,

@@ -304,6 +304,18 @@ def _request_part_of(part: str) -> Callable[[Team], Any]:
     return make
 
 
+def _disclosure_package_of(team: Team) -> Any:
+    """A package of a verified request about a customer of `team` (it belongs to the request's handler)."""
+    from consent.disclosure.models import DisclosurePackage
+    from consent.requests.models import DataSubjectRequest
+
+    request = _request_of(team)
+    DataSubjectRequest.objects.filter(pk=request.pk).update(
+        customer=_customer_of(team), identity_verified_at="2026-04-02T10:00:00+09:00", state="in_progress"
+    )
+    return DisclosurePackage.objects.create(request=request, language="ja")
+
+
 def _request_handler_join(row: Any, user: Any) -> None:
     from consent.requests.models import DataSubjectRequest
 
@@ -325,6 +337,7 @@ MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "consent.IdentityVerification": _request_handler_join,
     "consent.RequestMessage": _request_handler_join,
     "consent.RequestCompletion": _request_handler_join,
+    "consent.DisclosurePackage": _request_handler_join,
 }
 
 
@@ -343,6 +356,7 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.ReceiptRecord": (_receipt_record_of, ["crm.view_customer"], True),
     "incidents.Incident": (_incident_of, [], True),
     "consent.DataSubjectRequest": (_request_of, [], True),
+    "consent.DisclosurePackage": (_disclosure_package_of, ["consent.view_datasubjectrequest"], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -413,6 +427,35 @@ def test_admin_shows_a_row_exactly_to_whom_the_gate_opens_it(client, team, other
         assert page.status_code == 302  # the admin's "does not exist" redirect, as for an unknown id
         assert page["Location"] == reverse("admin:index")
     assert model.objects.restrict(user, "view").filter(pk=row.pk).exists() is expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES)
+def test_the_package_download_opens_exactly_to_whom_the_gate_opens_it(
+    client, team, other_team, case, settings, tmp_path
+):
+    # given a ready disclosure package of a customer of `team`, and a user of the case with a link for them
+    from consent.disclosure import selectors as package_selectors
+    from consent.disclosure import services as package_services
+
+    settings.DISCLOSURE_PACKAGE_DIR = str(tmp_path)
+    package = _disclosure_package_of(team)
+    package_services.disclosure_package_build(package_id=package.pk)
+    label = "consent.DisclosurePackage"
+    perms = ["consent.view_disclosurepackage", "consent.view_datasubjectrequest"]
+    user = _user(case, perms, team, other_team, label, package)
+    client.force_login(user)
+    token = package_selectors.download_token(package=package, user=user)
+    # when the user follows it
+    answer = client.get(reverse("admin:consent_disclosurepackage_download", args=[package.pk, token]))
+    # then only the request's handler gets the file; without the model permission it is refused; anyone
+    # else is told no such package exists
+    if case == "own_team":
+        assert answer.status_code == 200 and answer["Content-Type"] == "application/zip"
+    elif case == "no_permission":
+        assert answer.status_code == 403
+    else:
+        assert answer.status_code == 302 and answer["Location"] == reverse("admin:index")
 
 
 # --- the integration API -------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 TO_RECIPIENT = "recipient"  # personal data to a recipient: provision record first (APPI 29)
 INTERNAL = "internal"  # stays within the company (its own systems, backups)
 NO_PERSONAL_DATA = "no_personal_data"  # names nobody (aggregates, metadata, keyed hashes)
+# To the person the data is about (開示, APPI 33; GDPR 15 and 20): not a provision to a third party.
+TO_DATA_SUBJECT = "data_subject"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,16 @@ EXPORT_PATHS: dict[str, ExportPath] = {
     ),
     "crm/management/commands/retention_export_tombstones.py:handle": ExportPath(
         INTERNAL, "writes the two files above for the operator (restore after a backup)"
+    ),
+    "consent/disclosure/admin.py:download_view": ExportPath(
+        TO_DATA_SUBJECT,
+        "a verified request's disclosure package, downloaded by its handler to answer the person (APPI 33)",
+    ),
+    "crm/disclosure/package.py:__init__": ExportPath(
+        TO_DATA_SUBJECT, "the package writer's CSV per section, sealed inside the package above"
+    ),
+    "crm/disclosure/package.py:row": ExportPath(
+        TO_DATA_SUBJECT, "one CSV row of the package writer (the package above)"
     ),
     # The integration API answers the company's own systems (API clients, each a system of the data map). A
     # client operated by a processor is a DataSystem with its `recipient`, and its flow is on the map

@@ -25,6 +25,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from consent.disclosure import services as package_services
+from consent.disclosure.admin import DisclosurePackageInline
 from consent.models import Objection
 from consent.requests import selectors, services
 from consent.requests.models import (
@@ -346,6 +348,12 @@ ACTIONS: dict[str, tuple[StrOrPromise, type[forms.Form], Act, tuple[str, ...]]] 
         lambda r, u, d: services.request_erase(request=r, actor=u),
         (RequestState.IN_PROGRESS,),
     ),
+    "package": (
+        _("開示データを作成する"),
+        ConfirmForm,
+        lambda r, u, d: package_services.disclosure_package_order(request=r, actor=u),
+        (RequestState.IN_PROGRESS,),
+    ),
     "complete": (
         _("完了する"),
         CompleteForm,
@@ -376,6 +384,8 @@ def _offered(name: str, request: DataSubjectRequest) -> bool:
         return request.kind in services.CORRECTION_KINDS
     if name == "stop_use":
         return request.kind in services.STOP_USE_KINDS
+    if name == "package":
+        return request.kind in package_services.PACKAGE_KINDS
     if name == "objection":
         return request.kind in services.OBJECTION_KINDS
     if name in ("ask_approval", "erase"):
@@ -409,6 +419,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     """The queue of 開示等請求 (due, due within 3 days, overdue; nearest deadline first) and each request."""
 
     form = RequestAddForm
+    inlines = (DisclosurePackageInline,)  # the request's packages and their progress (consent.disclosure)
 
     class Media:
         css = {"all": ("consent/request_desk.css",)}

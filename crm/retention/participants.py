@@ -12,6 +12,10 @@
   the third-party provision records consent keeps for the period 規則21 sets. The app registers, for a
   policy scope, the querysets of rows due at an instant; a run of a policy of that scope deletes them in
   batches (crm.retention.services.runs), with the same runs, dry run and audit as every policy.
+- Retention scopes of records that are not walked customer by customer (a policy's `scope`, e.g. the
+  disclosure packages of the request desk): the app that keeps the records registers how many are past a
+  cutoff and how to remove a batch of them; a policy run of that scope asks them
+  (crm.retention.services.runs).
 """
 
 from __future__ import annotations
@@ -91,3 +95,35 @@ def record_scope_register(scope: str, due: RecordsDue) -> None:
 
 def record_scope(scope: str) -> RecordScope | None:
     return _record_scopes.get(scope)
+class ScopeDue(Protocol):
+    def __call__(self, *, cutoff: dt.datetime) -> int:
+        """How many records of the scope are past `cutoff` (the policy's N days before its run's instant)."""
+        ...
+
+
+class ScopeRemove(Protocol):
+    def __call__(self, *, cutoff: dt.datetime, limit: int, actor: User | None) -> int:
+        """Remove at most `limit` records past `cutoff`, inside the caller's transaction (rows locked with
+        SKIP LOCKED; anything outside the database only after commit); return how many."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionScope:
+    """A registered scope: `due` counts for the dry run, `remove` acts for the run."""
+
+    scope: str
+    due: ScopeDue
+    remove: ScopeRemove
+
+
+_scopes: dict[str, RetentionScope] = {}
+
+
+def retention_scope_register(scope: str, *, due: ScopeDue, remove: ScopeRemove) -> None:
+    """Register the records of a policy scope (called from an AppConfig.ready(); idempotent)."""
+    _scopes[scope] = RetentionScope(scope=scope, due=due, remove=remove)
+
+
+def retention_scope(scope: str) -> RetentionScope | None:
+    return _scopes.get(scope)

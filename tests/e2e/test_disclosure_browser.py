@@ -1,0 +1,66 @@
+"""The disclosure package in a real headless Chromium: the handler orders it on a verified request's page,
+sees it built with its progress, and downloads the ZIP through the link on the package's page (no CSP
+violation anywhere)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consent.requests.models import DataSubjectRequest, RequestState
+from crm.models import AuditEntry
+from crm.permissions import ROLE_SUPPORT
+from tests.e2e.conftest import TRANSACTIONAL_DB
+from tests.e2e.test_customer_browser import log_in
+from tests.factories import CustomerFactory, UserFactory
+
+pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
+
+WHEN = dt.datetime(2026, 4, 1, 1, 0, tzinfo=dt.UTC)
+
+
+def test_the_handler_orders_and_downloads_the_disclosure_package(
+    live_server, new_page, team, settings, tmp_path
+):
+    # given a verified disclosure request about a customer, assigned to a handler of the desk (the build runs
+    # in the web process: eager tasks, so that no worker is needed here)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.DISCLOSURE_PACKAGE_DIR = str(tmp_path / "packages")
+    handler = UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
+    customer = CustomerFactory(team=team, email="browser.package@example.com")
+    dsr = DataSubjectRequest.objects.create(
+        kind="disclosure", channel="email", received_at=WHEN, customer=customer, handler=handler
+    )
+    DataSubjectRequest.objects.filter(pk=dsr.pk).update(
+        identity_verified_at=WHEN, state=RequestState.IN_PROGRESS
+    )
+    page: Any = new_page()
+    log_in(page, live_server.url, "desk-handler")
+    # when they order the package on the request's page and confirm
+    page.goto(f"{live_server.url}/admin/consent/datasubjectrequest/{dsr.pk}/change/")
+    page.get_by_role("link", name="開示データを作成する").click()
+    page.locator("form [type=submit]").last.click()
+    page.wait_for_url(re.compile(rf".*/datasubjectrequest/{dsr.pk}/change/$"))
+    # then the request's page lists the package, built (100 %)
+    assert page.locator("progress").first.get_attribute("value") == "100"
+    # when they open it and follow its download link
+    page.get_by_role("link", name=re.compile(r"開示データ #\d+")).click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="ZIPをダウンロード").click()
+    saved = Path(download.value.path())
+    # then they hold the ZIP: the machine-readable file with the customer's e-mail address, the page and CSVs
+    zf = zipfile.ZipFile(io.BytesIO(saved.read_bytes()))
+    data = json.loads(zf.read("disclosure.json"))
+    sections = {s["key"]: s for s in data["sections"]}
+    assert sections["crm.customer"]["rows"][0]["email"] == "browser.package@example.com"
+    assert "disclosure.html" in zf.namelist() and "csv/crm.customer.csv" in zf.namelist()
+    assert download.value.suggested_filename == f"disclosure-REQ-{dsr.pk}.zip"
+    # and the download is in the audit trail
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, actor=handler).exists()
