@@ -26,6 +26,7 @@ class ConsentConfig(AppConfig):
 
         grant_consent_roles()
         _register_with_retention()
+        _register_with_insights()
         register_demo_seeder(seed_consents)
         # ConsentState is derived from the ledger (raw upsert) and is not audited separately.
         for model in (Purpose, PurposeVersion, ConsentEvent, Objection, VisitorLink, SpecialCareRecord):
@@ -46,4 +47,25 @@ def _register_with_retention() -> None:
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
+    )
+
+
+def _register_with_insights() -> None:
+    """What crm's insights ask of this app: the one lawful-basis rule for exports ("may this customer be used
+    for this purpose now", selectors.usable_for) with the purposes to choose from, and the KPI page's consent
+    opt-in rate per purpose."""
+    from django.utils.translation import gettext_lazy as _
+
+    from consent import selectors
+    from crm.insights.hooks import kpi_series_register, lawful_basis_register
+
+    lawful_basis_register(
+        usable_for=selectors.usable_for,
+        purposes=lambda: [(p.code, str(p)) for p in selectors.published_purposes()],
+    )
+    kpi_series_register(
+        key="consent_opt_in",
+        title=_("同意率（利用目的別）"),
+        unit="percent",
+        source=selectors.opt_in_rate_by_month,
     )

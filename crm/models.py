@@ -616,5 +616,6 @@ class AuditChainHead(models.Model):
 
 # Areas of the crm app with models of their own live in sub-packages; importing them here registers them
 # with the crm app (one app, one migration history).
+from crm.insights.models import *  # noqa: E402,F403
 from crm.integrations.models import *  # noqa: E402,F403
 from crm.retention.models import *  # noqa: E402,F403

@@ -234,6 +234,10 @@ NOT_PERSONAL_ADMINS = {
     "crm.RetentionPolicy": "rules (trigger × action × scope)",
     "crm.RetentionRun": "progress counts of a run",
     "consent.Purpose": "published purposes of use",
+    "crm.MarketingSpend": "spend totals per channel and month",
+    "crm.CampaignResult": "e-mail campaign totals (counts)",
+    "crm.Segment": "definitions; members are computed through restrict() for the viewer (tests/crm/insights)",
+    "crm.SegmentExport": "export records: counts, column names, the anonymisation report",
 }
 
 REGISTERED = sorted(
