@@ -164,7 +164,9 @@ def _register() -> None:
     crm.models imports this module while the app registry loads)."""
     from auditlog.registry import auditlog
 
+    from crm.demo import register_demo_seeder
     from crm.insights import field_classes  # noqa: F401  (declares the fields)
+    from crm.insights.demo import seed_insights
     from crm.permissions import ROLE_PRIVACY, ROLE_STAFF
     from crm.roles import grant_role_permissions
 
@@ -198,6 +200,7 @@ def _register() -> None:
     for model in (MarketingSpend, CampaignResult, Segment, SegmentExport):
         if not auditlog.contains(model):
             auditlog.register(model)
+    register_demo_seeder(seed_insights)
 
 
 _register()
