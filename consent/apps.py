@@ -38,12 +38,15 @@ class ConsentConfig(AppConfig):
 
 
 def _register_with_retention() -> None:
-    """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
-    erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
+    """What crm asks of this app, registered because crm never imports consent: the erasure of ledger
+    evidence, the customers behind the "consent withdrawn" trigger, and the use rule of the analytics."""
     from consent import selectors, services
+    from crm.analytics.eligibility import use_rule_register
     from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )
+    # Who crm's analytics may model: the one lawful-basis rule (crm.analytics.eligibility).
+    use_rule_register(selectors.usable_for)
