@@ -35,7 +35,17 @@ REGISTRY.declare(
     "crm.RfmRun",
     **{
         name: not_personal("RFM計算の設定と件数")
-        for name in ("id", "as_of", "bins", "purpose_code", "customers", "computed_at", "seconds")
+        for name in (
+            "id",
+            "as_of",
+            "bins",
+            "method",
+            "purpose_code",
+            "customers",
+            "boundaries",
+            "computed_at",
+            "seconds",
+        )
     },
 )
 REGISTRY.declare(

@@ -77,7 +77,10 @@ class RfmRun(models.Model):
     as_of = models.DateField(_("基準日"))
     bins = models.PositiveSmallIntegerField(_("分位数"), default=5)
     purpose_code = models.CharField(_("利用目的コード"), max_length=64, default="analytics")
+    method = models.CharField(_("分位の決め方"), max_length=10, default="ntile")
     customers = models.BigIntegerField(_("対象顧客数"), default=0)
+    # {"r": {"5": [min, max], …}, "f": …, "m": …}: the input range behind each score (explanations).
+    boundaries = models.JSONField(_("スコアごとの値の範囲"), default=dict, blank=True)
     computed_at = models.DateTimeField(_("計算日時"), auto_now_add=True)
     seconds = models.FloatField(_("所要時間（秒）"), default=0)
 
