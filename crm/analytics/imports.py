@@ -236,8 +236,9 @@ def my_number_values() -> list[str]:
 def parse(*, channels: list[str], default_channel: str) -> None:
     """Build the parsed table: typed values where the row is valid, and the list of error codes per row.
 
-    Runs inside the caller's transaction with TIME ZONE Asia/Tokyo, so a value without an offset is read as
-    Japanese time. A cast is evaluated only once its text has passed the checks (CASE), so a bad value
+    A value without an offset is Japanese time (timestamp AT TIME ZONE 'Asia/Tokyo'), one with an offset
+    is that instant: the session's time zone is never changed (Django reads datetimes assuming UTC).
+    A cast is evaluated only once its text has passed the checks (CASE), so a bad value
     never raises.
     """
     checks = _checks(channels)
@@ -260,18 +261,20 @@ def parse(*, channels: list[str], default_channel: str) -> None:
             f"""
             CREATE TEMP TABLE {PARSED} AS
             SELECT line, ext, errors,
-                   CASE WHEN errors = '{{}}' THEN purchased_at::timestamptz END AS ts,
+                   CASE WHEN errors = '{{}}' AND local_time
+                        THEN purchased_at::timestamp AT TIME ZONE 'Asia/Tokyo'
+                        WHEN errors = '{{}}' THEN purchased_at::timestamptz END AS ts,
                    CASE WHEN errors = '{{}}' THEN trim_scale(amount::numeric) END AS amount,
                    CASE WHEN errors = '{{}}' THEN coalesce(nullif(qty, '')::int, 1) END AS quantity,
                    cat AS category,
                    coalesce(nullif(chan, ''), %(default_channel)s) AS channel
             FROM (
-                SELECT line, ext, amount, qty, cat, chan, purchased_at, {error_array} AS errors
+                SELECT line, ext, amount, qty, cat, chan, purchased_at, local_time, {error_array} AS errors
                 FROM (
                     SELECT s.line, coalesce(trim(s.external_id), '') AS ext, trim(s.amount) AS amount,
                            coalesce(trim(s.quantity), '') AS qty, coalesce(trim(s.category), '') AS cat,
                            coalesce(trim(s.channel), '') AS chan, trim(s.purchased_at) AS purchased_at,
-                           {valid_ts} AS ts_ok
+                           {valid_ts} AS ts_ok, m[7] IS NULL AS local_time
                     FROM {STAGE} s
                     LEFT JOIN LATERAL regexp_match(trim(s.purchased_at), %(ts_re)s) m ON true
                 ) checked

@@ -133,7 +133,6 @@ def _import_staged(batch: PurchaseImport, staged: imports.StageResult, actor: Us
     """Validate the staged rows, then (unless refused whole) create missing customers and insert purchases,
     all in one transaction with the batch's outcome and its audit entries."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL TIME ZONE 'Asia/Tokyo'")
         cursor.execute("SET LOCAL work_mem = '256MB'")
         imports.parse(channels=list(Customer.Channel.values), default_channel=Customer.Channel.IMPORT)
         invalid, parse_errors = imports.parse_errors()
