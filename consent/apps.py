@@ -39,30 +39,30 @@ class ConsentConfig(AppConfig):
 
 
 def _register_with_retention() -> None:
-    """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
-    erasure of ledger evidence, and the customers behind the "consent withdrawn" trigger."""
+    """What crm asks of this app, registered because crm never imports consent: the erasure of ledger
+    evidence, the customers behind the "consent withdrawn" trigger, and the use rule of the analytics."""
     from consent import selectors, services
+    from crm.analytics.eligibility import use_rule_register
     from crm.retention.participants import consent_withdrawn_source_register, erasure_participant_register
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )
+    # Who crm's analytics may model: the one lawful-basis rule (crm.analytics.eligibility).
+    use_rule_register(selectors.usable_for)
 
 
 def _register_with_insights() -> None:
-    """What crm's insights ask of this app: the one lawful-basis rule for exports ("may this customer be used
-    for this purpose now", selectors.usable_for) with the purposes to choose from, and the KPI page's consent
-    opt-in rate per purpose."""
+    """What crm's insights ask of this app besides the use rule: the purposes an export may name, and the KPI
+    page's consent opt-in rate per purpose."""
     from django.utils.translation import gettext_lazy as _
 
     from consent import selectors
-    from crm.insights.hooks import kpi_series_register, lawful_basis_register
+    from crm.insights.hooks import kpi_series_register, purposes_register
 
-    lawful_basis_register(
-        usable_for=selectors.usable_for,
-        purposes=lambda: [(p.code, str(p)) for p in selectors.published_purposes()],
-    )
+    # The rule itself is registered once, for analytics and exports alike (use_rule_register above).
+    purposes_register(lambda: [(p.code, str(p)) for p in selectors.published_purposes()])
     kpi_series_register(
         key="consent_opt_in",
         title=_("同意率（利用目的別）"),

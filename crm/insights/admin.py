@@ -22,6 +22,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin.mixins import ReadOnlyAdminMixin
+from crm.analytics.models import RfmScore
 from crm.audit.actors import request_user
 from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import CampaignResult, MarketingSpend, Segment, SegmentExport
@@ -190,6 +191,19 @@ class SegmentForm(forms.ModelForm):
         label=_("行動イベントの期間（直近N日）"), required=False, min_value=0, max_value=36500
     )
 
+    rfm_segments = forms.MultipleChoiceField(
+        label=_("RFMセグメント（最新の計算）"), required=False, choices=RfmScore.Segment.choices
+    )
+    min_clv = forms.IntegerField(
+        label=_("予測CLV（円以上、最新の推定）"), required=False, min_value=0, max_value=rules.MAX_INT
+    )
+    min_p_alive_pct = forms.IntegerField(
+        label=_("継続確率 P(alive)（%以上）"), required=False, min_value=0, max_value=100
+    )
+    max_p_alive_pct = forms.IntegerField(
+        label=_("継続確率 P(alive)（%以下）"), required=False, min_value=0, max_value=100
+    )
+
     FILTER_FIELDS = (*rules.LIST_FILTERS, *rules.INT_FILTERS, *rules.STR_FILTERS)
 
     class Meta:
@@ -243,6 +257,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (_("スコア（分析）"), {"fields": ["rfm_segments", "min_clv", "min_p_alive_pct", "max_p_alive_pct"]}),
         (_("管理情報"), {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
 
@@ -357,11 +372,7 @@ class SegmentExportForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        try:
-            purposes = hooks.lawful_basis().purposes()
-        except PermissionDenied:
-            purposes = []
-        self.fields["purpose_code"].choices = [("", "-"), *purposes]  # type: ignore[attr-defined]
+        self.fields["purpose_code"].choices = [("", "-"), *hooks.purposes()]  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

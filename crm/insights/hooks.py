@@ -1,8 +1,9 @@
 """What the apps above crm lend the insights (crm never imports them, not even inside a function).
 
 - The lawful-basis rule: "may this customer be used for this purpose now" is consent's
-  (`consent.selectors.usable_for`). consent registers it, with the codes of its purposes, in its
-  AppConfig.ready(); segments' exports ask it. Without a registration nothing is exported (fail closed).
+  (`consent.selectors.usable_for`), registered once in crm.analytics.eligibility (the analytics ask it too);
+  consent also registers here the purposes an export may name. Without the rule nothing is exported (fail
+  closed).
 - KPI series: indicators whose data lives above crm (consent opt-in rate per purpose; the request desk's
   on-time rate once it exists) register a source; the KPI page draws every registered one.
 - The provision record (APPI Art. 29): an export to a recipient is recorded by the third-party provision
@@ -19,34 +20,31 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext
 
+from crm.analytics.eligibility import use_rule
+
 if TYPE_CHECKING:
     from crm.models import CustomerQuerySet
 
-UsableFor = Callable[["CustomerQuerySet", str], "CustomerQuerySet"]
 PurposeCodes = Callable[[], list[tuple[str, str]]]
+_purposes: list[PurposeCodes] = []
 
 
-@dataclasses.dataclass(frozen=True)
-class LawfulBasis:
-    """The registered rule: `usable_for(qs, code)` narrows customers; `purposes()` lists (code, title)."""
-
-    usable_for: UsableFor
-    purposes: PurposeCodes
+def purposes_register(source: PurposeCodes) -> None:
+    """Called by the consent app's ready(): (code, title) of the purposes an export may name (idempotent)."""
+    _purposes[:] = [source]
 
 
-_lawful_basis: list[LawfulBasis] = []
+def purposes() -> list[tuple[str, str]]:
+    return _purposes[0]() if _purposes else []
 
 
-def lawful_basis_register(*, usable_for: UsableFor, purposes: PurposeCodes) -> None:
-    """Called by the consent app's ready(): the one rule of use, and its purposes (idempotent)."""
-    _lawful_basis[:] = [LawfulBasis(usable_for=usable_for, purposes=purposes)]
-
-
-def lawful_basis() -> LawfulBasis:
-    """The registered rule; refused (PermissionDenied) when none is: an export never goes out unchecked."""
-    if not _lawful_basis:
+def usable_for(qs: CustomerQuerySet, purpose_code: str) -> CustomerQuerySet:
+    """The registered use rule (crm.analytics.eligibility: registered once by consent, for the analytics and
+    the exports alike) applied to `qs`; refused (PermissionDenied) when none is: nothing leaves unchecked."""
+    rule = use_rule()
+    if rule is None:
         raise PermissionDenied(gettext("利用目的の法的根拠を確認できないため、出力できません。"))
-    return _lawful_basis[0]
+    return rule(qs, purpose_code)
 
 
 # A KPI source answers for the given months (first days, JST) {series label: {month ISO: value or None}}.

@@ -83,7 +83,7 @@ def churn(
 
 # --- segments ---------------------------------------------------------------------------------------------
 
-LIST_FILTERS = ("prefectures", "teams", "statuses", "channels", "genders")
+LIST_FILTERS = ("prefectures", "teams", "statuses", "channels", "genders", "rfm_segments")
 INT_FILTERS = (
     "min_purchases",
     "max_purchases",
@@ -92,7 +92,11 @@ INT_FILTERS = (
     "min_events",
     "events_within_days",
     "min_amount",
+    "min_clv",
+    "min_p_alive_pct",
+    "max_p_alive_pct",
 )
+PERCENT_FILTERS = ("min_p_alive_pct", "max_p_alive_pct")
 STR_FILTERS = ("event_kind",)
 MAX_LIST = 100
 MAX_INT = 10**9
@@ -105,14 +109,16 @@ class SegmentFilterError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class SegmentFilters:
     """The filters a segment may hold, validated: lists of codes (prefecture JIS codes, team ids, statuses,
-    acquisition channels, genders) and bounds on behaviour (purchase count, days since the last purchase,
-    total spend, events of a kind within N days)."""
+    acquisition channels, genders, RFM segments of the latest RFM run) and bounds on behaviour (purchase
+    count, days since the last purchase, total spend, events of a kind within N days) and on the latest CLV
+    fit's scores (expected CLV in yen, P(alive) in percent)."""
 
     prefectures: tuple[str, ...] = ()
     teams: tuple[int, ...] = ()
     statuses: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     genders: tuple[str, ...] = ()
+    rfm_segments: tuple[str, ...] = ()
     min_purchases: int | None = None
     max_purchases: int | None = None
     purchased_within_days: int | None = None
@@ -121,6 +127,9 @@ class SegmentFilters:
     min_events: int | None = None
     events_within_days: int | None = None
     event_kind: str = ""
+    min_clv: int | None = None
+    min_p_alive_pct: int | None = None
+    max_p_alive_pct: int | None = None
 
     @classmethod
     def parse(cls, data: Any) -> SegmentFilters:
@@ -144,7 +153,7 @@ class SegmentFilters:
             value = data.get(key)
             if value is None:
                 continue
-            if type(value) is not int or not 0 <= value <= MAX_INT:
+            if type(value) is not int or not 0 <= value <= (100 if key in PERCENT_FILTERS else MAX_INT):
                 raise SegmentFilterError(key)
             values[key] = value
         kind = data.get("event_kind", "")

@@ -18,6 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
 from crm.insights import hooks, rules
 from crm.insights.models import CampaignResult, MarketingSpend, Segment
 from crm.models import Customer, CustomerEvent, Purchase
@@ -266,6 +267,30 @@ def segment_filter(
             .filter(n__gte=max(filters.min_events or 1, 1))
         )
         qs = qs.filter(pk__in=active.values("customer_id"))
+    return _model_filters(qs, filters)
+
+
+def _model_filters(qs: CustomerQuerySet, filters: rules.SegmentFilters) -> CustomerQuerySet:
+    """The analytics' scores of the latest RFM run and CLV fit (crm.analytics): a customer without a score
+    (not modelled: not usable for analytics, or no purchase) matches no score filter."""
+    if filters.rfm_segments:
+        run = RfmRun.objects.order_by("-id").values_list("pk", flat=True).first()
+        scored = RfmScore.objects.filter(run_id=run, segment__in=filters.rfm_segments)
+        qs = qs.filter(pk__in=scored.values("customer_id"))
+    if (
+        filters.min_clv is not None
+        or filters.min_p_alive_pct is not None
+        or filters.max_p_alive_pct is not None
+    ):
+        fit = ClvFit.objects.order_by("-id").values_list("pk", flat=True).first()
+        scores = ClvScore.objects.filter(fit_id=fit)
+        if filters.min_clv is not None:
+            scores = scores.filter(clv__gte=filters.min_clv)
+        if filters.min_p_alive_pct is not None:
+            scores = scores.filter(p_alive__gte=filters.min_p_alive_pct / 100)
+        if filters.max_p_alive_pct is not None:
+            scores = scores.filter(p_alive__lte=filters.max_p_alive_pct / 100)
+        qs = qs.filter(pk__in=scores.values("customer_id"))
     return qs
 
 

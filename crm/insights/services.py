@@ -188,7 +188,7 @@ def _may_export(user: User, segment: Segment) -> None:
 def _usable_members(user: User, segment: Segment, purpose_code: str) -> Any:
     """The segment's customers `user` may view who may be used for the purpose now (ValidationError for an
     unknown purpose, PermissionDenied when no lawful-basis rule is registered)."""
-    return hooks.lawful_basis().usable_for(segment_members(user=user, segment=segment), purpose_code)
+    return hooks.usable_for(segment_members(user=user, segment=segment), purpose_code)
 
 
 def _audit_export(export: SegmentExport, ids: list[int], clear: bool) -> None:

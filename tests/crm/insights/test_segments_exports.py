@@ -15,6 +15,7 @@ from django.utils import timezone
 from consent import services as consent_services
 from consent.models import ConsentEvent, Objection
 from crm import services as crm_services
+from crm.analytics import eligibility
 from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import Segment, SegmentExport
 from crm.models import AuditEntry, Customer
@@ -208,7 +209,7 @@ def test_recipient_export_is_recorded_as_provision_before_rows_leave(tokyo, team
 @pytest.mark.django_db
 def test_without_the_lawful_basis_rule_nothing_is_exported(tokyo, team, teammate, monkeypatch):
     # given no app registered the lawful-basis rule, then exports are refused (fail closed)
-    monkeypatch.setattr(hooks, "_lawful_basis", [])
+    monkeypatch.setattr(eligibility, "_use_rule", [])
     CustomerFactory(team=team, prefecture="13")
     with pytest.raises(PermissionDenied):
         services.segment_export_personal(user=teammate, segment=tokyo, purpose_code="customer_management")
@@ -236,3 +237,65 @@ def test_segment_admin_saves_filters_and_shows_the_live_count(client, team, team
     assert segment.filters == {"prefectures": ["13"], "min_purchases": 0}
     page = client.get(reverse("admin:crm_segment_change", args=[segment.pk]))
     assert "field-member_count" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_score_filters_read_the_latest_rfm_run_and_clv_fit(team, teammate):
+    from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
+
+    # given three customers: a champion with a high CLV, a hibernating one with a low P(alive), and one an
+    # older run called a champion (superseded by the latest run)
+    champion, sleeper, former = (CustomerFactory(team=team) for _ in range(3))
+    old = RfmRun.objects.create(as_of=dt.date(2026, 1, 1))
+    RfmScore.objects.create(
+        run=old,
+        customer=former,
+        recency_days=1,
+        frequency=9,
+        monetary=1,
+        r_score=5,
+        f_score=5,
+        m_score=5,
+        segment="champions",
+    )
+    run = RfmRun.objects.create(as_of=dt.date(2026, 2, 1))
+    for customer, segment in ((champion, "champions"), (sleeper, "hibernating"), (former, "lost")):
+        RfmScore.objects.create(
+            run=run,
+            customer=customer,
+            recency_days=1,
+            frequency=1,
+            monetary=1,
+            r_score=1,
+            f_score=1,
+            m_score=1,
+            segment=segment,
+        )
+    fit = ClvFit.objects.create(
+        calibration_end=dt.date(2026, 1, 31), r=1, alpha=1, a=1, b=1, log_likelihood=0
+    )
+    for customer, clv, alive in ((champion, 90000, 0.95), (sleeper, 1000, 0.2)):
+        ClvScore.objects.create(
+            fit=fit,
+            customer=customer,
+            frequency=1,
+            recency=1,
+            age=1,
+            monetary=1,
+            expected_purchases=1,
+            p_alive=alive,
+            expected_spend=1,
+            clv=clv,
+        )
+
+    def members(**filters: object) -> set[int]:
+        segment = Segment(name="x", filters=filters)
+        return set(selectors.segment_members(user=teammate, segment=segment).values_list("pk", flat=True))
+
+    # then each score filter selects from the latest run and fit only
+    assert members(rfm_segments=["champions"]) == {champion.pk}
+    assert members(min_clv=50000) == {champion.pk}
+    assert members(max_p_alive_pct=50) == {sleeper.pk}
+    assert members(min_p_alive_pct=50, rfm_segments=["champions", "hibernating"]) == {champion.pk}
+    with pytest.raises(rules.SegmentFilterError):
+        rules.SegmentFilters.parse({"max_p_alive_pct": 101})

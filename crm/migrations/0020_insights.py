@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crm', '0017_merge_retention_heartbeat'),
+        ('crm', '0019_rfm_run_boundaries'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
