@@ -30,7 +30,6 @@ from crm.models import Customer, CustomerEvent
 from crm.prefectures import PREFECTURE_CODES
 from crm.selectors import viewable_team_choices
 
-KPI_MONTHS = 12
 _viewer: ContextVar[Any] = ContextVar("insights_segment_viewer", default=None)
 
 
@@ -108,8 +107,14 @@ class MarketingSpendAdmin(_CsvImportAdmin):
         the json_script data: no inline script under the CSP)."""
         if not request.user.has_perm("crm.view_kpi"):
             raise PermissionDenied
-        months = rules.months_back(timezone.localdate(), KPI_MONTHS)
-        data = selectors.kpi_chart_data(months=months, refresh=request.GET.get("refresh") == "1")
+        if request.method == "POST":
+            # 「再計算する」 takes seconds at a million customers: a worker computes, the page reads the cache
+            services.kpi_cache_refresh_enqueue()
+            self.message_user(request, gettext("再計算を開始しました。数分後に再読み込みしてください。"))
+            return HttpResponseRedirect(reverse("admin:crm_kpi"))
+        months = rules.months_back(timezone.localdate(), services.KPI_MONTHS)
+        # From the cache, kept warm by the nightly task; a cold cache (first use) is computed here once.
+        data = selectors.kpi_chart_data(months=months)
         data["labels"] = {
             "cac": gettext("顧客獲得単価（CAC、円）"),
             "ltv": gettext("顧客生涯価値（LTV：顧客1人当たり累計売上、円）"),

@@ -69,6 +69,14 @@ def cumulative_ltv(
     return out
 
 
+def repeat_rate(
+    buyers: Mapping[dt.date, int], first_buyers: Mapping[dt.date, int], months: Sequence[dt.date]
+) -> list[float | None]:
+    """Share (%) of the month's buyers who had bought in an earlier month: every buyer of the month is either
+    buying for the first time that month or a repeat buyer. None for a month without buyers."""
+    return [percent(buyers.get(m, 0) - first_buyers.get(m, 0), buyers.get(m, 0)) for m in months]
+
+
 def churn(
     joined: Mapping[dt.date, int], left: Mapping[dt.date, int], months: Sequence[dt.date]
 ) -> list[float | None]:

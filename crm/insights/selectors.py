@@ -57,38 +57,39 @@ def spend_by_month() -> Series:
     return {m: total for m, total in rows}
 
 
-def revenue_and_first_buyers() -> tuple[Series, Series]:
-    """Revenue of identified customers per month, and customers per month of their first purchase (one
-    statement: the two GROUP BYs joined by month). Purchases unlinked by erasure count in neither."""
+def first_buyers_by_month() -> Series:
+    """Customers per month of their first purchase (all history: the denominator of the cumulative LTV).
+    Purchases unlinked by erasure count nowhere."""
     p = _tables()["p"]
     sql = f"""
-        WITH rev AS (
-            SELECT {_month_sql("purchased_at")} AS m, sum(amount) AS revenue
-            FROM "{p}" WHERE customer_id IS NOT NULL GROUP BY 1),
-        firsts AS (
-            SELECT {_month_sql("f")} AS m, count(*) AS buyers
-            FROM (SELECT min(purchased_at) AS f FROM "{p}"
-                  WHERE customer_id IS NOT NULL GROUP BY customer_id) x
-            GROUP BY 1)
-        SELECT coalesce(rev.m, firsts.m), coalesce(revenue, 0), coalesce(buyers, 0)
-        FROM rev FULL JOIN firsts ON firsts.m = rev.m
+        SELECT {_month_sql("f")}, count(*)
+        FROM (SELECT min(purchased_at) AS f FROM "{p}" WHERE customer_id IS NOT NULL GROUP BY customer_id) x
+        GROUP BY 1
     """  # noqa: S608
-    rows = _rows(sql)
-    return {m: r for m, r, _b in rows}, {m: b for m, _r, b in rows}
+    return {m: n for m, n in _rows(sql)}
 
 
-def repeat_rate_by_month(since: dt.date) -> Series:
-    """Share (%) of the customers buying in a month who had bought in an earlier month."""
+# Key of the revenue before the first month shown (one sum, no per-month grouping of the older history).
+BEFORE = dt.date.min
+
+
+def revenue_and_buyers_since(since: dt.date) -> tuple[Series, Series]:
+    """Revenue and distinct buying customers per month from `since` (the purchased_at index's range), and the
+    revenue before it under the key BEFORE: what the cumulative LTV and the repeat rate need, without grouping
+    every purchase of the history by month (bench/insights_bench.py)."""
     p = _tables()["p"]
+    start = dt.datetime.combine(since, dt.time.min, tzinfo=rules.JST)
     sql = f"""
-        WITH cm AS (
-            SELECT DISTINCT customer_id, {_month_sql("purchased_at")} AS m
-            FROM "{p}" WHERE customer_id IS NOT NULL),
-        f AS (SELECT customer_id, min(m) AS fm FROM cm GROUP BY customer_id)
-        SELECT cm.m, count(*) FILTER (WHERE f.fm < cm.m), count(*)
-        FROM cm JOIN f USING (customer_id) WHERE cm.m >= %s GROUP BY cm.m
+        SELECT {_month_sql("purchased_at")}, sum(amount), count(DISTINCT customer_id)
+        FROM "{p}" WHERE customer_id IS NOT NULL AND purchased_at >= %s GROUP BY 1
+        UNION ALL
+        SELECT NULL, coalesce(sum(amount), 0), 0 FROM "{p}"
+        WHERE customer_id IS NOT NULL AND purchased_at < %s
     """  # noqa: S608
-    return {m: rules.percent(repeat, total) for m, repeat, total in _rows(sql, [since])}
+    rows = _rows(sql, [start, start])
+    revenue = {m if m is not None else BEFORE: r for m, r, _b in rows}
+    buyers = {m: b for m, _r, b in rows if m is not None}
+    return revenue, buyers
 
 
 def joined_and_left_by_month() -> tuple[Series, Series]:
@@ -165,16 +166,16 @@ def _compute(months: list[dt.date]) -> dict[dt.date, dict[str, float | None]]:
     since = months[0]
     new = new_customers_by_month()
     spend = spend_by_month()
-    revenue, first_buyers = revenue_and_first_buyers()
+    first_buyers = first_buyers_by_month()
+    revenue, buyers = revenue_and_buyers_since(since)
     joined, left = joined_and_left_by_month()
-    repeat = repeat_rate_by_month(since)
     opens, clicks = email_rates_by_month()
     quality = data_quality_by_month(since)
     columns = {
         "cac": rules.cac(spend, new, months),
         "ltv": rules.cumulative_ltv(revenue, first_buyers, months),
         "churn": rules.churn(joined, left, months),
-        "repeat": [repeat.get(m) for m in months],
+        "repeat": rules.repeat_rate(buyers, first_buyers, months),
         "open_rate": [opens.get(m) for m in months],
         "click_rate": [clicks.get(m) for m in months],
         "new_customers": [new.get(m, 0) for m in months],
@@ -300,16 +301,19 @@ def segment_members(*, user: User | AnonymousUser, segment: Segment) -> Customer
     return segment_filter(Customer.objects.restrict(user, "view"), filters)
 
 
-# Above this many members the live count is PostgreSQL's estimate (counting a million rows on every page
-# view is the cost the estimated-count paginator avoids too).
+# Above this many members, or when counting takes longer than SEGMENT_COUNT_TIMEOUT_MS, the live count is
+# PostgreSQL's estimate. A segment's page is opened far less often than a list, so it may count for longer
+# than the list's 150 ms: the planner's estimate of a behaviour filter (a semi-join on a GROUP BY) can be off
+# by a factor of four at a million customers (bench/README.md).
 EXACT_COUNT_CAP = 100_000
+SEGMENT_COUNT_TIMEOUT_MS = 3_000
 
 
 def segment_count(*, user: User | AnonymousUser, segment: Segment) -> tuple[int, bool]:
-    """(count, exact): the exact count up to EXACT_COUNT_CAP within the admin's count time limit, else the
-    planner's estimate (crm.paginators.capped_count)."""
+    """(count, exact): the exact count up to EXACT_COUNT_CAP within SEGMENT_COUNT_TIMEOUT_MS, else the
+    planner's estimate (crm.paginators.capped_count, query_estimate)."""
     qs = segment_members(user=user, segment=segment)
-    exact = capped_count(qs, EXACT_COUNT_CAP)
+    exact = capped_count(qs, EXACT_COUNT_CAP, timeout_ms=SEGMENT_COUNT_TIMEOUT_MS)
     if exact is not None and exact < EXACT_COUNT_CAP:
         return exact, True
     return max(query_estimate(qs), exact or 0), False

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from celery import current_app
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -27,7 +28,7 @@ from crm.audit import audit_actor
 from crm.classification import REGISTRY, DataClass, mask_value
 from crm.insights import hooks, rules
 from crm.insights.models import CampaignResult, MarketingSpend, Segment, SegmentExport
-from crm.insights.selectors import segment_members
+from crm.insights.selectors import kpi_months, segment_members
 from crm.models import AuditEntry, Customer, Purchase
 from crm.permissions import can_view_pii
 from crm.retention.rules import TOP_AGE_BAND, age_band
@@ -144,6 +145,24 @@ def campaign_results_import(*, data: bytes, actor: User | None = None) -> tuple[
                 },
             )
     return len(parsed), []
+
+
+# --- the KPI cache ---------------------------------------------------------------------------------------
+
+KPI_REFRESH_TASK = "crm.insights.kpi_cache_refresh"
+KPI_MONTHS = 12
+
+
+def kpi_cache_refresh(*, months: int = KPI_MONTHS) -> int:
+    """Compute every indicator for the last `months` JST months and cache each month (selectors.kpi_months):
+    at a million customers the computation takes seconds (bench/README.md), so beat runs it nightly and the
+    page reads the cache. Returns the number of months cached."""
+    return len(kpi_months(months=rules.months_back(timezone.localdate(), months), refresh=True))
+
+
+def kpi_cache_refresh_enqueue() -> None:
+    """Ask a worker to recompute the KPI months after the current transaction commits."""
+    transaction.on_commit(lambda: current_app.send_task(KPI_REFRESH_TASK))
 
 
 def segment_save(*, segment: Segment, actor: User | None = None) -> Segment:

@@ -173,3 +173,27 @@ def test_import_page_refused_without_add_permission(client, team):
     client.force_login(user)
     answer = client.post(reverse("admin:crm_marketingspend_import"), {})
     assert answer.status_code == 403
+
+
+@pytest.mark.django_db
+def test_recompute_button_enqueues_the_task_and_beat_runs_it_nightly(
+    client, privacy_officer, monkeypatch, django_capture_on_commit_callbacks
+):
+    from celery import current_app
+    from django_celery_beat.models import PeriodicTask
+
+    sent: list[str] = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, *a, **kw: sent.append(name))
+    client.force_login(privacy_officer)
+    # when the privacy officer presses 「再計算する」, then the refresh task is sent and the page comes back
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(reverse("admin:crm_kpi"))
+    assert answer.status_code == 302
+    assert sent == [services.KPI_REFRESH_TASK]
+    # and beat runs the same task every night (migration crm 0021), Japan time
+    nightly = PeriodicTask.objects.get(task=services.KPI_REFRESH_TASK)
+    assert (nightly.crontab.hour, nightly.crontab.minute, str(nightly.crontab.timezone)) == (
+        "2",
+        "30",
+        "Asia/Tokyo",
+    )
