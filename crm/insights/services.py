@@ -210,28 +210,36 @@ def _usable_members(user: User, segment: Segment, purpose_code: str) -> Any:
     return hooks.usable_for(segment_members(user=user, segment=segment), purpose_code)
 
 
+# Customer ids per audit entry of an export: a million-row export is a hundred entries, not one of megabytes.
+AUDIT_IDS_PER_ENTRY = 10_000
+
+
 def _audit_export(export: SegmentExport, ids: list[int], clear: bool) -> None:
-    """One access entry per export: who took which customers (ids and counts only), for which purpose."""
-    AuditEntry.objects.create(
-        content_type=ContentType.objects.get_for_model(Customer),
-        object_pk=f"segment-export:{export.pk}",
-        object_repr=f"セグメント出力 #{export.pk}（{len(ids)}件）",
-        action=AuditEntry.Action.ACCESS,
-        actor=export.created_by,
-        additional_data={
-            "export": {
-                "id": export.pk,
-                "segment": export.segment_id,
-                "kind": export.kind,
-                "purpose": export.purpose_code,
-                "destination": export.destination,
-                "columns": export.columns,
-                "clear": clear,
-                "count": len(ids),
-                "customer_ids": ids,
-            }
-        },
-    )
+    """The access log of an export: who took which customers (ids and counts only), for which purpose; one
+    entry per AUDIT_IDS_PER_ENTRY customers (one entry for an empty export), each naming the export."""
+    chunks = [ids[i : i + AUDIT_IDS_PER_ENTRY] for i in range(0, len(ids), AUDIT_IDS_PER_ENTRY)] or [[]]
+    for part, chunk in enumerate(chunks, start=1):
+        AuditEntry.objects.create(
+            content_type=ContentType.objects.get_for_model(Customer),
+            object_pk=f"segment-export:{export.pk}" + (f":{part}" if len(chunks) > 1 else ""),
+            object_repr=f"セグメント出力 #{export.pk}（{len(ids)}件）",
+            action=AuditEntry.Action.ACCESS,
+            actor=export.created_by,
+            additional_data={
+                "export": {
+                    "id": export.pk,
+                    "segment": export.segment_id,
+                    "kind": export.kind,
+                    "purpose": export.purpose_code,
+                    "destination": export.destination,
+                    "columns": export.columns,
+                    "clear": clear,
+                    "count": len(ids),
+                    "part": [part, len(chunks)],
+                    "customer_ids": chunk,
+                }
+            },
+        )
 
 
 def _before_rows_leave(export: SegmentExport, ids: list[int]) -> None:

@@ -197,3 +197,18 @@ def test_recompute_button_enqueues_the_task_and_beat_runs_it_nightly(
         "30",
         "Asia/Tokyo",
     )
+
+
+@pytest.mark.django_db
+def test_import_page_refuses_a_file_that_is_not_utf8(client, privacy_officer):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(privacy_officer)
+    upload = SimpleUploadedFile(
+        "spend.csv", "month,channel,amount\n2026-01,web_form,1\n".encode("shift_jis") + b"\xff"
+    )
+    answer = client.post(reverse("admin:crm_marketingspend_import"), {"file": upload})
+    # then the form says so on the page and nothing is imported
+    assert answer.status_code == 200
+    assert "UTF-8" in answer.content.decode()
+    assert not MarketingSpend.objects.exists()

@@ -299,3 +299,37 @@ def test_score_filters_read_the_latest_rfm_run_and_clv_fit(team, teammate):
     assert members(min_p_alive_pct=50, rfm_segments=["champions", "hibernating"]) == {champion.pk}
     with pytest.raises(rules.SegmentFilterError):
         rules.SegmentFilters.parse({"max_p_alive_pct": 101})
+
+
+@pytest.mark.django_db
+def test_a_large_export_is_logged_in_parts(tokyo, team, teammate, monkeypatch):
+    # given an export of three customers with parts of two ids
+    monkeypatch.setattr(services, "AUDIT_IDS_PER_ENTRY", 2)
+    made = sorted(CustomerFactory(team=team, prefecture="13").pk for _ in range(3))
+    export, _rows = services.segment_export_personal(
+        user=teammate, segment=tokyo, purpose_code="customer_management"
+    )
+    # then two access entries name the export and together every id, each with the total count
+    entries = AuditEntry.objects.filter(object_pk__startswith=f"segment-export:{export.pk}:").order_by(
+        "object_pk"
+    )
+    parts = [e.additional_data["export"] for e in entries]
+    assert [p["customer_ids"] for p in parts] == [made[:2], made[2:]]
+    assert {p["count"] for p in parts} == {3}
+
+
+@pytest.mark.django_db
+def test_publication_page_refused_without_change_permission(client, team, teammate):
+    # given an anonymised export and a staff member (who may view export records but not record publication)
+    segment = Segment.objects.create(name="東京", filters={"prefectures": ["13"]})
+    export = SegmentExport.objects.create(
+        segment=segment, kind=SegmentExport.Kind.ANONYMISED, purpose_code="analytics", created_by=teammate
+    )
+    client.force_login(teammate)
+    answer = client.post(
+        reverse("admin:crm_segmentexport_publish", args=[export.pk]), {"url": "https://example.jp/items"}
+    )
+    # then the page is refused and nothing is recorded
+    assert answer.status_code == 403
+    export.refresh_from_db()
+    assert export.items_published_at is None
