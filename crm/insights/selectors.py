@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Avg, Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -203,6 +203,28 @@ def kpi_months(*, months: list[dt.date], refresh: bool = False) -> dict[dt.date,
     return values
 
 
+def clv_summary() -> dict[str, Any] | None:
+    """The latest CLV fit of the analytics (BG/NBD and Gamma-Gamma): its calibration end, how many customers
+    it scored and their mean expected CLV (yen), beside the page's simple LTV. Cached per fit (a fit's scores
+    never change); None before the first fit."""
+    fit = ClvFit.objects.order_by("-id").values("pk", "calibration_end", "horizon", "time_unit").first()
+    if fit is None:
+        return None
+    key = f"{CACHE_PREFIX}:clv:{fit['pk']}"
+    summary = cache.get(key)
+    if summary is None:
+        totals = ClvScore.objects.filter(fit_id=fit["pk"]).aggregate(n=Count("id"), mean=Avg("clv"))
+        summary = {
+            "calibration_end": fit["calibration_end"].isoformat(),
+            "horizon": fit["horizon"],
+            "time_unit": fit["time_unit"],
+            "customers": totals["n"],
+            "mean_clv": round(float(totals["mean"]), 0) if totals["mean"] is not None else None,
+        }
+        cache.set(key, summary, PAST_MONTH_TTL)
+    return summary
+
+
 def kpi_chart_data(*, months: list[dt.date], refresh: bool = False) -> dict[str, Any]:
     """What the page's script draws: month labels and one list per indicator (None: no data)."""
     values = kpi_months(months=months, refresh=refresh)
@@ -213,6 +235,7 @@ def kpi_chart_data(*, months: list[dt.date], refresh: bool = False) -> dict[str,
         "extra": [
             {"key": entry.key, "title": str(entry.title), "unit": entry.unit} for entry in hooks.kpi_series()
         ],
+        "clv": clv_summary(),
     }
 
 

@@ -107,6 +107,7 @@ def marketing_spend_import(*, data: bytes, actor: User | None = None) -> tuple[i
                 channel=values["channel"],
                 defaults={"amount": values["amount"], "note": values["note"]},
             )
+        kpi_cache_refresh_enqueue()  # the cached months would show the old spend for up to a day
     return len(parsed), []
 
 
@@ -144,6 +145,7 @@ def campaign_results_import(*, data: bytes, actor: User | None = None) -> tuple[
                     for f in ("name", "sent_on", "sent", "delivered", "opened", "clicked")
                 },
             )
+        kpi_cache_refresh_enqueue()
     return len(parsed), []
 
 

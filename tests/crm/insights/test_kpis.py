@@ -212,3 +212,45 @@ def test_import_page_refuses_a_file_that_is_not_utf8(client, privacy_officer):
     assert answer.status_code == 200
     assert "UTF-8" in answer.content.decode()
     assert not MarketingSpend.objects.exists()
+
+
+@pytest.mark.django_db
+def test_page_shows_the_latest_clv_fit_beside_the_simple_ltv(client, privacy_officer, team):
+    from django.core.cache import cache
+
+    from crm.analytics.models import ClvFit, ClvScore
+
+    # given a CLV fit scoring two customers at 10,000 and 30,000 yen
+    fit = ClvFit.objects.create(
+        calibration_end=dt.date(2026, 6, 30), r=1, alpha=1, a=1, b=1, log_likelihood=0
+    )
+    cache.delete(f"{selectors.CACHE_PREFIX}:clv:{fit.pk}")
+    for clv in (10000, 30000):
+        ClvScore.objects.create(
+            fit=fit,
+            customer=CustomerFactory(team=team),
+            frequency=1,
+            recency=1,
+            age=1,
+            monetary=1,
+            expected_purchases=1,
+            p_alive=0.5,
+            expected_spend=1,
+            clv=clv,
+        )
+    # then the summary is their mean, and the page says it with the fit's data date
+    assert selectors.clv_summary()["mean_clv"] == 20000
+    client.force_login(privacy_officer)
+    page = client.get(reverse("admin:crm_kpi")).content.decode()
+    assert "2026-06-30" in page and "20,000" in page
+
+
+@pytest.mark.django_db
+def test_an_import_refreshes_the_cached_months_after_commit(monkeypatch, django_capture_on_commit_callbacks):
+    from celery import current_app
+
+    sent: list[str] = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, *a, **kw: sent.append(name))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.marketing_spend_import(data=SPEND_CSV.encode())
+    assert sent == [services.KPI_REFRESH_TASK]
