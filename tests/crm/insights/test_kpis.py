@@ -14,6 +14,7 @@ from crm import services as crm_services
 from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import CampaignResult, MarketingSpend
 from crm.models import Customer
+from tests.crm.insights.scores import clv_fit_with
 from tests.factories import CustomerFactory, UserFactory
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -218,26 +219,12 @@ def test_import_page_refuses_a_file_that_is_not_utf8(client, privacy_officer):
 def test_page_shows_the_latest_clv_fit_beside_the_simple_ltv(client, privacy_officer, team):
     from django.core.cache import cache
 
-    from crm.analytics.models import ClvFit, ClvScore
-
     # given a CLV fit scoring two customers at 10,000 and 30,000 yen
-    fit = ClvFit.objects.create(
-        calibration_end=dt.date(2026, 6, 30), r=1, alpha=1, a=1, b=1, log_likelihood=0
+    fit = clv_fit_with(
+        [(CustomerFactory(team=team), clv, 0.5) for clv in (10000, 30000)],
+        calibration_end=dt.date(2026, 6, 30),
     )
     cache.delete(f"{selectors.CACHE_PREFIX}:clv:{fit.pk}")
-    for clv in (10000, 30000):
-        ClvScore.objects.create(
-            fit=fit,
-            customer=CustomerFactory(team=team),
-            frequency=1,
-            recency=1,
-            age=1,
-            monetary=1,
-            expected_purchases=1,
-            p_alive=0.5,
-            expected_spend=1,
-            clv=clv,
-        )
     # then the summary is their mean, and the page says it with the fit's data date
     assert selectors.clv_summary()["mean_clv"] == 20000
     client.force_login(privacy_officer)

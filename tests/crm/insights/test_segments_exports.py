@@ -19,6 +19,7 @@ from crm.analytics import eligibility
 from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import Segment, SegmentExport
 from crm.models import AuditEntry, Customer
+from tests.crm.insights.scores import clv_fit_with
 from tests.factories import CustomerFactory, UserFactory
 
 
@@ -241,7 +242,7 @@ def test_segment_admin_saves_filters_and_shows_the_live_count(client, team, team
 
 @pytest.mark.django_db
 def test_score_filters_read_the_latest_rfm_run_and_clv_fit(team, teammate):
-    from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
+    from crm.analytics.models import RfmRun, RfmScore
 
     # given three customers: a champion with a high CLV, a hibernating one with a low P(alive), and one an
     # older run called a champion (superseded by the latest run)
@@ -271,22 +272,7 @@ def test_score_filters_read_the_latest_rfm_run_and_clv_fit(team, teammate):
             m_score=1,
             segment=segment,
         )
-    fit = ClvFit.objects.create(
-        calibration_end=dt.date(2026, 1, 31), r=1, alpha=1, a=1, b=1, log_likelihood=0
-    )
-    for customer, clv, alive in ((champion, 90000, 0.95), (sleeper, 1000, 0.2)):
-        ClvScore.objects.create(
-            fit=fit,
-            customer=customer,
-            frequency=1,
-            recency=1,
-            age=1,
-            monetary=1,
-            expected_purchases=1,
-            p_alive=alive,
-            expected_spend=1,
-            clv=clv,
-        )
+    clv_fit_with([(champion, 90000, 0.95), (sleeper, 1000, 0.2)])
 
     def members(**filters: object) -> set[int]:
         segment = Segment(name="x", filters=filters)
