@@ -11,7 +11,13 @@ class CrmConfig(AppConfig):
     # Django's autodiscover loads): crm.retention.admin uses crm.admin.mixins, and the two stay one-way.
     # The admin app's ready() (autodiscover) runs first, so django-axes' and django-otp's own registrations
     # exist when crm.signin.admin replaces them.
-    part_admins = ("crm.beat_admin", "crm.integrations.admin", "crm.retention.admin", "crm.signin.admin")
+    part_admins = (
+        "crm.beat_admin",
+        "crm.integrations.admin",
+        "crm.retention.admin",
+        "crm.signin.admin",
+        "crm.analytics.admin",
+    )
 
     def ready(self) -> None:
         from importlib import import_module
