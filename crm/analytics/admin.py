@@ -214,7 +214,10 @@ class ScoreAdmin(AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
     ) -> Any:
         token = _viewer.set(request)
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()  # while the viewer is known: the explanation fields read it
+            return response
         finally:
             _viewer.reset(token)
 
