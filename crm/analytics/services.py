@@ -534,6 +534,26 @@ def clv_fit_run(
     return fit
 
 
+def clv_fit_summary(fit: ClvFit) -> dict[str, Any]:
+    """What `manage.py clv_fit` prints: customers, the BG/NBD and Gamma-Gamma parameters, the holdout."""
+    out: dict[str, Any] = {
+        "customers": fit.customers,
+        "bgnbd": {
+            "r": fit.r,
+            "alpha": fit.alpha,
+            "a": fit.a,
+            "b": fit.b,
+            "log_likelihood": fit.log_likelihood,
+        },
+        "gamma_gamma": {"p": fit.p, "q": fit.q, "v": fit.v},
+        "fit": fit.pk,
+        "seconds": fit.seconds,
+    }
+    if fit.holdout:
+        out["holdout"] = fit.holdout
+    return out
+
+
 def _clv_groups_load(cursor: Any, keys: Any, *columns: Any) -> None:
     """The predictions of each distinct (x, t_x, T) row (days), by COPY into a temporary table."""
     cursor.execute(f"DROP TABLE IF EXISTS {CLV_GROUPS}")
