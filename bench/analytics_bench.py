@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def _floor(as_of: dt.date, end: dt.datetime) -> None:
 
 
 def bench_clv(calibration_end: dt.date, holdout_end: dt.date | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     vacuum("crm_clvscore", "crm_clvfit")
     seconds, fit = timed(
         lambda: services.clv_fit_run(
