@@ -16,6 +16,7 @@ class CrmConfig(AppConfig):
         "crm.integrations.admin",
         "crm.retention.admin",
         "crm.signin.admin",
+        "crm.analytics.admin",
         "crm.insights.admin",
     )
 

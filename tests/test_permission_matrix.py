@@ -198,6 +198,49 @@ def _incident_team_join(row: Any, user: Any) -> None:
     incident_team_add(incident=incident, user=user, actor=incident.created_by)
 
 
+def _purchase_import_of(team: Team) -> Any:
+    from crm.models import PurchaseImport
+
+    return PurchaseImport.objects.create(team=team, file_name="purchases.csv")
+
+
+def _rfm_score_of(team: Team) -> Any:
+    from crm.models import RfmRun, RfmScore
+
+    run = RfmRun.objects.create(as_of="2026-04-01", customers=1)
+    return RfmScore.objects.create(
+        run=run,
+        customer=_customer_of(team),
+        recency_days=3,
+        frequency=2,
+        monetary=5000,
+        r_score=5,
+        f_score=4,
+        m_score=3,
+        segment=RfmScore.Segment.LOYAL,
+    )
+
+
+def _clv_score_of(team: Team) -> Any:
+    from crm.models import ClvFit, ClvScore
+
+    fit = ClvFit.objects.create(
+        calibration_end="2026-04-01", r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-10.0, customers=1
+    )
+    return ClvScore.objects.create(
+        fit=fit,
+        customer=_customer_of(team),
+        frequency=2,
+        recency=10.0,
+        age=20.0,
+        monetary=3000,
+        expected_purchases=0.5,
+        p_alive=0.8,
+        expected_spend=3100,
+        clv=12000,
+    )
+
+
 # Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
 MEMBERS: dict[str, Callable[[Any, Any], None]] = {
     "incidents.Incident": _incident_team_join,
@@ -223,6 +266,9 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "consent.SpecialCareRecord": (_special_care_record_of, ["crm.view_customer"], True),
     "consent.Objection": (_objection_of, ["crm.view_customer"], True),
     "incidents.Incident": (_incident_of, [], True),
+    "crm.PurchaseImport": (_purchase_import_of, ["crm.view_customer"], True),
+    "crm.RfmScore": (_rfm_score_of, ["crm.view_customer"], True),
+    "crm.ClvScore": (_clv_score_of, ["crm.view_customer"], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -487,49 +533,6 @@ def _idempotency_record_of(team: Team) -> Any:
     return record
 
 
-def _purchase_import_of(team: Team) -> Any:
-    from crm.models import PurchaseImport
-
-    return PurchaseImport.objects.create(team=team, file_name="purchases.csv")
-
-
-def _rfm_score_of(team: Team) -> Any:
-    from crm.models import RfmRun, RfmScore
-
-    run = RfmRun.objects.create(as_of="2026-04-01", customers=1)
-    return RfmScore.objects.create(
-        run=run,
-        customer=_customer_of(team),
-        recency_days=3,
-        frequency=2,
-        monetary=5000,
-        r_score=5,
-        f_score=4,
-        m_score=3,
-        segment=RfmScore.Segment.LOYAL,
-    )
-
-
-def _clv_score_of(team: Team) -> Any:
-    from crm.models import ClvFit, ClvScore
-
-    fit = ClvFit.objects.create(
-        calibration_end="2026-04-01", r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-10.0, customers=1
-    )
-    return ClvScore.objects.create(
-        fit=fit,
-        customer=_customer_of(team),
-        frequency=2,
-        recency=10.0,
-        age=20.0,
-        monetary=3000,
-        expected_purchases=0.5,
-        p_alive=0.8,
-        expected_spend=3100,
-        clv=12000,
-    )
-
-
 # Models behind the gate without an admin of their own: their row makers (with ADMIN_ROWS, every model).
 GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     **ADMIN_ROWS,
@@ -537,9 +540,6 @@ GATE_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "crm.CustomerEvent": (_event_of, ["crm.view_customer"], True),
     "consent.VisitorLink": (_visitor_link_of, ["crm.view_customer"], True),
     "crm.IdempotencyRecord": (_idempotency_record_of, ["crm.view_customer"], True),
-    "crm.PurchaseImport": (_purchase_import_of, ["crm.view_customer"], True),
-    "crm.RfmScore": (_rfm_score_of, ["crm.view_customer"], True),
-    "crm.ClvScore": (_clv_score_of, ["crm.view_customer"], True),
     "incidents.IncidentTimelineEntry": (_incident_timeline_entry_of, ["incidents.view_incident"], True),
     "incidents.IncidentFiling": (_incident_filing_of, ["incidents.view_incident"], True),
     "incidents.IncidentScope": (_incident_scope_of, ["incidents.view_incident"], True),

@@ -216,8 +216,21 @@ class ClvScore(models.Model):
 
 
 def _register() -> None:
-    """Classification of this area's fields (crm.models imports this module while the registry loads)."""
+    """Classification and role permissions of this area (crm.models imports this module while the registry
+    loads; roles are synced on post_migrate)."""
     from crm.analytics import field_classes  # noqa: F401  (declares the fields)
+    from crm.permissions import ROLE_PRIVACY, ROLE_STAFF
+    from crm.roles import grant_role_permissions
+
+    # Team staff import their team's purchases and read their team's scores (masked without the PII
+    # permission); the privacy officer reads every score, in clear, and the fairness report.
+    grant_role_permissions(
+        ROLE_STAFF,
+        ["crm.view_purchaseimport", "crm.add_purchaseimport", "crm.view_rfmscore", "crm.view_clvscore"],
+    )
+    grant_role_permissions(
+        ROLE_PRIVACY, ["crm.view_purchaseimport", "crm.view_rfmscore", "crm.view_clvscore"]
+    )
 
 
 _register()

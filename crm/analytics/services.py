@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import time
 import zlib
 from collections.abc import Iterator
@@ -34,12 +35,13 @@ if TYPE_CHECKING:
 
 
 PURCHASE_IMPORT_TASK = "crm.analytics.purchase_import"
+logger = logging.getLogger("crm.analytics")
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 def import_dir() -> Path:
     """Where uploaded files wait for their task (deleted once imported): ANALYTICS_IMPORT_DIR."""
-    path = Path(getattr(settings, "ANALYTICS_IMPORT_DIR", "") or settings.BASE_DIR / ".data" / "imports")
+    path = Path(settings.ANALYTICS_IMPORT_DIR)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -480,15 +482,19 @@ def clv_fit_run(
         clv_customer_stats(
             cursor, eligible=eligible, calibration_end=calibration_end, holdout_end=holdout_end
         )
+        phases = {"stats": seconds_since(start)}
         cursor.execute(f"SELECT x, t_x, big_t, count(*) FROM {CLV_STATS} GROUP BY 1, 2, 3")
         groups = np.array(cursor.fetchall(), dtype=float).reshape(-1, 4)
         if not groups.size:
             raise ValueError("no customers")
         x, t_x, big_t, counts = groups[:, 0], groups[:, 1] / unit, groups[:, 2] / unit, groups[:, 3]
+        phases["groups"] = seconds_since(start)
         bgnbd = clv.bgnbd_fit(x, t_x, big_t, counts)
+        phases["bgnbd_fit"] = seconds_since(start)
         cursor.execute(f"SELECT x, monetary FROM {CLV_STATS} WHERE x > 0 AND monetary > 0")
         spend = np.array(cursor.fetchall(), dtype=float).reshape(-1, 2)
         gg = clv.gamma_gamma_fit(spend[:, 0], spend[:, 1]) if len(spend) >= 10 else None
+        phases["gamma_gamma_fit"] = seconds_since(start)
         expected = clv.bgnbd_expected(bgnbd, horizon, x, t_x, big_t)
         alive = clv.bgnbd_p_alive(bgnbd, x, t_x, big_t)
         # Discounted expected purchases: CLV = this × the expected spend per purchase.
@@ -524,14 +530,40 @@ def clv_fit_run(
             horizon=horizon,
             discount_rate=discount_rate,
         )
+        phases["predictions"] = seconds_since(start)
         _clv_groups_load(cursor, groups[:, :3], expected, alive, discounted, predicted_holdout)
         stored = _clv_scores_insert(cursor, fit, gg, unit)
+        phases["stored"] = seconds_since(start)
         if holdout_end:
             fit.holdout = _clv_holdout(cursor, holdout_end)
         fit.seconds = seconds_since(start)
         fit.save(update_fields=["holdout", "seconds"])
+        # Cumulative seconds at the end of each phase, and sizes: counts only.
+        logger.info(
+            "clv fit %s: %s, %s distinct rows, %s repeat buyers", fit.pk, phases, len(groups), len(spend)
+        )
         _scores_audit(ClvScore, f"clv-fit:{fit.pk}", stored, actor, {"fit": fit.pk})
     return fit
+
+
+def clv_fit_summary(fit: ClvFit) -> dict[str, Any]:
+    """What `manage.py clv_fit` prints: customers, the BG/NBD and Gamma-Gamma parameters, the holdout."""
+    out: dict[str, Any] = {
+        "customers": fit.customers,
+        "bgnbd": {
+            "r": fit.r,
+            "alpha": fit.alpha,
+            "a": fit.a,
+            "b": fit.b,
+            "log_likelihood": fit.log_likelihood,
+        },
+        "gamma_gamma": {"p": fit.p, "q": fit.q, "v": fit.v},
+        "fit": fit.pk,
+        "seconds": fit.seconds,
+    }
+    if fit.holdout:
+        out["holdout"] = fit.holdout
+    return out
 
 
 def _clv_groups_load(cursor: Any, keys: Any, *columns: Any) -> None:

@@ -56,21 +56,7 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError("推定に使える顧客がいません。") from exc
-        out: dict[str, Any] = {
-            "customers": fit.customers,
-            "bgnbd": {
-                "r": fit.r,
-                "alpha": fit.alpha,
-                "a": fit.a,
-                "b": fit.b,
-                "log_likelihood": fit.log_likelihood,
-            },
-            "gamma_gamma": {"p": fit.p, "q": fit.q, "v": fit.v},
-            "fit": fit.pk,
-            "seconds": fit.seconds,
-        }
-        if fit.holdout:
-            out["holdout"] = fit.holdout
+        out = services.clv_fit_summary(fit)
         self.stdout.write(json.dumps(out, ensure_ascii=False))
         if fit.holdout:
             sys.stderr.write(_holdout_table(fit.holdout))
