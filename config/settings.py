@@ -334,6 +334,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# Uploaded purchase files wait here for their import task (crm.analytics), deleted once imported: a
+# directory web and worker processes share (the same machine, or a shared volume).
+ANALYTICS_IMPORT_DIR = env.str("ANALYTICS_IMPORT_DIR", default=str(BASE_DIR / ".data" / "imports"))
+
 # Retention runs (crm.retention): a slice whose last batch is older than this many seconds is stalled (its
 # worker died between a commit and the next enqueue) and is re-sent by the watchdog, which beat runs every
 # 30 seconds (schedule under 「定期タスク」; keep it at most this interval).

@@ -49,6 +49,7 @@ class ConsentConfig(AppConfig):
         grant_consent_roles()
         _register_with_retention()
         import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
+        _register_with_insights()
         register_demo_seeder(seed_consents)
         register_demo_seeder(seed_provision)
         register_demo_seeder(seed_requests)
@@ -78,13 +79,14 @@ class ConsentConfig(AppConfig):
 
 
 def _register_with_retention() -> None:
-    """What the retention engine (crm) asks of this app, registered because crm never imports consent: the
-    erasure of ledger evidence, the customers behind the "consent withdrawn" trigger, and the disclosure
-    packages a retention policy removes."""
+    """What crm asks of this app, registered because crm never imports consent: the erasure of ledger
+    evidence, the customers behind the "consent withdrawn" trigger, the provision records and disclosure
+    packages retention policies remove, and the use rule of the analytics."""
     from consent import selectors, services
     from consent.disclosure import services as disclosure_services
     from consent.provision import selectors as provision_selectors
     from consent.requests import services as request_services
+    from crm.analytics.eligibility import use_rule_register
     from crm.retention.models import RetentionPolicy
     from crm.retention.participants import (
         consent_withdrawn_source_register,
@@ -106,3 +108,23 @@ def _register_with_retention() -> None:
     )
     # Provision and receipt records (規則21・24) are removed by a policy of this scope, not by code of ours.
     record_scope_register(RetentionPolicy.Scope.PROVISION_RECORDS, provision_selectors.records_due)
+    # Who crm's analytics may model: the one lawful-basis rule (crm.analytics.eligibility).
+    use_rule_register(selectors.usable_for)
+
+
+def _register_with_insights() -> None:
+    """What crm's insights ask of this app besides the use rule: the purposes an export may name, and the KPI
+    page's consent opt-in rate per purpose."""
+    from django.utils.translation import gettext_lazy as _
+
+    from consent import selectors
+    from crm.insights.hooks import kpi_series_register, purposes_register
+
+    # The rule itself is registered once, for analytics and exports alike (use_rule_register above).
+    purposes_register(lambda: [(p.code, str(p)) for p in selectors.published_purposes()])
+    kpi_series_register(
+        key="consent_opt_in",
+        title=_("同意率（利用目的別）"),
+        unit="percent",
+        source=selectors.opt_in_rate_by_month,
+    )

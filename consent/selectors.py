@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from consent import rules
@@ -342,3 +343,23 @@ def consent_events_visible(*, user: User | AnonymousUser) -> QuerySet[ConsentEve
 def consent_states_visible(*, user: User | AnonymousUser) -> QuerySet[ConsentState]:
     """Current-state rows `user` may view."""
     return ConsentState.objects.restrict(user, "view")
+
+
+def opt_in_rate_by_month(months: list[dt.date]) -> dict[str, dict[str, float | None]]:
+    """The KPI page's consent opt-in rate (crm.insights registers it): per purpose code and JST month, the
+    share (%) of the decisions recorded for identified customers that month that were grants
+    (grants / (grants + withdrawals)). One GROUP BY over the ledger."""
+    if not months:
+        return {}
+    start = dt.datetime.combine(months[0], dt.time.min, tzinfo=rules.JST)
+    rows = (
+        ConsentEvent.objects.filter(occurred_at__gte=start, customer_id__isnull=False)
+        .annotate(m=TruncMonth("occurred_at", tzinfo=rules.JST))
+        .values("purpose__code", "m")
+        .annotate(grants=Count("id", filter=Q(action=ConsentEvent.Action.GRANT)), decisions=Count("id"))
+        .values_list("purpose__code", "m", "grants", "decisions")
+    )
+    out: dict[str, dict[str, float | None]] = {}
+    for code, month, grants, decisions in rows:
+        out.setdefault(code, {})[month.date().isoformat()] = round(100 * grants / decisions, 2)
+    return out

@@ -16,6 +16,7 @@ from ninja.errors import HttpError
 from pydantic import ConfigDict, Field, StrictInt
 
 from crm import services
+from crm.choices import CollectionChannel
 from crm.integrations.auth import TokenAuth
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, TextLimit
@@ -88,7 +89,7 @@ class CustomerIn(Schema):
     device_id: Annotated[str, TextLimit(100)] | None = None
     pos_card_no: Annotated[str, TextLimit(30)] | None = None
     preferences: JsonObject | None = None
-    collection_channel: Customer.Channel | None = None
+    collection_channel: CollectionChannel | None = None
     collected_at: Moment | None = None
     acquisition_note: Annotated[str, TextLimit(1000)] | None = None
 
@@ -243,7 +244,7 @@ class PurchaseIn(Schema):
     order_no: Annotated[str, TextLimit(40, min_length=1)]
     amount: StrictInt = Field(ge=0, le=999_999_999_999)
     currency: Literal["JPY", "USD", "EUR"] = "JPY"
-    channel: Customer.Channel
+    channel: CollectionChannel
     purchased_at: Moment
     external_id: ExternalId | None = None
 

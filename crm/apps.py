@@ -11,7 +11,14 @@ class CrmConfig(AppConfig):
     # Django's autodiscover loads): crm.retention.admin uses crm.admin.mixins, and the two stay one-way.
     # The admin app's ready() (autodiscover) runs first, so django-axes' and django-otp's own registrations
     # exist when crm.signin.admin replaces them.
-    part_admins = ("crm.beat_admin", "crm.integrations.admin", "crm.retention.admin", "crm.signin.admin")
+    part_admins = (
+        "crm.beat_admin",
+        "crm.integrations.admin",
+        "crm.retention.admin",
+        "crm.signin.admin",
+        "crm.analytics.admin",
+        "crm.insights.admin",
+    )
 
     def ready(self) -> None:
         from importlib import import_module
@@ -26,12 +33,15 @@ class CrmConfig(AppConfig):
         )
         from crm.audit.sealing import audit_seal_after_save
         from crm.classification import audit_excluded_fields, audit_masked_fields
+        from crm.demo import register_demo_seeder
         from crm.disclosure import sections as disclosure_sections
+        from crm.insights.demo import seed_insights
         from crm.models import AuditEntry, Customer, Team, TeamMembership
         from crm.roles import roles_sync
         from crm.signin import receivers as signin_receivers
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
+        register_demo_seeder(seed_insights)
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
         signin_receivers.connect()
         post_save.connect(audit_seal_after_save, sender=AuditEntry, dispatch_uid="crm.audit_seal_after_save")

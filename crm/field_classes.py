@@ -126,6 +126,11 @@ REGISTRY.declare(
     currency=not_personal(),
     channel=not_personal(),
     purchased_at=FieldSpec(A, ("customer_management", "analytics"), "tax_records", "full", "購入日時"),
+    quantity=FieldSpec(A, ("customer_management", "analytics"), "tax_records", "full", "数量"),
+    category=FieldSpec(A, ("customer_management", "analytics"), "tax_records", "full", "商品カテゴリ"),
+    # md5 of (team, external id, row, occurrence): re-importing a file finds its rows. Derived from the
+    # external id, so cleared when erasure unlinks the purchase.
+    import_key=FieldSpec(DER, ("customer_management",), "tax_records", "full", "取込行のキー"),
     created_at=not_personal(),
 )
 REGISTRY.declare(

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.audit import identity, signing
+from crm.choices import CollectionChannel
 from crm.django_adapter import AfterPreSave
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
 from crm.permissions import MODEL_PERMS, RestrictedQuerySet
@@ -121,14 +122,7 @@ class Customer(models.Model):
         STOP_USE = "stop_use", _("利用停止（法第35条）")
         ANONYMISED = "anonymised", _("匿名化済み")
 
-    class Channel(models.TextChoices):
-        WEB_FORM = "web_form", _("Webフォーム")
-        APP = "app", _("アプリ")
-        STORE_POS = "store_pos", _("店舗・POS")
-        EVENT = "event", _("イベント")
-        BUSINESS_CARD = "business_card", _("名刺")
-        PARTNER = "partner", _("提携先・第三者提供")
-        IMPORT = "import", _("インポート")
+    Channel = CollectionChannel
 
     class Gender(models.TextChoices):
         UNSPECIFIED = "", _("未回答")
@@ -314,11 +308,17 @@ class Purchase(models.Model):
         verbose_name=_("顧客"),
     )
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当チーム"))
-    order_no = models.CharField(_("注文番号"), max_length=40, unique=True)
-    amount = models.DecimalField(_("金額"), max_digits=12, decimal_places=0)
+    # Imported purchases may have none (the CSV has no order number): NULLs do not collide.
+    order_no = models.CharField(_("注文番号"), max_length=40, unique=True, null=True, blank=True)
+    # Yen; imported files may carry decimals (tax-inclusive unit prices), kept exactly.
+    amount = models.DecimalField(_("金額"), max_digits=14, decimal_places=2)
+    quantity = models.PositiveIntegerField(_("数量"), default=1)
+    category = models.CharField(_("商品カテゴリ"), max_length=64, blank=True, default="")
     currency = models.CharField(_("通貨"), max_length=3, default="JPY")
     channel = models.CharField(_("チャネル"), max_length=20, choices=Customer.Channel.choices)
     purchased_at = models.DateTimeField(_("購入日時"), db_index=True)
+    # The natural key of an imported row (crm.analytics.imports): unique, so a re-import inserts nothing.
+    import_key = models.UUIDField(_("取込キー"), null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
     objects = PurchaseQuerySet.as_manager()
@@ -625,5 +625,7 @@ class AuditChainHead(models.Model):
 
 # Areas of the crm app with models of their own live in sub-packages; importing them here registers them
 # with the crm app (one app, one migration history).
+from crm.analytics.models import *  # noqa: E402,F403
+from crm.insights.models import *  # noqa: E402,F403
 from crm.integrations.models import *  # noqa: E402,F403
 from crm.retention.models import *  # noqa: E402,F403

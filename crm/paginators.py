@@ -112,9 +112,9 @@ def table_estimate(using: str, table: str) -> int | None:
     return int(row[0]) if row and row[0] >= 0 else None
 
 
-def capped_count(qs: Any, cap: int) -> int | None:
-    """min(count, cap+1) under the admin count timeout; None when the timeout struck."""
-    timeout = int(getattr(settings, "ADMIN_COUNT_TIMEOUT_MS", 150))
+def capped_count(qs: Any, cap: int, timeout_ms: int | None = None) -> int | None:
+    """min(count, cap+1) under the admin count timeout (or `timeout_ms`); None when the timeout struck."""
+    timeout = timeout_ms or int(getattr(settings, "ADMIN_COUNT_TIMEOUT_MS", 150))
     try:
         with transaction.atomic(using=qs.db):
             with connections[qs.db].cursor() as cur:

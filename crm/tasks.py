@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from crm.analytics.tasks import *  # noqa: F403
+from crm.insights.tasks import *  # noqa: F403
 from crm.integrations.tasks import *  # noqa: F403
 from crm.retention.tasks import *  # noqa: F403
 

@@ -10,6 +10,9 @@ read the parameters psycopg itself is given.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -68,3 +71,35 @@ def is_audit_id_reservation(sql: str) -> bool:
 def without_audit_id_reservation(captured: object) -> list[str]:
     """The SQL of a CaptureQueriesContext, without the audit id reservation."""
     return [q["sql"] for q in captured.captured_queries if not is_audit_id_reservation(q["sql"])]  # type: ignore[attr-defined]
+
+
+def celery_worker_start(
+    name: str, *, concurrency: int = 2, pool: str = "prefork", **env: str
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker on this run's database and broker (service_env), in its own process group so
+    that a kill reaches its pool children too (os.killpg(proc.pid, …))."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    return subprocess.Popen(
+        [
+            celery,
+            "-A",
+            "config",
+            "worker",
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            "WARNING",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -321,6 +321,47 @@ def _request_handler_join(row: Any, user: Any) -> None:
 
     request_id = row.pk if isinstance(row, DataSubjectRequest) else row.request_id
     DataSubjectRequest.objects.filter(pk=request_id).update(handler=user)
+def _purchase_import_of(team: Team) -> Any:
+    from crm.models import PurchaseImport
+
+    return PurchaseImport.objects.create(team=team, file_name="purchases.csv")
+
+
+def _rfm_score_of(team: Team) -> Any:
+    from crm.models import RfmRun, RfmScore
+
+    run = RfmRun.objects.create(as_of="2026-04-01", customers=1)
+    return RfmScore.objects.create(
+        run=run,
+        customer=_customer_of(team),
+        recency_days=3,
+        frequency=2,
+        monetary=5000,
+        r_score=5,
+        f_score=4,
+        m_score=3,
+        segment=RfmScore.Segment.LOYAL,
+    )
+
+
+def _clv_score_of(team: Team) -> Any:
+    from crm.models import ClvFit, ClvScore
+
+    fit = ClvFit.objects.create(
+        calibration_end="2026-04-01", r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-10.0, customers=1
+    )
+    return ClvScore.objects.create(
+        fit=fit,
+        customer=_customer_of(team),
+        frequency=2,
+        recency=10.0,
+        age=20.0,
+        monetary=3000,
+        expected_purchases=0.5,
+        p_alive=0.8,
+        expected_spend=3100,
+        clv=12000,
+    )
 
 
 # Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").
@@ -357,6 +398,9 @@ ADMIN_ROWS: dict[str, tuple[Callable[[Team], Any], list[str], bool]] = {
     "incidents.Incident": (_incident_of, [], True),
     "consent.DataSubjectRequest": (_request_of, [], True),
     "consent.DisclosurePackage": (_disclosure_package_of, ["consent.view_datasubjectrequest"], True),
+    "crm.PurchaseImport": (_purchase_import_of, ["crm.view_customer"], True),
+    "crm.RfmScore": (_rfm_score_of, ["crm.view_customer"], True),
+    "crm.ClvScore": (_clv_score_of, ["crm.view_customer"], True),
 }
 
 # Admins of models that hold no personal data of customers, and why.
@@ -371,6 +415,10 @@ NOT_PERSONAL_ADMINS = {
     "consent.Recipient": "organisations data is given to, their contracts, audits and transfer bases",
     "consent.DataSystem": "systems of the data map (names, places, owners)",
     "consent.DataFlow": "flows between systems and recipients (purpose, frequency)",
+    "crm.MarketingSpend": "spend totals per channel and month",
+    "crm.CampaignResult": "e-mail campaign totals (counts)",
+    "crm.Segment": "definitions; members are computed through restrict() for the viewer (tests/crm/insights)",
+    "crm.SegmentExport": "export records: counts, column names, the anonymisation report",
 }
 
 REGISTERED = sorted(

@@ -62,6 +62,29 @@ EXPORT_PATHS: dict[str, ExportPath] = {
     "crm/disclosure/package.py:row": ExportPath(
         TO_DATA_SUBJECT, "one CSV row of the package writer (the package above)"
     ),
+    "crm/insights/admin.py:_export": ExportPath(
+        INTERNAL,
+        "a segment's CSV for the staff member who asked, within the purpose's lawful basis; the admin offers "
+        "no recipient (an export to one goes through crm.insights.services._before_rows_leave, below)",
+    ),
+    "crm/insights/admin.py:_csv_response": ExportPath(
+        INTERNAL, "the CSV writer of the export above; its caller is listed with its destination"
+    ),
+    "crm/insights/services.py:segment_export_personal": ExportPath(
+        INTERNAL,
+        "rows for the company's own download; with a recipient as destination, _before_rows_leave has the "
+        "provision recorder registered by consent write the record first, and refuses without one",
+    ),
+    "crm/insights/services.py:_record_export": ExportPath(
+        INTERNAL, "records and audits the export above before its first row (ids and counts only)"
+    ),
+    "crm/insights/services.py:_audit_export": ExportPath(NO_PERSONAL_DATA, "the export's audit entry: ids"),
+    "crm/insights/services.py:_may_export": ExportPath(NO_PERSONAL_DATA, "the permission check of an export"),
+    "crm/insights/services.py:segment_export_anonymised": ExportPath(
+        NO_PERSONAL_DATA,
+        "匿名加工情報 (APPI 43): generalised and suppressed until k-anonymous, identifiers dropped, "
+        "items published",
+    ),
     # The integration API answers the company's own systems (API clients, each a system of the data map). A
     # client operated by a processor is a DataSystem with its `recipient`, and its flow is on the map
     # (entrustment, APPI 27(5)(i)); a provision to a third party never goes through these reads.

@@ -23,7 +23,7 @@ from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 from tests.crm.retention.conftest import NOW, add_history, jst, set_activity, transactional_db_mark
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
-from tests.services import database_conninfo, service_env
+from tests.services import celery_worker_start, database_conninfo, service_env
 
 pytestmark = [transactional_db_mark(), pytest.mark.worker]
 
@@ -47,32 +47,7 @@ def _start_worker() -> subprocess.Popen[bytes]:
 
 def _start_worker_with(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
     # pytest-django's test database and the run's broker, embedded or not
-    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", **extra_env)
-    celery = str(Path(sys.executable).with_name("celery"))
-    return subprocess.Popen(
-        [
-            celery,
-            "-A",
-            "config",
-            "worker",
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "-l",
-            "WARNING",
-            "-n",
-            "retention-test@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill reaches the pool children too
-    )
+    return celery_worker_start("retention-test", **extra_env)
 
 
 def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:

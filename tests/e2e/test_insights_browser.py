@@ -1,0 +1,87 @@
+"""The insights in a real headless Chromium: the KPI page draws its charts (vendored Chart.js, no console
+error, no CSP violation), and a segment's export downloads as a CSV."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from consent.models import Purpose
+from consent.services import purpose_create
+from crm.insights.models import CampaignResult, MarketingSpend, Segment
+from crm.insights.rules import months_back
+from tests.e2e.conftest import TRANSACTIONAL_DB
+from tests.e2e.test_customer_browser import log_in
+from tests.factories import CustomerFactory
+
+pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
+
+
+def _console_errors(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def test_kpi_page_draws_every_chart_without_console_errors(live_server, new_page, privacy_officer, team):
+    # given a few months of spend, campaign results and customers
+    months = months_back(dt.date.today(), 3)
+    for month in months:
+        MarketingSpend.objects.create(channel="web_form", month=month, amount=Decimal(50000))
+        CampaignResult.objects.create(
+            campaign_code=f"news-{month:%Y%m}", sent_on=month, sent=100, delivered=95, opened=30, clicked=6
+        )
+    CustomerFactory(team=team)
+    page = new_page()
+    errors = _console_errors(page)
+    # when the privacy officer opens the KPI page
+    log_in(page, live_server.url, "privacy")
+    page.goto(f"{live_server.url}/admin/crm/marketingspend/kpi/")
+    # then every chart is drawn by Chart.js (a canvas with datasets), consent's opt-in block included
+    canvases = page.locator("canvas")
+    assert canvases.count() >= 5
+    page.wait_for_function("document.querySelectorAll('canvas:not([data-drawn])').length === 0")
+    assert page.locator("#kpi-extra-consent_opt_in").count() == 1
+    assert page.evaluate("typeof window.Chart") == "function"
+    assert page.locator("canvas[data-series]").first.get_attribute("data-drawn") == "2"
+    # and nothing went wrong in the console
+    assert errors == []
+
+
+def test_segment_export_downloads_a_csv(live_server, new_page, teammate, team):
+    # given a segment of Tokyo customers and a staff member of their team
+    CustomerFactory(team=team, prefecture="13")
+    CustomerFactory(team=team, prefecture="27")
+    segment = Segment.objects.create(name="東京の顧客", filters={"prefectures": ["13"]})
+    if not Purpose.objects.filter(code="customer_management").exists():  # flushed by a transactional test
+        purpose_create(
+            code="customer_management",
+            category="customer_management",
+            legal_basis="contract",
+            title_ja="顧客管理",
+            title_en="Customer management",
+            description_ja="会員情報の管理のため。",
+            description_en="To manage membership.",
+        )
+    page = new_page()
+    errors = _console_errors(page)
+    log_in(page, live_server.url, "teammate")
+    # when they open the segment's export page, choose personal data for customer management and submit
+    page.goto(f"{live_server.url}/admin/crm/segment/{segment.pk}/export/")
+    page.select_option("#id_kind", "personal")
+    page.select_option("#id_purpose_code", "customer_management")
+    with page.expect_download() as info:
+        page.click("#segment-export-form [type=submit]")
+    download = info.value
+    # then a CSV downloads with a header and the one Tokyo customer, masked (no 'view personal data')
+    text = open(download.path(), encoding="utf-8-sig").read()
+    lines = text.strip().splitlines()
+    assert download.suggested_filename.startswith(f"segment-{segment.pk}-customer_management")
+    assert lines[0].startswith("id,")
+    assert len(lines) == 2
+    assert "***@example.com" in lines[1]
+    assert errors == []
