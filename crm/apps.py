@@ -31,6 +31,7 @@ class CrmConfig(AppConfig):
             field_classes,
             tasks,
         )
+        from crm.analytics.demo import seed_analytics
         from crm.audit.sealing import audit_seal_after_save
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
@@ -41,6 +42,7 @@ class CrmConfig(AppConfig):
         from crm.signin import receivers as signin_receivers
 
         # Every app's post_migrate: the permissions of apps after crm exist only once theirs has run.
+        register_demo_seeder(seed_analytics)
         register_demo_seeder(seed_insights)
         post_migrate.connect(roles_sync, dispatch_uid="crm.roles_sync")
         signin_receivers.connect()

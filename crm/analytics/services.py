@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from celery import current_app
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import EmptyResultSet, PermissionDenied
@@ -28,6 +27,7 @@ from crm.analytics.models import ClvFit, ClvScore, PurchaseImport, RfmRun, RfmSc
 from crm.classification import REDACTED, audit_masked_fields
 from crm.models import AuditEntry, Customer, Purchase, Team
 from crm.permissions import team_open_to
+from crm.queue import task_enqueue
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -70,7 +70,7 @@ def purchase_import_create(
             for chunk in upload.chunks():
                 out.write(chunk)
         # By name (crm.analytics.tasks imports this module): enqueued once the batch row is committed.
-        transaction.on_commit(lambda: current_app.send_task(PURCHASE_IMPORT_TASK, args=[batch.pk]))
+        transaction.on_commit(lambda: task_enqueue(PURCHASE_IMPORT_TASK, batch.pk))
     return batch
 
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from celery import current_app
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -31,6 +30,7 @@ from crm.insights.models import CampaignResult, MarketingSpend, Segment, Segment
 from crm.insights.selectors import kpi_months, segment_members
 from crm.models import AuditEntry, Customer, Purchase
 from crm.permissions import can_view_pii
+from crm.queue import task_enqueue
 from crm.retention.rules import TOP_AGE_BAND, age_band
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def kpi_cache_refresh(*, months: int = KPI_MONTHS) -> int:
 
 def kpi_cache_refresh_enqueue() -> None:
     """Ask a worker to recompute the KPI months after the current transaction commits."""
-    transaction.on_commit(lambda: current_app.send_task(KPI_REFRESH_TASK))
+    transaction.on_commit(lambda: task_enqueue(KPI_REFRESH_TASK))
 
 
 def segment_save(*, segment: Segment, actor: User | None = None) -> Segment:

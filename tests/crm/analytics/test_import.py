@@ -32,6 +32,7 @@ GOOD_AND_BAD = (
     "C-6,2026-04-05,100\n"  # 10: too few columns
     "C-7,2026-13-01T10:00,100,1,,\n"  # 11
     "123456789018,2026-04-05,100,1,,\n"  # 12: a My Number (check digit valid) as the external id
+    "C-8,2026-04-05,100,abc,,\n"  # 13: a quantity that is no number
 )
 
 
@@ -49,7 +50,7 @@ def test_bad_rows_are_reported_by_line_and_valid_rows_kept(team):
 
     # then the good rows are purchases, the bad ones reported with their line, field and reason
     assert batch.status == PurchaseImport.Status.DONE
-    assert (batch.rows_total, batch.rows_inserted, batch.rows_invalid) == (11, 4, 7)
+    assert (batch.rows_total, batch.rows_inserted, batch.rows_invalid) == (12, 4, 8)
     assert {(e["line"], e["field"], e["code"]) for e in batch.errors} == {
         (6, "purchased_at", "invalid_datetime"),
         (7, "amount", "invalid_amount"),
@@ -59,6 +60,7 @@ def test_bad_rows_are_reported_by_line_and_valid_rows_kept(team):
         (10, "", "columns"),
         (11, "purchased_at", "invalid_datetime"),
         (12, "external_id", "my_number"),
+        (13, "quantity", "invalid_quantity"),
     }
     # C-1 is created in the importing team, C-2 is the existing customer, no one else is created
     created = Customer.objects.get(team=team, external_id="C-1")
@@ -100,7 +102,7 @@ def test_another_team_importing_the_same_file_gets_its_own_customers(team, other
 def test_all_or_nothing_refuses_the_whole_file(team):
     batch = _import(team, GOOD_AND_BAD, all_or_nothing=True)
     assert batch.status == PurchaseImport.Status.REFUSED
-    assert batch.rows_invalid == 7 and len(batch.errors) == 8
+    assert batch.rows_invalid == 8 and len(batch.errors) == 9
     assert Purchase.objects.count() == 0 and Customer.objects.filter(external_id="C-1").count() == 0
 
 
