@@ -34,6 +34,7 @@ from crm.models import Customer
 from crm.permissions import teams_open_to
 from incidents import services
 from incidents.models import (
+    REPORT_ITEM_FIELDS,
     Incident,
     IncidentCorrectiveAction,
     IncidentFiling,
@@ -55,18 +56,6 @@ TRIGGERS = {
 }
 
 
-# 規則8(1)(i)–(ix): the report items in the order the PPC's form asks them.
-REPORT_ITEM_FIELDS = (
-    "report_summary",
-    "report_items",
-    "report_persons",
-    "report_cause",
-    "report_secondary_damage",
-    "report_response_to_persons",
-    "report_publication",
-    "report_prevention",
-    "report_other",
-)
 ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix")
 REPORT_FORMS = {
     "ppc_prelim": (_("個人情報保護委員会への速報"), _("個人情報保護法第26条第1項、規則第8条第1項")),
@@ -374,18 +363,8 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         (
             _("報告事項（規則8条1項）"),
             {
-                "fields": [
-                    "report_summary",
-                    "report_items",
-                    "report_persons",
-                    "report_cause",
-                    "report_secondary_damage",
-                    "report_response_to_persons",
-                    "report_publication",
-                    "report_prevention",
-                    "action_link",
-                    "report_other",
-                ]
+                # the corrective actions' link beside 再発防止策 (viii), before その他 (ix)
+                "fields": [*REPORT_ITEM_FIELDS[:8], "action_link", REPORT_ITEM_FIELDS[8]]
             },
         ),
         (

@@ -5,6 +5,7 @@ personal data, and the people affected are held as references to customers (not 
 """
 
 from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
+from incidents.models import REPORT_ITEM_FIELDS
 
 REGISTRY.declare(
     "incidents.Incident",
@@ -41,15 +42,7 @@ REGISTRY.declare(
     **{
         name: not_personal("報告事項（規則8条1項、個人を特定しない記述）")
         for name in (
-            "report_summary",
-            "report_items",
-            "report_persons",
-            "report_cause",
-            "report_secondary_damage",
-            "report_response_to_persons",
-            "report_publication",
-            "report_prevention",
-            "report_other",
+            *REPORT_ITEM_FIELDS,
             "gdpr_late_reason",
             "public_notice_where",
             "drill_findings",

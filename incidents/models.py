@@ -91,6 +91,21 @@ class Deadline:
         return (now or timezone.now()) > self.due
 
 
+# 規則8(1)(i)–(ix): the items of the regulator's report, in the order the PPC's form asks them (fields of
+# Incident below). One list for the report pages, the admin's fieldset, the services and the registry.
+REPORT_ITEM_FIELDS = (
+    "report_summary",
+    "report_items",
+    "report_persons",
+    "report_cause",
+    "report_secondary_damage",
+    "report_response_to_persons",
+    "report_publication",
+    "report_prevention",
+    "report_other",
+)
+
+
 class Incident(models.Model):
     """One personal-data breach or suspected breach (漏えい等事案) and its facts.
 

@@ -37,6 +37,7 @@ from crm.queue import task_enqueue
 from crm.retention.models import LegalHold
 from crm.retention.services import legal_hold_place, legal_hold_release
 from incidents.models import (
+    REPORT_ITEM_FIELDS,
     Incident,
     IncidentAffected,
     IncidentCorrectiveAction,
@@ -79,15 +80,7 @@ FACT_FIELDS = (
     "financial_damage",
     "unlawful_purpose",
     "affected_count",
-    "report_summary",
-    "report_items",
-    "report_persons",
-    "report_cause",
-    "report_secondary_damage",
-    "report_response_to_persons",
-    "report_publication",
-    "report_prevention",
-    "report_other",
+    *REPORT_ITEM_FIELDS,
     "gdpr_late_reason",
     "public_notice_at",
     "public_notice_where",
