@@ -76,7 +76,9 @@ def _person(team: Any, officer: Any) -> Customer:
         customer_ids=[customer.pk], reason="litigation", placed_by=officer, note="備考"
     )
     # APPI 33(5): the records of provision to a third party and of receipt from one that name the person
-    partner = Recipient.objects.create(name="提携ポイント株式会社", kind=Recipient.Kind.THIRD_PARTY, country="JP")
+    partner = Recipient.objects.create(
+        name="提携ポイント株式会社", kind=Recipient.Kind.THIRD_PARTY, country="JP"
+    )
     provision_services.provision_record(
         actor=officer, recipient=partner, customer_ids=[customer.pk], data_items=["crm.Customer.email"],
         basis=provision_rules.BASIS_OPT_OUT, opt_out_notified_on=dt.date(2026, 1, 5), on=dt.date(2026, 4, 1),
