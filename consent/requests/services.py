@@ -57,6 +57,7 @@ CONFIRMATION_HOURS = 48
 CORRECTION_KINDS = (RequestKind.CORRECTION,)
 STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION)
 OBJECTION_KINDS = (RequestKind.OBJECTION,)
+STOP_PROVISION_KINDS = (RequestKind.STOP_THIRD_PARTY,)
 ERASURE_KINDS = (RequestKind.STOP_USE_ERASURE,)
 
 
@@ -424,6 +425,20 @@ def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
     return stopped
 
 
+def request_stop_provision(*, request: DataSubjectRequest, actor: User) -> Customer:
+    """第三者提供の停止 (APPI Art. 35(3)) through crm's provision-stopped fact: from the commit on, every
+    provision to a third party naming the person is refused (consent.provision.services.provision_record).
+    Refused before the identity is verified."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, STOP_PROVISION_KINDS)
+        customer = _linked_customer(locked, actor)
+        stopped = crm_services.customer_stop_provision(customer=customer, actor=actor)
+        _log(locked, "stopped_provision")
+        locked.save()
+    return stopped
+
+
 def request_record_objection(
     *, request: DataSubjectRequest, actor: User, scope: str, purpose_code: str = ""
 ) -> Objection:
@@ -549,6 +564,7 @@ def _summary(request: DataSubjectRequest, note: str) -> dict[str, Any]:
         "disclosed": [s for s in log if s["action"] == "disclosed"],
         "changed": changed,
         "stopped_use": any(s["action"] == "stopped_use" for s in log),
+        "stopped_provision": any(s["action"] == "stopped_provision" for s in log),
         "erased": [{"action": s["action"], "at": s["at"]} for s in erased],
         "kept": kept,
         "note": note,
@@ -596,6 +612,10 @@ def request_complete(*, request: DataSubjectRequest, actor: User, note: str = ""
         if locked.kind in ERASURE_KINDS and locked.erasure_action and not _erased(locked):
             if not any(s["action"] == "erasure_held" for s in locked.work_log):
                 raise RequestError(_("承認された消去がまだ実行されていません。"))
+        if locked.kind in STOP_PROVISION_KINDS and not any(
+            s["action"] == "stopped_provision" for s in locked.work_log
+        ):
+            raise RequestError(_("第三者提供の停止がまだ行われていません（法第35条第3項）。"))
         _move(locked, "complete")
         _close(locked, actor, note[:2000], RequestMessage.Kind.RESULT)
     return locked
