@@ -85,6 +85,7 @@ def _register_with_retention() -> None:
     from consent.disclosure import selectors as disclosure_selectors
     from consent.disclosure import services as disclosure_services
     from consent.provision import selectors as provision_selectors
+    from consent.requests import selectors as request_selectors
     from consent.requests import services as request_services
     from crm.retention.models import RetentionPolicy
     from crm.retention.participants import (
@@ -107,3 +108,9 @@ def _register_with_retention() -> None:
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )
     record_scope_register(RetentionPolicy.Scope.PROVISION_RECORDS, provision_selectors.records_due)
+    # The request desk's own records: answered requests with their records, after REQUEST_RECORDS_KEEP_YEARS.
+    record_scope_register(
+        RetentionPolicy.Scope.REQUEST_RECORDS,
+        request_selectors.request_records_due,
+        remove=request_services.request_records_remove,
+    )

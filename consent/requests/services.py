@@ -26,6 +26,7 @@ from django_fsm import TransitionNotAllowed
 
 from consent import rules
 from consent import services as consent_services
+from consent.disclosure.models import DisclosurePackage
 from consent.models import Objection
 from consent.requests import mail
 from consent.requests.models import (
@@ -48,6 +49,7 @@ from crm.retention.services import customer_anonymise, customer_erase, tombstone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+    from django.db.models import QuerySet
 
 log = logging.getLogger(__name__)
 
@@ -707,6 +709,19 @@ def message_send(
     if then_forget:
         request_forget_requester(request_id=request_id)
     return message
+
+
+def request_records_remove(*, rows: QuerySet[DataSubjectRequest], actor: User | None) -> int:
+    """Remove a batch of answered requests past their keeping period (the rows a retention run selected with
+    consent.requests.selectors.request_records_due and locked): their package rows (expired or failed: no
+    file left), completion records, then the requests with their verifications and messages. Each deletion
+    is audited by django-auditlog (ids only). Returns the number of requests removed."""
+    ids = list(rows.values_list("pk", flat=True))
+    with _acting(actor):
+        DisclosurePackage.objects.filter(request_id__in=ids).delete()
+        RequestCompletion.objects.filter(request_id__in=ids).delete()
+        _total, per_model = DataSubjectRequest.objects.filter(pk__in=ids).delete()
+    return per_model.get(DataSubjectRequest._meta.label, 0)
 
 
 def requests_erasure_step(*, customer_ids: list[int], action: str, reason: str, actor: User | None) -> int:
