@@ -105,7 +105,10 @@ def request_records_due(trigger: str, days: int, as_of: dt.datetime) -> list[Que
     day of `as_of`. A request whose disclosure package is still building or downloadable waits for the
     packages' own policy. Only the trigger "period ended" applies."""
     if trigger != RetentionPolicy.Trigger.PERIOD_ENDED:
-        raise ValueError("開示等請求の記録には「保存期間の満了からN日経過」の契機のみ使えます。")
+        raise ValueError(
+            "開示等請求の記録には「記録ごとの法定保存期間の満了からN日経過」の契機のみ使えます"
+            "（保存期間は設定 REQUEST_RECORDS_KEEP_YEARS）。"
+        )
     day = as_of.astimezone(JST).date() - dt.timedelta(days=days)
     cutoff = request_records_closed_before(day, years=request_records_keep_years())
     live = DisclosurePackage.objects.filter(
