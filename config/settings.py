@@ -427,13 +427,18 @@ API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 # person may sue two weeks after the request, APPI Art. 39) and the public form's budgets per minute, per
 # e-mail address (by keyed hash) and per source address (counters in REDIS_URL, as the API's).
 APPI_REQUEST_DAYS = env.int("APPI_REQUEST_DAYS", default=14)
+# Answered requests and their records are kept this many years after completion or rejection, then removed
+# by the retention policy of scope 「完了した開示等請求とその記録」 (README: the limitation period).
+REQUEST_RECORDS_KEEP_YEARS = env.int("REQUEST_RECORDS_KEEP_YEARS", default=3)
 REQUEST_FORM_RATE_LIMIT_PER_ADDRESS = env.int("REQUEST_FORM_RATE_LIMIT_PER_ADDRESS", default=3)
 REQUEST_FORM_RATE_LIMIT_PER_SOURCE = env.int("REQUEST_FORM_RATE_LIMIT_PER_SOURCE", default=10)
 
 # E-mail (the request desk's messages to requesters, the incident notices) through Django's e-mail backend:
 # EMAIL_URL as django-environ reads it (smtp+tls://user:password@host:587, consolemail://, filemail:///path);
 # by default the console in development, memory (locmem) in tests, SMTP on localhost in production.
-_email_default = {"test": "memorymail://", "development": "consolemail://"}.get(DJANGO_ENV, "smtp://localhost:25")
+_email_default = {"test": "memorymail://", "development": "consolemail://"}.get(
+    DJANGO_ENV, "smtp://localhost:25"
+)
 vars().update(env.email_url("EMAIL_URL", default=_email_default))
 # An explicit backend class wins over EMAIL_URL's: incidents.mail.FileBasedEmailBackend (with EMAIL_FILE_PATH)
 # can say which Message-IDs it has written, so an incident notice whose worker died is resolved without a

@@ -83,8 +83,10 @@ def _register_with_retention() -> None:
     evidence, the customers behind the "consent withdrawn" trigger, the provision records and disclosure
     packages retention policies remove, and the use rule of the analytics."""
     from consent import selectors, services
+    from consent.disclosure import selectors as disclosure_selectors
     from consent.disclosure import services as disclosure_services
     from consent.provision import selectors as provision_selectors
+    from consent.requests import selectors as request_selectors
     from consent.requests import services as request_services
     from crm.analytics.eligibility import use_rule_register
     from crm.retention.models import RetentionPolicy
@@ -92,22 +94,28 @@ def _register_with_retention() -> None:
         consent_withdrawn_source_register,
         erasure_participant_register,
         record_scope_register,
-        retention_scope_register,
     )
 
     erasure_participant_register("consent.ledger_evidence", services.consent_evidence_erase)
     erasure_participant_register("consent.request_desk", request_services.requests_erasure_step)
-    # Disclosure packages past their period, removed by the policy of scope "dsar_packages".
-    retention_scope_register(
-        "dsar_packages",
-        due=disclosure_services.disclosure_packages_due,
+    # Disclosure packages past their period, marked expired (files deleted after commit) by the policy of
+    # scope "dsar_packages"; provision and receipt records (規則21・24) deleted by a policy of theirs. One
+    # registry and one run path for both: crm.retention.participants.record_scope_register.
+    record_scope_register(
+        RetentionPolicy.Scope.DSAR_PACKAGES,
+        disclosure_selectors.packages_due,
         remove=disclosure_services.disclosure_packages_remove,
     )
     consent_withdrawn_source_register(
         lambda purpose_code, days, as_of: selectors.withdrawn_since(purpose_code, days, as_of=as_of)
     )
-    # Provision and receipt records (規則21・24) are removed by a policy of this scope, not by code of ours.
     record_scope_register(RetentionPolicy.Scope.PROVISION_RECORDS, provision_selectors.records_due)
+    # The request desk's own records: answered requests with their records, after REQUEST_RECORDS_KEEP_YEARS.
+    record_scope_register(
+        RetentionPolicy.Scope.REQUEST_RECORDS,
+        request_selectors.request_records_due,
+        remove=request_services.request_records_remove,
+    )
     # Who crm's analytics may model: the one lawful-basis rule (crm.analytics.eligibility).
     use_rule_register(selectors.usable_for)
 

@@ -194,6 +194,28 @@ def request_due_dates(
     )
 
 
+# How long an answered request and its records (verification, messages, completion record, package rows) are
+# kept after it was completed or rejected: the REQUEST_RECORDS_KEEP_YEARS setting (README, "Keeping the
+# desk's own records": the civil-law limitation period of a claim about how the request was handled).
+REQUEST_RECORDS_KEEP_YEARS_DEFAULT = 3
+
+
+def request_records_keep_until(closed_at: dt.datetime, *, years: int) -> dt.date:
+    """The last day (JST) an answered request's records are kept: `years` years after the JST day it was
+    completed or rejected (29 February → 28 February of a common year, as add_months counts)."""
+    return add_months(_aware(closed_at, "closed_at").astimezone(JST).date(), 12 * years)
+
+
+def request_records_closed_before(day: dt.date, *, years: int) -> dt.datetime:
+    """The instant (00:00 JST) such that a request closed before it was kept through a day before `day`
+    (request_records_keep_until(closed_at) < day), and one closed at or after it is still kept on `day`:
+    the cutoff of the retention policy's statement."""
+    first = add_months(day, -12 * years)
+    if add_months(first, 12 * years) < day:  # `day` is 29 February: 28 February + N years falls short of it
+        first += dt.timedelta(days=1)
+    return dt.datetime.combine(first, dt.time.min, tzinfo=JST)
+
+
 def extension_notice_is_timely(dates: RequestDueDates, notice_sent_at: dt.datetime) -> bool:
     """Whether a notice of extension sent at `notice_sent_at` was sent within the first month (GDPR 12(3)):
     on or before the original due date, in JST. A later notice cannot extend the deadline."""

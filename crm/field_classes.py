@@ -55,6 +55,7 @@ REGISTRY.declare(
     kana_bidx=FieldSpec(DER, PROFILE, "customer_profile", "full", "フリガナ検索用ハッシュ"),
     last_activity_at=not_personal("最終利用日時"),
     closed_at=not_personal("退会日時"),
+    provision_stopped_at=not_personal("第三者提供の停止日時（法第35条第3項）"),
     created_at=not_personal("登録日時"),
     updated_at=not_personal("更新日時"),
 )

@@ -207,6 +207,11 @@ class Customer(models.Model):
 
     last_activity_at = models.DateTimeField(_("最終利用日時"), null=True, blank=True)
     closed_at = models.DateTimeField(_("退会日時"), null=True, blank=True)
+    # 第三者提供の停止 (APPI Art. 35(3)): set only by crm.services.customer_stop_provision (the request desk's
+    # fulfilment); consent.provision.services.provision_record refuses a provision naming the person after it.
+    provision_stopped_at = models.DateTimeField(
+        _("第三者提供の停止日時（法第35条第3項）"), null=True, blank=True
+    )
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
     updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
 

@@ -278,6 +278,25 @@ def customer_stop_use(*, customer: Customer, actor: User) -> Customer:
     )
 
 
+def customer_stop_provision(*, customer: Customer, actor: User) -> Customer:
+    """第三者提供の停止 (APPI Art. 35(3)): from now on no provision to a third party may name the customer
+    (consent.provision.services.provision_record refuses it). Called by the request desk's fulfilment once
+    the requester's identity is verified; saved through the ORM, so django-auditlog records who set it and
+    when. Setting it again keeps the first instant."""
+    from django.core.exceptions import PermissionDenied
+    from django.utils import timezone
+    from django.utils.translation import gettext as _
+
+    with transaction.atomic(), _acting(actor):
+        if not may_change_status(actor, customer.pk):
+            raise PermissionDenied(_("この顧客の状態を変更する権限がありません。"))
+        locked = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        if locked.provision_stopped_at is None:
+            locked.provision_stopped_at = timezone.now()
+            locked.save(update_fields=["provision_stopped_at", "updated_at"])
+    return locked
+
+
 def customer_resume_use(*, customer: Customer, actor: User) -> Customer:
     """End a 利用停止 (the ground no longer applies, or the person asks): back to 有効."""
     return _status_set(

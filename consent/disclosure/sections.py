@@ -1,6 +1,7 @@
 """What the consent app holds about a customer, registered with crm's disclosure registry
 (crm.disclosure.registry): the purposes of use (published texts, and every version the person was shown),
-the consent ledger, the current consent states, 要配慮 records, objections and linked visitor ids."""
+the consent ledger, the current consent states, 要配慮 records, objections, linked visitor ids, and the
+third-party provision and receipt records that name the person (APPI 33(5): 第三者提供記録の開示)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,42 @@ def register() -> None:
             "consent.DataSubjectRequest",
             context=("id", "kind", "channel", "received_at", "state", "closed_at"),
             order_by=("received_at", "pk"),
+        ),
+        # APPI 33(5): the records of provision to third parties (法第29条) and of receipt from them (法第30条)
+        # that name the person, read through their links (ProvisionSubject / ReceiptSubject).
+        ModelSection(
+            "consent.provisions",
+            _("第三者提供の記録（法第29条、第33条5項）"),
+            "consent.ProvisionRecord",
+            context=(
+                "id",
+                "recipient__name",
+                "recipient__country",
+                "basis",
+                "data_items",
+                "first_provided_on",
+                "last_provided_on",
+                "provisions",
+                "keep_until",
+            ),
+            customer="subjects__customer",
+            order_by=("first_provided_on", "pk"),
+        ),
+        ModelSection(
+            "consent.receipts",
+            _("第三者からの受領の記録（法第30条、第33条5項）"),
+            "consent.ReceiptRecord",
+            context=(
+                "id",
+                "provider_name",
+                "provider_address",
+                "data_items",
+                "received_on",
+                "basis",
+                "keep_until",
+            ),
+            customer="subjects__customer",
+            order_by=("received_on", "pk"),
         ),
         ModelSection(
             "consent.visitor_links",

@@ -3,18 +3,21 @@ clear content for a download (verified whole before the first byte leaves)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import signing
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from consent.disclosure.models import DisclosurePackage
 from consent.disclosure.services import package_dir
 from crm.crypto import DecryptionError, decrypt_stream
+from crm.retention.models import RetentionPolicy
+from crm.retention.rules import trigger_cutoff
 
 if TYPE_CHECKING:
     from crm.permissions import User
@@ -79,3 +82,19 @@ def package_verify(package: DisclosurePackage) -> None:
         size += len(chunk)
     if digest.hexdigest() != package.sha256 or size != package.size:
         raise DecryptionError(f"consent.DisclosurePackage:{package.pk} does not match its recorded SHA-256.")
+
+
+def packages_due(trigger: str, days: int, as_of: dt.datetime) -> list[QuerySet[DisclosurePackage]]:
+    """The packages a retention policy of scope "dsar_packages" removes at `as_of` (crm.retention's record
+    scope): ready ones `days` days past their download deadline, failed ones `days` days after they were
+    ordered (the cutoff is the start of the JST day `days` days before `as_of`). Only the trigger "record
+    age" applies to packages."""
+    if trigger != RetentionPolicy.Trigger.RECORD_AGE:
+        raise ValueError("開示データには「記録の作成からN日経過」の契機のみ使えます。")
+    cutoff = trigger_cutoff(as_of, days)
+    State = DisclosurePackage.State
+    return [
+        DisclosurePackage.objects.filter(
+            Q(state=State.READY, expires_at__lt=cutoff) | Q(state=State.FAILED, created_at__lt=cutoff)
+        )
+    ]

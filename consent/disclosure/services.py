@@ -25,7 +25,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -311,28 +311,11 @@ def disclosure_packages_resume() -> int:
 # --- removal by the retention engine (policy scope "dsar_packages", crm.retention.participants) -----------
 
 
-def _removable(cutoff: dt.datetime) -> QuerySet[DisclosurePackage]:
-    """Packages past the policy's period: ready ones counted from their download deadline, failed ones
-    from when they were ordered. Their rows stay, as the record of what was disclosed (counts, hash)."""
-    return DisclosurePackage.objects.filter(
-        Q(state=State.READY, expires_at__lt=cutoff) | Q(state=State.FAILED, created_at__lt=cutoff)
-    )
-
-
-def disclosure_packages_due(*, cutoff: dt.datetime) -> int:
-    """How many packages a run of the policy would remove (its dry run)."""
-    return _removable(cutoff).count()
-
-
-def disclosure_packages_remove(*, cutoff: dt.datetime, limit: int, actor: User | None) -> int:
-    """Mark up to `limit` packages past the period expired, in the caller's transaction (rows a download
-    or a build holds are skipped: the next run takes them); their files are deleted after commit."""
-    ids = list(
-        _removable(cutoff)
-        .select_for_update(skip_locked=True)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+def disclosure_packages_remove(*, rows: QuerySet[DisclosurePackage], actor: User | None) -> int:
+    """Mark a batch of packages past the policy's period expired (rows the retention run selected with
+    consent.disclosure.selectors.packages_due and locked in its transaction); their files are deleted after
+    commit. Their rows stay, as the record of what was disclosed (counts, hash)."""
+    ids = list(rows.order_by("pk").values_list("pk", flat=True))
     if not ids:
         return 0
     removed = DisclosurePackage.objects.filter(pk__in=ids).update(

@@ -35,6 +35,9 @@ BASIS_OPT_OUT = "opt_out"
 BASIS_CONTRACT_AS_RECORD = "contract_as_record"
 BASIS_ENTRUSTMENT = "entrustment"
 BASIS_JOINT_USE = "joint_use"
+# Provision on these bases is not provision to a third party (APPI 27(5): 委託, 共同利用): a 第三者提供の停止
+# (APPI 35(3)) does not stop it.
+NOT_THIRD_PARTY_BASES = frozenset({BASIS_ENTRUSTMENT, BASIS_JOINT_USE})
 
 # Cross-border bases (APPI 28).
 XB_CONSENT = "consent"

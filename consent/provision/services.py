@@ -99,9 +99,11 @@ def provision_check(
     - contract as record (規則19(3)): a contract of this recipient;
     - entrustment (27(5)(i)): a processor with a contract in force on `on`;
     - joint use (27(5)(iii)): a joint user whose items were published on or before `on`.
-    Whatever the basis, nobody in stop-use (利用停止・第三者提供の停止, APPI 35) or anonymised is provided
-    (a closed account still may be, to a processor keeping its records), and special-care data
-    (要配慮個人情報) never by opt-out (27(2) proviso).
+    Whatever the basis, nobody in stop-use (利用停止, APPI 35(1)) or anonymised is provided (a closed account
+    still may be, to a processor keeping its records), and special-care data (要配慮個人情報) never by
+    opt-out (27(2) proviso). Nobody whose 第三者提供の停止 (APPI 35(3)) the request desk fulfilled is
+    provided to a third party; entrustment (27(5)(i)) and joint use (27(5)(iii)) are not provision to a
+    third party and stay possible (the processor keeps working for us, the joint users were published).
     """
     stopped = (
         Customer.objects.filter(pk__in=customer_ids)
@@ -110,6 +112,14 @@ def provision_check(
     )
     if stopped:
         raise ProvisionRefused(f"利用停止中または匿名化済みの顧客が{stopped}人含まれています（法第35条）。")
+    if basis not in rules.NOT_THIRD_PARTY_BASES:
+        no_provision = Customer.objects.filter(
+            pk__in=customer_ids, provision_stopped_at__isnull=False
+        ).count()
+        if no_provision:
+            raise ProvisionRefused(
+                f"第三者提供の停止を請求された顧客が{no_provision}人含まれています（法第35条第3項）。"
+            )
     if basis == rules.BASIS_OPT_OUT and any(_is_special_care(item) for item in data_items):
         raise ProvisionRefused("要配慮個人情報はオプトアウトで提供できません（法第27条2項ただし書）。")
     if recipient.foreign:

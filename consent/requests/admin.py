@@ -322,6 +322,12 @@ ACTIONS: dict[str, tuple[StrOrPromise, type[forms.Form], Act, tuple[str, ...]]] 
         lambda r, u, d: services.request_stop_use(request=r, actor=u),
         (RequestState.IN_PROGRESS,),
     ),
+    "stop_provision": (
+        _("第三者提供を停止する（法第35条第3項）"),
+        ConfirmForm,
+        lambda r, u, d: services.request_stop_provision(request=r, actor=u),
+        (RequestState.IN_PROGRESS,),
+    ),
     "objection": (
         _("異議を記録する（GDPR第21条）"),
         ObjectionForm,
@@ -384,6 +390,8 @@ def _offered(name: str, request: DataSubjectRequest) -> bool:
         return request.kind in services.CORRECTION_KINDS
     if name == "stop_use":
         return request.kind in services.STOP_USE_KINDS
+    if name == "stop_provision":
+        return request.kind in services.STOP_PROVISION_KINDS
     if name == "package":
         return request.kind in package_services.PACKAGE_KINDS
     if name == "objection":
@@ -470,6 +478,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             "fee_display",
             "handler",
             "customer_display",
+            "provision_stop_display",
             "deadlines",
             "verifications",
             "approval",
@@ -533,6 +542,15 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             return "-"
         url = reverse("admin:crm_customer_change", args=[obj.customer_id])
         return format_html('<a href="{}">{}</a>', url, _("顧客 #%(id)s") % {"id": obj.customer_id})
+
+    @admin.display(description=_("第三者提供の停止（法第35条第3項）"))
+    def provision_stop_display(self, obj: DataSubjectRequest) -> str:
+        """When this request stopped provision to third parties of its customer (the work log's step; the
+        fact is the customer's, set by crm.services.customer_stop_provision and shown on their page)."""
+        steps = [s["at"] for s in obj.work_log if s["action"] == "stopped_provision"]
+        if not steps:
+            return "-" if obj.kind in services.STOP_PROVISION_KINDS else str(_("対象外"))
+        return _local(dt.datetime.fromisoformat(steps[0]))
 
     @admin.display(description=_("期限"))
     def deadlines(self, obj: DataSubjectRequest) -> str:
@@ -606,6 +624,7 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             (_("本人の鍵付きハッシュ"), record.subject_hash[:16] + "…"),
             (_("訂正した項目"), ", ".join(summary.get("changed", [])) or "-"),
             (_("利用停止"), _("あり") if summary.get("stopped_use") else "-"),
+            (_("第三者提供の停止"), _("あり") if summary.get("stopped_provision") else "-"),
             (_("消去"), ", ".join(f"{e['action']} {e['at'][:10]}" for e in summary.get("erased", [])) or "-"),
             (
                 _("保存したもの（理由）"),

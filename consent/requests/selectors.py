@@ -6,13 +6,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from consent.requests.models import DataSubjectRequest, RequestQuerySet
-from consent.rules import JST
+from consent.disclosure.models import DisclosurePackage
+from consent.requests.models import DataSubjectRequest, RequestQuerySet, RequestState
+from consent.rules import JST, REQUEST_RECORDS_KEEP_YEARS_DEFAULT, request_records_closed_before
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer
+from crm.retention.models import RetentionPolicy
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -88,3 +91,31 @@ def request_matches(*, request: DataSubjectRequest, user: User | AnonymousUser) 
         matches.append(Match(customer=customer, by=by))
     # The strongest first: more identifiers agreeing.
     return sorted(matches, key=lambda m: -len(m.by))
+
+
+def request_records_keep_years() -> int:
+    """REQUEST_RECORDS_KEEP_YEARS: how many years answered requests and their records are kept."""
+    return int(getattr(settings, "REQUEST_RECORDS_KEEP_YEARS", REQUEST_RECORDS_KEEP_YEARS_DEFAULT))
+
+
+def request_records_due(trigger: str, days: int, as_of: dt.datetime) -> list[QuerySet[DataSubjectRequest]]:
+    """The answered requests a retention policy of scope "request_records" removes at `as_of` (crm.retention's
+    record scope): completed or rejected ones whose keeping period (REQUEST_RECORDS_KEEP_YEARS after the JST
+    day they were closed, consent.rules.request_records_keep_until) ended at least `days` days before the JST
+    day of `as_of`. A request whose disclosure package is still building or downloadable waits for the
+    packages' own policy. Only the trigger "period ended" applies."""
+    if trigger != RetentionPolicy.Trigger.PERIOD_ENDED:
+        raise ValueError(
+            "開示等請求の記録には「記録ごとの法定保存期間の満了からN日経過」の契機のみ使えます"
+            "（保存期間は設定 REQUEST_RECORDS_KEEP_YEARS）。"
+        )
+    day = as_of.astimezone(JST).date() - dt.timedelta(days=days)
+    cutoff = request_records_closed_before(day, years=request_records_keep_years())
+    live = DisclosurePackage.objects.filter(
+        request=OuterRef("pk"),
+        state__in=[DisclosurePackage.State.BUILDING, DisclosurePackage.State.READY],
+    )
+    answered = DataSubjectRequest.objects.filter(
+        state__in=[RequestState.COMPLETED, RequestState.REJECTED], closed_at__lt=cutoff
+    )
+    return [answered.exclude(Exists(live))]

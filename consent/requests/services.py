@@ -26,6 +26,7 @@ from django_fsm import TransitionNotAllowed
 
 from consent import rules
 from consent import services as consent_services
+from consent.disclosure.models import DisclosurePackage
 from consent.models import Objection
 from consent.requests import mail
 from consent.requests.models import (
@@ -48,6 +49,7 @@ from crm.retention.services import customer_anonymise, customer_erase, tombstone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+    from django.db.models import QuerySet
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ CONFIRMATION_HOURS = 48
 CORRECTION_KINDS = (RequestKind.CORRECTION,)
 STOP_USE_KINDS = (RequestKind.STOP_USE_ERASURE, RequestKind.RESTRICTION)
 OBJECTION_KINDS = (RequestKind.OBJECTION,)
+STOP_PROVISION_KINDS = (RequestKind.STOP_THIRD_PARTY,)
 ERASURE_KINDS = (RequestKind.STOP_USE_ERASURE,)
 
 
@@ -424,6 +427,20 @@ def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
     return stopped
 
 
+def request_stop_provision(*, request: DataSubjectRequest, actor: User) -> Customer:
+    """第三者提供の停止 (APPI Art. 35(3)) through crm's provision-stopped fact: from the commit on, every
+    provision to a third party naming the person is refused (consent.provision.services.provision_record).
+    Refused before the identity is verified."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, STOP_PROVISION_KINDS)
+        customer = _linked_customer(locked, actor)
+        stopped = crm_services.customer_stop_provision(customer=customer, actor=actor)
+        _log(locked, "stopped_provision")
+        locked.save()
+    return stopped
+
+
 def request_record_objection(
     *, request: DataSubjectRequest, actor: User, scope: str, purpose_code: str = ""
 ) -> Objection:
@@ -549,6 +566,7 @@ def _summary(request: DataSubjectRequest, note: str) -> dict[str, Any]:
         "disclosed": [s for s in log if s["action"] == "disclosed"],
         "changed": changed,
         "stopped_use": any(s["action"] == "stopped_use" for s in log),
+        "stopped_provision": any(s["action"] == "stopped_provision" for s in log),
         "erased": [{"action": s["action"], "at": s["at"]} for s in erased],
         "kept": kept,
         "note": note,
@@ -596,6 +614,10 @@ def request_complete(*, request: DataSubjectRequest, actor: User, note: str = ""
         if locked.kind in ERASURE_KINDS and locked.erasure_action and not _erased(locked):
             if not any(s["action"] == "erasure_held" for s in locked.work_log):
                 raise RequestError(_("承認された消去がまだ実行されていません。"))
+        if locked.kind in STOP_PROVISION_KINDS and not any(
+            s["action"] == "stopped_provision" for s in locked.work_log
+        ):
+            raise RequestError(_("第三者提供の停止がまだ行われていません（法第35条第3項）。"))
         _move(locked, "complete")
         _close(locked, actor, note[:2000], RequestMessage.Kind.RESULT)
     return locked
@@ -687,6 +709,19 @@ def message_send(
     if then_forget:
         request_forget_requester(request_id=request_id)
     return message
+
+
+def request_records_remove(*, rows: QuerySet[DataSubjectRequest], actor: User | None) -> int:
+    """Remove a batch of answered requests past their keeping period (the rows a retention run selected with
+    consent.requests.selectors.request_records_due and locked): their package rows (expired or failed: no
+    file left), completion records, then the requests with their verifications and messages. Each deletion
+    is audited by django-auditlog (ids only). Returns the number of requests removed."""
+    ids = list(rows.values_list("pk", flat=True))
+    with _acting(actor):
+        DisclosurePackage.objects.filter(request_id__in=ids).delete()
+        RequestCompletion.objects.filter(request_id__in=ids).delete()
+        _total, per_model = DataSubjectRequest.objects.filter(pk__in=ids).delete()
+    return per_model.get(DataSubjectRequest._meta.label, 0)
 
 
 def requests_erasure_step(*, customer_ids: list[int], action: str, reason: str, actor: User | None) -> int:

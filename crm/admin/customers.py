@@ -68,7 +68,19 @@ FIELDSETS = [
         _("取得の経緯（法第21条・第29条の記録事項）"),
         {"fields": ["collection_channel", "collected_at", "acquisition_note"]},
     ),
-    (_("管理情報"), {"fields": ["age_band", "last_activity_at", "closed_at", "created_at", "updated_at"]}),
+    (
+        _("管理情報"),
+        {
+            "fields": [
+                "age_band",
+                "last_activity_at",
+                "closed_at",
+                "provision_stopped_at",
+                "created_at",
+                "updated_at",
+            ]
+        },
+    ),
 ]
 
 
@@ -160,7 +172,15 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     sortable_by = ("last_activity_at",)
     list_select_related = ("team",)
     # The status is a fact about the data: shown, and changed only by the actions beside it (services).
-    readonly_fields = ("status", "status_actions", "age_band", "created_at", "updated_at", "closed_at")
+    readonly_fields = (
+        "status",
+        "status_actions",
+        "age_band",
+        "created_at",
+        "updated_at",
+        "closed_at",
+        "provision_stopped_at",
+    )
     actions = None
     # Not the auto-discovered admin/crm/customer/change_list.html: another ModelAdmin of Customer (the stock
     # one of bench/admin_bench.py) must not pick up a search form that posts to CustomerAdmin's view.

@@ -100,6 +100,31 @@ def register() -> None:
             context=("id", "reason", "reference", "placed_at", "until", "released_at"),
             order_by=("placed_at", "pk"),
         ),
+        # Scores computed about the person (profiling, GDPR Art. 15(1)(h)): the inputs and the results, with
+        # the run or fit they came from.
+        ModelSection(
+            "crm.rfm_scores",
+            _("RFM分析の結果"),
+            "crm.RfmScore",
+            context=(
+                "id",
+                "run__as_of",
+                "recency_days",
+                "frequency",
+                "monetary",
+                "r_score",
+                "f_score",
+                "m_score",
+            ),
+            order_by=("run_id", "pk"),
+        ),
+        ModelSection(
+            "crm.clv_scores",
+            _("顧客生涯価値（CLV）の予測"),
+            "crm.ClvScore",
+            context=("id", "fit__calibration_end", "expected_purchases", "p_alive", "clv"),
+            order_by=("fit_id", "pk"),
+        ),
         SourcesSection(),
     ):
         disclosure_section_register(section)

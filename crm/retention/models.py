@@ -36,6 +36,7 @@ class RetentionPolicy(models.Model):
         ACCESS_LOGS = "access_logs", _("アクセスログ")
         DSAR_PACKAGES = "dsar_packages", _("完了した開示等請求の開示データ")
         PROVISION_RECORDS = "provision_records", _("第三者提供・受領の記録（規則21・24）")
+        REQUEST_RECORDS = "request_records", _("完了した開示等請求とその記録")
 
     class Trigger(models.TextChoices):
         INACTIVE = "inactive", _("最終利用からN日経過")

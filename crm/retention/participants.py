@@ -8,14 +8,13 @@
   person is erased whole or not at all.
 - The source of the "consent withdrawn" trigger: the consent app tells which customers withdrew consent for
   a purpose at least N days before an instant.
-- Record scopes: records of an app above crm that a retention policy removes whole (not customers), such as
-  the third-party provision records consent keeps for the period 規則21 sets. The app registers, for a
-  policy scope, the querysets of rows due at an instant; a run of a policy of that scope deletes them in
-  batches (crm.retention.services.runs), with the same runs, dry run and audit as every policy.
-- Retention scopes of records that are not walked customer by customer (a policy's `scope`, e.g. the
-  disclosure packages of the request desk): the app that keeps the records registers how many are past a
-  cutoff and how to remove a batch of them; a policy run of that scope asks them
-  (crm.retention.services.runs).
+- Record scopes: records of an app above crm that a retention policy removes whole (not customers, not
+  walked customer by customer), such as the third-party provision records consent keeps for the period
+  規則21 sets, or the request desk's disclosure packages. The app registers, for a policy scope, the
+  querysets of rows due at an instant (`due`) and, when removing a row is more than deleting it (marking a
+  package expired and deleting its file after commit), how to remove a locked batch (`remove`). A run of a
+  policy of that scope removes them batch by batch in a resumable slice (crm.retention.services.runs), with
+  the same runs, dry run and audit as every policy. One registry, one run path.
 """
 
 from __future__ import annotations
@@ -75,55 +74,37 @@ def consent_withdrawn_source() -> WithdrawnSource | None:
 RecordsDue = Callable[[str, int, dt.datetime], "list[QuerySet[Any]]"]
 
 
+class RecordsRemove(Protocol):
+    def __call__(self, *, rows: QuerySet[Any], actor: User | None) -> int:
+        """Remove `rows` (one batch, already locked by the caller's transaction; anything outside the
+        database only after commit, with transaction.on_commit); return how many were removed."""
+        ...
+
+
+def records_delete(*, rows: QuerySet[Any], actor: User | None) -> int:
+    """The default removal: delete the rows (the ORM audits each deletion, ids only; links cascade)."""
+    _total, per_model = rows.delete()
+    return per_model.get(rows.model._meta.label, 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class RecordScope:
     """A policy scope whose rows are records of an app above crm: `due(trigger, days, as_of)` gives, per
-    model, the rows a policy of that trigger and number of days removes at `as_of` (an unknown trigger
-    raises ValueError, and the run fails naming it)."""
+    model, the rows a policy of that trigger and number of days removes at `as_of` (a trigger the scope
+    does not know raises ValueError, and the run fails naming it); `remove` removes one locked batch."""
 
     scope: str
     due: RecordsDue
+    remove: RecordsRemove = records_delete
 
 
 _record_scopes: dict[str, RecordScope] = {}
 
 
-def record_scope_register(scope: str, due: RecordsDue) -> None:
+def record_scope_register(scope: str, due: RecordsDue, *, remove: RecordsRemove = records_delete) -> None:
     """Register the records of `scope` (called from an AppConfig.ready(); idempotent)."""
-    _record_scopes[scope] = RecordScope(scope=scope, due=due)
+    _record_scopes[scope] = RecordScope(scope=scope, due=due, remove=remove)
 
 
 def record_scope(scope: str) -> RecordScope | None:
     return _record_scopes.get(scope)
-class ScopeDue(Protocol):
-    def __call__(self, *, cutoff: dt.datetime) -> int:
-        """How many records of the scope are past `cutoff` (the policy's N days before its run's instant)."""
-        ...
-
-
-class ScopeRemove(Protocol):
-    def __call__(self, *, cutoff: dt.datetime, limit: int, actor: User | None) -> int:
-        """Remove at most `limit` records past `cutoff`, inside the caller's transaction (rows locked with
-        SKIP LOCKED; anything outside the database only after commit); return how many."""
-        ...
-
-
-@dataclasses.dataclass(frozen=True)
-class RetentionScope:
-    """A registered scope: `due` counts for the dry run, `remove` acts for the run."""
-
-    scope: str
-    due: ScopeDue
-    remove: ScopeRemove
-
-
-_scopes: dict[str, RetentionScope] = {}
-
-
-def retention_scope_register(scope: str, *, due: ScopeDue, remove: ScopeRemove) -> None:
-    """Register the records of a policy scope (called from an AppConfig.ready(); idempotent)."""
-    _scopes[scope] = RetentionScope(scope=scope, due=due, remove=remove)
-
-
-def retention_scope(scope: str) -> RetentionScope | None:
-    return _scopes.get(scope)

@@ -164,12 +164,7 @@ def retention_preview(
         except ValueError as exc:
             return PolicyPreview(0, 0, [], str(exc))
     if policy.scope not in CUSTOMER_SCOPES:
-        handler = participants.retention_scope(policy.scope)
-        if handler is None:
-            return PolicyPreview(
-                0, 0, [], "この対象の処理は未導入です（担当アプリの導入後に有効になります）。"
-            )
-        return PolicyPreview(handler.due(cutoff=rules.trigger_cutoff(as_of, policy.days)), 0, [])
+        return PolicyPreview(0, 0, [], "この対象の処理は未導入です（担当アプリの導入後に有効になります）。")
     base = Customer.objects.restrict(user, "view")
     try:
         todo = actionable(policy, as_of, base)

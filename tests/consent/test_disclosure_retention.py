@@ -63,9 +63,10 @@ def test_the_retention_policy_removes_packages_n_days_past_their_deadline(
     as_of = dt.datetime(2026, 5, 3, 10, 0, tzinfo=JST)
     # when the privacy officer previews it, then one package is due
     assert retention_selectors.retention_preview(user=officer, policy=policy, as_of=as_of).affected == 1
-    # when it runs
+    # when it runs (the one path of every record scope: a resumable slice of batches)
     with django_capture_on_commit_callbacks(execute=True):
-        run = retention.retention_run_start(policy=policy, as_of=as_of, actor=officer)
+        started = retention.retention_run_start(policy=policy, as_of=as_of, actor=officer, enqueue=False)
+        run = retention.retention_run_to_completion(run=started)
     # then the older package is expired and its file gone; the other is untouched
     assert (run.status, run.erased) == (RetentionRun.Status.COMPLETED, 1)
     old.refresh_from_db()
@@ -80,7 +81,9 @@ def test_the_retention_policy_removes_packages_n_days_past_their_deadline(
     assert entry.additional_data["disclosure_packages_expired"] == {"ids": [old.pk], "count": 1}
     # and a second run finds nothing left to do
     with django_capture_on_commit_callbacks(execute=True):
-        again = retention.retention_run_start(policy=policy, as_of=as_of)
+        again = retention.retention_run_to_completion(
+            run=retention.retention_run_start(policy=policy, as_of=as_of, enqueue=False)
+        )
     assert (again.status, again.erased) == (RetentionRun.Status.COMPLETED, 0)
 
 
@@ -92,3 +95,37 @@ def test_a_package_policy_with_another_trigger_or_action_fails_with_its_reason(d
     # when it runs, then the run fails and says why
     run = retention.retention_run_start(policy=policy)
     assert run.status == RetentionRun.Status.FAILED and "消去" in run.note
+    # and set to a customer trigger, it fails naming the one trigger packages know
+    policy.action, policy.trigger = "erase", "inactive"
+    policy.save()
+    run = retention.retention_run_start(policy=policy)
+    assert run.status == RetentionRun.Status.FAILED and "記録の作成からN日経過" in run.note
+
+
+def test_a_package_run_stopped_between_batches_resumes_from_its_cursor(
+    team, django_capture_on_commit_callbacks
+):
+    # given three packages past the policy's period and a policy removing one per batch
+    handler = UserFactory(username="h", roles=[ROLE_SUPPORT])
+    packages = [_built(team, handler, dt.datetime(2026, 1, 10, 10, 0, tzinfo=JST)) for _ in range(3)]
+    policy = RetentionPolicy.objects.get(scope="dsar_packages")
+    policy.batch_size = 1
+    policy.save()
+    as_of = dt.datetime(2026, 5, 3, 10, 0, tzinfo=JST)
+    run = retention.retention_run_start(policy=policy, as_of=as_of, enqueue=False)
+    sl = run.slices.get()
+    # when one batch is done and the worker stops before the next
+    with django_capture_on_commit_callbacks(execute=True):
+        cursor = retention.retention_slice_advance(slice_id=sl.pk, expected_cursor=0, enqueue=False)
+    # then one package is expired, a repeated message for that batch does nothing
+    assert cursor == 1
+    assert DisclosurePackage.objects.filter(state=DisclosurePackage.State.EXPIRED).count() == 1
+    assert retention.retention_slice_advance(slice_id=sl.pk, expected_cursor=0, enqueue=False) is None
+    # and the run resumed from its cursor removes the rest and completes
+    with django_capture_on_commit_callbacks(execute=True):
+        done = retention.retention_run_to_completion(run=run)
+    assert (done.status, done.erased) == (RetentionRun.Status.COMPLETED, 3)
+    assert {p.pk for p in packages} == set(
+        DisclosurePackage.objects.filter(state=DisclosurePackage.State.EXPIRED).values_list("pk", flat=True)
+    )
+    assert list(services.package_dir().iterdir()) == []

@@ -18,7 +18,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from consent import services as consent_services
+from consent.provision import rules as provision_rules
+from consent.provision import services as provision_services
+from consent.provision.models import Recipient
 from consent.requests.models import DataSubjectRequest
+from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
 from crm.classification import REGISTRY, DataClass, FieldSpec
 from crm.disclosure import ModelSection, disclosure_sections, json_value
 from crm.disclosure.package import disclosure_package_write
@@ -72,6 +76,32 @@ def _person(team: Any, officer: Any) -> Customer:
     retention.legal_hold_place(
         customer_ids=[customer.pk], reason="litigation", placed_by=officer, note="備考"
     )
+    # scores computed about the person (profiling, GDPR 15(1)(h))
+    run = RfmRun.objects.create(as_of=WHEN.date())
+    RfmScore.objects.create(
+        run=run, customer=customer, recency_days=3, frequency=1, monetary=Decimal("1980"),
+        r_score=5, f_score=1, m_score=2, segment=RfmScore.Segment.POTENTIAL,
+    )  # fmt: skip
+    fit = ClvFit.objects.create(
+        calibration_end=WHEN.date(), r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-1.0
+    )
+    ClvScore.objects.create(
+        fit=fit, customer=customer, frequency=0, recency=0.0, age=1.0, monetary=Decimal("0"),
+        expected_purchases=0.4, p_alive=1.0, expected_spend=Decimal("1980"), clv=Decimal("2500"),
+    )  # fmt: skip
+    # APPI 33(5): the records of provision to a third party and of receipt from one that name the person
+    partner = Recipient.objects.create(
+        name="提携ポイント株式会社", kind=Recipient.Kind.THIRD_PARTY, country="JP"
+    )
+    provision_services.provision_record(
+        actor=officer, recipient=partner, customer_ids=[customer.pk], data_items=["crm.Customer.email"],
+        basis=provision_rules.BASIS_OPT_OUT, opt_out_notified_on=dt.date(2026, 1, 5), on=dt.date(2026, 4, 1),
+    )  # fmt: skip
+    provision_services.receipt_record(
+        actor=officer, provider_name="提供元株式会社", provider_address="東京都港区1-1",
+        acquisition="自社の会員登録で取得", customer_ids=[customer.pk], data_items=["crm.Customer.email"],
+        basis="consent", received_on=dt.date(2026, 3, 1),
+    )  # fmt: skip
     DataSubjectRequest.objects.create(
         kind="disclosure", channel="email", received_at=WHEN, customer=customer, requester_name="山田 花子",
         requester_email="hanako@example.com", requester_phone="+819011112222", requester_member_no="M1",
@@ -96,6 +126,18 @@ def _models_pointing_at_customers() -> list[tuple[type[Any], str]]:
             if field.is_relation and field.related_model is Customer:
                 out.append((model, field.name))
     return out
+
+
+def _models_naming_customers() -> list[tuple[type[Any], str]]:
+    """Models that name people through a link table (a many-to-many to customers): records such as the
+    third-party provision and receipt records, which a disclosure must list whether or not they hold a
+    personal field themselves (APPI 33(5))."""
+    return [
+        (model, field.name)
+        for model in apps.get_models()
+        for field in model._meta.many_to_many
+        if field.related_model is Customer
+    ]
 
 
 def test_every_personal_field_of_every_model_pointing_to_a_customer_is_in_the_package(team, privacy_officer):
@@ -127,6 +169,20 @@ def test_every_personal_field_of_every_model_pointing_to_a_customer_is_in_the_pa
                 value = getattr(instance, model._meta.get_field(name).attname)
                 assert row[name] == json_value(value), (model._meta.label, name)
     assert missing == []
+    # and every record that names the person through a link (provision and receipt records, APPI 33(5)) is
+    # a section listing exactly the person's records
+    for model, path in _models_naming_customers():
+        covering = [
+            s for s in disclosure_sections() if isinstance(s, ModelSection) and s.model_class() is model
+        ]
+        assert covering, f"{model._meta.label} names people but is in no section of the package"
+        expected = list(model._default_manager.filter(**{path: customer.pk}).values_list("pk", flat=True))
+        assert expected, f"seed a row of {model._meta.label} for the person"
+        assert [r["id"] for r in sections[covering[0].key]["rows"]] == expected
+    provided = sections["consent.provisions"]["rows"]
+    assert provided[0]["recipient__name"] == "提携ポイント株式会社"
+    assert provided[0]["data_items"] == ["crm.Customer.email"]
+    assert sections["consent.receipts"]["rows"][0]["acquisition"] == "自社の会員登録で取得"
     assert package["has_data"] is True
     # and the encrypted values are there in clear
     customer_row = sections["crm.customer"]["rows"][0]

@@ -1,9 +1,10 @@
-"""The request desk in a real headless Chromium: a request from the public form, confirmed through the link of
-the e-mail (read from the live server's locmem outbox), assigned by a support lead, identity verified by the
-handler, completed with the result e-mailed.
+"""The request desk in a real headless Chromium, end to end in one flow: a request from the public form,
+confirmed through the link of the e-mail (read from the live server's locmem outbox), assigned by a support
+lead, identity verified by the handler, the matching customer linked, the disclosure package ordered and
+downloaded (the steps of tests/e2e/test_disclosure_browser.py), completed with the result e-mailed and the
+download in the completion record.
 
-Each step is a function taking the page, so a step can be put between two others (the disclosure package's
-download goes between verification and completion).
+Each step is a function taking the page, so a step can be put between two others.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from consent.requests.models import DataSubjectRequest, RequestMessage, RequestState
+from consent.requests.models import DataSubjectRequest, RequestCompletion, RequestMessage, RequestState
+from crm.models import AuditEntry
 from crm.permissions import ROLE_SUPPORT, ROLE_SUPPORT_LEAD
 from tests.e2e.conftest import PASSWORD, TRANSACTIONAL_DB
-from tests.factories import UserFactory
+from tests.e2e.test_disclosure_browser import build_in_the_web_process, download_package, order_package
+from tests.factories import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 
@@ -69,10 +72,25 @@ def run_action(page: Any, base_url: str, request: DataSubjectRequest, action: st
     page.wait_for_url(re.compile(rf".*{QUEUE}{request.pk}/change/$"))
 
 
-def test_a_public_request_is_confirmed_verified_and_completed(live_server, new_page):
-    # given a handler of the desk and a support lead
+def link_the_match(page: Any, base_url: str, request: DataSubjectRequest, customer_id: int) -> None:
+    """The handler links the one customer the requester's e-mail address matches (shown on the page)."""
+    page.goto(f"{base_url}{QUEUE}{request.pk}/change/")
+    assert "申告された識別子に一致する顧客: 1件" in page.inner_text("body")
+    page.click(f"ul.dsr-matches a.button[href*='customer_id={customer_id}']")
+    page.click("#content form input[type=submit]")
+    page.wait_for_url(re.compile(rf".*{QUEUE}{request.pk}/change/$"))
+    request.refresh_from_db()
+    assert request.customer_id == customer_id
+
+
+def test_a_public_request_goes_from_the_form_to_the_downloaded_package_and_completion(
+    live_server, new_page, team, settings, tmp_path
+):
+    # given a handler of the desk, a support lead, and the customer the requester is
+    build_in_the_web_process(settings, tmp_path)
     handler = UserFactory(username="desk", roles=[ROLE_SUPPORT])
     UserFactory(username="desk_lead", roles=[ROLE_SUPPORT_LEAD])
+    customer = CustomerFactory(team=team, email=ADDRESS)
     requester = new_page()
 
     # when a person asks for disclosure on the public form and confirms through the e-mailed link
@@ -96,13 +114,25 @@ def test_a_public_request_is_confirmed_verified_and_completed(live_server, new_p
     request.refresh_from_db()
     assert request.state == RequestState.IN_PROGRESS
 
+    # when the handler links the customer the address matches, orders the package and downloads it
+    link_the_match(desk, live_server.url, request, customer.pk)
+    order_package(desk, live_server.url, request.pk)
+    sections = download_package(desk, request.pk)
+
+    # then the ZIP holds the person's data, and the download is in the audit trail
+    assert sections["crm.customer"]["rows"][0]["email"] == ADDRESS
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.ACCESS, actor=handler).exists()
+
     # when the handler completes it with an answer
     run_action(desk, live_server.url, request, "complete", note="保有個人データを開示しました。")
 
-    # then it is completed, the completion record is on the page, and the result went to the requester
+    # then it is completed, the completion record is on the page and lists the package handed over, and the
+    # result went to the requester
     request.refresh_from_db()
     assert request.state == RequestState.COMPLETED
     assert "対応完了記録" in desk.inner_text("body")
+    disclosed = RequestCompletion.objects.get(request=request).summary["disclosed"]
+    assert disclosed and "crm.customer" in disclosed[0]["what"]
     result = [m for m in mail.outbox if m.to == [ADDRESS]][-1]
     assert "対応が完了しました" in result.body and "保有個人データを開示しました。" in result.body
     kinds = list(request.messages.values_list("kind", flat=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -74,7 +74,7 @@ def retention_run_start(
         if participants.record_scope(policy.scope) is not None:
             return _records_run_start(run, policy, as_of, enqueue)
         if policy.scope not in selectors.CUSTOMER_SCOPES:
-            return _run_scope(run)
+            return _run_close(run, RetentionRun.Status.UNSUPPORTED, "この対象の処理は未導入です。")
         if policy.trigger == RetentionPolicy.Trigger.CONSENT_WITHDRAWN:
             try:
                 selectors.consent_withdrawn_customer_ids(policy.consent_purpose, policy.days, as_of)
@@ -97,7 +97,10 @@ def _records_run_start(
     run: RetentionRun, policy: RetentionPolicy, as_of: dt.datetime, enqueue: bool
 ) -> RetentionRun:
     """A run over the records of an app above crm (participants.record_scope): one slice whose cursor
-    counts its batches; each batch deletes up to batch_size due rows (retention_slice_advance)."""
+    counts its batches; each batch removes up to batch_size due rows (retention_slice_advance). Records
+    are removed whole: the only action is erase."""
+    if policy.action != Action.ERASE:
+        return _run_close(run, RetentionRun.Status.FAILED, "この対象は「消去」の処理のみ選べます。")
     try:
         selectors.records_due(policy, as_of)
     except ValueError as exc:
@@ -108,36 +111,15 @@ def _records_run_start(
     return run
 
 
-def _run_scope(run: RetentionRun) -> RetentionRun:
-    """A run of a scope whose records an app above crm keeps (participants.retention_scope), done at once in
-    the start's transaction, batch by batch: a run killed half-way leaves nothing, not even itself. Its
-    records are few (disclosure packages past their deadline); N days count from each record's own date."""
-    handler = participants.retention_scope(run.scope)
-    if handler is None:
-        return _run_close(run, RetentionRun.Status.UNSUPPORTED, "この対象の処理は未導入です。")
-    if run.trigger != RetentionPolicy.Trigger.RECORD_AGE or run.action != Action.ERASE:
-        note = "この対象は「記録の作成からN日経過」の契機と「消去」の処理のみ選べます。"
-        return _run_close(run, RetentionRun.Status.FAILED, note)
-    cutoff = rules.trigger_cutoff(run.as_of, run.days)
-    removed = 0
-    while True:
-        batch = handler.remove(cutoff=cutoff, limit=run.batch_size, actor=run.started_by)
-        removed += batch
-        if batch < run.batch_size:
-            break
-    run.examined = run.erased = removed
-    run.status = RetentionRun.Status.COMPLETED
-    run.finished_at = timezone.now()
-    run.save()
-    return run
-
-
 def _records_batch(sl: RetentionRunSlice, policy: RetentionPolicy, as_of: dt.datetime) -> bool:
-    """Delete the next batch of due records of a record scope; True when more may be left. The predicate
-    is the statement's own filter; rows another transaction holds are skipped (SKIP LOCKED), and the next
-    run sees them again. The deletions are audited by the ORM (one entry per row, ids only)."""
+    """Remove the next batch of due records of a record scope; True when more may be left. The predicate
+    is the statement's own filter; rows another transaction holds (a download, a build) are skipped (SKIP
+    LOCKED), and the next run sees them again. The scope's `remove` acts on the locked rows (by default a
+    deletion the ORM audits, one entry per row, ids only)."""
     left = policy.batch_size
-    for due in selectors.records_due(policy, as_of):
+    dues = selectors.records_due(policy, as_of)  # ValueError for a scope nobody registered
+    remove = cast("participants.RecordScope", participants.record_scope(policy.scope)).remove
+    for due in dues:
         if left <= 0:
             break
         ids = list(
@@ -147,8 +129,7 @@ def _records_batch(sl: RetentionRunSlice, policy: RetentionPolicy, as_of: dt.dat
         )
         if not ids:
             continue
-        _total, per_model = due.filter(pk__in=ids).delete()
-        gone = per_model.get(due.model._meta.label, 0)
+        gone = remove(rows=due.filter(pk__in=ids), actor=sl.run.started_by)
         sl.examined += gone
         sl.erased += gone
         left -= gone
