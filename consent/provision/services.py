@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from consent import selectors as consent_selectors
 from consent.models import Purpose
@@ -343,3 +344,41 @@ def provision_export(
             yield [str(c.pk), *("" if getattr(c, n) is None else str(getattr(c, n)) for n in names)]
 
     return record, rows()
+
+
+def segment_export_provision(
+    *,
+    export: Any,
+    customer_ids: list[int],
+    actor: User,
+    basis: str = "",
+    opt_out_notified_on: dt.date | None = None,
+) -> ProvisionRecord:
+    """The provision recorder crm's segment exports call (registered in consent.apps as
+    crm.insights.hooks' recorder) before a segment leaves for a recipient: provision_record for the export's
+    recipient (`export.recipient_ref`, one the actor may provide to: selectors.providable_recipients), its
+    columns as the data items, its purpose, and `basis` or the recipient kind's usual one
+    (rules.default_basis: processor → entrustment, joint user → joint use, otherwise the person's consent to
+    the export's purpose). Refused (ProvisionRefused, nothing written) as provision_record refuses, with the
+    reason after a translated lead."""
+    ref = str(export.recipient_ref)
+    recipient = selectors.providable_recipients(actor).filter(pk=int(ref)).first() if ref.isdigit() else None
+    if recipient is None:
+        raise ProvisionRefused(
+            gettext("提供先を選んでください（閲覧でき、提供記録を作成できる提供先に限ります）。")
+        )
+    try:
+        return provision_record(
+            actor=actor,
+            recipient=recipient,
+            customer_ids=customer_ids,
+            data_items=[f"{Customer._meta.label}.{column}" for column in export.columns],
+            basis=basis or rules.default_basis(recipient.kind),
+            purpose_code=export.purpose_code,
+            opt_out_notified_on=opt_out_notified_on,
+        )
+    except ProvisionRefused as exc:
+        raise ProvisionRefused(
+            gettext("第三者提供の記録（法第29条）を作成できないため、出力しませんでした: %(reason)s")
+            % {"reason": " ".join(exc.messages)}
+        ) from exc

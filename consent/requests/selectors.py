@@ -6,10 +6,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
-from consent.requests.models import DataSubjectRequest, RequestQuerySet
+from consent.requests.models import DataSubjectRequest, RequestQuerySet, RequestState
 from consent.rules import JST
 from crm.crypto import email_index, name_index, phone_index
 from crm.models import Customer
@@ -88,3 +89,34 @@ def request_matches(*, request: DataSubjectRequest, user: User | AnonymousUser) 
         matches.append(Match(customer=customer, by=by))
     # The strongest first: more identifiers agreeing.
     return sorted(matches, key=lambda m: -len(m.by))
+
+
+# The KPI series' one label (a language-neutral key: the KPI cache is shared by both languages).
+ON_TIME_LABEL = "on_time"
+
+
+def on_time_rate_by_month(months: list[dt.date]) -> dict[str, dict[str, float | None]]:
+    """The KPI page's request-desk on-time rate (crm.insights registers it): per JST month of the answer,
+    the share (%) of the requests completed or rejected that month whose answer day (JST) was on or before
+    their binding due date (`due_on`: the nearest of the APPI internal limit and the GDPR date, extended only
+    with a timely notice, as consent.rules.request_due_dates and gdpr_effective_due compute them). A month
+    without answers has no value. One GROUP BY over the requests; totals only."""
+    if not months:
+        return {}
+    start = dt.datetime.combine(months[0], dt.time.min, tzinfo=JST)
+    rows = (
+        DataSubjectRequest.objects.filter(
+            state__in=(RequestState.COMPLETED, RequestState.REJECTED),
+            closed_at__gte=start,
+            due_on__isnull=False,
+        )
+        .annotate(m=TruncMonth("closed_at", tzinfo=JST), answered_on=TruncDate("closed_at", tzinfo=JST))
+        .values("m")
+        .annotate(answered=Count("id"), on_time=Count("id", filter=Q(answered_on__lte=F("due_on"))))
+        .values_list("m", "answered", "on_time")
+    )
+    return {
+        ON_TIME_LABEL: {
+            month.date().isoformat(): round(100 * on_time / answered, 2) for month, answered, on_time in rows
+        }
+    }
