@@ -215,7 +215,10 @@ def test_the_admin_downloads_after_the_record_and_shows_a_refusal_in_both_langua
     assert body.splitlines()[0] == "id,email" and str(customer.pk) in body
     # when the export goes to the US processor without a cross-border basis, then the form says why, in
     # Japanese and in English, and nothing leaves (no second export, no second record)
-    for language, lead in (("ja", "第三者提供の記録（法第29条）を作成できない"), ("en", "provision record")):
+    for language, lead in (
+        ("ja", "第三者提供の記録（法第29条）を作成できないため、出力しませんでした: 外国にある第三者（US）"),
+        ("en", "could not be written, so nothing was exported: No basis is on file for providing to a third"),
+    ):
         with translation.override(language):
             refused = client.post(
                 url, {**form, "recipient": str(us_processor.pk)}, HTTP_ACCEPT_LANGUAGE=language
