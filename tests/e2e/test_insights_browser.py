@@ -74,19 +74,27 @@ def _tokyo_segment(team: Any) -> Segment:
     return Segment.objects.create(name="東京の顧客", filters={"prefectures": ["13"]})
 
 
-def test_segment_export_downloads_a_csv(live_server, new_page, teammate, team):
-    # given a segment of Tokyo customers and a staff member of their team
-    segment = _tokyo_segment(team)
+def _export_as_teammate(live_server: Any, new_page: Any, segment: Segment, recipient: str = "") -> Any:
+    """Log in as the teammate, export the segment's personal data for customer management (to `recipient`
+    when given) and return (the download, the console errors)."""
     page = new_page()
     errors = _console_errors(page)
     log_in(page, live_server.url, "teammate")
-    # when they open the segment's export page, choose personal data for customer management and submit
     page.goto(f"{live_server.url}/admin/crm/segment/{segment.pk}/export/")
     page.select_option("#id_kind", "personal")
     page.select_option("#id_purpose_code", "customer_management")
+    if recipient:
+        page.select_option("#id_recipient", recipient)
     with page.expect_download() as info:
         page.click("#segment-export-form [type=submit]")
-    download = info.value
+    return info.value, errors
+
+
+def test_segment_export_downloads_a_csv(live_server, new_page, teammate, team):
+    # given a segment of Tokyo customers and a staff member of their team
+    segment = _tokyo_segment(team)
+    # when they open the segment's export page, choose personal data for customer management and submit
+    download, errors = _export_as_teammate(live_server, new_page, segment)
     # then a CSV downloads with a header and the one Tokyo customer, masked (no 'view personal data')
     text = open(download.path(), encoding="utf-8-sig").read()
     lines = text.strip().splitlines()
@@ -113,17 +121,9 @@ def test_segment_export_to_a_processor_downloads_after_the_provision_record(
             content_type__app_label="consent", codename__in=["add_provisionrecord", "view_recipient"]
         )
     )
-    page = new_page()
-    errors = _console_errors(page)
-    log_in(page, live_server.url, "teammate")
     # when they export personal data for customer management to the processor (basis left to its kind)
-    page.goto(f"{live_server.url}/admin/crm/segment/{segment.pk}/export/")
-    page.select_option("#id_kind", "personal")
-    page.select_option("#id_purpose_code", "customer_management")
-    page.select_option("#id_recipient", str(processor.pk))
-    with page.expect_download() as info:
-        page.click("#segment-export-form [type=submit]")
-    lines = open(info.value.path(), encoding="utf-8-sig").read().strip().splitlines()
+    download, errors = _export_as_teammate(live_server, new_page, segment, recipient=str(processor.pk))
+    lines = open(download.path(), encoding="utf-8-sig").read().strip().splitlines()
     # then the CSV holds the one Tokyo customer, and the provision record (entrustment) names them
     assert len(lines) == 2
     record = ProvisionRecord.objects.get(recipient=processor)
