@@ -378,7 +378,9 @@ def segment_export_provision(
     the export's purpose). Refused (ProvisionRefused, nothing written) as provision_record refuses, with the
     reason after a translated lead."""
     ref = str(export.recipient_ref)
-    recipient = selectors.providable_recipients(actor).filter(pk=int(ref)).first() if ref.isdigit() else None
+    recipient = None
+    if ref.isascii() and ref.isdigit():
+        recipient = selectors.providable_recipients(actor).filter(pk=int(ref)).first()
     if recipient is None:
         raise ProvisionRefused(
             gettext("提供先を選んでください（閲覧でき、提供記録を作成できる提供先に限ります）。")

@@ -436,12 +436,14 @@ class SegmentExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "segment",
         "kind",
         "purpose_code",
+        "destination",
+        "recipient_ref",
         "row_count",
         "created_by",
         "created_at",
         "published",
     )
-    list_filter = ("kind",)
+    list_filter = ("kind", "destination")
 
     @admin.display(description=_("項目の公表（法第43条第3項）"))
     def published(self, obj: SegmentExport) -> str:

@@ -230,3 +230,18 @@ def test_the_admin_downloads_after_the_record_and_shows_a_refusal_in_both_langua
     missing = client.post(url, {**form, "recipient": str(partner.pk), "provision_basis": "opt_out"})
     assert missing.status_code == 200 and 'id="id_opt_out_notified_on"' in missing.content.decode()
     assert SegmentExport.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ref", ["", "abc", "²", "-1", "99999999999999999999"])
+def test_a_recipient_reference_that_names_no_recipient_is_refused(tokyo, team, provider, ref):
+    _consent(CustomerFactory(team=team, prefecture="13"))
+    with pytest.raises(ProvisionRefused):
+        insights_services.segment_export_personal(
+            user=provider,
+            segment=tokyo,
+            purpose_code="marketing_email",
+            destination=TO_RECIPIENT,
+            recipient_ref=ref,
+        )
+    assert not SegmentExport.objects.exists() and not ProvisionRecord.objects.exists()
