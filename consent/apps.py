@@ -121,15 +121,43 @@ def _register_with_retention() -> None:
 
 
 def _register_with_insights() -> None:
-    """What crm's insights ask of this app besides the use rule: the purposes an export may name, and the KPI
-    page's consent opt-in rate per purpose."""
+    """What crm's insights ask of this app besides the use rule: the purposes an export may name, the
+    recipients an export may go to with the provision recorder writing the APPI 29 record first, and the KPI
+    page's consent opt-in rate per purpose and the request desk's on-time rate."""
     from django.utils.translation import gettext_lazy as _
 
     from consent import selectors
-    from crm.insights.hooks import kpi_series_register, purposes_register
+    from consent.provision import rules as provision_rules
+    from consent.provision import selectors as provision_selectors
+    from consent.provision import services as provision_services
+    from consent.provision.models import ProvisionBasis
+    from consent.requests import selectors as request_selectors
+    from crm.insights.hooks import (
+        kpi_series_register,
+        provision_recorder_register,
+        purposes_register,
+        recipients_register,
+    )
 
     # The rule itself is registered once, for analytics and exports alike (use_rule_register above).
     purposes_register(lambda: [(p.code, str(p)) for p in selectors.published_purposes()])
+    provision_recorder_register(provision_services.segment_export_provision)
+    # The contract standing as the record (規則19(3)) needs a contract chosen: the provision page offers it,
+    # a segment export does not.
+    recipients_register(
+        provision_selectors.recipient_choices,
+        bases=lambda: [
+            (code, str(title))
+            for code, title in ProvisionBasis.choices
+            if code != provision_rules.BASIS_CONTRACT_AS_RECORD
+        ],
+    )
+    kpi_series_register(
+        key="request_on_time",
+        title=_("開示等請求の期限内対応率（法第33条〜第35条・GDPR第12条3項）"),
+        unit="percent",
+        source=request_selectors.on_time_rate_by_month,
+    )
     kpi_series_register(
         key="consent_opt_in",
         title=_("同意率（利用目的別）"),

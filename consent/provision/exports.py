@@ -63,17 +63,20 @@ EXPORT_PATHS: dict[str, ExportPath] = {
         TO_DATA_SUBJECT, "one CSV row of the package writer (the package above)"
     ),
     "crm/insights/admin.py:_export": ExportPath(
-        INTERNAL,
-        "a segment's CSV for the staff member who asked, within the purpose's lawful basis; the admin offers "
-        "no recipient (an export to one goes through crm.insights.services._before_rows_leave, below)",
+        TO_RECIPIENT,
+        "a segment's CSV, for the staff member who asked or for the recipient chosen on the form (only those "
+        "the user may provide to); it goes through segment_export_personal, which writes the provision "
+        "record first",
     ),
     "crm/insights/admin.py:_csv_response": ExportPath(
         INTERNAL, "the CSV writer of the export above; its caller is listed with its destination"
     ),
     "crm/insights/services.py:segment_export_personal": ExportPath(
-        INTERNAL,
-        "rows for the company's own download; with a recipient as destination, _before_rows_leave has the "
-        "provision recorder registered by consent write the record first, and refuses without one",
+        TO_RECIPIENT,
+        "rows for the company's own download or, with a recipient as destination, for that recipient: "
+        "hooks.record_provision has consent's recorder (services.segment_export_provision, which calls "
+        "provision_record) write the record in the export's transaction before any row exists; refused "
+        "without a recorder",
     ),
     "crm/insights/services.py:_record_export": ExportPath(
         INTERNAL, "records and audits the export above before its first row (ids and counts only)"
@@ -99,4 +102,15 @@ EXPORT_PATHS: dict[str, ExportPath] = {
 }
 
 # Names whose call sends the data to a recipient only after the provision record is written.
-PROVISION_CALLS = frozenset({"provision_record", "provision_export"})
+PROVISION_CALLS = frozenset(
+    {
+        "provision_record",
+        "provision_export",
+        # crm cannot name consent: crm.insights.hooks.record_provision calls the recorder consent registers,
+        # services.segment_export_provision, which calls provision_record (refused when none is registered).
+        "record_provision",
+        # crm.insights.services.segment_export_personal, itself declared TO_RECIPIENT above and so checked to
+        # call record_provision: its callers send a segment to a recipient only after the record.
+        "segment_export_personal",
+    }
+)

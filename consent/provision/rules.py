@@ -39,6 +39,19 @@ BASIS_JOINT_USE = "joint_use"
 # (APPI 35(3)) does not stop it.
 NOT_THIRD_PARTY_BASES = frozenset({BASIS_ENTRUSTMENT, BASIS_JOINT_USE})
 
+# The basis a provision to a recipient of each kind (Recipient.Kind) rests on unless the user names another:
+# a processor receives data entrusted to it (27(5)(i)), a joint user under the published joint use
+# (27(5)(iii)); a third party, and a group company (a separate legal person, hence a third party unless a
+# joint user), only with the person's consent (27(1)); opt-out (27(2)) must be chosen, with its PPC
+# notification date.
+DEFAULT_BASIS_BY_KIND = {"processor": BASIS_ENTRUSTMENT, "joint_use": BASIS_JOINT_USE}
+
+
+def default_basis(recipient_kind: str) -> str:
+    """The usual basis of a provision to a recipient of `recipient_kind` (see DEFAULT_BASIS_BY_KIND)."""
+    return DEFAULT_BASIS_BY_KIND.get(recipient_kind, BASIS_CONSENT)
+
+
 # Cross-border bases (APPI 28).
 XB_CONSENT = "consent"
 XB_DESIGNATED = "designated_country"

@@ -35,6 +35,22 @@ def today() -> dt.date:
     return timezone.now().astimezone(JST).date()
 
 
+def providable_recipients(user: User | AnonymousUser) -> QuerySet[Recipient]:
+    """The recipients `user` may provide personal data to: those they may see (restrict), and none without
+    the permission to write a provision record (consent.add_provisionrecord)."""
+    if not user.has_perm("consent.add_provisionrecord"):
+        return Recipient.objects.none()
+    return Recipient.objects.restrict(user, "view")
+
+
+def recipient_choices(user: User | AnonymousUser) -> list[tuple[str, str]]:
+    """(id, "name（kind・country）") of providable_recipients: the choices of crm's segment export form."""
+    return [
+        (str(r.pk), f"{r.name}（{r.get_kind_display()}・{r.country}）")
+        for r in providable_recipients(user).order_by("name")
+    ]
+
+
 def transfer_basis(*, recipient: Recipient, on: dt.date) -> CrossBorderBasis | None:
     """The cross-border basis standing for `recipient` on `on` (APPI 28), the most recent first; None when
     none stands (a domestic recipient needs none: callers ask only for a foreign one)."""

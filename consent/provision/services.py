@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from consent import selectors as consent_selectors
 from consent.models import Purpose
@@ -44,10 +45,12 @@ def _data_items(items: Iterable[str]) -> list[str]:
     for item in items:
         label, _dot, name = item.rpartition(".")
         if REGISTRY.spec(label, name) is None:
-            raise ProvisionRefused(f"提供する項目「{item}」は分類レジストリにありません。")
+            raise ProvisionRefused(
+                gettext("提供する項目「%(item)s」は分類レジストリにありません。") % {"item": item}
+            )
         out.append(item)
     if not out:
-        raise ProvisionRefused("提供する項目を選んでください（法第29条、規則20）。")
+        raise ProvisionRefused(gettext("提供する項目を選んでください（法第29条、規則20）。"))
     return sorted(set(out))
 
 
@@ -60,13 +63,15 @@ def _is_special_care(item: str) -> bool:
 def _subjects(actor: User, customer_ids: Iterable[int]) -> list[int]:
     ids = sorted(set(customer_ids))
     if not ids:
-        raise ProvisionRefused("提供する本人を選んでください。")
+        raise ProvisionRefused(gettext("提供する本人を選んでください。"))
     if len(ids) > MAX_SUBJECTS:
-        raise ProvisionRefused(f"一度に記録できる本人は{MAX_SUBJECTS}人までです。")
+        raise ProvisionRefused(gettext("一度に記録できる本人は%(n)d人までです。") % {"n": MAX_SUBJECTS})
     visible = set(Customer.objects.restrict(actor, "view").filter(pk__in=ids).values_list("pk", flat=True))
     if len(visible) != len(ids):
         # Refused whole, naming no one: a customer outside the actor's reach looks like an unknown one.
-        raise ProvisionRefused(f"閲覧できない顧客が{len(ids) - len(visible)}人含まれています。")
+        raise ProvisionRefused(
+            gettext("閲覧できない顧客が%(n)d人含まれています。") % {"n": len(ids) - len(visible)}
+        )
     return ids
 
 
@@ -75,7 +80,8 @@ def _all_consented(ids: list[int], purpose: Purpose, why: str) -> None:
     granted = consent_selectors.consented_to(qs, purpose.code).count()
     if granted != len(ids):
         raise ProvisionRefused(
-            f"{why}: {len(ids) - granted}人の同意がありません（利用目的 {purpose.code}）。"
+            gettext("%(why)s: %(n)d人の同意がありません（利用目的 %(purpose)s）。")
+            % {"why": why, "n": len(ids) - granted, "purpose": purpose.code}
         )
 
 
@@ -111,53 +117,61 @@ def provision_check(
         .count()
     )
     if stopped:
-        raise ProvisionRefused(f"利用停止中または匿名化済みの顧客が{stopped}人含まれています（法第35条）。")
+        raise ProvisionRefused(
+            gettext("利用停止中または匿名化済みの顧客が%(n)d人含まれています（法第35条）。") % {"n": stopped}
+        )
     if basis not in rules.NOT_THIRD_PARTY_BASES:
         no_provision = Customer.objects.filter(
             pk__in=customer_ids, provision_stopped_at__isnull=False
         ).count()
         if no_provision:
             raise ProvisionRefused(
-                f"第三者提供の停止を請求された顧客が{no_provision}人含まれています（法第35条第3項）。"
+                gettext("第三者提供の停止を請求された顧客が%(n)d人含まれています（法第35条第3項）。")
+                % {"n": no_provision}
             )
     if basis == rules.BASIS_OPT_OUT and any(_is_special_care(item) for item in data_items):
-        raise ProvisionRefused("要配慮個人情報はオプトアウトで提供できません（法第27条2項ただし書）。")
+        raise ProvisionRefused(
+            gettext("要配慮個人情報はオプトアウトで提供できません（法第27条2項ただし書）。")
+        )
     if recipient.foreign:
         xb = selectors.transfer_basis(recipient=recipient, on=on)
         if xb is None:
             raise ProvisionRefused(
-                f"外国にある第三者（{recipient.country}）への提供の根拠が登録されていません（法第28条）。"
+                gettext("外国にある第三者（%(country)s）への提供の根拠が登録されていません（法第28条）。")
+                % {"country": recipient.country}
             )
         if xb.kind == rules.XB_CONSENT:
             if xb.purpose is None:
                 raise ProvisionRefused(
-                    "同意による外国移転の根拠に利用目的が登録されていません（法第28条1項）。"
+                    gettext("同意による外国移転の根拠に利用目的が登録されていません（法第28条1項）。")
                 )
-            _all_consented(customer_ids, xb.purpose, "外国にある第三者への提供（法第28条1項）")
+            _all_consented(customer_ids, xb.purpose, gettext("外国にある第三者への提供（法第28条1項）"))
     if basis == rules.BASIS_CONSENT:
         if purpose is None:
-            raise ProvisionRefused("同意による提供には利用目的を指定してください（法第27条1項）。")
-        _all_consented(customer_ids, purpose, "本人の同意による提供（法第27条1項）")
+            raise ProvisionRefused(gettext("同意による提供には利用目的を指定してください（法第27条1項）。"))
+        _all_consented(customer_ids, purpose, gettext("本人の同意による提供（法第27条1項）"))
     elif basis == rules.BASIS_OPT_OUT:
         if opt_out_notified_on is None or opt_out_notified_on > on:
             raise ProvisionRefused(
-                "オプトアウトによる提供は個人情報保護委員会への届出後に限ります（法第27条2項）。"
+                gettext("オプトアウトによる提供は個人情報保護委員会への届出後に限ります（法第27条2項）。")
             )
     elif basis == rules.BASIS_CONTRACT_AS_RECORD:
         if contract_id is None or not recipient.contracts.filter(pk=contract_id).exists():
-            raise ProvisionRefused("記録に代える契約書を選んでください（規則19条3項）。")
+            raise ProvisionRefused(gettext("記録に代える契約書を選んでください（規則19条3項）。"))
     elif basis == rules.BASIS_ENTRUSTMENT:
         in_force = recipient.contracts.filter(signed_on__lte=on).exclude(expires_on__lt=on)
         if recipient.kind != Recipient.Kind.PROCESSOR or not in_force.exists():
-            raise ProvisionRefused("委託に伴う提供には有効な委託契約が必要です（法第25条・第27条5項1号）。")
+            raise ProvisionRefused(
+                gettext("委託に伴う提供には有効な委託契約が必要です（法第25条・第27条5項1号）。")
+            )
     elif basis == rules.BASIS_JOINT_USE:
         published = recipient.joint_published_on
         if recipient.kind != Recipient.Kind.JOINT_USE or published is None or published > on:
             raise ProvisionRefused(
-                "共同利用は必要な事項を本人に通知・公表した後に限ります（法第27条5項3号）。"
+                gettext("共同利用は必要な事項を本人に通知・公表した後に限ります（法第27条5項3号）。")
             )
     else:
-        raise ProvisionRefused("提供の根拠を選んでください。")
+        raise ProvisionRefused(gettext("提供の根拠を選んでください。"))
 
 
 def _audit_subjects(record: Any, ids: list[int], actor: User | None) -> None:
@@ -200,10 +214,10 @@ def provision_record(
     items = _data_items(data_items)
     ids = _subjects(actor, customer_ids)
     if basis not in ProvisionBasis.values:
-        raise ProvisionRefused("提供の根拠を選んでください。")
+        raise ProvisionRefused(gettext("提供の根拠を選んでください。"))
     purpose = Purpose.objects.filter(code=purpose_code).first() if purpose_code else None
     if purpose_code and purpose is None:
-        raise ProvisionRefused(f"利用目的「{purpose_code}」は登録されていません。")
+        raise ProvisionRefused(gettext("利用目的「%(code)s」は登録されていません。") % {"code": purpose_code})
     with transaction.atomic(), audit_actor(actor):
         recipient = Recipient.objects.select_for_update().get(pk=recipient.pk)
         provision_check(
@@ -270,7 +284,9 @@ def receipt_record(
     provider acquired the data (confirmed, 30(1)(ii)), the items and the people. Kept like provision records
     (規則24: 3 years, 1 year where the contract stands as the record)."""
     if not acquisition.strip():
-        raise ProvisionRefused("提供者による取得の経緯を確認して記録してください（法第30条1項2号）。")
+        raise ProvisionRefused(
+            gettext("提供者による取得の経緯を確認して記録してください（法第30条1項2号）。")
+        )
     items = _data_items(data_items)
     ids = _subjects(actor, customer_ids)
     created_on = selectors.today()
@@ -311,10 +327,12 @@ def provision_export(
     committed before a row is read), then the rows (header first) through the gate. Only a user who may see
     personal data in clear may export it (crm.view_customer_pii)."""
     if not actor.has_perm("crm.view_customer_pii"):
-        raise ProvisionRefused("個人データの書き出しには「個人データをマスクなしで閲覧」の権限が必要です。")
+        raise ProvisionRefused(
+            gettext("個人データの書き出しには「個人データをマスクなしで閲覧」の権限が必要です。")
+        )
     names = [f for f in fields if REGISTRY.spec(Customer._meta.label, f) is not None]
     if not names:
-        raise ProvisionRefused("書き出す項目を選んでください。")
+        raise ProvisionRefused(gettext("書き出す項目を選んでください。"))
     record = provision_record(
         actor=actor,
         recipient=recipient,
@@ -353,3 +371,43 @@ def provision_export(
             yield [str(c.pk), *("" if getattr(c, n) is None else str(getattr(c, n)) for n in names)]
 
     return record, rows()
+
+
+def segment_export_provision(
+    *,
+    export: Any,
+    customer_ids: list[int],
+    actor: User,
+    basis: str = "",
+    opt_out_notified_on: dt.date | None = None,
+) -> ProvisionRecord:
+    """The provision recorder crm's segment exports call (registered in consent.apps as
+    crm.insights.hooks' recorder) before a segment leaves for a recipient: provision_record for the export's
+    recipient (`export.recipient_ref`, one the actor may provide to: selectors.providable_recipients), its
+    columns as the data items, its purpose, and `basis` or the recipient kind's usual one
+    (rules.default_basis: processor → entrustment, joint user → joint use, otherwise the person's consent to
+    the export's purpose). Refused (ProvisionRefused, nothing written) as provision_record refuses, with the
+    reason after a translated lead."""
+    ref = str(export.recipient_ref)
+    recipient = None
+    if ref.isascii() and ref.isdigit():
+        recipient = selectors.providable_recipients(actor).filter(pk=int(ref)).first()
+    if recipient is None:
+        raise ProvisionRefused(
+            gettext("提供先を選んでください（閲覧でき、提供記録を作成できる提供先に限ります）。")
+        )
+    try:
+        return provision_record(
+            actor=actor,
+            recipient=recipient,
+            customer_ids=customer_ids,
+            data_items=[f"{Customer._meta.label}.{column}" for column in export.columns],
+            basis=basis or rules.default_basis(recipient.kind),
+            purpose_code=export.purpose_code,
+            opt_out_notified_on=opt_out_notified_on,
+        )
+    except ProvisionRefused as exc:
+        raise ProvisionRefused(
+            gettext("第三者提供の記録（法第29条）を作成できないため、出力しませんでした: %(reason)s")
+            % {"reason": " ".join(exc.messages)}
+        ) from exc

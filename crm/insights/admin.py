@@ -323,7 +323,7 @@ class SegmentAdmin(admin.ModelAdmin):
         if not (request.user.has_perm("crm.export_segment") and request.user.has_perm("crm.view_segment")):
             raise PermissionDenied
         segment = get_object_or_404(Segment, pk=segment_id)
-        form = SegmentExportForm(request.POST or None)
+        form = SegmentExportForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             try:
                 return self._export(request, segment, form.cleaned_data)
@@ -345,10 +345,20 @@ class SegmentAdmin(admin.ModelAdmin):
             _export, rows = services.segment_export_anonymised(user=user, segment=segment, k=data["k"])
             name = f"anonymised-segment-{segment.pk}-{stamp}.csv"
             return _csv_response(rows, name)
+        recipient = data.get("recipient") or ""
         _export, lazy_rows = services.segment_export_personal(
-            user=user, segment=segment, purpose_code=data["purpose_code"]
+            user=user,
+            segment=segment,
+            purpose_code=data["purpose_code"],
+            destination=SegmentExport.Destination.RECIPIENT
+            if recipient
+            else SegmentExport.Destination.INTERNAL,
+            recipient_ref=recipient,
+            provision_basis=data.get("provision_basis") or "",
+            opt_out_notified_on=data.get("opt_out_notified_on"),
         )
-        return _csv_response(lazy_rows, f"segment-{segment.pk}-{data['purpose_code']}-{stamp}.csv")
+        to = f"-to-{recipient}" if recipient else ""
+        return _csv_response(lazy_rows, f"segment-{segment.pk}-{data['purpose_code']}{to}-{stamp}.csv")
 
 
 class _Echo:
@@ -371,18 +381,44 @@ def _csv_response(rows: Iterable[list[str]], filename: str) -> StreamingHttpResp
 
 
 class SegmentExportForm(forms.Form):
+    """The kind and purpose of an export and, for personal data, optionally the recipient it goes to: the
+    recipients and bases are consent's (hooks.recipients: only those the user may provide to); the provision
+    record is written before the file (services.segment_export_personal)."""
+
     kind = forms.ChoiceField(label=_("種類"), choices=SegmentExport.Kind.choices)
     purpose_code = forms.ChoiceField(label=_("利用目的"), choices=[], required=False)
     k = forms.IntegerField(label=_("k（匿名加工情報の最小組数）"), min_value=2, max_value=1000, initial=5)
+    recipient = forms.ChoiceField(
+        label=_("提供先（第三者提供・委託・共同利用）"),
+        choices=[],
+        required=False,
+        help_text=_("選ぶと、出力の前に第三者提供記録（法第29条）を作成します。社内で使う場合は空欄。"),
+    )
+    provision_basis = forms.ChoiceField(label=_("提供の根拠"), choices=[], required=False)
+    opt_out_notified_on = forms.DateField(
+        label=_("個人情報保護委員会への届出日（オプトアウトの場合）"), required=False
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purpose_code"].choices = [("", "-"), *hooks.purposes()]  # type: ignore[attr-defined]
+        fields: dict[str, Any] = self.fields
+        fields["purpose_code"].choices = [("", "-"), *hooks.purposes()]
+        fields["recipient"].choices = [("", gettext("社内でのダウンロード")), *hooks.recipients(user)]
+        fields["provision_basis"].choices = [
+            ("", gettext("提供先の区分から（委託先→委託、共同利用→共同利用、第三者→本人の同意）")),
+            *hooks.provision_bases(),
+        ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("kind") == SegmentExport.Kind.PERSONAL and not data.get("purpose_code"):
             self.add_error("purpose_code", gettext("個人データの出力には利用目的が必要です。"))
+        if data.get("recipient") and data.get("kind") != SegmentExport.Kind.PERSONAL:
+            self.add_error("recipient", gettext("提供先へ出力できるのは個人データの出力だけです。"))
+        if data.get("provision_basis") == "opt_out" and not data.get("opt_out_notified_on"):
+            self.add_error(
+                "opt_out_notified_on", gettext("オプトアウトによる提供には届出日が必要です（法第27条2項）。")
+            )
         return data
 
 
@@ -400,12 +436,14 @@ class SegmentExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "segment",
         "kind",
         "purpose_code",
+        "destination",
+        "recipient_ref",
         "row_count",
         "created_by",
         "created_at",
         "published",
     )
-    list_filter = ("kind",)
+    list_filter = ("kind", "destination")
 
     @admin.display(description=_("項目の公表（法第43条第3項）"))
     def published(self, obj: SegmentExport) -> str:

@@ -7,7 +7,9 @@
 - KPI series: indicators whose data lives above crm (consent opt-in rate per purpose; the request desk's
   on-time rate once it exists) register a source; the KPI page draws every registered one.
 - The provision record (APPI Art. 29): an export to a recipient is recorded by the third-party provision
-  service before it leaves. Until that service registers here, exports to a recipient are refused.
+  service (consent.provision.services.provision_record, through the recorder consent registers) before it
+  leaves; the export form offers the recipients consent lists for the user. Without a registered recorder,
+  exports to a recipient are refused.
 """
 
 from __future__ import annotations
@@ -74,14 +76,15 @@ def kpi_series() -> list[KpiSeries]:
     return list(_kpi_series.values())
 
 
-# The provision recorder: called with the export record and the customer ids before the rows leave for a
-# recipient; it writes the APPI Art. 29 record (or raises to refuse).
-ProvisionRecorder = Callable[..., None]
+# The provision recorder: called with the export record, the customer ids and the provision's basis (or ""
+# for the recipient's usual one) before the rows leave for a recipient; it writes the APPI Art. 29 record
+# or raises (a ValidationError, shown on the form) to refuse.
+ProvisionRecorder = Callable[..., Any]
 _provision_recorder: list[ProvisionRecorder] = []
 
 
 def provision_recorder_register(recorder: ProvisionRecorder) -> None:
-    """Called by the third-party provision app's ready() (wired by the lead at merge)."""
+    """Called by the consent app's ready() (consent.provision.services.segment_export_provision)."""
     _provision_recorder[:] = [recorder]
 
 
@@ -89,3 +92,42 @@ def provision_recorder() -> ProvisionRecorder:
     if not _provision_recorder:
         raise PermissionDenied(gettext("提供記録（法第29条）を作成できないため、第三者へは出力できません。"))
     return _provision_recorder[0]
+
+
+def record_provision(
+    *,
+    export: Any,
+    customer_ids: list[int],
+    actor: Any,
+    basis: str = "",
+    opt_out_notified_on: dt.date | None = None,
+) -> Any:
+    """Write the provision record of an export to a recipient through the registered recorder; refused
+    (PermissionDenied) when none is registered: nothing leaves for a recipient unrecorded."""
+    return provision_recorder()(
+        export=export,
+        customer_ids=customer_ids,
+        actor=actor,
+        basis=basis,
+        opt_out_notified_on=opt_out_notified_on,
+    )
+
+
+# The recipients an export may go to, as (id, name) choices for `user` (only those the user may see and
+# provide to), and the provision bases the export form offers (code, title); both registered by consent.
+RecipientChoices = Callable[[Any], list[tuple[str, str]]]
+BasisChoices = Callable[[], list[tuple[str, str]]]
+_recipients: list[tuple[RecipientChoices, BasisChoices]] = []
+
+
+def recipients_register(source: RecipientChoices, *, bases: BasisChoices) -> None:
+    """Called by the consent app's ready(): the recipients the export form offers a user (idempotent)."""
+    _recipients[:] = [(source, bases)]
+
+
+def recipients(user: Any) -> list[tuple[str, str]]:
+    return _recipients[0][0](user) if _recipients else []
+
+
+def provision_bases() -> list[tuple[str, str]]:
+    return _recipients[0][1]() if _recipients else []

@@ -4,8 +4,9 @@ exports of a segment (personal data within a purpose's lawful basis, or an anony
 An export is decided, recorded and audited before its first row is produced: the members are the segment's
 customers the user may view (restrict) AND who may be used for the export's purpose now (the lawful-basis
 rule registered by consent, crm.insights.hooks); the columns are those the classification registry assigns
-to the purpose; values are masked unless the user may view personal data. `_before_rows_leave` is the one
-place where an export to a recipient is recorded as a provision (APPI Art. 29) first.
+to the purpose; values are masked unless the user may view personal data. An export to a recipient is
+recorded as a provision (APPI Art. 29) in the same transaction as the export record, before the first row
+(segment_export_personal, through hooks.record_provision: consent's provision_record).
 """
 
 from __future__ import annotations
@@ -244,14 +245,6 @@ def _audit_export(export: SegmentExport, ids: list[int], clear: bool) -> None:
         )
 
 
-def _before_rows_leave(export: SegmentExport, ids: list[int]) -> None:
-    """The single point before any row leaves: an export to a recipient is recorded as a provision (APPI
-    Art. 29, 規則19–20) by the registered recorder first, and refused when none is registered; an internal
-    download needs no provision record."""
-    if export.destination == SegmentExport.Destination.RECIPIENT:
-        hooks.provision_recorder()(export=export, customer_ids=ids, actor=export.created_by)
-
-
 def _record_export(
     *,
     user: User,
@@ -276,7 +269,6 @@ def _record_export(
             report=report or {},
             created_by=user,
         )
-        _before_rows_leave(export, ids)
         _audit_export(export, ids, clear=kind == SegmentExport.Kind.PERSONAL and can_view_pii(user))
     return export
 
@@ -298,24 +290,43 @@ def segment_export_personal(
     purpose_code: str,
     destination: str = SegmentExport.Destination.INTERNAL,
     recipient_ref: str = "",
+    provision_basis: str = "",
+    opt_out_notified_on: dt.date | None = None,
 ) -> tuple[SegmentExport, Iterator[list[str]]]:
     """Export a segment's customers for `purpose_code`: recorded and audited now, rows produced lazily (for a
     streamed CSV) in chunks, each chunk read again through the gate and the lawful-basis rule, so someone who
-    withdrew or objected while the file streams is left out. Masked unless the user may view personal data."""
+    withdrew or objected while the file streams is left out. Masked unless the user may view personal data.
+
+    To a recipient (`destination` RECIPIENT, `recipient_ref` its id): the provision record (APPI Art. 29) is
+    written by the registered recorder in the same transaction as the export record, before any row exists;
+    `provision_basis` ("" for the recipient's usual one) and `opt_out_notified_on` are its ground. A refusal
+    (ValidationError: a foreign recipient without a basis, a person in stop-use, missing consent …) leaves
+    no export, no audit entry and no rows."""
     _may_export(user, segment)
+    if destination not in SegmentExport.Destination.values:
+        raise ValidationError(gettext("出力先が不正です。"))
     members = _usable_members(user, segment, purpose_code)
     columns = export_columns(purpose_code)
     ids = list(members.order_by("pk").values_list("pk", flat=True))
-    export = _record_export(
-        user=user,
-        segment=segment,
-        purpose_code=purpose_code,
-        kind=SegmentExport.Kind.PERSONAL,
-        destination=destination,
-        recipient_ref=recipient_ref,
-        columns=columns,
-        ids=ids,
-    )
+    with transaction.atomic():
+        export = _record_export(
+            user=user,
+            segment=segment,
+            purpose_code=purpose_code,
+            kind=SegmentExport.Kind.PERSONAL,
+            destination=destination,
+            recipient_ref=recipient_ref,
+            columns=columns,
+            ids=ids,
+        )
+        if destination == SegmentExport.Destination.RECIPIENT:
+            hooks.record_provision(
+                export=export,
+                customer_ids=ids,
+                actor=user,
+                basis=provision_basis,
+                opt_out_notified_on=opt_out_notified_on,
+            )
     clear = can_view_pii(user)
     label = Customer._meta.label
 

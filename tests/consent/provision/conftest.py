@@ -19,15 +19,23 @@ def partner(db):
     )
 
 
-@pytest.fixture
-def us_processor(db):
-    recipient = Recipient.objects.create(
-        name="Analytics Cloud Inc.", kind=Recipient.Kind.PROCESSOR, country="US"
-    )
+def _processor(name: str, country: str, document_ref: str) -> Recipient:
+    """A processor with a contract holding every clause, signed 1 April 2025."""
+    recipient = Recipient.objects.create(name=name, kind=Recipient.Kind.PROCESSOR, country=country)
     ProcessorContract.objects.create(
-        recipient=recipient, signed_on=dt.date(2025, 4, 1), document_ref="CT-1", **ALL_CLAUSES
+        recipient=recipient, signed_on=dt.date(2025, 4, 1), document_ref=document_ref, **ALL_CLAUSES
     )
     return recipient
+
+
+@pytest.fixture
+def us_processor(db):
+    return _processor("Analytics Cloud Inc.", "US", "CT-1")
+
+
+@pytest.fixture
+def domestic_processor(db):
+    return _processor("配送センター株式会社", "JP", "CT-2")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Segments and their exports: membership through the gate, the lawful basis of the export's purpose (a
 customer who withdrew, objected or is in stop-use is never exported), the purpose's columns, masking, the
-audit entry, refusals, and the single point where a recipient's provision record will go."""
+audit entry, refusals, and the call of the provision recorder for a recipient."""
 
 from __future__ import annotations
 
@@ -170,11 +170,14 @@ def test_export_refused_to_a_user_without_the_export_permission(tokyo, teammate,
 
 
 @pytest.mark.django_db
-def test_unknown_purpose_and_recipient_without_provision_service_are_refused(tokyo, team, teammate):
+def test_unknown_purpose_and_recipient_without_provision_service_are_refused(
+    tokyo, team, teammate, monkeypatch
+):
     CustomerFactory(team=team, prefecture="13")
     with pytest.raises(ValidationError):
         services.segment_export_personal(user=teammate, segment=tokyo, purpose_code="no_such_purpose")
-    # an export to a recipient waits for the provision-record service (APPI 29): refused, nothing recorded
+    # without a registered provision recorder (APPI 29), an export to a recipient is refused, nothing recorded
+    monkeypatch.setattr(hooks, "_provision_recorder", [])
     with pytest.raises(PermissionDenied):
         services.segment_export_personal(
             user=teammate,
@@ -188,12 +191,12 @@ def test_unknown_purpose_and_recipient_without_provision_service_are_refused(tok
 
 @pytest.mark.django_db
 def test_recipient_export_is_recorded_as_provision_before_rows_leave(tokyo, team, teammate, monkeypatch):
-    # given a registered provision recorder (what the third-party issue's service will be)
-    calls: list[tuple[int, list[int]]] = []
+    # given a provision recorder standing in for consent's (tests/consent/provision/test_segment_export.py)
+    calls: list[tuple[int, list[int], str]] = []
     monkeypatch.setattr(
         hooks,
         "_provision_recorder",
-        [lambda *, export, customer_ids, actor: calls.append((export.pk, customer_ids))],
+        [lambda *, export, customer_ids, actor, basis, **_: calls.append((export.pk, customer_ids, basis))],
     )
     customer = CustomerFactory(team=team, prefecture="13")
     # when a segment goes to a recipient, then the recorder is called with the export and its ids first
@@ -204,7 +207,7 @@ def test_recipient_export_is_recorded_as_provision_before_rows_leave(tokyo, team
         destination=SegmentExport.Destination.RECIPIENT,
         recipient_ref="R-1",
     )
-    assert calls == [(export.pk, [customer.pk])]
+    assert calls == [(export.pk, [customer.pk], "")]
 
 
 @pytest.mark.django_db
