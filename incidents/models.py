@@ -462,6 +462,8 @@ class IncidentScope(models.Model):
     # For a query: {"teams": [ids], "channel": "", "created_from": iso, "created_to": iso} (no personal data).
     criteria = models.JSONField(_("条件"), default=dict, blank=True)
     cursor = models.BigIntegerField(_("進捗位置"), default=0)
+    # Where the walk over customer ids began (just below the lowest id when the scope was created).
+    first_id = models.BigIntegerField(_("開始位置"), default=0)
     last_id = models.BigIntegerField(_("最終位置"), default=0)
     matched = models.PositiveIntegerField(_("一致"), default=0)
     unmatched = models.PositiveIntegerField(_("不一致"), default=0)
@@ -490,9 +492,10 @@ class IncidentScope(models.Model):
         """Percent done (a query: how far through the customers' ids; an upload: matched at once)."""
         if self.status == IncidentScope.Status.DONE:
             return 100
-        if self.last_id <= 0:
+        span = self.last_id - self.first_id
+        if span <= 0:
             return 0
-        return min(99, int(self.cursor * 100 / self.last_id))
+        return min(99, max(0, int((self.cursor - self.first_id) * 100 / span)))
 
 
 class IncidentScopeKeyQuerySet(IncidentPartQuerySet):

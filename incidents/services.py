@@ -22,7 +22,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, Min, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
@@ -392,12 +392,15 @@ def incident_scope_by_query(
     with transaction.atomic(), audit_actor(actor):
         locked = _locked(incident, actor)
         _check_scoping(locked, actor)
-        last = Customer.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        # The id ranges walked in batches: from just below the lowest customer id to the highest now.
+        ids = Customer.objects.aggregate(first=Min("pk"), last=Max("pk"))
         scope = IncidentScope.objects.create(
             incident=locked,
             method=IncidentScope.Method.QUERY,
             criteria=criteria,
-            last_id=last,
+            cursor=max((ids["first"] or 1) - 1, 0),
+            first_id=max((ids["first"] or 1) - 1, 0),
+            last_id=ids["last"] or 0,
             created_by=actor,
         )
         _log(locked, actor, IncidentTimelineEntry.Kind.SCOPE, _("条件で影響範囲の特定を開始"))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from crm import services
+from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
 from crm.models import Customer, Team
 
 
@@ -59,3 +63,18 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class: type[Customer], *args: object, **kwargs: object) -> Customer:
         return services.customer_create(**kwargs)  # type: ignore[arg-type]
+
+
+def analytics_scores_for(customer: Customer, on: dt.date) -> None:
+    """An RFM score and a CLV prediction about `customer` (profiling results: what the disclosure package
+    shows and erasure removes), each in a run or fit of its own."""
+    run = RfmRun.objects.create(as_of=on)
+    RfmScore.objects.create(
+        run=run, customer=customer, recency_days=3, frequency=1, monetary=Decimal("1980"),
+        r_score=5, f_score=1, m_score=2, segment=RfmScore.Segment.POTENTIAL,
+    )  # fmt: skip
+    fit = ClvFit.objects.create(calibration_end=on, r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-1.0)
+    ClvScore.objects.create(
+        fit=fit, customer=customer, frequency=0, recency=0.0, age=1.0, monetary=Decimal("0"),
+        expected_purchases=0.4, p_alive=1.0, expected_spend=Decimal("1980"), clv=Decimal("2500"),
+    )  # fmt: skip

@@ -22,13 +22,12 @@ from consent.provision import rules as provision_rules
 from consent.provision import services as provision_services
 from consent.provision.models import Recipient
 from consent.requests.models import DataSubjectRequest
-from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
 from crm.classification import REGISTRY, DataClass, FieldSpec
 from crm.disclosure import ModelSection, disclosure_sections, json_value
 from crm.disclosure.package import disclosure_package_write
 from crm.models import Customer, CustomerEvent, Purchase
 from crm.retention import services as retention
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, analytics_scores_for
 
 pytestmark = pytest.mark.django_db
 
@@ -77,18 +76,7 @@ def _person(team: Any, officer: Any) -> Customer:
         customer_ids=[customer.pk], reason="litigation", placed_by=officer, note="備考"
     )
     # scores computed about the person (profiling, GDPR 15(1)(h))
-    run = RfmRun.objects.create(as_of=WHEN.date())
-    RfmScore.objects.create(
-        run=run, customer=customer, recency_days=3, frequency=1, monetary=Decimal("1980"),
-        r_score=5, f_score=1, m_score=2, segment=RfmScore.Segment.POTENTIAL,
-    )  # fmt: skip
-    fit = ClvFit.objects.create(
-        calibration_end=WHEN.date(), r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-1.0
-    )
-    ClvScore.objects.create(
-        fit=fit, customer=customer, frequency=0, recency=0.0, age=1.0, monetary=Decimal("0"),
-        expected_purchases=0.4, p_alive=1.0, expected_spend=Decimal("1980"), clv=Decimal("2500"),
-    )  # fmt: skip
+    analytics_scores_for(customer, WHEN.date())
     # APPI 33(5): the records of provision to a third party and of receipt from one that name the person
     partner = Recipient.objects.create(
         name="提携ポイント株式会社", kind=Recipient.Kind.THIRD_PARTY, country="JP"

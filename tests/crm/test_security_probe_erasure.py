@@ -22,14 +22,14 @@ from django.apps import apps
 from django.db import connection
 
 from consent import services as consent_services
-from consent.models import ConsentEvent
+from consent.models import ConsentEvent, DataSubjectRequest
 from crm.classification import REGISTRY, DataClass
 from crm.crypto import DecryptionError, decrypt_str
 from crm.fields import _EncryptedMixin
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase
 from crm.retention import services as retention
 from crm.retention.models import RetentionPolicy
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, analytics_scores_for
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +76,15 @@ def _person(team, officer) -> tuple[Customer, set[str]]:
         customer=customer, team=team, order_no=ORDER_NO, amount=Decimal("1980"), channel="web_form",
         purchased_at=WHEN,
     )  # fmt: skip
+    # scores computed about them (RFM, CLV)
+    analytics_scores_for(customer, WHEN.date())
+    # a disclosure request of theirs answered earlier: its record stays, their identifiers go with them
+    answered = DataSubjectRequest.objects.create(
+        customer=customer, kind="disclosure", channel="phone", received_at=WHEN, due_on=WHEN.date(),
+        requester_name=f"{THEIRS['family_name']} {THEIRS['given_name']}", requester_email=THEIRS["email"],
+        requester_phone=THEIRS["phone"], details=f"{THEIRS['family_name']}の開示請求",
+    )  # fmt: skip
+    DataSubjectRequest.objects.filter(pk=answered.pk).update(state="completed", closed_at=WHEN)
     # an event recorded for their cookie id before they were identified (no customer on it)
     CustomerEvent.objects.create(visitor_id=VISITOR, kind="page_view", occurred_at=WHEN, properties={})
     evidence = {"source_ip": SOURCE_IP, "user_agent": USER_AGENT, "form_id": "F-PROBE"}

@@ -226,11 +226,11 @@ class Command(BaseCommand):
         # Only table names from the models are formatted in; every value is a parameter.
         sql = f"""
             INSERT INTO {table} (customer_id, team_id, order_no, amount, currency, channel,
-                                 purchased_at, created_at)
+                                 purchased_at, created_at, quantity, category)
             SELECT c.id, c.team_id, 'S' || lpad(c.id::text, 10, '0') || '-' || lpad(g::text, 3, '0'),
                    (300 + floor(random() * 30000))::numeric, 'JPY', c.collection_channel,
                    c.collected_at + (coalesce(c.last_activity_at, now()) - c.collected_at) * random(),
-                   now()
+                   now(), 1, ''
             FROM {customers} c
             CROSS JOIN LATERAL generate_series(1, ((c.id * 7919) %% (2 * %s + 1))::int) AS g
             WHERE c.id BETWEEN %s AND %s
