@@ -80,6 +80,7 @@ REGISTRY.declare(
             "method",
             "status",
             "cursor",
+            "first_id",
             "last_id",
             "matched",
             "unmatched",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import current_app
 
 from consent.requests.models import DataSubjectRequest, RequestState
 from crm.models import AuditEntry
@@ -26,10 +27,12 @@ pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 WHEN = dt.datetime(2026, 4, 1, 1, 0, tzinfo=dt.UTC)
 
 
-def build_in_the_web_process(settings: Any, tmp_path: Path) -> None:
+def build_in_the_web_process(settings: Any, monkeypatch: Any, tmp_path: Path) -> None:
     """The package's build runs in the web process (eager tasks, so that no worker is needed here), its
-    files in the test's own directory."""
+    files in the test's own directory. Eager on the Celery app itself, not only in Django's settings: the
+    app reads those once, and an earlier test of the run may have made it read them already."""
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    monkeypatch.setattr(current_app.conf, "task_always_eager", True)
     settings.DISCLOSURE_PACKAGE_DIR = str(tmp_path / "packages")
 
 
@@ -57,10 +60,10 @@ def download_package(page: Any, request_id: int) -> dict[str, Any]:
 
 
 def test_the_handler_orders_and_downloads_the_disclosure_package(
-    live_server, new_page, team, settings, tmp_path
+    live_server, new_page, team, settings, monkeypatch, tmp_path
 ):
     # given a verified disclosure request about a customer, assigned to a handler of the desk
-    build_in_the_web_process(settings, tmp_path)
+    build_in_the_web_process(settings, monkeypatch, tmp_path)
     handler = UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
     customer = CustomerFactory(team=team, email="browser.package@example.com")
     dsr = DataSubjectRequest.objects.create(

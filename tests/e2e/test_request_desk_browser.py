@@ -84,10 +84,10 @@ def link_the_match(page: Any, base_url: str, request: DataSubjectRequest, custom
 
 
 def test_a_public_request_goes_from_the_form_to_the_downloaded_package_and_completion(
-    live_server, new_page, team, settings, tmp_path
+    live_server, new_page, team, settings, monkeypatch, tmp_path
 ):
     # given a handler of the desk, a support lead, and the customer the requester is
-    build_in_the_web_process(settings, tmp_path)
+    build_in_the_web_process(settings, monkeypatch, tmp_path)
     handler = UserFactory(username="desk", roles=[ROLE_SUPPORT])
     UserFactory(username="desk_lead", roles=[ROLE_SUPPORT_LEAD])
     customer = CustomerFactory(team=team, email=ADDRESS)

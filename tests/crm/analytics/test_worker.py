@@ -58,9 +58,11 @@ def test_the_import_task_runs_in_a_real_worker(settings, tmp_path):
         # when the task is sent by name, as the upload does after its commit
         current_app.send_task(services.PURCHASE_IMPORT_TASK, args=[batch.pk])
         deadline = time.monotonic() + 120
+        # (the task removes the file once the service has marked the batch done: wait for both)
         while time.monotonic() < deadline:
             batch.refresh_from_db()
-            if batch.status == PurchaseImport.Status.DONE:
+            file_left = services.import_file_path(batch.pk).exists()
+            if batch.status == PurchaseImport.Status.DONE and not file_left:
                 break
             time.sleep(0.2)
         # then the worker imported every row and removed the file
