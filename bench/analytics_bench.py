@@ -153,9 +153,11 @@ def bench_clv(calibration_end: dt.date, holdout_end: dt.date | None) -> None:
 # --- import ------------------------------------------------------------------------------------------------
 
 
-def write_csv(path: Path, rows: int, customers: int) -> None:
-    """`rows` purchases of `customers` external ids over two years, in chunks (never the whole file)."""
-    rng = np.random.default_rng(18)
+def write_csv(path: Path, rows: int, customers: int, seed: int = 18) -> None:
+    """`rows` purchases of `customers` external ids over two years, in chunks (never the whole file); another
+    `seed` gives other rows and other external ids (a second import into the same copy)."""
+    rng = np.random.default_rng(seed)
+    prefix = "BI" if seed == 18 else f"B{seed}"
     start = dt.datetime(2025, 1, 1).timestamp()
     cats = np.array(
         ["books", "food", "drink", "fashion", "shoes", "beauty", "home", "toys", "sports", "music"]
@@ -175,16 +177,16 @@ def write_csv(path: Path, rows: int, customers: int) -> None:
             chan = chans[rng.integers(0, len(chans), n)]
             out.write(
                 "".join(
-                    f"BI-{i:07d},{s},{a},{q},{c},{h}\n"
+                    f"{prefix}-{i:07d},{s},{a},{q},{c},{h}\n"
                     for i, s, a, q, c, h in zip(ids, stamps, amounts, qty, cat, chan, strict=True)
                 )
             )
             done += n
 
 
-def bench_import(rows: int, customers: int) -> None:
-    path = Path(tempfile.gettempdir()) / f"analytics-bench-{rows}.csv"
-    seconds, _ = timed(lambda: write_csv(path, rows, customers))
+def bench_import(rows: int, customers: int, seed: int) -> None:
+    path = Path(tempfile.gettempdir()) / f"analytics-bench-{rows}-{seed}.csv"
+    seconds, _ = timed(lambda: write_csv(path, rows, customers, seed))
     size = path.stat().st_size
     print(f"generated {rows:,} rows ({size / 1e6:.0f} MB) in {seconds:.0f} s")
     team, _ = Team.objects.get_or_create(code="bench-import", defaults={"name": "bench import"})
@@ -235,6 +237,7 @@ def main() -> None:
     imp = sub.add_parser("import")
     imp.add_argument("--rows", type=int, default=10_000_000)
     imp.add_argument("--customers", type=int, default=500_000)
+    imp.add_argument("--seed", type=int, default=18)
     args = parser.parse_args()
     if "crm_bench_" not in connection.settings_dict["NAME"]:
         sys.exit("Run against a copy of crm_bench (crm_bench_<name>), never crm_bench itself.")
@@ -243,7 +246,7 @@ def main() -> None:
     elif args.what == "clv":
         bench_clv(dt.date.fromisoformat(args.calibration_end), dt.date.fromisoformat(args.holdout_end))
     else:
-        bench_import(args.rows, args.customers)
+        bench_import(args.rows, args.customers, args.seed)
 
 
 if __name__ == "__main__":

@@ -313,17 +313,21 @@ class Purchase(models.Model):
         verbose_name=_("顧客"),
     )
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当チーム"))
-    # Imported purchases may have none (the CSV has no order number): NULLs do not collide.
-    order_no = models.CharField(_("注文番号"), max_length=40, unique=True, null=True, blank=True)
+    # Imported purchases may have none (the CSV has no order number): NULLs do not collide. Unique by the
+    # constraint in Meta, not `unique=True`, which would add a second, varchar_pattern_ops index for prefix
+    # LIKE searches that nothing runs (one more index for every imported row to maintain).
+    order_no = models.CharField(_("注文番号"), max_length=40, null=True, blank=True)
     # Yen; imported files may carry decimals (tax-inclusive unit prices), kept exactly.
     amount = models.DecimalField(_("金額"), max_digits=14, decimal_places=2)
     quantity = models.PositiveIntegerField(_("数量"), default=1)
     category = models.CharField(_("商品カテゴリ"), max_length=64, blank=True, default="")
     currency = models.CharField(_("通貨"), max_length=3, default="JPY")
     channel = models.CharField(_("チャネル"), max_length=20, choices=Customer.Channel.choices)
-    purchased_at = models.DateTimeField(_("購入日時"), db_index=True)
-    # The natural key of an imported row (crm.analytics.imports): unique, so a re-import inserts nothing.
-    import_key = models.UUIDField(_("取込キー"), null=True, blank=True, unique=True, editable=False)
+    # Indexed by the (purchased_at, import_key) constraint in Meta, which serves ranges of purchased_at.
+    purchased_at = models.DateTimeField(_("購入日時"))
+    # The natural key of an imported row (crm.analytics.imports), unique with purchased_at (which the key's
+    # hash covers), so a re-import inserts nothing.
+    import_key = models.UUIDField(_("取込キー"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
     objects = PurchaseQuerySet.as_manager()
@@ -331,6 +335,14 @@ class Purchase(models.Model):
     class Meta:
         verbose_name = _("購買")
         verbose_name_plural = _("購買")
+        constraints = [
+            models.UniqueConstraint(fields=["order_no"], name="uniq_purchase_order_no"),
+            # One index for both the time ranges (insights, disclosure) and the import's idempotence: the
+            # import inserts in purchased_at order, so its entries land in order (a sweep, not random pages).
+            models.UniqueConstraint(
+                fields=["purchased_at", "import_key"], name="uniq_purchase_time_import_key"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"購買 #{self.pk}"

@@ -20,6 +20,7 @@ megabytes) for a Bayesian fit the issue does not ask for. The two likelihoods ar
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,19 +62,83 @@ def bgnbd_log_likelihood(r: float, alpha: float, a: float, b: float, x: Array, t
     return np.asarray(common + np.logaddexp(alive, dropped), float)
 
 
-def bgnbd_fit(x: Array, t_x: Array, T: Array, weights: Array | None = None) -> BgNbd:
-    """Maximum likelihood (L-BFGS-B over the logs of the four parameters, which keeps them positive)."""
-    w = np.ones_like(np.asarray(x, float)) if weights is None else np.asarray(weights, float)
+def _distinct(values: Array) -> tuple[Array, NDArray[np.intp]]:
+    """The distinct values and, per row, the index of its value: a transcendental function of a column is
+    computed once per distinct value (x takes a few dozen values, t_x and T in days a few thousand) and
+    gathered back to the rows."""
+    distinct, index = np.unique(np.asarray(values, float), return_inverse=True)
+    return distinct, index.reshape(-1)
+
+
+def _bgnbd_objective(x: Array, t_x: Array, T: Array, w: Array) -> Any:
+    """The mean negative log-likelihood of eq. (6) over log-parameters and its exact gradient, for L-BFGS-B.
+
+    With C = ln Γ(r+x) − ln Γ(r) + r ln α − ln B(a, b), A = ln B(a, b+x) − (r+x) ln(α+T) and
+    D = ln B(a+1, b+x−1) − (r+x) ln(α+t_x) (x > 0), each row's term is C + ln(e^A + e^D); its derivative is
+    C' + π A' + (1 − π) D' with π = e^A / (e^A + e^D), the digamma ψ standing for the derivatives of ln Γ.
+    Terms depending on x alone are computed per distinct x and weighted by that x's total weight.
+    """
+    xs, xi = _distinct(x)
+    txs, ti = _distinct(t_x)
+    Ts, Ti = _distinct(T)
     total = w.sum()
+    w_x = np.bincount(xi, w, minlength=xs.size)
+    repeat_x = xs > 0
+    x_row = xs[xi]
 
-    def negative(log_params: Array) -> float:
+    def objective(log_params: Array) -> tuple[float, Array]:
         r, alpha, a, b = np.exp(log_params)
-        return float(-(w * bgnbd_log_likelihood(r, alpha, a, b, x, t_x, T)).sum() / total)
+        log_T, log_tx = np.log(alpha + Ts), np.log(alpha + txs)
+        rx = r + xs
+        common = special.gammaln(rx) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
+        alive_x = special.betaln(a, b + xs)
+        dropped_x = np.full_like(xs, -np.inf)
+        dropped_x[repeat_x] = special.betaln(a + 1, b + xs[repeat_x] - 1)
+        rx_row = rx[xi]
+        alive = alive_x[xi] - rx_row * log_T[Ti]
+        dropped = dropped_x[xi] - rx_row * log_tx[ti]
+        both = np.logaddexp(alive, dropped)
+        ll = float(w_x @ common + w @ both)
+        pi = np.exp(alive - both)  # the share of the "still alive" term
+        w_alive, w_dropped = w * pi, w * (1.0 - pi)
+        s_alive = np.bincount(xi, w_alive, minlength=xs.size)
+        s_dropped = np.bincount(xi, w_dropped, minlength=xs.size)
+        d_r = w_x @ (special.digamma(rx) - special.digamma(r) + np.log(alpha)) - (
+            w_alive @ log_T[Ti] + w_dropped @ log_tx[ti]
+        )
+        d_alpha = total * r / alpha - (
+            (w_alive * (r + x_row)) @ (1.0 / (alpha + Ts))[Ti]
+            + (w_dropped * (r + x_row)) @ (1.0 / (alpha + txs))[ti]
+        )
+        psi_abx = special.digamma(a + b + xs)
+        psi_b_x1 = np.zeros_like(xs)
+        psi_b_x1[repeat_x] = special.digamma(b + xs[repeat_x] - 1)
+        d_a = -total * (special.digamma(a) - special.digamma(a + b)) + (
+            s_alive @ (special.digamma(a) - psi_abx) + s_dropped @ (special.digamma(a + 1) - psi_abx)
+        )
+        d_b = -total * (special.digamma(b) - special.digamma(a + b)) + (
+            s_alive @ (special.digamma(b + xs) - psi_abx) + s_dropped @ (psi_b_x1 - psi_abx)
+        )
+        # d/d(ln θ) = θ · d/dθ; minimise the mean negative log-likelihood.
+        grad = -np.array([r * d_r, alpha * d_alpha, a * d_a, b * d_b]) / total
+        return -ll / total, grad
 
+    return objective
+
+
+def bgnbd_fit(x: Array, t_x: Array, T: Array, weights: Array | None = None) -> BgNbd:
+    """Maximum likelihood (L-BFGS-B over the logs of the four parameters, which keeps them positive, with
+    the exact gradient: one likelihood evaluation per step instead of five for finite differences)."""
+    x, t_x, T = np.asarray(x, float), np.asarray(t_x, float), np.asarray(T, float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+    total = w.sum()
+    objective = _bgnbd_objective(x, t_x, T, w)
     start = np.log([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0])
-    result = optimize.minimize(negative, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
     if not result.success:
-        result = optimize.minimize(negative, result.x, method="Nelder-Mead", options={"maxiter": 4000})
+        result = optimize.minimize(
+            lambda p: objective(p)[0], result.x, method="Nelder-Mead", options={"maxiter": 4000}
+        )
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
     return BgNbd(r, alpha, a, b, log_likelihood=float(-result.fun * total))
 
@@ -131,20 +196,53 @@ def gamma_gamma_log_likelihood(p: float, q: float, v: float, x: Array, m: Array)
     )
 
 
+def _gamma_gamma_objective(x: Array, m: Array, w: Array) -> Any:
+    """The mean negative log-likelihood of the note's eq. (4) over log-parameters and its exact gradient:
+    d/dp = x (ψ(px+q) − ψ(px) + ln m + ln x − ln(v+mx)), d/dq = ψ(px+q) − ψ(q) + ln v − ln(v+mx),
+    d/dv = q/v − (px+q)/(v+mx). Γ and ψ of px are computed per distinct x."""
+    xs, xi = _distinct(x)
+    total = w.sum()
+    w_x = np.bincount(xi, w, minlength=xs.size)
+    log_m, log_x = np.log(m), np.log(x)
+    mx = m * x
+    wx = w * x
+    w_log_m, wx_log_mx = w @ log_m, wx @ (log_m + log_x)
+
+    def objective(log_params: Array) -> tuple[float, Array]:
+        p, q, v = np.exp(log_params)
+        px = p * xs
+        log_vmx = np.log(v + mx)
+        pxq_row = (px + q)[xi]
+        ll = (
+            w_x @ (special.gammaln(px + q) - special.gammaln(px))
+            + total * (q * np.log(v) - special.gammaln(q))
+            + p * wx_log_mx
+            - w_log_m
+            - w @ (pxq_row * log_vmx)
+        )
+        psi_pxq = special.digamma(px + q)
+        d_p = (w_x * xs) @ (psi_pxq - special.digamma(px)) + wx_log_mx - wx @ log_vmx
+        d_q = w_x @ psi_pxq - total * special.digamma(q) + total * np.log(v) - w @ log_vmx
+        d_v = total * q / v - w @ (pxq_row / (v + mx))
+        grad = -np.array([p * d_p, q * d_q, v * d_v]) / total
+        return float(-ll / total), grad
+
+    return objective
+
+
 def gamma_gamma_fit(x: Array, m: Array, weights: Array | None = None) -> GammaGamma:
-    """Maximum likelihood over customers with x > 0 and m > 0 (the caller passes only those)."""
+    """Maximum likelihood over customers with x > 0 and m > 0 (the caller passes only those), L-BFGS-B with
+    the exact gradient."""
     x, m = np.asarray(x, float), np.asarray(m, float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, float)
     total = w.sum()
-
-    def negative(log_params: Array) -> float:
-        p, q, v = np.exp(log_params)
-        return float(-(w * gamma_gamma_log_likelihood(p, q, v, x, m)).sum() / total)
-
+    objective = _gamma_gamma_objective(x, m, w)
     start = np.log([1.0, 2.0, max(float(np.average(m, weights=w)), 1.0)])
-    result = optimize.minimize(negative, start, method="L-BFGS-B", bounds=[(-12.0, 16.0)] * 3)
+    result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 16.0)] * 3)
     if not result.success:
-        result = optimize.minimize(negative, result.x, method="Nelder-Mead", options={"maxiter": 4000})
+        result = optimize.minimize(
+            lambda p: objective(p)[0], result.x, method="Nelder-Mead", options={"maxiter": 4000}
+        )
     p, q, v = (float(val) for val in np.exp(result.x))
     return GammaGamma(p, q, v, log_likelihood=float(-result.fun * total))
 

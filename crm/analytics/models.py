@@ -190,9 +190,13 @@ class ClvScore(models.Model):
     predictions: expected purchases in the fit's horizon, P(alive), expected spend per purchase and the
     discounted expected CLV."""
 
-    fit = models.ForeignKey(ClvFit, on_delete=models.CASCADE, related_name="scores", verbose_name=_("推定"))
+    # No single-column indexes: uniq_clv_fit_customer (fit, customer) and clv_customer_fit_idx (customer,
+    # fit) lead with each of them, and a fit stores a million rows at once.
+    fit = models.ForeignKey(
+        ClvFit, on_delete=models.CASCADE, related_name="scores", verbose_name=_("推定"), db_index=False
+    )
     customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
+        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客"), db_index=False
     )
     frequency = models.IntegerField(_("リピート購買回数（x）"))
     recency = models.FloatField(_("初回から最終購買まで（t_x）"))

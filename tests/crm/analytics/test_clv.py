@@ -109,6 +109,46 @@ def test_the_weighted_fit_on_distinct_rows_equals_the_fit_on_every_customer():
     assert grouped.r == pytest.approx(whole.r, rel=1e-3)
 
 
+@pytest.mark.parametrize("log_params", [np.log([0.24, 4.4, 0.79, 2.4]), np.log([2.0, 40.0, 3.0, 0.7])])
+def test_the_fits_exact_gradient_is_the_slope_of_the_papers_likelihood(log_params):
+    # given customers simulated from BG/NBD in whole days, with weights, and the mean negative
+    # log-likelihood written straight from eq. (6)
+    rng = np.random.default_rng(5)
+    T = np.floor(rng.uniform(1, 80, 4000))
+    x, t_x = clv.simulate_bgnbd(rng, 4000, T=T, **CDNOW)
+    t_x, w = np.floor(t_x), rng.integers(1, 4, 4000).astype(float)
+
+    def paper(params: np.ndarray) -> float:
+        return float(-(w * clv.bgnbd_log_likelihood(*np.exp(params), x, t_x, T)).sum() / w.sum())
+
+    # when the objective the fit minimises is evaluated with its gradient
+    value, gradient = clv._bgnbd_objective(x, t_x, T, w)(log_params)
+    # then its value is the paper's and its gradient the paper's slope (central differences)
+    step = 1e-6
+    slope = [(paper(log_params + step * e) - paper(log_params - step * e)) / (2 * step) for e in np.eye(4)]
+    assert value == pytest.approx(paper(log_params), rel=1e-12)
+    assert gradient == pytest.approx(slope, rel=1e-5, abs=1e-7)
+
+
+def test_the_gamma_gamma_exact_gradient_is_the_slope_of_the_notes_density():
+    # given mean spends simulated from Gamma-Gamma
+    rng = np.random.default_rng(6)
+    x = rng.integers(1, 30, 3000).astype(float)
+    m, w = clv.simulate_gamma_gamma(rng, x, p=6.25, q=3.74, v=15.44), np.ones(3000)
+
+    def note(params: np.ndarray) -> float:
+        return float(-clv.gamma_gamma_log_likelihood(*np.exp(params), x, m).mean())
+
+    # when the objective is evaluated away from the optimum
+    point = np.log([2.0, 8.0, 40.0])
+    value, gradient = clv._gamma_gamma_objective(x, m, w)(point)
+    # then value and gradient are the note's eq. (4) and its slope
+    step = 1e-6
+    slope = [(note(point + step * e) - note(point - step * e)) / (2 * step) for e in np.eye(3)]
+    assert value == pytest.approx(note(point), rel=1e-12)
+    assert gradient == pytest.approx(slope, rel=1e-5, abs=1e-7)
+
+
 @pytest.mark.django_db
 def test_clv_fit_over_the_database_prints_parameters_stores_scores_and_checks_a_holdout(team, capsys):
     # given 600 customers whose purchase days follow BG/NBD (days), first purchases in 2025, and one who
