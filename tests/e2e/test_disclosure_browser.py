@@ -29,10 +29,9 @@ WHEN = dt.datetime(2026, 4, 1, 1, 0, tzinfo=dt.UTC)
 
 def build_in_the_web_process(settings: Any, monkeypatch: Any, tmp_path: Path) -> None:
     """The package's build runs in the web process (eager tasks, so that no worker is needed here), its
-    files in the test's own directory. Eager on the Celery app itself, not only in Django's settings: the
-    app reads those once, and an earlier test of the run may have made it read them already."""
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    monkeypatch.setattr(current_app.conf, "task_always_eager", True)
+    files in the test's own directory. Eager on the Celery app itself, never through Django's settings: the
+    app reads those once, so an override there either comes too late or outlives the test."""
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
     settings.DISCLOSURE_PACKAGE_DIR = str(tmp_path / "packages")
 
 
