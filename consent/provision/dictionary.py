@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.translation import gettext as _
 
@@ -43,7 +44,7 @@ def _searchable(model: type[models.Model], name: str) -> bool:
         return True
     try:
         field = model._meta.get_field(name)
-    except Exception:  # a registry entry with no column (never for a classified model)
+    except FieldDoesNotExist:  # a registry entry with no column (never for a classified model)
         return False
     if isinstance(field, ENCRYPTED_FIELDS):
         return False  # ciphertext: only a blind index finds it
@@ -92,7 +93,7 @@ def dictionary_rows(query: str = "") -> list[DictionaryRow]:
             try:
                 field: Any = model._meta.get_field(name)
                 verbose = str(getattr(field, "verbose_name", name))
-            except Exception:
+            except FieldDoesNotExist:
                 field, verbose = None, name
             personal = spec.data_class in PERSONAL_CLASSES
             row = DictionaryRow(
