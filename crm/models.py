@@ -238,10 +238,13 @@ class Customer(models.Model):
         ]
         indexes = [
             models.Index(fields=["team", "-id"], name="customer_team_id_idx"),
-            models.Index(fields=["email_bidx"], name="customer_email_bidx"),
-            models.Index(fields=["phone_bidx"], name="customer_phone_bidx"),
-            models.Index(fields=["name_bidx"], name="customer_name_bidx"),
-            models.Index(fields=["kana_bidx"], name="customer_kana_bidx"),
+            # The exact search's blind indexes, each with the team (crm/0025): a staff user's scope is a
+            # condition inside each arm of the search's BitmapOr (crm.selectors.customer_search_counted),
+            # never a bitmap of the whole team ANDed in. A lookup by the blind index alone still uses them.
+            models.Index(fields=["email_bidx", "team"], name="customer_email_team_bidx"),
+            models.Index(fields=["phone_bidx", "team"], name="customer_phone_team_bidx"),
+            models.Index(fields=["name_bidx", "team"], name="customer_name_team_bidx"),
+            models.Index(fields=["kana_bidx", "team"], name="customer_kana_team_bidx"),
             models.Index(fields=["status", "last_activity_at"], name="customer_status_activity_idx"),
             # The changelist sorted by last activity (the admin appends the pk): crm/0007.
             models.Index(fields=["last_activity_at", "id"], name="customer_activity_id_idx"),

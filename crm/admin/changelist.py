@@ -4,6 +4,7 @@ columns, the first page counted from its own rows, and a team filter of the user
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin
@@ -40,17 +41,32 @@ class TokenSearchForm(ChangeListSearchForm):
         return cleaned
 
 
+# An exact search's number of matches, per request: the model admin's get_search_results puts it here (from
+# crm.selectors.customer_search_counted, which found exactly those rows) and the changelist of the same
+# request takes it as its count instead of counting the same rows again.
+SEARCH_COUNTS: WeakKeyDictionary[HttpRequest, int] = WeakKeyDictionary()
+
+
 class IndexedSortChangeList(ChangeList):
     """A changelist that sorts only by `sortable_by`, whatever `?o=` asks (the admin hides the other headers'
     sort links but would still honour a hand-written URL, sorting a million rows), and that takes the count
     of a short first page from its rows."""
 
     search_form_class = TokenSearchForm
+    search_count: int | None = None  # an exact search's matches (SEARCH_COUNTS), when known
 
     def get_filters_params(self, params: Any = None) -> Any:
         lookup_params = super().get_filters_params(params)
         lookup_params.pop(SEARCH_TOKEN_VAR, None)  # the search, not a filter
         return lookup_params
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
+        SEARCH_COUNTS.pop(request, None)
+        qs = super().get_queryset(request, exclude_parameters)
+        # The list's own queryset, not a facet's (which leaves a filter out, so matches more rows).
+        if exclude_parameters is None:
+            self.search_count = SEARCH_COUNTS.pop(request, None)
+        return qs
 
     def get_ordering_field(self, field_name: Any) -> Any:
         if field_name not in (self.sortable_by or ()):
@@ -71,7 +87,9 @@ class IndexedSortChangeList(ChangeList):
             return
         paginator.count_first = bool(self.query)  # an exact search: few rows, count before estimating
         rows = list(self.queryset[: self.list_per_page + 1])
-        if len(rows) <= self.list_per_page:
+        if self.search_count is not None:
+            paginator.__dict__["count"] = self.search_count  # the search found exactly these: no count
+        elif len(rows) <= self.list_per_page:
             paginator.__dict__["count"] = len(rows)  # the cached_property: exact, nothing to count
         # Never fewer than the rows seen: a full page means more than one page, whatever was estimated.
         count = paginator.__dict__["count"] = max(paginator.count, len(rows))

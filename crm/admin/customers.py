@@ -22,7 +22,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm import services
-from crm.admin.changelist import IndexedSortChangeList, TeamListFilter
+from crm.admin.changelist import SEARCH_COUNTS, IndexedSortChangeList, TeamListFilter
 from crm.admin.display import (
     CLEAR_DISPLAY,
     PERSONAL,
@@ -41,7 +41,7 @@ from crm.prefectures import prefecture_choices
 from crm.retention import selectors as retention_selectors
 from crm.retention import services as retention_services
 from crm.search_token import MAX_TERM_LENGTH, SEARCH_TOKEN_VAR, seal_search
-from crm.selectors import customer_search
+from crm.selectors import customer_search_counted
 
 LIST_COLUMNS = ["member_no", "family_name", "given_name", "email", "phone", "prefecture"]
 LIST_ONLY = ("id", "team__name", "team__code", "status", "last_activity_at", *LIST_COLUMNS)
@@ -366,8 +366,11 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
     ) -> tuple[QuerySet[Customer], bool]:
         if not search_term.strip():
             return queryset, False
-        # Exact search: the blind indexes pick a handful of rows; the team scope just filters them.
-        return customer_search(queryset, search_term), False
+        # Exact search: the blind indexes pick a handful of the user's rows; their number is the count.
+        queryset, count = customer_search_counted(queryset, search_term)
+        if count is not None:
+            SEARCH_COUNTS[request] = count
+        return queryset, False
 
     def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
         if obj is None:

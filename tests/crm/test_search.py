@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import pytest
 from django.db import connection
@@ -14,7 +14,7 @@ from crm import paginators
 from crm.models import Customer
 from crm.paginators import EstimatedCountPaginator
 from crm.search_token import SEARCH_TOKEN_VAR, open_search, seal_search
-from crm.selectors import customer_list, customer_search_q
+from crm.selectors import customer_list, customer_search_counted, customer_search_q
 from tests.factories import CustomerFactory
 from tests.services import without_audit_id_reservation
 
@@ -202,21 +202,42 @@ def test_restrict_spells_out_team_ids_for_the_planner(customer, other_team, owne
 
 
 @pytest.mark.django_db
-def test_search_hands_the_matches_over_as_ids_and_keeps_the_team_scope(customer, other_team, owner, outsider):
+def test_search_finds_the_matches_within_the_scope_and_counts_them(customer, other_team, owner, outsider):
     # given the same e-mail in two teams
     other = CustomerFactory(team=other_team, member_no="M900000002", email="Taro.Yamada@Example.com")
 
-    # when the owner searches the shared e-mail
-    found = customer_list(user=owner, search="taro.yamada@example.com")
+    # when the owner and the outsider search the shared e-mail through their own scopes
+    term = "taro.yamada@example.com"
+    found, count = customer_search_counted(Customer.objects.restrict(owner, "view"), term)
+    theirs, their_count = customer_search_counted(Customer.objects.restrict(outsider, "view"), term)
 
-    # then only the owner's team's customer is returned: the matches (both) were looked up on their own and
-    # handed to the list's query as an id array, which still applies the team scope
-    assert list(found) == [customer]
+    # then each finds only their team's customer: the matches were looked up through the scope, so the id
+    # array handed to the list's query holds only those, and their number is the count
+    assert list(found) == [customer] and count == 1
+    assert list(theirs) == [other] and their_count == 1
     sql, params = found.query.sql_with_params()
-    assert "= ANY(" in sql and sorted(next(p for p in params if isinstance(p, list))) == sorted(
-        [customer.pk, other.pk]
-    )
-    assert "team_id" in sql
+    assert "= ANY(" in sql and next(p for p in params if isinstance(p, list)) == [customer.pk]
+    assert "team_id" in sql  # the list's query keeps the scope too
+
+
+@pytest.mark.django_db
+def test_a_search_with_more_matches_than_a_page_is_counted_by_the_search_not_by_a_count(client, owner, team):
+    # given 53 customers of the owner's team with the same name (more than the page's 50)
+    CustomerFactory.create_batch(53, team=team, family_name="鈴木", given_name="一郎")
+    client.force_login(owner)
+    url = f"{CHANGELIST}?q=" + quote("鈴木 一郎")
+    client.get(url)  # warm per-process caches
+
+    # when the owner searches the name
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+
+    # then the list says exactly 53, on two pages, and no statement counted them again
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "53" in page and page.count("顧客 #") >= 50
+    assert not [q for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert response.context["cl"].result_count == 53 and response.context["cl"].multi_page
 
 
 @pytest.mark.django_db
