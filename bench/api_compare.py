@@ -1,0 +1,103 @@
+"""The consent-write API before and after a change, in one run: api_bench.py of each checkout, alternated.
+
+    DATABASE_URL=postgres://root@127.0.0.1:5432/crm_api python bench/api_compare.py ../before [--rounds 3]
+
+Each round runs the earlier checkout's own bench/api_bench.py (one round of its scenarios), then this
+checkout's, each on its own throwaway database on the same server (`<name>_before`, `<name>_after`, created
+when missing and kept between rounds so that only the first round migrates): the same machine minute falls on
+both. The median of each side's rounds is printed with the ratio after/before of the consent writes' requests
+per second and of their CPU time per request (api_bench's speed meter), the figure issue #12 asks for ("a
+loss over 20 % needs a measured reason"). Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("requests", "errors", "rps", "p50", "p95", "sql", "cpu")
+
+
+def database_url(base: str, suffix: str) -> str:
+    parts = urlsplit(base)
+    name = f"{parts.path.lstrip('/')}_{suffix}"
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def one_round(checkout: Path, url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """One round of `checkout`'s api_bench, its table parsed: scenario -> the columns above."""
+    command = [sys.executable, str(checkout / "bench" / "api_bench.py"), "--rounds", "1"]
+    command += ["--scenarios", args.scenarios, "--duration", str(args.duration)]
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the bench of {checkout} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    rows: dict[str, dict[str, float]] = {}
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("scenario"))
+    for line in lines[start + 1 :]:
+        cells = line.split()
+        if len(cells) < 8 or cells[0] not in args.scenarios.split(","):
+            break
+        rows[cells[0]] = dict(zip(COLUMNS, map(float, cells[1:8]), strict=True))
+    print(
+        f"  {checkout.name:<24} "
+        + "  ".join(f"{k} {v['rps']:.0f}/s {v['cpu']:.2f} ms" for k, v in rows.items())
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("before", type=Path, help="a checkout of the code before the change")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--scenarios", default="health,consent,consent+idem")
+    args = parser.parse_args()
+    base = os.environ["DATABASE_URL"]
+    sides = {
+        "before": (args.before.resolve(), database_url(base, "before")),
+        "after": (ROOT, database_url(base, "after")),
+    }
+    results: dict[str, list[dict[str, dict[str, float]]]] = {side: [] for side in sides}
+    for n in range(args.rounds):
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"round {n + 1} of {args.rounds}, load average {load}", flush=True)
+        for side, (checkout, url) in sides.items():
+            results[side].append(one_round(checkout, url, args))
+    print(f"\nmedian of {args.rounds} alternated rounds (requests/s; CPU ms of one request in one process)")
+    print(
+        f"{'scenario':<14}{'before req/s':>14}{'after req/s':>13}{'ratio':>8}"
+        f"{'before CPU':>12}{'after CPU':>11}{'ratio':>8}"
+    )
+    for scenario in args.scenarios.split(","):
+        med = {
+            side: {c: statistics.median(r[scenario][c] for r in results[side]) for c in ("rps", "cpu")}
+            for side in sides
+        }
+        b, a = med["before"], med["after"]
+        print(
+            f"{scenario:<14}{b['rps']:>14.0f}{a['rps']:>13.0f}{a['rps'] / b['rps']:>7.2f}×"
+            f"{b['cpu']:>12.2f}{a['cpu']:>11.2f}{a['cpu'] / b['cpu']:>7.2f}×"
+        )
+    print(
+        f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"
+    )
+
+
+if __name__ == "__main__":
+    main()
