@@ -350,6 +350,15 @@ RETENTION_HEARTBEAT_SECONDS = env.int("RETENTION_HEARTBEAT_SECONDS", default=30)
 DISCLOSURE_PACKAGE_DIR = env.str(
     "DISCLOSURE_PACKAGE_DIR", default=str(BASE_DIR / ".data" / "disclosure-packages")
 )
+# Both directories default to .data/ inside the checkout, which a deployment replaces and does not back up:
+# production names them (sealed packages a person is owed, files waiting for their import).
+if PRODUCTION:
+    for _shared_dir in ("ANALYTICS_IMPORT_DIR", "DISCLOSURE_PACKAGE_DIR"):
+        if not env.str(_shared_dir, default="").strip():
+            raise ImproperlyConfigured(
+                f"{_shared_dir} must be set in production: a directory every web and worker process shares, "
+                "outside the checkout and never served by the web server."
+            )
 DISCLOSURE_PACKAGE_DAYS = env.int("DISCLOSURE_PACKAGE_DAYS", default=30)
 DISCLOSURE_LINK_SECONDS = env.int("DISCLOSURE_LINK_SECONDS", default=900)
 

@@ -45,6 +45,8 @@ def production_env(**overrides: str) -> dict[str, str]:
         "DATABASE_URL": "postgres://crm@db.internal:5432/crm",
         "CELERY_BROKER_URL": "redis://broker.internal:6379/0",
         "AUDIT_ANCHOR_PATH": "/var/lib/crm/audit-anchor.jsonl",
+        "ANALYTICS_IMPORT_DIR": "/var/lib/crm/imports",
+        "DISCLOSURE_PACKAGE_DIR": "/var/lib/crm/disclosure-packages",
         "ALLOWED_HOSTS": "crm.example.co.jp",
         "CSRF_TRUSTED_ORIGINS": "https://crm.example.co.jp",
         "SECURE_SSL_REDIRECT": "true",
@@ -148,6 +150,8 @@ def test_production_refuses_a_missing_secret(name):
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL must be set in production"),
         ("ALLOWED_HOSTS", "ALLOWED_HOSTS must list the real host names"),
         ("AUDIT_ANCHOR_PATH", "AUDIT_ANCHOR_PATH must be set in production"),
+        ("ANALYTICS_IMPORT_DIR", "ANALYTICS_IMPORT_DIR must be set in production"),
+        ("DISCLOSURE_PACKAGE_DIR", "DISCLOSURE_PACKAGE_DIR must be set in production"),
     ],
 )
 def test_production_refuses_missing_services_and_hosts(name, message):
