@@ -238,6 +238,9 @@ def test_a_search_with_more_matches_than_a_page_is_counted_by_the_search_not_by_
     assert "53" in page and page.count("顧客 #") >= 50
     assert not [q for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
     assert response.context["cl"].result_count == 53 and response.context["cl"].multi_page
+    # and with the filters' facet counts shown (each facet asks the search again without its filter), too
+    faceted = client.get(url + "&_facets=1")
+    assert faceted.status_code == 200 and faceted.context["cl"].result_count == 53
 
 
 @pytest.mark.django_db
