@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -20,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.provision import rules
 from crm.classification import DataClass
+from crm.fields import staff_reference
 from crm.models import Customer
 from crm.permissions import ALL, RestrictedQuerySet, scope_kind
 
@@ -286,14 +286,7 @@ class SubjectLinkedRecord(models.Model):
 
     basis = models.CharField(_("根拠"), max_length=20, choices=ProvisionBasis.choices)
     created_on = models.DateField(_("作成日"))
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成者"),
-    )
+    created_by = staff_reference(_("作成者"))
     created_at = models.DateTimeField(_("記録日時"), db_default=Now())
 
     objects = SubjectLinkedQuerySet.as_manager()

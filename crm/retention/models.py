@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from crm.fields import staff_reference
 from crm.permissions import RestrictedQuerySet
 
 __all__ = ["LegalHold", "RetentionPolicy", "RetentionRun", "RetentionRunSlice", "Tombstone"]
@@ -143,23 +143,11 @@ class LegalHold(models.Model):
         _("参照番号"), max_length=64, blank=True, help_text=_("事件番号・インシデント番号・請求番号など")
     )
     note = models.TextField(_("備考"), blank=True, help_text=_("個人情報を書かないでください。"))
-    placed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("設定者"),
-    )
+    placed_by = staff_reference(_("設定者"), optional=False)
     placed_at = models.DateTimeField(_("設定日時"), default=timezone.now)
     until = models.DateTimeField(_("保存期限"), null=True, blank=True, help_text=_("空欄は解除まで無期限"))
     released_at = models.DateTimeField(_("解除日時"), null=True, blank=True)
-    released_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("解除者"),
-    )
+    released_by = staff_reference(_("解除者"))
 
     objects = LegalHoldQuerySet.as_manager()
 
@@ -198,15 +186,7 @@ class RetentionRun(models.Model):
     as_of = models.DateTimeField(_("基準日時"), help_text=_("契機の日数はこの日時から数えます。"))
     started_at = models.DateTimeField(_("開始日時"), default=timezone.now)
     finished_at = models.DateTimeField(_("終了日時"), null=True, blank=True)
-    started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("開始者"),
-        help_text=_("空欄は定期実行（Celery beat）"),
-    )
+    started_by = staff_reference(_("開始者"), help_text=_("空欄は定期実行（Celery beat）"))
     # Frozen copy of the policy at start: an edit during the run does not change what the run does.
     action = models.CharField(_("処理"), max_length=12, choices=RetentionPolicy.Action.choices)
     scope = models.CharField(_("対象"), max_length=24, choices=RetentionPolicy.Scope.choices)
