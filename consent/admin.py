@@ -31,7 +31,14 @@ from consent.models import (
     PurposeVersion,
     SpecialCareRecord,
 )
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    NoEditAdminMixin,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    ScaleSafeAdmin,
+    object_not_found_redirect,
+)
 from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
@@ -100,21 +107,13 @@ class PurposeForm(forms.ModelForm):
         return data
 
 
-class PurposeVersionInline(admin.TabularInline):
+class PurposeVersionInline(ReadOnlyInline):
     """Every wording the purpose ever had, newest first; read-only forever."""
 
     model = PurposeVersion
-    extra = 0
-    can_delete = False
     ordering = ("-version",)
     fields = ("version", "title_ja", "title_en", "description_ja", "legal_basis", "text_hash", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Purpose)
@@ -356,7 +355,7 @@ def _history_link(customer_id: int | None) -> str:
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
 
     list_display = (
@@ -435,12 +434,6 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
     @admin.display(description=_("ユーザーエージェント"))
     def user_agent_masked(self, obj: ConsentEvent) -> str:
         return mask_value(ConsentEvent._meta.label, "user_agent", obj.user_agent) or "-"
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         extra = [
@@ -602,7 +595,7 @@ class SpecialCareForm(forms.Form):
 
 @admin.register(SpecialCareRecord)
 class SpecialCareRecordAdmin(
-    CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin
+    CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin
 ):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
@@ -620,12 +613,6 @@ class SpecialCareRecordAdmin(
     @admin.display(description=_("内容"))
     def content_masked(self, obj: SpecialCareRecord) -> str:
         return mask_value(SpecialCareRecord._meta.label, "content", obj.content) or "-"
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -699,7 +686,7 @@ class CompellingGroundsForm(forms.Form):
 
 
 @admin.register(Objection)
-class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """Objections (GDPR Art. 21) and compelling-grounds decisions: append-only, read-only for everyone;
     "追加" records an objection via the service, "判断を記録" (privacy officer) answers one."""
 
@@ -733,12 +720,6 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
             return "-"
         url = reverse("admin:consent_objection_decide", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, _("判断を記録（個人情報保護管理者）"))
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         extra = [

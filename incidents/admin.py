@@ -27,7 +27,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import AccessLoggedAdminMixin
+from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyInline
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
@@ -124,19 +124,6 @@ NOTICE_FOLLOW_UP = (
     IncidentNotice.Status.FAILED,
     IncidentNotice.Status.UNKNOWN,
 )
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """An inline of rows the incident page shows but never edits: they change only through the services."""
-
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TimelineInline(ReadOnlyInline):

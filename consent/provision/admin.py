@@ -44,7 +44,7 @@ from consent.provision.models import (
     Recipient,
 )
 from consent.provision.svg import graph_svg
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin.mixins import AccessLoggedAdminMixin, NoEditAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY
 from crm.models import Customer
@@ -340,7 +340,7 @@ class ReceiptForm(forms.Form):
 
 
 @admin.register(ReceiptRecord)
-class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """Receipt records (APPI 30): "追加" is their own form, which calls services.receipt_record; a written
     record is never edited."""
 
@@ -349,12 +349,6 @@ class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdm
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in ReceiptRecord._meta.fields] + ["people"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):

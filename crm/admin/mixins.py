@@ -1,5 +1,6 @@
 """What every admin of a large table of personal data shares: the scale-safe defaults, the access log of
-list and record pages, read-only trails, and the not-found answer that tells no team's record from another's.
+list and record pages, read-only trails and inlines, rows only their services write (never edited), and the
+not-found answer that tells no team's record from another's.
 
 A leaf module: the other apps' admins (consent, crm.retention) import it without loading crm's admin pages.
 """
@@ -85,7 +86,19 @@ class AccessLoggedAdminMixin:
         return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
 
 
-class ReadOnlyAdminMixin:
+class NoEditAdminMixin:
+    """A record written only by its service (a ledger row, a record of receipt, an import batch): the admin
+    may offer an add form of its own, which calls the service, but a written row is never changed or
+    deleted through the admin, superusers included."""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdminMixin(NoEditAdminMixin):
     """A record nobody edits through the admin, superusers included (trails, proofs, derived state):
     no add, change or delete, every field shown read-only."""
 
@@ -96,10 +109,17 @@ class ReadOnlyAdminMixin:
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline of rows a page shows but never edits: they change only through their services."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin.mixins import AccessLoggedAdminMixin, NoEditAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
 from crm.analytics import rules, selectors, services
 from crm.analytics.eligibility import eligible_customers
 from crm.analytics.models import ClvScore, PurchaseImport, RfmScore
@@ -55,7 +55,7 @@ class PurchaseImportForm(forms.ModelForm):
 
 
 @admin.register(PurchaseImport)
-class PurchaseImportAdmin(admin.ModelAdmin):
+class PurchaseImportAdmin(NoEditAdminMixin, admin.ModelAdmin):
     """Import batches: upload a file (the import runs in a Celery task), then watch its progress and read
     the refused lines (line numbers and reasons, never values)."""
 
@@ -110,12 +110,6 @@ class PurchaseImportAdmin(admin.ModelAdmin):
             team_field = cast(forms.ModelChoiceField, form.base_fields["team"])
             team_field.queryset = teams_open_to(request_user(request), "change")
         return form
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a batch is a record of what happened; only the import changes it
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def save_model(self, request: HttpRequest, obj: PurchaseImport, form: Any, change: bool) -> None:
         batch = services.purchase_import_create(
