@@ -206,7 +206,7 @@ class RecipientAdmin(admin.ModelAdmin):
                 % {"name": recipient},
                 "form": form,
                 "opts": self.model._meta,
-                "submit": gettext("記録して書き出す"),
+                "submit_label": gettext("記録して書き出す"),
             },
         )
 
@@ -382,7 +382,7 @@ class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, NoEditAdminM
                 "title": gettext("第三者からの受領記録（法第30条）"),
                 "form": form,
                 "opts": self.model._meta,
-                "submit": gettext("記録する"),
+                "submit_label": gettext("記録する"),
             },
         )
 
