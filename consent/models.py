@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
-from crm.fields import EncryptedCharField, EncryptedTextField, staff_reference
+from crm.fields import EncryptedCharField, EncryptedTextField, outliving_customer_reference, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import validate_no_my_number
@@ -188,17 +188,12 @@ class ConsentEvent(ConstantInsert, models.Model):
         CALL_CENTRE = "call_centre", _("コールセンター")
         API = "api", _("API連携")
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # The proof outlives the customer (kept to demonstrate consent, GDPR Art. 7(1), 17(3)(e)): erasing
-        # the customer deletes their row but never touches the ledger, which could not be updated to NULL
-        # anyway. So no database constraint: after erasure the row keeps a bare number that names nobody.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
+    # The proof outlives the customer (kept to demonstrate consent, GDPR Art. 7(1), 17(3)(e)): erasing the
+    # customer deletes their row but never touches the ledger.
+    customer = outliving_customer_reference(
+        _("顧客"),
         null=True,
         blank=True,
-        related_name="+",
-        verbose_name=_("顧客"),
         # Covered by consent_customer_hist_idx (customer first). Each index of a multi-million-row
         # append-only table costs on every insert: only indexes some query uses are kept.
         db_index=False,
@@ -446,14 +441,9 @@ class Objection(models.Model):
         API = "api", _("API連携")
         REQUEST_DESK = "request_desk", _("開示等請求窓口")
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # As the consent ledger: the record outlives the customer (proof that the objection was honoured),
-        # and an append-only row could not be set to NULL anyway. No database constraint.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-        verbose_name=_("顧客"),
+    # As the consent ledger: the record outlives the customer (proof that the objection was honoured).
+    customer = outliving_customer_reference(
+        _("顧客"),
         db_index=False,  # covered by consent_objection_customer_idx
     )
     kind = models.CharField(_("種別"), max_length=20, choices=Kind.choices, default=Kind.OBJECTION)

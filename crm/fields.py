@@ -1,5 +1,6 @@
 """Model fields: encrypted fields (values are encrypted in Python before they reach the database) and the
-one declaration of a reference to the member of staff who acted (`staff_reference`).
+declarations of a reference to the member of staff who acted (`staff_reference`) and of a proof's reference to
+the customer it outlives (`outliving_customer_reference`).
 
 Encrypted values are stored as text (an AES-256-GCM token, see crm.crypto). Lookups other than `isnull` are
 meaningless on ciphertext and are refused; exact search goes through the blind-index columns instead.
@@ -18,6 +19,8 @@ from crm.crypto import decrypt_str, encrypt_str
 if TYPE_CHECKING:
     from django import forms
     from django.contrib.auth.models import User
+
+    from crm.models import Customer
 
     # To mypy the mixin is the Field it is mixed into (its super() calls reach Field's methods).
     _FieldBase = models.Field[Any, Any]
@@ -174,6 +177,29 @@ def staff_reference(verbose_name: Any, *, optional: bool = True, **options: Any)
     return models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=verbose_name,
+        **options,
+    )
+
+
+@overload
+def outliving_customer_reference(
+    verbose_name: Any, *, null: Literal[True], **options: Any
+) -> models.ForeignKey[Customer | None, Customer | None]: ...
+@overload
+def outliving_customer_reference(
+    verbose_name: Any, *, null: Literal[False] = ..., **options: Any
+) -> models.ForeignKey[Customer, Customer]: ...
+def outliving_customer_reference(verbose_name: Any, *, null: bool = False, **options: Any) -> Any:
+    """A proof's reference to the customer it is about (a consent, an objection, a request answered), kept
+    when the customer is erased: no database constraint and nothing done on delete, so after erasure the
+    row keeps a bare number that names nobody (and an append-only row is never updated to NULL)."""
+    return models.ForeignKey(
+        "crm.Customer",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=null,
         related_name="+",
         verbose_name=verbose_name,
         **options,

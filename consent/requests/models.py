@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, FSMModelMixin, transition
 
 from consent import rules
-from crm.fields import EncryptedCharField, EncryptedTextField, staff_reference
+from crm.fields import EncryptedCharField, EncryptedTextField, outliving_customer_reference, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.validators import validate_no_my_number
 
@@ -192,19 +192,10 @@ class DataSubjectRequest(FSMModelMixin, models.Model):
     requester_member_no = models.CharField(_("会員番号（申告）"), max_length=20, blank=True, default="")
     details = EncryptedTextField(_("請求の内容"), blank=True, validators=[validate_no_my_number])
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # The request outlives the customer: it is the proof that the person's request was answered. Erasing
-        # the customer leaves a bare number here that names nobody (no database constraint, as the consent
-        # ledger), and the request desk's erasure participant (services.requests_erasure_step) decides what
-        # the request keeps: the requester's identifiers go once the answer has been sent, not before.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("対象の顧客"),
-    )
+    # The request outlives the customer: it is the proof that the person's request was answered. The request
+    # desk's erasure participant (services.requests_erasure_step) decides what the request keeps: the
+    # requester's identifiers go once the answer has been sent, not before.
+    customer = outliving_customer_reference(_("対象の顧客"), null=True, blank=True)
     handler = staff_reference(_("担当者"))
 
     state = FSMField(
