@@ -54,24 +54,25 @@ class PurchaseImportForm(forms.ModelForm):
         fields = ["team", "all_or_nothing"]
 
 
+# An import's state and counts, on the list and on the batch's page.
+_IMPORT_PROGRESS = (
+    "status",
+    "progress",
+    "rows_total",
+    "rows_inserted",
+    "rows_duplicate",
+    "rows_invalid",
+    "customers_created",
+)
+
+
 @admin.register(PurchaseImport)
 class PurchaseImportAdmin(NoEditAdminMixin, admin.ModelAdmin):
     """Import batches: upload a file (the import runs in a Celery task), then watch its progress and read
     the refused lines (line numbers and reasons, never values)."""
 
     form = PurchaseImportForm
-    list_display = (
-        "__str__",
-        "team",
-        "status",
-        "progress",
-        "rows_total",
-        "rows_inserted",
-        "rows_duplicate",
-        "rows_invalid",
-        "customers_created",
-        "created_at",
-    )
+    list_display = ("__str__", "team", *_IMPORT_PROGRESS, "created_at")
     list_filter = ("status",)
     readonly_fields = ("progress", "refused_lines")
 
@@ -85,13 +86,7 @@ class PurchaseImportAdmin(NoEditAdminMixin, admin.ModelAdmin):
             "team",
             "file_name",
             "all_or_nothing",
-            "status",
-            "progress",
-            "rows_total",
-            "rows_inserted",
-            "rows_duplicate",
-            "rows_invalid",
-            "customers_created",
+            *_IMPORT_PROGRESS,
             "refused_lines",
             "created_by",
             "created_at",

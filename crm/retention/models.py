@@ -10,6 +10,7 @@ none of which holds a customer's personal data.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db import models
 from django.db.models import Q, Sum
@@ -288,6 +289,17 @@ class TombstoneQuerySet(RestrictedQuerySet["Tombstone"]):
     gate_unowned_by_model_permission = True
 
 
+# A tombstone's links to the policy and the run that wrote it (see Tombstone).
+_UNCHECKED_LINK: dict[str, Any] = {
+    "on_delete": models.SET_NULL,
+    "db_constraint": False,
+    "db_index": False,
+    "null": True,
+    "blank": True,
+    "related_name": "+",
+}
+
+
 class Tombstone(models.Model):
     """Proof of one erasure/anonymisation, holding no personal data.
 
@@ -302,26 +314,8 @@ class Tombstone(models.Model):
     # No database constraint nor index on these two: a tombstone is written for every erased customer, and
     # the per-row foreign-key checks at commit would cost more than the rows themselves; the proof must
     # outlive the policy and the run anyway.
-    policy = models.ForeignKey(
-        RetentionPolicy,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        db_index=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("ポリシー"),
-    )
-    run = models.ForeignKey(
-        RetentionRun,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        db_index=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("実行"),
-    )
+    policy = models.ForeignKey(RetentionPolicy, verbose_name=_("ポリシー"), **_UNCHECKED_LINK)
+    run = models.ForeignKey(RetentionRun, verbose_name=_("実行"), **_UNCHECKED_LINK)
     reason = models.CharField(_("理由"), max_length=64)
     performed_at = models.DateTimeField(_("実施日時"), default=timezone.now)
 
