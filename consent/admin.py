@@ -37,6 +37,7 @@ from crm.admin.mixins import (
     ReadOnlyAdminMixin,
     ReadOnlyInline,
     ScaleSafeAdmin,
+    admin_page,
     object_not_found_redirect,
 )
 from crm.audit.actors import request_user
@@ -475,15 +476,8 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminM
                 else:
                     messages.success(request, _("同意台帳に記録しました。"))
                     return HttpResponseRedirect(reverse("admin:consent_customer_history", args=[customer.pk]))
-        return TemplateResponse(
-            request,
-            "consent/admin/record_consent.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("同意・撤回を記録"),
-                "form": form,
-                "opts": self.model._meta,
-            },
+        return admin_page(
+            self, request, "consent/admin/record_consent.html", _("同意・撤回を記録"), form=form
         )
 
     def customer_history_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
@@ -510,22 +504,19 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminM
         history = selectors.consent_history(user=request.user, customer_id=customer.pk)[:500]
         objections = selectors.objection_history(user=request.user, customer_id=customer.pk)[:100]
         may_object = may_record and request.user.has_perm("consent.add_objection")
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/admin/customer_history.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("同意の状態と履歴: %(c)s") % {"c": customer},
-                "customer": customer,
-                "rows": rows,
-                "history": history,
-                "may_record": may_record,
-                "objections": objections,
-                "objection_add_url": reverse("admin:consent_objection_add") if may_object else "",
-                "add_url": reverse("admin:consent_consentevent_add"),
-                "customer_url": reverse("admin:crm_customer_change", args=[customer.pk]),
-                "opts": self.model._meta,
-            },
+            _("同意の状態と履歴: %(c)s") % {"c": customer},
+            customer=customer,
+            rows=rows,
+            history=history,
+            may_record=may_record,
+            objections=objections,
+            objection_add_url=reverse("admin:consent_objection_add") if may_object else "",
+            add_url=reverse("admin:consent_consentevent_add"),
+            customer_url=reverse("admin:crm_customer_change", args=[customer.pk]),
         )
 
 
@@ -639,15 +630,12 @@ class SpecialCareRecordAdmin(
                 else:
                     messages.success(request, _("要配慮個人情報を登録しました。"))
                     return HttpResponseRedirect(reverse("admin:consent_specialcarerecord_changelist"))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/admin/record_consent.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
-                "form": form,
-                "opts": self.model._meta,
-            },
+            _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
+            form=form,
         )
 
 
@@ -732,11 +720,7 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, NoEditAdm
         return extra + super().get_urls()
 
     def _render(self, request: HttpRequest, form: forms.Form, title: str) -> HttpResponse:
-        return TemplateResponse(
-            request,
-            "consent/admin/record_consent.html",
-            {**self.admin_site.each_context(request), "title": title, "form": form, "opts": self.model._meta},
-        )
+        return admin_page(self, request, "consent/admin/record_consent.html", title, form=form)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):

@@ -27,7 +27,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyInline
+from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyInline, admin_page
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
@@ -550,33 +550,21 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 return self._scope_started(request, incident)
         except services.IncidentError as error:
             messages.error(request, str(error))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "incidents/admin/scope.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("影響範囲の特定"),
-                "incident": incident,
-                "query_form": query_form,
-                "upload_form": upload_form,
-                "opts": self.model._meta,
-            },
+            gettext("影響範囲の特定"),
+            incident=incident,
+            query_form=query_form,
+            upload_form=upload_form,
         )
 
     def _form_page(
         self, request: HttpRequest, incident: Incident, form: Any, title: str, intro: str = ""
     ) -> Any:
-        return TemplateResponse(
-            request,
-            "incidents/admin/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "intro": intro,
-                "incident": incident,
-                "form": form,
-                "opts": self.model._meta,
-            },
+        return admin_page(
+            self, request, "incidents/admin/form.html", title, intro=intro, incident=incident, form=form
         )
 
     def action_add_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:

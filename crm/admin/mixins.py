@@ -14,6 +14,7 @@ from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext
 
@@ -121,6 +122,18 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def admin_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, template: str, title: Any, /, **context: Any
+) -> TemplateResponse:
+    """A page of a model's admin beyond Django's own (a form, a report, a confirmation): rendered in the
+    admin site's frame, with the model's `opts` for its breadcrumbs (admin/_model_breadcrumbs.html)."""
+    return TemplateResponse(
+        request,
+        template,
+        {**model_admin.admin_site.each_context(request), "title": title, "opts": model_admin.opts, **context},
+    )
 
 
 def object_not_found_redirect(request: HttpRequest, opts: Any, object_id: Any) -> HttpResponseRedirect:

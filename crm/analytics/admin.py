@@ -24,7 +24,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin.mixins import AccessLoggedAdminMixin, NoEditAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    NoEditAdminMixin,
+    ReadOnlyAdminMixin,
+    ScaleSafeAdmin,
+    admin_page,
+)
 from crm.analytics import rules, selectors, services
 from crm.analytics.eligibility import eligible_customers
 from crm.analytics.models import ClvScore, PurchaseImport, RfmScore
@@ -235,16 +241,15 @@ class ScoreAdmin(AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
             }
             for g in gaps
         ]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("スコア分布の公平性レポート（%(name)s）")
-            % {"name": self.model._meta.verbose_name},
-            "rows": rows,
-            "threshold": rules.FAIRNESS_SMD_THRESHOLD,
-            "min_group": rules.FAIRNESS_MIN_GROUP,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/crm/analytics_fairness.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/crm/analytics_fairness.html",
+            gettext("スコア分布の公平性レポート（%(name)s）") % {"name": self.model._meta.verbose_name},
+            rows=rows,
+            threshold=rules.FAIRNESS_SMD_THRESHOLD,
+            min_group=rules.FAIRNESS_MIN_GROUP,
+        )
 
 
 @admin.register(RfmScore)
@@ -332,13 +337,13 @@ class RfmScoreAdmin(ScoreAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         found = selectors.crosssell_rules(user=request_user(request), eligible=eligible_customers())
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("クロスセル分析（カテゴリの同時購買）"),
-            "rules": found,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/crm/analytics_crosssell.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/crm/analytics_crosssell.html",
+            gettext("クロスセル分析（カテゴリの同時購買）"),
+            rules=found,
+        )
 
 
 @admin.register(ClvScore)
