@@ -114,7 +114,6 @@ class PurposeVersionInline(ReadOnlyInline):
     model = PurposeVersion
     ordering = ("-version",)
     fields = ("version", "title_ja", "title_en", "description_ja", "legal_basis", "text_hash", "created_at")
-    readonly_fields = fields
 
 
 @admin.register(Purpose)

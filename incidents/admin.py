@@ -131,7 +131,6 @@ class TimelineInline(ReadOnlyInline):
 
     model = IncidentTimelineEntry
     fields = ("at", "actor", "kind", "from_status", "to_status", "note")
-    readonly_fields = fields
     ordering = ("at", "pk")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
@@ -143,7 +142,6 @@ class FilingInline(ReadOnlyInline):
 
     model = IncidentFiling
     fields = ("kind", "filed_at", "filed_by", "reference", "recorded_at")
-    readonly_fields = fields
     ordering = ("filed_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:
@@ -166,7 +164,6 @@ class ScopeInline(ReadOnlyInline):
         "created_by",
         "created_at",
     )
-    readonly_fields = fields
     ordering = ("-created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:
@@ -185,7 +182,6 @@ class NoticeInline(ReadOnlyInline):
     model = IncidentNotice
     verbose_name_plural = _("要対応の通知（郵送・電話・確認）")
     fields = ("customer", "status", "claimed_at", "message_id", "error")
-    readonly_fields = fields
     ordering = ("pk",)
     max_num = 0
     show_change_link = False
@@ -203,7 +199,6 @@ class CorrectiveActionInline(ReadOnlyInline):
 
     model = IncidentCorrectiveAction
     fields = ("description", "owner", "due_on", "overdue_flag", "completed_at", "complete_link")
-    readonly_fields = fields
     ordering = ("due_on", "pk")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:

@@ -42,7 +42,6 @@ class DisclosurePackageInline(ReadOnlyInline):
 
     model = DisclosurePackage
     fields = ("package_link", "state", "progress_display", "ready_at", "expires_at")
-    readonly_fields = fields
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Only on an existing request's page: the add form has no packages (and posts no inline formset).

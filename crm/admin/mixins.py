@@ -112,10 +112,14 @@ class ReadOnlyAdminMixin(NoEditAdminMixin):
 
 
 class ReadOnlyInline(admin.TabularInline):
-    """An inline of rows a page shows but never edits: they change only through their services."""
+    """An inline of rows a page shows but never edits: they change only through their services. Every
+    field it shows is read-only."""
 
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields or ()
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
