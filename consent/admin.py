@@ -31,7 +31,15 @@ from consent.models import (
     PurposeVersion,
     SpecialCareRecord,
 )
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    NoEditAdminMixin,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    ScaleSafeAdmin,
+    admin_page,
+    object_not_found_redirect,
+)
 from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
@@ -100,21 +108,12 @@ class PurposeForm(forms.ModelForm):
         return data
 
 
-class PurposeVersionInline(admin.TabularInline):
+class PurposeVersionInline(ReadOnlyInline):
     """Every wording the purpose ever had, newest first; read-only forever."""
 
     model = PurposeVersion
-    extra = 0
-    can_delete = False
     ordering = ("-version",)
     fields = ("version", "title_ja", "title_en", "description_ja", "legal_basis", "text_hash", "created_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Purpose)
@@ -356,7 +355,7 @@ def _history_link(customer_id: int | None) -> str:
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """The consent ledger (同意台帳): append-only, read-only for everyone; "追加" records via the service."""
 
     list_display = (
@@ -436,12 +435,6 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
     def user_agent_masked(self, obj: ConsentEvent) -> str:
         return mask_value(ConsentEvent._meta.label, "user_agent", obj.user_agent) or "-"
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def get_urls(self) -> list[Any]:
         extra = [
             path(
@@ -482,15 +475,8 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
                 else:
                     messages.success(request, _("同意台帳に記録しました。"))
                     return HttpResponseRedirect(reverse("admin:consent_customer_history", args=[customer.pk]))
-        return TemplateResponse(
-            request,
-            "consent/admin/record_consent.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("同意・撤回を記録"),
-                "form": form,
-                "opts": self.model._meta,
-            },
+        return admin_page(
+            self, request, "consent/admin/record_consent.html", _("同意・撤回を記録"), form=form
         )
 
     def customer_history_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
@@ -517,22 +503,19 @@ class ConsentEventAdmin(PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdm
         history = selectors.consent_history(user=request.user, customer_id=customer.pk)[:500]
         objections = selectors.objection_history(user=request.user, customer_id=customer.pk)[:100]
         may_object = may_record and request.user.has_perm("consent.add_objection")
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/admin/customer_history.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("同意の状態と履歴: %(c)s") % {"c": customer},
-                "customer": customer,
-                "rows": rows,
-                "history": history,
-                "may_record": may_record,
-                "objections": objections,
-                "objection_add_url": reverse("admin:consent_objection_add") if may_object else "",
-                "add_url": reverse("admin:consent_consentevent_add"),
-                "customer_url": reverse("admin:crm_customer_change", args=[customer.pk]),
-                "opts": self.model._meta,
-            },
+            _("同意の状態と履歴: %(c)s") % {"c": customer},
+            customer=customer,
+            rows=rows,
+            history=history,
+            may_record=may_record,
+            objections=objections,
+            objection_add_url=reverse("admin:consent_objection_add") if may_object else "",
+            add_url=reverse("admin:consent_consentevent_add"),
+            customer_url=reverse("admin:crm_customer_change", args=[customer.pk]),
         )
 
 
@@ -602,7 +585,7 @@ class SpecialCareForm(forms.Form):
 
 @admin.register(SpecialCareRecord)
 class SpecialCareRecordAdmin(
-    CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, ScaleSafeAdmin
+    CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin
 ):
     """要配慮個人情報: written only with the customer's consent on record (APPI Art. 20(2)); masked unless
     the user may see personal data."""
@@ -620,12 +603,6 @@ class SpecialCareRecordAdmin(
     @admin.display(description=_("内容"))
     def content_masked(self, obj: SpecialCareRecord) -> str:
         return mask_value(SpecialCareRecord._meta.label, "content", obj.content) or "-"
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -652,15 +629,12 @@ class SpecialCareRecordAdmin(
                 else:
                     messages.success(request, _("要配慮個人情報を登録しました。"))
                     return HttpResponseRedirect(reverse("admin:consent_specialcarerecord_changelist"))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/admin/record_consent.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
-                "form": form,
-                "opts": self.model._meta,
-            },
+            _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
+            form=form,
         )
 
 
@@ -699,7 +673,7 @@ class CompellingGroundsForm(forms.Form):
 
 
 @admin.register(Objection)
-class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """Objections (GDPR Art. 21) and compelling-grounds decisions: append-only, read-only for everyone;
     "追加" records an objection via the service, "判断を記録" (privacy officer) answers one."""
 
@@ -734,12 +708,6 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
         url = reverse("admin:consent_objection_decide", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, _("判断を記録（個人情報保護管理者）"))
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def get_urls(self) -> list[Any]:
         extra = [
             path(
@@ -751,11 +719,7 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, ScaleSafe
         return extra + super().get_urls()
 
     def _render(self, request: HttpRequest, form: forms.Form, title: str) -> HttpResponse:
-        return TemplateResponse(
-            request,
-            "consent/admin/record_consent.html",
-            {**self.admin_site.each_context(request), "title": title, "form": form, "opts": self.model._meta},
-        )
+        return admin_page(self, request, "consent/admin/record_consent.html", title, form=form)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):

@@ -29,8 +29,8 @@ from crm.api import (
     customer_or_404,
     errors,
 )
-from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed
-from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.auth import PublishableKeyAuth, TokenAuth, origin_allowed, request_client
+from crm.integrations.models import ApiScope
 from crm.integrations.schemas import Moment, TextLimit
 from crm.integrations.selectors import api_client_for_token
 from crm.integrations.services import AnswerRecord
@@ -111,7 +111,7 @@ def consent_create(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """Append one row to the consent ledger (and update the current state)."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
     if not payload.external_id and not payload.visitor_id:
         raise ValidationError({"external_id": _("external_id か visitor_id のどちらかを指定してください。")})
 
@@ -194,7 +194,7 @@ def customer_consent_state(request: HttpRequest, external_id: ExternalId) -> Any
     """Current state per purpose code; purposes the customer never answered are absent (= not granted).
     `basis`: every published purpose's lawful basis, whether a standing objection covers it, and what the
     person can do about it (withdraw consent, object, request stop-use), each with its article."""
-    customer = customer_or_404(request.auth, external_id, action="view")  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    customer = customer_or_404(request_client(request), external_id, action="view")
     return {
         "purposes": selectors.consent_state(customer=customer),
         "basis": selectors.purpose_bases(customer=customer),
@@ -252,7 +252,7 @@ def objection_create(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """Append an objection to the objection ledger; the same standing objection again returns the first."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id)
@@ -297,7 +297,7 @@ def visitor_link(
     payload: VisitorLinkIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id)
@@ -396,7 +396,7 @@ def cookie_consent_create(
 ) -> Any:
     """Record the visitor's choice for each cookie category. Anything but a published cookie category is
     refused as a whole (a publishable key must not be able to grant marketing e-mail consent)."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
     _cors(request, response)
     purposes = _cookie_purposes()
     unknown = sorted(code for code in payload.categories if code not in purposes)

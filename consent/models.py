@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
-from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
-from crm.fields import EncryptedCharField, EncryptedTextField
+from crm.fields import EncryptedCharField, EncryptedTextField, outliving_customer_reference, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import validate_no_my_number
@@ -137,14 +136,7 @@ class PurposeVersion(models.Model):
         default="",
         help_text=_("同意が記録されている利用目的の法的根拠を同意以外に変える場合の、記録された判断。"),
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成者"),
-    )
+    created_by = staff_reference(_("作成者"))
     created_at = models.DateTimeField(_("作成日時"), db_default=Now())
 
     class Meta:
@@ -196,17 +188,12 @@ class ConsentEvent(ConstantInsert, models.Model):
         CALL_CENTRE = "call_centre", _("コールセンター")
         API = "api", _("API連携")
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # The proof outlives the customer (kept to demonstrate consent, GDPR Art. 7(1), 17(3)(e)): erasing
-        # the customer deletes their row but never touches the ledger, which could not be updated to NULL
-        # anyway. So no database constraint: after erasure the row keeps a bare number that names nobody.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
+    # The proof outlives the customer (kept to demonstrate consent, GDPR Art. 7(1), 17(3)(e)): erasing the
+    # customer deletes their row but never touches the ledger.
+    customer = outliving_customer_reference(
+        _("顧客"),
         null=True,
         blank=True,
-        related_name="+",
-        verbose_name=_("顧客"),
         # Covered by consent_customer_hist_idx (customer first). Each index of a multi-million-row
         # append-only table costs on every insert: only indexes some query uses are kept.
         db_index=False,
@@ -229,15 +216,7 @@ class ConsentEvent(ConstantInsert, models.Model):
     text_hash = models.CharField(_("提示文面のハッシュ"), max_length=64)
     source_ip = EncryptedCharField(_("送信元IPアドレス"), max_length=45, blank=True)
     user_agent = EncryptedCharField(_("ユーザーエージェント"), max_length=500, blank=True)
-    operator = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("入力した従業者"),
-        db_index=False,
-    )
+    operator = staff_reference(_("入力した従業者"), db_index=False)
     api_client_id = models.BigIntegerField(_("APIクライアントID"), null=True, blank=True)
     source_event = models.ForeignKey(
         "self",
@@ -377,14 +356,7 @@ class VisitorLink(models.Model):
     customer = models.ForeignKey(
         "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
     )
-    linked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("操作者"),
-    )
+    linked_by = staff_reference(_("操作者"))
     linked_at = models.DateTimeField(_("紐付け日時"), db_default=Now())
 
     objects = VisitorLinkQuerySet.as_manager()
@@ -423,14 +395,7 @@ class SpecialCareRecord(models.Model):
     )
     kind = models.CharField(_("種類"), max_length=20, choices=Kind.choices)
     content = EncryptedTextField(_("内容"), validators=[validate_no_my_number])
-    recorded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("記録者"),
-    )
+    recorded_by = staff_reference(_("記録者"))
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
     objects = SpecialCareRecordQuerySet.as_manager()
@@ -476,14 +441,9 @@ class Objection(models.Model):
         API = "api", _("API連携")
         REQUEST_DESK = "request_desk", _("開示等請求窓口")
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # As the consent ledger: the record outlives the customer (proof that the objection was honoured),
-        # and an append-only row could not be set to NULL anyway. No database constraint.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-        verbose_name=_("顧客"),
+    # As the consent ledger: the record outlives the customer (proof that the objection was honoured).
+    customer = outliving_customer_reference(
+        _("顧客"),
         db_index=False,  # covered by consent_objection_customer_idx
     )
     kind = models.CharField(_("種別"), max_length=20, choices=Kind.choices, default=Kind.OBJECTION)
@@ -508,15 +468,7 @@ class Objection(models.Model):
     )
     source = models.CharField(_("受付経路"), max_length=20, choices=Source.choices)
     reason = EncryptedTextField(_("判断の理由"), blank=True, validators=[validate_no_my_number])
-    operator = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("記録した従業者"),
-        db_index=False,
-    )
+    operator = staff_reference(_("記録した従業者"), db_index=False)
     api_client_id = models.BigIntegerField(_("APIクライアントID"), null=True, blank=True)
     occurred_at = models.DateTimeField(_("申出・判断の日時"))
     recorded_at = models.DateTimeField(_("記録日時"), db_default=Now())

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, StrictInt
 
 from crm import services
 from crm.choices import CollectionChannel
-from crm.integrations.auth import TokenAuth
+from crm.integrations.auth import TokenAuth, request_client
 from crm.integrations.models import ApiClient, ApiScope
 from crm.integrations.schemas import BirthDate, JsonObject, Moment, Prefecture, TextLimit
 from crm.integrations.writes import api_write
@@ -139,7 +139,7 @@ def customer_upsert(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """Create the customer with this external id in the client's team, or update the one it has."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
     fields = payload.model_dump(exclude_unset=True)
     # null means "not sent": encrypted text fields store "" for empty, never NULL.
     fields = {k: v for k, v in fields.items() if v is not None or k == "birth_date"}
@@ -208,7 +208,7 @@ def event_create(
     payload: EventIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id) if payload.external_id else None
@@ -261,7 +261,7 @@ def purchase_create(
     payload: PurchaseIn,
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = customer_or_404(client, payload.external_id) if payload.external_id else None

@@ -91,6 +91,20 @@ def not_personal(description: str = "") -> FieldSpec:
     return FieldSpec(DataClass.NOT_PERSONAL, description=description)
 
 
+def declare_object_permissions(*labels: str) -> None:
+    """Classify django-guardian's direct object-permission tables (a user's or a group's permission on one
+    row): they name staff and a permission, never a customer."""
+    for label in labels:
+        REGISTRY.declare(
+            label,
+            id=not_personal(),
+            permission=not_personal(),
+            content_object=not_personal(),
+            user=not_personal("従業者"),
+            group=not_personal(),
+        )
+
+
 # --- masking ---------------------------------------------------------------------------------------
 
 REDACTED = "[redacted]"

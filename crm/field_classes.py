@@ -4,7 +4,14 @@ Purposes are the codes of the published purposes of use (consent app); retention
 the retention engine uses.
 """
 
-from crm.classification import REGISTRY, DataClass, FieldSpec, Generalisation, not_personal
+from crm.classification import (
+    REGISTRY,
+    DataClass,
+    FieldSpec,
+    Generalisation,
+    declare_object_permissions,
+    not_personal,
+)
 
 D, Q, A, X, DER = (
     DataClass.DIRECT,
@@ -71,15 +78,7 @@ REGISTRY.declare(
     role=not_personal(),
     created_at=not_personal(),
 )
-for _label in ("crm.TeamUserObjectPermission", "crm.TeamGroupObjectPermission"):
-    REGISTRY.declare(
-        _label,
-        id=not_personal(),
-        permission=not_personal(),
-        content_object=not_personal(),
-        user=not_personal("従業者"),
-        group=not_personal(),
-    )
+declare_object_permissions("crm.TeamUserObjectPermission", "crm.TeamGroupObjectPermission")
 REGISTRY.declare("crm.EncryptionCanary", id=not_personal(), token=not_personal("既知の検証値"))
 REGISTRY.declare(
     "crm.AuditEntry",

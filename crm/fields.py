@@ -1,20 +1,26 @@
-"""Encrypted model fields. Values are encrypted in Python before they reach the database.
+"""Model fields: encrypted fields (values are encrypted in Python before they reach the database) and the
+declarations of a reference to the member of staff who acted (`staff_reference`) and of a proof's reference to
+the customer it outlives (`outliving_customer_reference`).
 
-Stored as text (an AES-256-GCM token, see crm.crypto). Lookups other than `isnull` are meaningless on
-ciphertext and are refused; exact search goes through the blind-index columns instead.
+Encrypted values are stored as text (an AES-256-GCM token, see crm.crypto). Lookups other than `isnull` are
+meaningless on ciphertext and are refused; exact search goes through the blind-index columns instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from django.conf import settings
 from django.db import models
 
 from crm.crypto import decrypt_str, encrypt_str
 
 if TYPE_CHECKING:
     from django import forms
+    from django.contrib.auth.models import User
+
+    from crm.models import Customer
 
     # To mypy the mixin is the Field it is mixed into (its super() calls reach Field's methods).
     _FieldBase = models.Field[Any, Any]
@@ -152,3 +158,49 @@ class EncryptedDateField(_EncryptedMixin, models.TextField):
     def value_to_string(self, obj: Any) -> str:
         value = self.value_from_object(obj)
         return value.isoformat() if value else ""
+
+
+@overload
+def staff_reference(
+    verbose_name: Any, *, optional: Literal[True] = ..., **options: Any
+) -> models.ForeignKey[User | None, User | None]: ...
+@overload
+def staff_reference(
+    verbose_name: Any, *, optional: Literal[False], **options: Any
+) -> models.ForeignKey[User, User]: ...
+def staff_reference(verbose_name: Any, *, optional: bool = True, **options: Any) -> Any:
+    """A member of staff who did something (created, recorded, approved, handled …): kept while the row is
+    (PROTECT: a user who acted is deactivated, never deleted), with no reverse accessor on the user, and
+    empty where nobody acted (a scheduled run, the system) unless `optional` is False."""
+    if optional:
+        options |= {"null": True, "blank": True}
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=verbose_name,
+        **options,
+    )
+
+
+@overload
+def outliving_customer_reference(
+    verbose_name: Any, *, null: Literal[True], **options: Any
+) -> models.ForeignKey[Customer | None, Customer | None]: ...
+@overload
+def outliving_customer_reference(
+    verbose_name: Any, *, null: Literal[False] = ..., **options: Any
+) -> models.ForeignKey[Customer, Customer]: ...
+def outliving_customer_reference(verbose_name: Any, *, null: bool = False, **options: Any) -> Any:
+    """A proof's reference to the customer it is about (a consent, an objection, a request answered), kept
+    when the customer is erased: no database constraint and nothing done on delete, so after erasure the
+    row keeps a bare number that names nobody (and an append-only row is never updated to NULL)."""
+    return models.ForeignKey(
+        "crm.Customer",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=null,
+        related_name="+",
+        verbose_name=verbose_name,
+        **options,
+    )

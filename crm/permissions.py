@@ -50,6 +50,18 @@ ROLE_LABELS = {
     ROLE_AUDITOR: "監査",
 }
 
+# The request desk (開示等請求対応 and its lead) answers 開示等請求 for anyone: must find every customer and
+# see clear values, and carries out erasure and stop-use (利用停止・消去, APPI Art. 35; GDPR Art. 17) for
+# anyone. Changes no customer by hand.
+_REQUEST_DESK_PERMISSIONS = (
+    "crm.view_customer",
+    "crm.view_all_customers",
+    "crm.view_customer_pii",
+    "crm.erase_customer",
+    "crm.erase_all_customers",
+    "crm.view_team",
+)
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Sees and changes only their teams' customers (team object permissions decide which), masked.
     # Erasure only where a team lead holds the team's delete permission.
@@ -60,26 +72,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "crm.erase_customer",
         "crm.view_team",
     ],
-    # Answers 開示等請求 for anyone: must find every customer and see clear values, and carries out erasure
-    # and stop-use (利用停止・消去, APPI Art. 35; GDPR Art. 17) for anyone. Changes no customer by hand.
-    ROLE_SUPPORT: [
-        "crm.view_customer",
-        "crm.view_all_customers",
-        "crm.view_customer_pii",
-        "crm.erase_customer",
-        "crm.erase_all_customers",
-        "crm.view_team",
-    ],
+    ROLE_SUPPORT: [*_REQUEST_DESK_PERMISSIONS],
     # 開示等請求責任者 (support lead): the support desk's rights, plus (consent.roles) every request of the
-    # desk and the second pair of eyes on an erasure.
-    ROLE_SUPPORT_LEAD: [
-        "crm.view_customer",
-        "crm.view_all_customers",
-        "crm.view_customer_pii",
-        "crm.erase_customer",
-        "crm.erase_all_customers",
-        "crm.view_team",
-    ],
+    # desk and the second pair of eyes on an erasure. A list of its own: other apps add to each role's.
+    ROLE_SUPPORT_LEAD: [*_REQUEST_DESK_PERMISSIONS],
     # 個人情報保護管理者: sees all, manages teams and memberships, reads the audit trail.
     ROLE_PRIVACY: [
         "crm.view_customer",

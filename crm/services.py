@@ -6,9 +6,9 @@ django-auditlog records every save and delete made here (with the actor from the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import transaction
+from django.db import models, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
@@ -16,6 +16,8 @@ from crm.permissions import TEAM_PERMS
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
+
+M = TypeVar("M", bound=models.Model)
 
 
 def _acting(actor: User | None) -> Any:
@@ -156,6 +158,15 @@ def _audit_created(instance: Any, **additional: Any) -> None:
     )
 
 
+def _create_audited(instance: M, actor: User | None, **additional: Any) -> M:
+    """Validate and insert a new row as `actor`, with its creation audited, in one transaction."""
+    with transaction.atomic(), _acting(actor):
+        instance.full_clean()
+        instance.save()
+        _audit_created(instance, **additional)
+    return instance
+
+
 def event_record(
     *,
     kind: str,
@@ -196,11 +207,7 @@ def event_record(
         properties=properties,
         source=source,
     )
-    with transaction.atomic(), _acting(actor):
-        event.full_clean()
-        event.save()
-        _audit_created(event, source=source)
-    return event
+    return _create_audited(event, actor, source=source)
 
 
 def purchase_record(
@@ -224,11 +231,7 @@ def purchase_record(
         channel=channel,
         purchased_at=purchased_at,
     )
-    with transaction.atomic(), _acting(actor):
-        purchase.full_clean()
-        purchase.save()
-        _audit_created(purchase)
-    return purchase
+    return _create_audited(purchase, actor)
 
 
 # --- status: changed only by the service that makes it true ----------------------------------------------
@@ -247,18 +250,27 @@ def may_change_status(user: User | AnonymousUser, customer_id: int) -> bool:
     )
 
 
+def _lock_for_status_change(customer: Customer, actor: User) -> Customer:
+    """The customer re-read under a row lock (a concurrent change wins over the page the user saw), once
+    `actor` is known to be allowed to change their status; inside the caller's transaction."""
+    from django.core.exceptions import PermissionDenied
+    from django.utils.translation import gettext as _
+
+    if not may_change_status(actor, customer.pk):
+        raise PermissionDenied(_("この顧客の状態を変更する権限がありません。"))
+    return Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+
+
 def _status_set(
     *, customer: Customer, actor: User, allowed_from: tuple[str, ...], to: str, **fields: Any
 ) -> Customer:
     """Move the customer from one of `allowed_from` to `to`, re-read under a row lock (a concurrent change
     wins over the page the user saw), saved through the ORM so django-auditlog records who changed what."""
-    from django.core.exceptions import PermissionDenied, ValidationError
+    from django.core.exceptions import ValidationError
     from django.utils.translation import gettext as _
 
     with transaction.atomic(), _acting(actor):
-        if not may_change_status(actor, customer.pk):
-            raise PermissionDenied(_("この顧客の状態を変更する権限がありません。"))
-        locked = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        locked = _lock_for_status_change(customer, actor)
         if locked.status not in allowed_from:
             raise ValidationError(
                 _("現在の状態（%(status)s）からは変更できません。") % {"status": locked.get_status_display()}
@@ -283,14 +295,10 @@ def customer_stop_provision(*, customer: Customer, actor: User) -> Customer:
     (consent.provision.services.provision_record refuses it). Called by the request desk's fulfilment once
     the requester's identity is verified; saved through the ORM, so django-auditlog records who set it and
     when. Setting it again keeps the first instant."""
-    from django.core.exceptions import PermissionDenied
     from django.utils import timezone
-    from django.utils.translation import gettext as _
 
     with transaction.atomic(), _acting(actor):
-        if not may_change_status(actor, customer.pk):
-            raise PermissionDenied(_("この顧客の状態を変更する権限がありません。"))
-        locked = Customer.objects.select_for_update(of=("self",)).get(pk=customer.pk)
+        locked = _lock_for_status_change(customer, actor)
         if locked.provision_stopped_at is None:
             locked.provision_stopped_at = timezone.now()
             locked.save(update_fields=["provision_stopped_at", "updated_at"])

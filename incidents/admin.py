@@ -27,7 +27,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin import AccessLoggedAdminMixin
+from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyInline, admin_page
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY, DataClass
 from crm.models import Customer
@@ -126,25 +126,11 @@ NOTICE_FOLLOW_UP = (
 )
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """An inline of rows the incident page shows but never edits: they change only through the services."""
-
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class TimelineInline(ReadOnlyInline):
     """The timeline, read-only: it is append-only (the database refuses changes)."""
 
     model = IncidentTimelineEntry
     fields = ("at", "actor", "kind", "from_status", "to_status", "note")
-    readonly_fields = fields
     ordering = ("at", "pk")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentTimelineEntry]:
@@ -156,7 +142,6 @@ class FilingInline(ReadOnlyInline):
 
     model = IncidentFiling
     fields = ("kind", "filed_at", "filed_by", "reference", "recorded_at")
-    readonly_fields = fields
     ordering = ("filed_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentFiling]:
@@ -179,7 +164,6 @@ class ScopeInline(ReadOnlyInline):
         "created_by",
         "created_at",
     )
-    readonly_fields = fields
     ordering = ("-created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentScope]:
@@ -198,7 +182,6 @@ class NoticeInline(ReadOnlyInline):
     model = IncidentNotice
     verbose_name_plural = _("要対応の通知（郵送・電話・確認）")
     fields = ("customer", "status", "claimed_at", "message_id", "error")
-    readonly_fields = fields
     ordering = ("pk",)
     max_num = 0
     show_change_link = False
@@ -216,7 +199,6 @@ class CorrectiveActionInline(ReadOnlyInline):
 
     model = IncidentCorrectiveAction
     fields = ("description", "owner", "due_on", "overdue_flag", "completed_at", "complete_link")
-    readonly_fields = fields
     ordering = ("due_on", "pk")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IncidentCorrectiveAction]:
@@ -563,33 +545,21 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                 return self._scope_started(request, incident)
         except services.IncidentError as error:
             messages.error(request, str(error))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "incidents/admin/scope.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("影響範囲の特定"),
-                "incident": incident,
-                "query_form": query_form,
-                "upload_form": upload_form,
-                "opts": self.model._meta,
-            },
+            gettext("影響範囲の特定"),
+            incident=incident,
+            query_form=query_form,
+            upload_form=upload_form,
         )
 
     def _form_page(
         self, request: HttpRequest, incident: Incident, form: Any, title: str, intro: str = ""
     ) -> Any:
-        return TemplateResponse(
-            request,
-            "incidents/admin/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "intro": intro,
-                "incident": incident,
-                "form": form,
-                "opts": self.model._meta,
-            },
+        return admin_page(
+            self, request, "incidents/admin/form.html", title, intro=intro, incident=incident, form=form
         )
 
     def action_add_view(self, request: HttpRequest, incident_id: int) -> HttpResponse:

@@ -19,8 +19,8 @@ from pydantic import ConfigDict, Field, StrictBool, StrictInt
 from crm.api import BODY, errors
 from crm.api import IdempotencyKey as IdempotencyKeyHeader
 from crm.classification import DataClass
-from crm.integrations.auth import TokenAuth
-from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.auth import TokenAuth, request_client
+from crm.integrations.models import ApiScope
 from crm.integrations.schemas import Moment, TextLimit
 from crm.integrations.writes import api_write
 from incidents import services
@@ -92,7 +92,7 @@ def incident_open(
     idempotency_key: str | None = IdempotencyKeyHeader,
 ) -> Any:
     """Open an incident (status 検知) for the security team; its clocks start at `aware_at`."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         facts = payload.model_dump(exclude={"affected_estimate", "aware_at"})

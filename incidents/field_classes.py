@@ -4,7 +4,7 @@ An incident's own fields describe the event, never a person: its texts carry the
 personal data, and the people affected are held as references to customers (not copies of their data).
 """
 
-from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
+from crm.classification import REGISTRY, DataClass, FieldSpec, declare_object_permissions, not_personal
 from incidents.models import REPORT_ITEM_FIELDS
 
 REGISTRY.declare(
@@ -139,12 +139,6 @@ REGISTRY.declare(
     created_by=not_personal("従業者"),
     created_at=not_personal(),
 )
-for _label in ("incidents.IncidentUserObjectPermission", "incidents.IncidentGroupObjectPermission"):
-    REGISTRY.declare(
-        _label,
-        id=not_personal(),
-        permission=not_personal(),
-        content_object=not_personal(),
-        user=not_personal("従業者"),
-        group=not_personal(),
-    )
+declare_object_permissions(
+    "incidents.IncidentUserObjectPermission", "incidents.IncidentGroupObjectPermission"
+)

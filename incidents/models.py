@@ -13,7 +13,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -23,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.classification import DataClass
+from crm.fields import staff_reference
 from crm.permissions import RestrictedQuerySet
 from incidents.rules import JST, BreachClocks, breach_clocks
 
@@ -227,9 +227,7 @@ class Incident(models.Model):
     # (deadlines move only with those, never with the clock on the wall), so the order is an indexed column.
     next_deadline_at = models.DateTimeField(_("直近の期限"), null=True, blank=True, editable=False)
 
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("登録者")
-    )
+    created_by = staff_reference(_("登録者"), optional=False)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
     updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
 
@@ -384,9 +382,7 @@ class IncidentTimelineEntry(models.Model):
         Incident, on_delete=models.PROTECT, related_name="timeline", verbose_name=_("漏えい等事案")
     )
     at = models.DateTimeField(_("日時"), default=timezone.now)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("実施者")
-    )
+    actor = staff_reference(_("実施者"), optional=False)
     kind = models.CharField(_("種類"), max_length=16, choices=Kind.choices)
     from_status = models.CharField(_("変更前"), max_length=16, choices=Incident.Status.choices, blank=True)
     to_status = models.CharField(_("変更後"), max_length=16, choices=Incident.Status.choices, blank=True)
@@ -419,9 +415,7 @@ class IncidentFiling(models.Model):
     )
     kind = models.CharField(_("報告"), max_length=16, choices=Kind.choices)
     filed_at = models.DateTimeField(_("提出日時"))
-    filed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("提出者")
-    )
+    filed_by = staff_reference(_("提出者"), optional=False)
     reference = models.CharField(_("受付番号"), max_length=100, blank=True)
     recorded_at = models.DateTimeField(_("記録日時"), auto_now_add=True)
 
@@ -471,9 +465,7 @@ class IncidentScope(models.Model):
     invalid = models.PositiveIntegerField(_("形式不正"), default=0)
     added = models.PositiveIntegerField(_("追加した本人"), default=0)
     error = models.TextField(_("エラー"), blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("実施者")
-    )
+    created_by = staff_reference(_("実施者"), optional=False)
     created_at = models.DateTimeField(_("開始日時"), auto_now_add=True)
     finished_at = models.DateTimeField(_("終了日時"), null=True, blank=True)
 
@@ -615,14 +607,10 @@ class IncidentCorrectiveAction(models.Model):
         Incident, on_delete=models.PROTECT, related_name="actions", verbose_name=_("漏えい等事案")
     )
     description = models.TextField(_("内容"), help_text=_("個人情報を書かないでください。"))
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("担当者")
-    )
+    owner = staff_reference(_("担当者"), optional=False)
     due_on = models.DateField(_("期限"))
     completed_at = models.DateTimeField(_("完了日時"), null=True, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("登録者")
-    )
+    created_by = staff_reference(_("登録者"), optional=False)
     created_at = models.DateTimeField(_("登録日時"), auto_now_add=True)
 
     objects = IncidentPartQuerySet.as_manager()

@@ -20,6 +20,9 @@ from crm.paginators import _ESTIMATES
 from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_STAFF, ROLE_SUPPORT
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
 
+# The integration API tests' fixtures (an API client and its token, rate limits), for any test that asks.
+pytest_plugins = ["tests.api_support"]
+
 
 def _allow_flush(sender: object, connection: object, **kwargs: object) -> None:
     """Transactional tests are flushed with TRUNCATE, which the append-only tables refuse unless the session

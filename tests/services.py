@@ -10,11 +10,15 @@ read the parameters psycopg itself is given.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from psycopg.conninfo import make_conninfo
@@ -103,3 +107,36 @@ def celery_worker_start(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def worker_stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Signal a worker's whole process group (celery_worker_start: its pool children too) and reap it; a
+    worker gone already is fine."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
+
+
+def wait_until(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
+    """Poll another process's progress (a worker's, a second connection's) until `cond` holds; fail naming
+    `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def waiting_sessions_end(*, wait_event_type: str | None = None, wait_event: str | None = None) -> None:
+    """End the sessions a killed worker left waiting (PostgreSQL notices a client gone only on its next
+    write to the socket): this database's other client sessions waiting on that event (type)."""
+    with psycopg.connect(database_conninfo(), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+            "AND wait_event_type = coalesce(%s, wait_event_type) AND wait_event = coalesce(%s, wait_event)",
+            [wait_event_type, wait_event],
+        )

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """The one permission gate, tested NetBox's way (netbox/utilities/testing/views.py and api.py).
 
 Generated: every registered admin and every API operation runs the same test body as four users — no
@@ -42,7 +41,7 @@ from crm.classification import REGISTRY
 from crm.integrations import services as integration_services
 from crm.models import Customer, LegalHold, Team, TeamMembership, Tombstone
 from crm.permissions import RestrictedQuerySet
-from tests.api_support import SERVER_SCOPES, Api, clean_rate_limits  # noqa: F401  (fixture)
+from tests.api_support import SERVER_SCOPES, Api
 from tests.factories import CustomerFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,6 +320,8 @@ def _request_handler_join(row: Any, user: Any) -> None:
 
     request_id = row.pk if isinstance(row, DataSubjectRequest) else row.request_id
     DataSubjectRequest.objects.filter(pk=request_id).update(handler=user)
+
+
 def _purchase_import_of(team: Team) -> Any:
     from crm.models import PurchaseImport
 

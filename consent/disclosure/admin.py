@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from consent.disclosure import selectors, services
 from consent.disclosure.models import DisclosurePackage
 from consent.requests.models import DataSubjectRequest
-from crm.admin import ReadOnlyAdminMixin, object_not_found_redirect
+from crm.admin.mixins import ReadOnlyAdminMixin, ReadOnlyInline, object_not_found_redirect
 from crm.audit.actors import request_user
 from crm.crypto import DecryptionError
 from crm.services import access_record
@@ -37,20 +37,11 @@ def progress_bar(package: DisclosurePackage) -> str:
     )
 
 
-class DisclosurePackageInline(admin.TabularInline):
+class DisclosurePackageInline(ReadOnlyInline):
     """The packages of a request, with their progress, for the request's page."""
 
     model = DisclosurePackage
     fields = ("package_link", "state", "progress_display", "ready_at", "expires_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Only on an existing request's page: the add form has no packages (and posts no inline formset).

@@ -6,12 +6,12 @@ bound to this row, in DISCLOSURE_PACKAGE_DIR; this row says where it is and what
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 from consent.requests.models import DataSubjectRequest, Language, RequestPartQuerySet
+from crm.fields import staff_reference
 
 
 class DisclosurePackage(models.Model):
@@ -48,14 +48,7 @@ class DisclosurePackage(models.Model):
         _("収録内容（表ごとの件数）"), default=dict, blank=True, help_text=_("件数のみ。値は含みません。")
     )
     error = models.CharField(_("エラー"), max_length=100, blank=True, default="")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成を指示した者"),
-    )
+    requested_by = staff_reference(_("作成を指示した者"))
     created_at = models.DateTimeField(_("作成指示日時"), db_default=Now())
     ready_at = models.DateTimeField(_("作成完了日時"), null=True, blank=True)
     expires_at = models.DateTimeField(_("ダウンロード期限"), null=True, blank=True)

@@ -44,7 +44,13 @@ from consent.provision.models import (
     Recipient,
 )
 from consent.provision.svg import graph_svg
-from crm.admin import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    NoEditAdminMixin,
+    ReadOnlyAdminMixin,
+    ScaleSafeAdmin,
+    admin_page,
+)
 from crm.audit.actors import request_user
 from crm.classification import REGISTRY
 from crm.models import Customer
@@ -197,17 +203,13 @@ class RecipientAdmin(admin.ModelAdmin):
                 form.add_error(None, " ".join(exc.messages))
             else:
                 return csv_response(f"provision-{record.pk}.csv", rows)
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/provision/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("%(name)s への提供（第三者提供記録を作成して書き出し）")
-                % {"name": recipient},
-                "form": form,
-                "opts": self.model._meta,
-                "submit": gettext("記録して書き出す"),
-            },
+            gettext("%(name)s への提供（第三者提供記録を作成して書き出し）") % {"name": recipient},
+            form=form,
+            submit_label=gettext("記録して書き出す"),
         )
 
     @admin.display(description=_("提供"))
@@ -340,7 +342,7 @@ class ReceiptForm(forms.Form):
 
 
 @admin.register(ReceiptRecord)
-class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdmin):
+class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin):
     """Receipt records (APPI 30): "追加" is their own form, which calls services.receipt_record; a written
     record is never edited."""
 
@@ -349,12 +351,6 @@ class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdm
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in ReceiptRecord._meta.fields] + ["people"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -380,16 +376,13 @@ class ReceiptRecordAdmin(SubjectCountMixin, AccessLoggedAdminMixin, ScaleSafeAdm
             else:
                 messages.success(request, gettext("受領記録を作成しました。"))
                 return HttpResponseRedirect(reverse("admin:consent_receiptrecord_change", args=[record.pk]))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/provision/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("第三者からの受領記録（法第30条）"),
-                "form": form,
-                "opts": self.model._meta,
-                "submit": gettext("記録する"),
-            },
+            gettext("第三者からの受領記録（法第30条）"),
+            form=form,
+            submit_label=gettext("記録する"),
         )
 
 
@@ -473,15 +466,7 @@ class DataSystemAdmin(admin.ModelAdmin):
 
     def map_view(self, request: HttpRequest) -> HttpResponse:
         self._require_view(request)
-        return TemplateResponse(
-            request,
-            "consent/provision/data_map.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("データマップ"),
-                "opts": self.model._meta,
-            },
-        )
+        return admin_page(self, request, "consent/provision/data_map.html", gettext("データマップ"))
 
     def map_json_view(self, request: HttpRequest) -> HttpResponse:
         self._require_view(request)
@@ -518,16 +503,13 @@ class DataSystemAdmin(admin.ModelAdmin):
     def dictionary_view(self, request: HttpRequest) -> HttpResponse:
         # Every staff member may read the dictionary (admin_view already requires staff).
         query = request.GET.get("q", "")[:100]
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/provision/dictionary.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": gettext("データ辞書"),
-                "opts": self.model._meta,
-                "rows": dictionary.dictionary_rows(query),
-                "query": query,
-            },
+            gettext("データ辞書"),
+            rows=dictionary.dictionary_rows(query),
+            query=query,
         )
 
     def dictionary_csv_view(self, request: HttpRequest) -> HttpResponseBase:

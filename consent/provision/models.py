@@ -8,9 +8,8 @@ they are behind the customers' gate: a record is visible when one of its people 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -20,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.provision import rules
 from crm.classification import DataClass
+from crm.fields import staff_reference
 from crm.models import Customer
 from crm.permissions import ALL, RestrictedQuerySet, scope_kind
 
@@ -278,17 +278,57 @@ class ProvisionBasis(models.TextChoices):
     JOINT_USE = rules.BASIS_JOINT_USE, _("共同利用（法第27条5項3号）")
 
 
-class ProvisionRecord(models.Model):
+class SubjectLinkedRecord(models.Model):
+    """What provision and receipt records share: the basis, when and by whom the record was made, who can
+    see it (one of its people, SubjectLinkedQuerySet) and its name (`label` #pk)."""
+
+    label: ClassVar[str]
+
+    basis = models.CharField(_("根拠"), max_length=20, choices=ProvisionBasis.choices)
+    created_on = models.DateField(_("作成日"))
+    created_by = staff_reference(_("作成者"))
+    created_at = models.DateTimeField(_("記録日時"), db_default=Now())
+
+    objects = SubjectLinkedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} #{self.pk}" if self.pk else f"{self.label}（未保存）"
+
+
+class RecordSubject(models.Model):
+    """One person a (provision or receipt) record is about: `record` is the subclass's link to its record."""
+
+    label: ClassVar[str]
+
+    customer = models.ForeignKey(
+        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
+    )
+
+    objects = SubjectQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.label} #{self.pk}"
+
+
+class ProvisionRecord(SubjectLinkedRecord):
     """A record of providing personal data to a recipient (第三者提供記録, APPI 29; 規則19–20), written by
     `provision_record` before the data leaves. A batch record (規則19(2)) covers repeated provision to one
     recipient: its last provision date moves on with each. Kept until `keep_until` (規則21), then removed by
     a retention policy (scope 提供記録). The people are linked (ProvisionSubject), so the request desk's
     disclosure package lists them (APPI 33(5))."""
 
+    label = "提供記録"
+
     recipient = models.ForeignKey(
         Recipient, on_delete=models.PROTECT, related_name="provisions", verbose_name=_("提供先")
     )
-    basis = models.CharField(_("根拠"), max_length=20, choices=ProvisionBasis.choices)
     purpose = models.ForeignKey(
         "consent.Purpose",
         on_delete=models.PROTECT,
@@ -311,58 +351,38 @@ class ProvisionRecord(models.Model):
     last_provided_on = models.DateField(_("提供日（最終）"))
     batch = models.BooleanField(_("一括記録（継続・反復の提供、規則19条2項）"), default=False)
     provisions = models.PositiveIntegerField(_("提供の回数"), default=1)
-    created_on = models.DateField(_("作成日"))
     keep_until = models.DateField(_("保存期限（規則21）"))
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成者"),
-    )
-    created_at = models.DateTimeField(_("記録日時"), db_default=Now())
     customers: models.ManyToManyField[Customer, ProvisionSubject] = models.ManyToManyField(
         "crm.Customer", through="ProvisionSubject", related_name="+", verbose_name=_("本人")
     )
 
-    objects = SubjectLinkedQuerySet.as_manager()
-
-    class Meta:
+    class Meta(SubjectLinkedRecord.Meta):
         verbose_name = _("第三者提供記録（法第29条）")
         verbose_name_plural = _("第三者提供記録（法第29条）")
-        ordering = ["-id"]
         indexes = [models.Index(fields=["keep_until"], name="provision_keep_until_idx")]
 
-    def __str__(self) -> str:
-        return f"提供記録 #{self.pk}" if self.pk else "提供記録（未保存）"
 
-
-class ProvisionSubject(models.Model):
+class ProvisionSubject(RecordSubject):
     """One person a provision record is about. Erasing the person removes the link (the record stays)."""
+
+    label = "提供記録の本人"
 
     record = models.ForeignKey(
         ProvisionRecord, on_delete=models.CASCADE, related_name="subjects", verbose_name=_("提供記録")
     )
-    customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
-    )
-
-    objects = SubjectQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("提供記録の本人")
         verbose_name_plural = _("提供記録の本人")
         constraints = [models.UniqueConstraint(fields=["customer", "record"], name="uniq_provision_subject")]
 
-    def __str__(self) -> str:
-        return f"提供記録の本人 #{self.pk}"
 
-
-class ReceiptRecord(models.Model):
+class ReceiptRecord(SubjectLinkedRecord):
     """A record of receiving personal data from a third party (APPI 30; 規則22–24): who provided it (name,
     address, representative), how the provider acquired it (取得の経緯, confirmed under 30(1)), the items and
     the people. Kept for the same periods as provision records (規則24)."""
+
+    label = "受領記録"
 
     provider_name = models.CharField(_("提供者の氏名又は名称"), max_length=200)
     provider_address = models.CharField(_("提供者の住所"), max_length=300)
@@ -370,53 +390,30 @@ class ReceiptRecord(models.Model):
     acquisition = models.TextField(_("提供者による取得の経緯（法第30条1項2号）"))
     data_items = ArrayField(models.CharField(max_length=120), verbose_name=_("受領した項目"))
     received_on = models.DateField(_("受領日"))
-    basis = models.CharField(_("根拠"), max_length=20, choices=ProvisionBasis.choices)
-    created_on = models.DateField(_("作成日"))
     keep_until = models.DateField(_("保存期限（規則24）"))
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成者"),
-    )
-    created_at = models.DateTimeField(_("記録日時"), db_default=Now())
     customers: models.ManyToManyField[Customer, ReceiptSubject] = models.ManyToManyField(
         "crm.Customer", through="ReceiptSubject", related_name="+", verbose_name=_("本人")
     )
 
-    objects = SubjectLinkedQuerySet.as_manager()
-
-    class Meta:
+    class Meta(SubjectLinkedRecord.Meta):
         verbose_name = _("第三者からの受領記録（法第30条）")
         verbose_name_plural = _("第三者からの受領記録（法第30条）")
-        ordering = ["-id"]
         indexes = [models.Index(fields=["keep_until"], name="receipt_keep_until_idx")]
 
-    def __str__(self) -> str:
-        return f"受領記録 #{self.pk}" if self.pk else "受領記録（未保存）"
 
-
-class ReceiptSubject(models.Model):
+class ReceiptSubject(RecordSubject):
     """One person a receipt record is about."""
+
+    label = "受領記録の本人"
 
     record = models.ForeignKey(
         ReceiptRecord, on_delete=models.CASCADE, related_name="subjects", verbose_name=_("受領記録")
     )
-    customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
-    )
-
-    objects = SubjectQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("受領記録の本人")
         verbose_name_plural = _("受領記録の本人")
         constraints = [models.UniqueConstraint(fields=["customer", "record"], name="uniq_receipt_subject")]
-
-    def __str__(self) -> str:
-        return f"受領記録の本人 #{self.pk}"
 
 
 class DataSystem(models.Model):

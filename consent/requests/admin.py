@@ -19,7 +19,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -39,7 +38,7 @@ from consent.requests.models import (
     RequestState,
 )
 from consent.rules import JST
-from crm.admin import AccessLoggedAdminMixin, ScaleSafeAdmin, object_not_found_redirect
+from crm.admin.mixins import AccessLoggedAdminMixin, ScaleSafeAdmin, admin_page, object_not_found_redirect
 from crm.audit.actors import request_user
 from crm.classification import mask_value
 from crm.models import Customer
@@ -682,17 +681,14 @@ class DataSubjectRequestAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
             else:
                 messages.success(request, _("%(action)s: 完了しました。") % {"action": title})
                 return HttpResponseRedirect(reverse("admin:consent_datasubjectrequest_change", args=[obj.pk]))
-        return TemplateResponse(
+        return admin_page(
+            self,
             request,
             "consent/admin/request_action.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": f"#{obj.pk} {title}",
-                "form": form,
-                "opts": self.model._meta,
-                "original": obj,
-                "submit_label": _("実行する"),
-            },
+            f"#{obj.pk} {title}",
+            form=form,
+            original=obj,
+            submit_label=_("実行する"),
         )
 
 

@@ -21,8 +21,8 @@ from pydantic import ConfigDict
 from consent.requests import services
 from consent.requests.models import DisclosureMethod, Jurisdiction, Language, RequestKind
 from crm.api import BODY, ExternalId, IdempotencyKey, customer_or_404, errors
-from crm.integrations.auth import TokenAuth
-from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.auth import TokenAuth, request_client
+from crm.integrations.models import ApiScope
 from crm.integrations.schemas import Moment, TextLimit
 from crm.integrations.writes import api_write
 
@@ -92,7 +92,7 @@ def request_create(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     """The request enters the queue with its legal clocks running from `received_at` (default: now)."""
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
 
     def compute() -> tuple[int, dict[str, Any]]:
         customer = (

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, FSMModelMixin, transition
 
 from consent import rules
-from crm.fields import EncryptedCharField, EncryptedTextField
+from crm.fields import EncryptedCharField, EncryptedTextField, outliving_customer_reference, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.validators import validate_no_my_number
 
@@ -192,27 +192,11 @@ class DataSubjectRequest(FSMModelMixin, models.Model):
     requester_member_no = models.CharField(_("会員番号（申告）"), max_length=20, blank=True, default="")
     details = EncryptedTextField(_("請求の内容"), blank=True, validators=[validate_no_my_number])
 
-    customer = models.ForeignKey(
-        "crm.Customer",
-        # The request outlives the customer: it is the proof that the person's request was answered. Erasing
-        # the customer leaves a bare number here that names nobody (no database constraint, as the consent
-        # ledger), and the request desk's erasure participant (services.requests_erasure_step) decides what
-        # the request keeps: the requester's identifiers go once the answer has been sent, not before.
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("対象の顧客"),
-    )
-    handler = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("担当者"),
-    )
+    # The request outlives the customer: it is the proof that the person's request was answered. The request
+    # desk's erasure participant (services.requests_erasure_step) decides what the request keeps: the
+    # requester's identifiers go once the answer has been sent, not before.
+    customer = outliving_customer_reference(_("対象の顧客"), null=True, blank=True)
+    handler = staff_reference(_("担当者"))
 
     state = FSMField(
         _("状態"), max_length=20, choices=RequestState.choices, default=RequestState.RECEIVED, protected=True
@@ -236,22 +220,8 @@ class DataSubjectRequest(FSMModelMixin, models.Model):
     extension_notice_sent_at = models.DateTimeField(_("延長の通知日時"), null=True, blank=True)
 
     # Four-eyes on erasure: who asked for approval, and who (never the handler) approved.
-    approval_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("承認を依頼した者"),
-    )
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("承認者"),
-    )
+    approval_requested_by = staff_reference(_("承認を依頼した者"))
+    approved_by = staff_reference(_("承認者"))
     approved_at = models.DateTimeField(_("承認日時"), null=True, blank=True)
 
     erasure_action = models.CharField(
@@ -426,14 +396,7 @@ class IdentityVerification(models.Model):
         validators=[validate_no_my_number],
     )
     completes = models.BooleanField(_("本人確認を完了する"), default=False)
-    verified_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("確認者"),
-    )
+    verified_by = staff_reference(_("確認者"))
     verified_at = models.DateTimeField(_("確認日時"))
 
     objects = RequestPartQuerySet.as_manager()
@@ -464,14 +427,7 @@ class RequestMessage(models.Model):
     language = models.CharField(_("言語"), max_length=2, choices=Language.choices)
     subject = models.CharField(_("件名"), max_length=200)
     recipient_hash = models.CharField(_("宛先の鍵付きハッシュ"), max_length=64)
-    sent_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("送信者"),
-    )
+    sent_by = staff_reference(_("送信者"))
     sent_at = models.DateTimeField(_("送信日時"))
 
     objects = RequestPartQuerySet.as_manager()
@@ -496,14 +452,7 @@ class RequestCompletion(models.Model):
     subject_hash = models.CharField(_("本人の鍵付きハッシュ"), max_length=64)
     outcome = models.CharField(_("結果"), max_length=20, choices=RequestState.choices)
     summary = models.JSONField(_("対応の記録"), default=dict)
-    recorded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("記録者"),
-    )
+    recorded_by = staff_reference(_("記録者"))
     recorded_at = models.DateTimeField(_("記録日時"), db_default=Now())
 
     objects = RequestPartQuerySet.as_manager()

@@ -130,6 +130,20 @@ def _linked_customer(request: DataSubjectRequest, actor: User, action: str = "vi
     return customer
 
 
+@contextmanager
+def _on_linked_customer(
+    request: DataSubjectRequest, actor: User, kinds: tuple[str, ...]
+) -> Iterator[tuple[DataSubjectRequest, Customer]]:
+    """A fulfilment acting on the request's customer (correction, stop-use, stop-provision, objection): the
+    request locked, its requester's identity verified and its kind one of `kinds`, the linked customer open
+    to `actor`. The request (its work log) is saved when the step succeeds."""
+    with _locked(request, actor) as locked:
+        _require_verified(locked)
+        _require_kind(locked, kinds)
+        yield locked, _linked_customer(locked, actor)
+        locked.save()
+
+
 # --- intake ------------------------------------------------------------------------------------------------
 
 
@@ -387,13 +401,9 @@ def request_correct(*, request: DataSubjectRequest, actor: User, changes: dict[s
     changed (never the values) go to the request's record."""
     if not changes:
         raise RequestError(_("訂正する項目がありません。"))
-    with _locked(request, actor) as locked:
-        _require_verified(locked)
-        _require_kind(locked, CORRECTION_KINDS)
-        customer = _linked_customer(locked, actor)
+    with _on_linked_customer(request, actor, CORRECTION_KINDS) as (locked, customer):
         updated = crm_services.customer_update(customer=customer, actor=actor, **changes)
         _log(locked, "corrected", fields=sorted(changes))
-        locked.save()
     return updated
 
 
@@ -417,13 +427,9 @@ def request_record_disclosed(
 def request_stop_use(*, request: DataSubjectRequest, actor: User) -> Customer:
     """利用停止 (APPI Art. 35, GDPR Arts. 18/21) through crm's stop-use state: effective at once for every
     selection (consent.selectors.usable_for, consented_to)."""
-    with _locked(request, actor) as locked:
-        _require_verified(locked)
-        _require_kind(locked, STOP_USE_KINDS)
-        customer = _linked_customer(locked, actor)
+    with _on_linked_customer(request, actor, STOP_USE_KINDS) as (locked, customer):
         stopped = crm_services.customer_stop_use(customer=customer, actor=actor)
         _log(locked, "stopped_use")
-        locked.save()
     return stopped
 
 
@@ -431,13 +437,9 @@ def request_stop_provision(*, request: DataSubjectRequest, actor: User) -> Custo
     """第三者提供の停止 (APPI Art. 35(3)) through crm's provision-stopped fact: from the commit on, every
     provision to a third party naming the person is refused (consent.provision.services.provision_record).
     Refused before the identity is verified."""
-    with _locked(request, actor) as locked:
-        _require_verified(locked)
-        _require_kind(locked, STOP_PROVISION_KINDS)
-        customer = _linked_customer(locked, actor)
+    with _on_linked_customer(request, actor, STOP_PROVISION_KINDS) as (locked, customer):
         stopped = crm_services.customer_stop_provision(customer=customer, actor=actor)
         _log(locked, "stopped_provision")
-        locked.save()
     return stopped
 
 
@@ -446,10 +448,7 @@ def request_record_objection(
 ) -> Objection:
     """異議 (GDPR Art. 21) through the objection ledger, its source the request desk: to direct marketing it
     is absolute and effective at once for every marketing purpose (consent.selectors.usable_for)."""
-    with _locked(request, actor) as locked:
-        _require_verified(locked)
-        _require_kind(locked, OBJECTION_KINDS)
-        customer = _linked_customer(locked, actor)
+    with _on_linked_customer(request, actor, OBJECTION_KINDS) as (locked, customer):
         objection = consent_services.objection_record(
             customer=customer,
             scope=scope,
@@ -458,7 +457,6 @@ def request_record_objection(
             actor=actor,
         )
         _log(locked, "objection_recorded", scope=scope, purpose_code=purpose_code)
-        locked.save()
     return objection
 
 

@@ -14,7 +14,6 @@ from django.contrib.admin.views.main import PAGE_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -34,7 +33,13 @@ from crm.admin.display import (
     field_label,
     masked_reader,
 )
-from crm.admin.mixins import AccessLoggedAdminMixin, ScaleSafeAdmin, acting_user, object_not_found_redirect
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    ScaleSafeAdmin,
+    acting_user,
+    admin_page,
+    object_not_found_redirect,
+)
 from crm.models import Customer
 from crm.permissions import can_view_pii, remember_team_ids, teams_open_to
 from crm.prefectures import prefecture_choices
@@ -272,17 +277,17 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
         if request.method == "POST" and (form is None or form.is_valid()):
             reason = form.cleaned_data["reason"] if form is not None else ""
             return self._customer_action_perform(request, customer, action, reason, change_url)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("%(action)s: %(customer)s") % {"action": spec.label, "customer": customer},
-            "opts": self.opts,
-            "original": customer,
-            "action": spec,
-            "preview": preview,
-            "form": form,
-            "change_url": change_url,
-        }
-        return TemplateResponse(request, "admin/crm/customer_action.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/crm/customer_action.html",
+            gettext("%(action)s: %(customer)s") % {"action": spec.label, "customer": customer},
+            original=customer,
+            action=spec,
+            preview=preview,
+            form=form,
+            change_url=change_url,
+        )
 
     def _customer_action_perform(
         self, request: HttpRequest, customer: Customer, action: str, reason: str, change_url: str

@@ -1,5 +1,6 @@
 """What every admin of a large table of personal data shares: the scale-safe defaults, the access log of
-list and record pages, read-only trails, and the not-found answer that tells no team's record from another's.
+list and record pages, read-only trails and inlines, rows only their services write (never edited), and the
+not-found answer that tells no team's record from another's.
 
 A leaf module: the other apps' admins (consent, crm.retention) import it without loading crm's admin pages.
 """
@@ -13,6 +14,7 @@ from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext
 
@@ -85,7 +87,19 @@ class AccessLoggedAdminMixin:
         return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
 
 
-class ReadOnlyAdminMixin:
+class NoEditAdminMixin:
+    """A record written only by its service (a ledger row, a record of receipt, an import batch): the admin
+    may offer an add form of its own, which calls the service, but a written row is never changed or
+    deleted through the admin, superusers included."""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdminMixin(NoEditAdminMixin):
     """A record nobody edits through the admin, superusers included (trails, proofs, derived state):
     no add, change or delete, every field shown read-only."""
 
@@ -96,11 +110,34 @@ class ReadOnlyAdminMixin:
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline of rows a page shows but never edits: they change only through their services. Every
+    field it shows is read-only."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields or ()
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+def admin_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, template: str, title: Any, /, **context: Any
+) -> TemplateResponse:
+    """A page of a model's admin beyond Django's own (a form, a report, a confirmation): rendered in the
+    admin site's frame, with the model's `opts` for its breadcrumbs (admin/_model_breadcrumbs.html)."""
+    return TemplateResponse(
+        request,
+        template,
+        {**model_admin.admin_site.each_context(request), "title": title, "opts": model_admin.opts, **context},
+    )
 
 
 def object_not_found_redirect(request: HttpRequest, opts: Any, object_id: Any) -> HttpResponseRedirect:

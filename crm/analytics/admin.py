@@ -24,7 +24,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin.mixins import AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin
+from crm.admin.mixins import (
+    AccessLoggedAdminMixin,
+    NoEditAdminMixin,
+    ReadOnlyAdminMixin,
+    ScaleSafeAdmin,
+    admin_page,
+)
 from crm.analytics import rules, selectors, services
 from crm.analytics.eligibility import eligible_customers
 from crm.analytics.models import ClvScore, PurchaseImport, RfmScore
@@ -54,24 +60,25 @@ class PurchaseImportForm(forms.ModelForm):
         fields = ["team", "all_or_nothing"]
 
 
+# An import's state and counts, on the list and on the batch's page.
+_IMPORT_PROGRESS = (
+    "status",
+    "progress",
+    "rows_total",
+    "rows_inserted",
+    "rows_duplicate",
+    "rows_invalid",
+    "customers_created",
+)
+
+
 @admin.register(PurchaseImport)
-class PurchaseImportAdmin(admin.ModelAdmin):
+class PurchaseImportAdmin(NoEditAdminMixin, admin.ModelAdmin):
     """Import batches: upload a file (the import runs in a Celery task), then watch its progress and read
     the refused lines (line numbers and reasons, never values)."""
 
     form = PurchaseImportForm
-    list_display = (
-        "__str__",
-        "team",
-        "status",
-        "progress",
-        "rows_total",
-        "rows_inserted",
-        "rows_duplicate",
-        "rows_invalid",
-        "customers_created",
-        "created_at",
-    )
+    list_display = ("__str__", "team", *_IMPORT_PROGRESS, "created_at")
     list_filter = ("status",)
     readonly_fields = ("progress", "refused_lines")
 
@@ -85,13 +92,7 @@ class PurchaseImportAdmin(admin.ModelAdmin):
             "team",
             "file_name",
             "all_or_nothing",
-            "status",
-            "progress",
-            "rows_total",
-            "rows_inserted",
-            "rows_duplicate",
-            "rows_invalid",
-            "customers_created",
+            *_IMPORT_PROGRESS,
             "refused_lines",
             "created_by",
             "created_at",
@@ -110,12 +111,6 @@ class PurchaseImportAdmin(admin.ModelAdmin):
             team_field = cast(forms.ModelChoiceField, form.base_fields["team"])
             team_field.queryset = teams_open_to(request_user(request), "change")
         return form
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a batch is a record of what happened; only the import changes it
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def save_model(self, request: HttpRequest, obj: PurchaseImport, form: Any, change: bool) -> None:
         batch = services.purchase_import_create(
@@ -246,16 +241,15 @@ class ScoreAdmin(AccessLoggedAdminMixin, ReadOnlyAdminMixin, ScaleSafeAdmin):
             }
             for g in gaps
         ]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("スコア分布の公平性レポート（%(name)s）")
-            % {"name": self.model._meta.verbose_name},
-            "rows": rows,
-            "threshold": rules.FAIRNESS_SMD_THRESHOLD,
-            "min_group": rules.FAIRNESS_MIN_GROUP,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/crm/analytics_fairness.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/crm/analytics_fairness.html",
+            gettext("スコア分布の公平性レポート（%(name)s）") % {"name": self.model._meta.verbose_name},
+            rows=rows,
+            threshold=rules.FAIRNESS_SMD_THRESHOLD,
+            min_group=rules.FAIRNESS_MIN_GROUP,
+        )
 
 
 @admin.register(RfmScore)
@@ -343,13 +337,13 @@ class RfmScoreAdmin(ScoreAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         found = selectors.crosssell_rules(user=request_user(request), eligible=eligible_customers())
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("クロスセル分析（カテゴリの同時購買）"),
-            "rules": found,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/crm/analytics_crosssell.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/crm/analytics_crosssell.html",
+            gettext("クロスセル分析（カテゴリの同時購買）"),
+            rules=found,
+        )
 
 
 @admin.register(ClvScore)

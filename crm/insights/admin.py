@@ -14,14 +14,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin.mixins import ReadOnlyAdminMixin
+from crm.admin.mixins import ReadOnlyAdminMixin, admin_page
 from crm.analytics.models import RfmScore
 from crm.audit.actors import request_user
 from crm.insights import hooks, rules, selectors, services
@@ -76,15 +75,15 @@ class _CsvImportAdmin(admin.ModelAdmin):
                             f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist"
                         )
                     )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": gettext("CSVから取り込む"),
-            "form": form,
-            "errors": errors,
-            "help": self.import_help,
-        }
-        return TemplateResponse(request, "admin/insights/import.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/insights/import.html",
+            gettext("CSVから取り込む"),
+            form=form,
+            errors=errors,
+            help=self.import_help,
+        )
 
 
 @admin.register(MarketingSpend)
@@ -128,20 +127,20 @@ class MarketingSpendAdmin(_CsvImportAdmin):
             "new_customers": gettext("新規顧客数"),
             "spend": gettext("マーケティング費用（円）"),
         }
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("KPI（月次）"),
-            "kpi": data,
-            "opts": self.model._meta,
-            "charts": [
+        return admin_page(
+            self,
+            request,
+            "admin/insights/kpi.html",
+            gettext("KPI（月次）"),
+            kpi=data,
+            charts=[
                 ("acquisition", gettext("獲得と価値"), ["cac", "ltv"]),
                 ("retention", gettext("継続"), ["repeat", "churn"]),
                 ("email", gettext("メール"), ["open_rate", "click_rate"]),
                 ("quality", gettext("データ品質（取得月別）"), ["completeness", "duplicates", "freshness"]),
             ],
-            "extra": data["extra"],
-        }
-        return TemplateResponse(request, "admin/insights/kpi.html", context)
+            extra=data["extra"],
+        )
 
 
 @admin.register(CampaignResult)
@@ -329,14 +328,14 @@ class SegmentAdmin(admin.ModelAdmin):
                 return self._export(request, segment, form.cleaned_data)
             except ValidationError as exc:
                 form.add_error(None, exc)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": gettext("セグメント「%(name)s」の出力") % {"name": segment.name},
-            "form": form,
-            "segment": segment,
-        }
-        return TemplateResponse(request, "admin/insights/export.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/insights/export.html",
+            gettext("セグメント「%(name)s」の出力") % {"name": segment.name},
+            form=form,
+            segment=segment,
+        )
 
     def _export(self, request: HttpRequest, segment: Segment, data: dict[str, Any]) -> StreamingHttpResponse:
         user = request_user(request)
@@ -482,11 +481,11 @@ class SegmentExportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             else:
                 self.message_user(request, gettext("項目の公表を記録しました。"))
             return HttpResponseRedirect(reverse("admin:crm_segmentexport_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": gettext("匿名加工情報の項目の公表を記録（法第43条第3項）"),
-            "form": form,
-            "export": export,
-        }
-        return TemplateResponse(request, "admin/insights/publish.html", context)
+        return admin_page(
+            self,
+            request,
+            "admin/insights/publish.html",
+            gettext("匿名加工情報の項目の公表を記録（法第43条第3項）"),
+            form=form,
+            export=export,
+        )

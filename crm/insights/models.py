@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from crm.choices import CollectionChannel
+from crm.fields import staff_reference
 
 __all__ = ["CampaignResult", "MarketingSpend", "Segment", "SegmentExport"]
 
@@ -95,14 +95,7 @@ class Segment(models.Model):
     name = models.CharField(_("名称"), max_length=100)
     description = models.TextField(_("説明"), blank=True)
     filters = models.JSONField(_("条件"), default=dict, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("作成者"),
-    )
+    created_by = staff_reference(_("作成者"))
     created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
     updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
 
@@ -145,9 +138,7 @@ class SegmentExport(models.Model):
         _("項目の公表日時（法第43条第3項）"), null=True, blank=True, editable=False
     )
     items_published_url = models.URLField(_("公表先"), blank=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("出力者")
-    )
+    created_by = staff_reference(_("出力者"), optional=False)
     created_at = models.DateTimeField(_("出力日時"), auto_now_add=True)
 
     class Meta:

@@ -73,6 +73,12 @@ def _admit(request: HttpRequest, client: ApiClient, scope: str) -> ApiClient:
     return client
 
 
+def request_client(request: HttpRequest) -> ApiClient:
+    """The API client an endpoint's authentication admitted (django-ninja's request.auth)."""
+    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    return client
+
+
 class TokenAuth(HttpBearer):
     """`Authorization: Bearer <token>` of a server-side client holding `scope`."""
 

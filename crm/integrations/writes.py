@@ -14,7 +14,7 @@ from ninja import Status
 from ninja.errors import HttpError
 
 from crm.audit.actors import audit_actor
-from crm.integrations.models import ApiClient
+from crm.integrations.auth import request_client
 from crm.integrations.services import idempotent_call, idempotent_single_statement
 from crm.signin.identity import client_address
 
@@ -46,7 +46,7 @@ def api_write(
     itself, so no transaction is opened around it; with a key it is handed `record` and puts the stored
     answer into that statement (crm.integrations.services.idempotent_single_statement).
     """
-    client: ApiClient = request.auth  # type: ignore[attr-defined]  # stub gap: django-ninja sets request.auth
+    client = request_client(request)
     if idempotency_key is not None and not _KEY.match(idempotency_key):
         raise HttpError(422, _("Idempotency-Key は1〜255文字の英数字・記号で指定してください。"))
     # The client's service user replaces whatever the request's auditlog context names (swapped into that

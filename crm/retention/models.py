@@ -10,13 +10,14 @@ none of which holds a customer's personal data.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from crm.fields import staff_reference
 from crm.permissions import RestrictedQuerySet
 
 __all__ = ["LegalHold", "RetentionPolicy", "RetentionRun", "RetentionRunSlice", "Tombstone"]
@@ -143,23 +144,11 @@ class LegalHold(models.Model):
         _("参照番号"), max_length=64, blank=True, help_text=_("事件番号・インシデント番号・請求番号など")
     )
     note = models.TextField(_("備考"), blank=True, help_text=_("個人情報を書かないでください。"))
-    placed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("設定者"),
-    )
+    placed_by = staff_reference(_("設定者"), optional=False)
     placed_at = models.DateTimeField(_("設定日時"), default=timezone.now)
     until = models.DateTimeField(_("保存期限"), null=True, blank=True, help_text=_("空欄は解除まで無期限"))
     released_at = models.DateTimeField(_("解除日時"), null=True, blank=True)
-    released_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("解除者"),
-    )
+    released_by = staff_reference(_("解除者"))
 
     objects = LegalHoldQuerySet.as_manager()
 
@@ -198,15 +187,7 @@ class RetentionRun(models.Model):
     as_of = models.DateTimeField(_("基準日時"), help_text=_("契機の日数はこの日時から数えます。"))
     started_at = models.DateTimeField(_("開始日時"), default=timezone.now)
     finished_at = models.DateTimeField(_("終了日時"), null=True, blank=True)
-    started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("開始者"),
-        help_text=_("空欄は定期実行（Celery beat）"),
-    )
+    started_by = staff_reference(_("開始者"), help_text=_("空欄は定期実行（Celery beat）"))
     # Frozen copy of the policy at start: an edit during the run does not change what the run does.
     action = models.CharField(_("処理"), max_length=12, choices=RetentionPolicy.Action.choices)
     scope = models.CharField(_("対象"), max_length=24, choices=RetentionPolicy.Scope.choices)
@@ -308,6 +289,17 @@ class TombstoneQuerySet(RestrictedQuerySet["Tombstone"]):
     gate_unowned_by_model_permission = True
 
 
+# A tombstone's links to the policy and the run that wrote it (see Tombstone).
+_UNCHECKED_LINK: dict[str, Any] = {
+    "on_delete": models.SET_NULL,
+    "db_constraint": False,
+    "db_index": False,
+    "null": True,
+    "blank": True,
+    "related_name": "+",
+}
+
+
 class Tombstone(models.Model):
     """Proof of one erasure/anonymisation, holding no personal data.
 
@@ -322,26 +314,8 @@ class Tombstone(models.Model):
     # No database constraint nor index on these two: a tombstone is written for every erased customer, and
     # the per-row foreign-key checks at commit would cost more than the rows themselves; the proof must
     # outlive the policy and the run anyway.
-    policy = models.ForeignKey(
-        RetentionPolicy,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        db_index=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("ポリシー"),
-    )
-    run = models.ForeignKey(
-        RetentionRun,
-        on_delete=models.SET_NULL,
-        db_constraint=False,
-        db_index=False,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("実行"),
-    )
+    policy = models.ForeignKey(RetentionPolicy, verbose_name=_("ポリシー"), **_UNCHECKED_LINK)
+    run = models.ForeignKey(RetentionRun, verbose_name=_("実行"), **_UNCHECKED_LINK)
     reason = models.CharField(_("理由"), max_length=64)
     performed_at = models.DateTimeField(_("実施日時"), default=timezone.now)
 

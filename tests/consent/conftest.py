@@ -9,7 +9,8 @@ import pytest
 
 from consent import services
 from consent.models import ConsentEvent
-from tests.factories import CustomerFactory
+from crm.permissions import ROLE_PRIVACY, ROLE_SUPPORT
+from tests.factories import CustomerFactory, UserFactory
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -17,6 +18,30 @@ JST = ZoneInfo("Asia/Tokyo")
 def at(text: str) -> dt.datetime:
     """'2026-04-01 10:00' in Japan time."""
     return dt.datetime.fromisoformat(text).replace(tzinfo=JST)
+
+
+def purpose_post(purpose, **changes) -> dict:
+    """The purpose admin's change form as posted unchanged (its current version's texts, the versions
+    inline), with `changes` over it."""
+    v1 = purpose.current_version
+    return {
+        "category": purpose.category,
+        "legal_basis": purpose.legal_basis,
+        "is_published": "on",
+        "display_order": purpose.display_order,
+        "title_ja": v1.title_ja,
+        "title_en": v1.title_en,
+        "description_ja": v1.description_ja,
+        "description_en": v1.description_en,
+        "basis_change_reason": "",
+        "versions-TOTAL_FORMS": "1",
+        "versions-INITIAL_FORMS": "1",
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "1000",
+        "versions-0-id": v1.pk,
+        "versions-0-purpose": purpose.pk,
+        **changes,
+    }
 
 
 @pytest.fixture
@@ -51,6 +76,18 @@ def withdraw():
         )
 
     return _withdraw
+
+
+@pytest.fixture
+def handler(db):
+    """A member of the request desk (開示等請求対応)."""
+    return UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
+
+
+@pytest.fixture
+def officer(db):
+    """The privacy officer (個人情報保護管理者) of the consent and provision tests."""
+    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from consent import selectors
 from consent.models import ConsentEvent, ConsentState, Purpose, SpecialCareRecord
+from tests.consent.conftest import purpose_post
 from tests.services import without_audit_id_reservation
 
 pytestmark = pytest.mark.django_db
@@ -15,6 +16,18 @@ pytestmark = pytest.mark.django_db
 LEDGER = "admin:consent_consentevent_changelist"
 ADD = "admin:consent_consentevent_add"
 STATES = "admin:consent_consentstate_changelist"
+
+
+def paper_consent(customer, **changes) -> dict:
+    """The record form's fields for an opt-in marketing consent on a paper form."""
+    return {
+        "customer_id": customer.pk,
+        "purpose": "marketing_email",
+        "action": "grant",
+        "method": "opt_in",
+        "channel": "paper",
+        **changes,
+    }
 
 
 def history(customer) -> str:
@@ -87,17 +100,7 @@ def test_staff_record_a_paper_consent_for_their_teams_customer(client, owner, cu
     # given the owner with a signed paper form
     client.force_login(owner)
     # when they fill the record form
-    response = client.post(
-        reverse(ADD),
-        {
-            "customer_id": customer.pk,
-            "purpose": "marketing_email",
-            "action": "grant",
-            "method": "opt_in",
-            "channel": "paper",
-            "form_id": "PAPER-0001",
-        },
-    )
+    response = client.post(reverse(ADD), paper_consent(customer, form_id="PAPER-0001"))
     # then one ledger row with the owner as operator, and the customer's history page next
     event = ConsentEvent.objects.get()
     assert response.status_code == 302
@@ -114,16 +117,7 @@ def test_recording_for_another_teams_customer_is_refused(client, outsider, custo
     # given a staff member of another team
     client.force_login(outsider)
     # when they try to record a consent for the customer
-    response = client.post(
-        reverse(ADD),
-        {
-            "customer_id": customer.pk,
-            "purpose": "marketing_email",
-            "action": "grant",
-            "method": "opt_in",
-            "channel": "paper",
-        },
-    )
+    response = client.post(reverse(ADD), paper_consent(customer))
     # then the form refuses and nothing is written
     assert response.status_code == 200
     assert "権限がないか" in response.content.decode()
@@ -135,14 +129,7 @@ def test_an_invalid_recording_shows_the_japanese_reason(client, owner, customer)
     client.force_login(owner)
     # when it is submitted
     response = client.post(
-        reverse(ADD),
-        {
-            "customer_id": customer.pk,
-            "purpose": "special_care_health",
-            "action": "grant",
-            "method": "opt_out",
-            "channel": "paper",
-        },
+        reverse(ADD), paper_consent(customer, purpose="special_care_health", method="opt_out")
     )
     # then the page explains (APPI Art. 20(2)) and nothing is written
     assert "法第20条第2項" in response.content.decode()
@@ -244,22 +231,7 @@ def test_the_privacy_officer_edits_a_purpose_into_a_new_version(client, privacy_
     # when the officer changes its description in the admin
     response = client.post(
         reverse("admin:consent_purpose_change", args=[purpose.pk]),
-        {
-            "category": purpose.category,
-            "legal_basis": purpose.legal_basis,
-            "is_published": "on",
-            "display_order": purpose.display_order,
-            "title_ja": v1.title_ja,
-            "title_en": v1.title_en,
-            "description_ja": "配信頻度を明記しました。",
-            "description_en": v1.description_en,
-            "versions-TOTAL_FORMS": "1",
-            "versions-INITIAL_FORMS": "1",
-            "versions-MIN_NUM_FORMS": "0",
-            "versions-MAX_NUM_FORMS": "1000",
-            "versions-0-id": v1.pk,
-            "versions-0-purpose": purpose.pk,
-        },
+        purpose_post(purpose, description_ja="配信頻度を明記しました。"),
     )
     # then v2 is current and v1 unchanged
     purpose.refresh_from_db()

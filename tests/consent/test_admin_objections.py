@@ -9,6 +9,7 @@ from consent import services
 from consent.models import Objection, Purpose
 from consent.selectors import usable_for
 from crm.models import Customer
+from tests.consent.conftest import purpose_post
 
 pytestmark = pytest.mark.django_db
 
@@ -77,28 +78,6 @@ def test_the_decision_page_refuses_a_direct_marketing_objection(client, privacy_
     assert Objection.objects.count() == 1
 
 
-def _purpose_post(purpose: Purpose, **changes):
-    v1 = purpose.current_version
-    return {
-        "category": purpose.category,
-        "legal_basis": purpose.legal_basis,
-        "is_published": "on",
-        "display_order": purpose.display_order,
-        "title_ja": v1.title_ja,
-        "title_en": v1.title_en,
-        "description_ja": v1.description_ja,
-        "description_en": v1.description_en,
-        "basis_change_reason": "",
-        "versions-TOTAL_FORMS": "1",
-        "versions-INITIAL_FORMS": "1",
-        "versions-MIN_NUM_FORMS": "0",
-        "versions-MAX_NUM_FORMS": "1000",
-        "versions-0-id": v1.pk,
-        "versions-0-purpose": purpose.pk,
-        **changes,
-    }
-
-
 def test_the_purpose_form_asks_for_a_decision_before_leaving_consent(
     client, privacy_officer, customer, grant
 ):
@@ -108,7 +87,7 @@ def test_the_purpose_form_asks_for_a_decision_before_leaving_consent(
     client.force_login(privacy_officer)
     url = reverse("admin:consent_purpose_change", args=[purpose.pk])
     # when the officer changes its basis to legitimate interest without a decision
-    refused = client.post(url, _purpose_post(purpose, legal_basis="legitimate_interest"))
+    refused = client.post(url, purpose_post(purpose, legal_basis="legitimate_interest"))
     # then the form says why and nothing changes
     purpose.refresh_from_db()
     assert refused.status_code == 200
@@ -116,7 +95,7 @@ def test_the_purpose_form_asks_for_a_decision_before_leaving_consent(
     assert purpose.legal_basis == "consent" and purpose.current_version.version == 1
     # when the decision is given, the change is made
     done = client.post(
-        url, _purpose_post(purpose, legal_basis="legitimate_interest", basis_change_reason="方針決定 P-12")
+        url, purpose_post(purpose, legal_basis="legitimate_interest", basis_change_reason="方針決定 P-12")
     )
     purpose.refresh_from_db()
     assert done.status_code == 302

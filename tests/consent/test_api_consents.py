@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: consent events, consent state, visitor linking and the cookie-banner endpoints."""
 
 from __future__ import annotations
@@ -11,16 +10,7 @@ from crm import services
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from crm.models import AuditEntry, TeamMembership
-from tests.api_support import (  # noqa: F401  (fixtures)
-    ORIGIN,
-    Api,
-    api,
-    api_client_record,
-    clean_rate_limits,
-    frozen_window,
-    messages_of,
-    publishable_client,
-)
+from tests.api_support import ORIGIN, Api, messages_of
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Property-based fuzzing of the integration API from its own OpenAPI document (schemathesis, in-process).
 
 For every operation schemathesis generates valid and invalid requests from /api/v1/openapi.json. Properties:
@@ -35,7 +34,7 @@ from consent.models import ConsentEvent, ConsentState, VisitorLink
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope, IdempotencyRecord
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase
-from tests.api_support import ORIGIN, SERVER_SCOPES, clean_rate_limits  # noqa: F401
+from tests.api_support import ORIGIN, SERVER_SCOPES
 from tests.factories import CustomerFactory
 
 FUZZ_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "15"))

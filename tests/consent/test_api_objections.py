@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: objections (GDPR Art. 21) and the lawful basis shown with the consent state (#17)."""
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from consent.selectors import usable_for
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from crm.models import Customer
-from tests.api_support import Api, api, api_client_record, clean_rate_limits, messages_of  # noqa: F401
+from tests.api_support import Api, messages_of
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: POST /requests (開示等請求, the requests:write scope)."""
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from consent.requests.models import DataSubjectRequest, RequestState
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from crm.permissions import ROLE_SUPPORT, ROLE_SUPPORT_LEAD
-from tests.api_support import Api, api, api_client_record, clean_rate_limits  # noqa: F401
+from tests.api_support import Api
 from tests.factories import CustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -36,11 +36,6 @@ def _package_dir(settings, tmp_path):
 
 
 @pytest.fixture
-def handler(db):
-    return UserFactory(username="handler", roles=[ROLE_SUPPORT])
-
-
-@pytest.fixture
 def other_handler(db):
     return UserFactory(username="other-handler", roles=[ROLE_SUPPORT])
 

@@ -7,13 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -28,44 +24,22 @@ from crm.models import CustomerEvent
 from crm.permissions import ROLE_SUPPORT
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
 from tests.marks import transactional_all_apps
-from tests.services import database_conninfo, service_env
+from tests.services import (
+    celery_worker_start,
+    database_conninfo,
+    wait_until,
+    waiting_sessions_end,
+    worker_stop,
+)
 
 pytestmark = [transactional_all_apps(), pytest.mark.worker]
 
-ROOT = Path(__file__).resolve().parents[2]
 WHEN = dt.datetime(2026, 4, 1, 1, 0, tzinfo=dt.UTC)
 EVENTS = 200
 
 
-def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start_worker(package_dir: Path) -> subprocess.Popen[bytes]:
-    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", DISCLOSURE_PACKAGE_DIR=str(package_dir))
-    celery = str(Path(sys.executable).with_name("celery"))
-    return subprocess.Popen(
-        [celery, "-A", "config", "worker", "-c", "1", "-P", "prefork", "-l", "WARNING", "-n",
-         "disclosure-test@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill reaches the pool child too
-    )  # fmt: skip
-
-
-def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
+    return celery_worker_start("disclosure-test", concurrency=1, DISCLOSURE_PACKAGE_DIR=str(package_dir))
 
 
 @pytest.fixture
@@ -121,9 +95,9 @@ def test_a_real_worker_builds_the_package(broker, package_dir):
         # when the handler orders the package (the build is enqueued after commit)
         package = services.disclosure_package_order(request=dsr, actor=handler)
         # then the worker builds it
-        _wait("the package to be ready", lambda: _state(package.pk) != DisclosurePackage.State.BUILDING)
+        wait_until("the package to be ready", lambda: _state(package.pk) != DisclosurePackage.State.BUILDING)
     finally:
-        _kill(worker, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
     package.refresh_from_db()
     assert package.state == DisclosurePackage.State.READY and package.progress == 100
     _assert_whole(package, package_dir)
@@ -141,7 +115,7 @@ def test_a_worker_killed_while_publishing_leaves_no_package_and_the_rebuild_succ
     worker = _start_worker(package_dir)  # on start it picks up the package left "building"
     try:
         with psycopg.connect(database_conninfo(), autocommit=True) as watch:
-            _wait(
+            wait_until(
                 "the build waiting to publish",
                 lambda: (
                     watch.execute(
@@ -154,12 +128,8 @@ def test_a_worker_killed_while_publishing_leaves_no_package_and_the_rebuild_succ
         # (its sealed file is written, under its temporary name)
         assert [p.name.endswith(".partial") for p in package_dir.iterdir()] == [True]
         # when the worker is killed right there
-        _kill(worker)
-        with psycopg.connect(database_conninfo(), autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
-            )
+        worker_stop(worker)
+        waiting_sessions_end(wait_event_type="Lock")
         blocker.rollback()
         # then there is no package: the row still builds, names no file, and no file is published
         package.refresh_from_db()
@@ -169,10 +139,10 @@ def test_a_worker_killed_while_publishing_leaves_no_package_and_the_rebuild_succ
 
         # when a worker starts again, it takes the build up by itself
         worker = _start_worker(package_dir)
-        _wait("the rebuild", lambda: _state(package.pk) != DisclosurePackage.State.BUILDING)
+        wait_until("the rebuild", lambda: _state(package.pk) != DisclosurePackage.State.BUILDING)
     finally:
         blocker.close()
-        _kill(worker, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
     # then the package is whole, and nothing of the killed build is left
     package.refresh_from_db()
     assert package.state == DisclosurePackage.State.READY

@@ -38,11 +38,6 @@ def lead(db):
 
 
 @pytest.fixture
-def handler(db):
-    return UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
-
-
-@pytest.fixture
 def colleague(db):
     return UserFactory(username="desk-colleague", roles=[ROLE_SUPPORT])
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """The public request form (/privacy/requests/): confirmation by e-mail, rate limits, no address oracle."""
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import time_machine
 from django.core import mail
 
 from consent.requests.models import DataSubjectRequest, IdentityVerification, RequestMessage, RequestState
-from tests.api_support import clean_rate_limits, frozen_window  # noqa: F401  (fixtures)
 from tests.consent.conftest import at
 
 FORM = "/privacy/requests/"

@@ -12,8 +12,6 @@ from consent.requests import selectors, services
 from consent.requests.models import DataSubjectRequest
 from crm.insights import hooks
 from crm.insights import selectors as insights_selectors
-from crm.permissions import ROLE_SUPPORT
-from tests.factories import UserFactory
 
 JST = ZoneInfo("Asia/Tokyo")
 JAN, FEB, MAR = dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)
@@ -41,11 +39,6 @@ def _answered(handler, *, received: dt.datetime, answered: dt.datetime, jurisdic
     DataSubjectRequest.objects.filter(pk=request.pk).update(closed_at=answered)
     request.refresh_from_db()
     return request
-
-
-@pytest.fixture
-def handler(db):
-    return UserFactory(username="kpi-handler", roles=[ROLE_SUPPORT])
 
 
 @pytest.mark.django_db

@@ -20,24 +20,13 @@ from consent.requests.models import (
     RequestMessage,
 )
 from crm.models import AuditEntry, Customer
-from crm.permissions import ROLE_PRIVACY, ROLE_SUPPORT
 from crm.retention import services as retention
 from crm.retention.models import RetentionPolicy, RetentionRun
 from crm.retention.selectors import retention_preview
 from tests.consent.conftest import at
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def handler(db):
-    return UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
-
-
-@pytest.fixture
-def officer(db):
-    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 def test_the_keeping_period_on_worked_dates():

@@ -16,24 +16,13 @@ from consent.requests import services
 from consent.requests.models import RequestCompletion, RequestState
 from crm import services as crm_services
 from crm.models import AuditEntry, Customer
-from crm.permissions import ROLE_PRIVACY, ROLE_SUPPORT
 from tests.consent.conftest import at
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
 ON = dt.date(2026, 4, 10)
 NOTIFIED = dt.date(2026, 1, 5)
-
-
-@pytest.fixture
-def handler(db):
-    return UserFactory(username="desk-handler", roles=[ROLE_SUPPORT])
-
-
-@pytest.fixture
-def officer(db):
-    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 @pytest.fixture

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Integration API: customers upsert, events and purchases — auth, scopes, validation, idempotency, rate
 limit and audit."""
 
@@ -12,14 +11,7 @@ from django.db import connection
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiClient, ApiScope, IdempotencyRecord
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase
-from tests.api_support import (  # noqa: F401  (fixtures)
-    Api,
-    api,
-    api_client_record,
-    clean_rate_limits,
-    frozen_window,
-    messages_of,
-)
+from tests.api_support import Api, messages_of
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Idempotency under concurrency: two copies of one request arrive at the same time (a client retrying on a
 timeout while the first attempt is still running). Real transactions on separate connections."""
 
@@ -15,7 +14,7 @@ from crm import services
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from crm.models import Customer
-from tests.api_support import Api, clean_rate_limits  # noqa: F401
+from tests.api_support import Api
 from tests.marks import transactional_all_apps
 
 # The requests run in threads with their own connections, so the data must be committed (and flushed after).

@@ -812,9 +812,9 @@ def test_a_token_copied_into_another_tables_column_is_refused(team):
         verify_encryption_canary()
 
 
-@pytest.mark.django_db
-def test_unbound_tokens_still_read_before_rotation(team):
-    # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key
+def unbound_token_customer(team) -> Customer:
+    """A customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key (tokens
+    of the formats before column binding)."""
     key = settings.FIELD_ENCRYPTION_KEYS[0]
     customer = full_customer(team)
     with connection.cursor() as cur:
@@ -822,6 +822,13 @@ def test_unbound_tokens_still_read_before_rotation(team):
             "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
             [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
         )
+    return customer
+
+
+@pytest.mark.django_db
+def test_unbound_tokens_still_read_before_rotation(team):
+    # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key
+    customer = unbound_token_customer(team)
     # when the row is read, then both read as their values (FIELD_TOKENS_REQUIRE_BOUND is off by default)
     fresh = Customer.objects.get(pk=customer.pk)
     assert (fresh.email, fresh.phone) == ("taro@example.com", "+819012345678")
@@ -830,13 +837,7 @@ def test_unbound_tokens_still_read_before_rotation(team):
 @pytest.mark.django_db
 def test_rotate_keys_moves_unbound_tokens_to_the_bound_format(team):
     # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token, under today's key
-    key = settings.FIELD_ENCRYPTION_KEYS[0]
-    customer = full_customer(team)
-    with connection.cursor() as cur:
-        cur.execute(
-            "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
-            [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
-        )
+    customer = unbound_token_customer(team)
     # when the dry run counts
     before = io.StringIO()
     call_command("rotate_keys", dry_run=True, stdout=before)
@@ -893,13 +894,7 @@ def test_a_search_token_is_bound_to_its_purpose_not_to_a_column(team):
 @pytest.mark.django_db
 def test_require_bound_refuses_unbound_tokens_and_rotation_still_moves_them(team):
     # given a customer whose e-mail holds a 0x02 token and whose phone a Fernet token
-    key = settings.FIELD_ENCRYPTION_KEYS[0]
-    customer = full_customer(team)
-    with connection.cursor() as cur:
-        cur.execute(
-            "UPDATE crm_customer SET email = %s, phone = %s WHERE id = %s",
-            [unbound_token(key, "taro@example.com"), fernet_token(key, "+819012345678"), customer.pk],
-        )
+    customer = unbound_token_customer(team)
     with override_settings(FIELD_TOKENS_REQUIRE_BOUND=True):
         # when the row is read with FIELD_TOKENS_REQUIRE_BOUND on
         # then each unbound column is refused by name, with the way out, and without its value

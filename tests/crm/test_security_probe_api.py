@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """Replays the outside probe of the integration API (issue #13): nested, odd-typed and odd-Content-Type
 bodies, oversized bodies and paths in the request log. Each is refused with a 4xx in the API's own JSON error
 shape, never a 500, and nothing is written."""
@@ -14,15 +13,7 @@ from django.test import Client
 from consent.models import ConsentEvent
 from crm.integrations.schemas import MAX_JSON_DEPTH
 from crm.models import AuditEntry, Customer, CustomerEvent, Purchase
-from tests.api_support import (  # noqa: F401  (fixtures)
-    ORIGIN,
-    Api,
-    api,
-    api_client_record,
-    clean_rate_limits,
-    messages_of,
-    publishable_client,
-)
+from tests.api_support import ORIGIN, messages_of
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -41,6 +41,15 @@ PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's password
 TRANSACTIONAL_DB = transactional_all_apps()
 
 
+def log_in(page: Any, base_url: str, username: str) -> None:
+    """Sign `username` in on the admin's login page (UserFactory's password) and wait for the index."""
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form [type=submit]")
+    page.wait_for_url(f"{base_url}/admin/")
+
+
 def find_chromium() -> str | None:
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)

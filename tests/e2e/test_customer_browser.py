@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, TRANSACTIONAL_DB
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 
@@ -23,14 +22,6 @@ CLEAR_VALUES = [
     "ヤマダ",
     "タロウ",
 ]
-
-
-def log_in(page: Any, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login-form [type=submit]")
-    page.wait_for_url(f"{base_url}/admin/")
 
 
 def assert_no_clear_value(text: str) -> None:

@@ -12,8 +12,7 @@ from consent.provision.demo import seed_provision
 from consent.provision.models import DataFlow, DataSystem, Recipient
 from consent.services import purpose_create
 from crm.permissions import ROLE_PRIVACY
-from tests.e2e.conftest import TRANSACTIONAL_DB
-from tests.e2e.test_customer_browser import log_in
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]

@@ -18,8 +18,7 @@ from celery import current_app
 from consent.requests.models import DataSubjectRequest, RequestState
 from crm.models import AuditEntry
 from crm.permissions import ROLE_SUPPORT
-from tests.e2e.conftest import TRANSACTIONAL_DB
-from tests.e2e.test_customer_browser import log_in
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 from tests.factories import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]

@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from incidents.models import Incident, IncidentNotice
 from incidents.rules import JST
-from tests.e2e.conftest import TRANSACTIONAL_DB
-from tests.e2e.test_customer_browser import log_in
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]

@@ -16,8 +16,7 @@ from consent.provision.rules import CONTRACT_CLAUSES
 from consent.services import purpose_create
 from crm.insights.models import CampaignResult, MarketingSpend, Segment
 from crm.insights.rules import months_back
-from tests.e2e.conftest import TRANSACTIONAL_DB
-from tests.e2e.test_customer_browser import log_in
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]

@@ -18,7 +18,7 @@ from django.core import mail
 from consent.requests.models import DataSubjectRequest, RequestCompletion, RequestMessage, RequestState
 from crm.models import AuditEntry
 from crm.permissions import ROLE_SUPPORT, ROLE_SUPPORT_LEAD
-from tests.e2e.conftest import PASSWORD, TRANSACTIONAL_DB
+from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
 from tests.e2e.test_disclosure_browser import build_in_the_web_process, download_package, order_package
 from tests.factories import CustomerFactory, UserFactory
 
@@ -26,14 +26,6 @@ pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 
 ADDRESS = "taro.requester@example.com"
 QUEUE = "/admin/consent/datasubjectrequest/"
-
-
-def log_in(page: Any, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login-form [type=submit]")
-    page.wait_for_url(f"{base_url}/admin/")
 
 
 def submit_public_form(page: Any, base_url: str, kind: str = "disclosure") -> None:

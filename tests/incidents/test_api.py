@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api_support are used as arguments)
 """POST /api/v1/incidents (issue #15): a monitoring system opens an incident with the `incidents:write` scope;
 strict body, errors in the API's own shape, no personal data echoed, and no view of incidents gained."""
 
@@ -9,7 +8,7 @@ import pytest
 from crm.integrations import services as integration_services
 from crm.integrations.models import ApiScope
 from incidents.models import Incident, IncidentTimelineEntry
-from tests.api_support import SERVER_SCOPES, Api, clean_rate_limits, messages_of  # noqa: F401
+from tests.api_support import SERVER_SCOPES, Api, messages_of
 
 pytestmark = pytest.mark.django_db
 

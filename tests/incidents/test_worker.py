@@ -15,12 +15,12 @@ import redis
 from config.redis_url import redis_py_url
 from incidents import services
 from incidents.models import IncidentNotice, IncidentScope
-from tests.crm.retention.test_worker import _kill, _start_worker_with, _wait
+from tests.crm.retention.test_worker import _start_worker_with
 from tests.factories import CustomerFactory, TeamFactory
 from tests.incidents.blocking_mail import BLOCK_KEY, messages_in
 from tests.incidents.conftest import make_incident
 from tests.marks import transactional_all_apps
-from tests.services import database_conninfo
+from tests.services import database_conninfo, wait_until, waiting_sessions_end, worker_stop
 
 pytestmark = [transactional_all_apps(), pytest.mark.worker]
 
@@ -69,7 +69,7 @@ def test_a_notice_batch_killed_with_kill_9_and_resumed_sends_each_person_exactly
     try:
         services.incident_notices_queue(incident=incident, actor=privacy_officer)
         with psycopg.connect(database_conninfo(), autocommit=True) as watch:
-            _wait(
+            wait_until(
                 "the worker to wait after its e-mail",
                 lambda: (
                     watch.execute(
@@ -79,13 +79,9 @@ def test_a_notice_batch_killed_with_kill_9_and_resumed_sends_each_person_exactly
                     > 0
                 ),
             )
-        _kill(worker)
+        worker_stop(worker)
         # the dead worker's session ends (PostgreSQL notices a client gone only on its next write)
-        with psycopg.connect(database_conninfo(), autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event = 'advisory'"
-            )
+        waiting_sessions_end(wait_event="advisory")
         blocker.close()
         # then mid-batch: BLOCK_AT e-mails left, the last of them still "sending", the rest pending
         assert len(messages_in(mail_dir)) == BLOCK_AT
@@ -94,9 +90,9 @@ def test_a_notice_batch_killed_with_kill_9_and_resumed_sends_each_person_exactly
         # when a worker is started again and the notices are resumed (the admin's 「通知を再開」)
         worker = _start_worker(mail_dir)
         services.incident_notices_resume(incident=incident, actor=privacy_officer)
-        _wait("every notice to be sent", lambda: _statuses(incident.pk) == {"sent": N})
+        wait_until("every notice to be sent", lambda: _statuses(incident.pk) == {"sent": N})
     finally:
-        _kill(worker, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
 
     # then each person has exactly one message, under their notice's own Message-ID
     sent = messages_in(mail_dir)

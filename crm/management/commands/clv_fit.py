@@ -8,10 +8,10 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from crm.analytics import services
-from crm.analytics.eligibility import ANALYTICS_PURPOSE, eligible_customers
+from crm.management.commands._analytics import AnalyticsCommand
 
 
 def _date(text: str) -> dt.date:
@@ -21,7 +21,7 @@ def _date(text: str) -> dt.date:
         raise CommandError(f"日付は YYYY-MM-DD で指定してください: {text[:20]}") from exc
 
 
-class Command(BaseCommand):
+class Command(AnalyticsCommand):
     help = (
         "BG/NBD と Gamma-Gamma を推定期間の購買で最尤推定し、"
         "顧客ごとの予測購買回数・継続確率・CLVを保存します（分析の利用目的で利用できる顧客のみ）。"
@@ -35,9 +35,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--holdout-end", help="compare predicted and actual repeat purchases up to this day"
         )
-        parser.add_argument(
-            "--purpose", default=ANALYTICS_PURPOSE, help="purpose code whose lawful basis decides"
-        )
+        super().add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         calibration_end = _date(options["calibration_end"])
@@ -46,13 +44,12 @@ class Command(BaseCommand):
             raise CommandError("--holdout-end は --calibration-end より後の日付にしてください。")
         try:
             fit = services.clv_fit_run(
-                eligible=eligible_customers(options["purpose"]),
                 calibration_end=calibration_end,
                 time_unit=options["time_unit"],
                 horizon=options["horizon"],
                 discount_rate=options["discount_rate"],
                 holdout_end=holdout_end,
-                purpose_code=options["purpose"],
+                **self.eligible(options),
             )
         except ValueError as exc:
             raise CommandError("推定に使える顧客がいません。") from exc

@@ -7,21 +7,21 @@ import datetime as dt
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from crm.analytics import rules, services
-from crm.analytics.eligibility import ANALYTICS_PURPOSE, eligible_customers
+from crm.management.commands._analytics import AnalyticsCommand
 
 
-class Command(BaseCommand):
+class Command(AnalyticsCommand):
     help = "RFMスコアとセグメントを、分析の利用目的で利用できる全顧客について一度に計算して保存します。"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--as-of", help="reference day (default: today in Japan)")
         parser.add_argument("--bins", type=int, default=rules.DEFAULT_BINS)
         parser.add_argument("--method", choices=services.RFM_METHODS, default="ntile")
-        parser.add_argument("--purpose", default=ANALYTICS_PURPOSE)
+        super().add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -31,11 +31,7 @@ class Command(BaseCommand):
         if not 2 <= options["bins"] <= rules.MAX_BINS:
             raise CommandError(f"--bins は 2〜{rules.MAX_BINS} で指定してください。")
         run = services.rfm_compute(
-            eligible=eligible_customers(options["purpose"]),
-            as_of=as_of,
-            bins=options["bins"],
-            method=options["method"],
-            purpose_code=options["purpose"],
+            as_of=as_of, bins=options["bins"], method=options["method"], **self.eligible(options)
         )
         self.stdout.write(
             json.dumps(

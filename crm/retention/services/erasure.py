@@ -18,6 +18,7 @@ clearing); tables and columns from the models' metadata.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -358,9 +359,11 @@ def _request_path(
     action: str,
     reason: str,
     actor: User | None,
-    policy: RetentionPolicy | None,
-    run: RetentionRun | None,
+    policy: RetentionPolicy | None = None,
+    run: RetentionRun | None = None,
 ) -> Outcome:
+    """Act on the customers a person's request (or a tombstone's reapplication) names: locked, the actor's
+    permission checked, the ones under a legal hold left out and listed in `held`."""
     with transaction.atomic():
         as_of = timezone.now()
         ids = _lock_for_request(customer_ids)
@@ -386,67 +389,18 @@ def _request_path(
     return out
 
 
-def customer_erase(
-    *,
-    customer_ids: Iterable[int],
-    reason: str,
-    actor: User | None,
-    policy: RetentionPolicy | None = None,
-    run: RetentionRun | None = None,
-) -> Outcome:
-    """Erase the customers (their row, events and other linked personal data); purchases survive unlinked
-    (tax records, 法人税法). A customer under a legal hold is left untouched and listed in `held`.
-    One transaction: each customer is erased whole or not at all. Writes a tombstone per customer."""
-    return _request_path(
-        customer_ids=customer_ids,
-        scope=Scope.CUSTOMERS,
-        action=Action.ERASE,
-        reason=reason,
-        actor=actor,
-        policy=policy,
-        run=run,
-    )
-
-
-def customer_anonymise(
-    *,
-    customer_ids: Iterable[int],
-    reason: str,
-    actor: User | None,
-    policy: RetentionPolicy | None = None,
-    run: RetentionRun | None = None,
-) -> Outcome:
-    """Anonymise the customers: identifiers removed, birth date → age band, address → prefecture, purchases
-    and events kept but unlinked, status "anonymised". Held customers are left untouched."""
-    return _request_path(
-        customer_ids=customer_ids,
-        scope=Scope.CUSTOMERS,
-        action=Action.ANONYMISE,
-        reason=reason,
-        actor=actor,
-        policy=policy,
-        run=run,
-    )
-
-
-def customer_pseudonymise(
-    *,
-    customer_ids: Iterable[int],
-    reason: str,
-    actor: User | None,
-    policy: RetentionPolicy | None = None,
-    run: RetentionRun | None = None,
-) -> Outcome:
-    """Pseudonymise (仮名加工, APPI Art. 41): direct identifiers removed, links kept under the internal id."""
-    return _request_path(
-        customer_ids=customer_ids,
-        scope=Scope.CUSTOMERS,
-        action=Action.PSEUDONYMISE,
-        reason=reason,
-        actor=actor,
-        policy=policy,
-        run=run,
-    )
+# The whole-customer actions of the request path: one call each, differing only by the action. Each erases,
+# anonymises or pseudonymises the customers (one transaction: each customer whole or not at all, a tombstone
+# per customer); a customer under a legal hold is left untouched and listed in the outcome's `held`.
+# customer_erase: their row, events and other linked personal data go; purchases survive unlinked (tax
+# records, 法人税法).
+customer_erase = functools.partial(_request_path, scope=Scope.CUSTOMERS, action=Action.ERASE)
+# customer_anonymise: identifiers removed, birth date → age band, address → prefecture, purchases and
+# events kept but unlinked, status "anonymised".
+customer_anonymise = functools.partial(_request_path, scope=Scope.CUSTOMERS, action=Action.ANONYMISE)
+# customer_pseudonymise (仮名加工, APPI Art. 41): direct identifiers removed, links kept under the internal
+# id.
+customer_pseudonymise = functools.partial(_request_path, scope=Scope.CUSTOMERS, action=Action.PSEUDONYMISE)
 
 
 def customer_category_erase(

@@ -13,13 +13,6 @@ from consent.models import Purpose
 from consent.provision.demo import seed_provision
 from consent.provision.models import DataFlow, DataSystem, Recipient
 from crm.classification import REGISTRY, DataClass
-from crm.permissions import ROLE_PRIVACY
-from tests.factories import UserFactory
-
-
-@pytest.fixture
-def officer(db):
-    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import pytest
 from django.urls import reverse
 
 from consent.provision import rules, selectors, services
@@ -19,19 +18,12 @@ from consent.provision.models import (
     ReceiptRecord,
     Recipient,
 )
-from crm.permissions import ROLE_PRIVACY
 from crm.retention import services as retention_services
 from crm.retention.models import RetentionPolicy, RetentionRun
 from crm.retention.selectors import retention_preview
 from tests.consent.provision.conftest import ALL_CLAUSES
-from tests.factories import UserFactory
 
 JST = ZoneInfo("Asia/Tokyo")
-
-
-@pytest.fixture
-def officer(db):
-    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 def _flags(officer, recipient, on):

@@ -20,16 +20,10 @@ from consent.provision.models import (
 )
 from consent.provision.services import ProvisionRefused
 from crm.models import AuditEntry, Customer
-from crm.permissions import ROLE_PRIVACY
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory
 
 EMAIL = ["crm.Customer.email"]
 NOTIFIED = dt.date(2026, 1, 5)
-
-
-@pytest.fixture
-def officer(db):
-    return UserFactory(username="officer", roles=[ROLE_PRIVACY])
 
 
 def _provide(officer, recipient, customers, on=dt.date(2026, 4, 1), **kwargs):

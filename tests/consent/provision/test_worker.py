@@ -15,9 +15,10 @@ from consent.provision import services
 from consent.provision.models import ProvisionRecord, Recipient
 from crm.retention import services as retention_services
 from crm.retention.models import RetentionPolicy, RetentionRun
-from tests.crm.retention.test_worker import _kill, _start_worker, _wait
+from tests.crm.retention.test_worker import _start_worker
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
 from tests.marks import transactional_all_apps
+from tests.services import wait_until, worker_stop
 
 pytestmark = [transactional_all_apps(), pytest.mark.worker]
 
@@ -55,9 +56,9 @@ def test_a_worker_removes_records_past_their_period_in_batches(settings):
         run = retention_services.retention_run_start(
             policy=policy, as_of=dt.datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
         )
-        _wait("the run to finish", lambda: RetentionRun.objects.get(pk=run.pk).status != "running")
+        wait_until("the run to finish", lambda: RetentionRun.objects.get(pk=run.pk).status != "running")
     finally:
-        _kill(worker, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
     # then the worker removed the five, in three batches, and kept the recent one
     run.refresh_from_db()
     assert (run.status, run.erased) == ("completed", 5)

@@ -16,6 +16,14 @@ from tests.factories import CustomerFactory
 pytestmark = pytest.mark.django_db
 
 Scope, Trigger, Action = RetentionPolicy.Scope, RetentionPolicy.Trigger, RetentionPolicy.Action
+# A policy erasing marketing preferences 30 days after the marketing consent is withdrawn.
+MARKETING_ERASED_30_DAYS_AFTER_WITHDRAWAL = dict(
+    scope=Scope.MARKETING,
+    trigger=Trigger.CONSENT_WITHDRAWN,
+    days=30,
+    consent_purpose="marketing_email",
+    action=Action.ERASE,
+)
 
 
 def run_policy(policy: RetentionPolicy, as_of: dt.datetime = NOW) -> RetentionRun:
@@ -95,13 +103,7 @@ def test_consent_withdrawn_erases_marketing_data(team, make_policy, frozen_now, 
         return Customer.objects.filter(pk=withdrawn.pk).values("pk")
 
     monkeypatch.setattr(selectors, "consent_withdrawn_customer_ids", withdrawn_since)
-    policy = make_policy(
-        scope=Scope.MARKETING,
-        trigger=Trigger.CONSENT_WITHDRAWN,
-        days=30,
-        consent_purpose="marketing_email",
-        action=Action.ERASE,
-    )
+    policy = make_policy(**MARKETING_ERASED_30_DAYS_AFTER_WITHDRAWAL)
     # when
     run = run_policy(policy)
     # then the withdrawn customer's marketing preferences are erased, nothing else of theirs
@@ -137,13 +139,7 @@ def test_consent_trigger_with_the_consent_app(team, make_policy, privacy_officer
     record(recent, "withdraw", jst(2026, 11, 20, 10))
     record(regranted, "withdraw", jst(2026, 10, 20, 10))
     record(regranted, "grant", jst(2026, 11, 1, 10))
-    policy = make_policy(
-        scope=Scope.MARKETING,
-        trigger=Trigger.CONSENT_WITHDRAWN,
-        days=30,
-        consent_purpose="marketing_email",
-        action=Action.ERASE,
-    )
+    policy = make_policy(**MARKETING_ERASED_30_DAYS_AFTER_WITHDRAWAL)
     # when the officer previews and the policy runs as of 2026-11-26 12:00 JST
     preview = selectors.retention_preview(user=privacy_officer, policy=policy, as_of=NOW)
     run = run_policy(policy)
@@ -163,13 +159,7 @@ def test_consent_trigger_without_the_consent_app_fails_the_run_clearly(make_poli
     from crm.retention import participants
 
     monkeypatch.setattr(participants, "_withdrawn_source", [])
-    policy = make_policy(
-        scope=Scope.MARKETING,
-        trigger=Trigger.CONSENT_WITHDRAWN,
-        days=30,
-        consent_purpose="marketing_email",
-        action=Action.ERASE,
-    )
+    policy = make_policy(**MARKETING_ERASED_30_DAYS_AFTER_WITHDRAWAL)
     # when
     run = services.retention_run_start(policy=policy, enqueue=False)
     # then the run is closed as failed with a Japanese reason, nothing done

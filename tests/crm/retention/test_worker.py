@@ -4,12 +4,9 @@ uninterrupted run over the same data."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -23,22 +20,20 @@ from crm.retention import rules, services
 from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 from tests.crm.retention.conftest import NOW, add_history, jst, set_activity, transactional_db_mark
 from tests.factories import CustomerFactory, TeamFactory, UserFactory
-from tests.services import celery_worker_start, database_conninfo, service_env
+from tests.services import (
+    celery_worker_start,
+    database_conninfo,
+    service_env,
+    wait_until,
+    waiting_sessions_end,
+    worker_stop,
+)
 
 pytestmark = [transactional_db_mark(), pytest.mark.worker]
 
 N = 48
 HELD = {5, 17, 33}
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _wait(what: str, cond: Callable[[], bool], timeout: float = 120) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _start_worker() -> subprocess.Popen[bytes]:
@@ -48,14 +43,6 @@ def _start_worker() -> subprocess.Popen[bytes]:
 def _start_worker_with(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
     # pytest-django's test database and the run's broker, embedded or not
     return celery_worker_start("retention-test", **extra_env)
-
-
-def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
 
 
 def _build_dataset(officer) -> RetentionPolicy:
@@ -154,7 +141,7 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
     try:
         run = services.retention_run_start(policy=policy, as_of=NOW)
         with psycopg.connect(database_conninfo(), autocommit=True) as watch:
-            _wait(
+            wait_until(
                 "a batch waiting inside its transaction",
                 lambda: (
                     watch.execute(
@@ -165,13 +152,9 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
                 ),
             )
         assert sum(run.slices.values_list("batches", flat=True)) >= 2  # mid-run: earlier batches are done
-        _kill(worker)
+        worker_stop(worker)
         # the dead worker's sessions end (PostgreSQL would notice on its next write to the socket)
-        with psycopg.connect(database_conninfo(), autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND wait_event_type = 'Lock'"
-            )
+        waiting_sessions_end(wait_event_type="Lock")
         blocker.rollback()
         run.refresh_from_db()
         assert run.status == RetentionRun.Status.RUNNING
@@ -181,13 +164,13 @@ def test_worker_killed_mid_batch_then_restarted_completes_like_an_uninterrupted_
 
         # when the worker is restarted, it resumes the run by itself
         worker = _start_worker()
-        _wait(
+        wait_until(
             "the run to complete",
             lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING,
         )
     finally:
         blocker.close()
-        _kill(worker, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
 
     # then the final state equals the uninterrupted run's, and held customers are untouched
     _assert_nobody_half_erased()
@@ -238,10 +221,10 @@ def test_a_slice_stalled_after_its_commit_is_resumed_by_beat_without_a_restart(s
     worker = _start_worker_with(heartbeat)
     beat = None
     try:
-        _wait("the worker to answer", lambda: bool(app.control.ping(timeout=0.5)))
+        wait_until("the worker to answer", lambda: bool(app.control.ping(timeout=0.5)))
         # (and to be done with its start-up resume, so that only beat can pick up what follows)
         inspect = app.control.inspect(timeout=0.5)
-        _wait(
+        wait_until(
             "the worker to be idle",
             lambda: (
                 broker.llen("celery") == 0
@@ -256,14 +239,14 @@ def test_a_slice_stalled_after_its_commit_is_resumed_by_beat_without_a_restart(s
         # and beat keeps running its schedule; no worker restarts
         beat = _start_beat(tmp_path, **heartbeat)
         # then the stalled slices are picked up and the run completes
-        _wait(
+        wait_until(
             "the run to complete",
             lambda: RetentionRun.objects.get(pk=run.pk).status != RetentionRun.Status.RUNNING,
         )
     finally:
         if beat is not None:
-            _kill(beat, signal.SIGTERM)
-        _kill(worker, signal.SIGTERM)
+            worker_stop(beat, signal.SIGTERM)
+        worker_stop(worker, signal.SIGTERM)
     # with the same result as an uninterrupted run, every batch done exactly once
     _assert_nobody_half_erased()
     assert _digest() == expected
