@@ -162,21 +162,24 @@ class EncryptedDateField(_EncryptedMixin, models.TextField):
 
 @overload
 def staff_reference(
-    verbose_name: Any, *, optional: Literal[True] = ..., **options: Any
+    verbose_name: Any, *, optional: Literal[True] = ..., on_delete: Any = ..., **options: Any
 ) -> models.ForeignKey[User | None, User | None]: ...
 @overload
 def staff_reference(
-    verbose_name: Any, *, optional: Literal[False], **options: Any
+    verbose_name: Any, *, optional: Literal[False], on_delete: Any = ..., **options: Any
 ) -> models.ForeignKey[User, User]: ...
-def staff_reference(verbose_name: Any, *, optional: bool = True, **options: Any) -> Any:
-    """A member of staff who did something (created, recorded, approved, handled …): kept while the row is
-    (PROTECT: a user who acted is deactivated, never deleted), with no reverse accessor on the user, and
-    empty where nobody acted (a scheduled run, the system) unless `optional` is False."""
+def staff_reference(
+    verbose_name: Any, *, optional: bool = True, on_delete: Any = models.PROTECT, **options: Any
+) -> Any:
+    """A member of staff who did something (created, recorded, approved, handled …), with no reverse
+    accessor on the user, and empty where nobody acted (a scheduled run, the system) unless `optional` is
+    False. Kept while the row is (PROTECT: a user who acted is deactivated, never deleted) unless a row
+    that is no proof says otherwise (SET_NULL)."""
     if optional:
         options |= {"null": True, "blank": True}
     return models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
+        on_delete=on_delete,
         related_name="+",
         verbose_name=verbose_name,
         **options,

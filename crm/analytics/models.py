@@ -6,10 +6,10 @@ when its customer is. Runs and fits hold parameters and counts only (no personal
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from crm.fields import staff_reference
 from crm.permissions import RestrictedQuerySet
 
 __all__ = ["ClvFit", "ClvScore", "PurchaseImport", "RfmRun", "RfmScore"]
@@ -35,14 +35,7 @@ class PurchaseImport(models.Model):
     team = models.ForeignKey(
         "crm.Team", on_delete=models.PROTECT, related_name="+", verbose_name=_("取込先チーム")
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("実行者"),
-    )
+    created_by = staff_reference(_("実行者"), on_delete=models.SET_NULL)
     file_name = models.CharField(_("ファイル名"), max_length=200, blank=True)
     all_or_nothing = models.BooleanField(_("誤りがあれば全件取り消す"), default=False)
     status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -18,7 +18,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.fields import EncryptedTextField
+from crm.fields import EncryptedTextField, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 
@@ -77,15 +77,7 @@ class ApiClient(models.Model):
     )
     token_prefix = models.CharField(_("トークン接頭辞"), max_length=24, unique=True, editable=False)
     token_hash = models.CharField(_("トークンハッシュ"), max_length=64, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("発行者"),
-        editable=False,
-    )
+    created_by = staff_reference(_("発行者"), on_delete=models.SET_NULL, editable=False)
     created_at = models.DateTimeField(_("発行日時"), auto_now_add=True)
     revoked_at = models.DateTimeField(_("失効日時"), null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(_("最終利用日時"), null=True, blank=True, editable=False)
