@@ -12,9 +12,10 @@ statement each over the staging table. The checks are the model's rules written 
 validator on the few values with twelve digits in a row.
 
 Idempotence: each purchase gets `import_key`, the md5 of (team, external id, instant, amount, quantity,
-category, channel, occurrence of that same row in the file), unique in the table; rows are inserted with ON
-CONFLICT DO NOTHING, so importing the same file again (or a later file repeating rows) inserts nothing for
-them, while two identical lines in one file stay two purchases.
+category, channel, occurrence of that same row in the file), unique with the customer (the team's one for
+that external id) and the instant; rows are inserted with ON CONFLICT DO NOTHING, so importing the same
+file again (or a later file repeating rows) inserts nothing for them, while two identical lines in one file
+stay two purchases.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import psycopg
 from django.db import connection, transaction
 
 from crm.validators import contains_my_number
@@ -154,8 +156,14 @@ def stage_load(
 
 
 def _copy_fast(chunk: bytes, first_line: int, column_list: str) -> int:
-    """COPY the chunk's bytes as they are, numbering rows from `first_line`; -1 when PostgreSQL refuses it
-    (nothing of it is kept: the COPY is its own transaction)."""
+    """COPY the chunk's bytes as they are, numbering rows from `first_line`; -1 when PostgreSQL refuses its
+    data (nothing of it is kept: the COPY is its own transaction).
+
+    Only a refusal of the data falls back: PostgreSQL reports those as SQLSTATE class 22 (psycopg's
+    DataError: a wrong number of columns or an unterminated quote is bad_copy_file_format, a NUL or an
+    invalid UTF-8 sequence character_not_in_repertoire). Anything else (a lost connection, a lock timeout,
+    a full disk) is no fault of the file and propagates: the import fails rather than staging the chunk
+    line by line into the same failure."""
     try:
         # Its own transaction (a savepoint inside a caller's): a refused COPY leaves nothing behind.
         with transaction.atomic(), connection.cursor() as cursor:
@@ -169,7 +177,7 @@ def _copy_fast(chunk: bytes, first_line: int, column_list: str) -> int:
             if copied != chunk.count(b"\n"):
                 # A quoted line break made records and lines differ: numbering would drift, redo it carefully.
                 raise _Redo
-    except Exception:
+    except (psycopg.DataError, _Redo):
         return -1
     return copied
 

@@ -8,6 +8,7 @@ import io
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.core.management import call_command
 
@@ -144,6 +145,28 @@ def test_large_files_are_read_in_chunks(team, monkeypatch):
     assert (batch.rows_total, batch.rows_inserted, batch.rows_invalid) == (200, 199, 1)
     assert batch.errors == [{"line": 152, "field": "purchased_at", "code": "invalid_datetime"}]
     assert batch.bytes_read == len("external_id,purchased_at,amount\n" + "\n".join(lines) + "\n")
+
+
+def test_a_chunk_lost_to_the_connection_fails_the_import_instead_of_falling_back(team, monkeypatch):
+    # given a connection that drops during the chunk's CSV COPY (the line-by-line fallback's COPY would work)
+    copy = psycopg.Cursor.copy
+
+    def dropping(self, statement, *args, **kwargs):
+        if "FORMAT csv" in str(statement):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", dropping)
+    batch = PurchaseImport.objects.create(team=team, file_name="t.csv")
+
+    # when the file is imported, the error is the connection's, not a bad row
+    with pytest.raises(psycopg.OperationalError):
+        services.purchase_import_run(batch_id=batch.pk, stream=io.BytesIO(GOOD_AND_BAD.encode()))
+
+    # then the batch failed and nothing was staged line by line into purchases
+    batch.refresh_from_db()
+    assert batch.status == PurchaseImport.Status.FAILED
+    assert batch.errors == [] and Purchase.objects.count() == 0
 
 
 def test_the_command_imports_a_file(team, tmp_path, capsys):
