@@ -80,6 +80,36 @@ def test_bad_rows_are_reported_by_line_and_valid_rows_kept(team):
     assert Purchase.objects.filter(team=team).count() == 4  # the repeated line stays two purchases
 
 
+def test_offsets_and_month_ends_are_read_as_written(team):
+    # given instants with a Z, a negative and a positive offset, none (Japan time), and month ends
+    text = (
+        "external_id,purchased_at,amount\n"
+        "T-1,2026-04-05T10:00:00Z,1\n"
+        "T-1,2026-04-05T10:00:00-05:00,2\n"
+        "T-1,2026-04-05T10:00:00.5+0930,3\n"
+        "T-1,2026-04-05 10:00,4\n"
+        "T-1,2024-02-29,5\n"
+        "T-1,2026-02-29,6\n"  # line 7: not a leap year
+        "T-1,2026-04-31,7\n"  # line 8: April has 30 days
+        "T-1,2026-12-31,8\n"
+    )
+    batch = _import(team, text)
+    utc = dt.UTC
+    got = {int(p.amount): p.purchased_at for p in Purchase.objects.filter(team=team)}
+    assert got == {
+        1: dt.datetime(2026, 4, 5, 10, tzinfo=utc),
+        2: dt.datetime(2026, 4, 5, 15, tzinfo=utc),
+        3: dt.datetime(2026, 4, 5, 0, 30, 0, 500000, tzinfo=utc),
+        4: dt.datetime(2026, 4, 5, 1, tzinfo=utc),
+        5: dt.datetime(2024, 2, 28, 15, tzinfo=utc),
+        8: dt.datetime(2026, 12, 30, 15, tzinfo=utc),
+    }
+    assert [(e["line"], e["code"]) for e in batch.errors] == [
+        (7, "invalid_datetime"),
+        (8, "invalid_datetime"),
+    ]
+
+
 def test_a_reimport_changes_nothing(team):
     # given a file imported once
     _import(team, GOOD_AND_BAD)
