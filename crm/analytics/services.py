@@ -336,7 +336,9 @@ def rfm_compute(
     """Score every eligible customer with a purchase on or before `as_of` in one INSERT … SELECT.
 
     Recency: days from the last purchase day to `as_of`; frequency: distinct purchase days (same-day
-    purchases count once, as in the CLV); monetary: total spend. Days are Japanese calendar days. Scores are
+    purchases count once, as in the CLV); monetary: total spend. Stored in customer order (the last window
+    sorts by recency: unsorted, each score's (customer, run) index entry and foreign-key check landed on a
+    random page, 19 s for 959,515 scores instead of 8). Days are Japanese calendar days. Scores are
     1..bins, higher better (recent buyers score high). `eligible` is the use rule's answer
     (crm.analytics.eligibility): customers outside it are never scored. Runs beyond the newest `keep_runs`
     are deleted with their scores.
@@ -375,6 +377,7 @@ def rfm_compute(
                     GROUP BY customer_id
                 ) per_customer
             ) scored
+            ORDER BY customer_id
             """,
             params,
         )
