@@ -185,6 +185,7 @@ def write_csv(path: Path, rows: int, customers: int, seed: int = 18) -> None:
 
 
 def bench_import(rows: int, customers: int, seed: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = Path(tempfile.gettempdir()) / f"analytics-bench-{rows}-{seed}.csv"
     seconds, _ = timed(lambda: write_csv(path, rows, customers, seed))
     size = path.stat().st_size

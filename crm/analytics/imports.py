@@ -12,9 +12,10 @@ statement each over the staging table. The checks are the model's rules written 
 validator on the few values with twelve digits in a row.
 
 Idempotence: each purchase gets `import_key`, the md5 of (team, external id, instant, amount, quantity,
-category, channel, occurrence of that same row in the file), unique in the table; rows are inserted with ON
-CONFLICT DO NOTHING, so importing the same file again (or a later file repeating rows) inserts nothing for
-them, while two identical lines in one file stay two purchases.
+category, channel, occurrence of that same row in the file), unique with the customer (the team's one for
+that external id) and the instant; rows are inserted with ON CONFLICT DO NOTHING, so importing the same
+file again (or a later file repeating rows) inserts nothing for them, while two identical lines in one file
+stay two purchases.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import psycopg
 from django.db import connection, transaction
 
 from crm.validators import contains_my_number
@@ -39,15 +41,15 @@ PARSED = "analytics_purchase_parsed"
 
 # purchased_at: date, or date and time (seconds and fractions optional) with an optional offset; the
 # ranges of month, day, hour, minute, second and offset are in the pattern. Used with `~` only, never to
-# extract groups: PostgreSQL then matches with its DFA (about 2 µs a row; regexp_match's captures took 50).
+# extract groups: PostgreSQL then matches with its DFA (about 1 µs a row; regexp_match's captures took 50).
+# Digits are [0-9], not \d: ASCII only (what the casts read), and a quarter cheaper to match.
 TIMESTAMP_RE = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?)?$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)?)?$"
 )
-# An offset after the time: the value is that instant; without one it is Japan time.
-OFFSET_RE = r"[T ].*(Z|[+-]\d\d(:?\d\d)?)$"
-AMOUNT_RE = r"^\d{1,12}(\.\d{1,2})?$"
-QUANTITY_RE = r"^\d{1,9}$"
+AMOUNT_RE = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+QUANTITY_RE = r"^[0-9]{1,9}$"
 
 
 class HeaderError(ValueError):
@@ -154,8 +156,14 @@ def stage_load(
 
 
 def _copy_fast(chunk: bytes, first_line: int, column_list: str) -> int:
-    """COPY the chunk's bytes as they are, numbering rows from `first_line`; -1 when PostgreSQL refuses it
-    (nothing of it is kept: the COPY is its own transaction)."""
+    """COPY the chunk's bytes as they are, numbering rows from `first_line`; -1 when PostgreSQL refuses its
+    data (nothing of it is kept: the COPY is its own transaction).
+
+    Only a refusal of the data falls back: PostgreSQL reports those as SQLSTATE class 22 (psycopg's
+    DataError: a wrong number of columns or an unterminated quote is bad_copy_file_format, a NUL or an
+    invalid UTF-8 sequence character_not_in_repertoire). Anything else (a lost connection, a lock timeout,
+    a full disk) is no fault of the file and propagates: the import fails rather than staging the chunk
+    line by line into the same failure."""
     try:
         # Its own transaction (a savepoint inside a caller's): a refused COPY leaves nothing behind.
         with transaction.atomic(), connection.cursor() as cursor:
@@ -169,7 +177,7 @@ def _copy_fast(chunk: bytes, first_line: int, column_list: str) -> int:
             if copied != chunk.count(b"\n"):
                 # A quoted line break made records and lines differ: numbering would drift, redo it carefully.
                 raise _Redo
-    except Exception:
+    except (psycopg.DataError, _Redo):
         return -1
     return copied
 
@@ -256,12 +264,20 @@ def parse(*, channels: list[str], default_channel: str) -> None:
         + ", ".join(f"CASE WHEN {predicate} THEN '{field}:{code}' END" for field, code, predicate in checks)
         + "], NULL)"
     )
-    # The shape first, then the day within its month (2026-02-30). CASE, not AND: PostgreSQL may evaluate
+    # The shape first, then the day within its month (2026-02-30; days up to the 28th exist in every
+    # month, so only the others compute the month's last day). CASE, not AND: PostgreSQL may evaluate
     # AND's operands in any order, and make_date raises on year 0.
     valid_ts = (
         "CASE WHEN p IS NULL OR p !~ %(ts_re)s OR left(p, 4) = '0000' THEN false "
+        "WHEN substr(p, 9, 2) <= '28' THEN true "
         "ELSE substr(p, 9, 2)::int <= extract(day from "
         "make_date(left(p, 4)::int, substr(p, 6, 2)::int, 1) + interval '1 month - 1 day') END"
+    )
+    # Whether a value that passed TIMESTAMP_RE has no offset (Japan time): after the date (ten characters)
+    # only an offset holds 'Z', '+' or '-'. Three strpos, not a second regular expression per row.
+    local_time = (
+        "coalesce(strpos(substr(p, 11), 'Z') = 0 AND strpos(substr(p, 11), '+') = 0 "
+        "AND strpos(substr(p, 11), '-') = 0, true)"
     )
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {PARSED}")
@@ -282,7 +298,7 @@ def parse(*, channels: list[str], default_channel: str) -> None:
                     SELECT s.line, coalesce(trim(s.external_id), '') AS ext, trim(s.amount) AS amount,
                            coalesce(trim(s.quantity), '') AS qty, coalesce(trim(s.category), '') AS cat,
                            coalesce(trim(s.channel), '') AS chan, trim(s.purchased_at) AS purchased_at,
-                           {valid_ts} AS ts_ok, coalesce(p !~ %(offset_re)s, true) AS local_time
+                           {valid_ts} AS ts_ok, {local_time} AS local_time
                     FROM (SELECT *, trim(purchased_at) AS p FROM {STAGE} OFFSET 0) s
                     OFFSET 0
                 ) checked
@@ -292,7 +308,6 @@ def parse(*, channels: list[str], default_channel: str) -> None:
             {
                 "default_channel": default_channel,
                 "ts_re": TIMESTAMP_RE,
-                "offset_re": OFFSET_RE,
                 "my_numbers": my_number_values(),
             },
         )

@@ -101,6 +101,7 @@ def purchase_import_run(*, batch_id: int, stream: IO[bytes], actor: User | None 
         if not taken or batch.status in (PurchaseImport.Status.DONE, PurchaseImport.Status.REFUSED):
             return batch
         _progress(batch, status=PurchaseImport.Status.RUNNING, started_at=timezone.now())
+        start = time.perf_counter()
         imports.stage_create()
         try:
             try:
@@ -118,7 +119,7 @@ def purchase_import_run(*, batch_id: int, stream: IO[bytes], actor: User | None 
                     finished_at=timezone.now(),
                 )
                 return PurchaseImport.objects.get(pk=batch_id)
-            _import_staged(batch, staged, actor)
+            _import_staged(batch, staged, actor, start)
         except Exception:
             _progress(batch, status=PurchaseImport.Status.FAILED, finished_at=timezone.now())
             raise
@@ -131,13 +132,17 @@ def _progress(batch: PurchaseImport, **values: Any) -> None:
     PurchaseImport.objects.filter(pk=batch.pk).update(**values)
 
 
-def _import_staged(batch: PurchaseImport, staged: imports.StageResult, actor: User | None) -> None:
+def _import_staged(
+    batch: PurchaseImport, staged: imports.StageResult, actor: User | None, start: float
+) -> None:
     """Validate the staged rows, then (unless refused whole) create missing customers and insert purchases,
     all in one transaction with the batch's outcome and its audit entries."""
+    phases = {"staged": seconds_since(start)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '256MB'")
         imports.parse(channels=list(Customer.Channel.values), default_channel=Customer.Channel.IMPORT)
         invalid, parse_errors = imports.parse_errors()
+        phases["checked"] = seconds_since(start)
         invalid += staged.structural_errors
         errors = sorted(staged.errors + parse_errors)[: imports.ERRORS_KEPT]
         outcome: dict[str, Any] = {
@@ -151,7 +156,11 @@ def _import_staged(batch: PurchaseImport, staged: imports.StageResult, actor: Us
             _progress(batch, status=PurchaseImport.Status.REFUSED, **outcome)
             return
         created = _customers_create(cursor, batch)
+        phases["customers"] = seconds_since(start)
         inserted = _purchases_insert(cursor, batch)
+        phases["purchases"] = seconds_since(start)
+        # Cumulative seconds at the end of each phase (the foreign-key checks run at the commit after).
+        logger.info("purchase import %s: %s", batch.pk, phases)
         valid = staged.rows - (invalid - staged.structural_errors)
         _batch_audit(Customer, batch, created, actor)
         _batch_audit(Purchase, batch, inserted, actor)
@@ -210,12 +219,14 @@ def _customers_create(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
 def _purchases_insert(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
     """Insert the valid rows as purchases of the team's customers, each with its import key (the md5 of
     team, external id, instant in microseconds, amount, quantity, category, channel and the occurrence of
-    that same row in the file); a (purchased_at, key) already in the table is skipped (ON CONFLICT DO
-    NOTHING).
+    that same row in the file); a (customer, purchased_at, key) already in the table is skipped (ON
+    CONFLICT DO NOTHING).
 
-    In purchased_at order: the window that numbers the occurrences sorts by the instant first, so the rows
-    reach the table already sorted (no second sort) and the entries of the unique (purchased_at,
-    import_key) index, the table's largest, are added in one ordered sweep instead of on random pages."""
+    In (customer, purchased_at) order: the window that numbers the occurrences partitions by the customer
+    (one per external id of the team) and the instant first, so the rows reach the table already sorted (no
+    second sort), and the entries of the unique (customer, purchased_at, key) index, the table's largest,
+    are added in one ordered sweep instead of on random pages; the customers' foreign-key checks read the
+    customer table in order too."""
     purchase, customer = Purchase._meta.db_table, Customer._meta.db_table
     insert = f"""
         INSERT INTO {purchase} (customer_id, team_id, order_no, amount, quantity, category, currency, channel,
@@ -228,14 +239,14 @@ def _purchases_insert(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
         FROM (
             SELECT p.ts, p.ext, p.amount, p.quantity, p.category, p.channel, c.id AS customer_id,
                    row_number() OVER (
-                       PARTITION BY p.ts, p.ext, p.amount, p.quantity, p.category, p.channel ORDER BY p.line
+                       PARTITION BY c.id, p.ts, p.amount, p.quantity, p.category, p.channel ORDER BY p.line
                    ) AS occurrence
             FROM {imports.PARSED} p
             JOIN {customer} c ON c.team_id = %(team)s AND c.external_id = p.ext
             WHERE p.errors = '{{}}'
         ) k
-        ORDER BY k.ts
-        ON CONFLICT (purchased_at, import_key) DO NOTHING RETURNING id
+        ORDER BY k.customer_id, k.ts
+        ON CONFLICT (customer_id, purchased_at, import_key) DO NOTHING RETURNING id
     """
     cursor.execute(_ranges_of(insert), {"team": batch.team_id})
     return [[int(a), int(b)] for a, b in cursor.fetchall()]
@@ -325,7 +336,9 @@ def rfm_compute(
     """Score every eligible customer with a purchase on or before `as_of` in one INSERT … SELECT.
 
     Recency: days from the last purchase day to `as_of`; frequency: distinct purchase days (same-day
-    purchases count once, as in the CLV); monetary: total spend. Days are Japanese calendar days. Scores are
+    purchases count once, as in the CLV); monetary: total spend. Stored in customer order (the last window
+    sorts by recency: unsorted, each score's (customer, run) index entry and foreign-key check landed on a
+    random page, 19 s for 959,515 scores instead of 8). Days are Japanese calendar days. Scores are
     1..bins, higher better (recent buyers score high). `eligible` is the use rule's answer
     (crm.analytics.eligibility): customers outside it are never scored. Runs beyond the newest `keep_runs`
     are deleted with their scores.
@@ -364,6 +377,7 @@ def rfm_compute(
                     GROUP BY customer_id
                 ) per_customer
             ) scored
+            ORDER BY customer_id
             """,
             params,
         )
@@ -422,6 +436,16 @@ def _scores_audit(model: type[Any], key: str, count: int, actor: User | None, ex
 
 CLV_STATS = "analytics_clv_customers"
 CLV_GROUPS = "analytics_clv_groups"
+# The distinct row (x, t_x, T) as one bigint, each in 21 bits (x distinct days and t_x, T in days are below
+# 2^21 = 2,097,152 for any date of a four-digit year): the customers join their row's predictions on one
+# column, which PostgreSQL estimates right (a hash join; on three columns it expected 1.5 % of the rows and
+# sorted both sides for a merge join).
+CLV_GROUP_KEY = "(x::bigint << 42) | (t_x::bigint << 21) | big_t::bigint"
+
+
+def clv_group_key(x: Any, t_x: Any, big_t: Any) -> Any:
+    """CLV_GROUP_KEY computed by numpy for the distinct rows Python holds (integer days)."""
+    return (x.astype(np.int64) << 42) | (t_x.astype(np.int64) << 21) | big_t.astype(np.int64)
 
 
 def clv_customer_stats(
@@ -438,7 +462,7 @@ def clv_customer_stats(
     cursor.execute(
         f"""
         CREATE TEMP TABLE {CLV_STATS} AS
-        SELECT customer_id, x, t_x, big_t, monetary, holdout
+        SELECT customer_id, x, t_x, big_t, {CLV_GROUP_KEY} AS grp, monetary, holdout
         FROM (
             SELECT customer_id,
                    count(*) FILTER (WHERE day <= %s) - 1 AS x,
@@ -544,7 +568,10 @@ def clv_fit_run(
             discount_rate=discount_rate,
         )
         phases["predictions"] = seconds_since(start)
-        _clv_groups_load(cursor, groups[:, :3], expected, alive, discounted, predicted_holdout)
+        _clv_groups_load(
+            cursor, clv_group_key(groups[:, 0], groups[:, 1], groups[:, 2]), expected, alive, discounted
+        )
+        phases["groups_loaded"] = seconds_since(start)
         stored = _clv_scores_insert(cursor, fit, gg, unit)
         phases["stored"] = seconds_since(start)
         if holdout_end:
@@ -579,17 +606,41 @@ def clv_fit_summary(fit: ClvFit) -> dict[str, Any]:
     return out
 
 
-def _clv_groups_load(cursor: Any, keys: Any, *columns: Any) -> None:
-    """The predictions of each distinct (x, t_x, T) row (days), by COPY into a temporary table."""
+def _clv_groups_load(cursor: Any, keys: Any, expected: Any, alive: Any, discounted: Any) -> None:
+    """The predictions of each distinct (x, t_x, T) row, by its key (CLV_GROUP_KEY), by one binary COPY into
+    a temporary table: numpy lays the rows out in PostgreSQL's binary COPY format (no Python object per
+    value; 0.8 M rows written one by one took seconds)."""
     cursor.execute(f"DROP TABLE IF EXISTS {CLV_GROUPS}")
     cursor.execute(
-        f"CREATE TEMP TABLE {CLV_GROUPS} (x int, t_x int, big_t int, expected float8, p_alive float8, "
-        "discounted float8, holdout float8)"
+        f"CREATE TEMP TABLE {CLV_GROUPS} (grp bigint, expected float8, p_alive float8, discounted float8)"
     )
-    with cursor.connection.cursor() as raw, raw.copy(f"COPY {CLV_GROUPS} FROM STDIN") as copy:
-        for row in zip(*keys.T.astype(int).tolist(), *(c.tolist() for c in columns), strict=True):
-            copy.write_row(row)
+    data = copy_binary(
+        [np.asarray(keys, dtype=">i8")] + [np.asarray(c, dtype=">f8") for c in (expected, alive, discounted)]
+    )
+    with cursor.connection.cursor() as raw, raw.copy(f"COPY {CLV_GROUPS} FROM STDIN (FORMAT binary)") as copy:
+        copy.write(data)
     cursor.execute(f"ANALYZE {CLV_GROUPS}")
+
+
+COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+
+
+def copy_binary(columns: list[Any]) -> bytes:
+    """PostgreSQL's binary COPY of equal-length numpy columns of big-endian int4, int8 or float8 (">i4",
+    ">i8", ">f8"), none NULL: per row the field count, then per field its byte length and its bytes; a -1
+    trailer."""
+    rows = len(columns[0]) if columns else 0
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for i, column in enumerate(columns):
+        if column.dtype.str not in (">i4", ">i8", ">f8") or len(column) != rows:
+            raise ValueError("binary COPY columns: equal length, >i4, >i8 or >f8")
+        fields += [(f"len{i}", ">i4"), (f"v{i}", column.dtype.str)]
+    table = np.empty(rows, dtype=np.dtype(fields))
+    table["count"] = len(columns)
+    for i, column in enumerate(columns):
+        table[f"len{i}"] = column.dtype.itemsize
+        table[f"v{i}"] = column
+    return COPY_BINARY_HEADER + table.tobytes() + b"\xff\xff"
 
 
 def _clv_scores_insert(cursor: Any, fit: ClvFit, gg: clv.GammaGamma | None, unit: float) -> int:
@@ -611,7 +662,7 @@ def _clv_scores_insert(cursor: Any, fit: ClvFit, gg: clv.GammaGamma | None, unit
         SELECT %(fit)s, s.customer_id, s.x, s.t_x / %(unit)s, s.big_t / %(unit)s, round(s.monetary, 2),
                g.expected, g.p_alive, round(({spend})::numeric, 2),
                round((g.discounted * {spend})::numeric, 2)
-        FROM {CLV_STATS} s JOIN {CLV_GROUPS} g USING (x, t_x, big_t)
+        FROM {CLV_STATS} s JOIN {CLV_GROUPS} g USING (grp)
         ORDER BY s.customer_id
         """,
         params,

@@ -8,6 +8,7 @@ import io
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from django.core.management import call_command
 
@@ -79,6 +80,36 @@ def test_bad_rows_are_reported_by_line_and_valid_rows_kept(team):
     assert Purchase.objects.filter(team=team).count() == 4  # the repeated line stays two purchases
 
 
+def test_offsets_and_month_ends_are_read_as_written(team):
+    # given instants with a Z, a negative and a positive offset, none (Japan time), and month ends
+    text = (
+        "external_id,purchased_at,amount\n"
+        "T-1,2026-04-05T10:00:00Z,1\n"
+        "T-1,2026-04-05T10:00:00-05:00,2\n"
+        "T-1,2026-04-05T10:00:00.5+0930,3\n"
+        "T-1,2026-04-05 10:00,4\n"
+        "T-1,2024-02-29,5\n"
+        "T-1,2026-02-29,6\n"  # line 7: not a leap year
+        "T-1,2026-04-31,7\n"  # line 8: April has 30 days
+        "T-1,2026-12-31,8\n"
+    )
+    batch = _import(team, text)
+    utc = dt.UTC
+    got = {int(p.amount): p.purchased_at for p in Purchase.objects.filter(team=team)}
+    assert got == {
+        1: dt.datetime(2026, 4, 5, 10, tzinfo=utc),
+        2: dt.datetime(2026, 4, 5, 15, tzinfo=utc),
+        3: dt.datetime(2026, 4, 5, 0, 30, 0, 500000, tzinfo=utc),
+        4: dt.datetime(2026, 4, 5, 1, tzinfo=utc),
+        5: dt.datetime(2024, 2, 28, 15, tzinfo=utc),
+        8: dt.datetime(2026, 12, 30, 15, tzinfo=utc),
+    }
+    assert [(e["line"], e["code"]) for e in batch.errors] == [
+        (7, "invalid_datetime"),
+        (8, "invalid_datetime"),
+    ]
+
+
 def test_a_reimport_changes_nothing(team):
     # given a file imported once
     _import(team, GOOD_AND_BAD)
@@ -144,6 +175,28 @@ def test_large_files_are_read_in_chunks(team, monkeypatch):
     assert (batch.rows_total, batch.rows_inserted, batch.rows_invalid) == (200, 199, 1)
     assert batch.errors == [{"line": 152, "field": "purchased_at", "code": "invalid_datetime"}]
     assert batch.bytes_read == len("external_id,purchased_at,amount\n" + "\n".join(lines) + "\n")
+
+
+def test_a_chunk_lost_to_the_connection_fails_the_import_instead_of_falling_back(team, monkeypatch):
+    # given a connection that drops during the chunk's CSV COPY (the line-by-line fallback's COPY would work)
+    copy = psycopg.Cursor.copy
+
+    def dropping(self, statement, *args, **kwargs):
+        if "FORMAT csv" in str(statement):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", dropping)
+    batch = PurchaseImport.objects.create(team=team, file_name="t.csv")
+
+    # when the file is imported, the error is the connection's, not a bad row
+    with pytest.raises(psycopg.OperationalError):
+        services.purchase_import_run(batch_id=batch.pk, stream=io.BytesIO(GOOD_AND_BAD.encode()))
+
+    # then the batch failed and nothing was staged line by line into purchases
+    batch.refresh_from_db()
+    assert batch.status == PurchaseImport.Status.FAILED
+    assert batch.errors == [] and Purchase.objects.count() == 0
 
 
 def test_the_command_imports_a_file(team, tmp_path, capsys):
