@@ -212,6 +212,21 @@ def _start_sealer() -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
 
 
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) of the living processes of process group `pgid` (a server or the sealer,
+    each started in its own session), from /proc; 0.0 where /proc is not there."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def _pending_entries() -> int:
     from crm.models import AuditEntry
 
@@ -453,11 +468,14 @@ def main() -> None:
                 external_id,
             )
         # Scenarios interleaved, `--rounds` times: a slow minute of a shared machine hits all of them.
+        procs = (("server", server), ("sealer", sealer))
+        cpu_before = {name: _group_cpu_seconds(p.pid) for name, p in procs if p}
         for _round in range(args.rounds):
             for scenario in scenarios:
                 _vacuum_if_autovacuum_is_off()
                 rounds[scenario].append(run(scenario, args, port, token, external_id))
         pending = _pending_entries()  # how far the sealer is behind the writers at the end of the load
+        cpu_used = {name: _group_cpu_seconds(p.pid) - cpu_before[name] for name, p in procs if p}
     finally:
         _stop_server(server)
         if sealer is not None:
@@ -485,6 +503,7 @@ def main() -> None:
     print(f"CPU ms: one request in this process (test client, {CPU_SAMPLE} each), the machine's speed meter")
     sealed_by = "the audit_sealer process" if sealer is not None else "the web processes"
     print(f"audit entries sealed by {sealed_by}; still pending right after the last round: {pending}")
+    print("CPU seconds used during the rounds: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_used.items()))
     print(f"machine now: one SELECT 1 round trip to PostgreSQL = {round_trip:.2f} ms, load average {_load()}")
     for name, what in (("consent", "audited, no key"), ("consent+idem", "audited, with an Idempotency-Key")):
         if name in dict(rows):
