@@ -36,12 +36,25 @@ def database_url(base: str, suffix: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def active_ms(url: str) -> float:
+    """PostgreSQL's time spent executing statements in the database of `url` (pg_stat_database.active_time,
+    milliseconds, every backend that ever ran there); a side's database is its own, so the difference over a
+    round is that side's database time."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        row = conn.execute("SELECT active_time FROM pg_stat_database WHERE datname = %s", [name]).fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
 def one_round(checkout: Path, url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """One round of `checkout`'s api_bench, its table parsed: scenario -> the columns above."""
     command = [sys.executable, str(checkout / "bench" / "api_bench.py"), "--rounds", "1"]
     command += ["--scenarios", args.scenarios, "--duration", str(args.duration)]
     env = {**os.environ, "DATABASE_URL": url}
+    began = active_ms(url)
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)
+    database = active_ms(url) - began
     if done.returncode != 0:
         raise SystemExit(f"the bench of {checkout} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     rows: dict[str, dict[str, float]] = {}
@@ -56,6 +69,10 @@ def one_round(checkout: Path, url: str, args: argparse.Namespace) -> dict[str, d
         f"  {checkout.name:<24} "
         + "  ".join(f"{k} {v['rps']:.0f}/s {v['cpu']:.2f} ms" for k, v in rows.items())
     )
+    # The database's share, per request of the round (set-up and warm-up included, alike on both sides): with
+    # the same statements per request, a difference here is heavier statements (indexes, triggers, the gate).
+    requests = sum(r["requests"] for r in rows.values())
+    print(f"  {'':<24} PostgreSQL active ms per request of the round: {database / requests:.2f}", flush=True)
     return rows
 
 
