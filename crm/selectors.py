@@ -52,8 +52,11 @@ def customer_search_arms(term: str) -> list[Q]:
 
 def customer_search_q(term: str) -> Q:
     """The exact search as one condition: its arms (customer_search_arms) ORed."""
-    q = Q(pk__in=[])
-    for arm in customer_search_arms(term):
+    arms = customer_search_arms(term)
+    if not arms:
+        return Q(pk__in=[])
+    q = arms[0]
+    for arm in arms[1:]:
         q |= arm
     return q
 

@@ -76,8 +76,9 @@ class IndexedSortChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         """Django's get_results, but the first page is read before anything is counted: a page with fewer
         rows than list_per_page holds every match, so its count is exact and no count runs at all (an
-        exact search, a small team); a full page takes the paginator's count (crm.paginators), and is not
-        read a second time."""
+        exact search, a small team); a full page of an exact search takes the search's own number of matches
+        (SEARCH_COUNTS), any other full page the paginator's count (crm.paginators); the page is not read a
+        second time."""
         if self.page_num != 1 or self.show_all or self.model_admin.show_full_result_count:
             super().get_results(request)
             return
