@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,57 @@ def active_ms(url: str) -> float:
     with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
         row = conn.execute("SELECT active_time FROM pg_stat_database WHERE datname = %s", [name]).fetchone()
     return float(row[0]) if row and row[0] is not None else 0.0
+
+
+# A line of the server log written by log_min_duration_statement: its database, its duration, the phase of the
+# extended protocol (parse / bind / execute) or a simple-protocol statement, and the statement's first line.
+LOG_LINE = re.compile(
+    r"@(?P<db>\S+) LOG:  duration: (?P<ms>[0-9.]+) ms  "
+    r"(?:(?P<phase>parse|bind|execute) [^:]*|statement): (?P<sql>.*)"
+)
+
+
+def statement_kind(text: str) -> str:
+    """A statement's shape: its first 100 characters, numbers and quoted values replaced."""
+    text = re.sub(r"'[^']*'", "'…'", text)
+    return re.sub(r"\b\d+\b", "N", text)[:100]
+
+
+def statement_times(url: str, server_log: Path, checkout: Path, args: argparse.Namespace) -> None:
+    """One more round of `checkout`'s consent scenario with every statement's duration logged by the server
+    (ALTER DATABASE … SET log_min_duration_statement = 0, parameters not logged), then each statement kind's
+    time per consent write, from the log lines of the side's own database: which statement the time went to.
+    The logging itself costs server time alike on both sides; the figures are for comparing, not absolute."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    database = sql.Identifier(name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET log_min_duration_statement = 0").format(database))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET log_parameter_max_length = 0").format(database))
+    offset = server_log.stat().st_size
+    try:
+        rows = one_round(checkout, url, argparse.Namespace(**{**vars(args), "scenarios": "consent"}))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            for setting in ("log_min_duration_statement", "log_parameter_max_length"):
+                conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(database, sql.Identifier(setting)))
+    with server_log.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    writes = rows["consent"]["requests"]
+    totals: dict[str, list[float]] = {}
+    for line in lines:
+        match = LOG_LINE.search(line)
+        if match and match["db"] == name:
+            entry = totals.setdefault(statement_kind(match["sql"]), [0.0, 0.0])
+            entry[0] += float(match["ms"])
+            entry[1] += 1 if match["phase"] in (None, "execute") else 0
+    print(f"  statements of {checkout.name}: {writes:.0f} consent writes; per write, heaviest first")
+    shown = sorted(totals.items(), key=lambda kv: -kv[1][0])
+    for kind, (ms, runs) in shown[: args.statements_shown]:
+        print(f"    {ms / writes:7.3f} ms  {runs / writes:5.2f}×  {kind}")
+    print(f"    {sum(v[0] for v in totals.values()) / writes:7.3f} ms in all", flush=True)
 
 
 def one_round(checkout: Path, url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -84,6 +136,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
     parser.add_argument("--scenarios", default="health,consent,consent+idem")
+    parser.add_argument(
+        "--statement-log",
+        type=Path,
+        help="the server's log file (e.g. /var/log/postgresql/postgresql-15-main.log): after the rounds, one "
+        "more consent round per side with every statement's duration logged, summed per statement kind",
+    )
+    parser.add_argument("--statements-shown", type=int, default=12)
     args = parser.parse_args()
     base = os.environ["DATABASE_URL"]
     sides = {
@@ -111,6 +170,12 @@ def main() -> None:
             f"{scenario:<14}{b['rps']:>14.0f}{a['rps']:>13.0f}{a['rps'] / b['rps']:>7.2f}×"
             f"{b['cpu']:>12.2f}{a['cpu']:>11.2f}{a['cpu'] / b['cpu']:>7.2f}×"
         )
+    if args.statement_log:
+        print(
+            "\nwhere the database time of a consent write goes (server log, log_min_duration_statement = 0)"
+        )
+        for checkout, url in sides.values():
+            statement_times(url, args.statement_log, checkout, args)
     print(
         f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"
     )
