@@ -46,6 +46,7 @@ from consent.provision.models import (
 from consent.provision.svg import graph_svg
 from crm.admin.mixins import (
     AccessLoggedAdminMixin,
+    ModelAdminBase,
     NoEditAdminMixin,
     ReadOnlyAdminMixin,
     ScaleSafeAdmin,
@@ -299,9 +300,9 @@ def csv_response(filename: str, rows: Iterable[Iterable[str]]) -> StreamingHttpR
 # --- provision and receipt records --------------------------------------------------------------------
 
 
-class SubjectCountMixin:
+class SubjectCountMixin(ModelAdminBase):
     def get_queryset(self, request: HttpRequest) -> Any:
-        return self.model.objects.restrict(request.user, "view").annotate(people=Count("subjects"))  # type: ignore[attr-defined]
+        return self.model.objects.restrict(request.user, "view").annotate(people=Count("subjects"))
 
     @admin.display(description=_("本人の数"))
     def people(self, obj: Any) -> int:

@@ -163,13 +163,11 @@ class RequestAddForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # The same form class renders the read-only page (no fields then): only the add form is adjusted.
         if "channel" in self.fields:
-            channel = self.fields["channel"]
-            channel.choices = [  # type: ignore[attr-defined]
-                (c, label)
-                for c, label in channel.choices  # type: ignore[attr-defined]
-                if c not in ("api", "web_form")
-            ]
-            self.fields["handler"].queryset = desk_users()  # type: ignore[attr-defined]
+            # Staff record what reached them by hand: the API and the web form record their own requests.
+            channel = cast(forms.ChoiceField, self.fields["channel"])
+            shown = cast(list[tuple[str, Any]], channel.choices)  # the form field's normalised list
+            channel.choices = [(c, label) for c, label in shown if c not in ("api", "web_form")]
+            cast(forms.ModelChoiceField, self.fields["handler"]).queryset = desk_users()
             self.fields["received_at"].initial = timezone.now
 
 
@@ -178,7 +176,7 @@ class AssignForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["handler"].queryset = desk_users()  # type: ignore[attr-defined]
+        cast(forms.ModelChoiceField, self.fields["handler"]).queryset = desk_users()
 
 
 class VerifyForm(forms.Form):

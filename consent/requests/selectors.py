@@ -120,6 +120,8 @@ def request_records_due(trigger: str, days: int, as_of: dt.datetime) -> list[Que
         state__in=[RequestState.COMPLETED, RequestState.REJECTED], closed_at__lt=cutoff
     )
     return [answered.exclude(Exists(live))]
+
+
 # The KPI series' one label (a language-neutral key: the KPI cache is shared by both languages).
 ON_TIME_LABEL = "on_time"
 

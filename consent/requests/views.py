@@ -8,6 +8,8 @@ hash) and per source address, with the integration API's Redis counters (crm.int
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -29,8 +31,8 @@ class PublicRequestForm(forms.Form):
     email = forms.EmailField(max_length=254)
     kind = forms.ChoiceField(choices=RequestKind.choices)
 
-    def __init__(self, *args: object, lang: str = "ja", **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, lang: str = "ja", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         # The page's own language switch (the public pages ignore the admin's language setting).
         with translation.override(lang):
             labels = [(value, str(label)) for value, label in RequestKind.choices]

@@ -45,6 +45,9 @@ class TokenSearchForm(ChangeListSearchForm):
 # crm.selectors.customer_search_counted, which found exactly those rows) and the changelist of the same
 # request takes it as its count instead of counting the same rows again.
 SEARCH_COUNTS: WeakKeyDictionary[HttpRequest, int] = WeakKeyDictionary()
+# Whether the request's user may add a customer (a team open to them): the admin asks several times per page
+# (sidebar, changelist, buttons), the team query runs once per request.
+ADD_ALLOWED: WeakKeyDictionary[HttpRequest, bool] = WeakKeyDictionary()
 
 
 class IndexedSortChangeList(ChangeList):

@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from crm import services
-from crm.admin.changelist import SEARCH_COUNTS, IndexedSortChangeList, TeamListFilter
+from crm.admin.changelist import ADD_ALLOWED, SEARCH_COUNTS, IndexedSortChangeList, TeamListFilter
 from crm.admin.display import (
     CLEAR_DISPLAY,
     PERSONAL,
@@ -442,10 +442,11 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Asked several times per page (sidebar, changelist, buttons): one team query per request.
-        cached = getattr(request, "_crm_customer_can_add", None)
+        cached = ADD_ALLOWED.get(request)
         if cached is None:
-            cached = super().has_add_permission(request) and teams_open_to(request.user, "change").exists()
-            request._crm_customer_can_add = cached  # type: ignore[attr-defined]
+            cached = ADD_ALLOWED[request] = (
+                super().has_add_permission(request) and teams_open_to(request.user, "change").exists()
+            )
         return cached
 
     def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.contrib import admin
 from django.contrib.admin.widgets import AdminTextInputWidget
 from django.utils.translation import gettext
 
@@ -57,9 +58,8 @@ def column(name: str, label: Any, pii: bool) -> Callable[[Customer], Any]:
             return mask_value(CUSTOMER, name, value)
         return shown(value) if shown is not None and value else value
 
-    show.short_description = label  # type: ignore[attr-defined]
     show.__name__ = f"col_{name}"
-    return show
+    return admin.display(description=label)(show)
 
 
 def masked_reader(name: str) -> Callable[[Any, Customer], Any]:
@@ -68,8 +68,7 @@ def masked_reader(name: str) -> Callable[[Any, Customer], Any]:
         # The admin prints a callable's None as "None": an empty value is "-" as for a field.
         return "-" if shown is None or shown == "" or shown == {} else shown
 
-    read.short_description = field_label(name)  # type: ignore[attr-defined]  # the admin's display attribute
-    return read
+    return admin.display(description=field_label(name))(read)
 
 
 def clear_reader(name: str, shown: Callable[[Any], Any]) -> Callable[[Any, Customer], Any]:
@@ -79,8 +78,7 @@ def clear_reader(name: str, shown: Callable[[Any], Any]) -> Callable[[Any, Custo
         value = getattr(obj, name) if obj and obj.pk else None
         return shown(value) if value else "-"
 
-    read.short_description = field_label(name)  # type: ignore[attr-defined]  # the admin's display attribute
-    return read
+    return admin.display(description=field_label(name))(read)
 
 
 class PhoneInput(AdminTextInputWidget):

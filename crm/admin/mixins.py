@@ -7,7 +7,7 @@ A leaf module: the other apps' admins (consent, crm.retention) import it without
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
@@ -34,6 +34,14 @@ def acting_user(request: HttpRequest) -> User:
     return user
 
 
+# The base the mixins below are written against: a ModelAdmin for the type checker (their super() calls and
+# self.model are the admin's), nothing at run time (the admin class they are mixed into is the ModelAdmin).
+if TYPE_CHECKING:
+    ModelAdminBase = admin.ModelAdmin[Any]
+else:
+    ModelAdminBase = object
+
+
 class ScaleSafeAdmin(admin.ModelAdmin):
     """Admin defaults for tables with millions of rows (see pitfalls: Django admin at 1–10 M rows)."""
 
@@ -43,14 +51,16 @@ class ScaleSafeAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
-class AccessLoggedAdminMixin:
+class AccessLoggedAdminMixin(ModelAdminBase):
     """The access log of the admins of personal data (customers, 要配慮 records). Opening a record's page
     writes django-auditlog's ACCESS entry (who looked at which record, when, from where), and so does every
     page of the list (auditlog logs single-object views only). A refused page writes none."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        response = super().changelist_view(request, extra_context)  # type: ignore[misc]
-        cl = getattr(response, "context_data", None) and response.context_data.get("cl")
+        response = super().changelist_view(request, extra_context)
+        if not isinstance(response, TemplateResponse):
+            return response  # a redirect (after a bulk action, an invalid lookup): no list shown
+        cl = (response.context_data or {}).get("cl")
         if cl is not None:
             # After rendering: the rows were read by then (no second query), and a page that failed to
             # render showed nobody.
@@ -84,10 +94,10 @@ class AccessLoggedAdminMixin:
     ) -> Any:
         if obj is not None and obj.pk:
             services.access_record(instance=obj, actor=acting_user(request))
-        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-class NoEditAdminMixin:
+class NoEditAdminMixin(ModelAdminBase):
     """A record written only by its service (a ledger row, a record of receipt, an import batch): the admin
     may offer an add form of its own, which calls the service, but a written row is never changed or
     deleted through the admin, superusers included."""
@@ -104,8 +114,8 @@ class ReadOnlyAdminMixin(NoEditAdminMixin):
     no add, change or delete, every field shown read-only."""
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        names = [f.name for f in self.model._meta.fields]  # type: ignore[attr-defined]
-        return [*self.readonly_fields, *(n for n in names if n not in self.readonly_fields)]  # type: ignore[attr-defined]
+        names = [f.name for f in self.model._meta.fields]
+        return [*self.readonly_fields, *(n for n in names if n not in self.readonly_fields)]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

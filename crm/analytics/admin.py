@@ -174,9 +174,8 @@ def _shown(label: str, name: str, pii: bool) -> Callable[[Any], Any]:
         value = getattr(obj, name)
         return value if pii else mask_value(label, name, value)
 
-    show.short_description = obj_field_label(label, name)  # type: ignore[attr-defined]
     show.__name__ = f"col_{name}"
-    return show
+    return admin.display(description=obj_field_label(label, name))(show)
 
 
 def obj_field_label(label: str, name: str) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -216,7 +216,8 @@ class SegmentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["teams"].choices = viewable_team_choices(user) if user is not None else []  # type: ignore[attr-defined]
+        teams = cast(forms.ChoiceField, self.fields["teams"])
+        teams.choices = viewable_team_choices(user) if user is not None else []
         for key, value in (self.instance.filters or {}).items():
             if key in self.fields:
                 self.fields[key].initial = value
@@ -268,6 +269,7 @@ class SegmentAdmin(admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
 
+        # Made at run time from the form class Django built: the checker cannot follow a variable base.
         class WithUser(form):  # type: ignore[misc, valid-type]
             def __init__(self, *args: Any, **kw: Any) -> None:
                 super().__init__(*args, user=request.user, **kw)
@@ -304,7 +306,7 @@ class SegmentAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Segment, form: Any, change: bool) -> None:
         if not change:
-            obj.created_by = request.user  # type: ignore[assignment]
+            obj.created_by = request_user(request)
         services.segment_save(segment=obj, actor=request_user(request))
 
     def get_urls(self) -> list[Any]:
