@@ -15,7 +15,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
-from config.middleware import is_api
+from config.api_paths import is_api
 
 
 def _message(status: int) -> str:

@@ -14,6 +14,8 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 
+from config.api_paths import is_api
+
 UNMATCHED_ROUTE = "api:<no route>"
 
 
@@ -29,9 +31,6 @@ class ApiRouteNotPath(logging.Filter):
     """On `django.request`: an API request's path in the message arguments becomes its route name."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        # Imported here: logging is configured before the apps are ready (config.middleware needs them).
-        from config.middleware import is_api
-
         request = getattr(record, "request", None)
         if request is None or not hasattr(request, "path_info") or not is_api(request):
             return True

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django_otp.middleware import OTPMiddleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-API_PREFIX = "/api/"
+from config.api_paths import is_api
 
 if TYPE_CHECKING:  # to mypy the mixin stands on a middleware (the class it is mixed into supplies __call__)
 
@@ -31,10 +31,6 @@ if TYPE_CHECKING:  # to mypy the mixin stands on a middleware (the class it is m
 
 else:
     _Middleware = object
-
-
-def is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith(API_PREFIX)
 
 
 class _WebOnly(_Middleware):

@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from consent import services
 from consent.models import ConsentEvent, Objection, SpecialCareRecord
+from consent.requests import services as desk
+from consent.requests.models import DataSubjectRequest
 from crm.models import Customer
 
 # Grants for about two customers in three, a withdrawal for some, and health data (with its consent) for a
@@ -74,9 +76,6 @@ def seed_requests(*, actor: Any) -> None:
     (nearest deadline first, overdue and due-soon flagged) is not empty; one unassigned for the support lead.
     Does nothing when requests exist."""
     from django.contrib.auth import get_user_model
-
-    from consent.requests import services as desk
-    from consent.requests.models import DataSubjectRequest
 
     if DataSubjectRequest.objects.exists():
         return

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
+from consent.rules import opt_in_required
 from crm.fields import EncryptedCharField, EncryptedTextField, outliving_customer_reference, staff_reference
 from crm.permissions import RestrictedQuerySet
 from crm.rawsql import ConstantInsert
@@ -108,8 +109,6 @@ class Purpose(models.Model):
 
     @property
     def requires_opt_in(self) -> bool:
-        from consent.rules import opt_in_required
-
         return opt_in_required(self.category)
 
 

@@ -17,6 +17,7 @@ from consent import rules
 from consent.models import ConsentEvent, ConsentState, Objection, Purpose, PurposeVersion
 from crm import rawsql
 from crm.models import Customer
+from crm.selectors import CUSTOMER_REF_FIELDS, customer_ref_load, customer_ref_query
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -77,8 +78,6 @@ def consent_subjects(
     by `user`). With `reserve_event_id`, the same statement also takes the id of the ledger row about to be
     written (an unused one is a gap in the sequence, as a rolled-back insert leaves).
     """
-    from crm.selectors import CUSTOMER_REF_FIELDS, customer_ref_load, customer_ref_query
-
     query = customer_ref_query(user=user, team_id=team_id, external_id=external_id, action=action)
     if query is None:
         return ConsentSubjects(None, published_purpose(purpose_code), None)

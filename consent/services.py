@@ -40,6 +40,7 @@ from crm.audit.drafts import audit_create_draft
 from crm.classification import REDACTED
 from crm.crypto import DecryptionError
 from crm.models import AuditEntry, Customer
+from crm.retention.services import visitor_events_erase
 from crm.services import _acting
 
 if TYPE_CHECKING:
@@ -572,8 +573,6 @@ def consent_evidence_erase(*, customer_ids: list[int], action: str, reason: str,
     and times are untouched. One audit entry per call (ids and field names, no values). Returns ledger rows
     and events changed; rows already erased are left as they are (a second call changes nothing).
     """
-    from crm.retention.services import visitor_events_erase
-
     ids = sorted({int(i) for i in customer_ids})
     if not ids:
         return 0

@@ -11,6 +11,9 @@ from typing import Any
 
 from django.core.checks import Error, Tags, Warning, register
 
+from crm.crypto import DecryptionError, KeyConfigurationError, UnboundTokenError, check_key_configuration
+from crm.models import Customer, EncryptionCanary
+
 CANARY_VALUE = "appi-crm-encryption-canary-v1"
 
 
@@ -38,9 +41,6 @@ def verify_encryption_canary() -> None:
     that the keys open what is stored, and a missing canary must not turn the check into a silent pass.
     """
     from django.db import connection
-
-    from crm.crypto import DecryptionError, KeyConfigurationError, UnboundTokenError, check_key_configuration
-    from crm.models import Customer, EncryptionCanary
 
     try:
         check_key_configuration()

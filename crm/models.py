@@ -20,11 +20,14 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from crm.audit import identity, signing
 from crm.choices import CollectionChannel
+from crm.crypto import email_index, name_index, normalise_email, normalise_phone, phone_index
 from crm.django_adapter import AfterPreSave
 from crm.fields import EncryptedCharField, EncryptedDateField, EncryptedTextField
 from crm.permissions import MODEL_PERMS, RestrictedQuerySet
 from crm.rawsql import ConstantInsert
 from crm.validators import (
+    my_number_errors,
+    normalise_postal_code,
     validate_email,
     validate_kana,
     validate_no_my_number,
@@ -265,8 +268,6 @@ class Customer(models.Model):
 
     def refresh_blind_indexes(self) -> None:
         """Recompute the keyed hashes from the clear values (services call this before saving)."""
-        from crm.crypto import email_index, name_index, phone_index
-
         self.email_bidx = email_index(self.email) if self.email else ""
         self.phone_bidx = (phone_index(self.phone) or "") if self.phone else ""
         self.name_bidx = name_index(self.full_name) if self.family_name else ""
@@ -274,9 +275,6 @@ class Customer(models.Model):
 
     def normalise(self) -> None:
         """The stored forms: NFKC case-folded e-mail, E.164 phone, NNN-NNNN postal code."""
-        from crm.crypto import normalise_email, normalise_phone
-        from crm.validators import normalise_postal_code
-
         if self.email:
             self.email = normalise_email(self.email)
         if self.phone:
@@ -291,8 +289,6 @@ class Customer(models.Model):
         super().clean_fields(exclude=exclude)
 
     def clean(self) -> None:
-        from crm.validators import my_number_errors
-
         # The My Number rule on the fields without their own validator: preferences (JSON), phone, kana…
         errors = my_number_errors(self)
         if errors:

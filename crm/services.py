@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import models, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from crm.models import Customer, CustomerEvent, Purchase, Team, TeamMembership
+from crm.audit.actors import audit_actor
+from crm.classification import REDACTED, audit_masked_fields
+from crm.models import AuditEntry, Customer, CustomerEvent, Purchase, Team, TeamMembership
 from crm.permissions import TEAM_PERMS
+from crm.validators import strings_in, validate_no_my_number
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -22,8 +25,6 @@ M = TypeVar("M", bound=models.Model)
 
 def _acting(actor: User | None) -> Any:
     """Attribute audit entries to `actor` unless a request (the auditlog middleware) already does."""
-    from crm.audit.actors import audit_actor
-
     return audit_actor(actor)
 
 
@@ -76,8 +77,6 @@ def list_access_record(
     address, a phone number or a name); the ids it found are."""
     from django.contrib.contenttypes.models import ContentType
     from django.utils import translation
-
-    from crm.models import AuditEntry
 
     with translation.override("ja"):
         label = str(model._meta.verbose_name)
@@ -144,9 +143,6 @@ def _audit_created(instance: Any, **additional: Any) -> None:
     """
     from django.contrib.contenttypes.models import ContentType
 
-    from crm.classification import REDACTED, audit_masked_fields
-    from crm.models import AuditEntry
-
     AuditEntry.objects.create(
         content_type=ContentType.objects.get_for_model(type(instance)),
         object_pk=str(instance.pk),
@@ -184,8 +180,6 @@ def event_record(
     """
     from django.core.exceptions import ValidationError
     from django.utils.translation import gettext as _
-
-    from crm.validators import strings_in, validate_no_my_number
 
     if customer is None and not visitor_id:
         raise ValidationError({"customer": _("顧客か訪問者IDのどちらかを指定してください。")})

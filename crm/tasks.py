@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from crm.analytics.tasks import *  # noqa: F403
+from crm.audit.sealing import audit_seal_pending
 from crm.insights.tasks import *  # noqa: F403
 from crm.integrations.tasks import *  # noqa: F403
 from crm.retention.tasks import *  # noqa: F403
@@ -12,6 +13,4 @@ from crm.retention.tasks import *  # noqa: F403
 def audit_seal() -> int:
     """Safety net of the sealer process (`manage.py audit_sealer`): chain audit entries still pending when
     that process is down. Idempotent, and safe beside it (the chain lock serialises sealers)."""
-    from crm.audit.sealing import audit_seal_pending
-
     return audit_seal_pending()

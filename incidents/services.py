@@ -547,8 +547,6 @@ def _query_batch(scope: IncidentScope, actor: User) -> tuple[list[int], int]:
 def _upload_match(scope: IncidentScope, actor: User) -> list[int]:
     """Match every key of an upload at once (set-based): one customer → matched and added; none →
     unmatched; several → ambiguous (left for a person to decide, not added). The keys are then removed."""
-    from crm.models import Customer
-
     visible_sql, visible_params = _sql(Customer.objects.restrict(actor, "view").values("pk"))
     customers = Customer._meta.db_table
     keys = IncidentScopeKey._meta.db_table

@@ -381,7 +381,7 @@ def segment_export_provision(
     basis: str = "",
     opt_out_notified_on: dt.date | None = None,
 ) -> ProvisionRecord:
-    """The provision recorder crm's segment exports call (registered in consent.apps as
+    """The provision recorder crm's segment exports call (registered from consent.registrations as
     crm.insights.hooks' recorder) before a segment leaves for a recipient: provision_record for the export's
     recipient (`export.recipient_ref`, one the actor may provide to: selectors.providable_recipients), its
     columns as the data items, its purpose, and `basis` or the recipient kind's usual one

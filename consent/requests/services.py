@@ -42,6 +42,7 @@ from consent.requests.models import (
     RequestState,
 )
 from crm import services as crm_services
+from crm.audit.actors import audit_actor
 from crm.crypto import email_index
 from crm.models import Customer, LegalHold
 from crm.retention import rules as retention_rules
@@ -68,8 +69,6 @@ class RequestError(ValidationError):
 
 
 def _acting(actor: User | None) -> Any:
-    from crm.audit.actors import audit_actor
-
     return audit_actor(actor)
 
 

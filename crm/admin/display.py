@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 
 from crm import field_classes as _field_classes  # noqa: F401  (fills REGISTRY, see PERSONAL)
 from crm.classification import REGISTRY, format_phone, mask_value
+from crm.crypto import normalise_phone
 from crm.models import Customer
 from crm.prefectures import prefecture_name
 
@@ -94,7 +95,5 @@ class PhoneFormField(forms.CharField):
     same number (no "changed 電話番号" in the page's history for a form saved as it was shown)."""
 
     def has_changed(self, initial: Any, data: Any) -> bool:
-        from crm.crypto import normalise_phone
-
         posted = (data or "").strip()
         return (normalise_phone(posted) or posted) != (initial or "") if posted else bool(initial)

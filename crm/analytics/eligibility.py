@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from crm.models import Customer
+
 if TYPE_CHECKING:
     from crm.models import CustomerQuerySet
 
@@ -32,8 +34,6 @@ def use_rule() -> UseRule | None:
 
 def eligible_customers(purpose_code: str = ANALYTICS_PURPOSE) -> CustomerQuerySet:
     """Every customer the registered use rule lets `purpose_code` use now; none without a rule."""
-    from crm.models import Customer
-
     rule = use_rule()
     customers = Customer.objects.all()
     return rule(customers, purpose_code) if rule is not None else customers.none()

@@ -9,8 +9,10 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from crm.analytics import field_classes  # noqa: F401  (declares the fields)
 from crm.fields import staff_reference
-from crm.permissions import RestrictedQuerySet
+from crm.permissions import ROLE_PRIVACY, ROLE_STAFF, RestrictedQuerySet
+from crm.roles import grant_role_permissions
 
 __all__ = ["ClvFit", "ClvScore", "PurchaseImport", "RfmRun", "RfmScore"]
 
@@ -215,10 +217,6 @@ class ClvScore(models.Model):
 def _register() -> None:
     """Classification and role permissions of this area (crm.models imports this module while the registry
     loads; roles are synced on post_migrate)."""
-    from crm.analytics import field_classes  # noqa: F401  (declares the fields)
-    from crm.permissions import ROLE_PRIVACY, ROLE_STAFF
-    from crm.roles import grant_role_permissions
-
     # Team staff import their team's purchases and read their team's scores (masked without the PII
     # permission); the privacy officer reads every score, in clear, and the fairness report.
     grant_role_permissions(

@@ -14,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.choices import CollectionChannel
 from crm.fields import staff_reference
+from crm.insights import field_classes  # noqa: F401  (declares the fields)
+from crm.permissions import ROLE_PRIVACY, ROLE_STAFF
+from crm.roles import grant_role_permissions
 
 __all__ = ["CampaignResult", "MarketingSpend", "Segment", "SegmentExport"]
 
@@ -154,10 +157,6 @@ def _register() -> None:
     """Classification, role permissions and audit registration of this area (as crm.retention.models does:
     crm.models imports this module while the app registry loads)."""
     from auditlog.registry import auditlog
-
-    from crm.insights import field_classes  # noqa: F401  (declares the fields)
-    from crm.permissions import ROLE_PRIVACY, ROLE_STAFF
-    from crm.roles import grant_role_permissions
 
     # The privacy officer watches the KPI page (consent rates, data quality) and keeps the marketing figures;
     # staff build segments and export their own teams' customers within a purpose (the gate decides whose).

@@ -18,7 +18,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.fields import staff_reference
-from crm.permissions import RestrictedQuerySet
+from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_SUPPORT, RestrictedQuerySet
+from crm.retention import field_classes  # noqa: F401  (declares the fields)
+from crm.roles import grant_role_permissions
 
 __all__ = ["LegalHold", "RetentionPolicy", "RetentionRun", "RetentionRunSlice", "Tombstone"]
 
@@ -341,10 +343,6 @@ def _register() -> None:
     registry loads, which is early enough for all three (roles are synced on post_migrate).
     """
     from auditlog.registry import auditlog
-
-    from crm.permissions import ROLE_AUDITOR, ROLE_PRIVACY, ROLE_SECURITY, ROLE_SUPPORT
-    from crm.retention import field_classes  # noqa: F401  (declares the fields)
-    from crm.roles import grant_role_permissions
 
     grant_role_permissions(
         ROLE_PRIVACY,

@@ -16,7 +16,9 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.db import transaction
 from django.utils import timezone, translation
 
-from crm.signin.identity import account_for, typed_username_hash
+from crm.audit.actors import audit_actor
+from crm.models import AuditEntry
+from crm.signin.identity import UNKNOWN_PREFIX, account_for, typed_username_hash
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -44,9 +46,6 @@ def _record(
     *, event: str, user_id: int | None, actor: User | None, details: dict[str, Any] | None = None
 ) -> None:
     from django.contrib.contenttypes.models import ContentType
-
-    from crm.audit.actors import audit_actor
-    from crm.models import AuditEntry
 
     with translation.override("ja"), audit_actor(actor):
         AuditEntry.objects.create(
@@ -110,8 +109,6 @@ def user_sessions_end(*, user_id: int, reason: str, actor: User | None = None) -
 def signin_lockout_clear(*, attempts: Any, actor: User) -> int:
     """Remove lockout records (django-axes AccessAttempt rows) by the security role: each account named is
     recorded by id (or by the keyed hash of a name that is no account), with the address locked from."""
-    from crm.signin.identity import UNKNOWN_PREFIX
-
     count = 0
     with transaction.atomic():
         for attempt in attempts.select_for_update():

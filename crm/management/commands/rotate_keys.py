@@ -35,8 +35,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 
+from crm.checks import EncryptionKeyError, verify_encryption_canary
 from crm.crypto import is_bound, is_current, key_fingerprint, reencrypt_token, token_key_index
 from crm.fields import _EncryptedMixin
+from crm.models import AuditEntry, EncryptionCanary
 
 UNREADABLE_SHOWN = 10  # ids listed per column when no key opens a token
 
@@ -99,8 +101,6 @@ class Command(BaseCommand):
         parser.add_argument("--model", action="append", default=[], help="対象モデル（例: crm.Customer）")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from crm.checks import EncryptionKeyError, verify_encryption_canary
-
         dry_run: bool = opts["dry_run"]
         batch_size: int = opts["batch_size"]
         sample: int = opts["sample"]
@@ -305,8 +305,6 @@ class Command(BaseCommand):
         """One summary entry per run: bulk SQL is invisible to django-auditlog. Counts and key fingerprints
         only (a fingerprint names a key without revealing it)."""
         from django.contrib.contenttypes.models import ContentType
-
-        from crm.models import AuditEntry, EncryptionCanary
 
         rotated = sum(r.rotated for r in reports)
         AuditEntry.objects.create(

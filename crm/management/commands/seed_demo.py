@@ -17,6 +17,8 @@ from django.db import transaction
 
 from crm import services
 from crm.demo import DEMO_SEEDERS, demo_customers
+from crm.integrations.models import ApiClient, ApiScope
+from crm.integrations.services import api_client_create
 from crm.models import Customer, Team, TeamMembership
 from crm.permissions import (
     ROLE_AUDITOR,
@@ -28,6 +30,8 @@ from crm.permissions import (
     ROLE_SUPPORT,
     ROLE_SUPPORT_LEAD,
 )
+from crm.retention import services as retention
+from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 — development only; the command refuses to run in production
 TEAMS = [
@@ -93,11 +97,6 @@ class Command(BaseCommand):
         利用停止 customer) and a retention run.
         Each only once (seed_demo runs on every `./dev up`)."""
         from django.contrib.auth.models import User
-
-        from crm.integrations.models import ApiClient, ApiScope
-        from crm.integrations.services import api_client_create
-        from crm.retention import services as retention
-        from crm.retention.models import LegalHold, RetentionPolicy, RetentionRun, Tombstone
 
         people = Customer.objects.filter(status=Customer.Status.ACTIVE).order_by("-pk")
         if not ApiClient.objects.exists():
