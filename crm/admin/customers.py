@@ -31,6 +31,7 @@ from crm.admin.display import (
     clear_reader,
     column,
     field_label,
+    fully_masked,
     masked_reader,
 )
 from crm.admin.mixins import (
@@ -48,8 +49,24 @@ from crm.retention import services as retention_services
 from crm.search_token import MAX_TERM_LENGTH, SEARCH_TOKEN_VAR, seal_search
 from crm.selectors import customer_search_counted
 
-LIST_COLUMNS = ["member_no", "family_name", "given_name", "email", "phone", "prefecture"]
-LIST_ONLY = ("id", "team__name", "team__code", "status", "last_activity_at", *LIST_COLUMNS)
+# The list's personal columns: (slug, fields, heading). The name is one column, written as people write it
+# (姓 名). A user without 'view personal data' gets only the columns that show them something: a column
+# whose every field is masked in full ('****': member number, prefecture) is left out of their list.
+LIST_COLUMNS: list[tuple[str, tuple[str, ...], Any]] = [
+    ("member_no", ("member_no",), field_label("member_no")),
+    ("name", ("family_name", "given_name"), _("氏名")),
+    ("email", ("email",), field_label("email")),
+    ("phone", ("phone",), field_label("phone")),
+    ("prefecture", ("prefecture",), field_label("prefecture")),
+]
+LIST_ONLY = (
+    "id",
+    "team__name",
+    "team__code",
+    "status",
+    "last_activity_at",
+    *(name for _slug, names, _heading in LIST_COLUMNS for name in names),
+)
 
 FIELDSETS = [
     (_("基本情報"), {"fields": ["team", "status", "status_actions", "member_no", "external_id"]}),
@@ -363,7 +380,11 @@ class CustomerAdmin(AccessLoggedAdminMixin, ScaleSafeAdmin):
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
         pii = can_view_pii(request.user)
-        cols = [column(n, field_label(n), pii) for n in LIST_COLUMNS]
+        cols = [
+            column(slug, names, heading, pii)
+            for slug, names, heading in LIST_COLUMNS
+            if pii or not all(fully_masked(name) for name in names)
+        ]
         return ["__str__", *cols, "team", "status", "last_activity_at"]
 
     def get_search_results(

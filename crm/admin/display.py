@@ -50,16 +50,29 @@ def field_label(name: str) -> Any:
     return next(f.verbose_name for f in Customer._meta.fields if f.name == name)
 
 
-def column(name: str, label: Any, pii: bool) -> Callable[[Customer], Any]:
-    shown = CLEAR_DISPLAY.get(name)
+def fully_masked(name: str) -> bool:
+    """Whether a user without 'view personal data' sees nothing of the customer's field `name` but its mask
+    ('****', crm.classification's "full" masker): a list column of it would tell them nothing."""
+    spec = REGISTRY.spec(CUSTOMER, name)
+    return spec is not None and spec.personal and spec.mask == "full"
 
-    def show(obj: Customer) -> Any:
+
+def column(slug: str, names: tuple[str, ...], label: Any, pii: bool) -> Callable[[Customer], Any]:
+    """A list column of one field, or of several written as one (the name: 姓 名), clear or masked."""
+
+    def value_of(obj: Customer, name: str) -> Any:
         value = getattr(obj, name)
         if not pii:
             return mask_value(CUSTOMER, name, value)
+        shown = CLEAR_DISPLAY.get(name)
         return shown(value) if shown is not None and value else value
 
-    show.__name__ = f"col_{name}"
+    def show(obj: Customer) -> Any:
+        if len(names) == 1:
+            return value_of(obj, names[0])
+        return " ".join(str(v) for v in (value_of(obj, n) for n in names) if v) or None
+
+    show.__name__ = f"col_{slug}"
     return admin.display(description=label)(show)
 
 
