@@ -2,6 +2,7 @@
 data except a legal hold's free-text note, which the form asks to keep free of it."""
 
 from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
+from crm.retention.models import RetentionRun
 
 REGISTRY.declare(
     "crm.RetentionPolicy",
@@ -56,12 +57,7 @@ REGISTRY.declare(
             "days",
             "consent_purpose",
             "batch_size",
-            "examined",
-            "erased",
-            "anonymised",
-            "pseudonymised",
-            "skipped_hold",
-            "failed",
+            *RetentionRun.COUNTERS,
             "failures",
             "note",
         )
@@ -80,12 +76,7 @@ REGISTRY.declare(
             "done",
             "batches",
             "heartbeat_at",
-            "examined",
-            "erased",
-            "anonymised",
-            "pseudonymised",
-            "skipped_hold",
-            "failed",
+            *RetentionRun.COUNTERS,
             "failures",
             "error",
         )
