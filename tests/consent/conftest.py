@@ -44,6 +44,15 @@ def purpose_post(purpose, **changes) -> dict:
     }
 
 
+def purpose_revised(purpose, **changes):
+    """services.purpose_revise with the purpose's current texts and `changes` (texts, basis, actor …)."""
+    current = purpose.current_version
+    texts = {
+        name: getattr(current, name) for name in ("title_ja", "title_en", "description_ja", "description_en")
+    }
+    return services.purpose_revise(purpose=purpose, **(texts | changes))
+
+
 @pytest.fixture
 def grant():
     """Record an opt-in consent on a web form for `customer` (or a visitor) — keyword shorthand."""
