@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -264,15 +265,33 @@ class ScopeUploadForm(forms.Form):
     file = forms.FileField(label=_("ファイル"))
 
 
+def _for_each_incident(
+    modeladmin: IncidentAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Incident],
+    act: Callable[[Incident], object],
+    done: Any,
+) -> None:
+    """`act` on each selected incident; the user is told which were done (`done`) and which were refused."""
+    for incident in queryset:
+        try:
+            act(incident)
+        except services.IncidentError as error:
+            modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"{incident}: {done}", messages.SUCCESS)
+
+
 def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        for incident in queryset:
-            try:
-                services.incident_transition(incident=incident, to=to, actor=request_user(request))
-            except services.IncidentError as error:
-                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
-            else:
-                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+        actor = request_user(request)
+        _for_each_incident(
+            modeladmin,
+            request,
+            queryset,
+            lambda incident: services.incident_transition(incident=incident, to=to, actor=actor),
+            label,
+        )
 
     action.__name__ = f"transition_{to}"
     return admin.action(description=label, permissions=["change"])(action)
@@ -282,13 +301,14 @@ def _filing_action(kind: str) -> Any:
     label = IncidentFiling.Kind(kind).label
 
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        for incident in queryset:
-            try:
-                services.incident_file(incident=incident, kind=kind, actor=request_user(request))
-            except services.IncidentError as error:
-                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
-            else:
-                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+        actor = request_user(request)
+        _for_each_incident(
+            modeladmin,
+            request,
+            queryset,
+            lambda incident: services.incident_file(incident=incident, kind=kind, actor=actor),
+            label,
+        )
 
     action.__name__ = f"file_{kind}"
     description = format_lazy("{}: {}", _("提出を記録（現在時刻）"), label)
