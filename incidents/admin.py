@@ -269,13 +269,15 @@ def _for_each_incident(
     modeladmin: IncidentAdmin,
     request: HttpRequest,
     queryset: QuerySet[Incident],
-    act: Callable[[Incident], object],
     done: Any,
+    service: Callable[..., object],
+    **arguments: str,
 ) -> None:
-    """`act` on each selected incident; the user is told which were done (`done`) and which were refused."""
+    """`service` on each selected incident, by the user, with `arguments`; the user is told which were done
+    (`done`) and which were refused."""
     for incident in queryset:
         try:
-            act(incident)
+            service(incident=incident, actor=request_user(request), **arguments)
         except services.IncidentError as error:
             modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
         else:
@@ -284,14 +286,7 @@ def _for_each_incident(
 
 def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        actor = request_user(request)
-        _for_each_incident(
-            modeladmin,
-            request,
-            queryset,
-            lambda incident: services.incident_transition(incident=incident, to=to, actor=actor),
-            label,
-        )
+        _for_each_incident(modeladmin, request, queryset, label, services.incident_transition, to=to)
 
     action.__name__ = f"transition_{to}"
     return admin.action(description=label, permissions=["change"])(action)
@@ -301,14 +296,7 @@ def _filing_action(kind: str) -> Any:
     label = IncidentFiling.Kind(kind).label
 
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        actor = request_user(request)
-        _for_each_incident(
-            modeladmin,
-            request,
-            queryset,
-            lambda incident: services.incident_file(incident=incident, kind=kind, actor=actor),
-            label,
-        )
+        _for_each_incident(modeladmin, request, queryset, label, services.incident_file, kind=kind)
 
     action.__name__ = f"file_{kind}"
     description = format_lazy("{}: {}", _("提出を記録（現在時刻）"), label)
