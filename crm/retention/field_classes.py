@@ -2,7 +2,6 @@
 data except a legal hold's free-text note, which the form asks to keep free of it."""
 
 from crm.classification import REGISTRY, DataClass, FieldSpec, not_personal
-from crm.retention.models import RetentionRun
 
 REGISTRY.declare(
     "crm.RetentionPolicy",
@@ -57,7 +56,12 @@ REGISTRY.declare(
             "days",
             "consent_purpose",
             "batch_size",
-            *RetentionRun.COUNTERS,
+            "examined",
+            "erased",
+            "anonymised",
+            "pseudonymised",
+            "skipped_hold",
+            "failed",
             "failures",
             "note",
         )
@@ -76,7 +80,12 @@ REGISTRY.declare(
             "done",
             "batches",
             "heartbeat_at",
-            *RetentionRun.COUNTERS,
+            "examined",
+            "erased",
+            "anonymised",
+            "pseudonymised",
+            "skipped_hold",
+            "failed",
             "failures",
             "error",
         )
