@@ -7,7 +7,7 @@ filters and searches on indexed columns only) and show only customers the user m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -221,13 +221,26 @@ for _name, _field in PurposeForm.base_fields.items():
 # --- recording consent from the admin -------------------------------------------------------------------
 
 
+class PublishedPurposeField(forms.ModelChoiceField):
+    """A published purpose (of `category`, when given), chosen by its code. The choices are read when a form
+    is made (Django deep-copies its fields then), never at import."""
+
+    def __init__(self, *, category: str | None = None, **kwargs: Any) -> None:
+        self.category = category
+        super().__init__(label=_("利用目的"), queryset=Purpose.objects.none(), to_field_name="code", **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        field = super().__deepcopy__(memo)  # type: ignore[misc]  # stub gap: Field.__deepcopy__
+        purposes = selectors.published_purposes()
+        field.queryset = purposes.filter(category=self.category) if self.category else purposes
+        return field
+
+
 class ConsentRecordForm(forms.Form):
     """Staff-entered consent or withdrawal (paper form, store, call centre)."""
 
     customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
-    purpose = forms.ModelChoiceField(
-        label=_("利用目的"), queryset=Purpose.objects.none(), to_field_name="code"
-    )
+    purpose = PublishedPurposeField()
     action = forms.ChoiceField(label=_("操作"), choices=ConsentEvent.Action.choices)
     method = forms.ChoiceField(
         label=_("方式"), choices=ConsentEvent.Method.choices, initial=ConsentEvent.Method.OPT_IN
@@ -239,10 +252,6 @@ class ConsentRecordForm(forms.Form):
     occurred_at = forms.DateTimeField(
         label=_("同意・撤回の日時"), required=False, help_text=_("空欄なら現在時刻。")
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        cast(forms.ModelChoiceField, self.fields["purpose"]).queryset = selectors.published_purposes()
 
 
 class BulkConsentForm(forms.Form):
@@ -571,16 +580,9 @@ class ConsentStateAdmin(CustomerRecordAdminMixin, PurposeColumnMixin, ReadOnlyAd
 
 class SpecialCareForm(forms.Form):
     customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
-    purpose = forms.ModelChoiceField(
-        label=_("利用目的"), queryset=Purpose.objects.none(), to_field_name="code"
-    )
+    purpose = PublishedPurposeField(category="special_care")
     kind = forms.ChoiceField(label=_("種類"), choices=SpecialCareRecord.Kind.choices)
     content = forms.CharField(label=_("内容"), widget=forms.Textarea(attrs={"rows": 3}))
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        purpose = cast(forms.ModelChoiceField, self.fields["purpose"])
-        purpose.queryset = selectors.published_purposes().filter(category="special_care")
 
 
 @admin.register(SpecialCareRecord)
@@ -647,20 +649,13 @@ class ObjectionForm(forms.Form):
 
     customer_id = forms.IntegerField(label=_("顧客ID"), min_value=1)
     scope = forms.ChoiceField(label=_("対象"), choices=Objection.Scope.choices)
-    purpose = forms.ModelChoiceField(
-        label=_("利用目的"),
-        queryset=Purpose.objects.none(),
-        to_field_name="code",
+    purpose = PublishedPurposeField(
         required=False,
         help_text=_("利用目的ごとの異議のとき: 正当な利益に基づく利用目的（GDPR第21条1項）。"),
     )
     occurred_at = forms.DateTimeField(
         label=_("異議の日時"), required=False, help_text=_("空欄なら現在時刻。")
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        cast(forms.ModelChoiceField, self.fields["purpose"]).queryset = selectors.published_purposes()
 
 
 class CompellingGroundsForm(forms.Form):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -264,15 +265,28 @@ class ScopeUploadForm(forms.Form):
     file = forms.FileField(label=_("ファイル"))
 
 
+def _for_each_incident(
+    modeladmin: IncidentAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Incident],
+    done: Any,
+    service: Callable[..., object],
+    **arguments: str,
+) -> None:
+    """`service` on each selected incident, by the user, with `arguments`; the user is told which were done
+    (`done`) and which were refused."""
+    for incident in queryset:
+        try:
+            service(incident=incident, actor=request_user(request), **arguments)
+        except services.IncidentError as error:
+            modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"{incident}: {done}", messages.SUCCESS)
+
+
 def _transition_action(to: str, label: Any) -> Any:
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        for incident in queryset:
-            try:
-                services.incident_transition(incident=incident, to=to, actor=request_user(request))
-            except services.IncidentError as error:
-                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
-            else:
-                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+        _for_each_incident(modeladmin, request, queryset, label, services.incident_transition, to=to)
 
     action.__name__ = f"transition_{to}"
     return admin.action(description=label, permissions=["change"])(action)
@@ -282,13 +296,7 @@ def _filing_action(kind: str) -> Any:
     label = IncidentFiling.Kind(kind).label
 
     def action(modeladmin: IncidentAdmin, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        for incident in queryset:
-            try:
-                services.incident_file(incident=incident, kind=kind, actor=request_user(request))
-            except services.IncidentError as error:
-                modeladmin.message_user(request, f"{incident}: {error}", messages.ERROR)
-            else:
-                modeladmin.message_user(request, f"{incident}: {label}", messages.SUCCESS)
+        _for_each_incident(modeladmin, request, queryset, label, services.incident_file, kind=kind)
 
     action.__name__ = f"file_{kind}"
     description = format_lazy("{}: {}", _("提出を記録（現在時刻）"), label)

@@ -65,16 +65,37 @@ class CustomerFactory(factory.django.DjangoModelFactory):
         return services.customer_create(**kwargs)  # type: ignore[arg-type]
 
 
+def rfm_score_for(
+    customer: Customer, *, run: RfmRun, segment: str = RfmScore.Segment.POTENTIAL, **inputs: object
+) -> RfmScore:
+    """An RFM score about `customer` in `run`; the inputs and scores not given are placeholders (1)."""
+    values = dict.fromkeys(("recency_days", "frequency", "monetary", "r_score", "f_score", "m_score"), 1)
+    return RfmScore.objects.create(run=run, customer=customer, segment=segment, **(values | inputs))
+
+
+def clv_score_for(
+    customer: Customer, *, fit: ClvFit, clv: float | Decimal = 1, p_alive: float = 1, **inputs: object
+) -> ClvScore:
+    """A CLV prediction about `customer` in `fit`; the inputs not given are placeholders (1)."""
+    values = dict.fromkeys(
+        ("frequency", "recency", "age", "monetary", "expected_purchases", "expected_spend"), 1
+    )
+    return ClvScore.objects.create(fit=fit, customer=customer, clv=clv, p_alive=p_alive, **(values | inputs))
+
+
 def analytics_scores_for(customer: Customer, on: dt.date) -> None:
     """An RFM score and a CLV prediction about `customer` (profiling results: what the disclosure package
     shows and erasure removes), each in a run or fit of its own."""
-    run = RfmRun.objects.create(as_of=on)
-    RfmScore.objects.create(
-        run=run, customer=customer, recency_days=3, frequency=1, monetary=Decimal("1980"),
-        r_score=5, f_score=1, m_score=2, segment=RfmScore.Segment.POTENTIAL,
-    )  # fmt: skip
+    rfm_score_for(
+        customer,
+        run=RfmRun.objects.create(as_of=on),
+        recency_days=3,
+        monetary=Decimal("1980"),
+        r_score=5,
+        m_score=2,
+    )
     fit = ClvFit.objects.create(calibration_end=on, r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-1.0)
-    ClvScore.objects.create(
-        fit=fit, customer=customer, frequency=0, recency=0.0, age=1.0, monetary=Decimal("0"),
-        expected_purchases=0.4, p_alive=1.0, expected_spend=Decimal("1980"), clv=Decimal("2500"),
+    clv_score_for(
+        customer, fit=fit, clv=Decimal("2500"), p_alive=1.0, frequency=0, recency=0.0, monetary=Decimal("0"),
+        expected_purchases=0.4, expected_spend=Decimal("1980"),
     )  # fmt: skip

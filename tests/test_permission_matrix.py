@@ -42,7 +42,7 @@ from crm.integrations import services as integration_services
 from crm.models import Customer, LegalHold, Team, TeamMembership, Tombstone
 from crm.permissions import RestrictedQuerySet
 from tests.api_support import SERVER_SCOPES, Api
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory, UserFactory, clv_score_for, rfm_score_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -329,40 +329,18 @@ def _purchase_import_of(team: Team) -> Any:
 
 
 def _rfm_score_of(team: Team) -> Any:
-    from crm.models import RfmRun, RfmScore
+    from crm.models import RfmRun
 
-    run = RfmRun.objects.create(as_of="2026-04-01", customers=1)
-    return RfmScore.objects.create(
-        run=run,
-        customer=_customer_of(team),
-        recency_days=3,
-        frequency=2,
-        monetary=5000,
-        r_score=5,
-        f_score=4,
-        m_score=3,
-        segment=RfmScore.Segment.LOYAL,
-    )
+    return rfm_score_for(_customer_of(team), run=RfmRun.objects.create(as_of="2026-04-01", customers=1))
 
 
 def _clv_score_of(team: Team) -> Any:
-    from crm.models import ClvFit, ClvScore
+    from crm.models import ClvFit
 
     fit = ClvFit.objects.create(
         calibration_end="2026-04-01", r=0.24, alpha=4.4, a=0.79, b=2.4, log_likelihood=-10.0, customers=1
     )
-    return ClvScore.objects.create(
-        fit=fit,
-        customer=_customer_of(team),
-        frequency=2,
-        recency=10.0,
-        age=20.0,
-        monetary=3000,
-        expected_purchases=0.5,
-        p_alive=0.8,
-        expected_spend=3100,
-        clv=12000,
-    )
+    return clv_score_for(_customer_of(team), fit=fit)
 
 
 # Rows whose owner is not a customers' team: how a user joins the owner of a row ("own team"/"other team").

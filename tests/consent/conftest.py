@@ -9,6 +9,7 @@ import pytest
 
 from consent import services
 from consent.models import ConsentEvent
+from consent.requests import services as request_services
 from crm.permissions import ROLE_PRIVACY, ROLE_SUPPORT
 from tests.factories import CustomerFactory, UserFactory
 
@@ -42,6 +43,31 @@ def purpose_post(purpose, **changes) -> dict:
         "versions-0-purpose": purpose.pk,
         **changes,
     }
+
+
+def purpose_revised(purpose, **changes):
+    """services.purpose_revise with the purpose's current texts and `changes` (texts, basis, actor …)."""
+    current = purpose.current_version
+    texts = {
+        name: getattr(current, name) for name in ("title_ja", "title_en", "description_ja", "description_en")
+    }
+    return services.purpose_revise(purpose=purpose, **(texts | changes))
+
+
+def phone_request(
+    handler, *, received_at, kind="disclosure", jurisdiction="appi", email="taro.yamada@example.com", **kwargs
+):
+    """A request taken by phone by `handler`, who handles it (a request to the address `email`)."""
+    return request_services.request_create(
+        kind=kind,
+        channel="phone",
+        received_at=received_at,
+        jurisdiction=jurisdiction,
+        requester_email=email,
+        actor=handler,
+        handler=handler,
+        **kwargs,
+    )
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from consent import selectors, services
 from consent.models import ConsentEvent, ConsentState, LedgerImmutableError, Purpose
-from tests.consent.conftest import at
+from tests.consent.conftest import at, purpose_revised
 
 pytestmark = pytest.mark.django_db
 
@@ -199,14 +199,7 @@ def test_state_records_the_version_consented_to(customer, grant, privacy_officer
     # given a consent to version 1, then the text changes
     grant(customer, when=at("2026-04-01 10:00"))
     purpose = Purpose.objects.get(code="marketing_email")
-    v1 = purpose.current_version
-    services.purpose_revise(
-        purpose=purpose,
-        title_ja=v1.title_ja,
-        title_en=v1.title_en,
-        description_ja="新しい説明",
-        description_en="New description",
-    )
+    purpose_revised(purpose, description_ja="新しい説明", description_en="New description")
     # when the state is read, and the customer consents again
     before = selectors.consent_state(customer=customer)["marketing_email"]["version"]
     grant(customer, when=at("2026-05-01 10:00"))

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from consent import services
 from consent.models import Purpose
+from tests.consent.conftest import purpose_revised
 
 pytestmark = pytest.mark.django_db
 
@@ -54,13 +55,7 @@ def test_old_versions_stay_readable_on_the_history_page(client):
     # given a purpose revised once
     purpose = Purpose.objects.get(code="marketing_email")
     v1 = purpose.current_version
-    services.purpose_revise(
-        purpose=purpose,
-        title_ja="メール配信（改定）",
-        title_en=v1.title_en,
-        description_ja=v1.description_ja,
-        description_en=v1.description_en,
-    )
+    purpose_revised(purpose, title_ja="メール配信（改定）")
     # when the main page and the history page are read
     main = client.get("/privacy/").content.decode()
     history = client.get("/privacy/purposes/marketing_email/").content.decode()

@@ -8,6 +8,7 @@ from django.db import DatabaseError, connection, transaction
 
 from consent import rules, services
 from consent.models import LedgerImmutableError, Purpose, PurposeVersion
+from tests.consent.conftest import purpose_revised
 
 pytestmark = pytest.mark.django_db
 
@@ -51,13 +52,8 @@ def test_changing_the_text_makes_a_new_version_and_keeps_the_old_one(privacy_off
     purpose = Purpose.objects.get(code="marketing_email")
     v1 = purpose.current_version
     # when the privacy officer changes the Japanese description
-    v2 = services.purpose_revise(
-        purpose=purpose,
-        title_ja=v1.title_ja,
-        title_en=v1.title_en,
-        description_ja=v1.description_ja + "配信頻度は月2回程度です。",
-        description_en=v1.description_en,
-        actor=privacy_officer,
+    v2 = purpose_revised(
+        purpose, description_ja=v1.description_ja + "配信頻度は月2回程度です。", actor=privacy_officer
     )
     # then version 2 is current, and version 1 is unchanged and still readable
     purpose.refresh_from_db()
@@ -75,13 +71,7 @@ def test_saving_the_same_text_makes_no_new_version():
     purpose = Purpose.objects.get(code="analytics")
     v1 = purpose.current_version
     # when it is "revised" with identical text (surrounding spaces aside)
-    same = services.purpose_revise(
-        purpose=purpose,
-        title_ja=f" {v1.title_ja} ",
-        title_en=v1.title_en,
-        description_ja=v1.description_ja,
-        description_en=v1.description_en,
-    )
+    same = purpose_revised(purpose, title_ja=f" {v1.title_ja} ")
     # then it stays at version 1
     assert same == v1
     assert purpose.versions.count() == 1
@@ -90,16 +80,8 @@ def test_saving_the_same_text_makes_no_new_version():
 def test_changing_the_legal_basis_is_a_new_version_too():
     # given the analytics purpose on legitimate interest
     purpose = Purpose.objects.get(code="analytics")
-    v1 = purpose.current_version
     # when its basis becomes consent
-    v2 = services.purpose_revise(
-        purpose=purpose,
-        title_ja=v1.title_ja,
-        title_en=v1.title_en,
-        description_ja=v1.description_ja,
-        description_en=v1.description_en,
-        legal_basis="consent",
-    )
+    v2 = purpose_revised(purpose, legal_basis="consent")
     # then the basis is versioned with the text
     purpose.refresh_from_db()
     assert (v2.version, v2.legal_basis, purpose.legal_basis) == (2, "consent", "consent")

@@ -22,7 +22,7 @@ from consent.requests.models import (
 )
 from crm.models import AuditEntry, Customer, LegalHold
 from crm.permissions import ROLE_SUPPORT, ROLE_SUPPORT_LEAD
-from tests.consent.conftest import at
+from tests.consent.conftest import at, phone_request
 from tests.factories import UserFactory
 
 
@@ -43,16 +43,7 @@ def colleague(db):
 
 
 def _request(handler, kind="disclosure", jurisdiction="appi", received="2026-04-01 10:00", **kwargs):
-    return services.request_create(
-        kind=kind,
-        channel="phone",
-        received_at=at(received),
-        jurisdiction=jurisdiction,
-        requester_email=kwargs.pop("email", "taro.yamada@example.com"),
-        actor=handler,
-        handler=handler,
-        **kwargs,
-    )
+    return phone_request(handler, kind=kind, jurisdiction=jurisdiction, received_at=at(received), **kwargs)
 
 
 def _verified(handler, **kwargs):

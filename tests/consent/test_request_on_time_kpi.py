@@ -12,6 +12,7 @@ from consent.requests import selectors, services
 from consent.requests.models import DataSubjectRequest
 from crm.insights import hooks
 from crm.insights import selectors as insights_selectors
+from tests.consent.conftest import phone_request
 
 JST = ZoneInfo("Asia/Tokyo")
 JAN, FEB, MAR = dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)
@@ -23,15 +24,7 @@ def at(y: int, m: int, d: int, h: int = 12) -> dt.datetime:
 
 def _answered(handler, *, received: dt.datetime, answered: dt.datetime, jurisdiction: str = "appi"):
     """A request received at `received` and rejected (answered) at `answered`."""
-    request = services.request_create(
-        kind="disclosure",
-        channel="phone",
-        received_at=received,
-        jurisdiction=jurisdiction,
-        requester_email="taro.yamada@example.com",
-        actor=handler,
-        handler=handler,
-    )
+    request = phone_request(handler, received_at=received, jurisdiction=jurisdiction)
     request = services.request_reject(
         request=request, actor=handler, ground="appi_33_2_2", explanation="保有個人データがありません。"
     )
@@ -58,15 +51,7 @@ def test_on_time_rate_per_month_of_the_answer_against_the_binding_due_date(handl
     gdpr = _answered(handler, received=at(2026, 1, 15, 9), answered=at(2026, 2, 16), jurisdiction="gdpr")
     assert gdpr.due_on == dt.date(2026, 2, 15)
     # an open request counts nowhere
-    services.request_create(
-        kind="disclosure",
-        channel="phone",
-        received_at=at(2026, 1, 6, 9),
-        jurisdiction="appi",
-        requester_email="hanako@example.com",
-        actor=handler,
-        handler=handler,
-    )
+    phone_request(handler, received_at=at(2026, 1, 6, 9), email="hanako@example.com")
     # when the KPI series is computed for January to March
     rates = selectors.on_time_rate_by_month([JAN, FEB, MAR])
     # then January is one of two on time, February one of two, March has no answers (no value, not zero)

@@ -23,7 +23,7 @@ from crm.models import AuditEntry, Customer
 from crm.retention import services as retention
 from crm.retention.models import RetentionPolicy, RetentionRun
 from crm.retention.selectors import retention_preview
-from tests.consent.conftest import at
+from tests.consent.conftest import at, phone_request
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -57,14 +57,8 @@ def test_the_keeping_period_on_worked_dates():
 def _answered(handler, customer, when: str, email: str = "taro.yamada@example.com") -> DataSubjectRequest:
     """A correction request received, verified, answered and completed at `when` (JST)."""
     with time_machine.travel(at(when), tick=False):
-        request = services.request_create(
-            kind="correction",
-            channel="phone",
-            received_at=at(when) - dt.timedelta(days=3),
-            jurisdiction="appi",
-            requester_email=email,
-            actor=handler,
-            handler=handler,
+        request = phone_request(
+            handler, kind="correction", received_at=at(when) - dt.timedelta(days=3), email=email
         )
         services.request_link_customer(request=request, customer=customer, actor=handler)
         services.request_verify_identity(
@@ -94,15 +88,7 @@ def test_answered_requests_are_kept_through_their_period_then_removed_by_the_pol
     # and a request completed a day later, and one still open
     other = CustomerFactory(team=team)
     young = _answered(handler, other, "2026-04-02 10:00", email="b@example.com")
-    open_request = services.request_create(
-        kind="disclosure",
-        channel="phone",
-        received_at=at("2026-01-05 10:00"),
-        jurisdiction="appi",
-        requester_email="c@example.com",
-        actor=handler,
-        handler=handler,
-    )
+    open_request = phone_request(handler, received_at=at("2026-01-05 10:00"), email="c@example.com")
     # the seeded policy: disabled, period ended + 0 days, erase
     policy = RetentionPolicy.objects.get(scope=RetentionPolicy.Scope.REQUEST_RECORDS)
     assert (policy.trigger, policy.days, policy.action, policy.enabled) == ("period_ended", 0, "erase", False)

@@ -16,7 +16,7 @@ from consent.requests import services
 from consent.requests.models import RequestCompletion, RequestState
 from crm import services as crm_services
 from crm.models import AuditEntry, Customer
-from tests.consent.conftest import at
+from tests.consent.conftest import at, phone_request
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -33,15 +33,7 @@ def partner(db):
 
 
 def _stop_request(handler, customer):
-    request = services.request_create(
-        kind="stop_third_party",
-        channel="phone",
-        received_at=at("2026-04-01 10:00"),
-        jurisdiction="appi",
-        requester_email="taro.yamada@example.com",
-        actor=handler,
-        handler=handler,
-    )
+    request = phone_request(handler, kind="stop_third_party", received_at=at("2026-04-01 10:00"))
     services.request_link_customer(request=request, customer=customer, actor=handler)
     request.refresh_from_db()
     return request

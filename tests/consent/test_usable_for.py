@@ -14,6 +14,7 @@ from consent.selectors import usable_for
 from crm import services as crm_services
 from crm.models import Customer
 from crm.retention import services as retention_services
+from tests.consent.conftest import purpose_revised
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -221,22 +222,17 @@ def test_a_purpose_cannot_leave_consent_while_consents_stand_without_a_recorded_
     # given a consent to personalisation
     grant(customer, code="personalisation")
     purpose = Purpose.objects.get(code="personalisation")
-    texts = {f: getattr(purpose.current_version, f) for f in ("title_ja", "title_en", "description_ja")}
-    texts["description_en"] = purpose.current_version.description_en
     # when its basis is changed to legitimate interest without a decision
     # then it is refused and no version is added
     with pytest.raises(ValidationError, match="判断の記録"):
-        services.purpose_revise(
-            purpose=purpose, legal_basis="legitimate_interest", actor=privacy_officer, **texts
-        )
+        purpose_revised(purpose, legal_basis="legitimate_interest", actor=privacy_officer)
     assert PurposeVersion.objects.filter(purpose=purpose).count() == 1
     # when the decision is recorded, the change is made and the decision kept on the new version
-    version = services.purpose_revise(
-        purpose=purpose,
+    version = purpose_revised(
+        purpose,
         legal_basis="legitimate_interest",
         basis_change_reason="2026年度の方針決定（記録番号 P-12）",
         actor=privacy_officer,
-        **texts,
     )
     assert version.legal_basis == "legitimate_interest"
     assert version.basis_change_reason.startswith("2026年度")
@@ -244,15 +240,7 @@ def test_a_purpose_cannot_leave_consent_while_consents_stand_without_a_recorded_
 
 def test_a_purpose_without_consents_may_change_basis_freely(privacy_officer):
     purpose = Purpose.objects.get(code="personalisation")
-    version = services.purpose_revise(
-        purpose=purpose,
-        legal_basis="legitimate_interest",
-        actor=privacy_officer,
-        title_ja=purpose.current_version.title_ja,
-        title_en=purpose.current_version.title_en,
-        description_ja=purpose.current_version.description_ja,
-        description_en=purpose.current_version.description_en,
-    )
+    version = purpose_revised(purpose, legal_basis="legitimate_interest", actor=privacy_officer)
     assert version.legal_basis == "legitimate_interest"
 
 

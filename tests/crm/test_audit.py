@@ -454,6 +454,20 @@ def _tamper(sql: str, params: list[object]) -> None:
         cur.execute(sql, params)
 
 
+def _insert_forged(about: AuditEntry, **columns: str) -> int:
+    """A row inserted with raw SQL, bypassing the model (and so the chain), about the object of `about`, with
+    the extra `columns` given; its id."""
+    names, marks = "".join(f", {name}" for name in columns), ", %s" * len(columns)
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO crm_auditentry (content_type_id, object_pk, object_repr, action, changes_text,"
+            f" timestamp, chain_hash{names}) VALUES (%s, %s, 'forged', 1, '', now(), ''{marks})"
+            " RETURNING id",
+            [about.content_type_id, about.object_pk, *columns.values()],
+        )
+        return cur.fetchone()[0]
+
+
 def _verify(*args: str) -> str:
     out = StringIO()
     call_command("audit_verify", *args, stdout=out)
@@ -560,14 +574,7 @@ def test_deleting_the_newest_entries_is_caught_by_the_head(trail, team, owner):
 @pytest.mark.django_db
 def test_a_row_inserted_around_the_model_is_unchained(trail):
     # given a row inserted with raw SQL, bypassing the chain
-    first = trail[0]
-    with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO crm_auditentry (content_type_id, object_pk, object_repr, action, changes_text,"
-            " timestamp, chain_hash) VALUES (%s, %s, 'forged', 1, '', now(), '') RETURNING id",
-            [first.content_type_id, first.object_pk],
-        )
-        forged_id = cur.fetchone()[0]
+    forged_id = _insert_forged(trail[0])
 
     # when the trail is verified, then the row is named
     with pytest.raises(CommandError, match=rf"BROKEN unchained: seq=- entry={forged_id}\b"):
@@ -690,14 +697,7 @@ def test_a_sealed_entry_cannot_be_resealed(trail):
 @pytest.mark.django_db
 def test_a_pending_entry_with_a_wrong_signature_is_never_sealed(trail):
     # given a pending row whose entry_mac was not made with the key
-    first = trail[0]
-    with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO crm_auditentry (content_type_id, object_pk, object_repr, action, changes_text,"
-            " timestamp, chain_hash, entry_mac) VALUES (%s, %s, 'forged', 1, '', now(), '', %s) RETURNING id",
-            [first.content_type_id, first.object_pk, "0" * 64],
-        )
-        forged_id = cur.fetchone()[0]
+    forged_id = _insert_forged(trail[0], entry_mac="0" * 64)
     # when the sealer runs, then it leaves the row out of the chain and the verifier names it
     assert audit_seal_pending() == 0
     assert AuditEntry.objects.get(pk=forged_id).chain_seq is None

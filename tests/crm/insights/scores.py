@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from crm.analytics.models import ClvFit, ClvScore
+from crm.analytics.models import ClvFit
 from crm.models import Customer
+from tests.factories import clv_score_for
 
 
 def clv_fit_with(
@@ -15,16 +16,5 @@ def clv_fit_with(
     """A CLV fit scoring each (customer, expected CLV in yen, P(alive)); the other inputs are placeholders."""
     fit = ClvFit.objects.create(calibration_end=calibration_end, r=1, alpha=1, a=1, b=1, log_likelihood=0)
     for customer, clv, alive in scores:
-        ClvScore.objects.create(
-            fit=fit,
-            customer=customer,
-            frequency=1,
-            recency=1,
-            age=1,
-            monetary=1,
-            expected_purchases=1,
-            p_alive=alive,
-            expected_spend=1,
-            clv=clv,
-        )
+        clv_score_for(customer, fit=fit, clv=clv, p_alive=alive)
     return fit

@@ -20,7 +20,7 @@ from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import Segment, SegmentExport
 from crm.models import AuditEntry, Customer
 from tests.crm.insights.scores import clv_fit_with
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory, UserFactory, rfm_score_for
 
 
 def _consent(customer: Customer, action: str, purpose: str = "marketing_email") -> None:
@@ -245,36 +245,16 @@ def test_segment_admin_saves_filters_and_shows_the_live_count(client, team, team
 
 @pytest.mark.django_db
 def test_score_filters_read_the_latest_rfm_run_and_clv_fit(team, teammate):
-    from crm.analytics.models import RfmRun, RfmScore
+    from crm.analytics.models import RfmRun
 
     # given three customers: a champion with a high CLV, a hibernating one with a low P(alive), and one an
     # older run called a champion (superseded by the latest run)
     champion, sleeper, former = (CustomerFactory(team=team) for _ in range(3))
     old = RfmRun.objects.create(as_of=dt.date(2026, 1, 1))
-    RfmScore.objects.create(
-        run=old,
-        customer=former,
-        recency_days=1,
-        frequency=9,
-        monetary=1,
-        r_score=5,
-        f_score=5,
-        m_score=5,
-        segment="champions",
-    )
+    rfm_score_for(former, run=old, segment="champions", frequency=9, r_score=5, f_score=5, m_score=5)
     run = RfmRun.objects.create(as_of=dt.date(2026, 2, 1))
     for customer, segment in ((champion, "champions"), (sleeper, "hibernating"), (former, "lost")):
-        RfmScore.objects.create(
-            run=run,
-            customer=customer,
-            recency_days=1,
-            frequency=1,
-            monetary=1,
-            r_score=1,
-            f_score=1,
-            m_score=1,
-            segment=segment,
-        )
+        rfm_score_for(customer, run=run, segment=segment)
     clv_fit_with([(champion, 90000, 0.95), (sleeper, 1000, 0.2)])
 
     def members(**filters: object) -> set[int]:
