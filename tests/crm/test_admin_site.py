@@ -1,4 +1,4 @@
-"""The admin site: Django's, with the list of apps built only by the pages that show it (config.admin_site)."""
+"""The admin site: Django's, with the list of apps built only by pages that show it (config.admin_site)."""
 
 from __future__ import annotations
 
