@@ -7,6 +7,7 @@ filters and searches on indexed columns only) and show only customers the user m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
@@ -585,6 +586,38 @@ class SpecialCareForm(forms.Form):
     content = forms.CharField(label=_("内容"), widget=forms.Textarea(attrs={"rows": 3}))
 
 
+def customer_record_add(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    form: forms.Form,
+    *,
+    write: Callable[[Customer, dict[str, Any]], object],
+    refused: Any,
+    done: Any,
+    title: Any,
+) -> HttpResponse:
+    """The add page of a record about one customer that only its service writes (a 要配慮 record, an
+    objection): the form, the customer looked up through the gate (restrict(user, "change"): another team's
+    customer and a missing one are refused alike), the service's refusal shown on the form, the list after."""
+    if not model_admin.has_add_permission(request):
+        raise PermissionDenied
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        customer = Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
+        if customer is None:
+            form.add_error("customer_id", refused)
+        else:
+            try:
+                write(customer, data)
+            except ValidationError as exc:
+                form.add_error(None, _errors(exc))
+            else:
+                messages.success(request, done)
+                opts = model_admin.opts
+                return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    return admin_page(model_admin, request, "consent/admin/record_consent.html", title, form=form)
+
+
 @admin.register(SpecialCareRecord)
 class SpecialCareRecordAdmin(
     CustomerRecordAdminMixin, PurposeColumnMixin, AccessLoggedAdminMixin, NoEditAdminMixin, ScaleSafeAdmin
@@ -607,36 +640,20 @@ class SpecialCareRecordAdmin(
         return mask_value(SpecialCareRecord._meta.label, "content", obj.content) or "-"
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = SpecialCareForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            customer = (
-                Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
-            )
-            if customer is None:
-                form.add_error("customer_id", _("この顧客の情報を登録する権限がないか、顧客が存在しません。"))
-            else:
-                try:
-                    services.special_care_record_create(
-                        customer=customer,
-                        purpose_code=data["purpose"].code,
-                        kind=data["kind"],
-                        content=data["content"],
-                        actor=request_user(request),
-                    )
-                except ValidationError as exc:
-                    form.add_error(None, _errors(exc))
-                else:
-                    messages.success(request, _("要配慮個人情報を登録しました。"))
-                    return HttpResponseRedirect(reverse("admin:consent_specialcarerecord_changelist"))
-        return admin_page(
+        return customer_record_add(
             self,
             request,
-            "consent/admin/record_consent.html",
-            _("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
-            form=form,
+            SpecialCareForm(request.POST or None),
+            write=lambda customer, data: services.special_care_record_create(
+                customer=customer,
+                purpose_code=data["purpose"].code,
+                kind=data["kind"],
+                content=data["content"],
+                actor=request_user(request),
+            ),
+            refused=_("この顧客の情報を登録する権限がないか、顧客が存在しません。"),
+            done=_("要配慮個人情報を登録しました。"),
+            title=_("要配慮個人情報を登録（法第20条第2項: 本人の同意が必要）"),
         )
 
 
@@ -717,32 +734,22 @@ class ObjectionAdmin(CustomerRecordAdminMixin, AccessLoggedAdminMixin, NoEditAdm
         return admin_page(self, request, "consent/admin/record_consent.html", title, form=form)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = ObjectionForm(request.POST or None, initial={"customer_id": request.GET.get("customer_id")})
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            customer = (
-                Customer.objects.restrict(request.user, "change").filter(pk=data["customer_id"]).first()
-            )
-            if customer is None:
-                form.add_error("customer_id", _("この顧客の異議を記録する権限がないか、顧客が存在しません。"))
-            else:
-                try:
-                    services.objection_record(
-                        customer=customer,
-                        scope=data["scope"],
-                        purpose_code=data["purpose"].code if data["purpose"] else "",
-                        source=Objection.Source.ADMIN,
-                        occurred_at=data["occurred_at"] or timezone.now(),
-                        actor=request_user(request),
-                    )
-                except ValidationError as exc:
-                    form.add_error(None, _errors(exc))
-                else:
-                    messages.success(request, _("異議を記録しました。"))
-                    return HttpResponseRedirect(reverse("admin:consent_objection_changelist"))
-        return self._render(request, form, str(_("異議を記録（GDPR第21条）")))
+        return customer_record_add(
+            self,
+            request,
+            ObjectionForm(request.POST or None, initial={"customer_id": request.GET.get("customer_id")}),
+            write=lambda customer, data: services.objection_record(
+                customer=customer,
+                scope=data["scope"],
+                purpose_code=data["purpose"].code if data["purpose"] else "",
+                source=Objection.Source.ADMIN,
+                occurred_at=data["occurred_at"] or timezone.now(),
+                actor=request_user(request),
+            ),
+            refused=_("この顧客の異議を記録する権限がないか、顧客が存在しません。"),
+            done=_("異議を記録しました。"),
+            title=_("異議を記録（GDPR第21条）"),
+        )
 
     def decide_view(self, request: HttpRequest, objection_id: int) -> HttpResponse:
         """The privacy officer's compelling-grounds decision on one objection (GDPR Art. 21(1))."""
