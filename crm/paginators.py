@@ -122,7 +122,7 @@ def capped_count(qs: Any, cap: int, timeout_ms: int | None = None) -> int | None
                 # outer transaction (a test, an atomic caller) it would outlive the count. Put it back.
                 cur.execute("SHOW statement_timeout")
                 previous = cur.fetchone()[0]
-                cur.execute("SET LOCAL statement_timeout = %s", [timeout])
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
             count = qs.order_by()[: cap + 1].count()
             with connections[qs.db].cursor() as cur:
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
