@@ -175,12 +175,33 @@ def _import_staged(
 
 
 def _ranges_of(insert_sql: str) -> str:
-    """Wrap an INSERT … RETURNING id so the statement answers the inserted ids as [first, last] ranges
-    (gaps and islands), not one row per id."""
+    """Wrap an INSERT … RETURNING id so the statement answers the inserted ids as [first, last] ranges, not
+    one row per id (merge them with `ranges_merged`).
+
+    Ids are grouped into blocks of 65,536 (one hash aggregate, no sort): a block whose ids have no gap is
+    one range; only blocks with gaps (ids another session took meanwhile) are cut into islands, which
+    sorts just their ids. Sorting all ten million ids of a large import to number them took longer than
+    the aggregate (about 10 s against 2 s)."""
     return (
-        f"WITH ins AS ({insert_sql}) SELECT min(id), max(id) FROM "
-        "(SELECT id, id - row_number() OVER (ORDER BY id) AS island FROM ins) i GROUP BY island ORDER BY 1"
+        f"WITH ins AS ({insert_sql}), "
+        "blocks AS (SELECT id >> 16 AS block, min(id) AS first, max(id) AS last, count(*) AS n "
+        "FROM ins GROUP BY 1) "
+        "SELECT first, last FROM blocks WHERE last - first + 1 = n "
+        "UNION ALL "
+        "SELECT min(id), max(id) FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS island FROM ins "
+        "WHERE id >> 16 IN (SELECT block FROM blocks WHERE last - first + 1 <> n)) i GROUP BY island"
     )
+
+
+def ranges_merged(rows: list[tuple[int, int]]) -> list[list[int]]:
+    """[[first, last], …] in order, touching ranges joined (a range split at a block's edge is one)."""
+    ranges: list[list[int]] = []
+    for first, last in sorted((int(a), int(b)) for a, b in rows):
+        if ranges and first == ranges[-1][1] + 1:
+            ranges[-1][1] = last
+        else:
+            ranges.append([first, last])
+    return ranges
 
 
 def _customers_create(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
@@ -213,7 +234,7 @@ def _customers_create(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
         "ON CONFLICT DO NOTHING RETURNING id"
     )
     cursor.execute(_ranges_of(insert), [*values, batch.team_id])
-    return [[int(a), int(b)] for a, b in cursor.fetchall()]
+    return ranges_merged(cursor.fetchall())
 
 
 def _purchases_insert(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
@@ -249,7 +270,7 @@ def _purchases_insert(cursor: Any, batch: PurchaseImport) -> list[list[int]]:
         ON CONFLICT (customer_id, purchased_at, import_key) DO NOTHING RETURNING id
     """
     cursor.execute(_ranges_of(insert), {"team": batch.team_id})
-    return [[int(a), int(b)] for a, b in cursor.fetchall()]
+    return ranges_merged(cursor.fetchall())
 
 
 def _batch_audit(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from crm.analytics import imports, services
 from crm.analytics.models import PurchaseImport
@@ -205,3 +206,13 @@ def test_the_command_imports_a_file(team, tmp_path, capsys):
     call_command("import_purchases", str(path), "--team", str(team.pk))
     assert '"inserted": 1' in capsys.readouterr().out
     assert Purchase.objects.filter(customer__external_id="C-9", team=team).count() == 1
+
+
+def test_inserted_ids_are_answered_as_ranges_across_blocks_and_gaps():
+    # given ids with gaps, one run crossing a block's edge (65,536) and a block of its own
+    ids = [1, 2, 3, 5, 65534, 65535, 65536, 65537, 70000, 200000]
+    with connection.cursor() as cursor:
+        cursor.execute(services._ranges_of("SELECT unnest(%s::bigint[]) AS id"), [ids])
+        ranges = services.ranges_merged(cursor.fetchall())
+    # then each run of consecutive ids is one range, in order
+    assert ranges == [[1, 3], [5, 5], [65534, 65537], [70000, 70000], [200000, 200000]]
