@@ -122,5 +122,6 @@ def test_simultaneous_consent_retries_write_one_row_and_replay_it(team, clean_ra
         lambda: Api(token).post("/consents", body, **{"Idempotency-Key": "same-consent"})
     )
     # then the ledger holds one row, both callers got its answer, and one of them was a replay
+    assert [r.status_code for r in responses] == [201, 201], [r.content[:300] for r in responses]
     assert ConsentEvent.objects.filter(customer__external_id="EXT-K").count() == 1
     _assert_one_answer_and_one_replay(responses)
