@@ -51,7 +51,7 @@ def active_ms(url: str) -> float:
 # A line of the server log written by log_min_duration_statement: its database, its duration, the phase of the
 # extended protocol (parse / bind / execute) or a simple-protocol statement, and the statement's first line.
 LOG_LINE = re.compile(
-    r"@(?P<db>\S+) LOG:  duration: (?P<ms>[0-9.]+) ms  "
+    r"\[(?P<pid>\d+)\] \S*@(?P<db>\S+) LOG:  duration: (?P<ms>[0-9.]+) ms  "
     r"(?:(?P<phase>parse|bind|execute) [^:]*|statement): (?P<sql>.*)"
 )
 
@@ -85,18 +85,24 @@ def statement_times(url: str, server_log: Path, checkout: Path, args: argparse.N
         log.seek(offset)
         lines = log.read().decode("utf-8", "replace").splitlines()
     writes = rows["consent"]["requests"]
-    totals: dict[str, list[float]] = {}
-    for line in lines:
-        match = LOG_LINE.search(line)
-        if match and match["db"] == name:
+    matches = [m for m in map(LOG_LINE.search, lines) if m and m["db"] == name]
+    # The web server's connections are those that wrote ledger rows; the others are the bench's set-up (users,
+    # customers, permissions) and the audit sealer, shown apart: only the first are the requests' own.
+    web = {m["pid"] for m in matches if 'INSERT INTO "consent_consentevent"' in m["sql"]}
+    for title, group in (
+        ("the web server's connections", [m for m in matches if m["pid"] in web]),
+        ("other connections (set-up, sealer)", [m for m in matches if m["pid"] not in web]),
+    ):
+        totals: dict[str, list[float]] = {}
+        for match in group:
             entry = totals.setdefault(statement_kind(match["sql"]), [0.0, 0.0])
             entry[0] += float(match["ms"])
             entry[1] += 1 if match["phase"] in (None, "execute") else 0
-    print(f"  statements of {checkout.name}: {writes:.0f} consent writes; per write, heaviest first")
-    shown = sorted(totals.items(), key=lambda kv: -kv[1][0])
-    for kind, (ms, runs) in shown[: args.statements_shown]:
-        print(f"    {ms / writes:7.3f} ms  {runs / writes:5.2f}×  {kind}")
-    print(f"    {sum(v[0] for v in totals.values()) / writes:7.3f} ms in all", flush=True)
+        print(f"  {checkout.name}, {title}: {writes:.0f} consent writes; per write, heaviest first")
+        shown = sorted(totals.items(), key=lambda kv: -kv[1][0])
+        for kind, (ms, runs) in shown[: args.statements_shown]:
+            print(f"    {ms / writes:7.3f} ms  {runs / writes:5.2f}×  {kind}")
+        print(f"    {sum(v[0] for v in totals.values()) / writes:7.3f} ms in all", flush=True)
 
 
 def one_round(checkout: Path, url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:

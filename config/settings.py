@@ -196,8 +196,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # and psycopg prepares it after `prepare_threshold` runs (5); PostgreSQL then plans the hot statements once
 # per connection instead of on every request (the permission gate's subquery took 0.5 ms to plan on each
 # consent write; bench/README.md "consent writes"). Behind PgBouncer, 1.21+ with max_prepared_statements.
-DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
-    "DB_SERVER_SIDE_BINDING", default=True
+_prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=env.bool("DB_SERVER_SIDE_BINDING", default=True),
+    # psycopg's automatic preparation, which Django leaves off (None) unless asked: after this many runs of
+    # the same statement on a connection; 0 turns it off.
+    prepare_threshold=_prepare_threshold if _prepare_threshold > 0 else None,
 )
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
