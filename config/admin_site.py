@@ -6,7 +6,7 @@ breadcrumbs remain the navigation. Turned off with Django's own switch (AdminSit
 the site's context and rendering are Django's.
 
 Without the sidebar, only the index and the app index pages show the list of apps, but Django's
-`each_context` builds it for every admin page (`available_apps`): about sixty models, each asked for its
+`each_context` builds it for every admin page (`available_apps`): the 38 registered models, each asked for its
 permissions, on every list and record page. `get_app_list` (Django's documented hook) hands it out lazily:
 the same list, built on first use, so the pages that never read it never build it.
 """
