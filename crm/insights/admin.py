@@ -26,6 +26,7 @@ from crm.audit.actors import request_user
 from crm.insights import hooks, rules, selectors, services
 from crm.insights.models import CampaignResult, MarketingSpend, Segment, SegmentExport
 from crm.models import Customer, CustomerEvent
+from crm.permissions import can_view_pii
 from crm.prefectures import PREFECTURE_CODES
 from crm.selectors import viewable_team_choices
 
@@ -404,7 +405,10 @@ class SegmentExportForm(forms.Form):
         super().__init__(*args, **kwargs)
         fields: dict[str, Any] = self.fields
         fields["purpose_code"].choices = [("", "-"), *hooks.purposes()]
-        fields["recipient"].choices = [("", gettext("社内でのダウンロード")), *hooks.recipients(user)]
+        # Only someone who sees clear values may provide them (services.segment_export_personal refuses
+        # the others): the masked see the internal download alone.
+        recipients = hooks.recipients(user) if can_view_pii(user) else []
+        fields["recipient"].choices = [("", gettext("社内でのダウンロード")), *recipients]
         fields["provision_basis"].choices = [
             ("", gettext("提供先の区分から（委託先→委託、共同利用→共同利用、第三者→本人の同意）")),
             *hooks.provision_bases(),

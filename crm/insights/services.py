@@ -305,6 +305,16 @@ def segment_export_personal(
     _may_export(user, segment)
     if destination not in SegmentExport.Destination.values:
         raise ValidationError(gettext("出力先が不正です。"))
+    clear = can_view_pii(user)
+    if destination == SegmentExport.Destination.RECIPIENT and not clear:
+        # The file would hold masked values while the provision record (APPI Art. 29) says the items were
+        # provided: a record of something that did not happen. Refused before anything is written.
+        raise ValidationError(
+            gettext(
+                "提供先への出力には「個人データをマスクなしで閲覧」の権限が必要です"
+                "（マスクした値を提供したという記録は作成できません）。"
+            )
+        )
     members = _usable_members(user, segment, purpose_code)
     columns = export_columns(purpose_code)
     ids = list(members.order_by("pk").values_list("pk", flat=True))
@@ -327,7 +337,6 @@ def segment_export_personal(
                 basis=provision_basis,
                 opt_out_notified_on=opt_out_notified_on,
             )
-    clear = can_view_pii(user)
     label = Customer._meta.label
 
     def rows() -> Iterator[list[str]]:

@@ -108,6 +108,7 @@ def test_segment_export_to_a_processor_downloads_after_the_provision_record(
     live_server, new_page, teammate, team
 ):
     # given the segment, a domestic processor with a contract in force, and a teammate allowed to provide
+    # (which takes seeing personal data in clear: the file holds what the provision record says)
     segment = _tokyo_segment(team)
     processor = Recipient.objects.create(
         name="配送センター株式会社", kind=Recipient.Kind.PROCESSOR, country="JP"
@@ -118,7 +119,8 @@ def test_segment_export_to_a_processor_downloads_after_the_provision_record(
     teammate.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="consent", codename__in=["add_provisionrecord", "view_recipient"]
-        )
+        ),
+        Permission.objects.get(content_type__app_label="crm", codename="view_customer_pii"),
     )
     # when they export personal data for customer management to the processor (basis left to its kind)
     download, errors = _export_as_teammate(live_server, new_page, segment, recipient=str(processor.pk))

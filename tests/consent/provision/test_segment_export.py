@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import translation
 
@@ -21,6 +21,7 @@ from consent.provision.services import ProvisionRefused
 from crm import services as crm_services
 from crm.insights import hooks
 from crm.insights import services as insights_services
+from crm.insights.admin import SegmentExportForm
 from crm.insights.models import Segment, SegmentExport
 from crm.models import AuditEntry, Customer, TeamMembership
 from crm.permissions import ROLE_STAFF
@@ -44,17 +45,24 @@ def tokyo(db):
     return Segment.objects.create(name="東京", filters={"prefectures": ["13"]})
 
 
+PROVIDER_PERMISSIONS = ("consent.add_provisionrecord", "consent.view_recipient", "crm.view_customer_pii")
+
+
+def _with_permissions(user, names):
+    for name in names:
+        app_label, codename = name.split(".")
+        permission = Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        user.user_permissions.add(permission)
+    return type(user).objects.get(pk=user.pk)  # a fresh permission cache
+
+
 @pytest.fixture
 def provider(team):
-    """A member of `team` (masked view) who may also write provision records and see the recipients."""
+    """A member of `team` who may write provision records, see the recipients and view personal data in
+    clear (what is provided is what the record says: never masked values)."""
     user = UserFactory(username="provider", roles=[ROLE_STAFF])
     crm_services.team_member_add(team=team, user=user, role=TeamMembership.Role.MEMBER)
-    user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="consent", codename__in=["add_provisionrecord", "view_recipient"]
-        )
-    )
-    return type(user).objects.get(pk=user.pk)  # a fresh permission cache
+    return _with_permissions(user, PROVIDER_PERMISSIONS)
 
 
 def _export(user, segment, recipient, purpose="marketing_email", **kwargs):
@@ -94,14 +102,45 @@ def test_the_provision_record_exists_before_the_first_row_and_the_rows_are_uncha
     assert record.basis == rules.BASIS_CONSENT
     assert record.purpose.code == "marketing_email"
     assert export.destination == TO_RECIPIENT and export.recipient_ref == str(partner.pk)
-    # and the rows are those of the internal download: the same columns, masked alike (no clear view)
+    # and the rows are those of the internal download: the same columns, in clear
     _internal, internal_rows = insights_services.segment_export_personal(
         user=provider, segment=tokyo, purpose_code="marketing_email"
     )
     produced = list(rows)
     assert produced == list(internal_rows)
-    assert produced[0] == ["id", "email"]
-    assert produced[1][0] == str(consented.pk) and produced[1][1] != "taro@example.com"
+    assert produced == [["id", "email"], [str(consented.pk), "taro@example.com"]]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_a_user_who_sees_masked_values_may_not_export_to_a_recipient(
+    tokyo, team, provider, partner, language
+):
+    # given a member who may write provision records and see the recipients, but sees personal data masked
+    user = UserFactory(username="masked", roles=[ROLE_STAFF])
+    crm_services.team_member_add(team=team, user=user, role=TeamMembership.Role.MEMBER)
+    masked = _with_permissions(user, PROVIDER_PERMISSIONS[:2])
+    _consent(CustomerFactory(team=team, prefecture="13", email="hanako@example.com"))
+    # when they export the segment to a recipient, then it is refused in their language and nothing is
+    # written: a provision record would say the e-mail addresses were provided while the file held masks
+    with translation.override(language), pytest.raises(ValidationError) as refused:
+        _export(masked, tokyo, partner)
+    expected = "マスクなしで閲覧" if language == "ja" else "view personal data"
+    assert expected in " ".join(refused.value.messages)
+    assert not SegmentExport.objects.exists() and not ProvisionRecord.objects.exists()
+    assert _export_audits() == 0
+    # and the export form offers them the internal download only
+    form = SegmentExportForm(user=masked)
+    assert [value for value, _label in form.fields["recipient"].choices] == [""]
+    assert [v for v, _label in SegmentExportForm(user=provider).fields["recipient"].choices] == [
+        "",
+        str(partner.pk),
+    ]
+    # while the internal download stays open to them, masked
+    _internal, rows = insights_services.segment_export_personal(
+        user=masked, segment=tokyo, purpose_code="marketing_email"
+    )
+    assert list(rows)[1][1] not in ("", "hanako@example.com")
 
 
 @pytest.mark.django_db
@@ -155,7 +194,9 @@ def test_a_refused_provision_writes_nothing_and_returns_no_rows(
             .objects.create(username="no-provision", is_staff=True)
         )
         user.user_permissions.add(
-            *Permission.objects.filter(codename__in=["export_segment", "view_segment", "view_customer"])
+            *Permission.objects.filter(
+                codename__in=["export_segment", "view_segment", "view_customer", "view_customer_pii"]
+            )
         )
     # when the segment is exported to the recipient, then it is refused with the reason
     with pytest.raises(ProvisionRefused) as refused:

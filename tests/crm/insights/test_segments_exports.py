@@ -169,6 +169,13 @@ def test_export_refused_to_a_user_without_the_export_permission(tokyo, teammate,
     assert not SegmentExport.objects.exists()
 
 
+def _seeing_clear(user):
+    """`user` with 'view personal data unmasked', which an export to a recipient requires."""
+    pii = Permission.objects.get(content_type__app_label="crm", codename="view_customer_pii")
+    user.user_permissions.add(pii)
+    return type(user).objects.get(pk=user.pk)  # a fresh permission cache
+
+
 @pytest.mark.django_db
 def test_unknown_purpose_and_recipient_without_provision_service_are_refused(
     tokyo, team, teammate, monkeypatch
@@ -180,7 +187,7 @@ def test_unknown_purpose_and_recipient_without_provision_service_are_refused(
     monkeypatch.setattr(hooks, "_provision_recorder", [])
     with pytest.raises(PermissionDenied):
         services.segment_export_personal(
-            user=teammate,
+            user=_seeing_clear(teammate),
             segment=tokyo,
             purpose_code="customer_management",
             destination=SegmentExport.Destination.RECIPIENT,
@@ -201,7 +208,7 @@ def test_recipient_export_is_recorded_as_provision_before_rows_leave(tokyo, team
     customer = CustomerFactory(team=team, prefecture="13")
     # when a segment goes to a recipient, then the recorder is called with the export and its ids first
     export, _rows = services.segment_export_personal(
-        user=teammate,
+        user=_seeing_clear(teammate),
         segment=tokyo,
         purpose_code="customer_management",
         destination=SegmentExport.Destination.RECIPIENT,
