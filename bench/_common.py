@@ -1,10 +1,11 @@
 """What the admin benches (admin_bench.py, request_queue_bench.py) share: this checkout's Django set up as
-production runs it, and the p95 of their timings. Imported as `_common` (a script's own folder is first on
+production runs it, and the p50/p95 of their timings. Imported as `_common` (a script's own folder is first on
 sys.path)."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,3 +28,17 @@ def percentile_95(times_ms: list[float]) -> float:
     """The 95th percentile, nearest rank."""
     ordered = sorted(times_ms)
     return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+class Timings:
+    """The p50 and p95 of a result's `times_ms` (a base of the benches' result dataclasses)."""
+
+    times_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def p95(self) -> float:
+        return percentile_95(self.times_ms)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from _common import ROOT, django_setup, percentile_95
+from _common import ROOT, Timings, django_setup
 
 django_setup()
 
@@ -157,7 +157,7 @@ def sample_targets(team: Team, n: int) -> list[Target]:
 
 
 @dataclass
-class Result:
+class Result(Timings):
     label: str
     user: str
     times_ms: list[float]
@@ -168,14 +168,6 @@ class Result:
     @property
     def sql_p50(self) -> float:
         return statistics.median(self.sql_ms)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p95(self) -> float:
-        return percentile_95(self.times_ms)
 
 
 def measure(

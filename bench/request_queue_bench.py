@@ -25,12 +25,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _common import django_setup, percentile_95
+from _common import Timings, django_setup
 
 django_setup()
 
@@ -150,19 +149,11 @@ def _insert(batch: list[DataSubjectRequest]) -> None:
 
 
 @dataclass
-class Result:
+class Result(Timings):
     label: str
     times_ms: list[float]
     queries: int
     rows: int
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p95(self) -> float:
-        return percentile_95(self.times_ms)
 
 
 def measure(client: Client, label: str, url: str, n: int, rows: Callable[[object], int]) -> Result:
