@@ -13,7 +13,8 @@ With --compare-checkout PATH (repeatable), the bench of another checkout of this
 runs first, in its own process on the same database (its own `migrate` included), then this checkout migrates
 the database and runs its own; the tables are printed side by side. Give the checkouts oldest first, and run
 that only once per database: the later checkouts' migrations stay applied. An earlier checkout whose own
-bench cannot sign in any more (the second factor came later) can be given a copy of this script.
+bench cannot sign in any more (the second factor came later) can be given a copy of this script (and of
+bench/_common.py).
 
 Users who see personal data in clear need a second factor (crm.signin): the bench gives its users a
 confirmed TOTP device and a session verified with it, as after a real sign-in (django-otp's session key).
@@ -36,16 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Measure what production runs: no DEBUG query log, no template debugging. "testserver" is the Client's host.
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+from _common import ROOT, Timings, django_setup
 
-import django  # noqa: E402
-
-django.setup()
+django_setup()
 
 from django.contrib import admin  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -177,7 +171,7 @@ def sample_targets(team: Team, n: int) -> list[Target]:
 
 
 @dataclass
-class Result:
+class Result(Timings):
     label: str
     user: str
     times_ms: list[float]
@@ -188,15 +182,6 @@ class Result:
     @property
     def sql_p50(self) -> float:
         return statistics.median(self.sql_ms)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.times_ms)
-        return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def measure(

@@ -24,24 +24,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+from _common import Timings, django_setup
 
-import django  # noqa: E402
-
-django.setup()
+django_setup()
 
 from django.contrib import admin  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -159,20 +149,11 @@ def _insert(batch: list[DataSubjectRequest]) -> None:
 
 
 @dataclass
-class Result:
+class Result(Timings):
     label: str
     times_ms: list[float]
     queries: int
     rows: int
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.times_ms)
-        return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def measure(client: Client, label: str, url: str, n: int, rows: Callable[[object], int]) -> Result:

@@ -5,7 +5,7 @@ personal data, and the people affected are held as references to customers (not 
 """
 
 from crm.classification import REGISTRY, DataClass, FieldSpec, declare_object_permissions, not_personal
-from incidents.models import REPORT_ITEM_FIELDS
+from incidents.models import EVENT_FIELDS, REPORT_ITEM_FIELDS
 
 REGISTRY.declare(
     "incidents.Incident",
@@ -15,15 +15,7 @@ REGISTRY.declare(
             "id",
             "kind",
             "status",
-            "occurred_at",
-            "discovered_at",
-            "aware_at",
-            "processor_notified_at",
-            "systems",
-            "data_classes",
-            "encrypted",
-            "pseudonymised_only",
-            "gdpr_applies",
+            *EVENT_FIELDS,
             "special_care",
             "financial_damage",
             "unlawful_purpose",

@@ -91,6 +91,21 @@ class Deadline:
         return (now or timezone.now()) > self.due
 
 
+# The facts of the event beside its kind (when it happened and came to light, which systems and data classes
+# it touched, how they were protected): none names a person. One list for the services (FACT_FIELDS) and the
+# registry.
+EVENT_FIELDS = (
+    "occurred_at",
+    "discovered_at",
+    "aware_at",
+    "processor_notified_at",
+    "systems",
+    "data_classes",
+    "encrypted",
+    "pseudonymised_only",
+    "gdpr_applies",
+)
+
 # 規則8(1)(i)–(ix): the items of the regulator's report, in the order the PPC's form asks them (fields of
 # Incident below). One list for the report pages, the admin's fieldset, the services and the registry.
 REPORT_ITEM_FIELDS = (

@@ -37,6 +37,7 @@ from crm.queue import task_enqueue
 from crm.retention.models import LegalHold
 from crm.retention.services import legal_hold_place, legal_hold_release
 from incidents.models import (
+    EVENT_FIELDS,
     REPORT_ITEM_FIELDS,
     Incident,
     IncidentAffected,
@@ -66,15 +67,7 @@ FACT_FIELDS = (
     "title",
     "description",
     "kind",
-    "occurred_at",
-    "discovered_at",
-    "aware_at",
-    "processor_notified_at",
-    "systems",
-    "data_classes",
-    "encrypted",
-    "pseudonymised_only",
-    "gdpr_applies",
+    *EVENT_FIELDS,
     "is_drill",
     "special_care",
     "financial_damage",

@@ -13,6 +13,10 @@ from crm import services
 from crm.analytics.models import ClvFit, ClvScore, RfmRun, RfmScore
 from crm.models import Customer, Team
 
+# The standing `customer` fixture's (tests/conftest.py) phone as stored (E.164) and as entered, and its names
+# in kanji and kana: values a page must never show in clear.
+STANDING_CUSTOMER_PHONE_AND_NAMES = ["+819012345678", "090-1234-5678", "山田", "太郎", "ヤマダ", "タロウ"]
+
 
 class TeamFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -24,18 +24,13 @@ from crm.classification import (
     mask_value,
 )
 from tests.crm.adminforms import admin_form_data
-from tests.factories import CustomerFactory
+from tests.factories import STANDING_CUSTOMER_PHONE_AND_NAMES, CustomerFactory
 from tests.services import is_audit_id_reservation
 
 CLEAR = [
     "taro.yamada@example.com",
     "Taro.Yamada",
-    "+819012345678",
-    "090-1234-5678",
-    "山田",
-    "太郎",
-    "ヤマダ",
-    "タロウ",
+    *STANDING_CUSTOMER_PHONE_AND_NAMES,
     "M000000001",
     "千代田区丸の内",
 ]

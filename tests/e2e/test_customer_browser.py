@@ -8,6 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from tests.e2e.conftest import TRANSACTIONAL_DB, log_in
+from tests.factories import STANDING_CUSTOMER_PHONE_AND_NAMES
 
 pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 
@@ -15,12 +16,7 @@ pytestmark = [pytest.mark.e2e, TRANSACTIONAL_DB]
 CLEAR_VALUES = [
     "taro.yamada@example.com",
     "Taro.Yamada@Example.com",
-    "+819012345678",
-    "090-1234-5678",
-    "山田",
-    "太郎",
-    "ヤマダ",
-    "タロウ",
+    *STANDING_CUSTOMER_PHONE_AND_NAMES,
 ]
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from incidents import services
 from incidents.models import Incident, IncidentCorrectiveAction, IncidentNotice
+from incidents.rules import JST
 from incidents.services import IncidentError
 from tests.incidents.conftest import make_incident
 
@@ -24,15 +25,20 @@ def _to_recovered(incident, actor):
         services.incident_transition(incident=incident, to=step, actor=actor)
 
 
-def test_an_incident_with_an_open_corrective_action_cannot_be_closed(incident, security_user):
-    # given a recovered incident with a corrective action not yet done
-    action = services.incident_action_add(
+@pytest.fixture
+def action(incident, security_user):
+    """A corrective action of the incident, due on 2026-06-30, not done."""
+    return services.incident_action_add(
         incident=incident,
         actor=security_user,
         description="送信前の宛先確認を二重化",
         owner=security_user,
         due_on=dt.date(2026, 6, 30),
     )
+
+
+def test_an_incident_with_an_open_corrective_action_cannot_be_closed(incident, security_user, action):
+    # given a recovered incident with a corrective action not yet done
     _to_recovered(incident, security_user)
     # when it is closed, then refused
     with pytest.raises(IncidentError, match="是正措置"):
@@ -94,16 +100,7 @@ def test_a_drills_report_says_it_is_a_drill(client, security_user):
 # --- overdue corrective actions, the drill reminder, the public notice ---------------------------------
 
 
-def test_a_corrective_action_is_overdue_from_the_day_after_its_due_date_in_jst(incident, security_user):
-    from incidents.rules import JST
-
-    action = services.incident_action_add(
-        incident=incident,
-        actor=security_user,
-        description="x",
-        owner=security_user,
-        due_on=dt.date(2026, 6, 30),
-    )
+def test_a_corrective_action_is_overdue_from_the_day_after_its_due_date_in_jst(action):
     # 2026-06-30 23:59 JST is still in time; 2026-07-01 00:00 JST (= 06-30 15:00 UTC) is past it
     assert not action.overdue(dt.datetime(2026, 6, 30, 23, 59, tzinfo=JST))
     assert action.overdue(dt.datetime(2026, 6, 30, 15, 0, tzinfo=dt.UTC))

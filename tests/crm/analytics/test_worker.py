@@ -3,12 +3,8 @@ progress reaches the batch row, the file is removed."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from celery import current_app
@@ -18,10 +14,9 @@ from crm.analytics.models import PurchaseImport
 from crm.models import Purchase
 from tests.factories import TeamFactory
 from tests.marks import transactional_all_apps
-from tests.services import service_env
+from tests.services import celery_worker_start, worker_stop
 
 pytestmark = [transactional_all_apps(), pytest.mark.worker]
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_import_task_runs_in_a_real_worker(settings, tmp_path):
@@ -31,29 +26,7 @@ def test_the_import_task_runs_in_a_real_worker(settings, tmp_path):
     batch = PurchaseImport.objects.create(team=team, file_name="p.csv")
     lines = "".join(f"W-{i % 7},2026-04-{1 + i % 28:02d},{100 + i}\n" for i in range(500))
     services.import_file_path(batch.pk).write_text("external_id,purchased_at,amount\n" + lines)
-    env = service_env(DJANGO_ENV="test", CONN_MAX_AGE="0", ANALYTICS_IMPORT_DIR=str(tmp_path))
-    worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("celery")),
-            "-A",
-            "config",
-            "worker",
-            "-c",
-            "1",
-            "-l",
-            "WARNING",
-            "-n",
-            "analytics-test@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = celery_worker_start("analytics-test", concurrency=1, ANALYTICS_IMPORT_DIR=str(tmp_path))
     try:
         # when the task is sent by name, as the upload does after its commit
         current_app.send_task(services.PURCHASE_IMPORT_TASK, args=[batch.pk])
@@ -71,5 +44,4 @@ def test_the_import_task_runs_in_a_real_worker(settings, tmp_path):
         assert Purchase.objects.filter(team=team).count() == 500
         assert not services.import_file_path(batch.pk).exists()
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        worker_stop(worker, signal.SIGTERM)
