@@ -50,7 +50,7 @@ def _slot_rows() -> dict[int, set[int]]:
     out: dict[int, set[int]] = {}
     with connection.cursor() as cur:
         for slot in (0, 1):
-            cur.execute(f"SELECT DISTINCT run_id FROM {services.rfm_slot_table(slot)}")  # noqa: S608
+            cur.execute(f"SELECT DISTINCT run_id FROM {services.rfm_slot_table(slot)}")
             out[slot] = {r[0] for r in cur.fetchall()}
     return out
 
@@ -88,7 +88,8 @@ def test_a_deleted_customer_loses_their_scores_in_both_slots_even_by_plain_sql()
 
 @pytest.mark.django_db
 def test_the_application_role_runs_rfm_within_its_rights(caplog):
-    # given a role with the application's rights (README "Database roles"): no TRUNCATE, no DDL, no EXECUTE yet
+    # given a role with the application's rights (README "Database roles"): no TRUNCATE, no DDL, and no
+    # EXECUTE on the slot function yet
     people = _buyers(2)
     role = f"rfm_app_{uuid.uuid4().hex[:10]}"
     with connection.cursor() as cur:
@@ -150,7 +151,8 @@ def test_readers_see_the_previous_complete_run_until_the_new_one_commits(monkeyp
     def read_meanwhile(cursor, table):  # type: ignore[no-untyped-def]
         # the new run's scores are in its slot, not committed: another session reads what readers read
         with _other_session() as other:
-            run_id, slot = other.execute("SELECT id, slot FROM crm_rfmrun ORDER BY id DESC LIMIT 1").fetchone()
+            newest = "SELECT id, slot FROM crm_rfmrun ORDER BY id DESC LIMIT 1"
+            run_id, slot = other.execute(newest).fetchone()
             seen["run"] = run_id
             seen["in_slot"] = other.execute(
                 "SELECT count(*) FROM crm_rfmscore WHERE run_id = %s AND slot = %s", [run_id, slot]
@@ -174,7 +176,7 @@ def test_a_slot_a_reader_holds_is_emptied_by_delete_instead(caplog):
     first, second = _compute(), _compute()
     with _other_session() as other:
         other.execute("BEGIN")
-        other.execute(f"SELECT count(*) FROM {services.rfm_slot_table(first.slot)}")  # noqa: S608
+        other.execute(f"SELECT count(*) FROM {services.rfm_slot_table(first.slot)}")
         # when a third run needs that slot, the truncation waits 2 s at most, then the run deletes its rows
         with caplog.at_level(logging.WARNING, logger="crm.analytics"):
             third = _compute()
