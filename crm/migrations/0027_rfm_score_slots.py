@@ -31,13 +31,13 @@ CREATE TABLE crm_rfmscore_new (
     recency_days integer NOT NULL,
     frequency integer NOT NULL,
     monetary numeric(16, 2) NOT NULL,
-    r_score smallint NOT NULL CHECK (r_score >= 0),
-    f_score smallint NOT NULL CHECK (f_score >= 0),
-    m_score smallint NOT NULL CHECK (m_score >= 0),
+    r_score smallint NOT NULL CONSTRAINT crm_rfmscore_r_score_check CHECK (r_score >= 0),
+    f_score smallint NOT NULL CONSTRAINT crm_rfmscore_f_score_check CHECK (f_score >= 0),
+    m_score smallint NOT NULL CONSTRAINT crm_rfmscore_m_score_check CHECK (m_score >= 0),
     segment varchar(16) NOT NULL,
     customer_id bigint NOT NULL,
     run_id bigint NOT NULL,
-    slot smallint NOT NULL CHECK (slot >= 0)
+    slot smallint NOT NULL CONSTRAINT crm_rfmscore_slot_check CHECK (slot >= 0)
 ) PARTITION BY LIST (slot);
 CREATE TABLE crm_rfmscore_s0 PARTITION OF crm_rfmscore_new FOR VALUES IN (0);
 CREATE TABLE crm_rfmscore_s1 PARTITION OF crm_rfmscore_new FOR VALUES IN (1);
