@@ -72,9 +72,12 @@ class CustomerFactory(factory.django.DjangoModelFactory):
 def rfm_score_for(
     customer: Customer, *, run: RfmRun, segment: str = RfmScore.Segment.POTENTIAL, **inputs: object
 ) -> RfmScore:
-    """An RFM score about `customer` in `run`; the inputs and scores not given are placeholders (1)."""
+    """An RFM score about `customer` in `run` (in the run's slot); the inputs and scores not given are
+    placeholders (1)."""
     values = dict.fromkeys(("recency_days", "frequency", "monetary", "r_score", "f_score", "m_score"), 1)
-    return RfmScore.objects.create(run=run, customer=customer, segment=segment, **(values | inputs))
+    return RfmScore.objects.create(
+        run=run, slot=run.slot, customer=customer, segment=segment, **(values | inputs)
+    )
 
 
 def clv_score_for(

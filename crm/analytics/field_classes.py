@@ -45,6 +45,7 @@ REGISTRY.declare(
             "boundaries",
             "computed_at",
             "seconds",
+            "slot",
         )
     },
 )
@@ -52,6 +53,7 @@ REGISTRY.declare(
     "crm.RfmScore",
     id=not_personal(),
     run=not_personal(),
+    slot=not_personal("格納スロット（計算ごとに交互）"),
     customer=not_personal("顧客への参照（消去で削除）"),
     **{
         name: FieldSpec(A, ANALYTICS, "analytics", "full", label)

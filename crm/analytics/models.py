@@ -67,7 +67,10 @@ class PurchaseImport(models.Model):
 
 class RfmRun(models.Model):
     """One computation of RFM scores for every eligible customer at once (as of `as_of`, quantiles of
-    `bins` groups). Scores of older runs are pruned; a run's rows never change after it is written."""
+    `bins` groups), stored in one of two slots (partitions of the score table made by a migration): a run
+    fills the slot the newest run does not use and becomes the newest when it commits, together with its
+    scores, so readers switch from one complete run to the next. A run's rows never change after it is
+    written; the run before last is dropped when its slot is refilled (crm.analytics.services)."""
 
     as_of = models.DateField(_("基準日"))
     bins = models.PositiveSmallIntegerField(_("分位数"), default=5)
@@ -78,6 +81,7 @@ class RfmRun(models.Model):
     boundaries = models.JSONField(_("スコアごとの値の範囲"), default=dict, blank=True)
     computed_at = models.DateTimeField(_("計算日時"), auto_now_add=True)
     seconds = models.FloatField(_("所要時間（秒）"), default=0)
+    slot = models.PositiveSmallIntegerField(_("格納スロット"), default=0)
 
     class Meta:
         verbose_name = _("RFM計算")
@@ -111,9 +115,27 @@ class RfmScore(models.Model):
         HIBERNATING = "hibernating", _("休眠顧客")
         LOST = "lost", _("離反顧客")
 
-    run = models.ForeignKey(RfmRun, on_delete=models.CASCADE, related_name="scores", verbose_name=_("計算"))
+    # The table is partitioned by `slot` (crm migration 0027: crm_rfmscore_s0 and _s1, one run each).
+    # Neither link has a foreign-key constraint, whose per-row checks cost a run about 10 s (bench/README.md):
+    # a slot holds one run, and the run row is deleted only once its slot was emptied (services.rfm_compute);
+    # a customer's deletion deletes their scores in the database (the statement trigger of migration 0027,
+    # besides the ORM's and erasure's own cascade), and waits while a run fills its slot (the run locks it),
+    # so a score never outlives its customer. The ORM still cascades a run's deletion to its scores.
+    run = models.ForeignKey(
+        RfmRun,
+        on_delete=models.CASCADE,
+        related_name="scores",
+        verbose_name=_("計算"),
+        db_constraint=False,
+        db_index=False,
+    )
     customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="+", verbose_name=_("顧客")
+        "crm.Customer",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("顧客"),
+        db_constraint=False,
+        db_index=False,
     )
     recency_days = models.IntegerField(_("最終購買からの日数"))
     frequency = models.IntegerField(_("購買日数"))
@@ -122,14 +144,18 @@ class RfmScore(models.Model):
     f_score = models.PositiveSmallIntegerField(_("Fスコア"))
     m_score = models.PositiveSmallIntegerField(_("Mスコア"))
     segment = models.CharField(_("セグメント"), max_length=16, choices=Segment.choices)
+    slot = models.PositiveSmallIntegerField(_("格納スロット"))
 
     objects = RfmScoreQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("RFMスコア")
         verbose_name_plural = _("RFMスコア")
-        constraints = [models.UniqueConstraint(fields=["run", "customer"], name="uniq_rfm_run_customer")]
-        indexes = [models.Index(fields=["customer", "run"], name="rfm_customer_run_idx")]
+        # One index besides the primary key (id, slot): a customer's scores (erasure, disclosure), one per
+        # run. Readers of a run's scores filter on its slot, which PostgreSQL prunes to one partition.
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "run", "slot"], name="uniq_rfm_customer_run_slot")
+        ]
 
     def __str__(self) -> str:
         return f"RFMスコア #{self.pk}"

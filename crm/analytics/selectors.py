@@ -34,10 +34,10 @@ def latest_clv_fit() -> ClvFit | None:
 
 
 def rfm_scores_for(user: User) -> QuerySet[RfmScore]:
-    """The newest run's scores of the customers `user` may see."""
+    """The newest run's scores of the customers `user` may see (its slot: one partition is read)."""
     run = latest_rfm_run()
     scores = RfmScore.objects.restrict(user, "view")
-    return scores.filter(run=run) if run is not None else scores.none()
+    return scores.filter(run=run, slot=run.slot) if run is not None else scores.none()
 
 
 def clv_scores_for(user: User) -> QuerySet[ClvScore]:

@@ -19,7 +19,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import EmptyResultSet, PermissionDenied
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -76,14 +76,15 @@ def purchase_import_create(
 
 
 @contextlib.contextmanager
-def _batch_lock(batch_id: int) -> Iterator[bool]:
-    """A session advisory lock per batch: a redelivered task finds the batch taken and does nothing."""
-    key = zlib.crc32(f"crm.analytics.import:{batch_id}".encode())
+def _advisory_lock(key: int, *, wait: bool) -> Iterator[bool]:
+    """A session advisory lock on `key` (released on exit, or when the connection ends): with `wait`,
+    waits for it; without, tells whether it was free."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        (taken,) = cursor.fetchone()
+        cursor.execute(f"SELECT {'pg_advisory_lock' if wait else 'pg_try_advisory_lock'}(%s)", [key])
+        row = cursor.fetchone()
+    taken = wait or bool(row[0])
     try:
-        yield bool(taken)
+        yield taken
     finally:
         if taken:
             with connection.cursor() as cursor:
@@ -97,7 +98,8 @@ def purchase_import_run(*, batch_id: int, stream: IO[bytes], actor: User | None 
     every row is inserted with ON CONFLICT DO NOTHING on its import key. Must run outside a transaction
     for its progress to be seen while it loads (each staging chunk commits by itself).
     """
-    with _batch_lock(batch_id) as taken:
+    # A redelivered task finds the batch taken and does nothing.
+    with _advisory_lock(zlib.crc32(f"crm.analytics.import:{batch_id}".encode()), wait=False) as taken:
         batch = PurchaseImport.objects.get(pk=batch_id)
         if not taken or batch.status in (PurchaseImport.Status.DONE, PurchaseImport.Status.REFUSED):
             return batch
@@ -344,6 +346,38 @@ def segment_case(bins_param: str = "%(bins)s") -> str:
 
 
 RFM_METHODS = ("ntile", "cume_dist")
+RFM_LOCK = zlib.crc32(b"crm.analytics.rfm")  # one run at a time (a session advisory lock)
+RFM_SLOT_CLEAR = "crm_rfm_slot_clear"  # crm migration 0027: SECURITY DEFINER, truncates the slot not live
+# Why the slot function could not empty the slot: its lock not had within 2 s (a reader of the previous run
+# still on it), or no EXECUTE grant; the run deletes the slot's rows instead.
+_SLOT_CLEAR_REFUSED = {"55P03": "lock_not_available", "42501": "insufficient_privilege"}
+
+
+def rfm_slot_table(slot: int) -> str:
+    """The partition of `crm_rfmscore` holding slot 0 or 1 (made by crm migration 0027)."""
+    if slot not in (0, 1):
+        raise ValueError("slot")
+    return f"{RfmScore._meta.db_table}_s{slot}"
+
+
+def _rfm_slot_clear() -> tuple[int, bool]:
+    """Empty the slot the newest run does not use, in a transaction of its own (its lock is brief and
+    readers only wait for it if they read that slot): the function of migration 0027 truncates it and
+    deletes its runs. Returns the slot and whether it is empty; when the function was refused (no grant,
+    or its lock not had within 2 s), the caller deletes the slot's rows in its own transaction instead."""
+    live = RfmRun.objects.order_by("-pk").values_list("slot", flat=True).first()
+    target = 1 - live if live is not None else 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SELECT {RFM_SLOT_CLEAR}()")
+            (target,) = cursor.fetchone()
+    except DatabaseError as exc:
+        code = _SLOT_CLEAR_REFUSED.get(getattr(exc.__cause__, "sqlstate", None) or "")
+        if code is None:
+            raise
+        logger.warning("RFM slot %s not truncated (%s): its rows are deleted instead", target, code)
+        return target, False
+    return target, True
 
 
 def rfm_compute(
@@ -353,81 +387,94 @@ def rfm_compute(
     bins: int = rules.DEFAULT_BINS,
     method: str = "ntile",
     purpose_code: str = "analytics",
-    keep_runs: int = 2,
     actor: User | None = None,
 ) -> RfmRun:
     """Score every eligible customer with a purchase on or before `as_of` in one INSERT … SELECT.
 
     Recency: days from the last purchase day to `as_of`; frequency: distinct purchase days (same-day
-    purchases count once, as in the CLV); monetary: total spend. Stored in customer order (the last window
-    sorts by recency: unsorted, each score's (customer, run) index entry and foreign-key check landed on a
-    random page, 19 s for 959,515 scores instead of 8). Days are Japanese calendar days. Scores are
+    purchases count once, as in the CLV); monetary: total spend. Days are Japanese calendar days. Scores are
     1..bins, higher better (recent buyers score high). `eligible` is the use rule's answer
-    (crm.analytics.eligibility): customers outside it are never scored. Runs beyond the newest `keep_runs`
-    are deleted with their scores.
+    (crm.analytics.eligibility): customers outside it are never scored.
+
+    Stored in the slot the newest run does not use (bench/README.md, "RFM slots"): emptied first (the run
+    before last goes with it), then filled, with the run row and its audit entry, in one transaction, so
+    the run and all its scores become the newest at its commit and readers never see a part of it. The
+    slot is locked in SHARE ROW EXCLUSIVE mode while it fills: readers pass, a customer's deletion (which
+    deletes their scores in both slots) waits and then deletes the new score too. Scores are inserted in
+    customer order: the slot's two indexes (id, and customer) grow at their right-hand edge. One run at a
+    time (an advisory lock).
     """
     if not 2 <= bins <= rules.MAX_BINS or method not in RFM_METHODS:
         raise ValueError("bins or method")
     start = time.perf_counter()
     eligible_sql, eligible_params = _eligible_sql(eligible)
-    purchase, score = Purchase._meta.db_table, RfmScore._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL work_mem = '256MB'")
-        run = RfmRun.objects.create(as_of=as_of, bins=bins, method=method, purpose_code=purpose_code)
-        params: dict[str, Any] = {"run": run.pk, "bins": bins, "as_of": as_of, "end": _day_end(as_of)}
-        params.update({f"e{i}": value for i, value in enumerate(eligible_params)})
-        eligible_named = eligible_sql % tuple(f"%(e{i})s" for i in range(len(eligible_params)))
-        cursor.execute(
-            f"""
-            INSERT INTO {score} (run_id, customer_id, recency_days, frequency, monetary,
-                                 r_score, f_score, m_score, segment)
-            SELECT %(run)s, customer_id, recency_days, frequency, monetary, r, f, m, {segment_case()}
-            FROM (
-                SELECT customer_id, recency_days, frequency, monetary,
-                       {_score_sql(method, "recency_days", "DESC")} AS r,
-                       {_score_sql(method, "frequency", "ASC")} AS f,
-                       {_score_sql(method, "monetary", "ASC")} AS m
+    purchase = Purchase._meta.db_table
+    with _advisory_lock(RFM_LOCK, wait=True):
+        slot, emptied = _rfm_slot_clear()
+        table = rfm_slot_table(slot)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            if not emptied:
+                cursor.execute(f"DELETE FROM {table}")
+                RfmRun.objects.filter(slot=slot).delete()
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            run = RfmRun.objects.create(
+                as_of=as_of, bins=bins, method=method, purpose_code=purpose_code, slot=slot
+            )
+            params: dict[str, Any] = {
+                "run": run.pk,
+                "slot": slot,
+                "bins": bins,
+                "as_of": as_of,
+                "end": _day_end(as_of),
+            }
+            params.update({f"e{i}": value for i, value in enumerate(eligible_params)})
+            eligible_named = eligible_sql % tuple(f"%(e{i})s" for i in range(len(eligible_params)))
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (run_id, slot, customer_id, recency_days, frequency, monetary,
+                                     r_score, f_score, m_score, segment)
+                SELECT %(run)s, %(slot)s, customer_id, recency_days, frequency, monetary, r, f, m,
+                       {segment_case()}
                 FROM (
-                    SELECT customer_id, %(as_of)s::date - max(day) AS recency_days, count(*) AS frequency,
-                           sum(spend) AS monetary
+                    SELECT customer_id, recency_days, frequency, monetary,
+                           {_score_sql(method, "recency_days", "DESC")} AS r,
+                           {_score_sql(method, "frequency", "ASC")} AS f,
+                           {_score_sql(method, "monetary", "ASC")} AS m
                     FROM (
-                        SELECT customer_id, (purchased_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
-                               sum(amount) AS spend
-                        FROM {purchase}
-                        WHERE purchased_at < %(end)s AND customer_id IN ({eligible_named})
-                        GROUP BY 1, 2
-                    ) days
-                    GROUP BY customer_id
-                ) per_customer
-            ) scored
-            ORDER BY customer_id
-            """,
-            params,
-        )
-        run.customers = cursor.rowcount
-        run.boundaries = _rfm_boundaries(cursor, run.pk)
-        run.seconds = seconds_since(start)
-        run.save(update_fields=["customers", "boundaries", "seconds"])
-        _scores_audit(RfmScore, f"rfm-run:{run.pk}", run.customers, actor, {"run": run.pk})
-        old = list(
-            RfmRun.objects.filter(pk__lt=run.pk).order_by("-pk").values_list("pk", flat=True)[keep_runs - 1 :]
-        )
-        if old:
-            RfmScore.objects.filter(run_id__in=old).delete()
-            RfmRun.objects.filter(pk__in=old).delete()
+                        SELECT customer_id, %(as_of)s::date - max(day) AS recency_days,
+                               count(*) AS frequency, sum(spend) AS monetary
+                        FROM (
+                            SELECT customer_id, (purchased_at AT TIME ZONE 'Asia/Tokyo')::date AS day,
+                                   sum(amount) AS spend
+                            FROM {purchase}
+                            WHERE purchased_at < %(end)s AND customer_id IN ({eligible_named})
+                            GROUP BY 1, 2
+                        ) days
+                        GROUP BY customer_id
+                    ) per_customer
+                ) scored
+                ORDER BY customer_id
+                """,
+                params,
+            )
+            run.customers = cursor.rowcount
+            run.boundaries = _rfm_boundaries(cursor, table)
+            run.seconds = seconds_since(start)
+            run.save(update_fields=["customers", "boundaries", "seconds"])
+            _scores_audit(RfmScore, f"rfm-run:{run.pk}", run.customers, actor, {"run": run.pk})
     return run
 
 
-def _rfm_boundaries(cursor: Any, run_id: int) -> dict[str, dict[str, list[float]]]:
-    """The range of each input behind each score of the run (one GROUPING SETS statement)."""
-    table = RfmScore._meta.db_table
+def _rfm_boundaries(cursor: Any, table: str) -> dict[str, dict[str, list[float]]]:
+    """The range of each input behind each score of the run in the slot `table` (one GROUPING SETS
+    statement)."""
     cursor.execute(
         f"""
         SELECT r_score, f_score, m_score, min(recency_days), max(recency_days), min(frequency),
                max(frequency), min(monetary), max(monetary)
-        FROM {table} WHERE run_id = %s GROUP BY GROUPING SETS ((r_score), (f_score), (m_score))
-        """,
-        [run_id],
+        FROM {table} GROUP BY GROUPING SETS ((r_score), (f_score), (m_score))
+        """
     )
     out: dict[str, dict[str, list[float]]] = {"r": {}, "f": {}, "m": {}}
     for r, f, m, r_lo, r_hi, f_lo, f_hi, m_lo, m_hi in cursor.fetchall():

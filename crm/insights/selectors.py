@@ -298,8 +298,10 @@ def _model_filters(qs: CustomerQuerySet, filters: rules.SegmentFilters) -> Custo
     """The analytics' scores of the latest RFM run and CLV fit (crm.analytics): a customer without a score
     (not modelled: not usable for analytics, or no purchase) matches no score filter."""
     if filters.rfm_segments:
-        run = RfmRun.objects.order_by("-id").values_list("pk", flat=True).first()
-        scored = RfmScore.objects.filter(run_id=run, segment__in=filters.rfm_segments)
+        run = RfmRun.objects.order_by("-id").first()
+        scored = RfmScore.objects.filter(
+            run=run, slot=run.slot if run else 0, segment__in=filters.rfm_segments
+        )
         qs = qs.filter(pk__in=scored.values("customer_id"))
     if (
         filters.min_clv is not None

@@ -113,7 +113,7 @@ def test_cume_dist_gives_equal_values_equal_scores(team):
 
 
 def test_only_the_newest_runs_are_kept(worked):
-    runs = [services.rfm_compute(eligible=Customer.objects.all(), as_of=AS_OF, keep_runs=2) for _ in range(3)]
+    runs = [services.rfm_compute(eligible=Customer.objects.all(), as_of=AS_OF) for _ in range(3)]
     assert set(RfmScore.objects.values_list("run_id", flat=True)) == {runs[1].pk, runs[2].pk}
 
 
