@@ -237,13 +237,22 @@ def _checks(channels: list[str]) -> list[tuple[str, str, str]]:
     ]
 
 
+# What can hold a My Number: twelve bytes at least, and either a character beyond ASCII (full-width digits
+# and dashes, which the validator folds by NFKC) or twelve ASCII digits grouped as the validator reads them.
+# The lengths are read first: a shorter value (most external ids, every category) costs no regular
+# expression (a regex per value was 9 µs a row at load 5, EXPLAIN on 1,000,000 rows).
+MY_NUMBER_CANDIDATE = (
+    "octet_length(v) >= 12 AND (octet_length(v) <> length(v) OR v ~ '[0-9]{4}[ .-]?[0-9]{4}[ .-]?[0-9]{4}')"
+)
+
+
 def my_number_values() -> list[str]:
-    """Values of the text columns the project's My Number validator refuses (only values holding twelve
-    digits in a row can be one; those few are checked in Python by the same function as every form)."""
+    """Values (trimmed, as parse() compares them) of the text columns the project's My Number validator
+    refuses: the few candidates are checked in Python by the same function as every form."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT DISTINCT v FROM {STAGE}, LATERAL (VALUES (external_id), (category)) x(v) "
-            r"WHERE v ~ '\d{12}'"
+            f"SELECT DISTINCT trim(v) FROM (SELECT external_id AS v FROM {STAGE} "
+            f"UNION ALL SELECT category FROM {STAGE}) x WHERE {MY_NUMBER_CANDIDATE}"
         )
         return [value for (value,) in cursor.fetchall() if contains_my_number(value)]
 

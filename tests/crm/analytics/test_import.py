@@ -81,6 +81,28 @@ def test_bad_rows_are_reported_by_line_and_valid_rows_kept(team):
     assert Purchase.objects.filter(team=team).count() == 4  # the repeated line stays two purchases
 
 
+def test_my_numbers_are_refused_grouped_full_width_or_padded_as_the_forms_refuse_them(team):
+    # given My Numbers written as the project's validator still recognises them, and near misses
+    batch = _import(
+        team,
+        "external_id,purchased_at,amount,category\n"
+        "1234-5678-9018,2026-04-01,100,\n"  # 2: grouped by dashes
+        "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff10\uff11\uff18,2026-04-01,100,\n"  # 3
+        " 123456789018 ,2026-04-01,100,\n"  # 4: padded (values are trimmed)
+        "C-1,2026-04-01,100,1234 5678 9018\n"  # 5: in the category
+        "C-1,2026-04-01,100,123456789017\n"  # 6: twelve digits, wrong check digit: kept
+        "C-123456789018-X,2026-04-01,100,\n",  # 7: inside a longer id
+    )
+    assert {(e["line"], e["field"], e["code"]) for e in batch.errors} == {
+        (2, "external_id", "my_number"),
+        (3, "external_id", "my_number"),
+        (4, "external_id", "my_number"),
+        (5, "category", "my_number"),
+        (7, "external_id", "my_number"),
+    }
+    assert batch.rows_inserted == 1
+
+
 def test_offsets_and_month_ends_are_read_as_written(team):
     # given instants with a Z, a negative and a positive offset, none (Japan time), and month ends
     text = (
