@@ -191,6 +191,13 @@ def incident_transition(*, incident: Incident | int, to: str, actor: User, note:
             )
         if to == Incident.Status.CLOSED and locked.actions.filter(completed_at__isnull=True).exists():
             raise IncidentError(_("未完了の是正措置があるため終結できません。"))
+        if to == Incident.Status.CLOSED and locked.notices.filter(status__in=NOTICES_IN_FLIGHT).exists():
+            # The notice to the person (APPI 26(2)) is a duty of the incident: closing must not leave letters
+            # queued behind it (a closed incident's sender sends nothing). Sent, failed and "no address" are
+            # outcomes; pending, sending and unknown are not yet.
+            raise IncidentError(
+                _("本人への通知が完了していない（送信待ち・送信中・送信状況不明）ため終結できません（法第26条2項）。")
+            )
         locked.status = to
         locked.save(update_fields=["status", "updated_at"])
         _log(locked, actor, IncidentTimelineEntry.Kind.TRANSITION, note, from_status=current, to_status=to)
@@ -872,6 +879,14 @@ def _notices_reap(incident: Incident, backend: Any) -> None:
             _notice_move(incident, pk, customer_id, IncidentNotice.Status.PENDING)
 
 
+# Notices whose outcome is not known yet: an incident holding one is not closed (incident_transition).
+NOTICES_IN_FLIGHT = (
+    IncidentNotice.Status.PENDING,
+    IncidentNotice.Status.SENDING,
+    IncidentNotice.Status.UNKNOWN,
+)
+
+
 def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> int:
     """Send the next batch of an incident's pending notices; the number handled (0: none left, or paused).
 
@@ -881,7 +896,7 @@ def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> in
         if not mine:
             raise NoticeSenderBusy(incident_id)
         incident = Incident.objects.filter(pk=incident_id).first()
-        if incident is None or incident.notices_paused:
+        if incident is None or incident.notices_paused or incident.status == Incident.Status.CLOSED:
             return 0
         backend = get_connection()
         _notices_reap(incident, backend)
@@ -897,7 +912,9 @@ def incident_notices_send_batch(*, incident_id: int, enqueue: bool = True) -> in
         handled = 0
         with backend:
             for pk, customer_id in batch:
-                if Incident.objects.filter(pk=incident_id, notices_paused=True).exists():
+                if Incident.objects.filter(
+                    Q(notices_paused=True) | Q(status=Incident.Status.CLOSED), pk=incident_id
+                ).exists():
                     break
                 handled += 1
                 address = emails.get(customer_id) or ""

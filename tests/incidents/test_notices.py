@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.core import mail
+from django.utils import translation
 
 from incidents import services
 from incidents.models import IncidentNotice
@@ -92,6 +93,55 @@ def test_a_closed_incident_queues_no_notice(scoped, privacy_officer):
     with pytest.raises(IncidentError):
         services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
     assert not IncidentNotice.objects.exists()
+
+
+def _to_recovered(incident, actor) -> None:
+    for step in ("contained", "assessed", "notified", "recovered"):
+        services.incident_transition(incident=incident, to=step, actor=actor)
+
+
+@pytest.mark.parametrize("in_flight", ["pending", "sending", "unknown"])
+def test_an_incident_is_not_closed_while_its_notices_are_in_flight(scoped, privacy_officer, in_flight):
+    # given queued notices, one of them pending, being sent or of unknown outcome
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    IncidentNotice.objects.filter(pk=IncidentNotice.objects.order_by("pk")[0].pk).update(status=in_flight)
+    IncidentNotice.objects.exclude(status=in_flight).update(status="sent")
+    _to_recovered(scoped, privacy_officer)
+    # when the incident is closed, then it is refused (APPI 26(2)), in the user's language, and stays open
+    with pytest.raises(IncidentError, match="法第26条2項"):
+        services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
+    with translation.override("en"), pytest.raises(IncidentError, match=r"APPI Art\. 26\(2\)"):
+        services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
+    scoped.refresh_from_db()
+    assert scoped.status == "recovered"
+
+
+def test_an_incident_closes_once_every_notice_has_an_outcome(scoped, privacy_officer):
+    # given one notice sent and one failed (outcomes, though not both good ones)
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    _run_batches(scoped)
+    first = IncidentNotice.objects.order_by("pk")[0]
+    IncidentNotice.objects.filter(pk=first.pk).update(status=IncidentNotice.Status.FAILED)
+    _to_recovered(scoped, privacy_officer)
+    # when it is closed, then it is
+    services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
+    scoped.refresh_from_db()
+    assert scoped.status == "closed"
+
+
+def test_a_closed_incident_sends_nothing(scoped, privacy_officer):
+    # given a closed incident holding a pending notice (a row from before closing refused them)
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    held = list(IncidentNotice.objects.values_list("pk", "status"))
+    IncidentNotice.objects.update(status="sent")
+    _to_recovered(scoped, privacy_officer)
+    services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
+    for pk, status in held:
+        IncidentNotice.objects.filter(pk=pk).update(status=status)
+    # when the sender runs, then no e-mail leaves and the notices stay as they were
+    assert services.incident_notices_send_batch(incident_id=scoped.pk, enqueue=False) == 0
+    assert mail.outbox == []
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"pending"}
 
 
 # --- exactly once: a sender that died is resolved through the Message-ID (incidents.mail) -----------------
