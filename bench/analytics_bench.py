@@ -272,7 +272,8 @@ def _copy_table_floor(typed: Path) -> float:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_table_floor")
         cursor.execute(
-            "CREATE TABLE import_table_floor (LIKE crm_purchase INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)"
+            "CREATE TABLE import_table_floor "
+            "(LIKE crm_purchase INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)"
         )
         cursor.execute(f"ALTER TABLE import_table_floor ALTER COLUMN team_id SET DEFAULT {int(team)}")
         cursor.execute("ALTER TABLE import_table_floor ALTER COLUMN currency SET DEFAULT 'JPY'")

@@ -347,6 +347,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
                     "pseudonymised_only",
                     "gdpr_applies",
                     "gdpr_late_reason",
+                    "gdpr_high_risk",
                 ]
             },
         ),
@@ -358,8 +359,16 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
             },
         ),
         (
-            _("本人への通知（法26条2項・規則10条）"),
-            {"fields": ["notice_progress", "public_notice_at", "public_notice_where"]},
+            _("本人への通知（法26条2項・規則10条、GDPR第34条）"),
+            {
+                "fields": [
+                    "notice_progress",
+                    "public_notice_at",
+                    "public_notice_where",
+                    "gdpr_notice_exemption",
+                    "gdpr_notice_exemption_reason",
+                ]
+            },
         ),
         (_("登録"), {"fields": ["created_by", "created_at"]}),
     ]
@@ -723,6 +732,15 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     def reportability(self, obj: Incident) -> str:
         if obj.pk is None:
             return "-"
+        text = self._appi_reportability(obj)
+        if obj.gdpr_subject_notice_missing():
+            text += " / " + gettext(
+                "GDPR第34条：高いリスクあり。本人への通知か、個別に通知しない根拠と理由の記録が必要です"
+            )
+        return text
+
+    @staticmethod
+    def _appi_reportability(obj: Incident) -> str:
         clocks = obj.clocks()
         triggers = "、".join(str(TRIGGERS[t]) for t in clocks.appi_triggers) or gettext("なし")
         if clocks.appi_reportable:

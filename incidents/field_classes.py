@@ -22,6 +22,8 @@ REGISTRY.declare(
             "affected_count",
             "is_drill",
             "notices_paused",
+            "gdpr_high_risk",
+            "gdpr_notice_exemption",
             "public_notice_at",
             "next_deadline_at",
             "created_at",
@@ -36,6 +38,7 @@ REGISTRY.declare(
         for name in (
             *REPORT_ITEM_FIELDS,
             "gdpr_late_reason",
+            "gdpr_notice_exemption_reason",
             "public_notice_where",
             "drill_findings",
         )

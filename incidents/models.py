@@ -147,6 +147,13 @@ class Incident(models.Model):
         RECOVERED = "recovered", _("復旧")
         CLOSED = "closed", _("終結")
 
+    class SubjectNoticeExemption(models.TextChoices):
+        """GDPR Art. 34(3): when the persons of a high-risk breach need not be told one by one."""
+
+        ENCRYPTED = "encrypted", _("暗号化等により第三者が理解できない（GDPR第34条3項(a)）")
+        RISK_REMOVED = "risk_removed", _("事後の措置により高いリスクが生じなくなった（GDPR第34条3項(b)）")
+        PUBLIC_NOTICE = "public_notice", _("過大な労力を要するため公表で代替（GDPR第34条3項(c)）")
+
     # The lifecycle: from → the states it may move to. incident_transition refuses every other move.
     TRANSITIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         Status.DETECTED: (Status.CONTAINED,),
@@ -235,6 +242,25 @@ class Incident(models.Model):
         _("遅延の理由（GDPR第33条1項）"),
         blank=True,
         help_text=_("72時間以内に監督機関へ通知しなかった場合は必須"),
+    )
+    # GDPR Art. 34: the persons are told without undue delay when the breach is likely to result in a high
+    # risk to their rights and freedoms, unless a condition of Art. 34(3) holds; the decision not to tell them
+    # is recorded with its reason (closing waits for one or the other: gdpr_subject_notice_missing).
+    gdpr_high_risk = models.BooleanField(
+        _("本人の権利及び自由に対する高いリスク（GDPR第34条1項）"),
+        default=False,
+        help_text=_("高いリスクがある場合、本人への通知か、通知しない根拠と理由の記録が必要です"),
+    )
+    gdpr_notice_exemption = models.CharField(
+        _("本人に個別に通知しない根拠（GDPR第34条3項）"),
+        max_length=20,
+        choices=SubjectNoticeExemption.choices,
+        blank=True,
+    )
+    gdpr_notice_exemption_reason = models.TextField(
+        _("本人に個別に通知しない理由（GDPR第34条3項）"),
+        blank=True,
+        help_text=_("根拠を選んだ場合は必須（個人を特定しない記述）"),
     )
 
     # The nearest deadline not yet met by a filing (NULL once closed or nothing is due): what the list is
@@ -351,8 +377,22 @@ class Incident(models.Model):
             return filing.filed_at > due
         return (now or timezone.now()) > due
 
+    def gdpr_subject_notice_missing(self) -> bool:
+        """GDPR Art. 34: a high-risk breach whose persons were neither told (notices queued, each with its
+        outcome before closing) nor left untold on a ground of Art. 34(3) with its reason (for (c), once the
+        public notice is recorded). Drills tell nobody: never missing."""
+        if not (self.gdpr_applies and self.gdpr_high_risk) or self.is_drill:
+            return False
+        exemption = self.gdpr_notice_exemption
+        if exemption == self.SubjectNoticeExemption.PUBLIC_NOTICE:
+            return self.public_notice_at is None or not self.gdpr_notice_exemption_reason.strip()
+        if exemption:
+            return not self.gdpr_notice_exemption_reason.strip()
+        return self.pk is None or not self.notices.exists()
+
     def clean(self) -> None:
-        """Single-row rules: the order of the moments, and GDPR's reasons once 72 hours have passed."""
+        """Single-row rules: the order of the moments, GDPR's reasons once 72 hours have passed, and the
+        reason for not telling the persons of a high-risk breach (Art. 34(3))."""
         errors: dict[str, Any] = {}
         if self.discovered_at and self.aware_at and self.aware_at < self.discovered_at:
             errors["aware_at"] = _("認識日時は発見日時より前にできません。")
@@ -361,6 +401,16 @@ class Incident(models.Model):
         if self.aware_at and self.gdpr_late() and not self.gdpr_late_reason.strip():
             errors["gdpr_late_reason"] = _(
                 "認識から72時間を過ぎています。遅延の理由を記入してください（GDPR第33条1項）。"
+            )
+        if (self.gdpr_high_risk or self.gdpr_notice_exemption) and not self.gdpr_applies:
+            errors["gdpr_high_risk"] = _("GDPR第34条の判断は、GDPRの対象の事案にのみ記録できます。")
+        if self.gdpr_notice_exemption and not self.gdpr_high_risk:
+            errors["gdpr_notice_exemption"] = _(
+                "個別に通知しない根拠は、高いリスクがある事案にのみ記録できます（GDPR第34条3項）。"
+            )
+        if self.gdpr_notice_exemption and not self.gdpr_notice_exemption_reason.strip():
+            errors["gdpr_notice_exemption_reason"] = _(
+                "本人に個別に通知しない理由を記入してください（GDPR第34条3項）。"
             )
         if errors:
             raise ValidationError(errors)

@@ -75,6 +75,9 @@ FACT_FIELDS = (
     "affected_count",
     *REPORT_ITEM_FIELDS,
     "gdpr_late_reason",
+    "gdpr_high_risk",
+    "gdpr_notice_exemption",
+    "gdpr_notice_exemption_reason",
     "public_notice_at",
     "public_notice_where",
     "drill_findings",
@@ -191,12 +194,21 @@ def incident_transition(*, incident: Incident | int, to: str, actor: User, note:
             )
         if to == Incident.Status.CLOSED and locked.actions.filter(completed_at__isnull=True).exists():
             raise IncidentError(_("未完了の是正措置があるため終結できません。"))
+        if to == Incident.Status.CLOSED and locked.gdpr_subject_notice_missing():
+            raise IncidentError(
+                _(
+                    "高いリスクのある事案です。本人への通知を登録するか、個別に通知しない根拠と理由"
+                    "（公表による場合は公表日時も）を記録するまで終結できません（GDPR第34条）。"
+                )
+            )
         if to == Incident.Status.CLOSED and locked.notices.filter(status__in=NOTICES_IN_FLIGHT).exists():
             # The notice to the person (APPI 26(2)) is a duty of the incident: closing must not leave letters
             # queued behind it (a closed incident's sender sends nothing). Sent, failed and "no address" are
             # outcomes; pending, sending and unknown are not yet.
             raise IncidentError(
-                _("本人への通知が完了していない（送信待ち・送信中・送信状況不明）ため終結できません（法第26条2項）。")
+                _(
+                    "本人への通知が完了していない（送信待ち・送信中・送信状況不明）ため終結できません（法第26条2項）。"
+                )
             )
         locked.status = to
         locked.save(update_fields=["status", "updated_at"])
