@@ -27,6 +27,13 @@ def make_incident(actor: Any, **facts: Any) -> Incident:
     return services.incident_create(actor=actor, **base)
 
 
+def to_recovered(incident: Incident, actor: Any) -> None:
+    """Move `incident` through each step up to 復旧, the one before 終結."""
+    steps = Incident.Status
+    for step in (steps.CONTAINED, steps.ASSESSED, steps.NOTIFIED, steps.RECOVERED):
+        services.incident_transition(incident=incident, to=step, actor=actor)
+
+
 @pytest.fixture
 def incident(security_user):
     return make_incident(security_user)

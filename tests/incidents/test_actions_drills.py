@@ -13,16 +13,11 @@ from incidents import services
 from incidents.models import Incident, IncidentCorrectiveAction, IncidentNotice
 from incidents.rules import JST
 from incidents.services import IncidentError
-from tests.incidents.conftest import make_incident
+from tests.incidents.conftest import make_incident, to_recovered
 
 pytestmark = pytest.mark.django_db
 
 S = Incident.Status
-
-
-def _to_recovered(incident, actor):
-    for step in (S.CONTAINED, S.ASSESSED, S.NOTIFIED, S.RECOVERED):
-        services.incident_transition(incident=incident, to=step, actor=actor)
 
 
 @pytest.fixture
@@ -39,7 +34,7 @@ def action(incident, security_user):
 
 def test_an_incident_with_an_open_corrective_action_cannot_be_closed(incident, security_user, action):
     # given a recovered incident with a corrective action not yet done
-    _to_recovered(incident, security_user)
+    to_recovered(incident, security_user)
     # when it is closed, then refused
     with pytest.raises(IncidentError, match="是正措置"):
         services.incident_transition(incident=incident, to=S.CLOSED, actor=security_user)

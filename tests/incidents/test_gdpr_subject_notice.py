@@ -11,7 +11,7 @@ from django.utils import timezone, translation
 from incidents import services
 from incidents.models import Incident
 from incidents.services import IncidentError
-from tests.incidents.conftest import make_incident
+from tests.incidents.conftest import make_incident, to_recovered
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +24,6 @@ def _high_risk(actor, **facts):
     return make_incident(actor, gdpr_applies=True, gdpr_late_reason="調査中", gdpr_high_risk=True, **facts)
 
 
-def _to_recovered(incident, actor) -> None:
-    for step in (S.CONTAINED, S.ASSESSED, S.NOTIFIED, S.RECOVERED):
-        services.incident_transition(incident=incident, to=step, actor=actor)
-
-
 def _close(incident, actor) -> None:
     services.incident_transition(incident=incident, to=S.CLOSED, actor=actor)
 
@@ -36,7 +31,7 @@ def _close(incident, actor) -> None:
 def test_a_high_risk_incident_with_nobody_told_and_no_ground_does_not_close(security_user):
     # given a high-risk GDPR incident, recovered, with no notice queued and no ground recorded
     incident = _high_risk(security_user)
-    _to_recovered(incident, security_user)
+    to_recovered(incident, security_user)
     # when it is closed, then it is refused in the user's language and stays recovered
     with pytest.raises(IncidentError, match="GDPR第34条"):
         _close(incident, security_user)
@@ -48,7 +43,7 @@ def test_a_high_risk_incident_with_nobody_told_and_no_ground_does_not_close(secu
 def test_a_ground_of_art_34_3_with_its_reason_lets_it_close(security_user):
     # given the ground (a): the data were encrypted, with the reason
     incident = _high_risk(security_user)
-    _to_recovered(incident, security_user)
+    to_recovered(incident, security_user)
     services.incident_update(
         incident=incident,
         actor=security_user,
@@ -63,7 +58,7 @@ def test_a_ground_of_art_34_3_with_its_reason_lets_it_close(security_user):
 def test_the_public_communication_instead_needs_its_date(security_user):
     # given the ground (c), a public communication instead, with its reason but not yet made
     incident = _high_risk(security_user)
-    _to_recovered(incident, security_user)
+    to_recovered(incident, security_user)
     services.incident_update(
         incident=incident,
         actor=security_user,
@@ -117,7 +112,7 @@ def test_a_high_risk_incident_whose_persons_were_told_closes(privacy_officer, cu
     services.incident_scope_advance(scope_id=scope.pk)
     assert services.incident_notices_queue(incident=incident, actor=privacy_officer, enqueue=False) == 1
     services.incident_notices_send_batch(incident_id=incident.pk, enqueue=False)
-    _to_recovered(incident, privacy_officer)
+    to_recovered(incident, privacy_officer)
     # when it is closed, then it is
     _close(incident, privacy_officer)
     assert Incident.objects.get(pk=incident.pk).status == S.CLOSED
@@ -128,6 +123,6 @@ def test_a_drill_or_a_low_risk_incident_needs_neither(security_user):
         _high_risk(security_user, is_drill=True),
         make_incident(security_user, gdpr_applies=True, gdpr_late_reason="調査中"),
     ):
-        _to_recovered(incident, security_user)
+        to_recovered(incident, security_user)
         _close(incident, security_user)
         assert Incident.objects.get(pk=incident.pk).status == S.CLOSED

@@ -12,7 +12,7 @@ from incidents import services
 from incidents.models import IncidentNotice
 from incidents.services import IncidentError
 from tests.factories import CustomerFactory
-from tests.incidents.conftest import make_incident
+from tests.incidents.conftest import make_incident, to_recovered
 
 pytestmark = pytest.mark.django_db
 
@@ -95,18 +95,13 @@ def test_a_closed_incident_queues_no_notice(scoped, privacy_officer):
     assert not IncidentNotice.objects.exists()
 
 
-def _to_recovered(incident, actor) -> None:
-    for step in ("contained", "assessed", "notified", "recovered"):
-        services.incident_transition(incident=incident, to=step, actor=actor)
-
-
 @pytest.mark.parametrize("in_flight", ["pending", "sending", "unknown"])
 def test_an_incident_is_not_closed_while_its_notices_are_in_flight(scoped, privacy_officer, in_flight):
     # given queued notices, one of them pending, being sent or of unknown outcome
     services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
     IncidentNotice.objects.filter(pk=IncidentNotice.objects.order_by("pk")[0].pk).update(status=in_flight)
     IncidentNotice.objects.exclude(status=in_flight).update(status="sent")
-    _to_recovered(scoped, privacy_officer)
+    to_recovered(scoped, privacy_officer)
     # when the incident is closed, then it is refused (APPI 26(2)), in the user's language, and stays open
     with pytest.raises(IncidentError, match="法第26条2項"):
         services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
@@ -122,7 +117,7 @@ def test_an_incident_closes_once_every_notice_has_an_outcome(scoped, privacy_off
     _run_batches(scoped)
     first = IncidentNotice.objects.order_by("pk")[0]
     IncidentNotice.objects.filter(pk=first.pk).update(status=IncidentNotice.Status.FAILED)
-    _to_recovered(scoped, privacy_officer)
+    to_recovered(scoped, privacy_officer)
     # when it is closed, then it is
     services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
     scoped.refresh_from_db()
@@ -134,7 +129,7 @@ def test_a_closed_incident_sends_nothing(scoped, privacy_officer):
     services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
     held = list(IncidentNotice.objects.values_list("pk", "status"))
     IncidentNotice.objects.update(status="sent")
-    _to_recovered(scoped, privacy_officer)
+    to_recovered(scoped, privacy_officer)
     services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
     for pk, status in held:
         IncidentNotice.objects.filter(pk=pk).update(status=status)
