@@ -15,6 +15,7 @@ from typing import Any, cast
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Field, QuerySet
@@ -98,6 +99,17 @@ def _time_left(due: dt.datetime, now: dt.datetime) -> str:
 
 def _jst(moment: dt.datetime) -> str:
     return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
+class NoticeCancelForm(forms.Form):
+    """The intermediate page of 「送信待ちの通知を取り消す」: the reason, kept on the incident's timeline."""
+
+    reason = forms.CharField(
+        label=_("取り消す理由"),
+        max_length=services.CANCEL_REASON_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("例：郵送で通知するため、誤って登録したため。個人情報を書かないでください。"),
+    )
 
 
 class IncidentForm(forms.ModelForm):
@@ -384,6 +396,7 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         "queue_notices",
         "pause_notices",
         "resume_notices",
+        "cancel_pending_notices",
         "unknown_notices_left",
         "unknown_notices_resend",
     ]
@@ -409,6 +422,41 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("本人への通知を再開する"), permissions=["change"])
     def resume_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
         self._each(request, queryset, services.incident_notices_resume, gettext("通知を再開しました。"))
+
+    @admin.action(description=_("送信待ちの通知を取り消す（理由を記録）"), permissions=["change"])
+    def cancel_pending_notices(
+        self, request: HttpRequest, queryset: QuerySet[Incident]
+    ) -> TemplateResponse | None:
+        """Withdraw the pending notices of the chosen incidents, after a page asking for the reason."""
+        form = NoticeCancelForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for incident in queryset:
+                try:
+                    n = services.incident_notices_cancel(
+                        incident=incident, actor=request_user(request), reason=form.cleaned_data["reason"]
+                    )
+                except services.IncidentError as error:
+                    self.message_user(request, f"{incident}: {error}", messages.ERROR)
+                else:
+                    self.message_user(
+                        request,
+                        gettext("%(i)s: 送信待ちの通知%(n)s件を取り消しました。") % {"i": incident, "n": n},
+                        messages.SUCCESS,
+                    )
+            return None
+        return TemplateResponse(
+            request,
+            "incidents/admin/notices_cancel.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": gettext("送信待ちの通知を取り消す"),
+                "form": form,
+                "incidents": list(queryset[:50]),
+                "action_name": request.POST.get("action", ""),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "opts": Incident._meta,
+            },
+        )
 
     @admin.action(description=_("送信状況不明の通知：送信済みと確認した"), permissions=["change"])
     def unknown_notices_left(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:

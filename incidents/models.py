@@ -388,7 +388,7 @@ class Incident(models.Model):
             return self.public_notice_at is None or not self.gdpr_notice_exemption_reason.strip()
         if exemption:
             return not self.gdpr_notice_exemption_reason.strip()
-        return self.pk is None or not self.notices.exists()
+        return self.pk is None or not self.notices.exclude(status=IncidentNotice.Status.CANCELLED).exists()
 
     def clean(self) -> None:
         """Single-row rules: the order of the moments, GDPR's reasons once 72 hours have passed, and the
@@ -638,6 +638,8 @@ class IncidentNotice(models.Model):
         NO_ADDRESS = "no_address", _("連絡先なし（郵送・電話または公表）")
         FAILED = "failed", _("送信失敗")
         UNKNOWN = "unknown", _("送信状況不明（要確認）")
+        # Withdrawn before any sender took it, with the reason on the timeline (incident_notices_cancel).
+        CANCELLED = "cancelled", _("取消（送信しない）")
 
     incident = models.ForeignKey(
         Incident, on_delete=models.PROTECT, related_name="notices", verbose_name=_("漏えい等事案")

@@ -796,6 +796,50 @@ def incident_notices_resolve_unknown(
     return len(unknown)
 
 
+# The longest reason a withdrawal of notices takes (the cancel form's limit too).
+CANCEL_REASON_MAX = 500
+
+
+def incident_notices_cancel(*, incident: Incident | int, actor: User, reason: str) -> int:
+    """Withdraw the notices no sender has taken yet (pending → cancelled), the reason on the timeline: the
+    persons are told by post or telephone instead, or the notices were queued by mistake. A notice being
+    sent, or of unknown outcome, is left to its sender or to a person's answer (a sender's row is skipped,
+    never waited for). Returns how many were withdrawn."""
+    reason = reason.strip()
+    if not reason:
+        raise IncidentError(_("取り消す理由を入力してください。"))
+    if len(reason) > CANCEL_REASON_MAX:
+        raise IncidentError(_("理由は%(n)s文字以内で入力してください。") % {"n": CANCEL_REASON_MAX})
+    with transaction.atomic(), audit_actor(actor):
+        locked = _locked(incident, actor)
+        if locked.status == Incident.Status.CLOSED:
+            raise IncidentError(_("終結した漏えい等事案は変更できません。"))
+        pending = IncidentNotice.objects.select_for_update(skip_locked=True).filter(
+            incident=locked, status=IncidentNotice.Status.PENDING
+        )
+        ids = list(pending.values_list("pk", flat=True))
+        if not ids:
+            raise IncidentError(_("取り消せる送信待ちの通知はありません。"))
+        IncidentNotice.objects.filter(pk__in=ids).update(status=IncidentNotice.Status.CANCELLED)
+        # The UPDATE is invisible to auditlog: one entry with the count (ids only, as every notice entry).
+        AuditEntry.objects.create(
+            content_type=ContentType.objects.get_for_model(IncidentNotice),
+            object_pk=f"incident-notice-cancel:{locked.pk}",
+            object_repr=f"{locked.reference} 本人への通知 {len(ids)}件 取消",
+            action=AuditEntry.Action.UPDATE,
+            changes={"status": [IncidentNotice.Status.PENDING, IncidentNotice.Status.CANCELLED]},
+            actor=actor,
+            additional_data={"incident_notices_cancelled": {"incident": locked.pk, "count": len(ids)}},
+        )
+        _log(
+            locked,
+            actor,
+            IncidentTimelineEntry.Kind.NOTE,
+            _("本人への通知%(n)s件を取消（理由：%(reason)s）") % {"n": len(ids), "reason": reason},
+        )
+    return len(ids)
+
+
 def _enqueue_notices(incident_id: int) -> None:
     transaction.on_commit(lambda: task_enqueue(NOTICES_BATCH_TASK, incident_id))
 

@@ -6,8 +6,10 @@ import threading
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import translation
 
+from crm.models import AuditEntry
 from incidents import services
 from incidents.models import IncidentNotice
 from incidents.services import IncidentError
@@ -137,6 +139,58 @@ def test_a_closed_incident_sends_nothing(scoped, privacy_officer):
     assert services.incident_notices_send_batch(incident_id=scoped.pk, enqueue=False) == 0
     assert mail.outbox == []
     assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_pending_notices_are_withdrawn_with_their_reason_and_the_incident_closes(scoped, privacy_officer):
+    # given two queued notices, one of them already claimed by a sender
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    sending = IncidentNotice.objects.order_by("pk")[0]
+    IncidentNotice.objects.filter(pk=sending.pk).update(status="sending")
+    # when the pending ones are withdrawn
+    n = services.incident_notices_cancel(incident=scoped, actor=privacy_officer, reason="郵送で通知するため")
+    # then only the pending one is, with the reason on the timeline and one audit entry; the sender's stays
+    assert n == 1
+    assert dict(IncidentNotice.objects.values_list("pk", "status"))[sending.pk] == "sending"
+    others = IncidentNotice.objects.exclude(pk=sending.pk)
+    assert set(others.values_list("status", flat=True)) == {"cancelled"}
+    assert scoped.timeline.filter(note__contains="郵送で通知するため").count() == 1
+    assert AuditEntry.objects.filter(object_pk=f"incident-notice-cancel:{scoped.pk}").count() == 1
+    # and once the one being sent has its outcome, the incident closes, and the sender sends nothing more
+    IncidentNotice.objects.filter(pk=sending.pk).update(status="sent")
+    assert services.incident_notices_send_batch(incident_id=scoped.pk, enqueue=False) == 0
+    to_recovered(scoped, privacy_officer)
+    services.incident_transition(incident=scoped, to="closed", actor=privacy_officer)
+    assert mail.outbox == []
+
+
+def test_withdrawing_needs_a_reason_and_the_change_permission(scoped, privacy_officer, outsider):
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    with pytest.raises(IncidentError, match="理由"):
+        services.incident_notices_cancel(incident=scoped, actor=privacy_officer, reason="  ")
+    with translation.override("en"), pytest.raises(IncidentError, match="Enter the reason"):
+        services.incident_notices_cancel(incident=scoped, actor=privacy_officer, reason="")
+    with pytest.raises(IncidentError, match="500"):
+        services.incident_notices_cancel(incident=scoped, actor=privacy_officer, reason="x" * 501)
+    with pytest.raises(IncidentError):
+        services.incident_notices_cancel(incident=scoped, actor=outsider, reason="誤って登録したため")
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_the_admin_asks_for_the_reason_before_withdrawing(client, scoped, privacy_officer):
+    services.incident_notices_queue(incident=scoped, actor=privacy_officer, enqueue=False)
+    client.force_login(privacy_officer)
+    url = reverse("admin:incidents_incident_changelist")
+    chosen = {"action": "cancel_pending_notices", "_selected_action": [scoped.pk]}
+    # the action first shows a page asking for the reason, and changes nothing
+    page = client.post(url, chosen)
+    assert page.status_code == 200 and "取り消す理由" in page.content.decode()
+    # an empty reason shows the page again with the form's error, still changing nothing
+    again = client.post(url, {**chosen, "apply": "1", "reason": ""})
+    assert again.status_code == 200 and "errorlist" in again.content.decode()
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"pending"}
+    # with a reason the notices are withdrawn
+    client.post(url, {**chosen, "apply": "1", "reason": "郵送で通知するため"})
+    assert set(IncidentNotice.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
 # --- exactly once: a sender that died is resolved through the Message-ID (incidents.mail) -----------------
