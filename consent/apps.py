@@ -42,7 +42,11 @@ class ConsentConfig(AppConfig):
         )
         from consent.provision import field_classes as provision_field_classes  # noqa: F401
         from consent.provision.demo import seed_provision
-        from consent.registrations import register_with_insights, register_with_retention
+        from consent.registrations import (
+            register_with_insights,
+            register_with_key_rotation,
+            register_with_retention,
+        )
         from consent.roles import grant_consent_roles
         from crm.classification import audit_excluded_fields, audit_masked_fields
         from crm.demo import register_demo_seeder
@@ -51,6 +55,7 @@ class ConsentConfig(AppConfig):
         register_with_retention()
         import_module("consent.disclosure.admin")  # after the admin's autodiscovery (consent.admin)
         register_with_insights()
+        register_with_key_rotation()
         register_demo_seeder(seed_consents)
         register_demo_seeder(seed_provision)
         register_demo_seeder(seed_requests)

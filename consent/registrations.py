@@ -29,6 +29,7 @@ from crm.retention.participants import (
     erasure_participant_register,
     record_scope_register,
 )
+from crm.sealed_files import sealed_files_register
 
 
 def register_with_retention() -> None:
@@ -88,3 +89,8 @@ def register_with_insights() -> None:
         unit="percent",
         source=selectors.opt_in_rate_by_month,
     )
+
+
+def register_with_key_rotation() -> None:
+    """The disclosure packages' sealed files, for `manage.py rotate_keys` to re-seal under the newest key."""
+    sealed_files_register("consent.DisclosurePackage", disclosure_selectors.sealed_packages)

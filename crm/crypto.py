@@ -43,12 +43,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import io
 import os
 import re
 import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import IO
+from typing import IO, Any
 
 import jaconv
 import phonenumbers
@@ -315,6 +316,45 @@ def encrypt_stream(
         if final:
             return size, digest.hexdigest()
         current, index = following, index + 1
+
+
+def stream_key_index(src: IO[bytes]) -> int | None:
+    """The place in FIELD_ENCRYPTION_KEYS (0: the newest) of the key a file written by encrypt_stream is
+    sealed under, from its header alone; None when it is no such file or no configured key sealed it."""
+    header = src.read(_FILE_HEADER)
+    if len(header) != _FILE_HEADER or not header.startswith(FILE_MAGIC):
+        return None
+    found = _by_key_id().get(header[len(FILE_MAGIC) : len(FILE_MAGIC) + 4])
+    return None if found is None else found[0]
+
+
+class _ChunksReader(io.RawIOBase):
+    """An iterator of byte chunks as a readable file (what encrypt_stream reads), holding one chunk."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def reseal_stream(src: IO[bytes], dst: IO[bytes], *, bound_to: str) -> tuple[int, str]:
+    """Write the file `src` (sealed by encrypt_stream for `bound_to`, under any configured key) to `dst`
+    sealed under the newest key, chunk by chunk: the clear bytes never rest anywhere. Returns the clear size
+    and SHA-256, as encrypt_stream does (the same as when it was first sealed)."""
+    clear = io.BufferedReader(_ChunksReader(decrypt_stream(src, bound_to=bound_to)), buffer_size=FILE_CHUNK)
+    return encrypt_stream(clear, dst, bound_to=bound_to)
 
 
 def decrypt_stream(src: IO[bytes], *, bound_to: str) -> Iterator[bytes]:

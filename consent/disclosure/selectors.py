@@ -4,12 +4,15 @@ clear content for a download (verified whole before the first byte leaves)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import signing
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -18,6 +21,7 @@ from consent.disclosure.services import package_dir
 from crm.crypto import DecryptionError, decrypt_stream
 from crm.retention.models import RetentionPolicy
 from crm.retention.rules import trigger_cutoff
+from crm.sealed_files import SealedFile
 
 if TYPE_CHECKING:
     from crm.permissions import User
@@ -98,3 +102,33 @@ def packages_due(trigger: str, days: int, as_of: dt.datetime) -> list[QuerySet[D
             Q(state=State.READY, expires_at__lt=cutoff) | Q(state=State.FAILED, created_at__lt=cutoff)
         )
     ]
+
+
+def sealed_packages() -> Iterator[SealedFile]:
+    """Every ready package's file (crm.sealed_files), for `rotate_keys` to re-seal under the newest key.
+
+    Holding one locks its row while it is ready: the removal moves the row to expired before its files are
+    deleted (after commit), so it either waits for the re-seal, which it then deletes, or the re-seal finds
+    the package gone and leaves its file alone."""
+    ready = (
+        DisclosurePackage.objects.filter(state=DisclosurePackage.State.READY)
+        .exclude(file_name="")
+        .order_by("pk")
+        .values_list("pk", "file_name")
+    )
+    for pk, name in ready.iterator(chunk_size=500):
+        yield SealedFile(
+            path=package_dir() / name,
+            bound_to=DisclosurePackage(pk=pk).sealed_as,
+            hold=functools.partial(_package_held, pk),
+        )
+
+
+@contextmanager
+def _package_held(pk: int) -> Iterator[bool]:
+    with transaction.atomic():
+        yield (
+            DisclosurePackage.objects.select_for_update()
+            .filter(pk=pk, state=DisclosurePackage.State.READY)
+            .exists()
+        )

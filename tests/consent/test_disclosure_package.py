@@ -13,14 +13,16 @@ from unittest import mock
 
 import pytest
 import time_machine
+from cryptography.fernet import Fernet
 from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone, translation
 
 from consent.disclosure import selectors, services
 from consent.disclosure.models import DisclosurePackage
 from consent.requests.models import DataSubjectRequest, RequestState
-from crm.crypto import FILE_MAGIC
+from crm.crypto import FILE_MAGIC, DecryptionError, key_fingerprint, stream_key_index
 from crm.models import AuditEntry, CustomerEvent
 from crm.permissions import ROLE_SUPPORT
 from tests.factories import CustomerFactory, UserFactory
@@ -313,3 +315,35 @@ def test_a_failed_package_is_not_rebuilt_while_another_of_its_request_builds(tea
     # when the failed one is asked for again, then it is refused with the reason, not an error
     with translation.override("ja"), pytest.raises(services.PackageRefused, match="作成中"):
         services.disclosure_package_rebuild(package=failed, actor=handler, enqueue=False)
+
+
+def test_rotate_keys_reseals_the_ready_packages_so_the_old_key_can_go(team, handler, settings):
+    # given two ready packages sealed under the key in use, and a new key put first
+    old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    packages = [_ready_package(team, handler), _ready_package(team, handler)]
+    new = Fernet.generate_key().decode("ascii")
+    settings.FIELD_ENCRYPTION_KEYS = [new, *old_keys]
+    # when the dry run counts, then both files are under the older key
+    counted = io.StringIO()
+    call_command("rotate_keys", dry_run=True, stdout=counted)
+    assert f"封印ファイル consent.DisclosurePackage: 鍵 #0 [{key_fingerprint(0)}]: 0、" in counted.getvalue()
+    assert f"鍵 #1 [{key_fingerprint(1)}]: 2" in counted.getvalue()
+    # (without the run, taking the old key away would leave files nobody can open)
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    with pytest.raises(DecryptionError):
+        selectors.package_verify(packages[0])
+    # when rotate_keys runs with both keys
+    settings.FIELD_ENCRYPTION_KEYS = [new, *old_keys]
+    out = io.StringIO()
+    call_command("rotate_keys", stdout=out)
+    assert "（再封印 2 件）" in out.getvalue()
+    # then each file is sealed under the new key, in its place, and with the new key alone opens whole as the
+    # same ZIP (its recorded SHA-256), nothing left beside it
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    for package in packages:
+        with (services.package_dir() / package.file_name).open("rb") as sealed:
+            assert stream_key_index(sealed) == 0
+        selectors.package_verify(package)
+    assert _files() == sorted(p.file_name for p in packages)
+    entry = AuditEntry.objects.filter(object_pk="rotate_keys").latest("pk")
+    assert entry.additional_data["sealed_files"]["consent.DisclosurePackage"]["resealed"] == 2

@@ -8,8 +8,16 @@ import io
 import os
 
 import pytest
+from cryptography.fernet import Fernet
 
-from crm.crypto import FILE_MAGIC, DecryptionError, decrypt_stream, encrypt_stream
+from crm.crypto import (
+    FILE_MAGIC,
+    DecryptionError,
+    decrypt_stream,
+    encrypt_stream,
+    reseal_stream,
+    stream_key_index,
+)
 
 LABEL = "consent.DisclosurePackage:7"
 
@@ -83,3 +91,23 @@ def test_a_file_under_a_key_no_longer_configured_is_refused(settings):
     # then it does not open
     with pytest.raises(DecryptionError):
         _open(sealed)
+
+
+@pytest.mark.parametrize("size", [0, 1, 65, 3 * 1024 * 1024 + 5])
+def test_a_file_resealed_under_the_newest_key_reads_back_the_same(settings, size):
+    # given a file sealed under the key in use, in small chunks, and a new key put first
+    data = os.urandom(size)
+    sealed = _seal(data)
+    old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode("ascii"), *old_keys]
+    assert stream_key_index(io.BytesIO(sealed)) == 1
+    # when it is resealed
+    out = io.BytesIO()
+    assert reseal_stream(io.BytesIO(sealed), out, bound_to=LABEL) == (size, hashlib.sha256(data).hexdigest())
+    # then it is under the new key, opens with it alone as the same bytes, and stays bound to its label
+    assert stream_key_index(io.BytesIO(out.getvalue())) == 0
+    settings.FIELD_ENCRYPTION_KEYS = settings.FIELD_ENCRYPTION_KEYS[:1]
+    assert _open(out.getvalue()) == data
+    with pytest.raises(DecryptionError):
+        _open(out.getvalue(), label="consent.DisclosurePackage:8")
+    assert stream_key_index(io.BytesIO(sealed)) is None  # the old file: no configured key sealed it

@@ -6,7 +6,9 @@ Key rotation, step by step (see also `manage.py generate_keys --field-key`):
    keys after it; restart. New writes are now encrypted under it, old data still opens.
 2. `manage.py rotate_keys` re-encrypts the stored tokens. Safe to stop and run again: tokens already under
    the newest key are only counted, and `--start-after ID` skips rows done by an interrupted run.
-3. `manage.py rotate_keys --dry-run` shows how many tokens each key still opens: 0 under the old keys.
+3. `manage.py rotate_keys --dry-run` shows how many tokens and sealed files each key still opens: 0 under
+   the old keys. (The files sealed outside the database, the disclosure packages, are re-sealed by the same
+   run: crm.sealed_files.)
 4. Remove the old keys from FIELD_ENCRYPTION_KEYS; restart.
 
 The same run moves unbound tokens (format 0x02 and Fernet, written before tokens were bound to their
@@ -26,6 +28,7 @@ audit entry is written per run, with counts only.
 from __future__ import annotations
 
 import getpass
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +39,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 
 from crm.checks import EncryptionKeyError, verify_encryption_canary
-from crm.crypto import is_bound, is_current, key_fingerprint, reencrypt_token, token_key_index
+from crm.crypto import (
+    is_bound,
+    is_current,
+    key_fingerprint,
+    reencrypt_token,
+    reseal_stream,
+    stream_key_index,
+    token_key_index,
+)
 from crm.fields import _EncryptedMixin
 from crm.models import AuditEntry, EncryptionCanary
+from crm.sealed_files import PROVIDERS, SealedFile
 
 UNREADABLE_SHOWN = 10  # ids listed per column when no key opens a token
 
@@ -80,6 +92,23 @@ class TableReport:
             "empty": self.empty,
             "unbound": self.unbound,
             "unreadable": self.unreadable_count,
+        }
+
+
+@dataclass
+class FilesReport:
+    """The sealed files of one kind (crm.sealed_files) and what the run did to them: counts and labels."""
+
+    kind: str
+    by_key: Counter[int] = field(default_factory=Counter)
+    resealed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "files_by_key": {str(k): n for k, n in sorted(self.by_key.items())},
+            "resealed": self.resealed,
+            "unreadable": len(self.unreadable),
         }
 
 
@@ -134,11 +163,16 @@ class Command(BaseCommand):
                 report = self._walk(model, columns, batch_size, dry_run, opts["start_after"])
             reports.append(report)
 
+        # The files sealed outside the database (disclosure packages): with every run that is not limited to
+        # named models.
+        files = [] if opts["model"] else [self._files(kind, dry_run) for kind in sorted(PROVIDERS)]
+
         # Only a full count may say no unbound token is left (not a sample, one model or a resumed walk).
         complete = not sample and not opts["model"] and opts["start_after"] is None
         self._summary(reports, keys, dry_run, complete=complete)
-        self._audit(reports, keys, dry_run=dry_run, sample=sample)
-        unreadable = sum(r.unreadable_count for r in reports)
+        self._files_summary(files, keys, dry_run)
+        self._audit(reports, keys, dry_run=dry_run, sample=sample, files=files)
+        unreadable = sum(r.unreadable_count for r in reports) + sum(len(f.unreadable) for f in files)
         if unreadable:
             raise CommandError(
                 f"どの鍵でも開けないトークンが {unreadable:,} 件あります"
@@ -146,6 +180,40 @@ class Command(BaseCommand):
                 "それを暗号化した鍵を FIELD_ENCRYPTION_KEYS に加えて再実行してください。"
                 "鍵が正しければ、別の列から移された（列に結び付いた検証に失敗した）トークンです。"
             )
+
+    # --- sealed files -------------------------------------------------------------------------------
+
+    def _files(self, kind: str, dry_run: bool) -> FilesReport:
+        """Count one kind's files by the key in their header; unless a dry run, re-seal those under an older
+        key (each while its owner's row is held, into a partial file made whole and then put in its place)."""
+        report = FilesReport(kind)
+        for item in PROVIDERS[kind]():
+            try:
+                with item.path.open("rb") as sealed:
+                    index = stream_key_index(sealed)
+            except FileNotFoundError:
+                continue  # removed since it was listed
+            if index is None:
+                report.unreadable.append(item.bound_to)
+                continue
+            if index == 0 or dry_run:
+                report.by_key[index] += 1
+                continue
+            with item.hold() as live:
+                if live:
+                    _reseal(item)
+                    report.resealed += 1
+                    index = 0
+            report.by_key[index] += 1
+        return report
+
+    def _files_summary(self, files: list[FilesReport], keys: list[str], dry_run: bool) -> None:
+        for report in files:
+            parts = [f"鍵 #{i} [{keys[i]}]: {report.by_key.get(i, 0):,}" for i in range(len(keys))]
+            done = "" if dry_run else f"（再封印 {report.resealed:,} 件）"
+            self.stdout.write(f"封印ファイル {report.kind}: " + "、".join(parts) + done)
+            for label in report.unreadable[:UNREADABLE_SHOWN]:
+                self.stdout.write(f"    どの鍵でも開けない封印ファイル: {label}")
 
     # --- walking a table ------------------------------------------------------------------------------
 
@@ -301,7 +369,15 @@ class Command(BaseCommand):
             + "".join(f"、鍵 #{i} [{keys[i]}]: 0" for i in range(1, len(keys)))
         )
 
-    def _audit(self, reports: list[TableReport], keys: list[str], *, dry_run: bool, sample: int) -> None:
+    def _audit(
+        self,
+        reports: list[TableReport],
+        keys: list[str],
+        *,
+        dry_run: bool,
+        sample: int,
+        files: list[FilesReport],
+    ) -> None:
         """One summary entry per run: bulk SQL is invisible to django-auditlog. Counts and key fingerprints
         only (a fingerprint names a key without revealing it)."""
         from django.contrib.contenttypes.models import ContentType
@@ -324,8 +400,31 @@ class Command(BaseCommand):
                 "keys": keys,
                 "operator": _operator(),
                 "models": {r.label: r.as_audit() for r in reports},
+                "sealed_files": {f.kind: f.as_audit() for f in files},
             },
         )
+
+
+def _reseal(item: SealedFile) -> None:
+    """Seal `item` anew under the newest key beside it (`.<name>.reseal.partial`, synced), then put it in the
+    file's place with one rename: a reader holding the old file reads it to its end, the next opens the new
+    one, and a crash leaves the old file whole (the partial is removed, or swept with its package)."""
+    partial = item.path.with_name(f".{item.path.name}.reseal.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with item.path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+            reseal_stream(src, dst, bound_to=item.bound_to)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(partial, item.path)
+        directory = os.open(item.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _operator() -> str:
