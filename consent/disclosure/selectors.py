@@ -116,7 +116,9 @@ def sealed_packages() -> Iterator[SealedFile]:
         .order_by("pk")
         .values_list("pk", "file_name")
     )
-    for pk, name in ready.iterator(chunk_size=500):
+    # Read whole first (ready packages are few: one a request, for DISCLOSURE_PACKAGE_DAYS): each hold is a
+    # transaction of its own, never inside a cursor still being read.
+    for pk, name in list(ready):
         yield SealedFile(
             path=package_dir() / name,
             bound_to=DisclosurePackage(pk=pk).sealed_as,
