@@ -15,7 +15,7 @@ import pytest
 import time_machine
 from cryptography.fernet import Fernet
 from django.core.exceptions import PermissionDenied
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -348,3 +348,19 @@ def test_rotate_keys_reseals_the_ready_packages_so_the_old_key_can_go(team, hand
     assert _files() == sorted(p.file_name for p in packages)
     entry = AuditEntry.objects.filter(object_pk="rotate_keys").latest("pk")
     assert entry.additional_data["sealed_files"]["consent.DisclosurePackage"]["resealed"] == 2
+
+
+def test_rotate_keys_leaves_a_tampered_package_as_it_is_and_says_so(team, handler, settings):
+    # given a ready package whose file was changed after sealing, and a new key put first
+    package = _ready_package(team, handler)
+    path = services.package_dir() / package.file_name
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode("ascii"), *settings.FIELD_ENCRYPTION_KEYS]
+    # when rotate_keys runs, then it fails naming the package; the file is left as it was, nothing beside it
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("rotate_keys", stdout=out)
+    assert f"どの鍵でも開けない封印ファイル: consent.DisclosurePackage:{package.pk}" in out.getvalue()
+    assert path.read_bytes() == bytes(raw) and _files() == [package.file_name]
