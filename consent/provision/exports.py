@@ -52,6 +52,10 @@ EXPORT_PATHS: dict[str, ExportPath] = {
     "crm/management/commands/retention_export_tombstones.py:handle": ExportPath(
         INTERNAL, "writes the two files above for the operator (restore after a backup)"
     ),
+    "crm/management/commands/rotate_keys.py:_reseal": ExportPath(
+        INTERNAL,
+        "re-seals a disclosure package's file under the newest key, in its own place (nothing leaves)",
+    ),
     "consent/disclosure/admin.py:download_view": ExportPath(
         TO_DATA_SUBJECT,
         "a verified request's disclosure package, downloaded by its handler to answer the person (APPI 33)",

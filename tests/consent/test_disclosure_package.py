@@ -317,7 +317,6 @@ def test_a_failed_package_is_not_rebuilt_while_another_of_its_request_builds(tea
         services.disclosure_package_rebuild(package=failed, actor=handler, enqueue=False)
 
 
-@pytest.mark.django_db(transaction=True)  # as the command runs: each re-seal commits while its row is held
 def test_rotate_keys_reseals_the_ready_packages_so_the_old_key_can_go(team, handler, settings):
     # given two ready packages sealed under the key in use, and a new key put first
     old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
