@@ -403,17 +403,12 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("影響を受けた本人へ通知する（法26条2項）"), permissions=["change"])
     def queue_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
-        for incident in queryset:
-            try:
-                added = services.incident_notices_queue(incident=incident, actor=request_user(request))
-            except services.IncidentError as error:
-                self.message_user(request, f"{incident}: {error}", messages.ERROR)
-            else:
-                self.message_user(
-                    request,
-                    gettext("%(i)s: 通知%(n)s件を送信待ちにしました。") % {"i": incident, "n": added},
-                    messages.SUCCESS,
-                )
+        self._each(
+            request,
+            queryset,
+            services.incident_notices_queue,
+            gettext("%(i)s: 通知%(n)s件を送信待ちにしました。"),
+        )
 
     @admin.action(description=_("本人への通知を一時停止する"), permissions=["change"])
     def pause_notices(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
@@ -430,19 +425,12 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         """Withdraw the pending notices of the chosen incidents, after a page asking for the reason."""
         form = NoticeCancelForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            for incident in queryset:
-                try:
-                    n = services.incident_notices_cancel(
-                        incident=incident, actor=request_user(request), reason=form.cleaned_data["reason"]
-                    )
-                except services.IncidentError as error:
-                    self.message_user(request, f"{incident}: {error}", messages.ERROR)
-                else:
-                    self.message_user(
-                        request,
-                        gettext("%(i)s: 送信待ちの通知%(n)s件を取り消しました。") % {"i": incident, "n": n},
-                        messages.SUCCESS,
-                    )
+            self._each(
+                request,
+                queryset,
+                functools.partial(services.incident_notices_cancel, reason=form.cleaned_data["reason"]),
+                gettext("%(i)s: 送信待ちの通知%(n)s件を取り消しました。"),
+            )
             return None
         return TemplateResponse(
             request,
@@ -479,13 +467,18 @@ class IncidentAdmin(AccessLoggedAdminMixin, admin.ModelAdmin):
         )
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Incident], service: Any, done: str) -> None:
+        """Run `service` on each chosen incident and say how it went: its refusal, or `done` prefixed with
+        the incident, or, when `done` names it itself, formatted with the incident (%(i)s) and the count the
+        service answered (%(n)s)."""
         for incident in queryset:
             try:
-                service(incident=incident, actor=request_user(request))
+                result = service(incident=incident, actor=request_user(request))
             except services.IncidentError as error:
                 self.message_user(request, f"{incident}: {error}", messages.ERROR)
             else:
-                self.message_user(request, f"{incident}: {done}", messages.SUCCESS)
+                named = "%(i)s" in done
+                text = done % {"i": incident, "n": result} if named else f"{incident}: {done}"
+                self.message_user(request, text, messages.SUCCESS)
 
     @admin.display(description=_("送信状況"))
     def notice_progress(self, obj: Incident) -> str:
